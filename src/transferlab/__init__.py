@@ -1,0 +1,1 @@
+"""transferlab: configuration-driven transfer-learning experiments with VGG."""

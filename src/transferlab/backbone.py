@@ -1,0 +1,207 @@
+"""VGG16/VGG19 addressed by the paper's layer names, with the weights and input normalization they need.
+
+Images outside this module are RGB float tensors in [0, 1]; ``VGGFeatures`` owns the
+normalization its weights expect, so callers never normalize by hand.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torchvision import models
+from torchvision.models import vgg
+
+from transferlab.errors import ConfigError, WeightsError
+
+# Convolutions per block; these are torchvision's configurations "D" and "E".
+BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
+_TORCHVISION_CFG = {"vgg16": "D", "vgg19": "E"}
+
+
+def layer_names(arch: str) -> list[str]:
+    """Names of ``features`` modules in order: conv1_1, relu1_1, ..., pool1, conv2_1, ..."""
+    check_arch(arch)
+    names = []
+    for block, convs in enumerate(BLOCKS[arch], start=1):
+        for i in range(1, convs + 1):
+            names += [f"conv{block}_{i}", f"relu{block}_{i}"]
+        names.append(f"pool{block}")
+    return names
+
+
+def check_arch(arch: str) -> None:
+    if arch not in BLOCKS:
+        raise ConfigError(f"model.arch={arch!r} is not supported; choose one of {sorted(BLOCKS)}")
+
+
+def check_layers(arch: str, layers: Iterable[str], key: str) -> None:
+    """Raise a ConfigError naming the config key when a layer is not part of ``arch``."""
+    valid = layer_names(arch)
+    for layer in layers:
+        if layer not in valid:
+            raise ConfigError(f"{key}: layer {layer!r} does not exist in {arch}; valid names are {', '.join(valid)}")
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """How a [0, 1] RGB image becomes the input the weights were trained on: ``(x[channels] - mean) / std``."""
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    bgr: bool = False
+
+
+IMAGENET = Normalization(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+# Caffe-trained VGG: BGR channel order, 0-255 range, per-channel mean subtracted, no scaling.
+CAFFE = Normalization(
+    mean=(103.939 / 255, 116.779 / 255, 123.68 / 255), std=(1 / 255, 1 / 255, 1 / 255), bgr=True
+)
+NORMALIZATIONS = {"imagenet": IMAGENET, "caffe": CAFFE}
+
+
+class Normalize(nn.Module):
+    def __init__(self, normalization: Normalization) -> None:
+        super().__init__()
+        self.bgr = normalization.bgr
+        self.register_buffer("mean", torch.tensor(normalization.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(normalization.std).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, image: Tensor) -> Tensor:
+        if self.bgr:
+            image = image.flip(1)
+        return (image - self.mean) / self.std
+
+
+class VGGFeatures(nn.Module):
+    """Frozen VGG feature stack that runs only up to the deepest requested layer.
+
+    ``forward`` takes a batch of [0, 1] RGB images and returns ``{layer name: activation}``
+    for the requested layers.
+    """
+
+    def __init__(self, features: nn.Sequential, arch: str, layers: Iterable[str], normalization: Normalization) -> None:
+        super().__init__()
+        layers = list(dict.fromkeys(layers))
+        if not layers:
+            raise ConfigError("no layers requested from the VGG backbone; name at least one layer")
+        check_layers(arch, layers, "layers")
+        names = layer_names(arch)
+        depth = max(names.index(layer) for layer in layers) + 1
+        modules = list(features)[:depth]
+        for module in modules:
+            # In-place ReLU would overwrite a conv activation that we return.
+            if isinstance(module, nn.ReLU):
+                module.inplace = False
+        self.normalize = Normalize(normalization)
+        self.stack = nn.Sequential(*modules)
+        self.names = names[:depth]
+        self.layers = layers
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> VGGFeatures:
+        # Always frozen and in eval mode, whatever Lightning asks of its parent module.
+        return super().train(False)
+
+    def forward(self, image: Tensor) -> dict[str, Tensor]:
+        x = self.normalize(image)
+        wanted = set(self.layers)
+        out = {}
+        for name, module in zip(self.names, self.stack):
+            x = module(x)
+            if name in wanted:
+                out[name] = x
+        return out
+
+
+def torchvision_weights(arch: str, name: str) -> models.WeightsEnum:
+    enum = models.get_model_weights(arch)
+    try:
+        return enum[name]
+    except KeyError:
+        choices = [w.name for w in enum] + ["DEFAULT", "a path to a .pth state dict", "null (random)"]
+        raise ConfigError(f"model.weights={name!r} is not a {arch} weight set; choose one of {choices}") from None
+
+
+def _is_path(weights: str) -> bool:
+    return os.sep in weights or weights.endswith((".pth", ".pt"))
+
+
+def load_state_dict(arch: str, weights: str) -> tuple[dict[str, Tensor], Normalization | None]:
+    """The state dict for ``weights`` (a torchvision weight name or a file path) and, for
+    torchvision weights, the normalization they were trained with."""
+    if _is_path(weights):
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise WeightsError(f"model.weights: file {path} does not exist; give the path to a {arch} state dict")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same thing to the user
+            raise WeightsError(f"model.weights: {path} is not a readable PyTorch state dict ({exc})") from None
+        if not isinstance(state, Mapping):
+            raise WeightsError(f"model.weights: {path} holds a {type(state).__name__}, not a state dict")
+        return dict(state), None
+    spec = torchvision_weights(arch, weights)
+    try:
+        state = spec.get_state_dict(progress=True, check_hash=True)
+    except (urllib.error.URLError, OSError) as exc:
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(spec.url)
+        raise WeightsError(
+            f"{arch} weights {spec} are not in the cache ({cached}) and could not be downloaded from {spec.url} "
+            f"({getattr(exc, 'reason', exc)}). Fix: download that file once into {cached.parent} "
+            f"(or set TORCH_HOME), pass a local file with model.weights=/path/to/{arch}.pth, "
+            "or use model.weights=null for random weights (tests only)"
+        ) from None
+    mean, std = spec.transforms().mean, spec.transforms().std
+    return state, Normalization(mean=tuple(mean), std=tuple(std))
+
+
+def _load_into(module: nn.Module, state: Mapping[str, Tensor], arch: str, weights: str) -> None:
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise WeightsError(f"model.weights={weights} does not fit {arch}: {first}") from None
+
+
+def resolve_normalization(name: str, from_weights: Normalization | None) -> Normalization:
+    """``auto`` takes the normalization of torchvision weights, ImageNet otherwise."""
+    if name == "auto":
+        return from_weights or IMAGENET
+    if name not in NORMALIZATIONS:
+        raise ConfigError(f"model.normalization={name!r} is invalid; choose one of {['auto', *NORMALIZATIONS]}")
+    return NORMALIZATIONS[name]
+
+
+def build_features(arch: str, weights: str | None, pooling: str = "max", normalization: str = "auto") -> tuple[nn.Sequential, Normalization]:
+    """VGG's ``features`` stack (no classifier) with its weights and their normalization."""
+    check_arch(arch)
+    features = vgg.make_layers(vgg.cfgs[_TORCHVISION_CFG[arch]])
+    from_weights = None
+    if weights is not None:
+        state, from_weights = load_state_dict(arch, weights)
+        prefix = "features."
+        _load_into(features, {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, arch, weights)
+    if pooling == "avg":
+        # Gatys et al. found average pooling gives smoother results; VGG's max pools have kernel 2, stride 2.
+        features = nn.Sequential(*(nn.AvgPool2d(2, 2) if isinstance(m, nn.MaxPool2d) else m for m in features))
+    elif pooling != "max":
+        raise ConfigError(f"model.pooling={pooling!r} is invalid; choose max or avg")
+    return features, resolve_normalization(normalization, from_weights)
+
+
+def build_classifier(arch: str, weights: str | None, normalization: str = "auto") -> tuple[vgg.VGG, Normalization]:
+    """The whole torchvision VGG (features and classifier) with its weights and their normalization."""
+    check_arch(arch)
+    model = models.get_model(arch, weights=None)
+    from_weights = None
+    if weights is not None:
+        state, from_weights = load_state_dict(arch, weights)
+        _load_into(model, state, arch, weights)
+    return model, resolve_normalization(normalization, from_weights)

@@ -1,0 +1,130 @@
+"""Load, validate, resize and save images: the only module that touches PIL.
+
+Images leave this module as RGB float tensors ``[3, H, W]`` in [0, 1], in their displayed
+orientation, whatever the file's mode (grayscale, palette, alpha, CMYK, 16-bit) or format.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
+from torch import Tensor
+from torchvision.transforms.functional import pil_to_tensor, to_pil_image
+
+from transferlab.errors import ImageError
+from transferlab.files import atomic_write
+
+# Pillow's own limit (about 89 Mpx): beyond it a file is treated as a decompression bomb.
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # Pillow's convert("RGB") clips 16/32-bit values at 255; rescale to 8 bits first.
+        top = 65535 if image.mode.startswith("I;16") else max(image.getextrema()[1], 1)
+        image = image.point(lambda v: v * (255 / top)).convert("L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # Transparent pixels carry arbitrary colours; show them on white, as a viewer does.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert("RGB")
+
+
+def open_rgb(path: str | Path) -> Image.Image:
+    """Decode ``path`` fully into an RGB PIL image, or raise one ImageError that says why not."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"image {path} does not exist (or is not a file); check the path")
+    if path.stat().st_size == 0:
+        raise ImageError(f"image {path} is empty (0 bytes); replace it with a real image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.seek(0)  # first frame of an animated GIF/WebP
+                image = ImageOps.exif_transpose(image)
+                image.load()
+                return _to_rgb(image)
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise ImageError(
+            f"image {path} is too large to decode safely (over {MAX_PIXELS:,} pixels); downscale it first"
+        ) from None
+    except UnidentifiedImageError:
+        hint = " (SVG is vector art: render it to PNG first)" if path.suffix.lower() == ".svg" else ""
+        raise ImageError(f"image {path} is not an image format Pillow can read{hint}") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"image {path} is damaged or truncated ({exc}); replace the file") from None
+
+
+def to_tensor(image: Image.Image) -> Tensor:
+    return pil_to_tensor(image).float().div_(255)
+
+
+def load_image(path: str | Path, size: int | None = None) -> Tensor:
+    """``[3, H, W]`` float RGB in [0, 1]; with ``size``, resized so that its long side is ``size``."""
+    image = to_tensor(open_rgb(path))
+    return image if size is None else resize_long_side(image, size)
+
+
+def resize_long_side(image: Tensor, size: int) -> Tensor:
+    h, w = image.shape[-2:]
+    scale = size / max(h, w)
+    return resize(image, (max(1, round(h * scale)), max(1, round(w * scale))))
+
+
+def resize(image: Tensor, hw: tuple[int, int]) -> Tensor:
+    """Antialiased bicubic resize of a ``[C, H, W]`` or ``[B, C, H, W]`` tensor, clamped to [0, 1]."""
+    if tuple(image.shape[-2:]) == tuple(hw):
+        return image
+    batch = image if image.dim() == 4 else image.unsqueeze(0)
+    out = F.interpolate(batch, size=hw, mode="bicubic", antialias=True, align_corners=False).clamp_(0, 1)
+    return out if image.dim() == 4 else out.squeeze(0)
+
+
+def to_pil(image: Tensor) -> Image.Image:
+    return to_pil_image(image.detach().float().clamp(0, 1).cpu())
+
+
+def save_atomic(image: Image.Image, path: str | Path) -> Path:
+    """Write ``image`` atomically; the format follows the suffix."""
+    with atomic_write(path) as f:
+        image.save(f, format=Image.registered_extensions()[Path(path).suffix.lower()])
+    return Path(path)
+
+
+def save_image(image: Tensor, path: str | Path) -> Path:
+    """Save a ``[3, H, W]`` [0, 1] tensor atomically; the format follows the suffix."""
+    return save_atomic(to_pil(image), path)
+
+
+def contact_sheet(tiles: list[tuple[Image.Image, list[str]]], tile: int = 256, columns: int = 4) -> Image.Image:
+    """A grid of images, each fitted into a ``tile`` square with its caption lines below it."""
+    line_height = 12
+    caption_lines = max((len(lines) for _, lines in tiles), default=0)
+    cell_w, cell_h = tile, tile + line_height * caption_lines + 6
+    columns = max(1, min(columns, len(tiles)))
+    rows = (len(tiles) + columns - 1) // columns
+    sheet = Image.new("RGB", (cell_w * columns, cell_h * rows), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, (image, lines) in enumerate(tiles):
+        x, y = (i % columns) * cell_w, (i // columns) * cell_h
+        thumb = ImageOps.contain(image, (tile, tile))
+        sheet.paste(thumb, (x + (tile - thumb.width) // 2, y + (tile - thumb.height) // 2))
+        for j, line in enumerate(lines):
+            draw.text((x + 3, y + tile + 2 + j * line_height), line, fill="black")
+    return sheet
+
+
+def fits_in(image: Tensor, size: int) -> Tensor:
+    """Downscale (never upscale) so that the long side is at most ``size``; for previews."""
+    return image if max(image.shape[-2:]) <= size else resize_long_side(image, size)
+
+
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in Image.registered_extensions()
+
