@@ -18,10 +18,6 @@ from torchvision.transforms.functional import pil_to_tensor, to_pil_image
 from transferlab.errors import ImageError
 from transferlab.files import atomic_write
 
-# Pillow's own limit (about 89 Mpx): beyond it a file is treated as a decompression bomb.
-MAX_PIXELS = Image.MAX_IMAGE_PIXELS
-
-
 def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         # Pillow's convert("RGB") clips 16/32-bit values at 255; rescale to 8 bits first.
@@ -44,6 +40,7 @@ def open_rgb(path: str | Path) -> Image.Image:
         raise ImageError(f"image {path} is empty (0 bytes); replace it with a real image")
     try:
         with warnings.catch_warnings():
+            # Pillow only warns between its limit and twice its limit; refuse those too.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 image.seek(0)  # first frame of an animated GIF/WebP
@@ -52,7 +49,8 @@ def open_rgb(path: str | Path) -> Image.Image:
                 return _to_rgb(image)
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
         raise ImageError(
-            f"image {path} is too large to decode safely (over {MAX_PIXELS:,} pixels); downscale it first"
+            f"image {path} is too large to decode safely (over {Image.MAX_IMAGE_PIXELS:,} pixels, "
+            "Pillow's decompression-bomb limit); downscale it first"
         ) from None
     except UnidentifiedImageError:
         hint = " (SVG is vector art: render it to PNG first)" if path.suffix.lower() == ".svg" else ""
