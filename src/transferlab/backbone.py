@@ -82,10 +82,17 @@ class VGGFeatures(nn.Module):
     """Frozen VGG feature stack that runs only up to the deepest requested layer.
 
     ``forward`` takes a batch of [0, 1] RGB images and returns ``{layer name: activation}``
-    for the requested layers.
+    for the requested layers, divided by ``feature_scale``.
     """
 
-    def __init__(self, features: nn.Sequential, arch: str, layers: Iterable[str], normalization: Normalization) -> None:
+    def __init__(
+        self,
+        features: nn.Sequential,
+        arch: str,
+        layers: Iterable[str],
+        normalization: Normalization,
+        feature_scale: float = 1.0,
+    ) -> None:
         super().__init__()
         layers = list(dict.fromkeys(layers))
         if not layers:
@@ -102,6 +109,9 @@ class VGGFeatures(nn.Module):
         self.stack = nn.Sequential(*modules)
         self.names = names[:depth]
         self.layers = layers
+        # Activations are divided by this so that loss weights carry over between weight sets
+        # whose activations differ in magnitude (Caffe-converted VGG runs ~224x larger).
+        self.feature_scale = feature_scale
         self.requires_grad_(False)
         self.eval()
 
@@ -116,7 +126,7 @@ class VGGFeatures(nn.Module):
         for name, module in zip(self.names, self.stack):
             x = module(x)
             if name in wanted:
-                out[name] = x
+                out[name] = x if self.feature_scale == 1 else x / self.feature_scale
         return out
 
 

@@ -17,22 +17,31 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def gram_matrix(features: Tensor) -> Tensor:
+def gram_matrix(features: Tensor, mask: Tensor | None = None) -> Tensor:
     """``[B, C, H, W] -> [B, C, C]``, normalized by ``H * W``; in fp32 even under autocast,
-    where bf16 sums of ``H * W`` products would lose the style signal."""
+    where bf16 sums of ``H * W`` products would lose the style signal.
+
+    With ``mask`` (``[B or 1, 1, H, W]`` in [0, 1]) each position counts with its mask value:
+    ``G = (F m)(F m)ᵀ / Σ m²``, the Gram matrix of the masked region alone (spatial control).
+    """
     b, c, h, w = features.shape
     with torch.autocast(features.device.type, enabled=False):
-        flat = features.float().reshape(b, c, h * w)
-        return torch.bmm(flat, flat.transpose(1, 2)) / (h * w)
+        flat = features.float()
+        norm: Tensor | int = h * w
+        if mask is not None:
+            flat = flat * mask
+            norm = mask.float().pow(2).sum(dim=(1, 2, 3)).clamp_min(1e-8).view(-1, 1, 1)
+        flat = flat.reshape(b, c, h * w)
+        return torch.bmm(flat, flat.transpose(1, 2)) / norm
 
 
 def content_loss(features: Tensor, target: Tensor) -> Tensor:
     return F.mse_loss(features, target)
 
 
-def style_loss(features: Tensor, target_gram: Tensor) -> Tensor:
-    """Gram distance of ``features`` to a precomputed target Gram matrix."""
-    return F.mse_loss(gram_matrix(features), target_gram)
+def style_loss(features: Tensor, target_gram: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Gram distance of ``features`` (within ``mask``, if given) to a precomputed target Gram matrix."""
+    return F.mse_loss(gram_matrix(features, mask), target_gram)
 
 
 def total_variation(image: Tensor) -> Tensor:

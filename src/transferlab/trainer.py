@@ -36,12 +36,11 @@ def precision(cfg: DictConfig, device: str) -> str:
 
 def make_trainer(cfg: DictConfig, output_dir: Path, **kwargs: Any) -> pl.Trainer:
     device = accelerator(cfg.trainer.accelerator)
-    logger = TensorBoardLogger(save_dir=str(output_dir), name="tensorboard", version="", default_hp_metric=False)
+    kwargs.setdefault("logger", TensorBoardLogger(save_dir=str(output_dir), name="tensorboard", version="", default_hp_metric=False))
     return pl.Trainer(
         accelerator=device,
         devices=cfg.trainer.devices,
         precision=precision(cfg, device),
-        logger=logger,
         default_root_dir=str(output_dir),
         **kwargs,
     )
