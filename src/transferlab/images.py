@@ -60,7 +60,7 @@ def open_rgb(path: str | Path) -> Image.Image:
 
 
 def to_tensor(image: Image.Image) -> Tensor:
-    return pil_to_tensor(image).float().div_(255)
+    return pil_to_tensor(image).float().div_(255).contiguous()  # PIL gives an HWC view
 
 
 def load_image(path: str | Path, size: int | None = None) -> Tensor:

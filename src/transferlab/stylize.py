@@ -66,7 +66,8 @@ class StyleTransfer(pl.LightningModule):
         self.schedule = schedule
         self.ends = list(accumulate(steps for _, steps in schedule))
         self.scale = 0
-        self.image = nn.Parameter(images.resize(scene.init, self.hw(0)).unsqueeze(0).clone())
+        # L-BFGS flattens the gradient with view(-1): the image must be contiguous.
+        self.image = nn.Parameter(images.resize(scene.init, self.hw(0)).unsqueeze(0).clone(memory_format=torch.contiguous_format))
         self.evaluations = 0
         self.last_losses: dict[str, Tensor] = {}
         self.last_point: Tensor | None = None
@@ -145,9 +146,13 @@ class StyleTransfer(pl.LightningModule):
         self.trainer.strategy.optimizers = [self.configure_optimizers()]
         self.last_point = self.last_grad = None
 
-    def training_step(self, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # Here, not in training_step: Lightning hooks its step counting into the optimizers
+        # between the two, so a new optimizer must exist before then.
         if self.scale_at(self.global_step) > self.scale:
             self.next_scale()
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
         optimizer = self.optimizers()
 
         def closure() -> Tensor:
@@ -332,7 +337,9 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
     if cfg.task.checkpoint_every:
         checkpoints = output_dir / "checkpoints"
         callbacks += [
-            ModelCheckpoint(checkpoints, filename="step{step}", every_n_train_steps=cfg.task.checkpoint_every, save_top_k=1),
+            # No "=" in the name: Hydra's override grammar would trip on ckpt_path=.../step=4.ckpt.
+            ModelCheckpoint(checkpoints, filename="step{step:06d}", auto_insert_metric_name=False,
+                            every_n_train_steps=cfg.task.checkpoint_every, save_top_k=1),
             OnExceptionCheckpoint(checkpoints, filename="interrupted"),
         ]
     fit = make(max_steps=module.ends[-1], enable_checkpointing=bool(cfg.task.checkpoint_every), callbacks=callbacks)

@@ -21,7 +21,8 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
 
 
 def labels(jobs: list[Path]) -> list[list[str]]:
-    """Each job's overrides that differ between jobs (all of them if none differ), then its final loss."""
+    """Each job's overrides that differ between jobs (all of them if none differ), then its final
+    loss and quality metrics (SSIM to the content, Gram distance to the style)."""
     overrides = [list(OmegaConf.load(job / ".hydra" / "overrides.yaml")) for job in jobs]
     varying = {o for o in set().union(*overrides) if sum(o in job for job in overrides) < len(overrides)}
     out = []
@@ -29,7 +30,9 @@ def labels(jobs: list[Path]) -> list[list[str]]:
         lines = [o for o in job_overrides if o in varying] or job_overrides
         metrics = job / "metrics.json"
         if metrics.is_file():
-            lines.append(f"loss {json.loads(metrics.read_text())['loss_total']:.4g}")
+            m = json.loads(metrics.read_text())
+            lines.append(f"loss {m['loss_total']:.4g}")
+            lines.append(f"ssim {m['quality_ssim']:.3f}  style {m['quality_gram_mean']:.3g}")
         out.append(lines)
     return out
 
