@@ -45,6 +45,20 @@ def compose_cfg(*overrides: str) -> DictConfig:
         return compose("config", overrides=list(overrides), return_hydra_config=False)
 
 
+def stylize_cfg(content_path: Path, style_path: Path, *overrides: str, size: int = 32, steps: int = 4) -> DictConfig:
+    """A stylize config on local images with random weights, small and short, on the CPU."""
+    return compose_cfg(
+        "model.weights=null",
+        f"task.content={content_path}",
+        f"task.style={style_path}",
+        f"task.size={size}",
+        f"task.steps={steps}",
+        "task.image_every=0",
+        "trainer.accelerator=cpu",
+        *overrides,
+    )
+
+
 def run_cli(*args: str, cwd: Path, timeout: int = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """`python run.py ARGS` in a subprocess, importing this checkout's sources, never the network."""
     full_env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONUNBUFFERED": "1", **(env or {})}

@@ -8,22 +8,13 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torchvision.models import vgg
 
-from conftest import compose_cfg, make_image
+from conftest import make_image, stylize_cfg
 from transferlab import color, images, scene, stylize
 from transferlab.errors import ConfigError
 
 
 def cfg_for(content_path, style_path, *overrides):
-    return compose_cfg(
-        "model.weights=null",
-        f"task.content={content_path}",
-        f"task.style={style_path}",
-        "task.size=48",
-        "task.steps=3",
-        "task.image_every=0",
-        "trainer.accelerator=cpu",
-        *overrides,
-    )
+    return stylize_cfg(content_path, style_path, *overrides, size=48, steps=3)
 
 
 def mask(path, size, left_white: bool):

@@ -6,21 +6,12 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import compose_cfg
+from conftest import stylize_cfg
 from transferlab import images, stylize
 
 
 def small_cfg(content_path, style_path, *overrides):
-    return compose_cfg(
-        "model.weights=null",
-        f"task.content={content_path}",
-        f"task.style={style_path}",
-        "task.size=32",
-        "task.steps=4",
-        "task.image_every=2",
-        "trainer.accelerator=cpu",
-        *overrides,
-    )
+    return stylize_cfg(content_path, style_path, "task.image_every=2", *overrides)
 
 
 def test_only_parameter_is_the_image_and_vgg_is_truncated(content_path, style_path):

@@ -93,10 +93,10 @@ class StyleTransfer(pl.LightningModule):
                       for x in s.styles]
         self.content_targets = {layer: content[layer] for layer in self.content_layers}
         self.gram_targets = [{layer: gram_matrix(f[layer]) for layer in self.style_layers} for f in styles]
-        masks = s.masks or ([None] * len(s.styles) if s.strength is None else [torch.ones_like(s.strength)] * len(s.styles))
+        masks = s.masks or [None] * len(s.styles)
         if s.strength is not None:
             # Style statistics are taken where the style applies, in proportion to its strength.
-            masks = [m * s.strength for m in masks]
+            masks = [s.strength if m is None else m * s.strength for m in masks]
         self.layer_masks = [
             {layer: None if m is None else images.resize(m, tuple(content[layer].shape[-2:])).unsqueeze(0)
              for layer in self.style_layers}
