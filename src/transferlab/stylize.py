@@ -257,6 +257,8 @@ def check(cfg: DictConfig) -> None:
         if task.tile_overlap >= task.tile // 2:
             raise ConfigError(f"task.tile_overlap={task.tile_overlap} must be below half of task.tile={task.tile}")
     schedule(task)
+    if cfg.ckpt_path and is_tiled(task) and not task.scales:
+        raise ConfigError("ckpt_path resumes the whole-image scales, and this tiled run has none; set task.scales or drop ckpt_path")
     scene.check(task)
     config.choice(cfg.optimizer.name, OPTIMIZERS, "optimizer.name")
     for key in ("content_weight", "style_weight", "tv_weight"):
