@@ -16,21 +16,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import re
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-
-import logging  # noqa: E402
-import warnings  # noqa: E402
 
 import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
@@ -45,6 +44,10 @@ from transferlab import backbone, estimate, stylize  # noqa: E402
 CONTENT = ROOT.parent / "shared" / "data" / "content" / "tubingen.jpg"
 STYLE = ROOT.parent / "shared" / "data" / "styles" / "starry_night.jpg"
 RESULTS = ROOT / "outputs" / "benchmarks"
+
+# glibc otherwise raises its mmap threshold as large blocks are freed and keeps later ones in its
+# heap, so the resident peak also holds memory no tensor uses any more.
+LIVE_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "65536"}
 
 # Lightning's banner and tips, once per fit, would bury the figures.
 logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
@@ -121,10 +124,10 @@ def reset_peak() -> None:
     Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
 
 
-def run_child(section: str, **kwargs: Any) -> dict[str, Any]:
+def run_child(section: str, env: dict[str, str] | None = None, **kwargs: Any) -> dict[str, Any]:
     """Run ``section`` in a fresh process (clean peak memory, no state from earlier runs)."""
     out = subprocess.run([sys.executable, __file__, "_child", section, json.dumps(kwargs)],
-                         capture_output=True, text=True, check=False)
+                         capture_output=True, text=True, check=False, env={**os.environ, **(env or {})})
     if out.returncode:
         raise RuntimeError(f"child {section} {kwargs} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -267,6 +270,9 @@ class Trace(pl.Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, module: stylize.StyleTransfer, *args: Any) -> None:
         loss = float(module.last_losses["loss/total"])
         self.points.append((time.perf_counter() - self.start, module.evaluations, loss))
+        if len(self.points) % 25 == 0:  # progress, for long runs
+            print(f"  {module.image.shape[-1]}px step {len(self.points)}: {module.evaluations} evaluations,"
+                  f" loss {loss:.5g}, {self.points[-1][0]:.0f}s", file=sys.stderr, flush=True)
         if module.evaluations >= self.max_evals or (self.target is not None and loss <= self.target):
             trainer.should_stop = True
 
@@ -282,11 +288,29 @@ def fit(module: stylize.StyleTransfer, target: float | None, max_evals: int, max
     return trace
 
 
-def schedule(stages: list[tuple[int, int]], layers: str, history: int, target: float | None) -> dict[str, Any]:
+def balanced_weights(size: int, layers: str) -> list[str]:
+    """Config overrides that make every term matter with random VGG weights, whose activations
+    shrink with depth (relu5_1's style loss starts ~1e13 times below relu1_1's): each style
+    layer is weighted by 1 / its loss at the start (the content image), the style weight sets that
+    start to 1e3, and the content weight makes a noise image cost as much in content."""
+    module = build(make_cfg(size, layers))
+    with torch.no_grad():
+        terms = module.losses()
+        module.image.copy_(torch.rand_like(module.image))
+        content = float(module.losses()["loss/content"]) / module.weights.content
+    style = {l: float(terms[f"style/loss_{l}"]) / module.weights.style for l in module.style_layers}
+    overrides = [f"layers.style.{l}={1 / v:.6g}" for l, v in style.items()]
+    # layer weights are normalized to sum 1: the style loss at the start is len(style) / sum(1 / v).
+    start = len(style) / sum(1 / v for v in style.values())
+    return overrides + [f"loss.style_weight={1e3 / start:.6g}", f"loss.content_weight={1e3 / content:.6g}"]
+
+
+def schedule(stages: list[tuple[int, int]], layers: str, history: int, target: float | None,
+             weights: list[str]) -> dict[str, Any]:
     """Coarse to fine: optimize at each ``(size, evaluations)`` in turn, starting from the
     previous stage's image upsampled; the last stage runs until ``target`` (or its budget).
     All stages share the encoder of the last one, so every stage sees the same weights."""
-    cfgs = [make_cfg(size, layers, f"optimizer.history_size={history}") for size, _ in stages]
+    cfgs = [make_cfg(size, layers, f"optimizer.history_size={history}", *weights) for size, _ in stages]
     encoder = build(cfgs[-1]).encoder
     image, total, log = None, 0.0, []
     for i, ((size, evals), cfg) in enumerate(zip(stages, cfgs)):
@@ -312,12 +336,14 @@ def schedule(stages: list[tuple[int, int]], layers: str, history: int, target: f
 def quality(args: argparse.Namespace) -> None:
     print(f"== time to quality at {args.size} px, layers={args.layers}, random weights\nmachine: {machine()}")
     RESULTS.mkdir(parents=True, exist_ok=True)
+    weights = balanced_weights(args.size, args.layers)
+    print("loss weights (balanced for random VGG weights, fixed for every run):", " ".join(weights))
     ref_file = RESULTS / f"single_{args.size}_{args.layers}_{args.evals}.json"
     if ref_file.exists():
         ref = json.loads(ref_file.read_text())
         print(f"single-scale reference read from {ref_file} (delete it to measure again)")
     else:
-        ref = schedule([(args.size, args.evals)], args.layers, 100, None)
+        ref = schedule([(args.size, args.evals)], args.layers, 100, None, weights)
         ref["machine"] = machine()
         ref_file.write_text(json.dumps(ref))
     target = ref["loss"]
@@ -325,7 +351,7 @@ def quality(args: argparse.Namespace) -> None:
     for spec in args.schedules:
         *coarse, history = spec.split("/")
         stages = [tuple(map(int, s.split(":"))) for s in coarse] + [(args.size, args.evals)]
-        result = schedule(stages, args.layers, int(history), target)
+        result = schedule(stages, args.layers, int(history), target, weights)
         report(f"{spec}", result, ref)
 
 
@@ -359,11 +385,15 @@ def memory(args: argparse.Namespace) -> None:
     print(f"== peak memory of a stylize run (VGG19, layers={args.layers}, fp32, batch 1)\nmachine: {machine()}")
     print("measured = peak resident memory of a fresh process during build + fit, less its resident memory after"
           " imports; L-BFGS runs history+2 steps so that its history is full")
+    if args.live:
+        print("--live: glibc's mmap threshold fixed at 64 KiB, so freed tensors leave the process at once and the"
+              " peak is that of live tensors (what torch.cuda.max_memory_allocated reports on a GPU)")
     print(f"{'size':>9} {'optimizer':>14} {'measured MiB':>12} {'estimate MiB':>12} {'error':>6}  estimate parts (MiB)")
     for size in args.sizes:
         for optimizer in ("lbfgs", "adam"):
             steps = args.history + 2 if optimizer == "lbfgs" else 3
-            r = run_child("memory", size=size, layers=args.layers, optimizer=optimizer, history=args.history, steps=steps)
+            r = run_child("memory", env=LIVE_MALLOC if args.live else None, size=size, layers=args.layers,
+                          optimizer=optimizer, history=args.history, steps=steps)
             est = sum(r["estimate"].values()) / 2**20
             name = f"lbfgs(h={args.history})" if optimizer == "lbfgs" else "adam"
             parts = ", ".join(f"{k} {v / 2**20:.0f}" for k, v in r["estimate"].items())
@@ -432,6 +462,7 @@ def main() -> None:
     p.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
     p.add_argument("--layers", default="gatys")
     p.add_argument("--history", type=int, default=10, help="L-BFGS history size (its cost is printed for 100 too)")
+    p.add_argument("--live", action="store_true", help="measure live tensors: no heap retention by malloc")
     p.set_defaults(run=memory)
     p = sections.add_parser("precision", help="bf16-mixed vs fp32 speed and final loss (CUDA or AMX)")
     p.add_argument("--size", type=int, default=512)

@@ -13,21 +13,30 @@ alive during the backward pass. All sizes assume fp32.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig
 from torchvision.models import vgg
 
-from transferlab import backbone
+from transferlab import backbone, config
 
 FP32 = 4
 INT64 = 8
-# Image-sized fp32 vectors L-BFGS keeps besides its history: flat gradient, previous gradient,
-# direction, the line search's copy of the start point and its trial gradient.
-LBFGS_VECTORS = 5
+# Image-sized fp32 vectors L-BFGS holds besides its history, at most during its strong-Wolfe line
+# search: flat gradient, previous gradient, direction, the copy of the start point, and the line
+# search's gradients (start, previous, new, bracket).
+LBFGS_VECTORS = 8
+# Adam's two moments and its temporary denominator.
+ADAM_VECTORS = 3
+# Memory a run adds that is not tensors: modules Lightning imports as it fits, oneDNN's JIT code
+# and scratch space. Measured on CPU: 40-50 MiB at every size (scripts/benchmark_stylize.py memory).
+RUNTIME = 40 * 2**20
 # Image-sized tensors alive in every run: the image, its gradient, and the closure's cached
 # point and gradient (stylize.StyleTransfer), plus the normalized channels-last input of conv1_1.
 IMAGE_TENSORS = 5
@@ -127,15 +136,14 @@ def estimate(
     saved = sum(l.numel for l in plan if l.kind == "relu") * FP32
     saved += sum(l.numel * (FP32 + INT64) for l in plan if l.kind == "pool")
     saved += sum(by_name[name].numel * FP32 for name in used if name.startswith("conv"))
-    # Backward: the incoming and outgoing gradients of the largest layer, and the weight's
-    # gradient-format copy oneDNN makes for the largest conv.
+    # Backward: the incoming and outgoing gradients of the largest layer.
     largest = max(l.numel for l in plan)
     backward = 2 * largest * FP32
     targets = sum(by_name[name].numel for name in content_layers) + sum(by_name[name].channels ** 2 for name in style_layers)
     if optimizer == "lbfgs":
         state = (2 * history_size + LBFGS_VECTORS) * pixels
     elif optimizer == "adam":
-        state = 2 * pixels
+        state = ADAM_VECTORS * pixels
     else:
         raise ValueError(f"optimizer {optimizer!r}: choose lbfgs or adam")
     parts = {
@@ -144,23 +152,29 @@ def estimate(
         "images": (IMAGE_TENSORS * pixels + 3 * style_size[0] * style_size[1]) * FP32,
         "targets": targets * FP32,
         "optimizer": state * FP32,
+        "runtime": RUNTIME,
     }
     flops = evaluation_flops(arch, used, style_layers, height, width)
     return Estimate(parts, flops, flops / throughput, throughput)
 
 
-def largest_size(budget_bytes: int, aspect: float, step: int = 32, limit: int = 8192, **kwargs) -> int:
+def largest_size(budget_bytes: int, aspect: float, step: int = 32, limit: int = 8192, style_scale: float = 1.0, **kwargs) -> int:
     """The largest long side (a multiple of ``step``) whose estimated peak fits ``budget_bytes``.
-    ``aspect`` is the content image's width / height; ``kwargs`` go to ``estimate`` (all but the
-    sizes). The style image follows the output size, as with ``task.style_scale=1``."""
+    ``aspect`` is the content image's width / height, the style image's long side is
+    ``style_scale`` times the output's (its aspect taken as the content's: the style image's
+    share of memory is small); ``kwargs`` go to ``estimate``."""
+
+    def shape(long_side: int) -> tuple[int, int]:
+        if aspect >= 1:
+            return max(1, round(long_side / aspect)), long_side
+        return long_side, max(1, round(long_side * aspect))
 
     def peak(long_side: int) -> int:
-        h, w = (long_side, max(1, round(long_side * aspect))) if aspect <= 1 else (max(1, round(long_side / aspect)), long_side)
-        return estimate(size=(h, w), style_size=(h, w), **kwargs).peak_bytes
+        return estimate(size=shape(long_side), style_size=shape(max(32, round(long_side * style_scale))), **kwargs).peak_bytes
 
     if peak(step) > budget_bytes:
         raise ValueError(f"even a {step}px image needs more than {budget_bytes / 2**30:.2f} GiB")
-    low, high = 1, limit // step  # peak grows with size: bisect on multiples of step
+    low, high = 1, limit // step  # the peak grows with the size: bisect on multiples of step
     while low < high:
         mid = (low + high + 1) // 2
         low, high = (mid, high) if peak(mid * step) <= budget_bytes else (low, mid - 1)
@@ -184,3 +198,38 @@ def conv_throughput(device: str | torch.device = "cpu", channels_last: bool = Tr
             if i:  # the first run is a warm-up (oneDNN/cuDNN pick and cache their kernels)
                 times.append(time.perf_counter() - start)
     return flops / sorted(times)[len(times) // 2]
+
+
+def for_config(cfg: DictConfig, size: tuple[int, int], style_size: tuple[int, int], throughput: float = DEFAULT_THROUGHPUT) -> Estimate:
+    """``estimate`` for a composed stylize config (layers, optimizer and history taken from it)."""
+    return estimate(
+        cfg.model.arch,
+        config.layer_weights(cfg.layers.content, "layers.content"),
+        config.layer_weights(cfg.layers.style, "layers.style"),
+        size,
+        style_size,
+        cfg.optimizer.name,
+        cfg.optimizer.get("history_size", 0),
+        throughput,
+    )
+
+
+def available_memory(device: str | torch.device) -> int:
+    """Bytes a run may use on ``device``: free CUDA memory, or the system's available memory."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    found = re.search(r"MemAvailable:\s+(\d+) kB", Path("/proc/meminfo").read_text())
+    return int(found.group(1)) * 1024
+
+
+def auto_size(cfg: DictConfig, aspect: float, budget_bytes: int) -> int:
+    """The ``task.size`` (long side) that ``task.size=auto`` picks: the largest whose estimated peak
+    fits ``budget_bytes``, with the style image at ``task.style_scale`` of it."""
+    kwargs = dict(
+        arch=cfg.model.arch,
+        content_layers=config.layer_weights(cfg.layers.content, "layers.content"),
+        style_layers=config.layer_weights(cfg.layers.style, "layers.style"),
+        optimizer=cfg.optimizer.name,
+        history_size=cfg.optimizer.get("history_size", 0),
+    )
+    return largest_size(budget_bytes, aspect, style_scale=cfg.task.style_scale, **kwargs)
