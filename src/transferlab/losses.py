@@ -12,27 +12,57 @@ Our definitions (weights tuned for other codebases do not carry over unchanged):
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 
+class _Gram(torch.autograd.Function):
+    """``F Fᵀ * scale`` with a one-matmul backward. Autograd's generic ``bmm`` backward spends
+    two matmuls (``G' F`` and ``G'ᵀ F``); since ``d(F Fᵀ) = dF Fᵀ + F dFᵀ``, the gradient is
+    ``(G' + G'ᵀ) F * scale``: one ``C x C`` add and one matmul."""
+
+    @staticmethod
+    def forward(ctx: Any, flat: Tensor, scale: float) -> Tensor:
+        ctx.save_for_backward(flat)
+        ctx.scale = scale
+        return torch.baddbmm(flat.new_empty(()), flat, flat.transpose(1, 2), beta=0, alpha=scale)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        (flat,) = ctx.saved_tensors
+        sym = grad + grad.transpose(1, 2)
+        if flat.transpose(1, 2).is_contiguous():
+            # Channels-last features: multiply in their [B, HW, C] layout so the gradient keeps it.
+            out = torch.baddbmm(flat.new_empty(()), flat.transpose(1, 2), sym, beta=0, alpha=ctx.scale).transpose(1, 2)
+        else:
+            out = torch.baddbmm(flat.new_empty(()), sym, flat, beta=0, alpha=ctx.scale)
+        return out, None
+
+
 def gram_matrix(features: Tensor, mask: Tensor | None = None) -> Tensor:
     """``[B, C, H, W] -> [B, C, C]``, normalized by ``H * W``; in fp32 even under autocast,
-    where bf16 sums of ``H * W`` products would lose the style signal.
+    where bf16 sums of ``H * W`` products would lose the style signal. Works on NCHW and
+    channels-last features without copying them.
 
     With ``mask`` (``[B or 1, 1, H, W]`` in [0, 1]) each position counts with its mask value:
     ``G = (F m)(F m)ᵀ / Σ m²``, the Gram matrix of the masked region alone (spatial control).
     """
     b, c, h, w = features.shape
     with torch.autocast(features.device.type, enabled=False):
-        flat = features.float()
-        norm: Tensor | int = h * w
+        features = features.to(torch.promote_types(features.dtype, torch.float32))  # fp64 stays fp64
         if mask is not None:
-            flat = flat * mask
-            norm = mask.float().pow(2).sum(dim=(1, 2, 3)).clamp_min(1e-8).view(-1, 1, 1)
-        flat = flat.reshape(b, c, h * w)
-        return torch.bmm(flat, flat.transpose(1, 2)) / norm
+            features = features * mask
+        if features.is_contiguous(memory_format=torch.channels_last) and not features.is_contiguous():
+            flat = features.permute(0, 2, 3, 1).reshape(b, h * w, c).transpose(1, 2)
+        else:
+            flat = features.reshape(b, c, h * w)
+        if mask is None:
+            return _Gram.apply(flat, 1.0 / (h * w))
+        norm = mask.to(features.dtype).pow(2).sum(dim=(1, 2, 3)).clamp_min(1e-8).view(-1, 1, 1)
+        return _Gram.apply(flat, 1.0) / norm
 
 
 def content_loss(features: Tensor, target: Tensor) -> Tensor:

@@ -1,0 +1,480 @@
+"""Benchmarks of the stylize task's optimization loop (issue 4), on this machine, random VGG weights.
+
+    python scripts/benchmark_stylize.py speed      # s/evaluation vs its FLOP lower bound, and vs a plain baseline
+    python scripts/benchmark_stylize.py quality    # time to a loss: single-scale vs coarse-to-fine
+    python scripts/benchmark_stylize.py memory     # peak memory vs the estimate, L-BFGS and Adam
+    python scripts/benchmark_stylize.py precision  # bf16-mixed vs fp32 (CUDA, or a CPU with AMX)
+
+"Our" numbers come from the project's code path: ``stylize.build(cfg)`` and the module's
+``losses()`` plus ``backward()``, which is what its L-BFGS closure runs (``manual_backward`` is
+``backward`` at precision 32). Every figure is printed with the machine and its load, since
+other processes may share the CPU: the conv throughput that sets the lower bound is measured in
+the same process, interleaved with the timings it is compared to.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+import pytorch_lightning as pl  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+from torch import Tensor  # noqa: E402
+from torchvision.models import vgg19  # noqa: E402
+
+from transferlab import backbone, estimate, stylize  # noqa: E402
+
+CONTENT = ROOT.parent / "shared" / "data" / "content" / "tubingen.jpg"
+STYLE = ROOT.parent / "shared" / "data" / "styles" / "starry_night.jpg"
+RESULTS = ROOT / "outputs" / "benchmarks"
+
+# glibc otherwise raises its mmap threshold as large blocks are freed and keeps later ones in its
+# heap, so the resident peak also holds memory no tensor uses any more.
+LIVE_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "65536"}
+
+# Lightning's banner and tips, once per fit, would bury the figures.
+logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
+warnings.filterwarnings("ignore")
+
+
+# ---------------------------------------------------------------- machine, config, measurement helpers
+
+
+def machine() -> str:
+    cpu = platform.processor()
+    if Path("/proc/cpuinfo").exists():
+        found = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text())
+        cpu = found.group(1) if found else cpu
+    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return (
+        f"{cpu}, {os.cpu_count()} CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads, "
+        f"CPU capability {torch.backends.cpu.get_cpu_capability()}){gpu}; load average {load()}"
+    )
+
+
+def load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def make_cfg(size: int, layers: str = "gatys", *overrides: str) -> DictConfig:
+    """The config ``python run.py`` would get for a stylize run with random weights."""
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        return compose(
+            "config",
+            overrides=[f"task.content={CONTENT}", f"task.style={STYLE}", f"task.size={size}", "model.weights=null",
+                       f"layers={layers}", *overrides],
+        )
+
+
+def build(cfg: DictConfig) -> stylize.StyleTransfer:
+    """The project's module with its targets computed, as at the start of fitting."""
+    torch.manual_seed(cfg.seed)  # random weights: the same for every build of one architecture
+    module = stylize.build(cfg)
+    module.on_fit_start()
+    return module
+
+
+def evaluation(module: stylize.StyleTransfer) -> Callable[[], float]:
+    """One function evaluation as the L-BFGS closure runs it (without its cache)."""
+
+    def evaluate() -> float:
+        module.image.grad = None
+        loss = module.losses()["loss/total"]
+        loss.backward()
+        return float(loss.detach())
+
+    return evaluate
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+def rss_mib(key: str = "VmRSS") -> float:
+    """This process's resident (VmRSS) or peak resident (VmHWM) memory, Linux only."""
+    return int(re.search(rf"{key}:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024
+
+
+def reset_peak() -> None:
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+
+
+def run_child(section: str, env: dict[str, str] | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Run ``section`` in a fresh process (clean peak memory, no state from earlier runs)."""
+    out = subprocess.run([sys.executable, __file__, "_child", section, json.dumps(kwargs)],
+                         capture_output=True, text=True, check=False, env={**os.environ, **(env or {})})
+    if out.returncode:
+        raise RuntimeError(f"child {section} {kwargs} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def layer_sets(cfg: DictConfig) -> tuple[list[str], list[str]]:
+    return list(cfg.layers.content), list(cfg.layers.style)
+
+
+def module_estimate(module: stylize.StyleTransfer, cfg: DictConfig, optimizer: str, history: int,
+                    throughput: float = estimate.DEFAULT_THROUGHPUT) -> estimate.Estimate:
+    content, style = layer_sets(cfg)
+    return estimate.estimate(cfg.model.arch, content, style, tuple(module.image.shape[-2:]),
+                             tuple(module.style.shape[-2:]), optimizer, history, throughput)
+
+
+# ---------------------------------------------------------------- the plain baseline (item 2)
+
+
+class PlainGatys:
+    """Style transfer as it is usually written: the whole ``vgg19().features``, forward hooks on
+    the named layers, autograd's Gram matrix, NCHW, and the style features re-extracted in every
+    closure. It loads our encoder's weights, so both compute the same loss."""
+
+    def __init__(self, module: stylize.StyleTransfer) -> None:
+        self.module = module
+        self.vgg = vgg19().features.eval().requires_grad_(False)
+        self.vgg.load_state_dict(module.encoder.stack.state_dict(), strict=False)
+        self.outputs: dict[str, Tensor] = {}
+        wanted = {*module.content_layers, *module.style_layers}
+        for name, layer in zip(backbone.layer_names("vgg19"), self.vgg):
+            if name in wanted:
+                layer.register_forward_hook(lambda _m, _i, out, name=name: self.outputs.__setitem__(name, out))
+        with torch.no_grad():
+            self.content_targets = {k: v.clone() for k, v in self.features(module.content).items()}
+
+    def features(self, image: Tensor) -> dict[str, Tensor]:
+        self.outputs = {}
+        self.vgg(self.module.encoder.normalize(image))
+        return self.outputs
+
+    @staticmethod
+    def gram(x: Tensor) -> Tensor:
+        b, c, h, w = x.shape
+        flat = x.reshape(b, c, h * w)
+        return flat @ flat.transpose(1, 2) / (h * w)
+
+    def evaluate(self) -> float:
+        m = self.module
+        image = m.image
+        image.grad = None
+        with torch.no_grad():
+            style = self.features(m.style)
+            style_grams = {l: self.gram(style[l]) for l in m.style_layers}
+        features = self.features(image)
+        content = sum(w * F.mse_loss(features[l], self.content_targets[l]) for l, w in m.content_layers.items())
+        style_loss = sum(w * F.mse_loss(self.gram(features[l]), style_grams[l]) for l, w in m.style_layers.items())
+        loss = m.weights.content * content + m.weights.style * style_loss + m.weights.tv * (
+            (image[..., 1:, :] - image[..., :-1, :]).pow(2).mean() + (image[..., 1:] - image[..., :-1]).pow(2).mean())
+        loss.backward()
+        return float(loss.detach())
+
+
+# ---------------------------------------------------------------- item 1 and 2: speed
+
+
+def speed_child(size: int, layers: str, rounds: int, baseline: bool) -> dict[str, Any]:
+    rss0 = rss_mib()
+    cfg = make_cfg(size, layers)
+    module = build(cfg)
+    ours = evaluation(module)
+    reset_peak()
+    loss = ours()  # warm-up; its peak is the evaluation's (no optimizer state yet)
+    peak = rss_mib("VmHWM") - rss0
+    grad = module.image.grad.clone()
+    plain = PlainGatys(module) if baseline else None
+    if plain:
+        plain_loss = plain.evaluate()
+        plain_grad_err = float((module.image.grad - grad).abs().max() / grad.abs().max())
+    content, style = layer_sets(cfg)
+    flops = estimate.evaluation_flops(cfg.model.arch, content + style, style, *module.image.shape[-2:])
+    rows = []
+    for _ in range(rounds):
+        # Interleaved, so that the bound and our time see the same share of a contended CPU.
+        row = {
+            "nchw": estimate.conv_throughput(channels_last=False, repeats=1),
+            "cl": estimate.conv_throughput(channels_last=True, repeats=1),
+            "ours": timed(ours),
+        }
+        if plain:
+            row["plain"] = timed(plain.evaluate)
+        rows.append(row)
+    est = module_estimate(module, cfg, "lbfgs", 0)
+    result = {
+        "size": list(module.image.shape[-2:]), "layers": layers, "flops": flops, "rows": rows, "loss": loss,
+        "peak_mib": peak, "estimate_mib": (est.peak_bytes - est.parts["optimizer"]) / 2**20,
+    }
+    if plain:
+        result |= {"plain_loss": plain_loss, "plain_grad_err": plain_grad_err}
+    return result
+
+
+def speed(args: argparse.Namespace) -> None:
+    print(f"== speed: one L-BFGS function evaluation (VGG19, fp32, random weights)\nmachine: {machine()}")
+    print("lower bound = FLOPs / best measured throughput of a 256->256 3x3 conv on 128x128 (fp32, NCHW or channels-last),"
+          " measured right before each timing; ratio and speed-up are medians over the rounds")
+    header = f"{'size':>9} {'layers':>6} {'GFLOP':>6} {'conv GF/s nchw/cl':>17} {'bound s':>7} {'ours s':>7} {'ratio':>6}"
+    header += f" {'plain s':>7} {'speed-up':>8}" if args.baseline else ""
+    print(header + f" {'peak MiB (est.)':>16}")
+    for size in args.sizes:
+        for layers in args.layers:
+            r = run_child("speed", size=size, layers=layers, rounds=args.rounds, baseline=args.baseline)
+            rows = r["rows"]
+            best = [max(x["nchw"], x["cl"]) for x in rows]
+            ratio = median([x["ours"] * b / r["flops"] for x, b in zip(rows, best)])
+            line = (f"{r['size'][0]:>4}x{r['size'][1]:<4} {layers:>6} {r['flops'] / 1e9:6.0f} "
+                    f"{median([x['nchw'] for x in rows]) / 1e9:8.0f}/{median([x['cl'] for x in rows]) / 1e9:<8.0f} "
+                    f"{r['flops'] / median(best):7.2f} {median([x['ours'] for x in rows]):7.2f} {ratio:5.2f}x")
+            if args.baseline:
+                up = median([x["plain"] / x["ours"] for x in rows])
+                line += f" {median([x['plain'] for x in rows]):7.2f} {up:7.2f}x"
+            print(line + f" {r['peak_mib']:8.0f} ({r['estimate_mib']:.0f})", flush=True)
+            if args.baseline:
+                print(f"{'':17} same function: loss ours {r['loss']:.6g} plain {r['plain_loss']:.6g}, "
+                      f"max gradient difference {r['plain_grad_err']:.1e} (relative)")
+    print(f"load average after: {load()}; peak = resident memory added by one evaluation (no optimizer state)")
+
+
+# ---------------------------------------------------------------- item 3: time to quality
+
+
+class Trace(pl.Callback):
+    """Records (seconds, evaluations, loss) after every step; stops at a loss or an evaluation budget."""
+
+    def __init__(self, target: float | None, max_evals: int) -> None:
+        self.target, self.max_evals = target, max_evals
+        self.points: list[tuple[float, int, float]] = []
+        self.start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: stylize.StyleTransfer, *args: Any) -> None:
+        loss = float(module.last_losses["loss/total"])
+        self.points.append((time.perf_counter() - self.start, module.evaluations, loss))
+        if len(self.points) % 25 == 0:  # progress, for long runs
+            print(f"  {module.image.shape[-1]}px step {len(self.points)}: {module.evaluations} evaluations,"
+                  f" loss {loss:.5g}, {self.points[-1][0]:.0f}s", file=sys.stderr, flush=True)
+        if module.evaluations >= self.max_evals or (self.target is not None and loss <= self.target):
+            trainer.should_stop = True
+
+
+def fit(module: stylize.StyleTransfer, target: float | None, max_evals: int, max_steps: int | None = None,
+        precision: str = "32") -> Trace:
+    """Fit ``module`` with the project's training step (L-BFGS closure, cache) through Lightning."""
+    trace = Trace(target, max_evals)
+    trainer = pl.Trainer(accelerator="auto", devices=1, precision=precision, max_steps=max_steps or 10 * max_evals, logger=False,
+                         enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False,
+                         callbacks=[trace])
+    trainer.fit(module)
+    return trace
+
+
+def balanced_weights(size: int, layers: str) -> list[str]:
+    """Config overrides that make every term matter with random VGG weights, whose activations
+    shrink with depth (relu5_1's style loss starts ~1e13 times below relu1_1's): each style
+    layer is weighted by 1 / its loss at the start (the content image), the style weight sets that
+    start to 1e3, and the content weight makes a noise image cost as much in content."""
+    module = build(make_cfg(size, layers))
+    with torch.no_grad():
+        terms = module.losses()
+        module.image.copy_(torch.rand_like(module.image))
+        content = float(module.losses()["loss/content"]) / module.weights.content
+    style = {l: float(terms[f"style/loss_{l}"]) / module.weights.style for l in module.style_layers}
+    overrides = [f"layers.style.{l}={1 / v:.6g}" for l, v in style.items()]
+    # layer weights are normalized to sum 1: the style loss at the start is len(style) / sum(1 / v).
+    start = len(style) / sum(1 / v for v in style.values())
+    return overrides + [f"loss.style_weight={1e3 / start:.6g}", f"loss.content_weight={1e3 / content:.6g}"]
+
+
+def schedule(stages: list[tuple[int, int]], layers: str, history: int, target: float | None,
+             weights: list[str]) -> dict[str, Any]:
+    """Coarse to fine: optimize at each ``(size, evaluations)`` in turn, starting from the
+    previous stage's image upsampled; the last stage runs until ``target`` (or its budget).
+    All stages share the encoder of the last one, so every stage sees the same weights."""
+    cfgs = [make_cfg(size, layers, f"optimizer.history_size={history}", *weights) for size, _ in stages]
+    encoder = build(cfgs[-1]).encoder
+    image, total, log = None, 0.0, []
+    for i, ((size, evals), cfg) in enumerate(zip(stages, cfgs)):
+        start = time.perf_counter()
+        module = stylize.build(cfg)
+        module.encoder = encoder
+        if image is not None:
+            with torch.no_grad():
+                module.image.copy_(F.interpolate(image, size=module.image.shape[-2:], mode="bicubic",
+                                                 align_corners=False).clamp(0, 1))
+        trace = fit(module, target if i == len(stages) - 1 else None, evals)
+        image = module.image.detach()
+        seconds = time.perf_counter() - start
+        content, style = layer_sets(cfg)
+        gflop = estimate.evaluation_flops(cfg.model.arch, content + style, style, *module.image.shape[-2:]) / 1e9
+        log.append({"size": list(module.image.shape[-2:]), "evaluations": module.evaluations, "seconds": seconds,
+                    "loss": trace.points[-1][2], "gflop": gflop * module.evaluations,
+                    "trace": trace.points})
+        total += seconds
+    return {"stages": log, "seconds": total, "loss": log[-1]["loss"], "reached": target is None or log[-1]["loss"] <= target}
+
+
+def quality(args: argparse.Namespace) -> None:
+    print(f"== time to quality at {args.size} px, layers={args.layers}, random weights\nmachine: {machine()}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    weights = balanced_weights(args.size, args.layers)
+    print("loss weights (balanced for random VGG weights, fixed for every run):", " ".join(weights))
+    ref_file = RESULTS / f"single_{args.size}_{args.layers}_{args.evals}.json"
+    if ref_file.exists():
+        ref = json.loads(ref_file.read_text())
+        print(f"single-scale reference read from {ref_file} (delete it to measure again)")
+    else:
+        ref = schedule([(args.size, args.evals)], args.layers, 100, None, weights)
+        ref["machine"] = machine()
+        ref_file.write_text(json.dumps(ref))
+    target = ref["loss"]
+    report("single-scale", ref)
+    for spec in args.schedules:
+        *coarse, history = spec.split("/")
+        stages = [tuple(map(int, s.split(":"))) for s in coarse] + [(args.size, args.evals)]
+        result = schedule(stages, args.layers, int(history), target, weights)
+        report(f"{spec}", result, ref)
+
+
+def report(name: str, result: dict[str, Any], ref: dict[str, Any] | None = None) -> None:
+    stages = " -> ".join(f"{s['size'][1]}px {s['evaluations']} evals {s['seconds']:.0f}s" for s in result["stages"])
+    gflop = sum(s["gflop"] for s in result["stages"])
+    line = f"{name:>24}: loss {result['loss']:.5g} in {result['seconds']:.0f}s, {gflop / 1e3:.1f} TFLOP ({stages})"
+    if ref is not None:
+        ref_gflop = sum(s["gflop"] for s in ref["stages"])
+        line += (f"; {'reached' if result['reached'] else 'MISSED'} the single-scale loss: time "
+                 f"{result['seconds'] / ref['seconds']:.2f}x, FLOPs {gflop / ref_gflop:.2f}x of single-scale")
+    print(line, flush=True)
+
+
+# ---------------------------------------------------------------- item 4: memory
+
+
+def memory_child(size: int, layers: str, optimizer: str, history: int, steps: int) -> dict[str, Any]:
+    rss0 = rss_mib()
+    cfg = make_cfg(size, layers, f"optimizer={optimizer}", *([f"optimizer.history_size={history}"] if optimizer == "lbfgs" else []))
+    reset_peak()
+    module = stylize.build(cfg)
+    est = module_estimate(module, cfg, optimizer, history)
+    start = time.perf_counter()
+    fit(module, None, 10**6, max_steps=steps)
+    return {"size": list(module.image.shape[-2:]), "peak_mib": rss_mib("VmHWM") - rss0, "baseline_mib": rss0,
+            "estimate": est.parts, "evaluations": module.evaluations, "seconds": time.perf_counter() - start}
+
+
+def memory(args: argparse.Namespace) -> None:
+    print(f"== peak memory of a stylize run (VGG19, layers={args.layers}, fp32, batch 1)\nmachine: {machine()}")
+    print("measured = peak resident memory of a fresh process during build + fit, less its resident memory after"
+          " imports; L-BFGS runs history+2 steps so that its history is full")
+    if args.live:
+        print("--live: glibc's mmap threshold fixed at 64 KiB, so freed tensors leave the process at once and the"
+              " peak is that of live tensors (what torch.cuda.max_memory_allocated reports on a GPU)")
+    print(f"{'size':>9} {'optimizer':>14} {'measured MiB':>12} {'estimate MiB':>12} {'error':>6}  estimate parts (MiB)")
+    for size in args.sizes:
+        for optimizer in ("lbfgs", "adam"):
+            steps = args.history + 2 if optimizer == "lbfgs" else 3
+            r = run_child("memory", env=LIVE_MALLOC if args.live else None, size=size, layers=args.layers,
+                          optimizer=optimizer, history=args.history, steps=steps)
+            est = sum(r["estimate"].values()) / 2**20
+            name = f"lbfgs(h={args.history})" if optimizer == "lbfgs" else "adam"
+            parts = ", ".join(f"{k} {v / 2**20:.0f}" for k, v in r["estimate"].items())
+            print(f"{r['size'][0]:>4}x{r['size'][1]:<4} {name:>14} {r['peak_mib']:12.0f} {est:12.0f} "
+                  f"{(est - r['peak_mib']) / r['peak_mib']:+6.0%}  {parts}", flush=True)
+        h, w = r["size"]
+        print(f"{'':10} L-BFGS history costs 2 x history x {3 * h * w} pixels x 4 B = {8 * 3 * h * w / 2**20:.1f} MiB per"
+              f" entry: {args.history * 8 * 3 * h * w / 2**20:.0f} MiB at history {args.history},"
+              f" {100 * 8 * 3 * h * w / 2**20:.0f} MiB at 100 (the default)")
+    print(f"process baseline (imports) {r['baseline_mib']:.0f} MiB, not counted; load average after: {load()}")
+
+
+# ---------------------------------------------------------------- item 5: mixed precision
+
+
+def precision(args: argparse.Namespace) -> None:
+    print(f"== bf16-mixed against fp32\nmachine: {machine()}")
+    amx = "AMX" in torch.backends.cpu.get_cpu_capability()
+    if not (torch.cuda.is_available() or amx or args.force):
+        print("skipped: no CUDA device and no AMX on this CPU (capability "
+              f"{torch.backends.cpu.get_cpu_capability()}); bf16 would run on emulated paths, slower than fp32")
+        return
+    results = {}
+    for prec in ("32", "bf16-mixed"):
+        module = stylize.build(make_cfg(args.size, args.layers))
+        start = time.perf_counter()
+        fit(module, None, 10**6, max_steps=args.steps, precision=prec)
+        results[prec] = (time.perf_counter() - start, module.evaluations, float(module.last_losses["loss/total"]))
+    for prec, (seconds, evals, loss) in results.items():
+        print(f"{prec:>10}: {args.steps} steps, {evals} evaluations in {seconds:.1f}s ({seconds / evals:.3f} s/evaluation),"
+              f" final loss {loss:.6g}")
+    (t32, e32, l32), (t16, e16, l16) = results.values()
+    print(f"bf16-mixed: {(t32 / e32) / (t16 / e16):.2f}x the speed per evaluation, final loss {(l16 - l32) / l32:+.2%} vs fp32")
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def child(section: str, kwargs: str) -> None:
+    torch.set_num_threads(int(os.environ["BENCH_THREADS"]))
+    result = {"speed": speed_child, "memory": memory_child}[section](**json.loads(kwargs))
+    print(json.dumps(result))
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "_child":
+        return child(sys.argv[2], sys.argv[3])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                        help="intra-op threads; on a shared CPU fewer threads than cores can be faster")
+    sections = parser.add_subparsers(dest="section", required=True)
+    p = sections.add_parser("speed", help="s/evaluation, FLOP lower bound, plain baseline, peak memory")
+    p.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    p.add_argument("--layers", nargs="+", default=["gatys", "seed"])
+    p.add_argument("--rounds", type=int, default=5, help="timed evaluations after one warm-up")
+    p.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the plain implementation")
+    p.set_defaults(run=speed)
+    p = sections.add_parser("quality", help="time to the single-scale loss: coarse-to-fine schedules")
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--layers", default="gatys")
+    p.add_argument("--evals", type=int, default=300, help="single-scale evaluations that set the target loss")
+    p.add_argument("--schedules", nargs="*", default=["128:150/256:60/100", "256:100/100"],
+                   help="coarse stages SIZE:EVALS separated by /, then the L-BFGS history size")
+    p.set_defaults(run=quality)
+    p = sections.add_parser("memory", help="peak memory vs estimate at several sizes, L-BFGS and Adam")
+    p.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
+    p.add_argument("--layers", default="gatys")
+    p.add_argument("--history", type=int, default=10, help="L-BFGS history size (its cost is printed for 100 too)")
+    p.add_argument("--live", action="store_true", help="measure live tensors: no heap retention by malloc")
+    p.set_defaults(run=memory)
+    p = sections.add_parser("precision", help="bf16-mixed vs fp32 speed and final loss (CUDA or AMX)")
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--layers", default="gatys")
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--force", action="store_true", help="run even without CUDA or AMX (a functional check)")
+    p.set_defaults(run=precision)
+    args = parser.parse_args()
+    os.environ["BENCH_THREADS"] = str(args.threads)  # children inherit it
+    torch.set_num_threads(args.threads)
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()
