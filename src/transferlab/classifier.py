@@ -112,22 +112,28 @@ class Classifier(pl.LightningModule):
         # Dropout draws from the global generator: seed it per epoch so that a resumed run matches.
         torch.manual_seed(hash((self.hparams.seed, self.current_epoch, self.global_rank)) % 2**63)
         self.train_counts = torch.zeros(len(self.classes), len(self.classes), dtype=torch.long, device=self.device)
+        self.train_loss = torch.zeros(2, dtype=torch.float64, device=self.device)  # sum of losses, samples
         self.epoch_start = time.perf_counter()
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        images, targets = batch
-        logits = self(images)
+        inputs, targets = batch
+        logits = self(inputs)
         loss = self.loss(logits.float(), targets)
         self.train_counts += metrics.confusion_matrix(logits.argmax(1), targets, len(self.classes))
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(targets), sync_dist=True)
+        self.train_loss += torch.stack([loss.detach().double() * len(targets), torch.tensor(len(targets), device=self.device)])
+        # This process's batch only: under DDP, Lightning's progress bar makes rank 0 alone sync an
+        # on_epoch train metric (a collective mismatch with gloo), so the epoch mean is reduced below.
+        self.log("train/loss_step", loss, prog_bar=True)
         return loss
 
     def on_train_epoch_end(self) -> None:
         # Lightning runs validation before this hook, so the time covers training and validation.
         self.epoch_times.append(time.perf_counter() - self.epoch_start)
         self.log("time/epoch_s", self.epoch_times[-1])
+        loss_sum, n = self.trainer.strategy.reduce(self.train_loss, reduce_op="sum").tolist()
         acc = metrics.accuracies(self.trainer.strategy.reduce(self.train_counts, reduce_op="sum"), self.classes)
-        self.log_dict({f"train/{k}": acc[k] for k in ("acc_micro", "acc_macro")}, sync_dist=True)
+        epoch = {"train/loss": loss_sum / max(n, 1), **{f"train/{k}": acc[k] for k in ("acc_micro", "acc_macro")}}
+        self.log_dict(epoch, sync_dist=True)
 
     # Evaluation ----------------------------------------------------------------------------
 
@@ -141,14 +147,14 @@ class Classifier(pl.LightningModule):
         self.wrong: list[tuple[Tensor, int, int, float]] = []
 
     def _eval_step(self, batch: tuple[Tensor, Tensor]) -> None:
-        images, targets = batch
-        logits = self(images).float()
+        inputs, targets = batch
+        logits = self(inputs).float()
         self.log(f"{self._prefix()}/loss", F.cross_entropy(logits, targets), batch_size=len(targets), sync_dist=True)
         probs, preds = logits.softmax(1).max(1)
         self.eval_counts += metrics.confusion_matrix(preds, targets, len(self.classes))
         for i in (preds != targets).nonzero().flatten().tolist():
             if len(self.wrong) < self.hparams.misclassified:
-                self.wrong.append((images[i].float().cpu(), int(targets[i]), int(preds[i]), float(probs[i])))
+                self.wrong.append((inputs[i].float().cpu(), int(targets[i]), int(preds[i]), float(probs[i])))
 
     def _eval_end(self) -> None:
         if self.trainer.sanity_checking:
