@@ -109,13 +109,14 @@ class Classifier(pl.LightningModule):
     # Training ------------------------------------------------------------------------------
 
     def on_train_epoch_start(self) -> None:
-        # Dropout draws from the global generator: seed it per epoch so that a resumed run matches.
-        torch.manual_seed(hash((self.hparams.seed, self.current_epoch, self.global_rank)) % 2**63)
         self.train_counts = torch.zeros(len(self.classes), len(self.classes), dtype=torch.long, device=self.device)
         self.train_loss = torch.zeros(2, dtype=torch.float64, device=self.device)  # sum of losses, samples
         self.epoch_start = time.perf_counter()
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        # Dropout draws from the global generator, which data loading also draws from (once per
+        # iterator): seeding it per step makes a resumed run match an uninterrupted one.
+        torch.manual_seed(hash((self.hparams.seed, self.global_step, self.global_rank)) % 2**63)
         inputs, targets = batch
         logits = self(inputs)
         loss = self.loss(logits.float(), targets)

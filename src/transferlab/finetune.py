@@ -107,10 +107,10 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
         misclassified=task.misclassified,
     )
     datamodule = data.ImageFolderData(splits, cfg.data, sizes, cfg.seed)
-    best = ModelCheckpoint(
-        dirpath=output_dir / "checkpoints", filename="best", monitor=task.monitor, mode=task.monitor_mode, save_last=True
-    )
-    callbacks: list[pl.Callback] = [best, LearningRateMonitor(logging_interval="epoch")]
+    best = ModelCheckpoint(dirpath=output_dir / "checkpoints", filename="best", monitor=task.monitor, mode=task.monitor_mode)
+    # Not save_last=True: Lightning 2.6 rewrites last.ckpt only in epochs that improve the best one.
+    last = ModelCheckpoint(dirpath=output_dir / "checkpoints", filename="last")
+    callbacks: list[pl.Callback] = [best, last, LearningRateMonitor(logging_interval="epoch")]
     if task.patience:
         callbacks.append(EarlyStopping(task.monitor, min_delta=task.min_delta, patience=task.patience, mode=task.monitor_mode))
     fit = trainer.make_trainer(
@@ -130,7 +130,7 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
         "monitor": task.monitor,
         "best_score": float(best.best_model_score),
         "best_checkpoint": best.best_model_path,
-        "last_checkpoint": best.last_model_path,
+        "last_checkpoint": last.best_model_path,
         "epochs": fit.current_epoch,
         "epoch_time_s": [round(t, 3) for t in module.epoch_times],
     }
