@@ -39,5 +39,5 @@ def test_joblib_launcher_runs_a_sweep_in_parallel(tmp_path: Path) -> None:
                      "task.layers=[relu1_1]", "task.resize_size=32", "task.crop_size=32", "task.num_workers=0",
                      "trainer.accelerator=cpu", "task.pool=true,false", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "JoblibLauncher" in result.stdout + result.stderr
+    assert "Joblib.Parallel(n_jobs=2" in result.stdout + result.stderr
     assert sorted(p.parent.name for p in sweep.glob("*/features.pt")) == ["0", "1"]

@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from transferlab import classifier, config
-from transferlab.errors import ExportError
+from transferlab.errors import ConfigError, ExportError
 from transferlab.files import atomic_write, write_json
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         config.choice(name, FORMATS, "task.formats")
     atol, rtol = config.non_negative(task.atol, "task.atol"), config.non_negative(task.rtol, "task.rtol")
     if not cfg.ckpt_path:
-        raise config.ConfigError("task=export needs ckpt_path=<a finetune run's checkpoints/best.ckpt>")
+        raise ConfigError("task=export needs ckpt_path=<a finetune run's checkpoints/best.ckpt>")
     module = classifier.load(cfg.ckpt_path)
     network = module.inference_network()
     crop = module.hparams.preprocessing["crop"]

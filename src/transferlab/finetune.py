@@ -10,7 +10,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 
-from transferlab import classifier, config, data, images, trainer
+from transferlab import backbone, classifier, config, data, images, trainer
 from transferlab.errors import ConfigError, DataError
 from transferlab.files import write_json
 
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 def check(cfg: DictConfig) -> None:
     """Fail before any work on a config value that cannot work (the dataset is checked when loaded)."""
     task = cfg.task
-    config.choice(cfg.model.arch, ["vgg16", "vgg19"], "model.arch")
+    backbone.check_arch(cfg.model.arch)
     if cfg.model.pooling != "max":
         raise ConfigError(f"model.pooling={cfg.model.pooling} is for stylize; the VGG classifier was trained with max pooling")
     config.choice(cfg.optimizer.name, classifier.OPTIMIZERS, "optimizer.name")

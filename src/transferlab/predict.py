@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from transferlab import classifier, config, data, trainer
+from transferlab.errors import ConfigError
 from transferlab.files import atomic_write
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,7 @@ def run(cfg: DictConfig, output_dir: Path) -> None:
     config.at_least(task.top_k, 1, "task.top_k")
     config.at_least(task.batch_size, 1, "task.batch_size")
     if not cfg.ckpt_path:
-        raise config.ConfigError("task=predict needs ckpt_path=<a finetune run's checkpoints/best.ckpt>")
+        raise ConfigError("task=predict needs ckpt_path=<a finetune run's checkpoints/best.ckpt>")
     module = classifier.load(cfg.ckpt_path)
     device = torch.device(trainer.accelerator(cfg.trainer.accelerator))
     network = module.inference_network().to(device)
