@@ -138,9 +138,10 @@ def confusion_image(counts: Tensor, classes: list[str]) -> Image.Image:
     labels = [f"{i}: {name}" for i, name in enumerate(classes)]
     left = 12 + 6 * max(len(label) for label in labels)
     top = 40
-    image = Image.new("RGB", (left + cell * n + 10, top + cell * n + 10), "white")
+    title = "rows: true class, columns: predicted"
+    image = Image.new("RGB", (max(left + cell * n + 10, 10 + 6 * len(title)), top + cell * n + 10), "white")
     draw = ImageDraw.Draw(image)
-    draw.text((4, 4), "rows: true class, columns: predicted", fill="black")
+    draw.text((4, 4), title, fill="black")
     rows = counts.double().cpu()
     shares = rows / rows.sum(dim=1, keepdim=True).clamp(min=1)
     for j in range(n):
