@@ -28,3 +28,7 @@ class WeightsError(TransferLabError):
 
 class DataError(TransferLabError):
     """A dataset is missing, empty or inconsistent."""
+
+
+class ExportError(TransferLabError):
+    """An exported model does not reproduce the PyTorch model's outputs."""

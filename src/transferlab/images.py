@@ -126,3 +126,32 @@ def fits_in(image: Tensor, size: int) -> Tensor:
 def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in Image.registered_extensions()
 
+
+
+def confusion_image(counts: Tensor, classes: list[str]) -> Image.Image:
+    """A confusion matrix drawn as a table: row = true class, column = predicted class; each cell
+    shows its count, shaded by its share of the row (so the diagonal shows per-class accuracy)."""
+    n = len(classes)
+    cell = max(20, min(48, 960 // max(n, 1)))
+    labels = [f"{i}: {name}" for i, name in enumerate(classes)]
+    left = 12 + 6 * max(len(label) for label in labels)
+    top = 40
+    title = "rows: true class, columns: predicted"
+    image = Image.new("RGB", (max(left + cell * n + 10, 10 + 6 * len(title)), top + cell * n + 10), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((4, 4), title, fill="black")
+    rows = counts.double().cpu()
+    shares = rows / rows.sum(dim=1, keepdim=True).clamp(min=1)
+    for j in range(n):
+        draw.text((left + j * cell + cell // 2 - 3, top - 14), str(j), fill="black")
+    for i in range(n):
+        y = top + i * cell
+        draw.text((4, y + cell // 2 - 6), labels[i], fill="black")
+        for j in range(n):
+            x = left + j * cell
+            share = float(shares[i, j])
+            shade = round(255 * (1 - share))
+            draw.rectangle([x, y, x + cell - 1, y + cell - 1], fill=(shade, shade, 255), outline=(200, 200, 200))
+            text = str(int(rows[i, j]))
+            draw.text((x + 3, y + cell // 2 - 6), text, fill="white" if share > 0.5 else "black")
+    return image

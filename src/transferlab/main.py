@@ -11,7 +11,7 @@ from omegaconf.errors import MissingMandatoryValue
 
 from transferlab.errors import TransferLabError
 
-TASKS = ("stylize",)
+TASKS = ("stylize", "finetune", "predict", "export", "extract")
 
 
 def run_task(cfg: DictConfig, output_dir: Path) -> float | None:
@@ -21,6 +21,22 @@ def run_task(cfg: DictConfig, output_dir: Path) -> float | None:
         from transferlab import stylize
 
         return stylize.run(cfg, output_dir)
+    if name == "finetune":
+        from transferlab import finetune
+
+        return finetune.run(cfg, output_dir)
+    if name == "predict":
+        from transferlab import predict
+
+        return predict.run(cfg, output_dir)
+    if name == "export":
+        from transferlab import export
+
+        return export.run(cfg, output_dir)
+    if name == "extract":
+        from transferlab import extract
+
+        return extract.run(cfg, output_dir)
     raise TransferLabError(f"task={name!r} is unknown; choose one of {', '.join(TASKS)}")
 
 

@@ -40,6 +40,7 @@ def make_trainer(cfg: DictConfig, output_dir: Path, **kwargs: Any) -> pl.Trainer
     return pl.Trainer(
         accelerator=device,
         devices=cfg.trainer.devices,
+        strategy=cfg.trainer.strategy,
         precision=precision(cfg, device),
         default_root_dir=str(output_dir),
         **kwargs,
