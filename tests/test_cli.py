@@ -53,7 +53,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path, content_path, style_path, ext
 def test_missing_required_input_names_the_key(tmp_path):
     result = run_cli("model.weights=null", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert result.returncode == 2
-    assert "error: task.content is required" in result.stderr
+    assert "error: task.content, task.style are required but not set" in result.stderr
 
 
 def test_unknown_optimizer_lists_the_choices(tmp_path):
