@@ -5,7 +5,7 @@
     python scripts/benchmark_stylize.py memory     # peak memory vs the estimate, L-BFGS and Adam
     python scripts/benchmark_stylize.py precision  # bf16-mixed vs fp32 (CUDA, or a CPU with AMX)
 
-"Our" numbers come from the project's code path: ``stylize.build(cfg)`` and the module's
+"Our" numbers come from the project's code path: ``stylize.build`` and the module's
 ``losses()`` plus ``backward()``, which is what its L-BFGS closure runs (``manual_backward`` is
 ``backward`` at precision 32). Every figure is printed with the machine and its load, since
 other processes may share the CPU: the conv throughput that sets the lower bound is measured in
@@ -83,12 +83,18 @@ def make_cfg(size: int, layers: str = "gatys", *overrides: str) -> DictConfig:
         )
 
 
-def build(cfg: DictConfig) -> stylize.StyleTransfer:
-    """The project's module with its targets computed, as at the start of fitting."""
+def build(cfg: DictConfig, targets: bool = True) -> stylize.StyleTransfer:
+    """The project's module for ``cfg`` (its coarse-to-fine plan included), with its targets
+    computed as at the start of fitting when ``targets``."""
     torch.manual_seed(cfg.seed)  # random weights: the same for every build of one architecture
-    module = stylize.build(cfg)
-    module.on_fit_start()
+    module, _ = stylize.build(cfg, stylize.schedule(cfg.task))
+    if targets:
+        module.on_fit_start()
     return module
+
+
+def style_hw(module: stylize.StyleTransfer) -> tuple[int, int]:
+    return tuple(module.scene.styles[0].shape[-2:])
 
 
 def evaluation(module: stylize.StyleTransfer) -> Callable[[], float]:
@@ -141,7 +147,7 @@ def module_estimate(module: stylize.StyleTransfer, cfg: DictConfig, optimizer: s
                     throughput: float = estimate.DEFAULT_THROUGHPUT) -> estimate.Estimate:
     content, style = layer_sets(cfg)
     return estimate.estimate(cfg.model.arch, content, style, tuple(module.image.shape[-2:]),
-                             tuple(module.style.shape[-2:]), optimizer, history, throughput)
+                             style_hw(module), optimizer, history, throughput)
 
 
 # ---------------------------------------------------------------- the plain baseline (item 2)
@@ -180,7 +186,7 @@ class PlainGatys:
         image = m.image
         image.grad = None
         with torch.no_grad():
-            style = self.features(m.style)
+            style = self.features(m.scene.styles[0].unsqueeze(0))
             style_grams = {l: self.gram(style[l]) for l in m.style_layers}
         features = self.features(image)
         content = sum(w * F.mse_loss(features[l], self.content_targets[l]) for l, w in m.content_layers.items())
@@ -260,20 +266,24 @@ def speed(args: argparse.Namespace) -> None:
 
 
 class Trace(pl.Callback):
-    """Records (seconds, evaluations, loss) after every step; stops at a loss or an evaluation budget."""
+    """Records (seconds, evaluations, loss, scale) after every step; at the last scale, stops at a
+    loss or after an evaluation budget."""
 
     def __init__(self, target: float | None, max_evals: int) -> None:
         self.target, self.max_evals = target, max_evals
-        self.points: list[tuple[float, int, float]] = []
+        self.points: list[tuple[float, int, float, int]] = []
         self.start = time.perf_counter()
+        self.final_start = 0  # evaluations when the last scale began
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: stylize.StyleTransfer, *args: Any) -> None:
         loss = float(module.last_losses["loss/total"])
-        self.points.append((time.perf_counter() - self.start, module.evaluations, loss))
+        self.points.append((time.perf_counter() - self.start, module.evaluations, loss, module.scale))
         if len(self.points) % 25 == 0:  # progress, for long runs
             print(f"  {module.image.shape[-1]}px step {len(self.points)}: {module.evaluations} evaluations,"
                   f" loss {loss:.5g}, {self.points[-1][0]:.0f}s", file=sys.stderr, flush=True)
-        if module.evaluations >= self.max_evals or (self.target is not None and loss <= self.target):
+        if module.scale < len(module.schedule) - 1:
+            self.final_start = module.evaluations
+        elif module.evaluations - self.final_start >= self.max_evals or (self.target is not None and loss <= self.target):
             trainer.should_stop = True
 
 
@@ -281,7 +291,7 @@ def fit(module: stylize.StyleTransfer, target: float | None, max_evals: int, max
         precision: str = "32") -> Trace:
     """Fit ``module`` with the project's training step (L-BFGS closure, cache) through Lightning."""
     trace = Trace(target, max_evals)
-    trainer = pl.Trainer(accelerator="auto", devices=1, precision=precision, max_steps=max_steps or 10 * max_evals, logger=False,
+    trainer = pl.Trainer(accelerator="auto", devices=1, precision=precision, max_steps=max_steps or -1, logger=False,
                          enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False,
                          callbacks=[trace])
     trainer.fit(module)
@@ -307,30 +317,30 @@ def balanced_weights(size: int, layers: str) -> list[str]:
 
 def schedule(stages: list[tuple[int, int]], layers: str, history: int, target: float | None,
              weights: list[str]) -> dict[str, Any]:
-    """Coarse to fine: optimize at each ``(size, evaluations)`` in turn, starting from the
-    previous stage's image upsampled; the last stage runs until ``target`` (or its budget).
-    All stages share the encoder of the last one, so every stage sees the same weights."""
-    cfgs = [make_cfg(size, layers, f"optimizer.history_size={history}", *weights) for size, _ in stages]
-    encoder = build(cfgs[-1]).encoder
-    image, total, log = None, 0.0, []
-    for i, ((size, evals), cfg) in enumerate(zip(stages, cfgs)):
-        start = time.perf_counter()
-        module = stylize.build(cfg)
-        module.encoder = encoder
-        if image is not None:
-            with torch.no_grad():
-                module.image.copy_(F.interpolate(image, size=module.image.shape[-2:], mode="bicubic",
-                                                 align_corners=False).clamp(0, 1))
-        trace = fit(module, target if i == len(stages) - 1 else None, evals)
-        image = module.image.detach()
-        seconds = time.perf_counter() - start
-        content, style = layer_sets(cfg)
-        gflop = estimate.evaluation_flops(cfg.model.arch, content + style, style, *module.image.shape[-2:]) / 1e9
-        log.append({"size": list(module.image.shape[-2:]), "evaluations": module.evaluations, "seconds": seconds,
-                    "loss": trace.points[-1][2], "gflop": gflop * module.evaluations,
-                    "trace": trace.points})
-        total += seconds
-    return {"stages": log, "seconds": total, "loss": log[-1]["loss"], "reached": target is None or log[-1]["loss"] <= target}
+    """A run of the project's coarse-to-fine optimization (``task.scales``): ``stages`` is
+    ``[(size, steps), ..., (output size, evaluations)]``; the last scale runs until ``target``
+    (or its evaluation budget)."""
+    *coarse, (size, evals) = stages
+    cfg = make_cfg(size, layers, f"optimizer.history_size={history}", *weights,
+                   f"task.scales=[{','.join(str(s) for s, _ in coarse)}]",
+                   f"task.scale_steps=[{','.join(str(n) for _, n in coarse)}]", f"task.steps={10 * evals}")
+    start = time.perf_counter()
+    module = build(cfg, targets=False)
+    trace = fit(module, target, evals)
+    seconds = time.perf_counter() - start
+    content, style = layer_sets(cfg)
+    log = []
+    for scale in range(module.scale + 1):
+        points = [p for p in trace.points if p[3] == scale]
+        before = [p for p in trace.points if p[3] < scale]
+        evaluations = points[-1][1] - (before[-1][1] if before else 0)
+        hw = module.hw(scale)
+        gflop = estimate.evaluation_flops(cfg.model.arch, content + style, style, *hw) / 1e9
+        log.append({"size": list(hw), "evaluations": evaluations, "loss": points[-1][2], "gflop": gflop * evaluations,
+                    "seconds": points[-1][0] - (before[-1][0] if before else 0), "trace": points})
+    loss = trace.points[-1][2]
+    terms = {k: float(v) for k, v in module.last_losses.items()}
+    return {"stages": log, "seconds": seconds, "loss": loss, "terms": terms, "reached": target is None or loss <= target}
 
 
 def quality(args: argparse.Namespace) -> None:
@@ -364,6 +374,9 @@ def report(name: str, result: dict[str, Any], ref: dict[str, Any] | None = None)
         line += (f"; {'reached' if result['reached'] else 'MISSED'} the single-scale loss: time "
                  f"{result['seconds'] / ref['seconds']:.2f}x, FLOPs {gflop / ref_gflop:.2f}x of single-scale")
     print(line, flush=True)
+    if "terms" in result:
+        print(f"{'':26}final terms: " + ", ".join(f"{k.split('/')[-1]} {v:.4g}" for k, v in result["terms"].items()
+                                                 if k != "loss/total"), flush=True)
 
 
 # ---------------------------------------------------------------- item 4: memory
@@ -373,7 +386,7 @@ def memory_child(size: int, layers: str, optimizer: str, history: int, steps: in
     rss0 = rss_mib()
     cfg = make_cfg(size, layers, f"optimizer={optimizer}", *([f"optimizer.history_size={history}"] if optimizer == "lbfgs" else []))
     reset_peak()
-    module = stylize.build(cfg)
+    module = build(cfg, targets=False)
     est = module_estimate(module, cfg, optimizer, history)
     start = time.perf_counter()
     fit(module, None, 10**6, max_steps=steps)
@@ -418,7 +431,7 @@ def precision(args: argparse.Namespace) -> None:
         return
     results = {}
     for prec in ("32", "bf16-mixed"):
-        module = stylize.build(make_cfg(args.size, args.layers))
+        module = build(make_cfg(args.size, args.layers), targets=False)
         start = time.perf_counter()
         fit(module, None, 10**6, max_steps=args.steps, precision=prec)
         results[prec] = (time.perf_counter() - start, module.evaluations, float(module.last_losses["loss/total"]))
@@ -456,7 +469,7 @@ def main() -> None:
     p.add_argument("--layers", default="gatys")
     p.add_argument("--evals", type=int, default=300, help="single-scale evaluations that set the target loss")
     p.add_argument("--schedules", nargs="*", default=["128:150/256:60/100", "256:100/100"],
-                   help="coarse stages SIZE:EVALS separated by /, then the L-BFGS history size")
+                   help="coarse scales SIZE:STEPS separated by /, then the L-BFGS history size")
     p.set_defaults(run=quality)
     p = sections.add_parser("memory", help="peak memory vs estimate at several sizes, L-BFGS and Adam")
     p.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
