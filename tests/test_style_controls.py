@@ -185,3 +185,28 @@ def test_tiles_cover_a_large_output_in_bounded_pieces(tmp_path, content_path, st
     assert len(sizes) == 1 + 4 and all(max(s) <= 64 for s in sizes[1:])  # then 2x2 tiles
     out = images.load_image(tmp_path / "final.png")
     assert out.shape == (3, 80, 96)
+
+
+def test_auto_size_is_the_largest_that_fits_the_memory_budget(content_path, style_path, monkeypatch):
+    from transferlab import estimate
+
+    monkeypatch.setattr(estimate, "available_memory", lambda device: 400 * 2**20)
+    cfg = cfg_for(content_path, style_path, "task.size=auto", "task.memory_budget=0.5")
+    stylize.resolve_auto_size(cfg)
+    size, budget = cfg.task.size, 200 * 2**20
+
+    def peak(long_side):
+        hw = (round(long_side * 40 / 48), long_side)
+        style_layers = [f"relu{i}_1" for i in range(1, 6)]
+        return estimate.estimate("vgg19", ["relu4_2"], style_layers, hw, hw, "lbfgs", 100).peak_bytes
+
+    assert size % 32 == 0 and peak(size) <= budget < peak(size + 32)
+    stylize.check(cfg)
+
+
+def test_run_logs_its_memory_and_time_estimate(tmp_path, content_path, style_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="transferlab.stylize"):
+        stylize.run(cfg_for(content_path, style_path, "task.steps=1"), tmp_path)
+    assert any("estimate: peak memory" in r.message and "s per evaluation" in r.message for r in caplog.records)

@@ -13,6 +13,7 @@ alive during the backward pass. All sizes assume fp32.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Iterable
@@ -25,6 +26,7 @@ from omegaconf import DictConfig
 from torchvision.models import vgg
 
 from transferlab import backbone, config
+from transferlab.errors import ConfigError
 
 FP32 = 4
 INT64 = 8
@@ -173,7 +175,10 @@ def largest_size(budget_bytes: int, aspect: float, step: int = 32, limit: int = 
         return estimate(size=shape(long_side), style_size=shape(max(32, round(long_side * style_scale))), **kwargs).peak_bytes
 
     if peak(step) > budget_bytes:
-        raise ValueError(f"even a {step}px image needs more than {budget_bytes / 2**30:.2f} GiB")
+        raise ConfigError(
+            f"task.size=auto: even a {step} px image needs more than the budget of {budget_bytes / 2**30:.2f} GiB; "
+            "raise task.memory_budget or free memory on the device"
+        )
     low, high = 1, limit // step  # the peak grows with the size: bisect on multiples of step
     while low < high:
         mid = (low + high + 1) // 2
@@ -215,11 +220,16 @@ def for_config(cfg: DictConfig, size: tuple[int, int], style_size: tuple[int, in
 
 
 def available_memory(device: str | torch.device) -> int:
-    """Bytes a run may use on ``device``: free CUDA memory, or the system's available memory."""
-    if torch.device(device).type == "cuda":
+    """Bytes a run may use on ``device``: free CUDA memory, MPS's recommended limit, or the system's
+    available memory (all of it where the OS does not say what is available)."""
+    kind = torch.device(device).type
+    if kind == "cuda":
         return torch.cuda.mem_get_info(device)[0]
-    found = re.search(r"MemAvailable:\s+(\d+) kB", Path("/proc/meminfo").read_text())
-    return int(found.group(1)) * 1024
+    if kind == "mps":
+        return torch.mps.recommended_max_memory() - torch.mps.current_allocated_memory()
+    meminfo = Path("/proc/meminfo")
+    found = re.search(r"MemAvailable:\s+(\d+) kB", meminfo.read_text()) if meminfo.is_file() else None
+    return int(found.group(1)) * 1024 if found else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def auto_size(cfg: DictConfig, aspect: float, budget_bytes: int) -> int:

@@ -19,7 +19,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from transferlab import backbone, color, config, images, quality, scene, tiling, trainer
+from transferlab import backbone, color, config, estimate, fetch, images, quality, scene, tiling, trainer
 from transferlab.errors import ConfigError
 from transferlab.files import write_json
 from transferlab.losses import content_loss, gram_matrix, style_loss, total_variation
@@ -247,6 +247,8 @@ def check(cfg: DictConfig) -> None:
     """Fail before any work on a config value that cannot work."""
     task = cfg.task
     config.at_least(task.size, 32, "task.size")
+    if not 0 < task.memory_budget <= 1:
+        raise ConfigError(f"task.memory_budget={task.memory_budget} is invalid; it must be a share of free memory in (0, 1]")
     config.at_least(task.steps, 1, "task.steps")
     config.at_least(task.image_every, 0, "task.image_every")
     config.at_least(task.checkpoint_every, 0, "task.checkpoint_every")
@@ -319,8 +321,31 @@ def fit_tiles(task: DictConfig, module: StyleTransfer, start: Tensor, make: Call
     return result if module.scene.original is None else color.recombine(result, module.scene.original)
 
 
+def resolve_auto_size(cfg: DictConfig) -> None:
+    """``task.size=auto``: the largest output whose estimated peak memory fits ``task.memory_budget``
+    of the device's free memory."""
+    if cfg.task.size != "auto":
+        return
+    device = trainer.accelerator(cfg.trainer.accelerator)
+    width, height = images.open_rgb(fetch.resolve(str(cfg.task.content), "task.content")).size
+    budget = int(cfg.task.memory_budget * estimate.available_memory(device))
+    cfg.task.size = estimate.auto_size(cfg, width / height, budget)
+    log.info("task.size=auto: %d px, the largest that fits %.2f GiB on %s", cfg.task.size, budget / 2**30, device)
+
+
+def log_estimate(cfg: DictConfig, module: StyleTransfer) -> None:
+    """Peak memory and time per evaluation expected at the largest whole-image scale, with the conv
+    throughput of this device measured now (about a second)."""
+    last = len(module.schedule) - 1
+    factor = module.schedule[last][0]
+    style_hw = tuple(max(1, round(n * factor)) for n in module.scene.styles[0].shape[-2:])
+    device = trainer.accelerator(cfg.trainer.accelerator)
+    log.info(estimate.for_config(cfg, module.hw(last), style_hw, estimate.conv_throughput(device, repeats=1)).describe())
+
+
 def run(cfg: DictConfig, output_dir: Path) -> float:
     """The stylize task: writes final.png, metrics.json and TensorBoard events into ``output_dir``."""
+    resolve_auto_size(cfg)
     check(cfg)
     pl.seed_everything(cfg.seed, verbose=False)
     # Gradients through deep layers can reach denormal floats, which are ~100x slower on x86 CPUs.
@@ -331,6 +356,7 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
     tiled = is_tiled(cfg.task)
     # A tiled run optimizes its coarser scales whole, then the output size in tiles.
     module, reference = build(cfg, plan[:-1] if tiled and len(plan) > 1 else plan)
+    log_estimate(cfg, module)
 
     def make(**kwargs: Any) -> pl.Trainer:
         return trainer.make_trainer(cfg, output_dir, log_every_n_steps=1, enable_model_summary=False, **kwargs)
