@@ -142,14 +142,15 @@ def torchvision_weights(arch: str, name: str) -> models.WeightsEnum:
         raise ConfigError(f"model.weights={name!r} is not a {arch} weight set; choose one of {choices}") from None
 
 
-def _is_path(weights: str) -> bool:
+def is_weights_file(weights: str) -> bool:
+    """Whether ``model.weights`` names a file (else a torchvision weight name)."""
     return os.sep in weights or weights.endswith((".pth", ".pt"))
 
 
 def load_state_dict(arch: str, weights: str) -> tuple[dict[str, Tensor], Normalization | None]:
     """The state dict for ``weights`` (a torchvision weight name or a file path) and, for
     torchvision weights, the normalization they were trained with."""
-    if _is_path(weights):
+    if is_weights_file(weights):
         path = Path(weights).expanduser()
         if not path.is_file():
             raise WeightsError(f"model.weights: file {path} does not exist; give the path to a {arch} state dict")

@@ -34,7 +34,7 @@ DEFAULT_RESIZE, DEFAULT_CROP = 256, 224
 
 def preprocessing(arch: str, weights: str | None, resize: int | None, crop: int | None) -> dict[str, int]:
     """Eval resize and crop sizes: the config's where set, else those of torchvision weights."""
-    if weights is not None and not backbone._is_path(weights) and (resize is None or crop is None):
+    if weights is not None and not backbone.is_weights_file(weights) and (resize is None or crop is None):
         spec = backbone.torchvision_weights(arch, weights).transforms()
         resize = resize or spec.resize_size[0]
         crop = crop or spec.crop_size[0]
