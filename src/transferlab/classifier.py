@@ -102,6 +102,10 @@ class Classifier(pl.LightningModule):
     def forward(self, images: Tensor) -> Tensor:
         return self.vgg(self.normalize(images))
 
+    def logits(self, inputs: Tensor) -> Tensor:
+        """Logits of a batch of images, or of cached backbone features (flat vectors, see feature_cache)."""
+        return self.vgg.classifier(inputs) if inputs.dim() == 2 else self(inputs)
+
     def inference_network(self) -> nn.Sequential:
         """The model as exported and used for prediction: [0, 1] RGB in, logits out."""
         return nn.Sequential(self.normalize, self.vgg).eval()
@@ -113,12 +117,12 @@ class Classifier(pl.LightningModule):
         self.train_loss = torch.zeros(2, dtype=torch.float64, device=self.device)  # sum of losses, samples
         self.epoch_start = time.perf_counter()
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+    def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         # Dropout draws from the global generator, which data loading also draws from (once per
         # iterator): seeding it per step makes a resumed run match an uninterrupted one.
         torch.manual_seed(hash((self.hparams.seed, self.global_step, self.global_rank)) % 2**63)
-        inputs, targets = batch
-        logits = self(inputs)
+        inputs, targets = batch[:2]
+        logits = self.logits(inputs)
         loss = self.loss(logits.float(), targets)
         self.train_counts += metrics.confusion_matrix(logits.argmax(1), targets, len(self.classes))
         self.train_loss += torch.stack([loss.detach().double() * len(targets), torch.tensor(len(targets), device=self.device)])
@@ -147,15 +151,23 @@ class Classifier(pl.LightningModule):
         self.eval_counts = torch.zeros(len(self.classes), len(self.classes), dtype=torch.long, device=self.device)
         self.wrong: list[tuple[Tensor, int, int, float]] = []
 
-    def _eval_step(self, batch: tuple[Tensor, Tensor]) -> None:
-        inputs, targets = batch
-        logits = self(inputs).float()
+    def _eval_step(self, batch: tuple[Tensor, ...]) -> None:
+        inputs, targets = batch[:2]
+        logits = self.logits(inputs).float()
         self.log(f"{self._prefix()}/loss", F.cross_entropy(logits, targets), batch_size=len(targets), sync_dist=True)
         probs, preds = logits.softmax(1).max(1)
         self.eval_counts += metrics.confusion_matrix(preds, targets, len(self.classes))
         for i in (preds != targets).nonzero().flatten().tolist():
             if len(self.wrong) < self.hparams.misclassified:
-                self.wrong.append((inputs[i].float().cpu(), int(targets[i]), int(preds[i]), float(probs[i])))
+                self.wrong.append((self._image(batch, i), int(targets[i]), int(preds[i]), float(probs[i])))
+
+    def _image(self, batch: tuple[Tensor, ...], i: int) -> Tensor:
+        inputs = batch[0]
+        if inputs.dim() == 4:
+            return inputs[i].float().cpu()
+        # Cached features (items of feature_cache.Features): load the image itself.
+        loader = self.trainer.test_dataloaders if self.trainer.testing else self.trainer.val_dataloaders
+        return loader.dataset.image(int(batch[2][i]))
 
     def _eval_end(self) -> None:
         if self.trainer.sanity_checking:
@@ -184,7 +196,7 @@ class Classifier(pl.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self._eval_start()
 
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
         self._eval_step(batch)
 
     def on_validation_epoch_end(self) -> None:
@@ -193,7 +205,7 @@ class Classifier(pl.LightningModule):
     def on_test_epoch_start(self) -> None:
         self._eval_start()
 
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
         self._eval_step(batch)
 
     def on_test_epoch_end(self) -> None:

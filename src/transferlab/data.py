@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -20,7 +21,7 @@ from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension
 from torchvision.transforms import v2
 
-from transferlab import backbone, images
+from transferlab import backbone, feature_cache, images
 from transferlab.errors import DataError, ImageError
 
 log = logging.getLogger(__name__)
@@ -213,7 +214,13 @@ class EpochSampler(DistributedSampler):
 
 
 class ImageFolderData(pl.LightningDataModule):
-    def __init__(self, splits: Splits, data: DictConfig, sizes: dict[str, int], seed: int) -> None:
+    """Batches of transformed images, or with ``cache_features`` of the frozen backbone's cached
+    features (see feature_cache), computed on the first request with the trainer's model."""
+
+    def __init__(
+        self, splits: Splits, data: DictConfig, sizes: dict[str, int], seed: int,
+        cache_features: bool = False, cache_dir: Path | None = None,
+    ) -> None:
         super().__init__()
         self.seed = seed
         self.batch_size, self.num_workers = data.batch_size, data.num_workers
@@ -221,21 +228,46 @@ class ImageFolderData(pl.LightningDataModule):
         self.train = Transformed(splits.train, train_transform(data.augment, sizes["resize"], sizes["crop"]), seed)
         self.val = Transformed(splits.val, evaluate, seed)
         self.test = Transformed(splits.test, evaluate, seed) if splits.test is not None else None
+        self.cache_features, self.cache_dir = cache_features, cache_dir
+        self.features: dict[str, feature_cache.Features] = {}
+        self.cache_seconds = 0.0
+
+    def dataset(self, split: str) -> Dataset:
+        images = getattr(self, split)
+        if not self.cache_features:
+            return images
+        if split not in self.features:
+            # Here, not in setup(): a resumed run has restored its weights by the time Lightning asks for data.
+            start = time.perf_counter()
+            module = self.trainer.lightning_module
+            prefix = feature_cache.frozen_prefix(module.vgg, module.normalize)
+            self.features[split] = feature_cache.load_or_compute(
+                images, prefix, self.batch_size, self.num_workers, module.device, self.cache_dir
+            )
+            self.cache_seconds += time.perf_counter() - start
+        return self.features[split]
+
+    def loader(self, dataset: Dataset, **kwargs: Any) -> DataLoader:
+        # Cached features are in memory already: worker processes would only add copies.
+        workers = 0 if isinstance(dataset, feature_cache.Features) else self.num_workers
+        pin = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+        return DataLoader(dataset, self.batch_size, num_workers=workers, pin_memory=pin, **kwargs)
 
     def train_dataloader(self) -> DataLoader:
+        dataset = self.dataset("train")
         sampler = EpochSampler(
-            self.train, num_replicas=self.trainer.world_size, rank=self.trainer.global_rank, shuffle=True, seed=self.seed
+            dataset, num_replicas=self.trainer.world_size, rank=self.trainer.global_rank, shuffle=True, seed=self.seed
         )
         # A resumed run creates its first iterator before Lightning sets the epoch.
         sampler.set_epoch(self.trainer.current_epoch)
         # Not persistent_workers: workers must pick up each epoch's dataset.epoch.
-        return DataLoader(self.train, self.batch_size, sampler=sampler, num_workers=self.num_workers)
+        return self.loader(dataset, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val, self.batch_size, num_workers=self.num_workers)
+        return self.loader(self.dataset("val"))
 
     def test_dataloader(self) -> DataLoader:
-        return DataLoader(self.test, self.batch_size, num_workers=self.num_workers)
+        return self.loader(self.dataset("test"))
 
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self.train) / (self.batch_size * max(1, self.trainer.world_size)))

@@ -10,7 +10,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 
-from transferlab import backbone, classifier, config, data, images, trainer
+from transferlab import backbone, classifier, config, data, feature_cache, images, trainer
 from transferlab.errors import ConfigError, DataError
 from transferlab.files import write_json
 
@@ -42,7 +42,9 @@ def check(cfg: DictConfig) -> None:
         if cfg.data[key] is not None:
             config.at_least(cfg.data[key], 32, f"data.{key}")
     config.non_negative(cfg.data.max_bad_fraction, "data.max_bad_fraction")
+    config.non_negative(task.cache_max_gb, "task.cache_max_gb")
     classifier.frozen_modules(cfg.model.arch, task.freeze)
+    feature_cache.check(task.cache_features, cfg.model.arch, task.freeze, cfg.data.augment)
     trainer.precision(cfg, trainer.accelerator(cfg.trainer.accelerator))
 
 
@@ -106,7 +108,10 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
         seed=cfg.seed,
         misclassified=task.misclassified,
     )
-    datamodule = data.ImageFolderData(splits, cfg.data, sizes, cfg.seed)
+    n_images = sum(len(split) for split in (splits.train, splits.val, splits.test) if split is not None)
+    cache = feature_cache.enabled(task.cache_features, cfg.model.arch, task.freeze, cfg.data.augment, n_images, task.cache_max_gb)
+    cache_dir = Path(str(task.cache_dir)).expanduser() if task.cache_dir else None
+    datamodule = data.ImageFolderData(splits, cfg.data, sizes, cfg.seed, cache_features=cache, cache_dir=cache_dir)
     best = ModelCheckpoint(dirpath=output_dir / "checkpoints", filename="best", monitor=task.monitor, mode=task.monitor_mode)
     # Not save_last=True: Lightning 2.6 rewrites last.ckpt only in epochs that improve the best one.
     last = ModelCheckpoint(dirpath=output_dir / "checkpoints", filename="last")
@@ -133,6 +138,8 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
         "last_checkpoint": last.best_model_path,
         "epochs": fit.current_epoch,
         "epoch_time_s": [round(t, 3) for t in module.epoch_times],
+        # Before the first epoch, so not in its time: computing (or loading) the cached features.
+        "feature_cache_s": round(datamodule.cache_seconds, 3) if cache else None,
     }
     # Report the best checkpoint, not the last epoch.
     evaluations = {"val": fit.validate(module, datamodule=datamodule, ckpt_path="best", weights_only=True, verbose=False)[0]}
