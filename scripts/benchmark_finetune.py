@@ -27,7 +27,6 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import pytorch_lightning as pl  # noqa: E402
-import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from benchmark_stylize import load, machine  # noqa: E402  (also quiets Lightning's banners)
 from hydra import compose, initialize_config_dir  # noqa: E402
