@@ -205,6 +205,7 @@ def final_metrics(module: StyleTransfer, reference: backbone.VGGFeatures, result
     metrics = {k.replace("/", "_"): float(v) for k, v in module.last_losses.items()}
     metrics["quality_ssim"] = float(quality.ssim(result, images.resize(content, tuple(result.shape[-2:]))))
     seen = color.luminance_image(result) if s.original is not None else result
+    reference = reference.to(module.device)  # shares the encoder's convs, not its normalization buffers
     distances = [quality.gram_distances(reference, seen, style) for style in s.styles]
     for layer in quality.REFERENCE_LAYERS:
         metrics[f"quality_gram_{layer}"] = sum(w * d[layer] for w, d in zip(s.style_weights, distances))
