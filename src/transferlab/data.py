@@ -6,7 +6,6 @@ Samples leave this module as RGB float tensors in [0, 1]; the model owns the nor
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -268,9 +267,6 @@ class ImageFolderData(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self.loader(self.dataset("test"))
-
-    def steps_per_epoch(self) -> int:
-        return math.ceil(len(self.train) / (self.batch_size * max(1, self.trainer.world_size)))
 
 
 class ImageFiles(Dataset):

@@ -122,10 +122,6 @@ def fits_in(image: Tensor, size: int) -> Tensor:
     return image if max(image.shape[-2:]) <= size else resize_long_side(image, size)
 
 
-def is_image_file(path: Path) -> bool:
-    return path.suffix.lower() in Image.registered_extensions()
-
-
 
 def confusion_image(counts: Tensor, classes: list[str]) -> Image.Image:
     """A confusion matrix drawn as a table: row = true class, column = predicted class; each cell
