@@ -109,3 +109,10 @@ def test_missing_torchvision_weights_say_how_to_fix(tmp_path, monkeypatch):
 def test_unknown_weight_name_lists_choices():
     with pytest.raises(ConfigError, match="IMAGENET1K_V1"):
         backbone.build_features("vgg19", "IMAGENET22K")
+
+
+def test_encoders_sharing_features_keep_their_own_relu_settings():
+    features, norm = backbone.build_features("vgg19", None)
+    encoder = backbone.VGGFeatures(features, "vgg19", ["conv1_2", "relu2_1"], norm)
+    backbone.VGGFeatures(features, "vgg19", ["relu1_1", "relu2_1"], norm)  # e.g. the quality metrics' encoder
+    assert encoder(torch.rand(1, 3, 32, 32))["conv1_2"].min() < 0  # not overwritten by an in-place ReLU

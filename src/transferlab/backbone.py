@@ -100,12 +100,13 @@ class VGGFeatures(nn.Module):
         check_layers(arch, layers, "layers")
         names = layer_names(arch)
         depth = max(names.index(layer) for layer in layers) + 1
-        modules = list(features)[:depth]
-        for previous, module in zip(names, modules[1:]):
-            if isinstance(module, nn.ReLU):
-                # In place saves a full-size write and its memory; only a returned conv activation
-                # must survive. (A conv does not keep its output for backward, so autograd allows it.)
-                module.inplace = previous not in layers
+        # In-place ReLU saves a full-size write and its memory; only a returned conv activation must
+        # survive. (A conv does not keep its output for backward, so autograd allows it.) Each encoder
+        # gets its own ReLUs (they hold no weights): encoders sharing ``features`` may differ here.
+        modules = [
+            nn.ReLU(inplace=names[i - 1] not in layers) if isinstance(m, nn.ReLU) else m
+            for i, m in enumerate(list(features)[:depth])
+        ]
         self.normalize = Normalize(normalization)
         # Channels-last: oneDNN's CPU convolutions (and cuDNN's with tensor cores) run faster in
         # NHWC, most of all the full-resolution first block and the input gradient of conv1_1.
