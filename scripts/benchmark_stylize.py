@@ -39,7 +39,7 @@ from omegaconf import DictConfig  # noqa: E402
 from torch import Tensor  # noqa: E402
 from torchvision.models import vgg19  # noqa: E402
 
-from transferlab import backbone, estimate, stylize  # noqa: E402
+from transferlab import backbone, estimate, runtime, stylize  # noqa: E402
 
 CONTENT = ROOT.parent / "shared" / "data" / "content" / "tubingen.jpg"
 STYLE = ROOT.parent / "shared" / "data" / "styles" / "starry_night.jpg"
@@ -86,6 +86,7 @@ def make_cfg(size: int, layers: str = "gatys", *overrides: str) -> DictConfig:
 def build(cfg: DictConfig, targets: bool = True) -> stylize.StyleTransfer:
     """The project's module for ``cfg`` (its coarse-to-fine plan included), with its targets
     computed as at the start of fitting when ``targets``."""
+    runtime.configure()  # as stylize.run does
     torch.manual_seed(cfg.seed)  # random weights: the same for every build of one architecture
     module, _ = stylize.build(cfg, stylize.schedule(cfg.task))
     if targets:
@@ -115,10 +116,6 @@ def timed(fn: Callable[[], Any]) -> float:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     return time.perf_counter() - start
-
-
-def median(values: list[float]) -> float:
-    return sorted(values)[len(values) // 2]
 
 
 def rss_mib(key: str = "VmRSS") -> float:
@@ -238,23 +235,21 @@ def speed_child(size: int, layers: str, rounds: int, baseline: bool) -> dict[str
 
 def speed(args: argparse.Namespace) -> None:
     print(f"== speed: one L-BFGS function evaluation (VGG19, fp32, random weights)\nmachine: {machine()}")
-    print("lower bound = FLOPs / best measured throughput of a 256->256 3x3 conv on 128x128 (fp32, NCHW or channels-last),"
-          " measured right before each timing; ratio and speed-up are medians over the rounds")
+    print("lower bound = FLOPs / best throughput of a 256->256 3x3 conv on 128x128 (fp32, NCHW or channels-last), measured"
+          f" before each timing; times are the best of {args.rounds} rounds (other processes only ever add time)")
     header = f"{'size':>9} {'layers':>6} {'GFLOP':>6} {'conv GF/s nchw/cl':>17} {'bound s':>7} {'ours s':>7} {'ratio':>6}"
     header += f" {'plain s':>7} {'speed-up':>8}" if args.baseline else ""
     print(header + f" {'peak MiB (est.)':>16}")
     for size in args.sizes:
         for layers in args.layers:
             r = run_child("speed", size=size, layers=layers, rounds=args.rounds, baseline=args.baseline)
-            rows = r["rows"]
-            best = [max(x["nchw"], x["cl"]) for x in rows]
-            ratio = median([x["ours"] * b / r["flops"] for x, b in zip(rows, best)])
+            best = {key: min(x[key] for x in r["rows"]) for key in ("ours", "plain") if key in r["rows"][0]}
+            probe = {key: max(x[key] for x in r["rows"]) for key in ("nchw", "cl")}
+            bound = r["flops"] / max(probe.values())
             line = (f"{r['size'][0]:>4}x{r['size'][1]:<4} {layers:>6} {r['flops'] / 1e9:6.0f} "
-                    f"{median([x['nchw'] for x in rows]) / 1e9:8.0f}/{median([x['cl'] for x in rows]) / 1e9:<8.0f} "
-                    f"{r['flops'] / median(best):7.2f} {median([x['ours'] for x in rows]):7.2f} {ratio:5.2f}x")
+                    f"{probe['nchw'] / 1e9:8.0f}/{probe['cl'] / 1e9:<8.0f} {bound:7.2f} {best['ours']:7.2f} {best['ours'] / bound:5.2f}x")
             if args.baseline:
-                up = median([x["plain"] / x["ours"] for x in rows])
-                line += f" {median([x['plain'] for x in rows]):7.2f} {up:7.2f}x"
+                line += f" {best['plain']:7.2f} {best['plain'] / best['ours']:7.2f}x"
             print(line + f" {r['peak_mib']:8.0f} ({r['estimate_mib']:.0f})", flush=True)
             if args.baseline:
                 print(f"{'':17} same function: loss ours {r['loss']:.6g} plain {r['plain_loss']:.6g}, "
@@ -461,7 +456,7 @@ def main() -> None:
     p = sections.add_parser("speed", help="s/evaluation, FLOP lower bound, plain baseline, peak memory")
     p.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     p.add_argument("--layers", nargs="+", default=["gatys", "seed"])
-    p.add_argument("--rounds", type=int, default=5, help="timed evaluations after one warm-up")
+    p.add_argument("--rounds", type=int, default=7, help="timed evaluations after one warm-up")
     p.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the plain implementation")
     p.set_defaults(run=speed)
     p = sections.add_parser("quality", help="time to the single-scale loss: coarse-to-fine schedules")

@@ -19,26 +19,42 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
+def _flat(features: Tensor) -> Tensor:
+    """``[B, C, H, W] -> [B, C, H W]`` without a copy: a transposed ``[B, H W, C]`` view for
+    channels-last features."""
+    b, c, h, w = features.shape
+    if features.is_contiguous(memory_format=torch.channels_last) and not features.is_contiguous():
+        return features.permute(0, 2, 3, 1).reshape(b, h * w, c).transpose(1, 2)
+    return features.reshape(b, c, h * w)
+
+
 class _Gram(torch.autograd.Function):
     """``F Fᵀ * scale`` with a one-matmul backward. Autograd's generic ``bmm`` backward spends
     two matmuls (``G' F`` and ``G'ᵀ F``); since ``d(F Fᵀ) = dF Fᵀ + F dFᵀ``, the gradient is
-    ``(G' + G'ᵀ) F * scale``: one ``C x C`` add and one matmul."""
+    ``(G' + G'ᵀ) F * scale``: one ``C x C`` add and one matmul.
+
+    It takes the ``[B, C, H, W]`` features, not a flattened view, so that the gradient it returns
+    is a tensor of its own in the features' layout: autograd then adds the gradient of the
+    layer's other consumer (the next conv) into it in place, instead of allocating a third
+    full-size tensor for the sum."""
 
     @staticmethod
-    def forward(ctx: Any, flat: Tensor, scale: float) -> Tensor:
-        ctx.save_for_backward(flat)
+    def forward(ctx: Any, features: Tensor, scale: float) -> Tensor:
+        ctx.save_for_backward(features)
         ctx.scale = scale
+        flat = _flat(features)
         return torch.baddbmm(flat.new_empty(()), flat, flat.transpose(1, 2), beta=0, alpha=scale)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
-        (flat,) = ctx.saved_tensors
-        sym = grad + grad.transpose(1, 2)
+        (features,) = ctx.saved_tensors
+        flat, sym = _flat(features), grad + grad.transpose(1, 2)
+        out = torch.empty_like(features)  # same memory format
         if flat.transpose(1, 2).is_contiguous():
-            # Channels-last features: multiply in their [B, HW, C] layout so the gradient keeps it.
-            out = torch.baddbmm(flat.new_empty(()), flat.transpose(1, 2), sym, beta=0, alpha=ctx.scale).transpose(1, 2)
+            # Channels-last: multiply in the [B, HW, C] layout (sym is symmetric).
+            torch.baddbmm(flat.new_empty(()), flat.transpose(1, 2), sym, beta=0, alpha=ctx.scale, out=_flat(out).transpose(1, 2))
         else:
-            out = torch.baddbmm(flat.new_empty(()), sym, flat, beta=0, alpha=ctx.scale)
+            torch.baddbmm(flat.new_empty(()), sym, flat, beta=0, alpha=ctx.scale, out=_flat(out))
         return out, None
 
 
@@ -50,19 +66,14 @@ def gram_matrix(features: Tensor, mask: Tensor | None = None) -> Tensor:
     With ``mask`` (``[B or 1, 1, H, W]`` in [0, 1]) each position counts with its mask value:
     ``G = (F m)(F m)ᵀ / Σ m²``, the Gram matrix of the masked region alone (spatial control).
     """
-    b, c, h, w = features.shape
+    h, w = features.shape[-2:]
     with torch.autocast(features.device.type, enabled=False):
         features = features.to(torch.promote_types(features.dtype, torch.float32))  # fp64 stays fp64
-        if mask is not None:
-            features = features * mask
-        if features.is_contiguous(memory_format=torch.channels_last) and not features.is_contiguous():
-            flat = features.permute(0, 2, 3, 1).reshape(b, h * w, c).transpose(1, 2)
-        else:
-            flat = features.reshape(b, c, h * w)
         if mask is None:
-            return _Gram.apply(flat, 1.0 / (h * w))
+            return _Gram.apply(features, 1.0 / (h * w))
+        features = features * mask
         norm = mask.to(features.dtype).pow(2).sum(dim=(1, 2, 3)).clamp_min(1e-8).view(-1, 1, 1)
-        return _Gram.apply(flat, 1.0) / norm
+        return _Gram.apply(features, 1.0) / norm
 
 
 def content_loss(features: Tensor, target: Tensor) -> Tensor:

@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint, OnExceptionCheckpoint
 from torch import Tensor
 
-from transferlab import backbone, color, config, estimate, fetch, images, quality, scene, tiling, trainer
+from transferlab import backbone, color, config, estimate, fetch, images, quality, runtime, scene, tiling, trainer
 from transferlab.errors import ConfigError
 from transferlab.files import write_json
 from transferlab.style_transfer import ImageLogger, LossWeights, StyleTransfer
@@ -143,8 +142,7 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
     resolve_auto_size(cfg)
     check(cfg)
     pl.seed_everything(cfg.seed, verbose=False)
-    # Gradients through deep layers can reach denormal floats, which are ~100x slower on x86 CPUs.
-    torch.set_flush_denormal(True)
+    runtime.configure()
     # The frozen VGG is in eval mode on purpose.
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")
     plan = schedule(cfg.task)
