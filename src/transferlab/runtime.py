@@ -26,8 +26,8 @@ def reuse_freed_blocks() -> None:
 
     glibc serves each block above 32 MiB (every full-resolution activation and gradient at 512 px)
     with its own mmap and unmaps it on free, so every evaluation page-faults the same memory in
-    again. Serving every block from the heap and never trimming it made an L-BFGS fit at 512 px
-    15% faster per evaluation on a 2-core CPU (2.86 s instead of 3.36 s), for 5% more peak memory:
+    again. Serving every block from the heap and never trimming it made L-BFGS fits at 512 px
+    5-15% faster per evaluation on a 2-core CPU (two runs), for 2-5% more peak memory:
     the process keeps its peak, and the heap holds a few spare copies of the largest blocks.
     Other C libraries are left as they are."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
