@@ -15,6 +15,7 @@ the same process, interleaved with the timings it is compared to.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -294,20 +295,20 @@ def fit(module: stylize.StyleTransfer, target: float | None, max_evals: int, max
 
 
 def balanced_weights(size: int, layers: str) -> list[str]:
-    """Config overrides that make every term matter with random VGG weights, whose activations
-    shrink with depth (relu5_1's style loss starts ~1e13 times below relu1_1's): each style
-    layer is weighted by 1 / its loss at the start (the content image), the style weight sets that
-    start to 1e3, and the content weight makes a noise image cost as much in content."""
+    """Config overrides that give every style layer its say with random VGG weights, whose
+    activations shrink with depth (relu5_1's Gram matrix is ~1e6 times smaller than relu1_1's):
+    each layer's style loss is divided by the mean square of its target Gram matrix (a relative
+    error, as activation scales are for a trained VGG), the style weight makes the loss of the
+    content image 1e3, and the content weight makes a noise image cost as much in content."""
     module = build(make_cfg(size, layers))
     with torch.no_grad():
-        terms = module.losses()
+        scale = {l: float(module.gram_targets[0][l].pow(2).mean()) for l in module.style_layers}
+        overrides = [f"layers.style.{l}={1 / v:.6g}" for l, v in scale.items()]
+        module = build(make_cfg(size, layers, *overrides))
+        style = float(module.losses()["loss/style"]) / module.weights.style
         module.image.copy_(torch.rand_like(module.image))
         content = float(module.losses()["loss/content"]) / module.weights.content
-    style = {l: float(terms[f"style/loss_{l}"]) / module.weights.style for l in module.style_layers}
-    overrides = [f"layers.style.{l}={1 / v:.6g}" for l, v in style.items()]
-    # layer weights are normalized to sum 1: the style loss at the start is len(style) / sum(1 / v).
-    start = len(style) / sum(1 / v for v in style.values())
-    return overrides + [f"loss.style_weight={1e3 / start:.6g}", f"loss.content_weight={1e3 / content:.6g}"]
+    return overrides + [f"loss.style_weight={1e3 / style:.6g}", f"loss.content_weight={1e3 / content:.6g}"]
 
 
 def schedule(stages: list[tuple[int, int]], layers: str, history: int, target: float | None,
@@ -343,7 +344,8 @@ def quality(args: argparse.Namespace) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     weights = balanced_weights(args.size, args.layers)
     print("loss weights (balanced for random VGG weights, fixed for every run):", " ".join(weights))
-    ref_file = RESULTS / f"single_{args.size}_{args.layers}_{args.evals}.json"
+    key = hashlib.sha256(" ".join(weights).encode()).hexdigest()[:8]
+    ref_file = RESULTS / f"single_{args.size}_{args.layers}_{args.evals}_{key}.json"
     if ref_file.exists():
         ref = json.loads(ref_file.read_text())
         print(f"single-scale reference read from {ref_file} (delete it to measure again)")

@@ -34,6 +34,20 @@ def test_coarse_to_fine_runs_each_scale_and_ends_at_full_size(tmp_path, content_
     assert json.loads((tmp_path / "metrics.json").read_text())["steps"] == 4
 
 
+def test_finer_scale_starts_with_the_initial_images_detail(content_path, style_path):
+    cfg = cfg_for(content_path, style_path, "task.size=64", "task.scales=[32]", "task.scale_steps=[2]")
+    module, _ = stylize.build(cfg, stylize.schedule(cfg.task))
+    full = module.hw(1)
+    init = module.scene.init.unsqueeze(0)
+    # A coarse image that is the initial image downsampled comes back as the initial image, not blurred.
+    torch.testing.assert_close(module.upsampled(full), images.resize(init, full), atol=1e-6, rtol=0)
+    # A coarse result keeps its low frequencies and gains the initial image's detail.
+    with torch.no_grad():
+        module.image.copy_(torch.full_like(module.image, 0.5))
+    detail = images.resize(init, full) - images.resize(images.resize(init, module.hw(0)), full)
+    torch.testing.assert_close(module.upsampled(full), (0.5 + detail).clamp(0, 1))
+
+
 @pytest.mark.parametrize(
     "overrides,message",
     [

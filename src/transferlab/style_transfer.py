@@ -126,12 +126,20 @@ class StyleTransfer(pl.LightningModule):
         terms.update({f"style/loss_{l}": self.weights.style * v for l, v in per_layer.items()})
         return terms
 
+    def upsampled(self, hw: tuple[int, int]) -> Tensor:
+        """The image at the finer size ``hw``: its own low frequencies plus the detail the initial
+        image has at ``hw`` and lacks at the current size. Upsampled alone, it would start the finer
+        scale blurred, further from the optimum than the initial image itself in fine texture and
+        content, and the evaluations saved at the coarse scale would go to restoring that detail."""
+        init = self.scene.init.unsqueeze(0)
+        detail = images.resize(init, hw) - images.resize(images.resize(init, tuple(self.image.shape[-2:])), hw)
+        return (images.resize(self.image.detach(), hw) + detail).clamp_(0, 1)
+
     def next_scale(self) -> None:
-        """Upsample the image to the next scale and start a fresh optimizer (its curvature history
+        """Move the image to the next scale and start a fresh optimizer (its curvature history
         and moments belong to the old resolution)."""
         self.scale += 1
-        upsampled = images.resize(self.image.detach(), self.hw(self.scale))
-        self.image = nn.Parameter(upsampled.contiguous())
+        self.image = nn.Parameter(self.upsampled(self.hw(self.scale)).contiguous())
         self.prepare_scale()
         self.trainer.strategy.optimizers = [self.configure_optimizers()]
         self.last_point = self.last_grad = None

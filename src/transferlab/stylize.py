@@ -171,7 +171,7 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
             fit.fit(module, ckpt_path=cfg.ckpt_path)
         if tiled:
             full = tuple(module.scene.content.shape[-2:])
-            start = images.resize(module.rendered().detach()[0], full) if len(plan) > 1 else module.scene.init
+            start = module.upsampled(full)[0] if len(plan) > 1 else module.scene.init
             result = fit_tiles(cfg.task, module, start.to(module.device), make)
         else:
             result = module.output()
