@@ -87,7 +87,6 @@ def make_cfg(size: int, layers: str = "gatys", *overrides: str) -> DictConfig:
 def build(cfg: DictConfig, targets: bool = True) -> stylize.StyleTransfer:
     """The project's module for ``cfg`` (its coarse-to-fine plan included), with its targets
     computed as at the start of fitting when ``targets``."""
-    runtime.configure()  # as stylize.run does
     torch.manual_seed(cfg.seed)  # random weights: the same for every build of one architecture
     module, _ = stylize.build(cfg, stylize.schedule(cfg.task))
     if targets:
@@ -199,6 +198,7 @@ class PlainGatys:
 
 
 def speed_child(size: int, layers: str, rounds: int, baseline: bool) -> dict[str, Any]:
+    runtime.configure()  # as stylize.run does
     rss0 = rss_mib()
     cfg = make_cfg(size, layers)
     module = build(cfg)
@@ -340,6 +340,7 @@ def schedule(stages: list[tuple[int, int]], layers: str, history: int, target: f
 
 
 def quality(args: argparse.Namespace) -> None:
+    runtime.configure()
     print(f"== time to quality at {args.size} px, layers={args.layers}, random weights\nmachine: {machine()}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     weights = balanced_weights(args.size, args.layers)
@@ -379,7 +380,9 @@ def report(name: str, result: dict[str, Any], ref: dict[str, Any] | None = None)
 # ---------------------------------------------------------------- item 4: memory
 
 
-def memory_child(size: int, layers: str, optimizer: str, history: int, steps: int) -> dict[str, Any]:
+def memory_child(size: int, layers: str, optimizer: str, history: int, steps: int, live: bool) -> dict[str, Any]:
+    if not live:
+        runtime.configure()  # as stylize.run does: the process keeps freed blocks for reuse
     rss0 = rss_mib()
     cfg = make_cfg(size, layers, f"optimizer={optimizer}", *([f"optimizer.history_size={history}"] if optimizer == "lbfgs" else []))
     reset_peak()
@@ -403,7 +406,7 @@ def memory(args: argparse.Namespace) -> None:
         for optimizer in ("lbfgs", "adam"):
             steps = args.history + 2 if optimizer == "lbfgs" else 3
             r = run_child("memory", env=LIVE_MALLOC if args.live else None, size=size, layers=args.layers,
-                          optimizer=optimizer, history=args.history, steps=steps)
+                          optimizer=optimizer, history=args.history, steps=steps, live=args.live)
             est = sum(r["estimate"].values()) / 2**20
             name = f"lbfgs(h={args.history})" if optimizer == "lbfgs" else "adam"
             parts = ", ".join(f"{k} {v / 2**20:.0f}" for k, v in r["estimate"].items())
@@ -420,6 +423,7 @@ def memory(args: argparse.Namespace) -> None:
 
 
 def precision(args: argparse.Namespace) -> None:
+    runtime.configure()
     print(f"== bf16-mixed against fp32\nmachine: {machine()}")
     amx = "AMX" in torch.backends.cpu.get_cpu_capability()
     if not (torch.cuda.is_available() or amx or args.force):
