@@ -1,4 +1,5 @@
-"""Benchmarks of the stylize task's optimization loop (issue 4), on this machine, random VGG weights.
+"""Benchmarks of the stylize task's optimization loop (issue 4), on this machine; random VGG weights
+unless ``--weights`` names real ones.
 
     python scripts/benchmark_stylize.py speed      # s/evaluation vs its FLOP lower bound, and vs a plain baseline
     python scripts/benchmark_stylize.py quality    # time to a loss: single-scale vs coarse-to-fine
@@ -74,12 +75,17 @@ def load() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
+def weights() -> str:
+    """model.weights of every run (``--weights``; children inherit it)."""
+    return os.environ.get("BENCH_WEIGHTS", "null")
+
+
 def make_cfg(size: int, layers: str = "gatys", *overrides: str) -> DictConfig:
-    """The config ``python run.py`` would get for a stylize run with random weights."""
+    """The config ``python run.py`` would get for this stylize run."""
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         return compose(
             "config",
-            overrides=[f"task.content={CONTENT}", f"task.style={STYLE}", f"task.size={size}", "model.weights=null",
+            overrides=[f"task.content={CONTENT}", f"task.style={STYLE}", f"task.size={size}", f"model.weights={weights()}",
                        f"layers={layers}", *overrides],
         )
 
@@ -141,10 +147,10 @@ def layer_sets(cfg: DictConfig) -> tuple[list[str], list[str]]:
 
 
 def module_estimate(module: stylize.StyleTransfer, cfg: DictConfig, optimizer: str, history: int,
-                    throughput: float = estimate.DEFAULT_THROUGHPUT) -> estimate.Estimate:
+                    heap: bool) -> estimate.Estimate:
     content, style = layer_sets(cfg)
     return estimate.estimate(cfg.model.arch, content, style, tuple(module.image.shape[-2:]),
-                             style_hw(module), optimizer, history, throughput)
+                             style_hw(module), optimizer, history, heap=heap)
 
 
 # ---------------------------------------------------------------- the plain baseline (item 2)
@@ -224,7 +230,7 @@ def speed_child(size: int, layers: str, rounds: int, baseline: bool) -> dict[str
         if plain:
             row["plain"] = timed(plain.evaluate)
         rows.append(row)
-    est = module_estimate(module, cfg, "lbfgs", 0)
+    est = module_estimate(module, cfg, "lbfgs", 0, heap=True)
     result = {
         "size": list(module.image.shape[-2:]), "layers": layers, "flops": flops, "rows": rows, "loss": loss,
         "peak_mib": peak, "estimate_mib": (est.peak_bytes - est.parts["optimizer"]) / 2**20,
@@ -235,7 +241,7 @@ def speed_child(size: int, layers: str, rounds: int, baseline: bool) -> dict[str
 
 
 def speed(args: argparse.Namespace) -> None:
-    print(f"== speed: one L-BFGS function evaluation (VGG19, fp32, random weights)\nmachine: {machine()}")
+    print(f"== speed: one L-BFGS function evaluation (VGG19, fp32, model.weights={weights()})\nmachine: {machine()}")
     print("lower bound = FLOPs / best throughput of a 256->256 3x3 conv on 128x128 (fp32, NCHW or channels-last), measured"
           f" before each timing; times are the best of {args.rounds} rounds (other processes only ever add time)")
     header = f"{'size':>9} {'layers':>6} {'GFLOP':>6} {'conv GF/s nchw/cl':>17} {'bound s':>7} {'ours s':>7} {'ratio':>6}"
@@ -341,17 +347,17 @@ def schedule(stages: list[tuple[int, int]], layers: str, history: int, target: f
 
 def quality(args: argparse.Namespace) -> None:
     runtime.configure()
-    print(f"== time to quality at {args.size} px, layers={args.layers}, random weights\nmachine: {machine()}")
+    print(f"== time to quality at {args.size} px, layers={args.layers}, model.weights={weights()}\nmachine: {machine()}")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    weights = balanced_weights(args.size, args.layers)
-    print("loss weights (balanced for random VGG weights, fixed for every run):", " ".join(weights))
-    key = hashlib.sha256(" ".join(weights).encode()).hexdigest()[:8]
+    loss_weights = balanced_weights(args.size, args.layers)
+    print("loss weights (balanced layers, fixed for every run):", " ".join(loss_weights))
+    key = hashlib.sha256(" ".join([weights(), *loss_weights]).encode()).hexdigest()[:8]
     ref_file = RESULTS / f"single_{args.size}_{args.layers}_{args.evals}_{key}.json"
     if ref_file.exists():
         ref = json.loads(ref_file.read_text())
         print(f"single-scale reference read from {ref_file} (delete it to measure again)")
     else:
-        ref = schedule([(args.size, args.evals)], args.layers, 100, None, weights)
+        ref = schedule([(args.size, args.evals)], args.layers, 100, None, loss_weights)
         ref["machine"] = machine()
         ref_file.write_text(json.dumps(ref))
     target = ref["loss"]
@@ -359,7 +365,7 @@ def quality(args: argparse.Namespace) -> None:
     for spec in args.schedules:
         *coarse, history = spec.split("/")
         stages = [tuple(map(int, s.split(":"))) for s in coarse] + [(args.size, args.evals)]
-        result = schedule(stages, args.layers, int(history), target, weights)
+        result = schedule(stages, args.layers, int(history), target, loss_weights)
         report(f"{spec}", result, ref)
 
 
@@ -387,7 +393,7 @@ def memory_child(size: int, layers: str, optimizer: str, history: int, steps: in
     cfg = make_cfg(size, layers, f"optimizer={optimizer}", *([f"optimizer.history_size={history}"] if optimizer == "lbfgs" else []))
     reset_peak()
     module = build(cfg, targets=False)
-    est = module_estimate(module, cfg, optimizer, history)
+    est = module_estimate(module, cfg, optimizer, history, heap=not live)
     start = time.perf_counter()
     fit(module, None, 10**6, max_steps=steps)
     return {"size": list(module.image.shape[-2:]), "peak_mib": rss_mib("VmHWM") - rss0, "baseline_mib": rss0,
@@ -458,6 +464,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
                         help="intra-op threads; on a shared CPU fewer threads than cores can be faster")
+    parser.add_argument("--weights", default="null",
+                        help="model.weights: null (random, the default), IMAGENET1K_V1 (torchvision's cache) or a state-dict file")
     sections = parser.add_subparsers(dest="section", required=True)
     p = sections.add_parser("speed", help="s/evaluation, FLOP lower bound, plain baseline, peak memory")
     p.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
@@ -485,7 +493,8 @@ def main() -> None:
     p.add_argument("--force", action="store_true", help="run even without CUDA or AMX (a functional check)")
     p.set_defaults(run=precision)
     args = parser.parse_args()
-    os.environ["BENCH_THREADS"] = str(args.threads)  # children inherit it
+    os.environ["BENCH_THREADS"] = str(args.threads)  # children inherit both
+    os.environ["BENCH_WEIGHTS"] = args.weights
     torch.set_num_threads(args.threads)
     args.run(args)
 

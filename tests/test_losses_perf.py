@@ -88,6 +88,13 @@ def test_estimate_grows_with_size_and_history() -> None:
     assert "GiB" in small.describe()
 
 
+def test_a_process_that_keeps_freed_blocks_adds_four_of_the_largest_layer() -> None:
+    kwargs = dict(arch="vgg19", content_layers=["relu4_2"], style_layers=["relu1_1"], size=(64, 96), style_size=(64, 96))
+    live, kept = estimate.estimate(**kwargs), estimate.estimate(heap=True, **kwargs)
+    assert "heap" not in live.parts
+    assert kept.peak_bytes - live.peak_bytes == kept.parts["heap"] == 4 * 64 * 64 * 96 * 4  # relu1_1: 64 channels
+
+
 def test_largest_size_fits_budget() -> None:
     kwargs = dict(arch="vgg19", content_layers=["relu4_2"], style_layers=["relu1_1"], history_size=10)
     budget = 200 * 2**20

@@ -42,6 +42,10 @@ RUNTIME = 40 * 2**20
 # Image-sized tensors alive in every run: the image, its gradient, and the closure's cached
 # point and gradient (stylize.StyleTransfer), plus the normalized channels-last input of conv1_1.
 IMAGE_TENSORS = 5
+# Spare blocks of the largest layer's size that glibc's heap holds beyond the live tensors when a
+# CPU run keeps freed memory (runtime.reuse_freed_blocks): measured 3.7-4.1 with L-BFGS at 256,
+# 512 and 1024 px, 2.5-4.6 with Adam (scripts/benchmark_stylize.py memory).
+HEAP_BLOCKS = 4
 # Assumed conv throughput (FLOP/s) when none is measured: 2 cores of a recent x86 server.
 DEFAULT_THROUGHPUT = 150e9
 
@@ -123,9 +127,11 @@ def estimate(
     optimizer: str = "lbfgs",
     history_size: int = 100,
     throughput: float = DEFAULT_THROUGHPUT,
+    heap: bool = False,
 ) -> Estimate:
     """Peak memory and time per evaluation of a stylize run on a ``size = (H, W)`` image with
-    the style image at ``style_size``, batch 1, fp32."""
+    the style image at ``style_size``, batch 1, fp32. ``heap``: the process keeps freed blocks
+    for reuse (``runtime.keeps_freed_blocks``), and its peak includes the spare ones."""
     content_layers, style_layers = list(content_layers), list(style_layers)
     used = [*content_layers, *style_layers]
     height, width = size
@@ -156,6 +162,8 @@ def estimate(
         "optimizer": state * FP32,
         "runtime": RUNTIME,
     }
+    if heap:
+        parts["heap"] = HEAP_BLOCKS * largest * FP32
     flops = evaluation_flops(arch, used, style_layers, height, width)
     return Estimate(parts, flops, flops / throughput, throughput)
 
@@ -205,7 +213,8 @@ def conv_throughput(device: str | torch.device = "cpu", channels_last: bool = Tr
     return flops / sorted(times)[len(times) // 2]
 
 
-def for_config(cfg: DictConfig, size: tuple[int, int], style_size: tuple[int, int], throughput: float = DEFAULT_THROUGHPUT) -> Estimate:
+def for_config(cfg: DictConfig, size: tuple[int, int], style_size: tuple[int, int], throughput: float = DEFAULT_THROUGHPUT,
+               heap: bool = False) -> Estimate:
     """``estimate`` for a composed stylize config (layers, optimizer and history taken from it)."""
     return estimate(
         cfg.model.arch,
@@ -216,6 +225,7 @@ def for_config(cfg: DictConfig, size: tuple[int, int], style_size: tuple[int, in
         cfg.optimizer.name,
         cfg.optimizer.get("history_size", 0),
         throughput,
+        heap,
     )
 
 
@@ -232,10 +242,11 @@ def available_memory(device: str | torch.device) -> int:
     return int(found.group(1)) * 1024 if found else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def auto_size(cfg: DictConfig, aspect: float, budget_bytes: int) -> int:
+def auto_size(cfg: DictConfig, aspect: float, budget_bytes: int, heap: bool = False) -> int:
     """The ``task.size`` (long side) that ``task.size=auto`` picks: the largest whose estimated peak
     fits ``budget_bytes``, with the style image at ``task.style_scale`` of it."""
     kwargs = dict(
+        heap=heap,
         arch=cfg.model.arch,
         content_layers=config.layer_weights(cfg.layers.content, "layers.content"),
         style_layers=config.layer_weights(cfg.layers.style, "layers.style"),

@@ -123,7 +123,7 @@ def resolve_auto_size(cfg: DictConfig) -> None:
     device = trainer.accelerator(cfg.trainer.accelerator)
     width, height = images.open_rgb(fetch.resolve(str(cfg.task.content), "task.content")).size
     budget = int(cfg.task.memory_budget * estimate.available_memory(device))
-    cfg.task.size = estimate.auto_size(cfg, width / height, budget)
+    cfg.task.size = estimate.auto_size(cfg, width / height, budget, runtime.keeps_freed_blocks(device))
     log.info("task.size=auto: %d px, the largest that fits %.2f GiB on %s", cfg.task.size, budget / 2**30, device)
 
 
@@ -134,7 +134,8 @@ def log_estimate(cfg: DictConfig, module: StyleTransfer) -> None:
     factor = module.schedule[last][0]
     style_hw = tuple(max(1, round(n * factor)) for n in module.scene.styles[0].shape[-2:])
     device = trainer.accelerator(cfg.trainer.accelerator)
-    log.info(estimate.for_config(cfg, module.hw(last), style_hw, estimate.conv_throughput(device, repeats=1)).describe())
+    throughput = estimate.conv_throughput(device, repeats=1)
+    log.info(estimate.for_config(cfg, module.hw(last), style_hw, throughput, runtime.keeps_freed_blocks(device)).describe())
 
 
 def run(cfg: DictConfig, output_dir: Path) -> float:
