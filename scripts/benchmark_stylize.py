@@ -204,10 +204,10 @@ class PlainGatys:
 
 
 def speed_child(size: int, layers: str, rounds: int, baseline: bool) -> dict[str, Any]:
-    runtime.configure()  # as stylize.run does
     rss0 = rss_mib()
     cfg = make_cfg(size, layers)
     module = build(cfg)
+    runtime.configure()  # as stylize.run does, once the weights are loaded
     ours = evaluation(module)
     reset_peak()
     loss = ours()  # warm-up; its peak is the evaluation's (no optimizer state yet)
@@ -387,12 +387,12 @@ def report(name: str, result: dict[str, Any], ref: dict[str, Any] | None = None)
 
 
 def memory_child(size: int, layers: str, optimizer: str, history: int, steps: int, live: bool) -> dict[str, Any]:
-    if not live:
-        runtime.configure()  # as stylize.run does: the process keeps freed blocks for reuse
     rss0 = rss_mib()
     cfg = make_cfg(size, layers, f"optimizer={optimizer}", *([f"optimizer.history_size={history}"] if optimizer == "lbfgs" else []))
     reset_peak()
     module = build(cfg, targets=False)
+    if not live:
+        runtime.configure()  # as stylize.run does once the weights are loaded: freed blocks are kept for reuse
     est = module_estimate(module, cfg, optimizer, history, heap=not live)
     start = time.perf_counter()
     fit(module, None, 10**6, max_steps=steps)

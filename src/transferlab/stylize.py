@@ -143,7 +143,6 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
     resolve_auto_size(cfg)
     check(cfg)
     pl.seed_everything(cfg.seed, verbose=False)
-    runtime.configure()
     # The frozen VGG is in eval mode on purpose.
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")
     plan = schedule(cfg.task)
@@ -151,6 +150,8 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
     # A tiled run optimizes its coarser scales whole, then the output size in tiles.
     module, reference = build(cfg, plan[:-1] if tiled and len(plan) > 1 else plan)
     log_estimate(cfg, module)
+    # After loading the weights: the heap would keep the checkpoint's memory (VGG's classifier too).
+    runtime.configure()
 
     def make(**kwargs: Any) -> pl.Trainer:
         return trainer.make_trainer(cfg, output_dir, log_every_n_steps=1, enable_model_summary=False, **kwargs)
