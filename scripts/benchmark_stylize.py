@@ -146,13 +146,6 @@ def layer_sets(cfg: DictConfig) -> tuple[list[str], list[str]]:
     return list(cfg.layers.content), list(cfg.layers.style)
 
 
-def module_estimate(module: stylize.StyleTransfer, cfg: DictConfig, optimizer: str, history: int,
-                    heap: bool) -> estimate.Estimate:
-    content, style = layer_sets(cfg)
-    return estimate.estimate(cfg.model.arch, content, style, tuple(module.image.shape[-2:]),
-                             style_hw(module), optimizer, history, heap=heap)
-
-
 # ---------------------------------------------------------------- the plain baseline (item 2)
 
 
@@ -230,7 +223,7 @@ def speed_child(size: int, layers: str, rounds: int, baseline: bool) -> dict[str
         if plain:
             row["plain"] = timed(plain.evaluate)
         rows.append(row)
-    est = module_estimate(module, cfg, "lbfgs", 0, heap=True)
+    est = estimate.for_config(cfg, tuple(module.image.shape[-2:]), style_hw(module), heap=runtime.keeps_freed_blocks("cpu"))
     result = {
         "size": list(module.image.shape[-2:]), "layers": layers, "flops": flops, "rows": rows, "loss": loss,
         "peak_mib": peak, "estimate_mib": (est.peak_bytes - est.parts["optimizer"]) / 2**20,
@@ -393,7 +386,8 @@ def memory_child(size: int, layers: str, optimizer: str, history: int, steps: in
     module = build(cfg, targets=False)
     if not live:
         runtime.configure()  # as stylize.run does once the weights are loaded: freed blocks are kept for reuse
-    est = module_estimate(module, cfg, optimizer, history, heap=not live)
+    est = estimate.for_config(cfg, tuple(module.image.shape[-2:]), style_hw(module),
+                              heap=not live and runtime.keeps_freed_blocks("cpu"))
     start = time.perf_counter()
     fit(module, None, 10**6, max_steps=steps)
     return {"size": list(module.image.shape[-2:]), "peak_mib": rss_mib("VmHWM") - rss0, "baseline_mib": rss0,
