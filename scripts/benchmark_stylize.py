@@ -41,7 +41,7 @@ from omegaconf import DictConfig  # noqa: E402
 from torch import Tensor  # noqa: E402
 from torchvision.models import vgg19  # noqa: E402
 
-from transferlab import backbone, estimate, runtime, stylize  # noqa: E402
+from transferlab import backbone, estimate, runtime, stylize, winograd  # noqa: E402
 
 CONTENT = ROOT.parent / "shared" / "data" / "content" / "tubingen.jpg"
 STYLE = ROOT.parent / "shared" / "data" / "styles" / "starry_night.jpg"
@@ -223,7 +223,8 @@ def speed_child(size: int, layers: str, rounds: int, baseline: bool) -> dict[str
         if plain:
             row["plain"] = timed(plain.evaluate)
         rows.append(row)
-    est = estimate.for_config(cfg, tuple(module.image.shape[-2:]), style_hw(module), heap=runtime.keeps_freed_blocks("cpu"))
+    est = estimate.for_config(cfg, tuple(module.image.shape[-2:]), style_hw(module), heap=runtime.keeps_freed_blocks("cpu"),
+                              fast_convs=winograd.runs_on("cpu"))
     result = {
         "size": list(module.image.shape[-2:]), "layers": layers, "flops": flops, "rows": rows, "loss": loss,
         "peak_mib": peak, "estimate_mib": (est.peak_bytes - est.parts["optimizer"]) / 2**20,
@@ -387,7 +388,7 @@ def memory_child(size: int, layers: str, optimizer: str, history: int, steps: in
     if not live:
         runtime.configure()  # as stylize.run does once the weights are loaded: freed blocks are kept for reuse
     est = estimate.for_config(cfg, tuple(module.image.shape[-2:]), style_hw(module),
-                              heap=not live and runtime.keeps_freed_blocks("cpu"))
+                              heap=not live and runtime.keeps_freed_blocks("cpu"), fast_convs=winograd.runs_on("cpu"))
     start = time.perf_counter()
     fit(module, None, 10**6, max_steps=steps)
     return {"size": list(module.image.shape[-2:]), "peak_mib": rss_mib("VmHWM") - rss0, "baseline_mib": rss0,

@@ -45,12 +45,12 @@ def test_gram_is_fp32_under_autocast() -> None:
 
 
 def test_features_and_gradients_match_plain_vgg() -> None:
-    """VGGFeatures (truncated, channels-last, some ReLUs in place) against torchvision's stack in NCHW."""
+    """VGGFeatures (truncated, channels-last, some ReLUs in place, Winograd convolutions from conv3_2
+    on) against the plain convolutions of torchvision's stack in NCHW."""
     torch.manual_seed(0)
     features, norm = backbone.build_features("vgg16", None)
-    plain = torch.nn.Sequential(*[m for m in features]).eval()
-    reference = {name: module for name, module in zip(backbone.layer_names("vgg16"), plain)}
-    layers = ["conv2_1", "relu1_2", "relu3_2"]
+    reference = dict(zip(backbone.layer_names("vgg16"), features))
+    layers = ["conv2_1", "relu1_2", "relu3_2", "relu4_1"]
     encoder = backbone.VGGFeatures(features, "vgg16", layers, norm)
     image = torch.rand(1, 3, 40, 36, requires_grad=True)
     ours = encoder(image)
@@ -60,9 +60,14 @@ def test_features_and_gradients_match_plain_vgg() -> None:
     x = backbone.Normalize(norm)(image)
     for name, module in reference.items():
         # Fresh non-in-place ReLUs: the plain reference must not share the encoder's in-place flags.
-        x = F.relu(x) if isinstance(module, torch.nn.ReLU) else module(x)
+        if isinstance(module, torch.nn.ReLU):
+            x = F.relu(x)
+        elif isinstance(module, torch.nn.Conv2d):
+            x = F.conv2d(x, module.weight, module.bias, padding=1)
+        else:
+            x = module(x)
         outputs[name] = x
-        if name == "relu3_2":
+        if name == "relu4_1":
             break
     grad_plain, = torch.autograd.grad(sum(outputs[k].pow(2).mean() for k in layers), image)
     for k in layers:
@@ -93,6 +98,20 @@ def test_a_process_that_keeps_freed_blocks_adds_four_of_the_largest_layer() -> N
     live, kept = estimate.estimate(**kwargs), estimate.estimate(heap=True, **kwargs)
     assert "heap" not in live.parts
     assert kept.peak_bytes - live.peak_bytes == kept.parts["heap"] == 4 * 64 * 64 * 96 * 4  # relu1_1: 64 channels
+
+
+def test_winograd_kernels_estimate_is_what_the_encoder_holds() -> None:
+    from transferlab import winograd
+
+    layers = dict(content_layers=["relu4_2"], style_layers=[f"relu{i}_1" for i in range(1, 6)])
+    features, norm = backbone.build_features("vgg19", None)
+    encoder = backbone.VGGFeatures(features, "vgg19", [*layers["content_layers"], *layers["style_layers"]], norm)
+    with torch.no_grad():
+        encoder(torch.rand(1, 3, 32, 32))
+    held = sum(m.transformed().nbytes for m in encoder.stack if isinstance(m, winograd.WinogradConv2d))
+    est = estimate.estimate("vgg19", size=(32, 32), style_size=(32, 32), fast_convs=True, **layers)
+    assert est.parts["winograd kernels"] == held > 0
+    assert "winograd kernels" not in estimate.estimate("vgg19", size=(32, 32), style_size=(32, 32), **layers).parts
 
 
 def test_largest_size_fits_budget() -> None:

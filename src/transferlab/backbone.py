@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torchvision import models
 from torchvision.models import vgg
 
+from transferlab import winograd
 from transferlab.errors import ConfigError, WeightsError
 
 # Convolutions per block; these are torchvision's configurations "D" and "E".
@@ -195,7 +196,9 @@ def resolve_normalization(name: str, from_weights: Normalization | None) -> Norm
 
 
 def build_features(arch: str, weights: str | None, pooling: str = "max", normalization: str = "auto") -> tuple[nn.Sequential, Normalization]:
-    """VGG's ``features`` stack (no classifier) with its weights and their normalization."""
+    """VGG's ``features`` stack (no classifier) with its weights and their normalization, for
+    optimizing images through it: its convolutions with many channels run as Winograd
+    convolutions on CPU (``winograd.WinogradConv2d``; same parameters and state dict)."""
     check_arch(arch)
     features = vgg.make_layers(vgg.cfgs[_TORCHVISION_CFG[arch]])
     from_weights = None
@@ -208,6 +211,7 @@ def build_features(arch: str, weights: str | None, pooling: str = "max", normali
         features = nn.Sequential(*(nn.AvgPool2d(2, 2) if isinstance(m, nn.MaxPool2d) else m for m in features))
     elif pooling != "max":
         raise ConfigError(f"model.pooling={pooling!r} is invalid; choose max or avg")
+    features = nn.Sequential(*(winograd.WinogradConv2d.of(m) if winograd.pays_off(m) else m for m in features))
     return features, resolve_normalization(normalization, from_weights)
 
 

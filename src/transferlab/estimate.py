@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torchvision.models import vgg
 
-from transferlab import backbone, config
+from transferlab import backbone, config, winograd
 from transferlab.errors import ConfigError
 
 FP32 = 4
@@ -128,10 +128,13 @@ def estimate(
     history_size: int = 100,
     throughput: float = DEFAULT_THROUGHPUT,
     heap: bool = False,
+    fast_convs: bool = False,
 ) -> Estimate:
     """Peak memory and time per evaluation of a stylize run on a ``size = (H, W)`` image with
     the style image at ``style_size``, batch 1, fp32. ``heap``: the process keeps freed blocks
-    for reuse (``runtime.keeps_freed_blocks``), and its peak includes the spare ones."""
+    for reuse (``runtime.keeps_freed_blocks``), and its peak includes the spare ones.
+    ``fast_convs``: the deep convolutions run as Winograd convolutions (``winograd.runs_on``),
+    whose transformed kernels (16 values per 3x3 kernel) stay in memory besides the weights."""
     content_layers, style_layers = list(content_layers), list(style_layers)
     used = [*content_layers, *style_layers]
     height, width = size
@@ -164,6 +167,10 @@ def estimate(
     }
     if heap:
         parts["heap"] = HEAP_BLOCKS * largest * FP32
+    if fast_convs:
+        # Their transforms work in bands of winograd.BAND_BYTES: too small to count.
+        parts["winograd kernels"] = sum(16 * l.in_channels * l.channels for l in plan
+                                        if l.kind == "conv" and l.in_channels >= winograd.MIN_CHANNELS) * FP32
     flops = evaluation_flops(arch, used, style_layers, height, width)
     return Estimate(parts, flops, flops / throughput, throughput)
 
@@ -214,7 +221,7 @@ def conv_throughput(device: str | torch.device = "cpu", channels_last: bool = Tr
 
 
 def for_config(cfg: DictConfig, size: tuple[int, int], style_size: tuple[int, int], throughput: float = DEFAULT_THROUGHPUT,
-               heap: bool = False) -> Estimate:
+               heap: bool = False, fast_convs: bool = False) -> Estimate:
     """``estimate`` for a composed stylize config (layers, optimizer and history taken from it)."""
     return estimate(
         cfg.model.arch,
@@ -226,6 +233,7 @@ def for_config(cfg: DictConfig, size: tuple[int, int], style_size: tuple[int, in
         cfg.optimizer.get("history_size", 0),
         throughput,
         heap,
+        fast_convs,
     )
 
 
@@ -242,11 +250,12 @@ def available_memory(device: str | torch.device) -> int:
     return int(found.group(1)) * 1024 if found else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def auto_size(cfg: DictConfig, aspect: float, budget_bytes: int, heap: bool = False) -> int:
+def auto_size(cfg: DictConfig, aspect: float, budget_bytes: int, heap: bool = False, fast_convs: bool = False) -> int:
     """The ``task.size`` (long side) that ``task.size=auto`` picks: the largest whose estimated peak
     fits ``budget_bytes``, with the style image at ``task.style_scale`` of it."""
     kwargs = dict(
         heap=heap,
+        fast_convs=fast_convs,
         arch=cfg.model.arch,
         content_layers=config.layer_weights(cfg.layers.content, "layers.content"),
         style_layers=config.layer_weights(cfg.layers.style, "layers.style"),

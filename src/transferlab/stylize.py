@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint, OnExceptionCheckpoint
 from torch import Tensor
 
-from transferlab import backbone, color, config, estimate, fetch, images, quality, runtime, scene, tiling, trainer
+from transferlab import backbone, color, config, estimate, fetch, images, quality, runtime, scene, tiling, trainer, winograd
 from transferlab.errors import ConfigError
 from transferlab.files import write_json
 from transferlab.style_transfer import ImageLogger, LossWeights, StyleTransfer
@@ -123,7 +123,7 @@ def resolve_auto_size(cfg: DictConfig) -> None:
     device = trainer.accelerator(cfg.trainer.accelerator)
     width, height = images.open_rgb(fetch.resolve(str(cfg.task.content), "task.content")).size
     budget = int(cfg.task.memory_budget * estimate.available_memory(device))
-    cfg.task.size = estimate.auto_size(cfg, width / height, budget, runtime.keeps_freed_blocks(device))
+    cfg.task.size = estimate.auto_size(cfg, width / height, budget, runtime.keeps_freed_blocks(device), winograd.runs_on(device))
     log.info("task.size=auto: %d px, the largest that fits %.2f GiB on %s", cfg.task.size, budget / 2**30, device)
 
 
@@ -135,7 +135,8 @@ def log_estimate(cfg: DictConfig, module: StyleTransfer) -> None:
     style_hw = tuple(max(1, round(n * factor)) for n in module.scene.styles[0].shape[-2:])
     device = trainer.accelerator(cfg.trainer.accelerator)
     throughput = estimate.conv_throughput(device, repeats=1)
-    log.info(estimate.for_config(cfg, module.hw(last), style_hw, throughput, runtime.keeps_freed_blocks(device)).describe())
+    log.info(estimate.for_config(cfg, module.hw(last), style_hw, throughput, runtime.keeps_freed_blocks(device),
+                                 winograd.runs_on(device)).describe())
 
 
 def run(cfg: DictConfig, output_dir: Path) -> float:
