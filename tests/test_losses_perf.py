@@ -98,6 +98,8 @@ def test_a_process_that_keeps_freed_blocks_adds_four_of_the_largest_layer() -> N
     live, kept = estimate.estimate(**kwargs), estimate.estimate(heap=True, **kwargs)
     assert "heap" not in live.parts
     assert kept.peak_bytes - live.peak_bytes == kept.parts["heap"] == 4 * 64 * 64 * 96 * 4  # relu1_1: 64 channels
+    fast = estimate.estimate(heap=True, fast_convs=True, **kwargs)
+    assert fast.parts["heap"] - kept.parts["heap"] == estimate.WINOGRAD_SPARE
 
 
 def test_winograd_kernels_estimate_is_what_the_encoder_holds() -> None:

@@ -46,6 +46,10 @@ IMAGE_TENSORS = 5
 # CPU run keeps freed memory (runtime.reuse_freed_blocks): measured 3.7-4.1 with L-BFGS at 256,
 # 512 and 1024 px, 2.5-4.6 with Adam (scripts/benchmark_stylize.py memory).
 HEAP_BLOCKS = 4
+# What the heap holds besides, when Winograd convolutions run: their band buffers and padded
+# copies, freed and reallocated at every layer's shapes, leave spare blocks of their own. Measured
+# 57-129 MiB beyond the heap blocks above at 256, 512 and 1024 px, L-BFGS and Adam.
+WINOGRAD_SPARE = 80 * 2**20
 # Assumed conv throughput (FLOP/s) when none is measured: 2 cores of a recent x86 server.
 DEFAULT_THROUGHPUT = 150e9
 
@@ -166,7 +170,7 @@ def estimate(
         "runtime": RUNTIME,
     }
     if heap:
-        parts["heap"] = HEAP_BLOCKS * largest * FP32
+        parts["heap"] = HEAP_BLOCKS * largest * FP32 + (WINOGRAD_SPARE if fast_convs else 0)
     if fast_convs:
         # Their transforms work in bands of winograd.BAND_BYTES: too small to count.
         parts["winograd kernels"] = sum(16 * l.in_channels * l.channels for l in plan
