@@ -204,10 +204,10 @@ def test_tiles_cover_a_large_output_in_bounded_pieces(tmp_path, content_path, st
 def test_auto_size_is_the_largest_that_fits_the_memory_budget(content_path, style_path, monkeypatch):
     from transferlab import estimate, runtime
 
-    monkeypatch.setattr(estimate, "available_memory", lambda device: 400 * 2**20)
+    monkeypatch.setattr(estimate, "available_memory", lambda device: 800 * 2**20)
     cfg = cfg_for(content_path, style_path, "task.size=auto", "task.memory_budget=0.5")
     stylize.resolve_auto_size(cfg)
-    size, budget = cfg.task.size, 200 * 2**20
+    size, budget = cfg.task.size, 400 * 2**20
 
     def peak(long_side):
         hw = (round(long_side * 40 / 48), long_side)

@@ -4,9 +4,9 @@ frozen deep layers of VGG on CPU.
 Each 4x4 input tile (stride 2) becomes 16 values ``B^T d B`` and the kernel 16 matrices ``G g G^T``;
 one batched matrix product over the 16 positions then gives 2x2 outputs per tile for 16
 multiplications instead of 36, 2.25x fewer. The transforms are memory passes, so it pays where the
-channels are many: for VGG's layers with >= 256 input channels it ran 1.4-1.8x faster than
-oneDNN's direct convolution on a 2-core AVX2 CPU at 256 and 512 px, and on par at 1024 px, with
-relative errors of ~3e-6 (scripts/benchmark_stylize.py speed, docs/benchmarks.md). Layers with fewer
+channels are many: VGG's layers with >= 256 input channels ran 1.2-1.8x faster (forward and input
+gradient) than oneDNN's direct convolution on a 2-core AVX2 CPU at 256-1024 px, with relative
+errors of ~3e-6; with 128 input channels, 1.0-1.1x (docs/benchmarks.md). Layers with fewer
 channels, and other devices (cuDNN has Winograd kernels of its own), run the plain convolution.
 """
 
