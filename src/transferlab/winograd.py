@@ -125,10 +125,9 @@ class WinogradConv2d(nn.Conv2d):
 
     def forward(self, x: Tensor) -> Tensor:
         if (not runs_on(x.device) or x.dtype != torch.float32 or torch.is_autocast_enabled("cpu")
-                or self.weight.requires_grad):
+                or any(p.requires_grad for p in self.parameters())):
             return super().forward(x)
-        bias = None if self.bias is None else self.bias.detach()
-        return _Winograd.apply(x, self.transformed(), bias)
+        return _Winograd.apply(x, self.transformed(), self.bias)
 
 
 def runs_on(device: str | torch.device) -> bool:
