@@ -33,17 +33,28 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from transferlab import classifier, data, finetune, main, trainer  # noqa: E402
+from transferlab import main, trainer  # noqa: E402
+from transferlab.classify import data, finetune
+from transferlab.classify import module as classifier
 
 HYMENOPTERA = ROOT.parent / "shared" / "data" / "hymenoptera"
 
 
 def make_cfg(root: Path, *overrides: str) -> DictConfig:
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return compose("config", overrides=[
-            "task=finetune", "model=vgg16", "model.weights=null", f"data.root={root}",
-            "data.resize_size=256", "data.crop_size=224", "trainer.accelerator=cpu", *overrides,
-        ])
+        return compose(
+            "config",
+            overrides=[
+                "task=finetune",
+                "model=vgg16",
+                "model.weights=null",
+                f"data.root={root}",
+                "data.resize_size=256",
+                "data.crop_size=224",
+                "trainer.accelerator=cpu",
+                *overrides,
+            ],
+        )
 
 
 def subset(root: Path, images: int | None, into: Path) -> Path:
@@ -68,7 +79,12 @@ def cache(args: argparse.Namespace) -> None:
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory() as tmp:
         root = subset(args.root, args.images, Path(tmp) / "data")
-        common = ["task.freeze=all", "data.augment.random_resized_crop=false", "data.augment.hflip=0", "task.patience=0"]
+        common = [
+            "task.freeze=all",
+            "data.augment.random_resized_crop=false",
+            "data.augment.hflip=0",
+            "task.patience=0",
+        ]
         runs = {}
         for name, epochs, setting in (("uncached", args.uncached_epochs, "false"), ("cached", args.epochs, "true")):
             cfg = make_cfg(root, *common, f"task.epochs={epochs}", f"task.cache_features={setting}")
@@ -79,8 +95,14 @@ def cache(args: argparse.Namespace) -> None:
             result["wall_s"] = time.perf_counter() - start
             runs[name] = result
             times = ", ".join(f"{t:.1f}" for t in result["epoch_time_s"])
-            extra = f"; features computed before epoch 1 in {result['feature_cache_s']:.1f} s" if result.get("feature_cache_s") else ""
-            print(f"{name}: epoch times (train + val + checkpoints) {times} s{extra}; whole run {result['wall_s']:.0f} s; load {load()}")
+            extra = (
+                f"; features computed before epoch 1 in {result['feature_cache_s']:.1f} s"
+                if result.get("feature_cache_s")
+                else ""
+            )
+            print(
+                f"{name}: epoch times (train + val + checkpoints) {times} s{extra}; whole run {result['wall_s']:.0f} s; load {load()}"
+            )
     n = args.images or "all"
     cached = runs["cached"]["epoch_time_s"]
     first = runs["cached"]["feature_cache_s"] + cached[0]
@@ -110,14 +132,25 @@ def build(cfg: DictConfig) -> tuple[classifier.Classifier, data.ImageFolderData]
     pl.seed_everything(cfg.seed, verbose=False)
     splits = data.load(cfg.data, cfg.seed)
     sizes = data.preprocessing(cfg.model.arch, cfg.model.weights, cfg.data.resize_size, cfg.data.crop_size)
-    network, norm = classifier.build_network(cfg.model.arch, cfg.model.weights, cfg.model.normalization, len(splits.classes), cfg.task.dropout)
+    network, norm = classifier.build_network(
+        cfg.model.arch, cfg.model.weights, cfg.model.normalization, len(splits.classes), cfg.task.dropout
+    )
     module = classifier.Classifier(
-        network, arch=cfg.model.arch, classes=splits.classes,
-        normalization={"mean": list(norm.mean), "std": list(norm.std), "bgr": norm.bgr}, preprocessing=sizes,
-        freeze=cfg.task.freeze, dropout=cfg.task.dropout, label_smoothing=cfg.task.label_smoothing,
+        network,
+        arch=cfg.model.arch,
+        classes=splits.classes,
+        normalization={"mean": list(norm.mean), "std": list(norm.std), "bgr": norm.bgr},
+        preprocessing=sizes,
+        freeze=cfg.task.freeze,
+        dropout=cfg.task.dropout,
+        label_smoothing=cfg.task.label_smoothing,
         class_weights=finetune.class_weights(cfg.task.class_weights, splits.classes, splits.train_targets),
-        optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True), scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True),
-        backbone_lr=cfg.task.backbone_lr, epochs=cfg.task.epochs, seed=cfg.seed, misclassified=cfg.task.misclassified,
+        optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
+        scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True),
+        backbone_lr=cfg.task.backbone_lr,
+        epochs=cfg.task.epochs,
+        seed=cfg.seed,
+        misclassified=cfg.task.misclassified,
     )
     return module, data.ImageFolderData(splits, cfg.data, sizes, cfg.seed)
 
@@ -125,15 +158,22 @@ def build(cfg: DictConfig) -> tuple[classifier.Classifier, data.ImageFolderData]
 def rate(ends: list[float], warmup: int, batch_size: int) -> float:
     """Images/s of the median batch after warm-up (end to end, data waits included): other processes
     on a shared CPU slow some batches down, and the median keeps those from deciding the comparison."""
-    return batch_size / statistics.median(b - a for a, b in zip(ends[warmup - 1:], ends[warmup:]))
+    return batch_size / statistics.median(b - a for a, b in zip(ends[warmup - 1 :], ends[warmup:]))
 
 
 def lightning_rate(cfg: DictConfig, steps: int, warmup: int, out: Path) -> float:
     module, datamodule = build(cfg)
     clock = BatchClock()
     fit = trainer.make_trainer(
-        cfg, out, max_steps=steps, callbacks=[clock], limit_val_batches=0, num_sanity_val_steps=0,
-        enable_checkpointing=False, log_every_n_steps=1, enable_progress_bar=False,
+        cfg,
+        out,
+        max_steps=steps,
+        callbacks=[clock],
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        enable_checkpointing=False,
+        log_every_n_steps=1,
+        enable_progress_bar=False,
     )
     fit.fit(module, datamodule=datamodule)
     return rate(clock.ends, warmup, cfg.data.batch_size)
@@ -172,26 +212,36 @@ def throughput(args: argparse.Namespace) -> None:
     print(f"machine: {machine()}")
     cfg = make_cfg(args.root, f"task.freeze={args.freeze}", f"data.batch_size={args.batch_size}", "scheduler=none")
     steps = args.batches + args.warmup
-    print(f"training at 224 px, task.freeze={args.freeze}, batch {args.batch_size}, {cfg.data.num_workers} loader workers, "
-          f"augmentation on; {args.batches} timed batches after {args.warmup} warm-up, {args.rounds} interleaved rounds")
+    print(
+        f"training at 224 px, task.freeze={args.freeze}, batch {args.batch_size}, {cfg.data.num_workers} loader workers, "
+        f"augmentation on; {args.batches} timed batches after {args.warmup} warm-up, {args.rounds} interleaved rounds"
+    )
     rates: dict[str, list[float]] = {"lightning": [], "plain": []}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             rates["lightning"].append(lightning_rate(cfg, steps, args.warmup, Path(tmp) / str(r)))
             rates["plain"].append(plain_rate(cfg, steps, args.warmup))
-            print(f"  round {r + 1}: lightning {rates['lightning'][-1]:.2f} img/s, plain {rates['plain'][-1]:.2f} img/s; load {load()}")
+            print(
+                f"  round {r + 1}: lightning {rates['lightning'][-1]:.2f} img/s, plain {rates['plain'][-1]:.2f} img/s; load {load()}"
+            )
     ours, plain = (statistics.median(v) for v in (rates["lightning"], rates["plain"]))
-    print(f"full fine-tuning throughput (median batch, median round): lightning {ours:.2f} img/s, plain PyTorch {plain:.2f} img/s: "
-          f"{100 * ours / plain:.0f}% of plain (target >= 90%)")
+    print(
+        f"full fine-tuning throughput (median batch, median round): lightning {ours:.2f} img/s, plain PyTorch {plain:.2f} img/s: "
+        f"{100 * ours / plain:.0f}% of plain (target >= 90%)"
+    )
     loading = loading_rate(cfg, args.loading_batches)
-    print(f"data loading alone (same DataLoader settings, no model): {loading:.1f} img/s, {loading / ours:.0f}x the training rate; load {load()}")
+    print(
+        f"data loading alone (same DataLoader settings, no model): {loading:.1f} img/s, {loading / ours:.0f}x the training rate; load {load()}"
+    )
 
 
 def main_() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("section", choices=["cache", "throughput", "all"])
     parser.add_argument("--root", type=Path, default=HYMENOPTERA, help="ImageFolder dataset with train/ and val/")
-    parser.add_argument("--images", type=int, default=None, help="cache: use only this many train and val images each (default all)")
+    parser.add_argument(
+        "--images", type=int, default=None, help="cache: use only this many train and val images each (default all)"
+    )
     parser.add_argument("--epochs", type=int, default=3, help="cache: epochs of the cached run")
     parser.add_argument("--uncached-epochs", type=int, default=1, help="cache: epochs of the uncached reference run")
     parser.add_argument("--freeze", default="0", help="throughput: task.freeze (0: full fine-tuning)")

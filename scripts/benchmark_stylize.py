@@ -42,7 +42,9 @@ from omegaconf import DictConfig  # noqa: E402
 from torch import Tensor  # noqa: E402
 from torchvision.models import vgg19  # noqa: E402
 
-from transferlab import backbone, estimate, runtime, stylize, winograd  # noqa: E402
+from transferlab import backbone, runtime, winograd  # noqa: E402
+from transferlab.style import estimate
+from transferlab.style import task as stylize
 
 CONTENT = ROOT.parent / "shared" / "data" / "content" / "tubingen.jpg"
 STYLE = ROOT.parent / "shared" / "data" / "styles" / "starry_night.jpg"
@@ -86,8 +88,14 @@ def make_cfg(size: int, layers: str = "gatys", *overrides: str) -> DictConfig:
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         return compose(
             "config",
-            overrides=[f"task.content={CONTENT}", f"task.style={STYLE}", f"task.size={size}", f"model.weights={weights()}",
-                       f"layers={layers}", *overrides],
+            overrides=[
+                f"task.content={CONTENT}",
+                f"task.style={STYLE}",
+                f"task.size={size}",
+                f"model.weights={weights()}",
+                f"layers={layers}",
+                *overrides,
+            ],
         )
 
 
@@ -136,8 +144,13 @@ def reset_peak() -> None:
 
 def run_child(section: str, env: dict[str, str] | None = None, **kwargs: Any) -> dict[str, Any]:
     """Run ``section`` in a fresh process (clean peak memory, no state from earlier runs)."""
-    out = subprocess.run([sys.executable, __file__, "_child", section, json.dumps(kwargs)],
-                         capture_output=True, text=True, check=False, env={**os.environ, **(env or {})})
+    out = subprocess.run(
+        [sys.executable, __file__, "_child", section, json.dumps(kwargs)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
     if out.returncode:
         raise RuntimeError(f"child {section} {kwargs} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -188,8 +201,15 @@ class PlainGatys:
         features = self.features(image)
         content = sum(w * F.mse_loss(features[l], self.content_targets[l]) for l, w in m.content_layers.items())
         style_loss = sum(w * F.mse_loss(self.gram(features[l]), style_grams[l]) for l, w in m.style_layers.items())
-        loss = m.weights.content * content + m.weights.style * style_loss + m.weights.tv * (
-            (image[..., 1:, :] - image[..., :-1, :]).pow(2).mean() + (image[..., 1:] - image[..., :-1]).pow(2).mean())
+        loss = (
+            m.weights.content * content
+            + m.weights.style * style_loss
+            + m.weights.tv
+            * (
+                (image[..., 1:, :] - image[..., :-1, :]).pow(2).mean()
+                + (image[..., 1:] - image[..., :-1]).pow(2).mean()
+            )
+        )
         loss.backward()
         return float(loss.detach())
 
@@ -213,10 +233,15 @@ def speed_child(size: int, layers: str, rounds: int, baseline: bool) -> dict[str
         plain_grad_err = float((module.image.grad - grad).abs().max() / grad.abs().max())
     content, style = layer_sets(cfg)
     flops = estimate.evaluation_flops(cfg.model.arch, content + style, style, *module.image.shape[-2:])
-    plan = estimate.layer_plan(cfg.model.arch, estimate.deepest_layer(cfg.model.arch, content + style), *module.image.shape[-2:])
+    plan = estimate.layer_plan(
+        cfg.model.arch, estimate.deepest_layer(cfg.model.arch, content + style), *module.image.shape[-2:]
+    )
     # Winograd layers multiply 16 times per 2x2 outputs where a direct convolution multiplies 36 times.
-    fast = sum(4 * 9 * l.in_channels * l.channels * l.height * l.width for l in plan
-               if l.kind == "conv" and l.in_channels >= winograd.MIN_CHANNELS)
+    fast = sum(
+        4 * 9 * l.in_channels * l.channels * l.height * l.width
+        for l in plan
+        if l.kind == "conv" and l.in_channels >= winograd.MIN_CHANNELS
+    )
     rows = []
     for _ in range(rounds):
         # Interleaved, so that the bound and our time see the same share of a contended CPU.
@@ -228,12 +253,22 @@ def speed_child(size: int, layers: str, rounds: int, baseline: bool) -> dict[str
         if plain:
             row["plain"] = timed(plain.evaluate)
         rows.append(row)
-    est = estimate.for_config(cfg, tuple(module.image.shape[-2:]), style_hw(module), heap=runtime.keeps_freed_blocks("cpu"),
-                              fast_convs=winograd.runs_on("cpu"))
+    est = estimate.for_config(
+        cfg,
+        tuple(module.image.shape[-2:]),
+        style_hw(module),
+        heap=runtime.keeps_freed_blocks("cpu"),
+        fast_convs=winograd.runs_on("cpu"),
+    )
     result = {
-        "size": list(module.image.shape[-2:]), "layers": layers, "flops": flops, "done": flops - fast * 5 / 9,
-        "rows": rows, "loss": loss,
-        "peak_mib": peak, "estimate_mib": (est.peak_bytes - est.parts["optimizer"]) / 2**20,
+        "size": list(module.image.shape[-2:]),
+        "layers": layers,
+        "flops": flops,
+        "done": flops - fast * 5 / 9,
+        "rows": rows,
+        "loss": loss,
+        "peak_mib": peak,
+        "estimate_mib": (est.peak_bytes - est.parts["optimizer"]) / 2**20,
     }
     if plain:
         result |= {"plain_loss": plain_loss, "plain_grad_err": plain_grad_err}
@@ -242,12 +277,18 @@ def speed_child(size: int, layers: str, rounds: int, baseline: bool) -> dict[str
 
 def speed(args: argparse.Namespace) -> None:
     print(f"== speed: one L-BFGS function evaluation (VGG19, fp32, model.weights={weights()})\nmachine: {machine()}")
-    print("lower bound = FLOPs / best throughput of a 256->256 3x3 conv on 128x128 (fp32, NCHW or channels-last), measured"
-          f" before each timing; times are the best of {args.rounds} rounds (other processes only ever add time)")
-    print("done = the same ratio against the multiplications actually performed: the Winograd convolutions (>= 256 input"
-          " channels, on CPU) do 16 for every 36 of a direct convolution")
-    header = (f"{'size':>9} {'layers':>6} {'GFLOP':>6} {'conv GF/s nchw/cl':>17} {'bound s':>7} {'ours s':>7} {'ratio':>6}"
-              f" {'(done)':>6}")
+    print(
+        "lower bound = FLOPs / best throughput of a 256->256 3x3 conv on 128x128 (fp32, NCHW or channels-last), measured"
+        f" before each timing; times are the best of {args.rounds} rounds (other processes only ever add time)"
+    )
+    print(
+        "done = the same ratio against the multiplications actually performed: the Winograd convolutions (>= 256 input"
+        " channels, on CPU) do 16 for every 36 of a direct convolution"
+    )
+    header = (
+        f"{'size':>9} {'layers':>6} {'GFLOP':>6} {'conv GF/s nchw/cl':>17} {'bound s':>7} {'ours s':>7} {'ratio':>6}"
+        f" {'(done)':>6}"
+    )
     header += f" {'plain s':>7} {'speed-up':>8}" if args.baseline else ""
     print(header + f" {'peak MiB (est.)':>16}")
     for size in args.sizes:
@@ -256,15 +297,19 @@ def speed(args: argparse.Namespace) -> None:
             best = {key: min(x[key] for x in r["rows"]) for key in ("ours", "plain") if key in r["rows"][0]}
             probe = {key: max(x[key] for x in r["rows"]) for key in ("nchw", "cl")}
             bound = r["flops"] / max(probe.values())
-            line = (f"{r['size'][0]:>4}x{r['size'][1]:<4} {layers:>6} {r['flops'] / 1e9:6.0f} "
-                    f"{probe['nchw'] / 1e9:8.0f}/{probe['cl'] / 1e9:<8.0f} {bound:7.2f} {best['ours']:7.2f} {best['ours'] / bound:5.2f}x"
-                    f" {best['ours'] * r['flops'] / r['done'] / bound:5.2f}x")
+            line = (
+                f"{r['size'][0]:>4}x{r['size'][1]:<4} {layers:>6} {r['flops'] / 1e9:6.0f} "
+                f"{probe['nchw'] / 1e9:8.0f}/{probe['cl'] / 1e9:<8.0f} {bound:7.2f} {best['ours']:7.2f} {best['ours'] / bound:5.2f}x"
+                f" {best['ours'] * r['flops'] / r['done'] / bound:5.2f}x"
+            )
             if args.baseline:
                 line += f" {best['plain']:7.2f} {best['plain'] / best['ours']:7.2f}x"
             print(line + f" {r['peak_mib']:8.0f} ({r['estimate_mib']:.0f})", flush=True)
             if args.baseline:
-                print(f"{'':17} same function: loss ours {r['loss']:.6g} plain {r['plain_loss']:.6g}, "
-                      f"max gradient difference {r['plain_grad_err']:.1e} (relative)")
+                print(
+                    f"{'':17} same function: loss ours {r['loss']:.6g} plain {r['plain_loss']:.6g}, "
+                    f"max gradient difference {r['plain_grad_err']:.1e} (relative)"
+                )
     print(f"load average after: {load()}; peak = resident memory added by one evaluation (no optimizer state)")
 
 
@@ -285,21 +330,40 @@ class Trace(pl.Callback):
         loss = float(module.last_losses["loss/total"])
         self.points.append((time.perf_counter() - self.start, module.evaluations, loss, module.scale))
         if len(self.points) % 25 == 0:  # progress, for long runs
-            print(f"  {module.image.shape[-1]}px step {len(self.points)}: {module.evaluations} evaluations,"
-                  f" loss {loss:.5g}, {self.points[-1][0]:.0f}s", file=sys.stderr, flush=True)
+            print(
+                f"  {module.image.shape[-1]}px step {len(self.points)}: {module.evaluations} evaluations,"
+                f" loss {loss:.5g}, {self.points[-1][0]:.0f}s",
+                file=sys.stderr,
+                flush=True,
+            )
         if module.scale < len(module.schedule) - 1:
             self.final_start = module.evaluations
-        elif module.evaluations - self.final_start >= self.max_evals or (self.target is not None and loss <= self.target):
+        elif module.evaluations - self.final_start >= self.max_evals or (
+            self.target is not None and loss <= self.target
+        ):
             trainer.should_stop = True
 
 
-def fit(module: stylize.StyleTransfer, target: float | None, max_evals: int, max_steps: int | None = None,
-        precision: str = "32") -> Trace:
+def fit(
+    module: stylize.StyleTransfer,
+    target: float | None,
+    max_evals: int,
+    max_steps: int | None = None,
+    precision: str = "32",
+) -> Trace:
     """Fit ``module`` with the project's training step (L-BFGS closure, cache) through Lightning."""
     trace = Trace(target, max_evals)
-    trainer = pl.Trainer(accelerator="auto", devices=1, precision=precision, max_steps=max_steps or -1, logger=False,
-                         enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False,
-                         callbacks=[trace])
+    trainer = pl.Trainer(
+        accelerator="auto",
+        devices=1,
+        precision=precision,
+        max_steps=max_steps or -1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        callbacks=[trace],
+    )
     trainer.fit(module)
     return trace
 
@@ -321,15 +385,22 @@ def balanced_weights(size: int, layers: str) -> list[str]:
     return overrides + [f"loss.style_weight={1e3 / style:.6g}", f"loss.content_weight={1e3 / content:.6g}"]
 
 
-def schedule(stages: list[tuple[int, int]], layers: str, history: int, target: float | None,
-             weights: list[str]) -> dict[str, Any]:
+def schedule(
+    stages: list[tuple[int, int]], layers: str, history: int, target: float | None, weights: list[str]
+) -> dict[str, Any]:
     """A run of the project's coarse-to-fine optimization (``task.scales``): ``stages`` is
     ``[(size, steps), ..., (output size, evaluations)]``; the last scale runs until ``target``
     (or its evaluation budget)."""
     *coarse, (size, evals) = stages
-    cfg = make_cfg(size, layers, f"optimizer.history_size={history}", *weights,
-                   f"task.scales=[{','.join(str(s) for s, _ in coarse)}]",
-                   f"task.scale_steps=[{','.join(str(n) for _, n in coarse)}]", f"task.steps={10 * evals}")
+    cfg = make_cfg(
+        size,
+        layers,
+        f"optimizer.history_size={history}",
+        *weights,
+        f"task.scales=[{','.join(str(s) for s, _ in coarse)}]",
+        f"task.scale_steps=[{','.join(str(n) for _, n in coarse)}]",
+        f"task.steps={10 * evals}",
+    )
     start = time.perf_counter()
     module = build(cfg, targets=False)
     trace = fit(module, target, evals)
@@ -342,16 +413,32 @@ def schedule(stages: list[tuple[int, int]], layers: str, history: int, target: f
         evaluations = points[-1][1] - (before[-1][1] if before else 0)
         hw = module.hw(scale)
         gflop = estimate.evaluation_flops(cfg.model.arch, content + style, style, *hw) / 1e9
-        log.append({"size": list(hw), "evaluations": evaluations, "loss": points[-1][2], "gflop": gflop * evaluations,
-                    "seconds": points[-1][0] - (before[-1][0] if before else 0), "trace": points})
+        log.append(
+            {
+                "size": list(hw),
+                "evaluations": evaluations,
+                "loss": points[-1][2],
+                "gflop": gflop * evaluations,
+                "seconds": points[-1][0] - (before[-1][0] if before else 0),
+                "trace": points,
+            }
+        )
     loss = trace.points[-1][2]
     terms = {k: float(v) for k, v in module.last_losses.items()}
-    return {"stages": log, "seconds": seconds, "loss": loss, "terms": terms, "reached": target is None or loss <= target}
+    return {
+        "stages": log,
+        "seconds": seconds,
+        "loss": loss,
+        "terms": terms,
+        "reached": target is None or loss <= target,
+    }
 
 
 def quality(args: argparse.Namespace) -> None:
     runtime.configure()
-    print(f"== time to quality at {args.size} px, layers={args.layers}, model.weights={weights()}\nmachine: {machine()}")
+    print(
+        f"== time to quality at {args.size} px, layers={args.layers}, model.weights={weights()}\nmachine: {machine()}"
+    )
     RESULTS.mkdir(parents=True, exist_ok=True)
     loss_weights = balanced_weights(args.size, args.layers)
     print("loss weights (balanced layers, fixed for every run):", " ".join(loss_weights))
@@ -379,12 +466,17 @@ def report(name: str, result: dict[str, Any], ref: dict[str, Any] | None = None)
     line = f"{name:>24}: loss {result['loss']:.5g} in {result['seconds']:.0f}s, {gflop / 1e3:.1f} TFLOP ({stages})"
     if ref is not None:
         ref_gflop = sum(s["gflop"] for s in ref["stages"])
-        line += (f"; {'reached' if result['reached'] else 'MISSED'} the single-scale loss: time "
-                 f"{result['seconds'] / ref['seconds']:.2f}x, FLOPs {gflop / ref_gflop:.2f}x of single-scale")
+        line += (
+            f"; {'reached' if result['reached'] else 'MISSED'} the single-scale loss: time "
+            f"{result['seconds'] / ref['seconds']:.2f}x, FLOPs {gflop / ref_gflop:.2f}x of single-scale"
+        )
     print(line, flush=True)
     if "terms" in result:
-        print(f"{'':26}final terms: " + ", ".join(f"{k.split('/')[-1]} {v:.4g}" for k, v in result["terms"].items()
-                                                 if k != "loss/total"), flush=True)
+        print(
+            f"{'':26}final terms: "
+            + ", ".join(f"{k.split('/')[-1]} {v:.4g}" for k, v in result["terms"].items() if k != "loss/total"),
+            flush=True,
+        )
 
 
 def convs(args: argparse.Namespace) -> None:
@@ -392,8 +484,10 @@ def convs(args: argparse.Namespace) -> None:
     convolution it replaces, forward plus input gradient, so that the channel threshold
     (``winograd.MIN_CHANNELS``) can be checked on another CPU."""
     runtime.configure()
-    print(f"== VGG convs, forward + input gradient: direct (channels-last) vs Winograd, best of {args.rounds}\n"
-          f"machine: {machine()}; Winograd is used from {winograd.MIN_CHANNELS} input channels")
+    print(
+        f"== VGG convs, forward + input gradient: direct (channels-last) vs Winograd, best of {args.rounds}\n"
+        f"machine: {machine()}; Winograd is used from {winograd.MIN_CHANNELS} input channels"
+    )
     for size in args.sizes:
         h, w = round(size * 3 / 4), size
         print(f"input {h}x{w}")
@@ -411,9 +505,12 @@ def convs(args: argparse.Namespace) -> None:
                 step(layer)  # warm-up: oneDNN picks its kernel, Winograd transforms its weights
                 times[name] = min(timed(lambda: step(layer)) for _ in range(args.rounds))
             gflops = 2 * 2 * 9 * cin * cout * x.shape[-2] * x.shape[-1] / times["direct"] / 1e9
-            print(f"  {cin:>3}->{cout:<3} on {x.shape[-2]:>3}x{x.shape[-1]:<3}: direct {times['direct'] * 1e3:6.1f} ms "
-                  f"({gflops:3.0f} GFLOP/s)  winograd {times['winograd'] * 1e3:6.1f} ms  "
-                  f"{times['direct'] / times['winograd']:.2f}x", flush=True)
+            print(
+                f"  {cin:>3}->{cout:<3} on {x.shape[-2]:>3}x{x.shape[-1]:<3}: direct {times['direct'] * 1e3:6.1f} ms "
+                f"({gflops:3.0f} GFLOP/s)  winograd {times['winograd'] * 1e3:6.1f} ms  "
+                f"{times['direct'] / times['winograd']:.2f}x",
+                flush=True,
+            )
 
 
 # ---------------------------------------------------------------- item 4: memory
@@ -421,41 +518,71 @@ def convs(args: argparse.Namespace) -> None:
 
 def memory_child(size: int, layers: str, optimizer: str, history: int, steps: int, live: bool) -> dict[str, Any]:
     rss0 = rss_mib()
-    cfg = make_cfg(size, layers, f"optimizer={optimizer}", *([f"optimizer.history_size={history}"] if optimizer == "lbfgs" else []))
+    cfg = make_cfg(
+        size, layers, f"optimizer={optimizer}", *([f"optimizer.history_size={history}"] if optimizer == "lbfgs" else [])
+    )
     reset_peak()
     module = build(cfg, targets=False)
     if not live:
         runtime.configure()  # as stylize.run does once the weights are loaded: freed blocks are kept for reuse
-    est = estimate.for_config(cfg, tuple(module.image.shape[-2:]), style_hw(module),
-                              heap=not live and runtime.keeps_freed_blocks("cpu"), fast_convs=winograd.runs_on("cpu"))
+    est = estimate.for_config(
+        cfg,
+        tuple(module.image.shape[-2:]),
+        style_hw(module),
+        heap=not live and runtime.keeps_freed_blocks("cpu"),
+        fast_convs=winograd.runs_on("cpu"),
+    )
     start = time.perf_counter()
     fit(module, None, 10**6, max_steps=steps)
-    return {"size": list(module.image.shape[-2:]), "peak_mib": rss_mib("VmHWM") - rss0, "baseline_mib": rss0,
-            "estimate": est.parts, "evaluations": module.evaluations, "seconds": time.perf_counter() - start}
+    return {
+        "size": list(module.image.shape[-2:]),
+        "peak_mib": rss_mib("VmHWM") - rss0,
+        "baseline_mib": rss0,
+        "estimate": est.parts,
+        "evaluations": module.evaluations,
+        "seconds": time.perf_counter() - start,
+    }
 
 
 def memory(args: argparse.Namespace) -> None:
     print(f"== peak memory of a stylize run (VGG19, layers={args.layers}, fp32, batch 1)\nmachine: {machine()}")
-    print("measured = peak resident memory of a fresh process during build + fit, less its resident memory after"
-          " imports; L-BFGS runs history+2 steps so that its history is full")
+    print(
+        "measured = peak resident memory of a fresh process during build + fit, less its resident memory after"
+        " imports; L-BFGS runs history+2 steps so that its history is full"
+    )
     if args.live:
-        print("--live: glibc's mmap threshold fixed at 64 KiB, so freed tensors leave the process at once and the"
-              " peak is that of live tensors (what torch.cuda.max_memory_allocated reports on a GPU)")
+        print(
+            "--live: glibc's mmap threshold fixed at 64 KiB, so freed tensors leave the process at once and the"
+            " peak is that of live tensors (what torch.cuda.max_memory_allocated reports on a GPU)"
+        )
     print(f"{'size':>9} {'optimizer':>14} {'measured MiB':>12} {'estimate MiB':>12} {'error':>6}  estimate parts (MiB)")
     for size in args.sizes:
         for optimizer in ("lbfgs", "adam"):
             steps = args.history + 2 if optimizer == "lbfgs" else 3
-            r = run_child("memory", env=LIVE_MALLOC if args.live else None, size=size, layers=args.layers,
-                          optimizer=optimizer, history=args.history, steps=steps, live=args.live)
+            r = run_child(
+                "memory",
+                env=LIVE_MALLOC if args.live else None,
+                size=size,
+                layers=args.layers,
+                optimizer=optimizer,
+                history=args.history,
+                steps=steps,
+                live=args.live,
+            )
             est = sum(r["estimate"].values()) / 2**20
             name = f"lbfgs(h={args.history})" if optimizer == "lbfgs" else "adam"
             parts = ", ".join(f"{k} {v / 2**20:.0f}" for k, v in r["estimate"].items())
-            print(f"{r['size'][0]:>4}x{r['size'][1]:<4} {name:>14} {r['peak_mib']:12.0f} {est:12.0f} "
-                  f"{(est - r['peak_mib']) / r['peak_mib']:+6.0%}  {parts}", flush=True)
+            print(
+                f"{r['size'][0]:>4}x{r['size'][1]:<4} {name:>14} {r['peak_mib']:12.0f} {est:12.0f} "
+                f"{(est - r['peak_mib']) / r['peak_mib']:+6.0%}  {parts}",
+                flush=True,
+            )
         h, w = r["size"]
-        print(f"{'':10} L-BFGS history costs 2 x history x {3 * h * w} pixels x 4 B = {8 * 3 * h * w / 2**20:.1f} MiB per"
-              f" entry: {args.history * 8 * 3 * h * w / 2**20:.0f} MiB at history {args.history},"
-              f" {100 * 8 * 3 * h * w / 2**20:.0f} MiB at 100 (the default)")
+        print(
+            f"{'':10} L-BFGS history costs 2 x history x {3 * h * w} pixels x 4 B = {8 * 3 * h * w / 2**20:.1f} MiB per"
+            f" entry: {args.history * 8 * 3 * h * w / 2**20:.0f} MiB at history {args.history},"
+            f" {100 * 8 * 3 * h * w / 2**20:.0f} MiB at 100 (the default)"
+        )
     print(f"process baseline (imports) {r['baseline_mib']:.0f} MiB, not counted; load average after: {load()}")
 
 
@@ -467,8 +594,10 @@ def precision(args: argparse.Namespace) -> None:
     print(f"== bf16-mixed against fp32\nmachine: {machine()}")
     amx = "AMX" in torch.backends.cpu.get_cpu_capability()
     if not (torch.cuda.is_available() or amx or args.force):
-        print("skipped: no CUDA device and no AMX on this CPU (capability "
-              f"{torch.backends.cpu.get_cpu_capability()}); bf16 would run on emulated paths, slower than fp32")
+        print(
+            "skipped: no CUDA device and no AMX on this CPU (capability "
+            f"{torch.backends.cpu.get_cpu_capability()}); bf16 would run on emulated paths, slower than fp32"
+        )
         return
     results = {}
     for prec in ("32", "bf16-mixed"):
@@ -477,10 +606,14 @@ def precision(args: argparse.Namespace) -> None:
         fit(module, None, 10**6, max_steps=args.steps, precision=prec)
         results[prec] = (time.perf_counter() - start, module.evaluations, float(module.last_losses["loss/total"]))
     for prec, (seconds, evals, loss) in results.items():
-        print(f"{prec:>10}: {args.steps} steps, {evals} evaluations in {seconds:.1f}s ({seconds / evals:.3f} s/evaluation),"
-              f" final loss {loss:.6g}")
+        print(
+            f"{prec:>10}: {args.steps} steps, {evals} evaluations in {seconds:.1f}s ({seconds / evals:.3f} s/evaluation),"
+            f" final loss {loss:.6g}"
+        )
     (t32, e32, l32), (t16, e16, l16) = results.values()
-    print(f"bf16-mixed: {(t32 / e32) / (t16 / e16):.2f}x the speed per evaluation, final loss {(l16 - l32) / l32:+.2%} vs fp32")
+    print(
+        f"bf16-mixed: {(t32 / e32) / (t16 / e16):.2f}x the speed per evaluation, final loss {(l16 - l32) / l32:+.2%} vs fp32"
+    )
 
 
 # ---------------------------------------------------------------- entry point
@@ -496,10 +629,17 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_child":
         return child(sys.argv[2], sys.argv[3])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
-                        help="intra-op threads; on a shared CPU fewer threads than cores can be faster")
-    parser.add_argument("--weights", default="null",
-                        help="model.weights: null (random, the default), IMAGENET1K_V1 (torchvision's cache) or a state-dict file")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=torch.get_num_threads(),
+        help="intra-op threads; on a shared CPU fewer threads than cores can be faster",
+    )
+    parser.add_argument(
+        "--weights",
+        default="null",
+        help="model.weights: null (random, the default), IMAGENET1K_V1 (torchvision's cache) or a state-dict file",
+    )
     sections = parser.add_subparsers(dest="section", required=True)
     p = sections.add_parser("speed", help="s/evaluation, FLOP lower bound, plain baseline, peak memory")
     p.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
@@ -515,8 +655,12 @@ def main() -> None:
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--layers", default="gatys")
     p.add_argument("--evals", type=int, default=300, help="single-scale evaluations that set the target loss")
-    p.add_argument("--schedules", nargs="*", default=["128:150/256:60/100", "256:100/100"],
-                   help="coarse scales SIZE:STEPS separated by /, then the L-BFGS history size")
+    p.add_argument(
+        "--schedules",
+        nargs="*",
+        default=["128:150/256:60/100", "256:100/100"],
+        help="coarse scales SIZE:STEPS separated by /, then the L-BFGS history size",
+    )
     p.set_defaults(run=quality)
     p = sections.add_parser("memory", help="peak memory vs estimate at several sizes, L-BFGS and Adam")
     p.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])

@@ -60,9 +60,7 @@ class Normalization:
 
 IMAGENET = Normalization(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 # Caffe-trained VGG: BGR channel order, 0-255 range, per-channel mean subtracted, no scaling.
-CAFFE = Normalization(
-    mean=(103.939 / 255, 116.779 / 255, 123.68 / 255), std=(1 / 255, 1 / 255, 1 / 255), bgr=True
-)
+CAFFE = Normalization(mean=(103.939 / 255, 116.779 / 255, 123.68 / 255), std=(1 / 255, 1 / 255, 1 / 255), bgr=True)
 NORMALIZATIONS = {"imagenet": IMAGENET, "caffe": CAFFE}
 
 
@@ -195,7 +193,9 @@ def resolve_normalization(name: str, from_weights: Normalization | None) -> Norm
     return NORMALIZATIONS[name]
 
 
-def build_features(arch: str, weights: str | None, pooling: str = "max", normalization: str = "auto") -> tuple[nn.Sequential, Normalization]:
+def build_features(
+    arch: str, weights: str | None, pooling: str = "max", normalization: str = "auto"
+) -> tuple[nn.Sequential, Normalization]:
     """VGG's ``features`` stack (no classifier) with its weights and their normalization, for
     optimizing images through it: its convolutions with many channels run as Winograd
     convolutions on CPU (``winograd.WinogradConv2d``; same parameters and state dict)."""
@@ -205,7 +205,7 @@ def build_features(arch: str, weights: str | None, pooling: str = "max", normali
     if weights is not None:
         state, from_weights = load_state_dict(arch, weights)
         prefix = "features."
-        _load_into(features, {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, arch, weights)
+        _load_into(features, {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}, arch, weights)
     if pooling == "avg":
         # Gatys et al. found average pooling gives smoother results; VGG's max pools have kernel 2, stride 2.
         features = nn.Sequential(*(nn.AvgPool2d(2, 2) if isinstance(m, nn.MaxPool2d) else m for m in features))

@@ -17,6 +17,7 @@ from torchvision.transforms.functional import pil_to_tensor, to_pil_image
 from transferlab.errors import ImageError
 from transferlab.files import atomic_write
 
+
 def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         # Pillow's convert("RGB") clips 16/32-bit values at 255; rescale to 8 bits first.
@@ -120,7 +121,6 @@ def contact_sheet(tiles: list[tuple[Image.Image, list[str]]], tile: int = 256, c
 def fits_in(image: Tensor, size: int) -> Tensor:
     """Downscale (never upscale) so that the long side is at most ``size``; for previews."""
     return image if max(image.shape[-2:]) <= size else resize_long_side(image, size)
-
 
 
 def confusion_image(counts: Tensor, classes: list[str]) -> Image.Image:

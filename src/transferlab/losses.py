@@ -52,7 +52,9 @@ class _Gram(torch.autograd.Function):
         out = torch.empty_like(features)  # same memory format
         if flat.transpose(1, 2).is_contiguous():
             # Channels-last: multiply in the [B, HW, C] layout (sym is symmetric).
-            torch.baddbmm(flat.new_empty(()), flat.transpose(1, 2), sym, beta=0, alpha=ctx.scale, out=_flat(out).transpose(1, 2))
+            torch.baddbmm(
+                flat.new_empty(()), flat.transpose(1, 2), sym, beta=0, alpha=ctx.scale, out=_flat(out).transpose(1, 2)
+            )
         else:
             torch.baddbmm(flat.new_empty(()), sym, flat, beta=0, alpha=ctx.scale, out=_flat(out))
         return out, None

@@ -6,14 +6,21 @@ import importlib
 import sys
 from pathlib import Path
 
+import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from transferlab.errors import TransferLabError
 
-# Each task is the module of that name with run(cfg, output_dir); imported only when chosen.
-TASKS = ("stylize", "finetune", "predict", "export", "extract")
+# Each task is a module with run(cfg, output_dir), imported only when chosen.
+TASKS = {
+    "stylize": "transferlab.style.task",
+    "finetune": "transferlab.classify.finetune",
+    "predict": "transferlab.classify.predict",
+    "export": "transferlab.classify.export",
+    "extract": "transferlab.classify.extract",
+}
 
 
 def run_task(cfg: DictConfig, output_dir: Path) -> float | None:
@@ -21,7 +28,7 @@ def run_task(cfg: DictConfig, output_dir: Path) -> float | None:
     name = cfg.task.name
     if name not in TASKS:
         raise TransferLabError(f"task.name={name!r} is unknown; choose one of {', '.join(TASKS)}")
-    return importlib.import_module(f"transferlab.{name}").run(cfg, output_dir)
+    return importlib.import_module(TASKS[name]).run(cfg, output_dir)
 
 
 def main(cfg: DictConfig) -> float | None:
@@ -38,3 +45,13 @@ def main(cfg: DictConfig) -> float | None:
     except TransferLabError as exc:
         print(f"error: {exc}", file=sys.stderr)
     sys.exit(2)
+
+
+# A file path, not a package: configs/ is a plain folder shipped as package data.
+CONFIGS = str(Path(__file__).resolve().parent / "configs")
+
+
+@hydra.main(version_base="1.3", config_path=CONFIGS, config_name="config")
+def cli(cfg: DictConfig) -> float | None:
+    """The ``transferlab`` console command (and ``python run.py`` in a checkout)."""
+    return main(cfg)

@@ -124,8 +124,12 @@ class WinogradConv2d(nn.Conv2d):
         return self._transformed[1]
 
     def forward(self, x: Tensor) -> Tensor:
-        if (not runs_on(x.device) or x.dtype != torch.float32 or torch.is_autocast_enabled("cpu")
-                or any(p.requires_grad for p in self.parameters())):
+        if (
+            not runs_on(x.device)
+            or x.dtype != torch.float32
+            or torch.is_autocast_enabled("cpu")
+            or any(p.requires_grad for p in self.parameters())
+        ):
             return super().forward(x)
         return _Winograd.apply(x, self.transformed(), self.bias)
 

@@ -1,0 +1,316 @@
+"""ImageFolder datasets for fine-tuning: layout, validation, unreadable files, stratified split, transforms.
+
+Samples leave this module as RGB float tensors in [0, 1]; the model owns the normalization.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torchvision.datasets import ImageFolder
+from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension
+from torchvision.transforms import v2
+
+from transferlab import backbone, images
+from transferlab.classify import feature_cache
+from transferlab.errors import DataError, ImageError
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+SHOWN = 5  # bad files named in a message
+
+# torchvision's VGG weights: resize the short side to 256, center crop 224.
+DEFAULT_RESIZE, DEFAULT_CROP = 256, 224
+
+
+def preprocessing(arch: str, weights: str | None, resize: int | None, crop: int | None) -> dict[str, int]:
+    """Eval resize and crop sizes: the config's where set, else those of torchvision weights."""
+    if weights is not None and not backbone.is_weights_file(weights) and (resize is None or crop is None):
+        spec = backbone.torchvision_weights(arch, weights).transforms()
+        resize = resize or spec.resize_size[0]
+        crop = crop or spec.crop_size[0]
+    return {"resize": resize or DEFAULT_RESIZE, "crop": crop or DEFAULT_CROP}
+
+
+def eval_transform(resize: int, crop: int) -> v2.Compose:
+    return v2.Compose([v2.ToImage(), v2.Resize(resize), v2.CenterCrop(crop), v2.ToDtype(torch.float32, scale=True)])
+
+
+def train_transform(augment: DictConfig, resize: int, crop: int) -> v2.Compose:
+    if augment.random_resized_crop:
+        steps: list[Any] = [v2.RandomResizedCrop(crop, scale=tuple(augment.scale))]
+    else:
+        steps = [v2.Resize(resize), v2.CenterCrop(crop)]
+    if augment.hflip:
+        steps.append(v2.RandomHorizontalFlip(augment.hflip))
+    if augment.color_jitter:
+        s = augment.color_jitter
+        steps.append(v2.ColorJitter(brightness=s, contrast=s, saturation=s))
+    return v2.Compose([v2.ToImage(), *steps, v2.ToDtype(torch.float32, scale=True)])
+
+
+class FileCheck:
+    """``is_valid_file`` for ImageFolder that records, instead of silently dropping, the files it rejects."""
+
+    def __init__(self, verify: bool) -> None:
+        self.verify = verify
+        self.bad: list[tuple[str, str]] = []
+        self.seen = 0
+
+    def __call__(self, path: str) -> bool:
+        if Path(path).name.startswith("."):
+            return False  # hidden files (.DS_Store, editor swap files) are not part of a dataset
+        self.seen += 1
+        if not has_file_allowed_extension(path, IMG_EXTENSIONS):
+            self.bad.append((path, f"not one of {' '.join(IMG_EXTENSIONS)}"))
+            return False
+        if self.verify:
+            try:
+                images.open_rgb(path)
+            except ImageError as exc:
+                self.bad.append((path, str(exc)))
+                return False
+        return True
+
+    def report(self, where: str, max_bad_fraction: float, key: str) -> None:
+        """Log the skipped files, or raise when more than ``max_bad_fraction`` of them are bad."""
+        if not self.bad:
+            return
+        names = ", ".join(Path(p).name for p, _ in self.bad[:SHOWN]) + (" ..." if len(self.bad) > SHOWN else "")
+        share = len(self.bad) / self.seen
+        if share > max_bad_fraction:
+            raise DataError(
+                f"{where}: {len(self.bad)} of {self.seen} files are not readable images ({names}; first: "
+                f"{self.bad[0][1]}); fix or remove them, or raise {key} (now {max_bad_fraction})"
+            )
+        log.warning(
+            "%s: skipped %d of %d files that are not readable images: %s", where, len(self.bad), self.seen, names
+        )
+
+
+def class_folders(directory: Path) -> list[str]:
+    return sorted(d.name for d in directory.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+class Folder(ImageFolder):
+    """ImageFolder whose class indices are given (the train split's), so that val and test agree with them."""
+
+    def __init__(self, root: Path, classes: list[str], check: FileCheck) -> None:
+        self.given = classes
+        super().__init__(str(root), loader=images.open_rgb, is_valid_file=check, allow_empty=True)
+
+    def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
+        return self.given, {name: i for i, name in enumerate(self.given)}
+
+
+def load_split(directory: Path, classes: list[str] | None, data: DictConfig) -> Folder:
+    """One split's images, with unreadable files reported and skipped; empty class folders are errors."""
+    present = class_folders(directory)
+    classes = classes or present
+    unknown = sorted(set(present) - set(classes))
+    if unknown:
+        raise DataError(
+            f"{directory} has class folders the train set lacks: {', '.join(unknown)}; "
+            f"remove them or add them to train (train classes: {', '.join(classes)})"
+        )
+    check = FileCheck(data.verify)
+    folder = Folder(directory, classes, check)
+    check.report(str(directory), data.max_bad_fraction, "data.max_bad_fraction")
+    counts = torch.bincount(torch.tensor(folder.targets, dtype=torch.long), minlength=len(classes))
+    for name in present:
+        if counts[classes.index(name)] == 0:
+            raise DataError(f"class folder {directory / name} has no readable images; add images or remove the folder")
+    return folder
+
+
+def stratified_split(targets: list[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices of (train, val): ``fraction`` of every class (at least one, if it has two) held out."""
+    g = torch.Generator().manual_seed(seed)
+    train, val = [], []
+    by_class: dict[int, list[int]] = {}
+    for i, t in enumerate(targets):
+        by_class.setdefault(t, []).append(i)
+    for t in sorted(by_class):
+        idx = by_class[t]
+        order = [idx[j] for j in torch.randperm(len(idx), generator=g).tolist()]
+        n_val = min(len(idx) - 1, max(1, round(len(idx) * fraction)))
+        val += sorted(order[:n_val])
+        train += sorted(order[n_val:])
+    return train, val
+
+
+@dataclass
+class Splits:
+    """Untransformed datasets of (PIL image, class index) and the class names."""
+
+    classes: list[str]
+    train: Dataset
+    val: Dataset
+    test: Dataset | None
+    train_targets: list[int]
+
+
+def load(data: DictConfig, seed: int) -> Splits:
+    """The dataset under ``data.root`` in either layout (see configs/data/imagefolder.yaml)."""
+    root = Path(str(data.root)).expanduser()
+    if not root.is_dir():
+        raise DataError(f"data.root={root} does not exist or is not a folder; point it at an ImageFolder dataset")
+    train_dir = root / "train" if (root / "train").is_dir() else root
+    if not class_folders(train_dir):
+        raise DataError(f"{train_dir} has no class folders; expected {train_dir}/<class>/<image files>")
+    train = load_split(train_dir, None, data)
+    classes = train.classes
+    if len(classes) < 2:
+        raise DataError(
+            f"{train_dir} has {len(classes)} class folder ({', '.join(classes)}); a classifier needs at least two"
+        )
+    if (root / "val").is_dir():
+        val: Dataset = load_split(root / "val", classes, data)
+        train_set: Dataset = train
+        train_targets = train.targets
+    else:
+        if not 0 < data.val_fraction < 1:
+            raise DataError(
+                f"{root} has no val/ folder and data.val_fraction={data.val_fraction}; set it between 0 and 1"
+            )
+        train_idx, val_idx = stratified_split(train.targets, data.val_fraction, seed)
+        train_set, val = Subset(train, train_idx), Subset(train, val_idx)
+        train_targets = [train.targets[i] for i in train_idx]
+        log.info(
+            "split %s into %d train and %d val images (val_fraction %s, seed %d)",
+            train_dir,
+            len(train_idx),
+            len(val_idx),
+            data.val_fraction,
+            seed,
+        )
+    test = load_split(root / "test", classes, data) if (root / "test").is_dir() else None
+    return Splits(classes, train_set, val, test, train_targets)
+
+
+class Transformed(Dataset):
+    """Applies ``transform`` to each image with the random generator seeded by (seed, epoch, index), so
+    that a run resumed from a checkpoint sees the same augmented images as an uninterrupted run,
+    whatever the number of workers."""
+
+    def __init__(self, samples: Dataset, transform: Callable, seed: int) -> None:
+        self.samples, self.transform, self.seed = samples, transform, seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        image, target = self.samples[index]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(hash((self.seed, self.epoch, index)) % 2**63)
+            return self.transform(image), target
+
+
+class EpochSampler(DistributedSampler):
+    """Shuffles with a permutation seeded by (seed, epoch) and passes the epoch on to the dataset.
+    Lightning calls ``set_epoch`` before each epoch; with one process it is a seeded RandomSampler."""
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        self.dataset.epoch = epoch
+
+
+class ImageFolderData(pl.LightningDataModule):
+    """Batches of transformed images, or with ``cache_features`` of the frozen backbone's cached
+    features (see feature_cache), computed on the first request with the trainer's model."""
+
+    def __init__(
+        self,
+        splits: Splits,
+        data: DictConfig,
+        sizes: dict[str, int],
+        seed: int,
+        cache_features: bool = False,
+        cache_dir: Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.seed = seed
+        self.batch_size, self.num_workers = data.batch_size, data.num_workers
+        evaluate = eval_transform(sizes["resize"], sizes["crop"])
+        self.train = Transformed(splits.train, train_transform(data.augment, sizes["resize"], sizes["crop"]), seed)
+        self.val = Transformed(splits.val, evaluate, seed)
+        self.test = Transformed(splits.test, evaluate, seed) if splits.test is not None else None
+        self.cache_features, self.cache_dir = cache_features, cache_dir
+        self.features: dict[str, feature_cache.Features] = {}
+        self.cache_seconds = 0.0
+
+    def dataset(self, split: str) -> Dataset:
+        images = getattr(self, split)
+        if not self.cache_features:
+            return images
+        if split not in self.features:
+            # Here, not in setup(): a resumed run has restored its weights by the time Lightning asks for data.
+            start = time.perf_counter()
+            module = self.trainer.lightning_module
+            prefix = feature_cache.frozen_prefix(module.vgg, module.normalize)
+            self.features[split] = feature_cache.load_or_compute(
+                images, prefix, self.batch_size, self.num_workers, module.device, self.cache_dir
+            )
+            self.cache_seconds += time.perf_counter() - start
+        return self.features[split]
+
+    def loader(self, dataset: Dataset, **kwargs: Any) -> DataLoader:
+        # Cached features are in memory already: worker processes would only add copies.
+        workers = 0 if isinstance(dataset, feature_cache.Features) else self.num_workers
+        pin = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+        return DataLoader(dataset, self.batch_size, num_workers=workers, pin_memory=pin, **kwargs)
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = self.dataset("train")
+        sampler = EpochSampler(
+            dataset, num_replicas=self.trainer.world_size, rank=self.trainer.global_rank, shuffle=True, seed=self.seed
+        )
+        # A resumed run creates its first iterator before Lightning sets the epoch.
+        sampler.set_epoch(self.trainer.current_epoch)
+        # Not persistent_workers: workers must pick up each epoch's dataset.epoch.
+        return self.loader(dataset, sampler=sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.loader(self.dataset("val"))
+
+    def test_dataloader(self) -> DataLoader:
+        return self.loader(self.dataset("test"))
+
+
+class ImageFiles(Dataset):
+    def __init__(self, paths: list[Path], transform: Callable) -> None:
+        self.paths, self.transform = paths, transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> Tensor:
+        return self.transform(images.open_rgb(self.paths[index]))
+
+
+def image_files(path: Path, key: str, max_bad_fraction: float) -> list[Path]:
+    """``path`` if it is an image, else the readable images under the folder ``path`` (recursively, sorted);
+    unreadable files are reported and skipped."""
+    if path.is_file():
+        images.open_rgb(path)  # raises one clear ImageError
+        return [path]
+    if not path.is_dir():
+        raise DataError(f"{key}={path} does not exist; give an image or a folder of images")
+    check = FileCheck(verify=True)
+    files = [p for p in sorted(path.rglob("*")) if p.is_file() and check(str(p))]
+    check.report(str(path), max_bad_fraction, key.rsplit(".", 1)[0] + ".max_bad_fraction")
+    if not files:
+        raise DataError(f"{key}={path} has no readable images")
+    return files

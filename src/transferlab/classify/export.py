@@ -1,0 +1,111 @@
+"""The export task: a fine-tuned classifier as TorchScript and ONNX, each checked against PyTorch.
+
+Exported models take a float batch ``[N, 3, crop, crop]`` of RGB in [0, 1] (any N) and return logits;
+the normalization is inside them. export.json records the classes, the input and the measured errors.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+from transferlab import checks as config
+from transferlab.classify import module as classifier
+from transferlab.errors import ConfigError, ExportError
+from transferlab.files import atomic_write, write_json
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("torchscript", "onnx")
+
+
+def export_torchscript(network: nn.Module, example: Tensor, path: Path) -> Callable[[Tensor], Tensor]:
+    traced = torch.jit.trace(network, example)
+    with atomic_write(path) as f:
+        torch.jit.save(traced, f)
+    loaded = torch.jit.load(str(path))
+    return lambda x: loaded(x)
+
+
+def export_onnx(network: nn.Module, example: Tensor, path: Path, opset: int) -> Callable[[Tensor], Tensor]:
+    import onnxruntime
+
+    for noisy in ("onnxscript", "onnx_ir"):  # their INFO lines list every graph pass
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    program = torch.onnx.export(
+        network,
+        (example,),
+        dynamo=True,
+        input_names=["image"],
+        output_names=["logits"],
+        dynamic_shapes=({0: torch.export.Dim("batch")},),
+        opset_version=opset,
+        verbose=False,
+    )
+    with atomic_write(path) as f:
+        f.write(program.model_proto.SerializeToString())
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda x: torch.from_numpy(session.run(None, {"image": x.numpy()})[0])
+
+
+def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
+    """Writes model.pt (TorchScript), model.onnx and export.json into ``output_dir``."""
+    task = cfg.task
+    formats = list(task.formats)
+    for name in formats:
+        config.choice(name, FORMATS, "task.formats")
+    atol, rtol = config.non_negative(task.atol, "task.atol"), config.non_negative(task.rtol, "task.rtol")
+    if not cfg.ckpt_path:
+        raise ConfigError("task=export needs ckpt_path=<a finetune run's checkpoints/best.ckpt>")
+    module = classifier.load(cfg.ckpt_path)
+    network = module.inference_network()
+    crop = module.hparams.preprocessing["crop"]
+    g = torch.Generator().manual_seed(cfg.seed)
+    example = torch.rand(2, 3, crop, crop, generator=g)
+    # A different batch size than the example's shows that the batch dimension stays dynamic.
+    check = torch.rand(3, 3, crop, crop, generator=g)
+    with torch.inference_mode():
+        expected = network(check)
+    report: dict[str, Any] = {
+        "checkpoint": str(Path(cfg.ckpt_path).resolve()),
+        "classes": module.classes,
+        "input": {
+            "shape": ["N", 3, crop, crop],
+            "dtype": "float32",
+            "values": "RGB in [0, 1]; normalization is inside the model",
+        },
+        "output": "logits [N, classes]",
+        "tolerance": {"atol": atol, "rtol": rtol},
+    }
+    files = {"torchscript": output_dir / "model.pt", "onnx": output_dir / "model.onnx"}
+    for name in formats:
+        with torch.no_grad():
+            run_exported = (
+                export_torchscript(network, example, files[name])
+                if name == "torchscript"
+                else export_onnx(network, example, files[name], task.opset)
+            )
+            got = run_exported(check)
+        error = float((got - expected).abs().max())
+        ok = torch.allclose(got, expected, atol=atol, rtol=rtol)
+        report[name] = {
+            "file": files[name].name,
+            "max_abs_diff": error,
+            "within_tolerance": ok,
+            "bytes": os.path.getsize(files[name]),
+        }
+        log.info("%s: %s, max |diff| %.3g vs PyTorch (atol %g, rtol %g)", name, files[name], error, atol, rtol)
+        if not ok:
+            write_json(report, output_dir / "export.json")
+            raise ExportError(
+                f"{name} export {files[name]} differs from PyTorch by up to {error:.3g} (atol {atol}, rtol {rtol}); see export.json"
+            )
+    write_json(report, output_dir / "export.json")
+    return report

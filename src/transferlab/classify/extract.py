@@ -1,0 +1,88 @@
+"""The extract task: named VGG layers' features for every image in a folder, in one file per run.
+
+Writes features.pt, ``{"layers": {name: Tensor[N, ...]}, "files": [...]}`` (load it with
+``torch.load(path, weights_only=True)``), and manifest.csv mapping each row to its file.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+from torch.utils.data import DataLoader
+from torchvision.models.feature_extraction import create_feature_extractor
+
+from transferlab import backbone, trainer
+from transferlab import checks as config
+from transferlab.classify import data
+from transferlab.classify import module as classifier
+from transferlab.errors import ConfigError
+from transferlab.files import atomic_write
+
+log = logging.getLogger(__name__)
+
+# torchvision's VGG classifier: Linear, ReLU, Dropout, Linear, ReLU, Dropout, Linear (fc8: the logits).
+CLASSIFIER_LAYERS = ("fc6", "relu6", "dropout6", "fc7", "relu7", "dropout7", "fc8")
+
+
+def nodes(arch: str) -> dict[str, str]:
+    """Paper layer name -> torchvision module path, for every layer of ``arch``."""
+    out = {name: f"features.{i}" for i, name in enumerate(backbone.layer_names(arch))}
+    out |= {name: f"classifier.{i}" for i, name in enumerate(CLASSIFIER_LAYERS)}
+    return out
+
+
+def run(cfg: DictConfig, output_dir: Path) -> None:
+    task = cfg.task
+    layers = list(dict.fromkeys(task.layers or []))
+    config.at_least(task.batch_size, 1, "task.batch_size")
+    if cfg.ckpt_path:
+        module = classifier.load(cfg.ckpt_path)
+        arch, vgg, normalize = module.hparams.arch, module.vgg, module.normalize
+        sizes = dict(module.hparams.preprocessing)
+    else:
+        arch = cfg.model.arch
+        vgg, norm = backbone.build_classifier(arch, cfg.model.weights, cfg.model.normalization)
+        normalize = backbone.Normalize(norm)
+        sizes = data.preprocessing(arch, cfg.model.weights, None, None)
+    sizes = {"resize": task.resize_size or sizes["resize"], "crop": task.crop_size or sizes["crop"]}
+    names = nodes(arch)
+    unknown = [layer for layer in layers if layer not in names]
+    if not layers or unknown:
+        raise ConfigError(f"task.layers: {unknown or 'none given'} not in {arch}; choose from {', '.join(names)}")
+    for m in vgg.modules():
+        if isinstance(m, nn.ReLU):
+            m.inplace = False  # an in-place ReLU would overwrite the conv output we return
+    # Traced only up to the deepest requested layer.
+    extractor = create_feature_extractor(vgg.eval(), {names[layer]: layer for layer in layers})
+    device = torch.device(trainer.accelerator(cfg.trainer.accelerator))
+    model = nn.Sequential(normalize, extractor).to(device)
+
+    source = Path(str(task.input)).expanduser()
+    files = data.image_files(source, "task.input", task.max_bad_fraction)
+    loader = DataLoader(
+        data.ImageFiles(files, data.eval_transform(sizes["resize"], sizes["crop"])),
+        task.batch_size,
+        num_workers=task.num_workers,
+    )
+    chunks: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
+    with torch.inference_mode():
+        for batch in loader:
+            for layer, value in model(batch.to(device)).items():
+                if task.pool and value.dim() == 4:
+                    value = value.mean(dim=(2, 3))
+                chunks[layer].append(value.float().cpu())
+    names_out = [str(f.relative_to(source) if source.is_dir() else f) for f in files]
+    features = {layer: torch.cat(parts) for layer, parts in chunks.items()}
+    with atomic_write(output_dir / "features.pt") as f:
+        torch.save({"layers": features, "files": names_out, "arch": arch, "pooled": bool(task.pool), **sizes}, f)
+    with atomic_write(output_dir / "manifest.csv", "w") as f:
+        writer = csv.writer(f)
+        writer.writerow(["row", "file"])
+        writer.writerows(enumerate(names_out))
+    shapes = ", ".join(f"{layer} {tuple(v.shape)}" for layer, v in features.items())
+    log.info("features of %d images (%s): %s", len(files), shapes, output_dir / "features.pt")

@@ -1,0 +1,288 @@
+"""What a style-transfer run will cost, known before it starts: peak memory and time per evaluation.
+
+One L-BFGS function evaluation is a forward pass of VGG to the deepest layer in use, the Gram
+matrices of the style layers, and a backward pass to the input image only (the weights are
+frozen). Its arithmetic is dominated by the 3x3 convolutions; elementwise work (ReLU, pooling,
+losses) moves memory but adds no FLOPs worth counting, so ``flops / conv throughput`` is a
+lower bound on the time of an evaluation.
+
+Peak memory is the tensors alive at the end of the forward pass (what autograd saved for the
+backward pass, the weights, images, targets and optimizer state) plus the largest gradients
+alive during the backward pass. All sizes assume fp32.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from torchvision.models import vgg
+
+from transferlab import backbone, winograd
+from transferlab import checks as config
+from transferlab.errors import ConfigError
+
+FP32 = 4
+INT64 = 8
+# Image-sized fp32 vectors L-BFGS holds besides its history, at most during its strong-Wolfe line
+# search: flat gradient, previous gradient, direction, the copy of the start point, and the line
+# search's gradients (start, previous, new, bracket).
+LBFGS_VECTORS = 8
+# Adam's two moments and its temporary denominator.
+ADAM_VECTORS = 3
+# Memory a run adds that is not tensors: modules Lightning imports as it fits, oneDNN's JIT code
+# and scratch space. Measured on CPU: 40-50 MiB at every size (scripts/benchmark_stylize.py memory).
+RUNTIME = 40 * 2**20
+# Image-sized tensors alive in every run: the image, its gradient, and the closure's cached
+# point and gradient (stylize.StyleTransfer), plus the normalized channels-last input of conv1_1.
+IMAGE_TENSORS = 5
+# Spare blocks of the largest layer's size that glibc's heap holds beyond the live tensors when a
+# CPU run keeps freed memory (runtime.reuse_freed_blocks): measured 3.7-4.1 with L-BFGS at 256,
+# 512 and 1024 px, 2.5-4.6 with Adam (scripts/benchmark_stylize.py memory).
+HEAP_BLOCKS = 4
+# What the heap holds besides, when Winograd convolutions run: their band buffers and padded
+# copies, freed and reallocated at every layer's shapes, leave spare blocks of their own. Measured
+# 57-129 MiB beyond the heap blocks above at 256, 512 and 1024 px, L-BFGS and Adam.
+WINOGRAD_SPARE = 80 * 2**20
+# Assumed conv throughput (FLOP/s) when none is measured: 2 cores of a recent x86 server.
+DEFAULT_THROUGHPUT = 150e9
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str
+    kind: str  # conv, relu or pool
+    in_channels: int
+    channels: int
+    height: int
+    width: int
+
+    @property
+    def numel(self) -> int:
+        return self.channels * self.height * self.width
+
+
+def layer_plan(arch: str, deepest: str, height: int, width: int) -> list[Layer]:
+    """The layers VGGFeatures runs for an ``height x width`` input, up to ``deepest``."""
+    names = backbone.layer_names(arch)
+    plan, channels, h, w = [], 3, height, width
+    entries = iter(names)
+    for spec in vgg.cfgs[backbone._TORCHVISION_CFG[arch]]:
+        if spec == "M":
+            h, w = h // 2, w // 2
+            plan.append(Layer(next(entries), "pool", channels, channels, h, w))
+        else:
+            plan.append(Layer(next(entries), "conv", channels, spec, h, w))
+            plan.append(Layer(next(entries), "relu", spec, spec, h, w))
+            channels = spec
+        if any(layer.name == deepest for layer in plan):
+            return plan[: [layer.name for layer in plan].index(deepest) + 1]
+    raise ValueError(f"{deepest} is not a layer of {arch}")
+
+
+def deepest_layer(arch: str, layers: Iterable[str]) -> str:
+    names = backbone.layer_names(arch)
+    return max(layers, key=names.index)
+
+
+def evaluation_flops(arch: str, layers: Iterable[str], style_layers: Iterable[str], height: int, width: int) -> int:
+    """FLOPs of one evaluation: each conv forward and its input gradient (2 x 9 x Cin x Cout x H x W
+    each; conv1_1's input gradient included since the image needs it), and for each style layer
+    the Gram matrix and its one-matmul gradient (2 x C^2 x H x W each)."""
+    plan = layer_plan(arch, deepest_layer(arch, layers), height, width)
+    convs = sum(2 * 9 * l.in_channels * l.channels * l.height * l.width for l in plan if l.kind == "conv")
+    by_name = {l.name: l for l in plan}
+    grams = sum(2 * by_name[s].channels * by_name[s].numel for s in style_layers)
+    return 2 * convs + 2 * grams
+
+
+@dataclass(frozen=True)
+class Estimate:
+    parts: dict[str, int]  # bytes by component
+    flops: int  # of one evaluation
+    seconds: float  # per evaluation at ``throughput``
+    throughput: float  # conv FLOP/s assumed or measured
+
+    @property
+    def peak_bytes(self) -> int:
+        return sum(self.parts.values())
+
+    def describe(self) -> str:
+        """One log line: ``estimate: peak 1.23 GiB (activations ..., ...), 1.9 s/evaluation at ...``."""
+        parts = ", ".join(f"{k} {v / 2**20:.0f} MiB" for k, v in self.parts.items())
+        return (
+            f"estimate: peak memory {self.peak_bytes / 2**30:.2f} GiB ({parts}); "
+            f"{self.seconds:.2f} s per evaluation ({self.flops / 1e9:.0f} GFLOP at {self.throughput / 1e9:.0f} GFLOP/s)"
+        )
+
+
+def estimate(
+    arch: str,
+    content_layers: Iterable[str],
+    style_layers: Iterable[str],
+    size: tuple[int, int],
+    style_size: tuple[int, int],
+    optimizer: str = "lbfgs",
+    history_size: int = 100,
+    throughput: float = DEFAULT_THROUGHPUT,
+    heap: bool = False,
+    fast_convs: bool = False,
+) -> Estimate:
+    """Peak memory and time per evaluation of a stylize run on a ``size = (H, W)`` image with
+    the style image at ``style_size``, batch 1, fp32. ``heap``: the process keeps freed blocks
+    for reuse (``runtime.keeps_freed_blocks``), and its peak includes the spare ones.
+    ``fast_convs``: the deep convolutions run as Winograd convolutions (``winograd.runs_on``),
+    whose transformed kernels (16 values per 3x3 kernel) stay in memory besides the weights."""
+    content_layers, style_layers = list(content_layers), list(style_layers)
+    used = [*content_layers, *style_layers]
+    height, width = size
+    pixels = 3 * height * width
+    plan = layer_plan(arch, deepest_layer(arch, used), height, width)
+    by_name = {l.name: l for l in plan}
+    weights = sum(9 * l.in_channels * l.channels + l.channels for l in plan if l.kind == "conv")
+    # Saved for backward: every ReLU output (also the next conv's input), every pooling output
+    # and its int64 indices, and a conv output whose ReLU cannot run in place (it is returned).
+    saved = sum(l.numel for l in plan if l.kind == "relu") * FP32
+    saved += sum(l.numel * (FP32 + INT64) for l in plan if l.kind == "pool")
+    saved += sum(by_name[name].numel * FP32 for name in used if name.startswith("conv"))
+    # Backward: the incoming and outgoing gradients of the largest layer.
+    largest = max(l.numel for l in plan)
+    backward = 2 * largest * FP32
+    targets = sum(by_name[name].numel for name in content_layers) + sum(
+        by_name[name].channels ** 2 for name in style_layers
+    )
+    if optimizer == "lbfgs":
+        state = (2 * history_size + LBFGS_VECTORS) * pixels
+    elif optimizer == "adam":
+        state = ADAM_VECTORS * pixels
+    else:
+        raise ValueError(f"optimizer {optimizer!r}: choose lbfgs or adam")
+    parts = {
+        "activations": saved + backward,
+        "weights": weights * FP32,
+        "images": (IMAGE_TENSORS * pixels + 3 * style_size[0] * style_size[1]) * FP32,
+        "targets": targets * FP32,
+        "optimizer": state * FP32,
+        "runtime": RUNTIME,
+    }
+    if heap:
+        parts["heap"] = HEAP_BLOCKS * largest * FP32 + (WINOGRAD_SPARE if fast_convs else 0)
+    if fast_convs:
+        # Their transforms work in bands of winograd.BAND_BYTES: too small to count.
+        parts["winograd kernels"] = (
+            sum(
+                16 * l.in_channels * l.channels
+                for l in plan
+                if l.kind == "conv" and l.in_channels >= winograd.MIN_CHANNELS
+            )
+            * FP32
+        )
+    flops = evaluation_flops(arch, used, style_layers, height, width)
+    return Estimate(parts, flops, flops / throughput, throughput)
+
+
+def largest_size(
+    budget_bytes: int, aspect: float, step: int = 32, limit: int = 8192, style_scale: float = 1.0, **kwargs
+) -> int:
+    """The largest long side (a multiple of ``step``) whose estimated peak fits ``budget_bytes``.
+    ``aspect`` is the content image's width / height, the style image's long side is
+    ``style_scale`` times the output's (its aspect taken as the content's: the style image's
+    share of memory is small); ``kwargs`` go to ``estimate``."""
+
+    def shape(long_side: int) -> tuple[int, int]:
+        if aspect >= 1:
+            return max(1, round(long_side / aspect)), long_side
+        return long_side, max(1, round(long_side * aspect))
+
+    def peak(long_side: int) -> int:
+        return estimate(
+            size=shape(long_side), style_size=shape(max(32, round(long_side * style_scale))), **kwargs
+        ).peak_bytes
+
+    if peak(step) > budget_bytes:
+        raise ConfigError(
+            f"task.size=auto: even a {step} px image needs more than the budget of {budget_bytes / 2**30:.2f} GiB; "
+            "raise task.memory_budget or free memory on the device"
+        )
+    low, high = 1, limit // step  # the peak grows with the size: bisect on multiples of step
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if peak(mid * step) <= budget_bytes else (low, mid - 1)
+    return low * step
+
+
+def conv_throughput(device: str | torch.device = "cpu", channels_last: bool = True, repeats: int = 3) -> float:
+    """Measured fp32 FLOP/s of a large 3x3 convolution (256 -> 256 channels on 128 x 128, one
+    of VGG's conv3 layers at 512 px): the median of ``repeats`` runs after a warm-up."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(1, 256, 128, 128, device=device).contiguous(memory_format=fmt)
+    w = torch.randn(256, 256, 3, 3, device=device).contiguous(memory_format=fmt)
+    flops = 2 * 9 * 256 * 256 * 128 * 128
+    times = []
+    with torch.no_grad():
+        for i in range(repeats + 1):
+            start = time.perf_counter()
+            F.conv2d(x, w, padding=1)
+            if torch.device(device).type == "cuda":
+                torch.cuda.synchronize()
+            if i:  # the first run is a warm-up (oneDNN/cuDNN pick and cache their kernels)
+                times.append(time.perf_counter() - start)
+    return flops / sorted(times)[len(times) // 2]
+
+
+def for_config(
+    cfg: DictConfig,
+    size: tuple[int, int],
+    style_size: tuple[int, int],
+    throughput: float = DEFAULT_THROUGHPUT,
+    heap: bool = False,
+    fast_convs: bool = False,
+) -> Estimate:
+    """``estimate`` for a composed stylize config (layers, optimizer and history taken from it)."""
+    return estimate(
+        cfg.model.arch,
+        config.layer_weights(cfg.layers.content, "layers.content"),
+        config.layer_weights(cfg.layers.style, "layers.style"),
+        size,
+        style_size,
+        cfg.optimizer.name,
+        cfg.optimizer.get("history_size", 0),
+        throughput,
+        heap,
+        fast_convs,
+    )
+
+
+def available_memory(device: str | torch.device) -> int:
+    """Bytes a run may use on ``device``: free CUDA memory, MPS's recommended limit, or the system's
+    available memory (all of it where the OS does not say what is available)."""
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    if kind == "mps":
+        return torch.mps.recommended_max_memory() - torch.mps.current_allocated_memory()
+    meminfo = Path("/proc/meminfo")
+    found = re.search(r"MemAvailable:\s+(\d+) kB", meminfo.read_text()) if meminfo.is_file() else None
+    return int(found.group(1)) * 1024 if found else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def auto_size(cfg: DictConfig, aspect: float, budget_bytes: int, heap: bool = False, fast_convs: bool = False) -> int:
+    """The ``task.size`` (long side) that ``task.size=auto`` picks: the largest whose estimated peak
+    fits ``budget_bytes``, with the style image at ``task.style_scale`` of it."""
+    kwargs = dict(
+        heap=heap,
+        fast_convs=fast_convs,
+        arch=cfg.model.arch,
+        content_layers=config.layer_weights(cfg.layers.content, "layers.content"),
+        style_layers=config.layer_weights(cfg.layers.style, "layers.style"),
+        optimizer=cfg.optimizer.name,
+        history_size=cfg.optimizer.get("history_size", 0),
+    )
+    return largest_size(budget_bytes, aspect, style_scale=cfg.task.style_scale, **kwargs)

@@ -1,0 +1,240 @@
+"""The StyleTransfer LightningModule: Gatys et al.'s optimization of an image, whose only
+parameter is the image, over one or more scales (coarse to fine)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import accumulate
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import TensorBoardLogger
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from transferlab import backbone, color, images
+from transferlab.errors import ConfigError
+from transferlab.losses import content_loss, gram_matrix, style_loss, total_variation
+from transferlab.style import scene
+
+LINE_SEARCH_EVALS = 25  # torch's own bound on a strong-Wolfe line search
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    content: float
+    style: float
+    tv: float
+
+
+class StyleTransfer(pl.LightningModule):
+    """Optimizes ``image`` so that its features match the content's and its Gram matrices match
+    the styles'. ``schedule`` is ``[(scale, steps), ...]``: the image is optimized at each scale
+    of the scene in turn (coarse to fine), upsampled in between; targets are computed once per scale."""
+
+    def __init__(
+        self,
+        encoder: backbone.VGGFeatures,
+        scene: scene.Scene,
+        content_layers: dict[str, float],
+        style_layers: dict[str, float],
+        weights: LossWeights,
+        optimizer: dict[str, Any],
+        schedule: list[tuple[float, int]],
+    ) -> None:
+        super().__init__()
+        # L-BFGS evaluates the loss several times per step; manual optimization lets us
+        # count those evaluations and log each step exactly once.
+        self.automatic_optimization = False
+        self.strict_loading = False  # checkpoints leave out the frozen VGG
+        self.encoder = encoder
+        self.scene = scene
+        self.content_layers = content_layers
+        self.style_layers = style_layers
+        self.weights = weights
+        self.optimizer_cfg = optimizer
+        self.schedule = schedule
+        self.ends = list(accumulate(steps for _, steps in schedule))
+        self.scale = 0
+        # L-BFGS flattens the gradient with view(-1): the image must be contiguous.
+        self.image = nn.Parameter(
+            images.resize(scene.init, self.hw(0)).unsqueeze(0).clone(memory_format=torch.contiguous_format)
+        )
+        self.evaluations = 0
+        self.last_losses: dict[str, Tensor] = {}
+        self.last_point: Tensor | None = None
+        self.last_grad: Tensor | None = None
+
+    def hw(self, scale: int) -> tuple[int, int]:
+        h, w = self.scene.content.shape[-2:]
+        factor = self.schedule[scale][0]
+        return max(1, round(h * factor)), max(1, round(w * factor))
+
+    def scale_at(self, step: int) -> int:
+        return next((i for i, end in enumerate(self.ends) if step < end), len(self.ends) - 1)
+
+    def prepare_scale(self) -> None:
+        """Content features, Gram targets and masks at the current scale, computed once."""
+        hw, factor = self.hw(self.scale), self.schedule[self.scale][0]
+        s = self.scene
+        self.content = images.resize(s.content, hw).unsqueeze(0)
+        self.strength = None if s.strength is None else images.resize(s.strength, hw).unsqueeze(0)
+        with torch.no_grad():
+            content = self.encoder(self.content)
+            styles = [
+                self.encoder(images.resize_long_side(x, max(1, round(max(x.shape[-2:]) * factor))).unsqueeze(0))
+                for x in s.styles
+            ]
+        self.content_targets = {layer: content[layer] for layer in self.content_layers}
+        self.gram_targets = [{layer: gram_matrix(f[layer]) for layer in self.style_layers} for f in styles]
+        masks = s.masks or [None] * len(s.styles)
+        if s.strength is not None:
+            # Style statistics are taken where the style applies, in proportion to its strength.
+            masks = [s.strength if m is None else m * s.strength for m in masks]
+        self.layer_masks = [
+            {
+                layer: None if m is None else images.resize(m, tuple(content[layer].shape[-2:])).unsqueeze(0)
+                for layer in self.style_layers
+            }
+            for m in masks
+        ]
+
+    def rendered(self) -> Tensor:
+        """The image VGG sees: where a strength map is given, ``content + strength * (image - content)``,
+        so zero-strength regions are exactly the content."""
+        return self.image if self.strength is None else self.content + self.strength * (self.image - self.content)
+
+    def output(self) -> Tensor:
+        """The current result as a displayable ``[3, H, W]`` image in [0, 1] (colour restored in luminance mode)."""
+        image = self.rendered().detach()[0].float().clamp(0, 1)
+        return image if self.scene.original is None else color.recombine(image, self.scene.original)
+
+    def on_fit_start(self) -> None:
+        self.scene = self.scene.to(self.device)
+        self.prepare_scale()
+
+    def losses(self) -> dict[str, Tensor]:
+        """Every loss term of the current image, weighted, keyed by its metric name."""
+        image = self.rendered()
+        features = self.encoder(image)
+        content = sum(w * content_loss(features[l], self.content_targets[l]) for l, w in self.content_layers.items())
+        per_layer = {
+            l: w
+            * sum(
+                sw * style_loss(features[l], targets[l], masks[l])
+                for sw, targets, masks in zip(self.scene.style_weights, self.gram_targets, self.layer_masks)
+            )
+            for l, w in self.style_layers.items()
+        }
+        terms = {
+            "loss/content": self.weights.content * content,
+            "loss/style": self.weights.style * sum(per_layer.values()),
+            "loss/tv": self.weights.tv * total_variation(image),
+        }
+        terms["loss/total"] = sum(terms.values())
+        terms.update({f"style/loss_{l}": self.weights.style * v for l, v in per_layer.items()})
+        return terms
+
+    def upsampled(self, hw: tuple[int, int]) -> Tensor:
+        """The image at the finer size ``hw``: its own low frequencies plus the detail the initial
+        image has at ``hw`` and lacks at the current size. Upsampled alone, it would start the finer
+        scale blurred, further from the optimum than the initial image itself in fine texture and
+        content, and the evaluations saved at the coarse scale would go to restoring that detail."""
+        init = self.scene.init.unsqueeze(0)
+        detail = images.resize(init, hw) - images.resize(images.resize(init, tuple(self.image.shape[-2:])), hw)
+        return (images.resize(self.image.detach(), hw) + detail).clamp_(0, 1)
+
+    def next_scale(self) -> None:
+        """Move the image to the next scale and start a fresh optimizer (its curvature history
+        and moments belong to the old resolution)."""
+        self.scale += 1
+        self.image = nn.Parameter(self.upsampled(self.hw(self.scale)).contiguous())
+        self.prepare_scale()
+        self.trainer.strategy.optimizers = [self.configure_optimizers()]
+        self.last_point = self.last_grad = None
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # Here, not in training_step: Lightning hooks its step counting into the optimizers
+        # between the two, so a new optimizer must exist before then.
+        if self.scale_at(self.global_step) > self.scale:
+            self.next_scale()
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        optimizer = self.optimizers()
+
+        def closure() -> Tensor:
+            # L-BFGS re-evaluates, at the start of each step, the point its line search just
+            # accepted; answering from the last evaluation saves one VGG pass per step.
+            if self.last_point is not None and torch.equal(self.last_point, self.image):
+                self.image.grad = self.last_grad.clone()
+                return self.last_losses["loss/total"]
+            optimizer.zero_grad()
+            terms = self.losses()
+            self.manual_backward(terms["loss/total"])
+            self.evaluations += 1
+            self.last_losses = {k: v.detach() for k, v in terms.items()}
+            self.last_point, self.last_grad = self.image.detach().clone(), self.image.grad.detach().clone()
+            return terms["loss/total"]
+
+        optimizer.step(closure=closure)
+        if not isinstance(optimizer.optimizer, torch.optim.LBFGS):
+            # L-BFGS is left unclamped: clamping moves the iterate away from its curvature pairs
+            # (the loss then explodes); its images are clamped when they are saved or logged.
+            with torch.no_grad():
+                self.image.clamp_(0, 1)
+        self.log_dict(self.last_losses, prog_bar=False)
+        self.log("loss", self.last_losses["loss/total"], prog_bar=True, logger=False)
+        self.log("train/evaluations", float(self.evaluations), prog_bar=True)
+        self.log("train/scale", float(self.scale))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        cfg = self.optimizer_cfg
+        if cfg["name"] == "lbfgs":
+            # One iteration per step, so that the step budget counts iterations. max_eval must be
+            # explicit: torch's default (max_iter * 5 // 4 = 1) leaves the line search no evaluation.
+            return torch.optim.LBFGS(
+                [self.image],
+                lr=cfg["lr"],
+                max_iter=1,
+                max_eval=LINE_SEARCH_EVALS,
+                history_size=cfg["history_size"],
+                line_search_fn=cfg["line_search"],
+            )
+        return torch.optim.Adam([self.image], lr=cfg["lr"], betas=tuple(cfg["betas"]), weight_decay=cfg["weight_decay"])
+
+    def train_dataloader(self) -> DataLoader:
+        # Nothing to load: each "batch" is one optimizer step on the image.
+        return DataLoader(range(self.ends[-1]), batch_size=None)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint["state_dict"]
+        for key in [k for k in state if k.startswith("encoder.")]:
+            del state[key]  # rebuilt from the config; saves 80 MB per checkpoint
+        checkpoint["evaluations"] = self.evaluations
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The image was saved after step `global_step`, i.e. at the scale of the step before it.
+        self.scale = self.scale_at(max(checkpoint["global_step"] - 1, 0))
+        saved = tuple(checkpoint["state_dict"]["image"].shape)
+        expected = (1, 3, *self.hw(self.scale))
+        if saved != expected:
+            raise ConfigError(
+                f"ckpt_path: the checkpoint's image is {saved[-2]}x{saved[-1]} but this run expects "
+                f"{expected[-2]}x{expected[-1]} at step {checkpoint['global_step']}; resume with the config it was made with"
+            )
+        self.image = nn.Parameter(torch.empty(expected))
+        self.evaluations = checkpoint.get("evaluations", 0)
+
+
+class ImageLogger(pl.Callback):
+    """Logs a downscaled preview of the image to TensorBoard every ``every`` steps."""
+
+    def __init__(self, every: int, size: int) -> None:
+        self.every, self.size = every, size
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: StyleTransfer, *args: Any) -> None:
+        if self.every and trainer.global_step % self.every == 0 and isinstance(trainer.logger, TensorBoardLogger):
+            trainer.logger.experiment.add_image(
+                "image", images.fits_in(module.output().cpu(), self.size), trainer.global_step
+            )

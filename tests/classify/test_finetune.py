@@ -1,0 +1,204 @@
+"""Fine-tuning, resume, test split, predict, export and extract on generated 32 px images with random VGG16 weights."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from helpers import CLASSES, FAST, compose_cfg, make_dataset, make_image
+from transferlab import main
+from transferlab.classify import data, finetune, metrics
+from transferlab.classify import module as classifier
+from transferlab.errors import ConfigError, DataError, WeightsError
+
+# Pure functions ---------------------------------------------------------------------------------
+
+
+def test_accuracy_micro_and_macro_differ_on_imbalanced_data() -> None:
+    targets = torch.tensor([0] * 8 + [1] * 2)
+    preds = torch.zeros(10, dtype=torch.long)  # always class 0
+    counts = metrics.confusion_matrix(preds, targets, 2)
+    assert counts.tolist() == [[8, 0], [2, 0]]
+    acc = metrics.accuracies(counts, ["a", "b"])
+    assert acc == {"acc_micro": 0.8, "acc_macro": 0.5, "acc_a": 1.0, "acc_b": 0.0}
+
+
+def test_freeze_by_count_name_and_word() -> None:
+    names = classifier.backbone.layer_names("vgg16")
+    assert classifier.frozen_modules("vgg16", 0) == (0, False)
+    assert classifier.frozen_modules("vgg16", 1) == (1, False)  # conv1_1 only
+    assert classifier.frozen_modules("vgg16", "conv4_3") == (names.index("conv4_3") + 1, False)
+    assert classifier.frozen_modules("vgg16", 10) == classifier.frozen_modules("vgg16", "conv4_3")
+    assert classifier.frozen_modules("vgg16", "features") == (len(names), False)
+    assert classifier.frozen_modules("vgg16", "all") == (len(names), True)
+    with pytest.raises(ConfigError, match="conv layers"):
+        classifier.frozen_modules("vgg16", 14)
+    with pytest.raises(ConfigError, match="conv4_4"):  # vgg16 has no conv4_4; the message lists names
+        classifier.frozen_modules("vgg16", "conv4_4")
+
+
+def test_stratified_split_is_per_class_and_seeded() -> None:
+    targets = [0] * 10 + [1] * 5
+    train, val = data.stratified_split(targets, 0.2, seed=3)
+    assert sorted(train + val) == list(range(15))
+    assert [targets[i] for i in val].count(0) == 2 and [targets[i] for i in val].count(1) == 1
+    assert data.stratified_split(targets, 0.2, seed=3) == (train, val)
+    assert data.stratified_split(targets, 0.2, seed=4) != (train, val)
+
+
+def test_balanced_class_weights() -> None:
+    assert finetune.class_weights("balanced", ["a", "b"], [0, 0, 0, 1]) == [4 / 6, 2.0]
+    assert finetune.class_weights([1, 3], ["a", "b"], [0, 1]) == [1.0, 3.0]
+    with pytest.raises(ConfigError, match="one weight per class"):
+        finetune.class_weights([1], ["a", "b"], [0, 1])
+
+
+def test_every_finetune_config_composes() -> None:
+    for overrides in (
+        ["task=finetune", "optimizer=adam"],
+        ["task=finetune", "optimizer=adamw", "scheduler=none"],
+        ["task=finetune", "scheduler=step"],
+        ["experiment=hymenoptera"],
+        ["task=predict"],
+        ["task=export"],
+        ["task=extract"],
+        ["task=finetune", "launcher=joblib"],
+    ):
+        cfg = compose_cfg(*overrides)
+        assert cfg.task.name in ("finetune", "predict", "export", "extract")
+    cfg = compose_cfg("task=finetune")
+    assert cfg.optimizer.name == "sgd" and cfg.optimizer.lr == cfg.task.lr and cfg.scheduler.name == "cosine"
+    assert compose_cfg().optimizer.name == "lbfgs"  # stylize keeps its optimizer
+    assert compose_cfg("experiment=hymenoptera").scheduler.name == "step"
+
+
+# Bad input --------------------------------------------------------------------------------------
+
+
+def load(root: Path, *overrides: str) -> data.Splits:
+    cfg = compose_cfg("task=finetune", f"data.root={root}", *overrides)
+    return data.load(cfg.data, cfg.seed)
+
+
+def test_missing_root(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="does not exist"):
+        load(tmp_path / "nowhere")
+
+
+def test_empty_class_folder(tmp_path: Path) -> None:
+    make_dataset(tmp_path, {"train": 2, "val": 1})
+    (tmp_path / "train" / "wasps").mkdir()
+    (tmp_path / "val" / "wasps").mkdir()
+    with pytest.raises(DataError, match=r"train/wasps has no readable images"):
+        load(tmp_path)
+
+
+def test_val_class_missing_from_train(tmp_path: Path) -> None:
+    make_dataset(tmp_path, {"train": 2, "val": 1})
+    make_image(tmp_path / "val" / "wasps" / "0.png")
+    with pytest.raises(DataError, match="class folders the train set lacks: wasps"):
+        load(tmp_path)
+
+
+def test_fewer_than_two_classes(tmp_path: Path) -> None:
+    make_dataset(tmp_path, {"train": 2}, classes=("ants",))
+    with pytest.raises(DataError, match="at least two"):
+        load(tmp_path)
+
+
+def test_bad_files_are_named_and_skipped_or_stop_the_run(dataset: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        splits = load(dataset, "data.max_bad_fraction=0.2")
+    assert len(splits.train) == 12
+    assert "skipped 2 of 14 files" in caplog.text and "notes.txt" in caplog.text and "broken.jpg" in caplog.text
+    with pytest.raises(DataError, match=r"2 of 14 files are not readable images .*raise data.max_bad_fraction"):
+        load(dataset, "data.max_bad_fraction=0.1")
+
+
+def test_one_folder_is_split_stratified(tmp_path: Path) -> None:
+    make_dataset(tmp_path, {"train": 5})  # train/ only: no val/
+    splits = load(tmp_path, "data.val_fraction=0.4")
+    assert splits.classes == list(CLASSES)
+    assert len(splits.val) == 4 and len(splits.train) == 6 and splits.test is None
+    assert sorted(t for _, t in splits.val) == [0, 0, 1, 1]
+
+
+def test_config_errors_before_any_work(tmp_path: Path) -> None:
+    for override, match in [
+        ("optimizer=lbfgs", "optimizer.name='lbfgs' is invalid"),
+        ("task.freeze=conv9_1", "task.freeze='conv9_1' is invalid"),
+        ("precision=16-mixed", "needs a CUDA GPU"),
+        ("task.dropout=1.5", "task.dropout=1.5 is invalid"),
+    ]:
+        with pytest.raises(ConfigError, match=match):
+            finetune.check(compose_cfg(*FAST, f"data.root={tmp_path}", override))
+
+
+def test_foreign_checkpoints_are_refused(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsError, match="not a checkpoint that loads safely"):
+        classifier.read_checkpoint(garbage)
+    other = tmp_path / "other.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"lr": 1}}, other)
+    with pytest.raises(WeightsError, match="not a transferlab finetune checkpoint"):
+        classifier.read_checkpoint(other)
+    pickled = tmp_path / "pickled.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": logging.getLogger("x")}, pickled)
+    with pytest.raises(WeightsError, match="weights_only=True"):
+        classifier.read_checkpoint(pickled)
+
+
+# Training and what uses its checkpoints ---------------------------------------------------------
+
+
+def test_finetune_writes_checkpoints_metrics_and_images(trained: Path) -> None:
+    assert json.loads((trained / "classes.json").read_text()) == list(CLASSES)
+    assert (trained / "checkpoints" / "best.ckpt").is_file() and (trained / "checkpoints" / "last.ckpt").is_file()
+    result = json.loads((trained / "metrics.json").read_text())
+    assert result["epochs"] == 2 and len(result["epoch_time_s"]) == 2
+    for split, n in (("val", 6), ("test", 4)):
+        assert sum(map(sum, result[split]["confusion_matrix"])) == n
+        assert {"loss", "acc_micro", "acc_macro", "acc_ants", "acc_bees"} <= set(result[split])
+        assert (trained / f"confusion_matrix_{split}.png").is_file()
+    events = EventAccumulator(str(trained / "tensorboard")).Reload()
+    tags = set(events.Tags()["scalars"]) | set(events.Tags()["images"])
+    for tag in (
+        "train/loss",
+        "train/acc_macro",
+        "val/loss",
+        "val/acc_micro",
+        "val/acc_macro",
+        "val/acc_ants",
+        "lr-SGD/head",
+        "lr-SGD/backbone",
+        "val/confusion_matrix",
+    ):
+        assert tag in tags, tag
+    ckpt = classifier.read_checkpoint(trained / "checkpoints" / "best.ckpt")  # weights_only=True
+    assert ckpt["hyper_parameters"]["classes"] == list(CLASSES)
+
+
+def test_resume_matches_an_uninterrupted_run(trained: Path, dataset: Path, tmp_path: Path) -> None:
+    common = [*FAST, f"data.root={dataset}", "data.max_bad_fraction=0.2"]
+    main.run_task(compose_cfg(*common, "task.epochs=1"), tmp_path)
+    main.run_task(compose_cfg(*common, f"ckpt_path={tmp_path / 'checkpoints' / 'last.ckpt'}"), tmp_path)
+    resumed = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    straight = torch.load(trained / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert resumed.keys() == straight.keys()
+    for key in straight:
+        assert torch.equal(resumed[key], straight[key]), key
+    assert (
+        json.loads((tmp_path / "metrics.json").read_text())["val"]
+        == json.loads((trained / "metrics.json").read_text())["val"]
+    )
+
+
+def test_resume_refuses_other_classes(trained: Path, tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="trained on 2 classes"):
+        finetune.check_resume(str(trained / "checkpoints" / "last.ckpt"), "vgg16", ["a", "b", "c"])

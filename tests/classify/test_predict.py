@@ -1,0 +1,27 @@
+"""task=predict on the fine-tuned test run."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from helpers import CLASSES, compose_cfg
+from transferlab import main
+
+
+def test_predict_writes_top_k_csv(trained: Path, dataset: Path, tmp_path: Path) -> None:
+    cfg = compose_cfg(
+        "task=predict",
+        f"ckpt_path={trained / 'checkpoints' / 'best.ckpt'}",
+        f"task.input={dataset / 'val'}",
+        "task.top_k=2",
+        "task.num_workers=0",
+        "trainer.accelerator=cpu",
+    )
+    main.run_task(cfg, tmp_path)
+    rows = list(csv.DictReader((tmp_path / "predictions.csv").open()))
+    assert [r["file"] for r in rows] == [f"{c}/{i}.png" for c in CLASSES for i in range(3)]
+    for row in rows:
+        assert {row["class_1"], row["class_2"]} == set(CLASSES)
+        assert float(row["prob_1"]) >= float(row["prob_2"])
+        assert abs(float(row["prob_1"]) + float(row["prob_2"]) - 1) < 1e-4

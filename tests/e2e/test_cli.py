@@ -1,0 +1,101 @@
+"""Real `python run.py ...` runs in a subprocess: the main command, errors, a sweep, Ctrl-C."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from PIL import Image
+
+from helpers import ROOT, run_cli
+from transferlab import images
+
+pytestmark = pytest.mark.slow
+
+
+def stylize_args(content_path, style_path, *extra):
+    return [
+        "experiment=vangogh",
+        "model.weights=null",
+        f"task.content={content_path}",
+        f"task.style={style_path}",
+        "task.size=32",
+        "task.steps=3",
+        *extra,
+    ]
+
+
+def test_main_command_writes_the_run_directory_under_outputs(tmp_path, content_path, style_path):
+    result = run_cli(*stylize_args(content_path, style_path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = (tmp_path / "outputs" / "stylize").glob("*/*")
+    assert images.load_image(run_dir / "final.png").shape[-1] == 32
+    assert (run_dir / "metrics.json").is_file() and (run_dir / ".hydra" / "config.yaml").is_file()
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["model=vgg16", "+layers.style.relu3_4=1"], "error: layers.style: layer 'relu3_4' does not exist in vgg16"),
+        (["precision=16-mixed"], "error: precision=16-mixed cannot drive optimizer=lbfgs"),
+        (["task.style=/nonexistent/style.jpg"], "error: image /nonexistent/style.jpg does not exist"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(tmp_path, content_path, style_path, extra, message):
+    result = run_cli(*stylize_args(content_path, style_path, f"hydra.run.dir={tmp_path / 'run'}", *extra), cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "final.png").exists()
+
+
+def test_missing_required_input_names_the_key(tmp_path):
+    result = run_cli("model.weights=null", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "error: task.content, task.style are required but not set" in result.stderr
+
+
+def test_unknown_optimizer_lists_the_choices(tmp_path):
+    result = run_cli("optimizer=sgdx", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "Could not find 'optimizer/sgdx'" in result.stderr and "lbfgs" in result.stderr
+
+
+def test_sweep_runs_each_job_in_its_own_directory_and_writes_a_contact_sheet(tmp_path, content_path, style_path):
+    sweep_dir = tmp_path / "sweep"
+    result = run_cli(
+        "-m",
+        *stylize_args(content_path, style_path, "loss.style_weight=1e2,1e4", f"hydra.sweep.dir={sweep_dir}"),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (sweep_dir / "0" / "final.png").is_file() and (sweep_dir / "1" / "final.png").is_file()
+    sheet = Image.open(sweep_dir / "contact_sheet.png")
+    assert sheet.width == 2 * 256
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_the_latest_image(tmp_path, content_path, style_path):
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "run.py"),
+            *stylize_args(content_path, style_path, "task.steps=100000", f"hydra.run.dir={run_dir}"),
+        ],
+        cwd=tmp_path,
+        env={**__import__("os").environ, "PYTHONPATH": str(ROOT / "src")},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(
+        b"loss/total" in p.read_bytes() for p in run_dir.glob("tensorboard/events*")
+    ):
+        time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert "Traceback" not in stderr
+    assert images.load_image(run_dir / "final.png").shape[-1] == 32
+    assert not [p for p in run_dir.rglob(".*") if p.is_file() and p.suffix == ".tmp"]

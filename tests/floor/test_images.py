@@ -1,0 +1,124 @@
+import io
+
+import pytest
+import torch
+from PIL import Image
+
+from helpers import make_image
+from transferlab import images
+from transferlab.errors import ImageError
+
+
+@pytest.mark.parametrize(
+    "name,mode",
+    [
+        ("gray.png", "L"),
+        ("rgba.png", "RGBA"),
+        ("la.png", "LA"),
+        ("palette.png", "P"),
+        ("cmyk.jpg", "CMYK"),
+        ("cmyk.tiff", "CMYK"),
+        ("photo.webp", "RGB"),
+        ("photo.tiff", "RGB"),
+        ("photo.bmp", "RGB"),
+    ],
+)
+def test_modes_and_formats_become_rgb_in_0_1(tmp_path, name, mode):
+    path = make_image(tmp_path / name, size=(40, 30), mode=mode)
+    image = images.load_image(path)
+    assert image.shape == (3, 30, 40) and image.dtype == torch.float32
+    assert image.min() >= 0 and image.max() <= 1 and image.std() > 0.05
+
+
+def test_transparent_pixels_are_shown_on_white(tmp_path):
+    path = tmp_path / "clear.png"
+    Image.new("RGBA", (8, 8), (0, 0, 0, 0)).save(path)
+    assert images.load_image(path).min() == 1
+
+
+def test_16_bit_grayscale_keeps_its_range(tmp_path):
+    path = tmp_path / "deep.png"
+    ramp = torch.linspace(0, 65535, 64 * 64).reshape(64, 64).numpy().astype("uint16")
+    Image.fromarray(ramp).save(path)
+    assert Image.open(path).mode == "I;16"
+    image = images.load_image(path)
+    assert image.max() > 0.95 and image.min() < 0.05  # not clipped to white
+
+
+def test_animated_gif_uses_its_first_frame(tmp_path):
+    path = tmp_path / "anim.gif"
+    frames = [Image.new("RGB", (16, 16), c) for c in ((255, 0, 0), (0, 0, 255))]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100)
+    image = images.load_image(path)
+    assert image[0].mean() > 0.9 and image[2].mean() < 0.1
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    path = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, displayed rotated 90 degrees clockwise
+    Image.new("RGB", (40, 20), "white").save(path, exif=exif)
+    assert images.load_image(path).shape == (3, 40, 20)
+
+
+def test_resize_long_side(tmp_path):
+    path = make_image(tmp_path / "a.png", size=(80, 40))
+    assert images.load_image(path, size=32).shape == (3, 16, 32)
+
+
+@pytest.mark.parametrize(
+    "setup,message",
+    [
+        (lambda p: None, "does not exist"),
+        (lambda p: p.write_bytes(b""), "is empty"),
+        (lambda p: p.write_text("hello, not an image"), "not an image format"),
+        (lambda p: p.write_text('<svg xmlns="http://www.w3.org/2000/svg"/>'), "SVG is vector art"),
+    ],
+    ids=["missing", "empty", "text", "svg"],
+)
+def test_bad_files_give_one_clear_error(tmp_path, setup, message):
+    path = tmp_path / ("bad.svg" if "SVG" in message else "bad.png")
+    setup(path)
+    with pytest.raises(ImageError, match=message):
+        images.load_image(path)
+
+
+def test_truncated_image_is_refused(tmp_path):
+    good = make_image(tmp_path / "good.jpg", size=(64, 64))
+    bad = tmp_path / "truncated.jpg"
+    bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(ImageError, match="damaged or truncated"):
+        images.load_image(bad)
+
+
+def test_decompression_bombs_are_refused(tmp_path, monkeypatch):
+    path = make_image(tmp_path / "big.png", size=(64, 64))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 64 * 64 - 1)  # just over the limit: Pillow only warns
+    with pytest.raises(ImageError, match="too large to decode safely"):
+        images.load_image(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # far over: Pillow raises
+    with pytest.raises(ImageError, match="too large to decode safely"):
+        images.load_image(path)
+
+
+def test_save_image_is_atomic_and_round_trips(tmp_path, monkeypatch):
+    image = torch.rand(3, 20, 30)
+    path = images.save_image(image, tmp_path / "out" / "final.png")
+    torch.testing.assert_close(images.load_image(path), image, atol=1 / 255, rtol=0)
+
+    def crash(self, fp, *args, **kwargs):
+        fp.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Image.Image, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        images.save_image(image, tmp_path / "out" / "second.png")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["final.png"]
+
+
+def test_contact_sheet_lays_out_captioned_tiles():
+    tiles = [(Image.new("RGB", (64, 32), "red"), ["a=1", "loss 2"]), (Image.new("RGB", (32, 64), "blue"), ["a=2"])]
+    sheet = images.contact_sheet(tiles, tile=64, columns=4)
+    assert sheet.size == (128, 64 + 2 * 12 + 6)
+    buffer = io.BytesIO()
+    sheet.save(buffer, format="PNG")

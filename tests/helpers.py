@@ -1,0 +1,90 @@
+"""Test helpers: small generated images, Hydra-composed configs, datasets, and real CLI runs in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_image(path: Path, size: tuple[int, int] = (48, 40), seed: int = 0, mode: str = "RGB") -> Path:
+    """A small image with structure (gradients plus noise), saved in the format of its suffix."""
+    g = torch.Generator().manual_seed(seed)
+    w, h = size
+    y, x = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    base = torch.stack([x, y, (x + y) / 2]) * 0.7 + 0.3 * torch.rand(3, h, w, generator=g)
+    array = (base.clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array, "RGB").convert(mode).save(path)
+    return path
+
+
+def compose_cfg(*overrides: str) -> DictConfig:
+    """The config `python run.py OVERRIDES` would get, composed with Hydra's compose API."""
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=False)
+
+
+def stylize_cfg(content_path: Path, style_path: Path, *overrides: str, size: int = 32, steps: int = 4) -> DictConfig:
+    """A stylize config on local images with random weights, small and short, on the CPU."""
+    return compose_cfg(
+        "model.weights=null",
+        f"task.content={content_path}",
+        f"task.style={style_path}",
+        f"task.size={size}",
+        f"task.steps={steps}",
+        "task.image_every=0",
+        "trainer.accelerator=cpu",
+        *overrides,
+    )
+
+
+def run_cli(
+    *args: str, cwd: Path, timeout: int = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`python run.py ARGS` in a subprocess, importing this checkout's sources, never the network."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+CLASSES = ("ants", "bees")
+FAST = [
+    "task=finetune",
+    "model=vgg16",
+    "model.weights=null",
+    "data.resize_size=36",
+    "data.crop_size=32",
+    "data.batch_size=4",
+    "data.num_workers=0",
+    "trainer.accelerator=cpu",
+    "task.freeze=conv5_2",  # conv5_3 and the classifier train: both learning-rate groups are used
+    "scheduler=step",  # cosine's T_max follows task.epochs, which a resume test changes
+    "task.epochs=2",
+    "task.misclassified=2",
+]
+
+
+def make_dataset(root: Path, counts: dict[str, int], classes: tuple[str, ...] = CLASSES) -> Path:
+    """root/<split>/<class>/<i>.png, each class with its own colour cast so that it can be learned."""
+    for split, n in counts.items():
+        for c, name in enumerate(classes):
+            for i in range(n):
+                path = make_image(root / split / name / f"{i}.png", seed=1000 * c + 10 * i + len(split))
+                if c:
+                    Image.open(path).point(lambda v: min(255, v + 60)).save(path)
+    return root
