@@ -1,13 +1,16 @@
-"""Checks that turn invalid config values into one ConfigError naming the key and the valid choices."""
+"""The checks every task's door uses: each turns an invalid config value into one ConfigError naming
+the key and what is valid. Only settings modules (the doors) and the entry import this module."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from transferlab.errors import ConfigError
+from transferlab.trainer import PRECISIONS, TrainerSettings, available_accelerators
 
 
 def choice(value: Any, choices: Iterable[Any], key: str) -> Any:
@@ -17,9 +20,22 @@ def choice(value: Any, choices: Iterable[Any], key: str) -> Any:
     return value
 
 
+def number(value: Any, key: str) -> float:
+    """A finite real number (``nan``, ``inf`` and ``1e400`` are refused: they would run to a black image)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise ConfigError(f"{key}={value!r} is invalid; it must be a finite number")
+    return float(value)
+
+
 def non_negative(value: Any, key: str) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+    if number(value, key) < 0:
         raise ConfigError(f"{key}={value!r} is invalid; it must be a number >= 0")
+    return float(value)
+
+
+def positive(value: Any, key: str) -> float:
+    if number(value, key) <= 0:
+        raise ConfigError(f"{key}={value!r} is invalid; it must be a number > 0")
     return float(value)
 
 
@@ -52,3 +68,23 @@ def flat(cfg: DictConfig, keys: Iterable[str]) -> dict[str, Any]:
     for key in keys:
         walk(key, OmegaConf.to_container(cfg[key], resolve=True))
     return out
+
+
+def trainer_settings(cfg: DictConfig) -> TrainerSettings:
+    """``trainer.*`` and ``precision`` checked, with ``trainer.accelerator=auto`` resolved for this machine."""
+    available = available_accelerators()
+    requested = choice(cfg.trainer.accelerator, ["auto", *available], "trainer.accelerator")
+    if requested == "auto":
+        accelerator = "cuda" if available["cuda"] else "mps" if available["mps"] else "cpu"
+    elif not available[requested]:
+        raise ConfigError(
+            f"trainer.accelerator={requested}: no {requested} device on this machine; use trainer.accelerator=auto"
+        )
+    else:
+        accelerator = requested
+    precision = choice(str(cfg.precision), PRECISIONS, "precision")
+    if precision == "16-mixed" and accelerator != "cuda":
+        raise ConfigError(
+            f"precision=16-mixed needs a CUDA GPU (this run is on {accelerator}); use precision=bf16-mixed or 32"
+        )
+    return TrainerSettings(accelerator, cfg.trainer.devices, cfg.trainer.strategy, precision)

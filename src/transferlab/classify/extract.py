@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchvision.models.feature_extraction import create_feature_extractor
 
-from transferlab import backbone, trainer
+from transferlab import backbone
 from transferlab import checks as config
 from transferlab.classify import data
 from transferlab.classify import module as classifier
@@ -59,7 +59,7 @@ def run(cfg: DictConfig, output_dir: Path) -> None:
             m.inplace = False  # an in-place ReLU would overwrite the conv output we return
     # Traced only up to the deepest requested layer.
     extractor = create_feature_extractor(vgg.eval(), {names[layer]: layer for layer in layers})
-    device = torch.device(trainer.accelerator(cfg.trainer.accelerator))
+    device = config.trainer_settings(cfg).device
     model = nn.Sequential(normalize, extractor).to(device)
 
     source = Path(str(task.input)).expanduser()

@@ -50,7 +50,7 @@ def check(cfg: DictConfig) -> None:
     config.non_negative(task.cache_max_gb, "task.cache_max_gb")
     classifier.frozen_modules(cfg.model.arch, task.freeze)
     feature_cache.check(task.cache_features, cfg.model.arch, task.freeze, cfg.data.augment)
-    trainer.precision(cfg, trainer.accelerator(cfg.trainer.accelerator))
+    config.trainer_settings(cfg)
 
 
 def class_weights(spec: Any, classes: list[str], targets: list[int]) -> list[float] | None:
@@ -142,7 +142,7 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
             EarlyStopping(task.monitor, min_delta=task.min_delta, patience=task.patience, mode=task.monitor_mode)
         )
     fit = trainer.make_trainer(
-        cfg,
+        config.trainer_settings(cfg),
         output_dir,
         max_epochs=task.epochs,
         callbacks=callbacks,

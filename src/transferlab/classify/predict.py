@@ -11,7 +11,6 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from transferlab import checks as config
-from transferlab import trainer
 from transferlab.classify import data
 from transferlab.classify import module as classifier
 from transferlab.errors import ConfigError
@@ -28,7 +27,7 @@ def run(cfg: DictConfig, output_dir: Path) -> None:
     if not cfg.ckpt_path:
         raise ConfigError("task=predict needs ckpt_path=<a finetune run's checkpoints/best.ckpt>")
     module = classifier.load(cfg.ckpt_path)
-    device = torch.device(trainer.accelerator(cfg.trainer.accelerator))
+    device = config.trainer_settings(cfg).device
     network = module.inference_network().to(device)
     source = Path(str(task.input)).expanduser()
     files = data.image_files(source, "task.input", task.max_bad_fraction)

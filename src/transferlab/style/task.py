@@ -76,7 +76,7 @@ def check(cfg: DictConfig) -> None:
             "precision=16-mixed cannot drive optimizer=lbfgs (fp16 loss scaling breaks its line search); "
             "use precision=bf16-mixed or 32, or optimizer=adam"
         )
-    trainer.precision(cfg, trainer.accelerator(cfg.trainer.accelerator))
+    config.trainer_settings(cfg)
 
 
 def build(cfg: DictConfig, plan: list[tuple[float, int]]) -> tuple[StyleTransfer, backbone.VGGFeatures]:
@@ -137,7 +137,7 @@ def resolve_auto_size(cfg: DictConfig) -> None:
     of the device's free memory."""
     if cfg.task.size != "auto":
         return
-    device = trainer.accelerator(cfg.trainer.accelerator)
+    device = config.trainer_settings(cfg).accelerator
     width, height = images.open_rgb(fetch.resolve(str(cfg.task.content), "task.content")).size
     budget = int(cfg.task.memory_budget * estimate.available_memory(device))
     cfg.task.size = estimate.auto_size(
@@ -152,7 +152,7 @@ def log_estimate(cfg: DictConfig, module: StyleTransfer) -> None:
     last = len(module.schedule) - 1
     factor = module.schedule[last][0]
     style_hw = tuple(max(1, round(n * factor)) for n in module.scene.styles[0].shape[-2:])
-    device = trainer.accelerator(cfg.trainer.accelerator)
+    device = config.trainer_settings(cfg).accelerator
     throughput = estimate.conv_throughput(device, repeats=1)
     log.info(
         estimate.for_config(
@@ -177,7 +177,9 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
     runtime.configure()
 
     def make(**kwargs: Any) -> pl.Trainer:
-        return trainer.make_trainer(cfg, output_dir, log_every_n_steps=1, enable_model_summary=False, **kwargs)
+        return trainer.make_trainer(
+            config.trainer_settings(cfg), output_dir, log_every_n_steps=1, enable_model_summary=False, **kwargs
+        )
 
     callbacks: list[pl.Callback] = [ImageLogger(cfg.task.image_every, cfg.task.image_log_size)]
     if cfg.task.checkpoint_every:
