@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torchvision import models
 from torchvision.models import vgg
 
-from transferlab import winograd
+from transferlab import checkpoints, winograd
 from transferlab.errors import ConfigError, WeightsError
 
 # Convolutions per block; these are torchvision's configurations "D" and "E".
@@ -152,12 +152,7 @@ def load_state_dict(arch: str, weights: str) -> tuple[dict[str, Tensor], Normali
     torchvision weights, the normalization they were trained with."""
     if is_weights_file(weights):
         path = Path(weights).expanduser()
-        if not path.is_file():
-            raise WeightsError(f"model.weights: file {path} does not exist; give the path to a {arch} state dict")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same thing to the user
-            raise WeightsError(f"model.weights: {path} is not a readable PyTorch state dict ({exc})") from None
+        state = checkpoints.load(path, "model.weights", f"a {arch} state dict (.pth)")
         if not isinstance(state, Mapping):
             raise WeightsError(f"model.weights: {path} holds a {type(state).__name__}, not a state dict")
         return dict(state), None
