@@ -9,6 +9,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from helpers import stylize_cfg
 from transferlab import images
 from transferlab.style import task as stylize
+from transferlab.style.settings import StyleSettings
 
 
 def small_cfg(content_path, style_path, *overrides):
@@ -16,14 +17,14 @@ def small_cfg(content_path, style_path, *overrides):
 
 
 def test_only_parameter_is_the_image_and_vgg_is_truncated(content_path, style_path):
-    module, _ = stylize.build(small_cfg(content_path, style_path, "layers=seed"), [(1.0, 4)])
+    module, _ = stylize.build(StyleSettings.from_cfg(small_cfg(content_path, style_path, "layers=seed")))
     assert [name for name, p in module.named_parameters() if p.requires_grad] == ["image"]
     assert module.encoder.names[-1] == "relu4_3"  # the deepest layer of the seed set
     assert module.image.shape == (1, 3, 27, 32)  # long side 32, aspect kept
 
 
 def test_targets_are_computed_once(content_path, style_path):
-    module, _ = stylize.build(small_cfg(content_path, style_path), [(1.0, 4)])
+    module, _ = stylize.build(StyleSettings.from_cfg(small_cfg(content_path, style_path)))
     calls = []
     module.encoder.register_forward_hook(lambda *args: calls.append(1))
     module.on_fit_start()
@@ -81,6 +82,6 @@ def test_bf16_mixed_runs_on_cpu(tmp_path, content_path, style_path):
 def test_noise_init_is_seeded(content_path, style_path):
     cfg = small_cfg(content_path, style_path, "task.init=noise")
     torch.manual_seed(cfg.seed)
-    a = stylize.build(cfg, [(1.0, 1)])[0].image.detach().clone()
+    a = stylize.build(StyleSettings.from_cfg(cfg))[0].image.detach().clone()
     torch.manual_seed(cfg.seed)
-    torch.testing.assert_close(stylize.build(cfg, [(1.0, 1)])[0].image.detach(), a)
+    torch.testing.assert_close(stylize.build(StyleSettings.from_cfg(cfg))[0].image.detach(), a)

@@ -15,7 +15,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from transferlab import backbone, color
-from transferlab.errors import ConfigError
 from transferlab.losses import gram_matrix, style_loss
 
 # Wang et al. 2004: 11x11 Gaussian window, sigma 1.5; constants for data in [0, 1] (L = 1).
@@ -104,7 +103,7 @@ def gram_distances(
         out, target = encoder(_batched(image)), encoder(_batched(style))
     missing = [layer for layer in layers if layer not in out]
     if missing:
-        raise ConfigError(
+        raise ValueError(
             f"the encoder given to gram_distances does not return {missing}; "
             "build one with quality.reference_encoder(features, arch, normalization)"
         )
