@@ -49,8 +49,8 @@ def ssim(a: Tensor, b: Tensor) -> Tensor:
     Returns a scalar for ``[3, H, W]`` inputs, one value per image for batches. As in Wang et
     al.'s reference code, the window is applied without padding ("valid"), so images need at
     least 11 px per side. Computed in float64: the variances E[x²] - μ² cancel badly in float32
-    (an error of about 1e-4 in SSIM on flat regions); returned as float32. Unlike their ``ssim.m`` we do not downsample large images first, so
-    the score depends on resolution: compare runs at the same output size.
+    (an error of about 1e-4 in SSIM on flat regions); returned as float32. Unlike their ``ssim.m`` we do not
+    downsample large images first, so the score depends on resolution: compare runs at the same output size.
     """
     if a.shape != b.shape:
         raise ValueError(f"ssim needs images of the same shape; got {tuple(a.shape)} and {tuple(b.shape)}")

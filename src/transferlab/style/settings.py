@@ -155,7 +155,8 @@ class StyleSettings:
         if cfg.ckpt_path:
             if tiled and len(plan) == 1:
                 raise ConfigError(
-                    "ckpt_path resumes the whole-image scales, and this tiled run has none; set task.scales or drop ckpt_path"
+                    "ckpt_path resumes the whole-image scales, and this tiled run has none; "
+                    "set task.scales or drop ckpt_path"
                 )
             ckpt_path = checkpoints.local_file(
                 str(cfg.ckpt_path), "ckpt_path", "a checkpoint of a stylize run (checkpoints/step*.ckpt)"
@@ -330,7 +331,8 @@ def check_feature_sizes(
     h, w = output_hw(content_wh, max(1, round(size * coarsest)))
     if min(h, w) < minimum:
         raise ConfigError(
-            f"task.content={inputs.content}: at {max(h, w)} px its short side is {min(h, w)} px, below the {minimum} px "
+            f"task.content={inputs.content}: at {max(h, w)} px its short side is {min(h, w)} px, "
+            f"below the {minimum} px "
             f"that {backbone.deepest(arch, layers)} needs; crop it to a less extreme aspect ratio or raise task.size"
         )
     style_long = max(MIN_SIZE, round(size * inputs.style_scale * coarsest))
@@ -436,7 +438,8 @@ def check_memory(
     available = estimate.available_memory(trainer.device)
     if peak > available:
         raise ConfigError(
-            f"task.size={size}: the run needs an estimated {peak / 2**30:.1f} GiB at its peak but {trainer.accelerator} has "
+            f"task.size={size}: the run needs an estimated {peak / 2**30:.1f} GiB at its peak "
+            f"but {trainer.accelerator} has "
             f"{available / 2**30:.1f} GiB available; use task.size=auto, optimize in tiles (task.tile=1024 with "
             "task.scales), a smaller task.size, or task.memory_check=false to run anyway"
         )
