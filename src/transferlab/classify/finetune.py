@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 def check(cfg: DictConfig) -> None:
     """Fail before any work on a config value that cannot work (the dataset is checked when loaded)."""
     task = cfg.task
-    backbone.check_arch(cfg.model.arch)
+    if cfg.model.arch not in backbone.ARCHS:
+        raise ConfigError(f"model.arch={cfg.model.arch!r} is not supported; choose one of {', '.join(backbone.ARCHS)}")
     if cfg.model.pooling != "max":
         raise ConfigError(
             f"model.pooling={cfg.model.pooling} is for stylize; the VGG classifier was trained with max pooling"
