@@ -7,7 +7,6 @@ memory estimate against the device). Below this module nothing reads the config.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass
@@ -81,6 +80,7 @@ class StyleSettings:
     model: ModelSettings
     trainer: TrainerSettings
     runtime: RuntimeSettings
+    memory: MemoryModel
     inputs: Inputs
     content_layers: dict[str, float]  # normalized to sum to 1
     style_layers: dict[str, float]
@@ -141,12 +141,19 @@ class StyleSettings:
                 raise ConfigError(f"task.tile_overlap={overlap} must be below half of task.tile={tile}")
         if task.size != "auto":
             checks.at_least(task.size, MIN_SIZE, "task.size")
+        memory = MemoryModel(
+            model.arch,
+            content_layers,
+            style_layers,
+            optimizer.name,
+            optimizer.history_size,
+            runtime.heap_keeps_blocks(trainer.device),
+            winograd.runs_on(trainer.device),
+        )
         inputs = input_settings(task)
         content_wh = images.open_rgb(inputs.content).size
         if task.size == "auto":
-            size = auto_size(
-                model, content_layers, style_layers, optimizer, inputs, content_wh, trainer, runtime, memory_budget
-            )
+            size = auto_size(memory, inputs, content_wh, trainer.accelerator, memory_budget)
         else:
             size = checks.at_least(task.size, MIN_SIZE, "task.size")
         plan = schedule(task.scales, task.scale_steps, size, steps)
@@ -163,15 +170,13 @@ class StyleSettings:
             )
         check_feature_sizes(model.arch, [*content_layers, *style_layers], inputs, content_wh, size, plan)
         if checks.choice(task.memory_check, [True, False], "task.memory_check"):
-            check_memory(
-                model, content_layers, style_layers, optimizer, inputs, content_wh, trainer, runtime, size, plan, tile
-            )
+            check_memory(memory, inputs, content_wh, trainer.accelerator, size, plan, tile)
         fingerprint = {
-            "task.content": sha256(inputs.content),
-            "task.style": [sha256(p) for p in inputs.styles],
+            "task.content": fetch.sha256_of(inputs.content),
+            "task.style": [fetch.sha256_of(p) for p in inputs.styles],
             "task.style_weights": list(inputs.style_weights),
-            "task.style_masks": [sha256(p) for p in inputs.style_masks],
-            "task.strength_map": sha256(inputs.strength_map) if inputs.strength_map else None,
+            "task.style_masks": [fetch.sha256_of(p) for p in inputs.style_masks],
+            "task.strength_map": fetch.sha256_of(inputs.strength_map) if inputs.strength_map else None,
             "task.size": size,
             # The coarser scales and their steps; task.steps (the last scale's) may grow on a resume.
             "task.scales": [list(s) for s in plan[:-1]],
@@ -192,6 +197,7 @@ class StyleSettings:
             model=model,
             trainer=trainer,
             runtime=runtime,
+            memory=memory,
             inputs=inputs,
             content_layers=content_layers,
             style_layers=style_layers,
@@ -345,76 +351,71 @@ def check_feature_sizes(
             )
 
 
-def estimate_peak(
-    model: ModelSettings,
-    content_layers: dict[str, float],
-    style_layers: dict[str, float],
-    optimizer: OptimizerSettings,
-    hw: tuple[int, int],
-    style_hw: tuple[int, int],
-    trainer: TrainerSettings,
-    runtime: RuntimeSettings,
-    throughput: float = estimate.DEFAULT_THROUGHPUT,
-) -> estimate.Estimate:
-    return estimate.estimate(
-        model.arch,
-        content_layers,
-        style_layers,
-        hw,
-        style_hw,
-        optimizer.name,
-        optimizer.history_size,
-        throughput,
-        runtime.heap_keeps_blocks(trainer.device),
-        winograd.runs_on(trainer.device),
-    )
+@dataclass(frozen=True)
+class MemoryModel:
+    """What the memory and time estimate of a run depends on, besides the image sizes."""
+
+    arch: str
+    content_layers: dict[str, float]
+    style_layers: dict[str, float]
+    optimizer: str
+    history_size: int
+    heap: bool  # the process keeps freed blocks (runtime.keep_freed_memory on glibc)
+    fast_convs: bool  # Winograd convolutions on this device
+
+    def estimate(
+        self, hw: tuple[int, int], style_hw: tuple[int, int], throughput: float = estimate.DEFAULT_THROUGHPUT
+    ) -> estimate.Estimate:
+        return estimate.estimate(
+            self.arch,
+            self.content_layers,
+            self.style_layers,
+            hw,
+            style_hw,
+            self.optimizer,
+            self.history_size,
+            throughput,
+            self.heap,
+            self.fast_convs,
+        )
+
+    def largest_size(self, budget: int, aspect: float, style_scale: float) -> int | None:
+        return estimate.largest_size(
+            budget,
+            aspect,
+            style_scale=style_scale,
+            arch=self.arch,
+            content_layers=self.content_layers,
+            style_layers=self.style_layers,
+            optimizer=self.optimizer,
+            history_size=self.history_size,
+            heap=self.heap,
+            fast_convs=self.fast_convs,
+        )
 
 
 def auto_size(
-    model: ModelSettings,
-    content_layers: dict[str, float],
-    style_layers: dict[str, float],
-    optimizer: OptimizerSettings,
-    inputs: Inputs,
-    content_wh: tuple[int, int],
-    trainer: TrainerSettings,
-    runtime: RuntimeSettings,
-    memory_budget: float,
+    memory: MemoryModel, inputs: Inputs, content_wh: tuple[int, int], device: str, budget_share: float
 ) -> int:
     """``task.size=auto``: the largest output whose estimated peak memory fits ``task.memory_budget``
     of the device's free memory."""
     width, height = content_wh
-    budget = int(memory_budget * estimate.available_memory(trainer.device))
-    size = estimate.largest_size(
-        budget,
-        width / height,
-        style_scale=inputs.style_scale,
-        arch=model.arch,
-        content_layers=content_layers,
-        style_layers=style_layers,
-        optimizer=optimizer.name,
-        history_size=optimizer.history_size,
-        heap=runtime.heap_keeps_blocks(trainer.device),
-        fast_convs=winograd.runs_on(trainer.device),
-    )
+    budget = int(budget_share * estimate.available_memory(device))
+    size = memory.largest_size(budget, width / height, inputs.style_scale)
     if size is None:
         raise ConfigError(
             f"task.size=auto: even a 32 px image needs more than the budget of {budget / 2**30:.2f} GiB; "
             "raise task.memory_budget or free memory on the device"
         )
-    log.info("task.size=auto: %d px, the largest that fits %.2f GiB on %s", size, budget / 2**30, trainer.accelerator)
+    log.info("task.size=auto: %d px, the largest that fits %.2f GiB on %s", size, budget / 2**30, device)
     return size
 
 
 def check_memory(
-    model: ModelSettings,
-    content_layers: dict[str, float],
-    style_layers: dict[str, float],
-    optimizer: OptimizerSettings,
+    memory: MemoryModel,
     inputs: Inputs,
     content_wh: tuple[int, int],
-    trainer: TrainerSettings,
-    runtime: RuntimeSettings,
+    device: str,
     size: int,
     plan: list[tuple[float, int]],
     tile: int,
@@ -423,34 +424,18 @@ def check_memory(
     tiled = bool(tile) and size > tile
     sides = [round(size * f) for f, _ in (plan[:-1] if tiled else plan)] + ([tile] if tiled else [])
     peak = max(
-        estimate_peak(
-            model,
-            content_layers,
-            style_layers,
-            optimizer,
-            output_hw(content_wh, s),
-            output_hw(content_wh, max(MIN_SIZE, round(s * inputs.style_scale))),
-            trainer,
-            runtime,
+        memory.estimate(
+            output_hw(content_wh, s), output_hw(content_wh, max(MIN_SIZE, round(s * inputs.style_scale)))
         ).peak_bytes
         for s in sides
     )
-    available = estimate.available_memory(trainer.device)
+    available = estimate.available_memory(device)
     if peak > available:
         raise ConfigError(
-            f"task.size={size}: the run needs an estimated {peak / 2**30:.1f} GiB at its peak "
-            f"but {trainer.accelerator} has "
+            f"task.size={size}: the run needs an estimated {peak / 2**30:.1f} GiB at its peak but {device} has "
             f"{available / 2**30:.1f} GiB available; use task.size=auto, optimize in tiles (task.tile=1024 with "
             "task.scales), a smaller task.size, or task.memory_check=false to run anyway"
         )
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def check_resume(path: Path, fingerprint: dict[str, Any]) -> None:

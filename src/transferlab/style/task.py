@@ -19,7 +19,7 @@ from transferlab import backbone, color, images, runtime, trainer
 from transferlab.files import write_json
 from transferlab.style import estimate, quality, scene, tiling
 from transferlab.style.module import ImageLogger, StyleTransfer
-from transferlab.style.settings import StyleSettings, estimate_peak, hparams
+from transferlab.style.settings import StyleSettings, hparams
 
 log = logging.getLogger(__name__)
 
@@ -69,17 +69,7 @@ def log_estimate(settings: StyleSettings, module: StyleTransfer) -> None:
     factor = module.schedule[last][0]
     style_hw = tuple(max(1, round(n * factor)) for n in module.scene.styles[0].shape[-2:])
     throughput = estimate.conv_throughput(settings.trainer.device, repeats=1)
-    est = estimate_peak(
-        settings.model,
-        settings.content_layers,
-        settings.style_layers,
-        settings.optimizer,
-        module.hw(last),
-        style_hw,
-        settings.trainer,
-        settings.runtime,
-        throughput,
-    )
+    est = settings.memory.estimate(module.hw(last), style_hw, throughput)
     log.info(est.describe())
 
 
