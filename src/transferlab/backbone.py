@@ -38,6 +38,12 @@ def layer_names(arch: str) -> list[str]:
     return names
 
 
+def feature_spec(arch: str) -> list[int | str]:
+    """torchvision's layer list of ``arch``'s ``features``: conv output channels, and "M" for each pooling."""
+    layer_names(arch)  # raises for an unknown architecture
+    return list(vgg.cfgs[_TORCHVISION_CFG[arch]])
+
+
 def deepest(arch: str, layers: Iterable[str]) -> str:
     """The layer of ``layers`` that comes last in ``arch``: how far the backbone has to run."""
     names = layer_names(arch)
@@ -204,7 +210,7 @@ def build_features(
     optimizing images through it: its convolutions with many channels run as Winograd
     convolutions on CPU (``winograd.WinogradConv2d``; same parameters and state dict)."""
     layer_names(arch)  # raises for an unknown architecture
-    features = vgg.make_layers(vgg.cfgs[_TORCHVISION_CFG[arch]])
+    features = vgg.make_layers(feature_spec(arch))
     from_weights = None
     if weights is not None:
         state, from_weights = load_state_dict(arch, weights)

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torchvision.models import vgg
 
 from transferlab import backbone, winograd
 
@@ -71,7 +70,7 @@ def layer_plan(arch: str, deepest: str, height: int, width: int) -> list[Layer]:
     names = backbone.layer_names(arch)
     plan, channels, h, w = [], 3, height, width
     entries = iter(names)
-    for spec in vgg.cfgs[backbone._TORCHVISION_CFG[arch]]:
+    for spec in backbone.feature_spec(arch):
         if spec == "M":
             h, w = h // 2, w // 2
             plan.append(Layer(next(entries), "pool", channels, channels, h, w))
