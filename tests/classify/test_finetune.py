@@ -184,6 +184,7 @@ def test_finetune_writes_checkpoints_metrics_and_images(trained: Path) -> None:
     assert ckpt["hyper_parameters"]["classes"] == list(CLASSES)
 
 
+@pytest.mark.slow
 def test_resume_matches_an_uninterrupted_run(trained: Path, dataset: Path, tmp_path: Path) -> None:
     common = [*FAST, f"data.root={dataset}", "data.max_bad_fraction=0.2"]
     main.run_task(compose_cfg(*common, "task.epochs=1"), tmp_path)

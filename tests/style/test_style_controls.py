@@ -28,6 +28,7 @@ def mask(path, size, left_white: bool):
     return path
 
 
+@pytest.mark.slow
 def test_coarse_to_fine_runs_each_scale_and_ends_at_full_size(tmp_path, content_path, style_path):
     cfg = cfg_for(content_path, style_path, "task.scales=[32]", "task.scale_steps=[2]", "task.steps=2")
     stylize.run(cfg, tmp_path)
@@ -132,6 +133,7 @@ def test_masks_that_leave_the_image_uncovered_are_refused(tmp_path, content_path
         scene.load(settings.inputs, settings.size)
 
 
+@pytest.mark.slow
 def test_zero_strength_region_stays_at_the_content(tmp_path, content_path, style_path):
     strength = mask(tmp_path / "strength.png", (48, 40), False)  # left half 0, right half 1
     cfg = cfg_for(content_path, style_path, f"task.strength_map={strength}", "task.steps=4")
@@ -165,6 +167,7 @@ def test_avg_pooling_and_caffe_weights_from_a_generated_state_dict(tmp_path, con
     torch.testing.assert_close(encoder.stack[0].weight, state["features.0.weight"])
 
 
+@pytest.mark.slow
 def test_resumed_run_ends_at_the_same_image(tmp_path, content_path, style_path):
     common = ("task.scales=[32]", "task.scale_steps=[3]", "task.steps=3")
     stylize.run(cfg_for(content_path, style_path, *common), tmp_path / "whole")
@@ -190,6 +193,7 @@ def test_resumed_run_ends_at_the_same_image(tmp_path, content_path, style_path):
     )
 
 
+@pytest.mark.slow
 def test_checkpoint_from_another_size_is_refused(tmp_path, content_path, style_path):
     stylize.run(cfg_for(content_path, style_path, "task.checkpoint_every=3"), tmp_path / "a")
     checkpoint = next((tmp_path / "a" / "checkpoints").glob("step*.ckpt"))
@@ -207,6 +211,7 @@ def test_quality_metrics_are_reported(tmp_path, content_path, style_path):
     assert metrics["quality_gram_mean"] > 0
 
 
+@pytest.mark.slow
 def test_tiles_cover_a_large_output_in_bounded_pieces(tmp_path, content_path, style_path, monkeypatch):
     sizes = []
     fit = stylize.StyleTransfer.on_fit_start

@@ -58,6 +58,7 @@ def test_non_finite_style_weights_are_refused(tmp_path, content_path, style_path
         StyleSettings.from_cfg(cfg)
 
 
+@pytest.mark.slow
 def test_a_loss_that_becomes_non_finite_stops_the_run_and_keeps_the_last_finite_image(
     tmp_path, content_path, style_path, monkeypatch
 ):
@@ -119,6 +120,7 @@ def test_a_url_checkpoint_is_refused(content_path, style_path):
     one_line(error)
 
 
+@pytest.mark.slow
 def test_resume_with_another_style_or_layers_is_refused_and_writes_nothing(tmp_path, content_path, style_path):
     checkpoint = checkpoint_of_a_run(tmp_path, content_path, style_path)
     other = make_image(tmp_path / "other.png", seed=7)

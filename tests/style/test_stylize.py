@@ -33,6 +33,7 @@ def test_targets_are_computed_once(content_path, style_path):
     assert len(calls) == 3  # one pass per evaluation; targets are not recomputed
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 def test_optimizers_reduce_the_loss(tmp_path, content_path, style_path, optimizer):
     cfg = small_cfg(
@@ -75,6 +76,7 @@ def test_run_writes_image_metrics_and_tensorboard(tmp_path, content_path, style_
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
 
 
+@pytest.mark.slow
 def test_bf16_mixed_runs_on_cpu(tmp_path, content_path, style_path):
     assert stylize.run(small_cfg(content_path, style_path, "precision=bf16-mixed", "task.steps=2"), tmp_path) > 0
 
