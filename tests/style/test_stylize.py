@@ -94,7 +94,7 @@ def test_noise_init_is_seeded(content_path, style_path):
 def test_hparams_lead_with_the_overrides_and_show_random_weights(content_path, style_path):
     settings = StyleSettings.from_cfg(small_cfg(content_path, style_path))
     hp = stylize.run_hparams(settings, ["loss.style_weight=1e4", "trainer.accelerator=cpu", "hydra.job.num=0"])
-    assert list(hp)[:2] == ["loss.style_weight", "trainer.accelerator"] and hp["loss.style_weight"] == 1e3
+    assert list(hp)[:2] == ["* loss.style_weight", "* trainer.accelerator"] and hp["* loss.style_weight"] == 1e3
     assert hp["model.weights"] == "random" and "hydra.job.num" not in hp
     assert not [k for k in hp if "relu" in k or "betas" in k]  # no per-layer weights, no Adam settings under L-BFGS
     assert len(hp) <= 20

@@ -111,15 +111,17 @@ LAYOUT = {
 
 
 def run_hparams(settings: StyleSettings, overrides: list[str]) -> dict[str, Any]:
-    """HParams: the keys the user overrode or swept first (as given, for keys not among the
-    settings), then the settings that mean something for the run."""
+    """HParams: the keys the user overrode or swept first, then the settings that mean something
+    for the run. TensorBoard sorts the table's columns by name and ticks the first five, so the
+    user's keys are named ``* key`` (sorting before letters); a key that is not among the settings
+    (trainer.accelerator, a group choice) shows the value as given."""
     hp = hparams(settings)
     first: dict[str, Any] = {}
     for override in overrides:
         key, _, value = override.lstrip("+~").partition("=")
         if key.startswith("hydra"):
             continue
-        first[key] = hp.pop(key) if key in hp else value
+        first[f"* {key}"] = hp.pop(key) if key in hp else value
     return first | hp
 
 
@@ -184,7 +186,8 @@ def stylize(settings: StyleSettings, output_dir: Path, overrides: list[str] | No
     write_json(metrics, output_dir / "metrics.json")
     logger = fit.logger
     logger.experiment.add_image("final", images.fits_in(result.cpu(), settings.image_log_size))
-    log_summary(logger, run_hparams(settings, overrides or []), metrics, fit.global_step)
+    # At the step of the last logged losses, so that the final point sits on their curves.
+    log_summary(logger, run_hparams(settings, overrides or []), metrics, max(fit.global_step - 1, 0))
     logger.finalize("success")
     log.info(
         "final image: %s (loss %.4g after %d steps, %d evaluations; SSIM to content %.3f, style distance %.4g)",
