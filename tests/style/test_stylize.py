@@ -8,6 +8,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from helpers import stylize_cfg
 from transferlab import images
+from transferlab.errors import ConfigError
 from transferlab.style import task as stylize
 from transferlab.style.settings import StyleSettings
 
@@ -71,8 +72,11 @@ def test_run_writes_image_metrics_and_tensorboard(tmp_path, content_path, style_
     } <= scalars
     assert [e.step for e in events.Images("image")] == [2, 4]
     assert events.Images("final")
-    hparams = EventAccumulator(str(tmp_path / "tensorboard")).Reload().summary_metadata
-    assert any("hparams" in meta.plugin_data.plugin_name for meta in hparams.values())
+    assert "epoch" not in scalars and not [t for t in scalars if t.startswith(("final/", "quality/"))]
+    assert any(m.plugin_data.plugin_name == "custom_scalars" for m in events.summary_metadata.values())
+    session = EventAccumulator(str(tmp_path / "tensorboard" / "hparams")).Reload()
+    assert any(m.plugin_data.plugin_name == "hparams" for m in session.summary_metadata.values())
+    assert {"loss/total", "quality/ssim"} <= set(session.Tags()["scalars"])  # the HParams table's metrics
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
 
 
@@ -87,3 +91,23 @@ def test_noise_init_is_seeded(content_path, style_path):
     a = stylize.build(StyleSettings.from_cfg(cfg))[0].image.detach().clone()
     torch.manual_seed(cfg.seed)
     torch.testing.assert_close(stylize.build(StyleSettings.from_cfg(cfg))[0].image.detach(), a)
+
+
+def test_hparams_lead_with_the_overrides_and_show_random_weights(content_path, style_path):
+    settings = StyleSettings.from_cfg(small_cfg(content_path, style_path))
+    hp = stylize.run_hparams(settings, ["loss.style_weight=1e4", "trainer.accelerator=cpu", "hydra.job.num=0"])
+    assert list(hp)[:2] == ["* loss.style_weight", "* trainer.accelerator"] and hp["* loss.style_weight"] == 1e3
+    assert hp["model.weights"] == "random" and "hydra.job.num" not in hp
+    assert not [k for k in hp if "relu" in k or "betas" in k]  # no per-layer weights, no Adam settings under L-BFGS
+    assert len(hp) <= 20
+
+
+@pytest.mark.parametrize("value,steps,every", [("auto", 300, 30), ("auto", 6, 1), (0, 300, 0), (25, 300, 25)])
+def test_image_every_auto_gives_about_ten_previews(content_path, style_path, value, steps, every):
+    cfg = stylize_cfg(content_path, style_path, f"task.image_every={value}", steps=steps)
+    assert StyleSettings.from_cfg(cfg).image_every == every
+
+
+def test_image_every_refuses_other_words(content_path, style_path):
+    with pytest.raises(ConfigError, match=r"task.image_every='often' is invalid; give auto, 0"):
+        StyleSettings.from_cfg(stylize_cfg(content_path, style_path, "task.image_every=often"))

@@ -28,6 +28,7 @@ INITS = ("content", "noise", "style")
 COLORS = ("none", "luminance", "histogram")
 POOLINGS = ("max", "avg")
 MIN_SIZE = 32
+PREVIEWS = 10  # task.image_every=auto: about this many preview images over a run
 
 
 @dataclass(frozen=True)
@@ -208,7 +209,7 @@ class StyleSettings:
             steps=steps,
             tile=tile,
             tile_overlap=overlap,
-            image_every=checks.at_least(task.image_every, 0, "task.image_every"),
+            image_every=image_cadence(task.image_every, sum(n for _, n in plan)),
             image_log_size=checks.at_least(task.image_log_size, MIN_SIZE, "task.image_log_size"),
             checkpoint_every=checks.at_least(task.checkpoint_every, 0, "task.checkpoint_every"),
             seed=cfg.seed,
@@ -218,6 +219,15 @@ class StyleSettings:
         if ckpt_path is not None:
             check_resume(ckpt_path, fingerprint)
         return settings
+
+
+def image_cadence(value: Any, total_steps: int) -> int:
+    """``task.image_every``: K steps, 0 (only the final image), or auto: about ``PREVIEWS`` previews over the run."""
+    if value == "auto":
+        return max(1, total_steps // PREVIEWS)
+    if isinstance(value, str):
+        raise ConfigError(f"task.image_every={value!r} is invalid; give auto, 0 (final image only) or a step count")
+    return checks.at_least(value, 0, "task.image_every")
 
 
 def model_settings(model: DictConfig) -> ModelSettings:
@@ -455,28 +465,36 @@ def check_resume(path: Path, fingerprint: dict[str, Any]) -> None:
 
 
 def hparams(settings: StyleSettings) -> dict[str, Any]:
-    """The settings as TensorBoard's HParams tab shows them (Lightning flattens nested dicts)."""
-    inputs = settings.inputs
-    return {
-        "task": {
-            "content": str(inputs.content),
-            "style": ",".join(map(str, inputs.styles)),
-            "size": settings.size,
-            "steps": settings.steps,
-            "init": inputs.init,
-            "color": inputs.color,
-            "style_scale": inputs.style_scale,
-            "scales": str([round(f * settings.size) for f, _ in settings.schedule[:-1]]),
-            "tile": settings.tile,
-        },
-        "loss": {
-            "content_weight": settings.loss.content,
-            "style_weight": settings.loss.style,
-            "tv_weight": settings.loss.tv,
-        },
-        "model": asdict(settings.model) | {"weights": settings.model.weights or "random"},
-        "optimizer": asdict(settings.optimizer) | {"betas": str(settings.optimizer.betas)},
-        "layers": {"content": ",".join(settings.content_layers), "style": ",".join(settings.style_layers)},
+    """The settings that mean something for this run, flat, keyed as on the command line, as
+    TensorBoard's HParams tab shows them: per-layer weights, the other optimizer's settings and
+    values left at their neutral default are left out (the composed config is in .hydra/)."""
+    inputs, opt, model = settings.inputs, settings.optimizer, settings.model
+    hp: dict[str, Any] = {
+        "task.content": inputs.content.name,
+        "task.style": ",".join(p.name for p in inputs.styles),
+        "task.size": settings.size,
+        "task.steps": settings.steps,
+        "task.init": inputs.init,
+        "task.color": inputs.color if inputs.color != "histogram" else f"histogram ({inputs.histogram_method})",
+        "loss.content_weight": settings.loss.content,
+        "loss.style_weight": settings.loss.style,
+        "loss.tv_weight": settings.loss.tv,
+        "model.arch": model.arch,
+        "model.weights": model.weights or "random",
+        "model.pooling": model.pooling,
+        "optimizer.name": opt.name,
+        "optimizer.lr": opt.lr,
+        "layers.content": ",".join(settings.content_layers),
+        "layers.style": ",".join(settings.style_layers),
         "precision": settings.trainer.precision,
         "seed": settings.seed,
     }
+    if inputs.style_scale != 1:
+        hp["task.style_scale"] = inputs.style_scale
+    if len(settings.schedule) > 1:
+        hp["task.scales"] = str([round(f * settings.size) for f, _ in settings.schedule[:-1]])
+    if settings.tiled:
+        hp["task.tile"] = settings.tile
+    if model.feature_scale != 1:
+        hp["model.feature_scale"] = model.feature_scale
+    return hp

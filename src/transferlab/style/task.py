@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint, OnExceptionCheckpoint
 from torch import Tensor
@@ -79,10 +80,51 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
     with warnings.catch_warnings():
         # The frozen VGG is in eval mode on purpose.
         warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")
-        return stylize(settings, output_dir)
+        return stylize(settings, output_dir, user_overrides())
 
 
-def stylize(settings: StyleSettings, output_dir: Path) -> float:
+def user_overrides() -> list[str]:
+    """The command line's overrides (a sweep's values included), or none outside a Hydra run."""
+    try:
+        return list(HydraConfig.get().overrides.task)
+    except ValueError:
+        return []
+
+
+# TensorBoard's Custom Scalars tab: the loss terms on one chart, the per-layer style losses on another.
+LAYOUT = {
+    "losses": {
+        "loss terms (total, content, style, tv)": ["Multiline", [r"^loss/"]],
+        "style loss per layer": ["Multiline", [r"^style/"]],
+    }
+}
+
+
+def run_hparams(settings: StyleSettings, overrides: list[str]) -> dict[str, Any]:
+    """HParams: the keys the user overrode or swept first, then the settings that mean something
+    for the run. TensorBoard sorts the table's columns by name and ticks the first five, so the
+    user's keys are named ``* key`` (sorting before letters); a key that is not among the settings
+    (trainer.accelerator, a group choice) shows the value as given."""
+    hp = hparams(settings)
+    first: dict[str, Any] = {}
+    for override in overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        if key.startswith("hydra"):
+            continue
+        first[f"* {key}"] = hp.pop(key) if key in hp else value
+    return first | hp
+
+
+def log_summary(logger: trainer.RunLogger, hp: dict[str, Any], metrics: dict[str, float], step: int) -> None:
+    """The run's HParams session and its metrics, in the sub-run ``tensorboard/hparams``: the final
+    losses under the same tags as their curves (one more point on those charts, not charts of their
+    own) and two quality figures; nothing else of the Scalars tab comes from here."""
+    values = {f"loss/{k[5:]}": v for k, v in metrics.items() if k.startswith("loss_")}
+    values |= {"quality/ssim": metrics["quality_ssim"], "quality/gram_mean": metrics["quality_gram_mean"]}
+    logger.experiment.add_hparams(hp, values, run_name="hparams", global_step=step)
+
+
+def stylize(settings: StyleSettings, output_dir: Path, overrides: list[str] | None = None) -> float:
     pl.seed_everything(settings.seed, verbose=False)
     if settings.random_weights:
         log.warning("model.weights=null: random VGG weights; the result tests the mechanics, it is not a stylization")
@@ -111,6 +153,7 @@ def stylize(settings: StyleSettings, output_dir: Path) -> float:
             OnExceptionCheckpoint(checkpoints, filename="interrupted"),
         ]
     fit = make(max_steps=module.ends[-1], enable_checkpointing=bool(settings.checkpoint_every), callbacks=callbacks)
+    fit.logger.experiment.add_custom_scalars(LAYOUT)
     final = output_dir / "final.png"
     result = None
     tiled = settings.tiled
@@ -133,9 +176,8 @@ def stylize(settings: StyleSettings, output_dir: Path) -> float:
     write_json(metrics, output_dir / "metrics.json")
     logger = fit.logger
     logger.experiment.add_image("final", images.fits_in(result.cpu(), settings.image_log_size))
-    logger.log_hyperparams(
-        hparams(settings), {f"final/{k}": v for k, v in metrics.items() if k.startswith(("loss_", "quality_"))}
-    )
+    # At the step of the last logged losses, so that the final point sits on their curves.
+    log_summary(logger, run_hparams(settings, overrides or []), metrics, max(fit.global_step - 1, 0))
     logger.finalize("success")
     log.info(
         "final image: %s (loss %.4g after %d steps, %d evaluations; SSIM to content %.3f, style distance %.4g)",
