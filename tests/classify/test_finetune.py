@@ -203,3 +203,12 @@ def test_resume_matches_an_uninterrupted_run(trained: Path, dataset: Path, tmp_p
 def test_resume_refuses_other_classes(trained: Path, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="trained on 2 classes"):
         finetune.check_resume(str(trained / "checkpoints" / "last.ckpt"), "vgg16", ["a", "b", "c"])
+    # best.ckpt is weights only (smaller): resuming from it is refused in one line.
+    with pytest.raises(ConfigError, match="holds weights only .*resume from checkpoints/last.ckpt"):
+        finetune.check_resume(str(trained / "checkpoints" / "best.ckpt"), "vgg16", list(CLASSES))
+
+
+def test_gif_is_a_dataset_image(tmp_path: Path) -> None:
+    make_dataset(tmp_path, {"train": 2, "val": 1})
+    make_image(tmp_path / "train" / "ants" / "extra.gif")
+    assert len(load(tmp_path).train) == 5
