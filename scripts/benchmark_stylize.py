@@ -608,6 +608,76 @@ def memory(args: argparse.Namespace) -> None:
     print(f"process baseline (imports) {r['baseline_mib']:.0f} MiB, not counted; load average after: {load()}")
 
 
+# ---------------------------------------------------------------- issue 16 item 3: per-step overhead
+
+
+def plain_fit(module: stylize.StyleTransfer, steps: int) -> list[tuple[float, int]]:
+    """The module's L-BFGS steps without Lightning: the same optimizer, losses and closure cache,
+    no loop, hooks or logging. Returns (seconds, evaluations) after every step."""
+    module.on_fit_start()
+    optimizer = module.configure_optimizers()
+    last: dict[str, Any] = {}
+
+    def closure() -> Tensor:
+        image = module.image
+        if last and torch.equal(last["point"], image):
+            image.grad = last["grad"].clone()
+            return last["loss"]
+        optimizer.zero_grad()
+        loss = module.losses()["loss/total"]
+        loss.backward()
+        module.evaluations += 1
+        last.update(point=image.detach().clone(), grad=image.grad.detach().clone(), loss=loss.detach())
+        return loss
+
+    start, points = time.perf_counter(), []
+    for _ in range(steps):
+        optimizer.step(closure)
+        float(last["loss"])  # as the Trace callback reads the loss after each Lightning step
+        points.append((time.perf_counter() - start, module.evaluations))
+    return points
+
+
+def overhead(args: argparse.Namespace) -> None:
+    """Lightning fit (the module's training_step, logging every step) against a plain loop doing the
+    same evaluations, interleaved A, B, A, B in one process; seconds per evaluation after the first step."""
+    runtime.configure()
+    print(
+        f"== per-step overhead: Lightning fit vs a plain PyTorch loop, L-BFGS, VGG19 {args.layers}"
+        f"\nmachine: {machine()}"
+    )
+    print(
+        f"{'size':>9} {'steps':>5} {'lightning s/eval':>16} {'plain s/eval':>12} {'ratio':>6}"
+        f" {'per step ms':>11}  rounds"
+    )
+    for size in args.sizes:
+        steps = max(4, args.evals)
+        rows: dict[str, list[float]] = {"lightning": [], "plain": []}
+        per_step: dict[str, list[float]] = {"lightning": [], "plain": []}
+        for _ in range(args.rounds):
+            for name in ("lightning", "plain"):
+                module = build(make_cfg(size, args.layers), targets=False)
+                if name == "lightning":
+                    points = [(p[0], p[1]) for p in fit(module, None, 10**6, max_steps=steps).points]
+                else:
+                    points = plain_fit(module, steps)
+                (t0, e0), (t1, e1) = points[0], points[-1]
+                rows[name].append((t1 - t0) / max(1, e1 - e0))
+                per_step[name].append((t1 - t0) / (len(points) - 1))
+        med = {k: sorted(v)[len(v) // 2] for k, v in rows.items()}
+        step = {k: sorted(v)[len(v) // 2] for k, v in per_step.items()}
+        h, w = module.image.shape[-2:]
+        print(
+            f"{h:>4}x{w:<4} {steps:>5} {med['lightning']:16.4f} {med['plain']:12.4f}"
+            f" {med['lightning'] / med['plain']:5.2f}x"
+            f" {(step['lightning'] - step['plain']) * 1e3:+10.1f}  "
+            + " ".join(f"{a:.4f}/{b:.4f}" for a, b in zip(rows["lightning"], rows["plain"]))
+            + f"; load {load()}",
+            flush=True,
+        )
+    print("per step ms = median Lightning step minus median plain step (loop, hooks, log_dict, closure bookkeeping)")
+
+
 # ---------------------------------------------------------------- item 5: mixed precision
 
 
@@ -690,6 +760,12 @@ def main() -> None:
     p.add_argument("--history", type=int, default=10, help="L-BFGS history size (its cost is printed for 100 too)")
     p.add_argument("--live", action="store_true", help="measure live tensors: no heap retention by malloc")
     p.set_defaults(run=memory)
+    p = sections.add_parser("overhead", help="Lightning fit vs a plain loop doing the same evaluations (issue 16)")
+    p.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256, 512])
+    p.add_argument("--layers", default="gatys")
+    p.add_argument("--evals", type=int, default=8, help="L-BFGS steps per run")
+    p.add_argument("--rounds", type=int, default=3)
+    p.set_defaults(run=overhead)
     p = sections.add_parser("precision", help="bf16-mixed vs fp32 speed and final loss (CUDA or AMX)")
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--layers", default="gatys")
