@@ -148,7 +148,9 @@ def style_memory(plan: Plan) -> None:
     for size in plan.memory_sizes:
         cfg = style_cfg(plan, size)
         module = bench.build(cfg, targets=False)
-        est = estimate.for_config(cfg, tuple(module.image.shape[-2:]), bench.style_hw(module))
+        est = bench.estimate_for(
+            cfg, tuple(module.image.shape[-2:]), bench.style_hw(module), heap=False, fast_convs=False
+        )
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()

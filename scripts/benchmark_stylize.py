@@ -641,7 +641,7 @@ def plain_fit(module: stylize.StyleTransfer, steps: int) -> list[tuple[float, in
 def overhead(args: argparse.Namespace) -> None:
     """Lightning fit (the module's training_step, logging every step) against a plain loop doing the
     same evaluations, interleaved A, B, A, B in one process; seconds per evaluation after the first step."""
-    runtime.configure()
+    runtime.configure(RuntimeSettings())
     print(
         f"== per-step overhead: Lightning fit vs a plain PyTorch loop, L-BFGS, VGG19 {args.layers}"
         f"\nmachine: {machine()}"
