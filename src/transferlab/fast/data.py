@@ -48,19 +48,25 @@ def fit_crop(image: Tensor, crop: int) -> Tensor:
 
 
 class ContentCrops(Dataset):
-    """Random ``crop`` x ``crop`` crops of the photos, after resizing the short side to ``resize``
-    (>= crop): Johnson et al. resized to 256 and trained on the whole; a larger ``resize`` trains
-    on details. Unreadable files are skipped up to ``max_bad`` (replaced by another photo)."""
+    """Sample ``i`` of a stream of ``length`` random ``crop`` x ``crop`` crops: the photos in a new
+    order each pass (seeded by ``seed`` and the pass), the crop position seeded by ``seed`` and ``i``.
+    Every sample is a function of its index alone, so a run resumed at step k (``Subset`` from
+    ``k * batch``) sees exactly the batches an uninterrupted run would, with any number of workers.
 
-    def __init__(self, files: list[Path], crop: int, resize: int | None = None, max_bad: float = 0.05) -> None:
+    The short side is resized to ``resize`` (>= crop) first. Unreadable files are skipped (another
+    photo takes their place) until more than ``max_bad`` of them are unreadable."""
+
+    def __init__(
+        self, files: list[Path], crop: int, length: int, seed: int, resize: int | None = None, max_bad: float = 0.05
+    ) -> None:
         if not files:
             raise ValueError("no files")
         self.files, self.crop, self.resize = list(files), crop, max(resize or crop, crop)
+        self.length, self.seed, self.max_bad = length, seed, max_bad
         self.bad: set[int] = set()
-        self.max_bad = max_bad
 
     def __len__(self) -> int:
-        return len(self.files)
+        return self.length
 
     def _load(self, index: int) -> Tensor:
         for attempt in range(len(self.files)):
@@ -74,16 +80,18 @@ class ContentCrops(Dataset):
                 if len(self.bad) > self.max_bad * len(self.files):
                     raise DataError(
                         f"{len(self.bad)} of {len(self.files)} content photos are unreadable (e.g. {self.files[i]}); "
-                        "remove them"
+                        "remove them or raise data.max_bad_fraction"
                     ) from None
-        raise DataError("no readable content photos")
+        raise DataError("none of the content photos is readable; check data.root")
 
     def __getitem__(self, index: int) -> Tensor:
-        image = self._load(index)
+        n = len(self.files)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + index // n))
+        image = self._load(int(order[index % n]))
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + 7919 * index + 1)
         h, w = image.shape[-2:]
-        # torch's generator: Lightning seeds it per worker, so crops are reproducible with the run's seed.
-        top = int(torch.randint(h - self.crop + 1, ()))
-        left = int(torch.randint(w - self.crop + 1, ()))
+        top = int(torch.randint(h - self.crop + 1, (), generator=g))
+        left = int(torch.randint(w - self.crop + 1, (), generator=g))
         return image[:, top : top + self.crop, left : left + self.crop].contiguous()
 
 

@@ -80,12 +80,11 @@ class TransformNet(nn.Module):
 
 
 def build_network(arch: str, width: float = 1.0, blocks: int = 5) -> TransformNet:
-    """``johnson``: 32 base channels, full convs; ``light``: ``round(32 * width)`` channels, separable."""
-    if arch == "johnson":
-        return TransformNet(32, blocks, separable=False)
-    if arch == "light":
-        return TransformNet(max(4, round(32 * width)), blocks, separable=True)
-    raise ValueError(f"unknown network {arch!r}; choose one of {ARCHS}")
+    """``round(32 * width)`` base channels (Johnson et al.: 32, i.e. width 1); ``johnson`` has full
+    convolutions, ``light`` depthwise-separable ones (the RGB stem and output stay full)."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown network {arch!r}; choose one of {ARCHS}")
+    return TransformNet(max(4, round(32 * width)), blocks, separable=arch == "light")
 
 
 MIN_SIZE = 8  # smallest side a network accepts: the 9x9 reflection pad needs > 4 px, the quarter level >= 2
