@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -79,3 +80,47 @@ def quantize_int8(source: Path, path: Path) -> Callable[[Tensor], Tensor]:
     quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QInt8, op_types_to_quantize=["Conv"])
     tmp.replace(path)
     return onnx_runner(path)
+
+
+def run(cfg: Any, output_dir: Path) -> dict[str, Any]:
+    """The export_fast task: model.onnx, model.pt2 and model.int8.onnx from a train_fast checkpoint,
+    each run against PyTorch at an odd size; export.json records the errors, sizes and the int8 cost."""
+    import os
+
+    from transferlab.errors import ExportError
+    from transferlab.fast.module import load_network
+    from transferlab.fast.settings import ExportSettings
+    from transferlab.files import write_json
+
+    s = ExportSettings.from_cfg(cfg)
+    network, spec = load_network(s.checkpoint)
+    g = torch.Generator().manual_seed(s.seed)
+    example = torch.rand(2, 3, s.example_size, s.example_size, generator=g)
+    check = torch.rand(3, 3, *s.check_size, generator=g)  # other batch and odd size: dynamic dims exercised
+    with torch.inference_mode():
+        expected = network(check)
+    files = {"onnx": output_dir / "model.onnx", "pt2": output_dir / "model.pt2", "int8": output_dir / "model.int8.onnx"}
+    report: dict[str, Any] = {
+        "checkpoint": str(s.checkpoint.resolve()),
+        "network": spec,
+        "input": {"name": "image", "shape": ["N", 3, "H", "W"], "dtype": "float32", "values": "RGB in [0, 1]"},
+        "output": {"name": "stylized", "shape": ["N", 3, "H", "W"], "values": "RGB in [0, 1]"},
+        "check_shape": list(check.shape),
+        "atol": s.atol,
+    }
+    for name in s.formats:
+        with torch.no_grad():
+            if name == "onnx":
+                runner = export_onnx(network, example, files[name], s.opset)
+            elif name == "pt2":
+                runner = export_program(network, example, files[name])
+            else:
+                runner = quantize_int8(files["onnx"], files[name])
+            error = float((runner(check) - expected).abs().max())
+        report[name] = {"file": files[name].name, "max_abs_diff": error, "bytes": os.path.getsize(files[name])}
+        print(f"export_fast {name}: {files[name]} max |diff| vs PyTorch {error:.3g}")
+        if name != "int8" and error > s.atol:
+            write_json(report, output_dir / "export.json")
+            raise ExportError(f"{name} export {files[name]} differs from PyTorch by {error:.3g} > task.atol={s.atol}")
+    write_json(report, output_dir / "export.json")
+    return report
