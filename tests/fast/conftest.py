@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from omegaconf import DictConfig
-
 import pytest
+from omegaconf import DictConfig
 
 from helpers import compose_cfg, make_image
 from transferlab import main

@@ -34,8 +34,14 @@ def test_export_parity_onnx_pt2_int8(exported):
 @pytest.mark.parametrize("model", ["checkpoints/last.ckpt", "model.onnx"])
 def test_apply_on_a_folder_keeps_sizes(model, trained, exported, folder, tmp_path):
     path = (trained if model.endswith(".ckpt") else exported) / model
-    cfg = compose_cfg("task=apply_fast", f"ckpt_path={path}", f"task.input={folder}", "task.color=luminance",
-                      "trainer.accelerator=cpu", "task.batch_size=2")
+    cfg = compose_cfg(
+        "task=apply_fast",
+        f"ckpt_path={path}",
+        f"task.input={folder}",
+        "task.color=luminance",
+        "trainer.accelerator=cpu",
+        "task.batch_size=2",
+    )
     outputs = main.run_task(cfg, tmp_path / "run")
     assert len(outputs) == 3
     for source, target in outputs.items():

@@ -1,13 +1,12 @@
 """Training lowers the perceptual loss below the identity's; resume is exact; configs check at the door."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 from helpers import compose_cfg, make_image
-from transferlab import images, main
+from transferlab import main
 from transferlab.errors import DataError
 from transferlab.fast import data
 from transferlab.fast.module import load_network, make_loss
@@ -15,23 +14,25 @@ from transferlab.fast.networks import build_network
 from transferlab.fast.settings import TrainSettings
 
 
-
-def test_training_beats_the_identity_on_held_out_images(photos, style_image):
+def test_training_beats_the_identity_on_held_out_images(photos):
+    """A few Adam steps lower the loss on held-out photos below the identity mapping's (output = input).
+    The style is binary noise, far from any photo's statistics, so that the identity is a real bar."""
     torch.manual_seed(0)
     files = data.list_images(photos)
     train, held_out = files[:6], files[6:]
-    style = images.load_image(style_image, 48)
-    loss = make_loss("vgg16", None, "max", "auto", 1.0, style, {"relu2_2": 1.0}, {"relu1_2": 1.0, "relu2_2": 1.0},
-                     (1.0, 1e3, 0.0))
+    g = torch.Generator().manual_seed(5)
+    style = (0.7 * (torch.rand(1, 32, 32, generator=g) > 0.5) + 0.3 * torch.rand(3, 1, 1, generator=g)).clamp(0, 1)
+    loss = make_loss(
+        "vgg16", None, "max", "auto", 1.0, style, {"relu2_2": 1.0}, {"relu1_2": 1.0, "relu2_2": 1.0}, (1.0, 1e3, 0.0)
+    )
     net = build_network("light", 0.25, 1)
-    crops = data.ContentCrops(train, 32, 6 * 20, seed=0)
+    crops = data.ContentCrops(train, 32, 4 * 8, seed=0)
     val = data.validation_batch(held_out, 32)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    opt = torch.optim.Adam(net.parameters(), lr=5e-3)
     with torch.no_grad():
-        before = float(loss(net(val), val)["loss"])
-        identity = float(loss(val, val)["loss"])
-    for step in range(20):
-        batch = torch.stack([crops[step * 6 + i] for i in range(6)])
+        before, identity = float(loss(net(val), val)["loss"]), float(loss(val, val)["loss"])
+    for step in range(8):
+        batch = torch.stack([crops[step * 4 + i] for i in range(4)])
         opt.zero_grad()
         loss(net(batch), batch)["loss"].backward()
         opt.step()
@@ -53,8 +54,13 @@ def test_run_writes_metrics_checkpoints_and_tensorboard(trained):
 
 
 def test_resume_is_exact(trained, train_cfg, photos, style_image, tmp_path):
-    cfg = train_cfg(photos, style_image, "task.steps=4", "task.checkpoint_every=2",
-                    f"ckpt_path={trained / 'checkpoints' / 'step2.ckpt'}")
+    cfg = train_cfg(
+        photos,
+        style_image,
+        "task.steps=4",
+        "task.checkpoint_every=2",
+        f"ckpt_path={trained / 'checkpoints' / 'step2.ckpt'}",
+    )
     main.run_task(cfg, tmp_path)
     a = load_network(trained / "checkpoints" / "last.ckpt")[0].state_dict()
     b = load_network(tmp_path / "checkpoints" / "last.ckpt")[0].state_dict()

@@ -33,7 +33,9 @@ def load_stylizer(path: Path, device: str = "cpu") -> Callable[[Tensor], Tensor]
             run = onnx_runner(path)
         except Exception as exc:  # noqa: BLE001 - any ORT load failure means the same to the user
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise WeightsError(f"ckpt_path={path} is not a readable ONNX model: {first}; give an export_fast model.onnx") from None
+            raise WeightsError(
+                f"ckpt_path={path} is not a readable ONNX model: {first}; give an export_fast model.onnx"
+            ) from None
         return run
     network = load_network(path)[0].to(device)
 
