@@ -21,6 +21,9 @@ TASKS = {
     "predict": "transferlab.classify.predict",
     "export": "transferlab.classify.export",
     "extract": "transferlab.classify.extract",
+    "train_fast": "transferlab.fast.train",
+    "apply_fast": "transferlab.fast.apply",
+    "export_fast": "transferlab.fast.export",
 }
 
 

@@ -1,0 +1,1 @@
+"""Real-time style transfer: feed-forward networks trained per style with perceptual losses."""

@@ -1,0 +1,150 @@
+"""Arbitrary style in one pass: AdaIN (Huang & Belongie, 2017) and a SANet-style attention module
+(Park & Lee, 2019). Pure parts: no config, no files. Images are [0, 1] RGB; features come from
+``backbone.VGGFeatures`` to relu4_1."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+EPS = 1e-5
+STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
+
+
+def mean_std(feat: Tensor, eps: float = EPS) -> tuple[Tensor, Tensor]:
+    """Channel-wise mean and standard deviation over space (biased variance, + eps), shape (N, C, 1, 1)."""
+    if feat.dim() != 4:
+        raise ValueError(f"features must be (N, C, H, W), got shape {tuple(feat.shape)}")
+    var, mean = torch.var_mean(feat, dim=(2, 3), keepdim=True, correction=0)
+    return mean, (var + eps).sqrt()
+
+
+def adain(content_feat: Tensor, style_feat: Tensor, eps: float = EPS) -> Tensor:
+    """Align the content features' channel mean/std to the style features' (same N and C)."""
+    if content_feat.shape[:2] != style_feat.shape[:2]:
+        raise ValueError(f"content {tuple(content_feat.shape)} and style {tuple(style_feat.shape)} differ in N or C")
+    c_mean, c_std = mean_std(content_feat, eps)
+    s_mean, s_std = mean_std(style_feat, eps)
+    return adain_stats(content_feat, s_mean, s_std, c_mean, c_std)
+
+
+def adain_stats(content_feat: Tensor, s_mean: Tensor, s_std: Tensor, c_mean=None, c_std=None) -> Tensor:
+    """AdaIN with precomputed style statistics (a style's code computed once, reused per image)."""
+    if c_mean is None or c_std is None:
+        c_mean, c_std = mean_std(content_feat)
+    return (content_feat - c_mean) / c_std * s_std + s_mean
+
+
+def mean_std_loss(output_feats: dict[str, Tensor], style_feats: dict[str, Tensor], layers=STYLE_LAYERS) -> Tensor:
+    """Style loss of the AdaIN paper: sum over layers of MSE(mean) + MSE(std) (means over N and C)."""
+    total = 0.0
+    for layer in layers:
+        om, os_ = mean_std(output_feats[layer])
+        sm, ss = mean_std(style_feats[layer])
+        total = total + F.mse_loss(om, sm) + F.mse_loss(os_, ss)
+    return total
+
+
+def _conv(cin: int, cout: int) -> list[nn.Module]:
+    # Reflection padding avoids the border artefacts zero padding gives a generator.
+    return [nn.ReflectionPad2d(1), nn.Conv2d(cin, cout, 3), nn.ReLU()]
+
+
+class Decoder(nn.Module):
+    """Mirror of VGG19 up to relu4_1: nearest upsampling, reflection padding, no normalization."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        up = nn.Upsample(scale_factor=2, mode="nearest")
+        layers: list[nn.Module] = [*_conv(512, 256), up]
+        layers += [*_conv(256, 256), *_conv(256, 256), *_conv(256, 256), *_conv(256, 128), up]
+        layers += [*_conv(128, 128), *_conv(128, 64), up]
+        layers += [*_conv(64, 64), nn.ReflectionPad2d(1), nn.Conv2d(64, 3, 3)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, feat: Tensor) -> Tensor:
+        return self.net(feat)
+
+
+class SANet(nn.Module):
+    """Style-attentional module (Park & Lee, 2019): each content position attends over style positions
+    by normalized-feature similarity; output = content + conv(attended style)."""
+
+    def __init__(self, channels: int = 512) -> None:
+        super().__init__()
+        self.f = nn.Conv2d(channels, channels, 1)
+        self.g = nn.Conv2d(channels, channels, 1)
+        self.h = nn.Conv2d(channels, channels, 1)
+        self.out = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, content_feat: Tensor, style_feat: Tensor) -> Tensor:
+        n, c, h, w = content_feat.shape
+        q = self.f(_normalize(content_feat)).flatten(2).transpose(1, 2)  # N, HcWc, C
+        k = self.g(_normalize(style_feat)).flatten(2)  # N, C, HsWs
+        v = self.h(style_feat).flatten(2).transpose(1, 2)  # N, HsWs, C
+        attn = torch.softmax(q @ k, dim=-1)
+        o = (attn @ v).transpose(1, 2).reshape(n, c, h, w)
+        return content_feat + self.out(o)
+
+
+def _normalize(feat: Tensor) -> Tensor:
+    mean, std = mean_std(feat)
+    return (feat - mean) / std
+
+
+@dataclass(frozen=True)
+class StyleCode:
+    """A style's relu4_1 statistics, computed once and reused over many images or frames."""
+
+    mean: Tensor  # (1, C, 1, 1)
+    std: Tensor
+
+
+def style_code(style_feat: Tensor) -> StyleCode:
+    mean, std = mean_std(style_feat)
+    return StyleCode(mean, std)
+
+
+def blend_codes(codes: list[StyleCode], weights: list[float]) -> StyleCode:
+    """Interpolate codes; the weights are normalized to sum to 1 (they must be >= 0, not all 0)."""
+    if len(codes) != len(weights) or not codes:
+        raise ValueError("give one weight per style code")
+    w = torch.tensor(weights, dtype=codes[0].mean.dtype)
+    if (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"style weights must be >= 0 and not all zero, got {weights}")
+    w = w / w.sum()
+    return StyleCode(sum(wi * c.mean for wi, c in zip(w, codes)), sum(wi * c.std for wi, c in zip(w, codes)))
+
+
+def stylize_features(
+    content_feat: Tensor,
+    codes: list[StyleCode],
+    alpha: float = 1.0,
+    masks: list[Tensor] | None = None,
+    strength: Tensor | None = None,
+) -> Tensor:
+    """Target features: per style, AdaIN; with masks (N,1,H,W, soft, at feature size) each style
+    contributes where its mask is, normalized by the mask sum (where all masks are 0 the content
+    stays); alpha and the strength map (0 content, 1 style) blend with the content features."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    if masks is None:
+        t = adain_stats(content_feat, codes[0].mean, codes[0].std) if len(codes) == 1 else None
+        if t is None:
+            raise ValueError("several codes without masks: blend them with blend_codes first")
+        coverage = torch.ones_like(content_feat[:, :1])
+    else:
+        if len(masks) != len(codes):
+            raise ValueError("give one mask per style")
+        masks = [F.interpolate(m, size=content_feat.shape[2:], mode="bilinear", align_corners=False) for m in masks]
+        total = sum(masks)
+        t = sum(m * adain_stats(content_feat, c.mean, c.std) for m, c in zip(masks, codes))
+        t = t / total.clamp_min(1e-8)
+        coverage = total.clamp(0, 1)
+    s = coverage * alpha
+    if strength is not None:
+        s = s * F.interpolate(strength, size=content_feat.shape[2:], mode="bilinear", align_corners=False)
+    return s * t + (1 - s) * content_feat

@@ -1,0 +1,103 @@
+"""The apply_fast task: stylize an image, a list or a folder with a trained network, from a train_fast
+checkpoint or an exported ONNX model; any size (output size = input size), batched by size, with a
+progress bar; outputs written atomically into <run dir>/stylized/."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from torch import Tensor
+from tqdm import tqdm
+
+from transferlab import color, images
+from transferlab.errors import ImageError, WeightsError
+from transferlab.fast import data
+from transferlab.fast.export import onnx_runner
+from transferlab.fast.module import load_network
+from transferlab.fast.networks import MIN_SIZE
+from transferlab.fast.settings import ApplySettings
+from transferlab.files import write_json
+
+log = logging.getLogger(__name__)
+
+
+def load_stylizer(path: Path, device: str = "cpu") -> Callable[[Tensor], Tensor]:
+    """A ``[N, 3, H, W] -> [N, 3, H, W]`` function from a checkpoint (.ckpt) or an ONNX file."""
+    if path.suffix.lower() == ".onnx":
+        try:
+            run = onnx_runner(path)
+        except Exception as exc:  # noqa: BLE001 - any ORT load failure means the same to the user
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise WeightsError(
+                f"ckpt_path={path} is not a readable ONNX model: {first}; give an export_fast model.onnx"
+            ) from None
+        return run
+    network = load_network(path)[0].to(device)
+
+    def stylize(batch: Tensor) -> Tensor:
+        with torch.inference_mode():
+            return network(batch.to(device)).float().cpu()
+
+    return stylize
+
+
+def gather(inputs: tuple[str, ...]) -> list[Path]:
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        files.extend(data.list_images(path, "task.input") if path.is_dir() else [path])
+    return files
+
+
+def preserve_colors(stylized: Tensor, content: Tensor, mode: str) -> Tensor:
+    """Keep the content's colours: its chroma under the stylized luminance, or its colour statistics."""
+    if mode == "luminance":
+        return color.recombine(stylized, content)
+    if mode == "histogram":
+        return color.match_histogram(stylized, content)
+    return stylized
+
+
+def run(cfg: DictConfig, output_dir: Path) -> dict[str, str]:
+    s = ApplySettings.from_cfg(cfg)
+    files = gather(s.inputs)
+    stylize = load_stylizer(s.model, s.device)
+    out_dir = output_dir / "stylized"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # Decode lazily per size group: one pass over headers to group, then batches of equal size.
+    groups: dict[tuple[int, int], list[Path]] = defaultdict(list)
+    for path in files:
+        width, height = images.open_rgb(path).size
+        if s.size is not None:
+            scale = s.size / max(width, height)
+            height, width = max(1, round(height * scale)), max(1, round(width * scale))
+        if min(height, width) < MIN_SIZE:
+            raise ImageError(
+                f"image {path} is {width}x{height} px; the network needs at least {MIN_SIZE} px a side (upscale it)"
+            )
+        groups[(height, width)].append(path)
+    names: dict[str, str] = {}
+    used: set[str] = set()
+    with tqdm(total=len(files), desc="apply_fast", unit="img") as bar:
+        for hw, paths in groups.items():
+            for i in range(0, len(paths), s.batch_size):
+                chunk = paths[i : i + s.batch_size]
+                batch = torch.stack([images.resize(images.load_image(p), hw) for p in chunk])
+                result = preserve_colors(stylize(batch), batch, s.color)
+                for path, image in zip(chunk, result):
+                    name = f"{path.stem}.{s.format}"
+                    k = 1
+                    while name in used:  # same stem in two folders
+                        name, k = f"{path.stem}_{k}.{s.format}", k + 1
+                    used.add(name)
+                    images.save_image(image, out_dir / name)
+                    names[str(path)] = str(out_dir / name)
+                bar.update(len(chunk))
+    write_json({"model": str(s.model), "color": s.color, "outputs": names}, output_dir / "apply.json")
+    log.info("apply_fast: %d images into %s", len(names), out_dir)
+    return names

@@ -1,0 +1,203 @@
+"""The doors of the fast wing: each task's config checked and turned into frozen plain values, once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from transferlab import backbone, checks
+from transferlab.errors import ConfigError
+from transferlab.fast.networks import ARCHS, MIN_SIZE
+from transferlab.trainer import TrainerSettings
+
+COLORS = ("none", "luminance", "histogram")
+FORMATS = ("onnx", "pt2", "int8")
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    arch: str
+    width: float
+    blocks: int
+
+    @classmethod
+    def from_cfg(cls, cfg: DictConfig) -> NetworkSettings:
+        arch = checks.choice(cfg.fastnet.arch, ARCHS, "fastnet.arch")
+        width = checks.positive(cfg.fastnet.width, "fastnet.width")
+        if width > 8:
+            raise ConfigError(
+                f"fastnet.width={width} is invalid; it must be in (0, 8] (1 is Johnson et al.'s 32 channels)"
+            )
+        return cls(arch, width, checks.at_least(cfg.fastnet.blocks, 0, "fastnet.blocks"))
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    trainer: TrainerSettings
+    seed: int
+    network: NetworkSettings
+    # loss network
+    arch: str
+    weights: str | None
+    pooling: str
+    normalization: str
+    feature_scale: float
+    content_layers: dict[str, float]
+    style_layers: dict[str, float]
+    content_weight: float
+    style_weight: float
+    tv_weight: float
+    # data
+    style: str  # a local path or pinned URL, resolved by the task (fetching is work, not a check)
+    style_size: int
+    root: Path
+    crop: int
+    resize: int | None
+    val_count: int
+    val_size: int
+    batch_size: int
+    num_workers: int
+    max_bad_fraction: float
+    # schedule
+    steps: int
+    lr: float
+    betas: tuple[float, float]
+    weight_decay: float
+    val_every: int
+    checkpoint_every: int
+    log_every: int
+    ckpt_path: Path | None
+    hparams: dict[str, Any]
+
+    @classmethod
+    def from_cfg(cls, cfg: DictConfig) -> TrainSettings:
+        task, data, model, loss, opt = cfg.task, cfg.data, cfg.model, cfg.loss, cfg.optimizer
+        checks.choice(opt.name, ["adam"], "optimizer.name")
+        arch = model.arch
+        backbone.check_arch(arch)
+        content = checks.layer_weights(cfg.layers.content, "layers.content")
+        style = checks.layer_weights(cfg.layers.style, "layers.style")
+        if not content and not style:
+            raise ConfigError("layers.content and layers.style are both empty; name at least one layer")
+        backbone.check_layers(arch, content, "layers.content")
+        backbone.check_layers(arch, style, "layers.style")
+        crop = checks.at_least(data.crop, 16, "data.crop")
+        resize = None if data.resize is None else checks.at_least(data.resize, crop, "data.resize")
+        betas = tuple(checks.number(b, "optimizer.betas") for b in opt.betas)
+        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+            raise ConfigError(f"optimizer.betas={list(opt.betas)} is invalid; give two numbers in [0, 1)")
+        ckpt = None
+        if cfg.ckpt_path:
+            from transferlab import checkpoints
+
+            ckpt = checkpoints.local_file(cfg.ckpt_path, "ckpt_path", "a train_fast checkpoint (.ckpt) to resume")
+        steps = checks.at_least(task.steps, 1, "task.steps")
+        return cls(
+            trainer=checks.trainer_settings(cfg),
+            seed=int(cfg.seed),
+            network=NetworkSettings.from_cfg(cfg),
+            arch=arch,
+            weights=model.weights,
+            pooling=checks.choice(model.pooling, ["max", "avg"], "model.pooling"),
+            normalization=model.normalization,
+            feature_scale=checks.positive(model.feature_scale, "model.feature_scale"),
+            content_layers=content,
+            style_layers=style,
+            content_weight=checks.non_negative(loss.content_weight, "loss.content_weight"),
+            style_weight=checks.non_negative(loss.style_weight, "loss.style_weight"),
+            tv_weight=checks.non_negative(loss.tv_weight, "loss.tv_weight"),
+            style=str(task.style),
+            style_size=checks.at_least(task.style_size, 32, "task.style_size"),
+            root=Path(str(data.root)),
+            crop=crop,
+            resize=resize,
+            val_count=checks.at_least(data.val_count, 1, "data.val_count"),
+            val_size=checks.at_least(data.val_size, 16, "data.val_size"),
+            batch_size=checks.at_least(data.batch_size, 1, "data.batch_size"),
+            num_workers=checks.at_least(data.num_workers, 0, "data.num_workers"),
+            max_bad_fraction=checks.non_negative(data.max_bad_fraction, "data.max_bad_fraction"),
+            steps=steps,
+            lr=checks.positive(opt.lr, "optimizer.lr"),
+            betas=betas,  # type: ignore[arg-type]
+            weight_decay=checks.non_negative(opt.weight_decay, "optimizer.weight_decay"),
+            val_every=min(checks.at_least(task.val_every, 1, "task.val_every"), steps),
+            checkpoint_every=checks.at_least(task.checkpoint_every, 0, "task.checkpoint_every"),
+            log_every=checks.at_least(task.log_every, 1, "task.log_every"),
+            ckpt_path=ckpt,
+            hparams=checks.flat(cfg, ["task", "fastnet", "model", "layers", "loss", "data", "optimizer"]),
+        )
+
+
+def _model_file(cfg: DictConfig, suffixes: tuple[str, ...], expected: str) -> Path:
+    from transferlab import checkpoints
+
+    if not cfg.ckpt_path:
+        raise ConfigError(f"task={cfg.task.name} needs ckpt_path=<{expected}>")
+    path = checkpoints.local_file(cfg.ckpt_path, "ckpt_path", expected)
+    if path.suffix.lower() not in suffixes:
+        raise ConfigError(f"ckpt_path={path} is not a {' or '.join(suffixes)} file; give {expected}")
+    return path
+
+
+@dataclass(frozen=True)
+class ApplySettings:
+    model: Path
+    inputs: tuple[str, ...]
+    size: int | None
+    batch_size: int
+    color: str
+    format: str
+    device: str
+
+    @classmethod
+    def from_cfg(cls, cfg: DictConfig) -> ApplySettings:
+        task = cfg.task
+        model = _model_file(cfg, (".ckpt", ".onnx"), "a train_fast checkpoint (.ckpt) or an export_fast model.onnx")
+        raw = task.input
+        inputs = tuple(map(str, OmegaConf.to_container(raw) if OmegaConf.is_list(raw) else [raw]))
+        if not inputs:
+            raise ConfigError("task.input=[] is empty; give an image, a folder or a list of images")
+        size = None if task.size is None else checks.at_least(task.size, MIN_SIZE, "task.size")
+        trainer = checks.trainer_settings(cfg)
+        return cls(
+            model=model,
+            inputs=inputs,
+            size=size,
+            batch_size=checks.at_least(task.batch_size, 1, "task.batch_size"),
+            color=checks.choice(task.color, COLORS, "task.color"),
+            format=checks.choice(task.format, ["png", "jpg"], "task.format"),
+            device="cpu" if model.suffix.lower() == ".onnx" else trainer.accelerator,
+        )
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    checkpoint: Path
+    formats: tuple[str, ...]
+    opset: int
+    example_size: int
+    check_size: tuple[int, int]
+    atol: float
+    seed: int
+
+    @classmethod
+    def from_cfg(cls, cfg: DictConfig) -> ExportSettings:
+        task = cfg.task
+        formats = tuple(checks.choice(f, FORMATS, "task.formats") for f in task.formats)
+        if "int8" in formats and "onnx" not in formats:
+            raise ConfigError("task.formats: int8 quantizes the ONNX model; list onnx too")
+        check = tuple(checks.at_least(s, MIN_SIZE, "task.check_size") for s in task.check_size)
+        if len(check) != 2:
+            raise ConfigError(f"task.check_size={list(task.check_size)} is invalid; give [height, width]")
+        return cls(
+            checkpoint=_model_file(cfg, (".ckpt",), "a train_fast checkpoint (.ckpt)"),
+            formats=formats,
+            opset=checks.at_least(task.opset, 18, "task.opset"),
+            example_size=checks.at_least(task.example_size, 16, "task.example_size"),
+            check_size=check,  # type: ignore[arg-type]
+            atol=checks.non_negative(task.atol, "task.atol"),
+            seed=int(cfg.seed),
+        )

@@ -1,0 +1,60 @@
+"""Fixtures of the fast tests: generated photos and style, one short training run with a mid checkpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from omegaconf import DictConfig
+
+from helpers import compose_cfg, make_image
+from transferlab import main
+
+TINY = [
+    "task=train_fast",
+    "model.weights=null",
+    "trainer.accelerator=cpu",
+    "data.crop=32",
+    "data.val_size=32",
+    "data.val_count=2",
+    "data.batch_size=2",
+    "data.num_workers=0",
+    "task.style_size=48",
+    "task.val_every=2",
+    "task.log_every=1",
+    "fastnet=light",
+    "fastnet.width=0.25",
+    "fastnet.blocks=1",
+]
+
+
+@pytest.fixture(scope="session")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("photos")
+    for i in range(8):
+        make_image(root / f"set{i % 2}" / f"{i}.png", size=(48 + 4 * i, 40), seed=10 + i)
+    return root
+
+
+@pytest.fixture(scope="session")
+def style_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_image(tmp_path_factory.mktemp("style") / "style.png", size=(48, 48), seed=99)
+
+
+def _train_cfg(photos: Path, style: Path, *overrides: str) -> DictConfig:
+    return compose_cfg(*TINY, f"data.root={photos}", f"task.style={style}", *overrides)
+
+
+@pytest.fixture(scope="session")
+def train_cfg() -> Callable[..., DictConfig]:
+    """``train_cfg(photos, style, *overrides)``: a tiny train_fast config on the CPU."""
+    return _train_cfg
+
+
+@pytest.fixture(scope="session")
+def trained(photos: Path, style_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """4 steps with a checkpoint every 2: checkpoints/step2.ckpt and checkpoints/last.ckpt."""
+    out = tmp_path_factory.mktemp("train")
+    main.run_task(_train_cfg(photos, style_image, "task.steps=4", "task.checkpoint_every=2"), out)
+    return out

@@ -1,0 +1,110 @@
+"""Training lowers the perceptual loss below the identity's; resume is exact; configs check at the door."""
+
+import json
+
+import pytest
+import torch
+
+from helpers import compose_cfg, make_image
+from transferlab import main
+from transferlab.errors import DataError
+from transferlab.fast import data
+from transferlab.fast.module import load_network, make_loss
+from transferlab.fast.networks import build_network
+from transferlab.fast.settings import TrainSettings
+
+
+def test_training_beats_the_identity_on_held_out_images(photos):
+    """A few Adam steps lower the loss on held-out photos below the identity mapping's (output = input).
+    The style is binary noise, far from any photo's statistics, so that the identity is a real bar."""
+    torch.manual_seed(0)
+    files = data.list_images(photos)
+    train, held_out = files[:6], files[6:]
+    g = torch.Generator().manual_seed(5)
+    style = (0.7 * (torch.rand(1, 32, 32, generator=g) > 0.5) + 0.3 * torch.rand(3, 1, 1, generator=g)).clamp(0, 1)
+    loss = make_loss(
+        "vgg16", None, "max", "auto", 1.0, style, {"relu2_2": 1.0}, {"relu1_2": 1.0, "relu2_2": 1.0}, (1.0, 1e3, 0.0)
+    )
+    net = build_network("light", 0.25, 1)
+    crops = data.ContentCrops(train, 32, 4 * 8, seed=0)
+    val = data.validation_batch(held_out, 32)
+    opt = torch.optim.Adam(net.parameters(), lr=5e-3)
+    with torch.no_grad():
+        before, identity = float(loss(net(val), val)["loss"]), float(loss(val, val)["loss"])
+    for step in range(8):
+        batch = torch.stack([crops[step * 4 + i] for i in range(4)])
+        opt.zero_grad()
+        loss(net(batch), batch)["loss"].backward()
+        opt.step()
+    with torch.no_grad():
+        after = float(loss(net(val), val)["loss"])
+    assert after < before and after < identity, (before, after, identity)
+
+
+def test_run_writes_metrics_checkpoints_and_tensorboard(trained):
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert metrics["steps"] == 4 and "val/loss" in metrics and "val/style_relu4_3" in metrics
+    assert (trained / "checkpoints" / "step2.ckpt").is_file() and (trained / "checkpoints" / "last.ckpt").is_file()
+    assert any((trained / "tensorboard").glob("events.*"))
+    net, spec = load_network(trained / "checkpoints" / "last.ckpt")
+    assert spec == {"arch": "light", "width": 0.25, "blocks": 1}
+    # The frozen VGG is not stored in checkpoints.
+    state = torch.load(trained / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert not any(k.startswith("perceptual.vgg.") for k in state)
+
+
+def test_resume_is_exact(trained, train_cfg, photos, style_image, tmp_path):
+    cfg = train_cfg(
+        photos,
+        style_image,
+        "task.steps=4",
+        "task.checkpoint_every=2",
+        f"ckpt_path={trained / 'checkpoints' / 'step2.ckpt'}",
+    )
+    main.run_task(cfg, tmp_path)
+    a = load_network(trained / "checkpoints" / "last.ckpt")[0].state_dict()
+    b = load_network(tmp_path / "checkpoints" / "last.ckpt")[0].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_folder_without_images_is_one_line(train_cfg, tmp_path, style_image):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no photos")
+    cfg = train_cfg(tmp_path / "empty", style_image, "task.steps=1")
+    with pytest.raises(DataError, match=r"data.root=.*empty holds no images") as info:
+        main.run_task(cfg, tmp_path / "run")
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("fastnet.arch=mobile", r"fastnet.arch='mobile' is invalid; choose one of johnson, light"),
+        ("fastnet.width=0", r"fastnet.width=0 is invalid"),
+        ("data.crop=8", r"data.crop=8 is invalid; it must be an integer >= 16"),
+        ("+layers.style.relu5_4=1", r"layers.style: layer 'relu5_4' does not exist in vgg16"),
+        ("optimizer=sgd", r"optimizer.name='sgd' is invalid"),
+        ("ckpt_path=https://x/y.ckpt", r"local files only"),
+    ],
+)
+def test_bad_config_is_one_line(override, message):
+    cfg = compose_cfg("task=train_fast", "data.root=x", "task.style=y.png", override)
+    with pytest.raises(Exception, match=message) as info:
+        TrainSettings.from_cfg(cfg)
+    assert "\n" not in str(info.value)
+
+
+def test_experiment_paths_exist_from_the_repo_root():
+    from helpers import ROOT
+
+    cfg = compose_cfg("experiment=fast_starry")
+    s = TrainSettings.from_cfg(cfg)
+    assert s.network.arch == "johnson" and s.arch == "vgg16" and list(s.content_layers) == ["relu2_2"]
+    shared = ROOT.parent / "shared" / "data"
+    if shared.is_dir():  # present in the project's checkouts
+        assert (ROOT / s.root).is_dir() and (ROOT / s.style).is_file()
+
+
+def test_small_image_is_cropped_from_an_upscaled_photo(tmp_path):
+    crops = data.ContentCrops([make_image(tmp_path / "a.png", size=(20, 12))], 32, 2, seed=0)
+    assert crops[0].shape == (3, 32, 32)
