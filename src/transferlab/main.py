@@ -20,6 +20,7 @@ TASKS = {
     "predict": "transferlab.classify.predict",
     "export": "transferlab.classify.export",
     "extract": "transferlab.classify.extract",
+    "video": "transferlab.video.task",
 }
 
 
