@@ -43,8 +43,10 @@ from torch import Tensor  # noqa: E402
 from torchvision.models import vgg19  # noqa: E402
 
 from transferlab import backbone, runtime, winograd  # noqa: E402
+from transferlab.runtime import RuntimeSettings
 from transferlab.style import estimate
 from transferlab.style import task as stylize
+from transferlab.style.settings import StyleSettings
 
 CONTENT = ROOT.parent / "shared" / "data" / "content" / "tubingen.jpg"
 STYLE = ROOT.parent / "shared" / "data" / "styles" / "starry_night.jpg"
@@ -103,10 +105,28 @@ def build(cfg: DictConfig, targets: bool = True) -> stylize.StyleTransfer:
     """The project's module for ``cfg`` (its coarse-to-fine plan included), with its targets
     computed as at the start of fitting when ``targets``."""
     torch.manual_seed(cfg.seed)  # random weights: the same for every build of one architecture
-    module, _ = stylize.build(cfg, stylize.schedule(cfg.task))
+    module, _ = stylize.build(StyleSettings.from_cfg(cfg))
     if targets:
         module.on_fit_start()
     return module
+
+
+def estimate_for(
+    cfg: DictConfig, size: tuple[int, int], style_size: tuple[int, int], heap: bool, fast_convs: bool
+) -> estimate.Estimate:
+    """``estimate.estimate`` for the run ``cfg`` describes (its layers, optimizer and history)."""
+    s = StyleSettings.from_cfg(cfg)
+    return estimate.estimate(
+        s.model.arch,
+        s.content_layers,
+        s.style_layers,
+        size,
+        style_size,
+        s.optimizer.name,
+        s.optimizer.history_size,
+        heap=heap,
+        fast_convs=fast_convs,
+    )
 
 
 def style_hw(module: stylize.StyleTransfer) -> tuple[int, int]:
@@ -221,7 +241,7 @@ def speed_child(size: int, layers: str, rounds: int, baseline: bool) -> dict[str
     rss0 = rss_mib()
     cfg = make_cfg(size, layers)
     module = build(cfg)
-    runtime.configure()  # as stylize.run does, once the weights are loaded
+    runtime.configure(RuntimeSettings())  # as stylize.run does, once the weights are loaded
     ours = evaluation(module)
     reset_peak()
     loss = ours()  # warm-up; its peak is the evaluation's (no optimizer state yet)
@@ -234,7 +254,7 @@ def speed_child(size: int, layers: str, rounds: int, baseline: bool) -> dict[str
     content, style = layer_sets(cfg)
     flops = estimate.evaluation_flops(cfg.model.arch, content + style, style, *module.image.shape[-2:])
     plan = estimate.layer_plan(
-        cfg.model.arch, estimate.deepest_layer(cfg.model.arch, content + style), *module.image.shape[-2:]
+        cfg.model.arch, backbone.deepest(cfg.model.arch, content + style), *module.image.shape[-2:]
     )
     # Winograd layers multiply 16 times per 2x2 outputs where a direct convolution multiplies 36 times.
     fast = sum(
@@ -253,7 +273,7 @@ def speed_child(size: int, layers: str, rounds: int, baseline: bool) -> dict[str
         if plain:
             row["plain"] = timed(plain.evaluate)
         rows.append(row)
-    est = estimate.for_config(
+    est = estimate_for(
         cfg,
         tuple(module.image.shape[-2:]),
         style_hw(module),
@@ -435,7 +455,7 @@ def schedule(
 
 
 def quality(args: argparse.Namespace) -> None:
-    runtime.configure()
+    runtime.configure(RuntimeSettings())
     print(
         f"== time to quality at {args.size} px, layers={args.layers}, model.weights={weights()}\nmachine: {machine()}"
     )
@@ -483,7 +503,7 @@ def convs(args: argparse.Namespace) -> None:
     """Each VGG conv shape from conv3_1 on: Winograd (``winograd.WinogradConv2d``) against the direct
     convolution it replaces, forward plus input gradient, so that the channel threshold
     (``winograd.MIN_CHANNELS``) can be checked on another CPU."""
-    runtime.configure()
+    runtime.configure(RuntimeSettings())
     print(
         f"== VGG convs, forward + input gradient: direct (channels-last) vs Winograd, best of {args.rounds}\n"
         f"machine: {machine()}; Winograd is used from {winograd.MIN_CHANNELS} input channels"
@@ -524,8 +544,10 @@ def memory_child(size: int, layers: str, optimizer: str, history: int, steps: in
     reset_peak()
     module = build(cfg, targets=False)
     if not live:
-        runtime.configure()  # as stylize.run does once the weights are loaded: freed blocks are kept for reuse
-    est = estimate.for_config(
+        runtime.configure(
+            RuntimeSettings()
+        )  # as stylize.run does once the weights are loaded: freed blocks are kept for reuse
+    est = estimate_for(
         cfg,
         tuple(module.image.shape[-2:]),
         style_hw(module),
@@ -590,7 +612,7 @@ def memory(args: argparse.Namespace) -> None:
 
 
 def precision(args: argparse.Namespace) -> None:
-    runtime.configure()
+    runtime.configure(RuntimeSettings())
     print(f"== bf16-mixed against fp32\nmachine: {machine()}")
     amx = "AMX" in torch.backends.cpu.get_cpu_capability()
     if not (torch.cuda.is_available() or amx or args.force):

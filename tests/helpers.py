@@ -12,6 +12,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from PIL import Image
 
+import transferlab.main  # noqa: F401 - registers the config schemas, as the entry does
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -18,16 +18,18 @@ from torchvision import models
 from torchvision.models import vgg
 
 from transferlab import checkpoints, winograd
-from transferlab.errors import ConfigError, WeightsError
+from transferlab.errors import WeightsError
 
 # Convolutions per block; these are torchvision's configurations "D" and "E".
 BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
+ARCHS = tuple(BLOCKS)
 _TORCHVISION_CFG = {"vgg16": "D", "vgg19": "E"}
 
 
 def layer_names(arch: str) -> list[str]:
     """Names of ``features`` modules in order: conv1_1, relu1_1, ..., pool1, conv2_1, ..."""
-    check_arch(arch)
+    if arch not in BLOCKS:
+        raise ValueError(f"architecture {arch!r} is not one of {ARCHS}")
     names = []
     for block, convs in enumerate(BLOCKS[arch], start=1):
         for i in range(1, convs + 1):
@@ -36,17 +38,28 @@ def layer_names(arch: str) -> list[str]:
     return names
 
 
-def check_arch(arch: str) -> None:
-    if arch not in BLOCKS:
-        raise ConfigError(f"model.arch={arch!r} is not supported; choose one of {sorted(BLOCKS)}")
+def feature_spec(arch: str) -> list[int | str]:
+    """torchvision's layer list of ``arch``'s ``features``: conv output channels, and "M" for each pooling."""
+    layer_names(arch)  # raises for an unknown architecture
+    return list(vgg.cfgs[_TORCHVISION_CFG[arch]])
 
 
-def check_layers(arch: str, layers: Iterable[str], key: str) -> None:
-    """Raise a ConfigError naming the config key when a layer is not part of ``arch``."""
-    valid = layer_names(arch)
-    for layer in layers:
-        if layer not in valid:
-            raise ConfigError(f"{key}: layer {layer!r} does not exist in {arch}; valid names are {', '.join(valid)}")
+def deepest(arch: str, layers: Iterable[str]) -> str:
+    """The layer of ``layers`` that comes last in ``arch``: how far the backbone has to run."""
+    names = layer_names(arch)
+    return max(layers, key=names.index)
+
+
+def min_side(arch: str, layers: Iterable[str]) -> int:
+    """The shortest image side (px) that keeps every feature map up to the deepest of ``layers`` non-empty."""
+    names = layer_names(arch)
+    pools = sum(1 for name in names[: names.index(deepest(arch, layers))] if name.startswith("pool"))
+    return 2**pools
+
+
+def weight_names(arch: str) -> list[str]:
+    """torchvision's weight names for ``arch`` (``DEFAULT`` included)."""
+    return [w.name for w in models.get_model_weights(arch)] + ["DEFAULT"]
 
 
 @dataclass(frozen=True)
@@ -95,8 +108,10 @@ class VGGFeatures(nn.Module):
         super().__init__()
         layers = list(dict.fromkeys(layers))
         if not layers:
-            raise ConfigError("no layers requested from the VGG backbone; name at least one layer")
-        check_layers(arch, layers, "layers")
+            raise ValueError("no layers requested from the VGG backbone; name at least one layer")
+        unknown = sorted(set(layers) - set(layer_names(arch)))
+        if unknown:
+            raise ValueError(f"layers {unknown} are not layers of {arch}")
         names = layer_names(arch)
         depth = max(names.index(layer) for layer in layers) + 1
         # In-place ReLU saves a full-size write and its memory; only a returned conv activation must
@@ -139,7 +154,7 @@ def torchvision_weights(arch: str, name: str) -> models.WeightsEnum:
         return enum[name]
     except KeyError:
         choices = [w.name for w in enum] + ["DEFAULT", "a path to a .pth state dict", "null (random)"]
-        raise ConfigError(f"model.weights={name!r} is not a {arch} weight set; choose one of {choices}") from None
+        raise ValueError(f"model.weights={name!r} is not a {arch} weight set; choose one of {choices}") from None
 
 
 def is_weights_file(weights: str) -> bool:
@@ -184,7 +199,7 @@ def resolve_normalization(name: str, from_weights: Normalization | None) -> Norm
     if name == "auto":
         return from_weights or IMAGENET
     if name not in NORMALIZATIONS:
-        raise ConfigError(f"model.normalization={name!r} is invalid; choose one of {['auto', *NORMALIZATIONS]}")
+        raise ValueError(f"model.normalization={name!r} is invalid; choose one of {['auto', *NORMALIZATIONS]}")
     return NORMALIZATIONS[name]
 
 
@@ -194,8 +209,8 @@ def build_features(
     """VGG's ``features`` stack (no classifier) with its weights and their normalization, for
     optimizing images through it: its convolutions with many channels run as Winograd
     convolutions on CPU (``winograd.WinogradConv2d``; same parameters and state dict)."""
-    check_arch(arch)
-    features = vgg.make_layers(vgg.cfgs[_TORCHVISION_CFG[arch]])
+    layer_names(arch)  # raises for an unknown architecture
+    features = vgg.make_layers(feature_spec(arch))
     from_weights = None
     if weights is not None:
         state, from_weights = load_state_dict(arch, weights)
@@ -205,14 +220,14 @@ def build_features(
         # Gatys et al. found average pooling gives smoother results; VGG's max pools have kernel 2, stride 2.
         features = nn.Sequential(*(nn.AvgPool2d(2, 2) if isinstance(m, nn.MaxPool2d) else m for m in features))
     elif pooling != "max":
-        raise ConfigError(f"model.pooling={pooling!r} is invalid; choose max or avg")
+        raise ValueError(f"model.pooling={pooling!r} is invalid; choose max or avg")
     features = nn.Sequential(*(winograd.WinogradConv2d.of(m) if winograd.pays_off(m) else m for m in features))
     return features, resolve_normalization(normalization, from_weights)
 
 
 def build_classifier(arch: str, weights: str | None, normalization: str = "auto") -> tuple[vgg.VGG, Normalization]:
     """The whole torchvision VGG (features and classifier) with its weights and their normalization."""
-    check_arch(arch)
+    layer_names(arch)  # raises for an unknown architecture
     model = models.get_model(arch, weights=None)
     from_weights = None
     if weights is not None:

@@ -9,7 +9,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from transferlab import backbone
 from transferlab.errors import ConfigError
+from transferlab.runtime import RuntimeSettings
 from transferlab.trainer import PRECISIONS, TrainerSettings, available_accelerators
 
 
@@ -68,6 +70,25 @@ def flat(cfg: DictConfig, keys: Iterable[str]) -> dict[str, Any]:
     for key in keys:
         walk(key, OmegaConf.to_container(cfg[key], resolve=True))
     return out
+
+
+def vgg_layers(arch: str, layers: Iterable[str], key: str) -> None:
+    """Every layer of ``layers`` is one of ``arch``'s, by its paper name."""
+    valid = backbone.layer_names(arch)
+    for layer in layers:
+        if layer not in valid:
+            raise ConfigError(f"{key}: layer {layer!r} does not exist in {arch}; valid names are {', '.join(valid)}")
+
+
+def runtime_settings(cfg: DictConfig) -> RuntimeSettings:
+    """``runtime.*``: the process-wide settings a task may apply, each with its off switch."""
+    runtime = cfg.get("runtime") or {}
+    return RuntimeSettings(
+        **{
+            key: choice(runtime.get(key, default), [True, False], f"runtime.{key}")
+            for key, default in (("flush_denormal", True), ("keep_freed_memory", True))
+        }
+    )
 
 
 def trainer_settings(cfg: DictConfig) -> TrainerSettings:

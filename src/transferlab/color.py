@@ -24,7 +24,6 @@ import torch
 from torch import Tensor
 
 from transferlab import images
-from transferlab.errors import ConfigError
 
 _RGB_TO_YIQ = torch.tensor(
     [
@@ -190,10 +189,7 @@ def match_histogram(source: Tensor, reference: Tensor, method: str = "sqrt", cla
     _check_rgb(source, "source")
     _check_rgb(reference, "reference")
     if method not in HISTOGRAM_METHODS:
-        raise ConfigError(f"colour histogram method {method!r} is invalid; choose one of {list(HISTOGRAM_METHODS)}")
-    if method == "cdf":
-        matched = _match_cdf(source, reference)
-    else:
-        matched = _match_linear(source, reference, method)
+        raise ValueError(f"colour histogram method {method!r} is invalid; choose one of {list(HISTOGRAM_METHODS)}")
+    matched = _match_cdf(source, reference) if method == "cdf" else _match_linear(source, reference, method)
     matched = matched.to(source.dtype)
     return matched.clamp(0, 1) if clamp else matched

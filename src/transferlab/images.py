@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 
 import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 from torch import Tensor
 from torchvision.transforms.functional import pil_to_tensor, to_pil_image
 
@@ -100,11 +100,19 @@ def save_image(image: Tensor, path: str | Path) -> Path:
     return save_atomic(to_pil(image), path)
 
 
+def label_font(tile: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """Pillow's bundled TrueType font (Aileron) at a size that scales with the tile: about 17 px
+    text at 256 px tiles, never below 11 px, so dots and digits stay readable at any tile size."""
+    return ImageFont.load_default(size=max(11, round(tile / 15)))
+
+
 def contact_sheet(tiles: list[tuple[Image.Image, list[str]]], tile: int = 256, columns: int = 4) -> Image.Image:
     """A grid of images, each fitted into a ``tile`` square with its caption lines below it."""
-    line_height = 12
+    font = label_font(tile)
+    size = getattr(font, "size", 11)
+    line_height = round(size * 1.25)
     caption_lines = max((len(lines) for _, lines in tiles), default=0)
-    cell_w, cell_h = tile, tile + line_height * caption_lines + 6
+    cell_w, cell_h = tile, tile + line_height * caption_lines + line_height // 2
     columns = max(1, min(columns, len(tiles)))
     rows = (len(tiles) + columns - 1) // columns
     sheet = Image.new("RGB", (cell_w * columns, cell_h * rows), "white")
@@ -114,7 +122,7 @@ def contact_sheet(tiles: list[tuple[Image.Image, list[str]]], tile: int = 256, c
         thumb = ImageOps.contain(image, (tile, tile))
         sheet.paste(thumb, (x + (tile - thumb.width) // 2, y + (tile - thumb.height) // 2))
         for j, line in enumerate(lines):
-            draw.text((x + 3, y + tile + 2 + j * line_height), line, fill="black")
+            draw.text((x + 3, y + tile + 2 + j * line_height), line, fill="black", font=font)
     return sheet
 
 

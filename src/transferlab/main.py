@@ -11,6 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
+from transferlab import schema
 from transferlab.errors import TransferLabError
 
 # Each task is a module with run(cfg, output_dir), imported only when chosen.
@@ -50,6 +51,7 @@ def main(cfg: DictConfig) -> float | None:
 
 # A file path, not a package: configs/ is a plain folder shipped as package data.
 CONFIGS = str(Path(__file__).resolve().parent / "configs")
+schema.register(Path(CONFIGS))
 
 
 @hydra.main(version_base="1.3", config_path=CONFIGS, config_name="config")

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 import platform
+from dataclasses import dataclass
 
 import torch
+
+log = logging.getLogger(__name__)
 
 # glibc's mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD = -1
@@ -15,10 +19,31 @@ _M_MMAP_MAX = -4
 _INT_MAX = 2**31 - 1
 
 
-def configure() -> None:
-    # Gradients through deep layers can reach denormal floats, which are ~100x slower on x86 CPUs.
-    torch.set_flush_denormal(True)
-    reuse_freed_blocks()
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """Process-wide settings a style run applies (``runtime.*`` in the config; each can be turned off)."""
+
+    flush_denormal: bool = True
+    keep_freed_memory: bool = True
+
+    def heap_keeps_blocks(self, device: str | torch.device) -> bool:
+        """Whether a run on ``device`` holds freed blocks in its heap (counted in the memory estimate)."""
+        return self.keep_freed_memory and keeps_freed_blocks(device)
+
+
+def configure(settings: RuntimeSettings) -> None:
+    """Apply ``settings`` to this process, and say so in the run's log."""
+    if settings.flush_denormal:
+        # Gradients through deep layers can reach denormal floats, which are ~100x slower on x86 CPUs.
+        torch.set_flush_denormal(True)
+    if settings.keep_freed_memory and _glibc():
+        reuse_freed_blocks()
+    log.info(
+        "process settings: runtime.flush_denormal=%s runtime.keep_freed_memory=%s%s",
+        settings.flush_denormal,
+        settings.keep_freed_memory,
+        "" if _glibc() else " (no effect: not glibc)",
+    )
 
 
 def reuse_freed_blocks() -> None:

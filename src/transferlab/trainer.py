@@ -9,6 +9,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities import rank_zero_only
 
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 
@@ -31,9 +32,20 @@ def available_accelerators() -> dict[str, bool]:
     return {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
 
 
+class RunLogger(TensorBoardLogger):
+    """TensorBoard in the run directory, without Lightning's ``epoch`` chart: every task here logs
+    by step, and a flat line of epoch 0 is the first chart a user would otherwise see."""
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        metrics = {k: v for k, v in metrics.items() if k != "epoch"}
+        if metrics:
+            super().log_metrics(metrics, step)
+
+
 def make_trainer(settings: TrainerSettings, output_dir: Path, **kwargs: Any) -> pl.Trainer:
     kwargs.setdefault(
-        "logger", TensorBoardLogger(save_dir=str(output_dir), name="tensorboard", version="", default_hp_metric=False)
+        "logger", RunLogger(save_dir=str(output_dir), name="tensorboard", version="", default_hp_metric=False)
     )
     return pl.Trainer(
         accelerator=settings.accelerator,

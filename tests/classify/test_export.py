@@ -17,10 +17,10 @@ from transferlab.classify import module as classifier
 def test_export_matches_pytorch(trained: Path, tmp_path: Path) -> None:
     cfg = compose_cfg("task=export", f"ckpt_path={trained / 'checkpoints' / 'best.ckpt'}")
     report = main.run_task(cfg, tmp_path)
-    for name in ("torchscript", "onnx"):
+    for name in ("export", "onnx"):
         assert report[name]["within_tolerance"] and report[name]["max_abs_diff"] <= 1e-4
     assert json.loads((tmp_path / "export.json").read_text())["classes"] == list(CLASSES)
-    scripted = torch.jit.load(str(tmp_path / "model.pt"))
+    program = torch.export.load(str(tmp_path / "model.pt2")).module()
     module = classifier.load(trained / "checkpoints" / "best.ckpt")
     x = torch.rand(5, 3, 32, 32)
-    torch.testing.assert_close(scripted(x), module(x), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(program(x), module(x), atol=1e-4, rtol=1e-4)

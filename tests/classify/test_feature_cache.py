@@ -69,6 +69,7 @@ def test_cache_refused_with_one_line_when_not_valid(tmp_path: Path) -> None:
         assert "\n" not in str(info.value)
 
 
+@pytest.mark.slow
 def test_cached_features_give_the_uncached_logits(dataset: Path) -> None:
     module, datamodule = setup(dataset)
     prefix = feature_cache.frozen_prefix(module.vgg, module.normalize)
@@ -110,6 +111,7 @@ def test_cache_key_changes_with_data_transform_and_weights(dataset: Path, tmp_pa
     assert again[1][1:] == (datamodule.val[1][1], 1) and torch.equal(again.image(1), datamodule.val[1][0])
 
 
+@pytest.mark.slow
 def test_finetune_with_cached_features_end_to_end(dataset: Path, tmp_path: Path) -> None:
     main.run_task(compose_cfg(*CACHEABLE, f"data.root={dataset}", "task.epochs=1", "task.misclassified=4"), tmp_path)
     result = json.loads((tmp_path / "metrics.json").read_text())

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import csv
+import logging
 from pathlib import Path
 
-from helpers import CLASSES, compose_cfg
+import pytest
+
+from helpers import CLASSES, compose_cfg, make_image
 from transferlab import main
 
 
@@ -25,3 +28,23 @@ def test_predict_writes_top_k_csv(trained: Path, dataset: Path, tmp_path: Path) 
         assert {row["class_1"], row["class_2"]} == set(CLASSES)
         assert float(row["prob_1"]) >= float(row["prob_2"])
         assert abs(float(row["prob_1"]) + float(row["prob_2"]) - 1) < 1e-4
+
+
+def test_top_k_above_classes_is_stated_and_gif_is_read(
+    trained: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "in"
+    make_image(folder / "a.gif")  # finetune's FileCheck accepts GIF too (data.EXTENSIONS)
+    cfg = compose_cfg(
+        "task=predict",
+        f"ckpt_path={trained / 'checkpoints' / 'best.ckpt'}",
+        f"task.input={folder}",
+        "task.top_k=5",
+        "task.num_workers=0",
+        "trainer.accelerator=cpu",
+    )
+    with caplog.at_level(logging.WARNING):
+        main.run_task(cfg, tmp_path / "out")
+    assert "task.top_k=5 is more than the 2 classes" in caplog.text
+    rows = list(csv.DictReader((tmp_path / "out" / "predictions.csv").open()))
+    assert [r["file"] for r in rows] == ["a.gif"] and "class_3" not in rows[0]

@@ -9,6 +9,8 @@ import pytest
 
 from helpers import CLASSES, FAST, make_dataset, run_cli
 
+pytestmark = pytest.mark.slow  # each test runs the command line in a subprocess
+
 
 def test_missing_root_is_one_line(tmp_path: Path) -> None:
     result = run_cli(
@@ -20,7 +22,6 @@ def test_missing_root_is_one_line(tmp_path: Path) -> None:
     ]
 
 
-@pytest.mark.slow
 def test_ddp_two_cpu_processes_gloo(tmp_path: Path) -> None:
     root = make_dataset(tmp_path / "data", {"train": 4, "val": 2})
     run = tmp_path / "run"
@@ -43,7 +44,6 @@ def test_ddp_two_cpu_processes_gloo(tmp_path: Path) -> None:
     assert (run / "checkpoints" / "best.ckpt").is_file()
 
 
-@pytest.mark.slow
 def test_joblib_launcher_runs_a_sweep_in_parallel(tmp_path: Path) -> None:
     root = make_dataset(tmp_path / "data", {"train": 2, "val": 1})
     sweep = tmp_path / "sweep"

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torchvision.models import vgg
 
-from transferlab import backbone
+from transferlab import backbone, checks
 from transferlab.errors import ConfigError, WeightsError
 
 
@@ -22,7 +22,7 @@ def test_unknown_layer_names_the_key_and_valid_names():
     with pytest.raises(
         ConfigError, match=r"layers.style: layer 'relu3_4' does not exist in vgg16; valid names are conv1_1"
     ):
-        backbone.check_layers("vgg16", ["relu1_1", "relu3_4"], "layers.style")
+        checks.vgg_layers("vgg16", ["relu1_1", "relu3_4"], "layers.style")
 
 
 def test_features_run_only_to_deepest_layer_frozen_and_in_eval():
@@ -109,7 +109,7 @@ def test_missing_torchvision_weights_say_how_to_fix(tmp_path, monkeypatch):
 
 
 def test_unknown_weight_name_lists_choices():
-    with pytest.raises(ConfigError, match="IMAGENET1K_V1"):
+    with pytest.raises(ValueError, match="IMAGENET1K_V1"):
         backbone.build_features("vgg19", "IMAGENET22K")
 
 

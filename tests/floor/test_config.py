@@ -6,7 +6,7 @@ import pytest
 
 from helpers import ROOT, compose_cfg
 from transferlab.errors import ConfigError
-from transferlab.style import task as stylize
+from transferlab.style.settings import StyleSettings
 
 IMAGES = ["task.content=a.png", "task.style=b.png"]
 
@@ -18,9 +18,11 @@ def options(group: str) -> list[str]:
 @pytest.mark.parametrize("model", options("model"))
 @pytest.mark.parametrize("layers", options("layers"))
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
-def test_stylize_groups_compose_and_pass_checks(model, layers, optimizer):
-    cfg = compose_cfg(f"model={model}", f"layers={layers}", f"optimizer={optimizer}", *IMAGES)
-    stylize.check(cfg)
+def test_stylize_groups_compose_and_pass_checks(model, layers, optimizer, content_path, style_path):
+    images = [f"task.content={content_path}", f"task.style={style_path}", "trainer.accelerator=cpu"]
+    weights = ["model.weights=null"] if model.endswith("_caffe") else []
+    cfg = compose_cfg(f"model={model}", f"layers={layers}", f"optimizer={optimizer}", *images, *weights)
+    StyleSettings.from_cfg(cfg)
 
 
 @pytest.mark.parametrize("experiment", options("experiment"))
@@ -66,7 +68,7 @@ def test_command_line_overrides_beat_the_experiment():
 def test_invalid_values_fail_with_one_clear_line(overrides, message):
     cfg = compose_cfg(*IMAGES, *overrides)
     with pytest.raises(ConfigError, match=message) as error:
-        stylize.check(cfg)
+        StyleSettings.from_cfg(cfg)
     assert "\n" not in str(error.value)
 
 

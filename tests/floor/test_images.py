@@ -119,6 +119,19 @@ def test_save_image_is_atomic_and_round_trips(tmp_path, monkeypatch):
 def test_contact_sheet_lays_out_captioned_tiles():
     tiles = [(Image.new("RGB", (64, 32), "red"), ["a=1", "loss 2"]), (Image.new("RGB", (32, 64), "blue"), ["a=2"])]
     sheet = images.contact_sheet(tiles, tile=64, columns=4)
-    assert sheet.size == (128, 64 + 2 * 12 + 6)
+    assert sheet.size == (128, 64 + 2 * 14 + 7)  # 11 px TrueType labels, 14 px lines
     buffer = io.BytesIO()
     sheet.save(buffer, format="PNG")
+
+
+@pytest.mark.parametrize("tile", [64, 128, 256, 512])
+def test_contact_sheet_labels_are_truetype_and_scale_with_the_tile(tile):
+    sheet = images.contact_sheet([(Image.new("RGB", (tile, tile), "white"), ["loss.style_weight=1e3"])], tile=tile)
+    caption = torch.tensor(list(sheet.crop((0, tile, tile, sheet.height)).convert("L").getdata()))
+    caption = caption.view(sheet.height - tile, tile) < 128
+    rows, cols = caption.any(dim=1).nonzero(), caption.any(dim=0).nonzero()
+    text_height = int(rows.max() - rows.min() + 1)
+    # Pillow's bundled font at tile / 15 px (>= 11): about 11 px tall glyphs at 128 px tiles, 17 at 256.
+    assert text_height >= max(8, tile // 24)
+    assert text_height <= sheet.height - tile
+    assert int(cols.max()) < tile  # the label stays inside its tile at every size

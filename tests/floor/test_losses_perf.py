@@ -123,6 +123,9 @@ def test_largest_size_fits_budget() -> None:
     kwargs = dict(arch="vgg19", content_layers=["relu4_2"], style_layers=["relu1_1"], history_size=10)
     budget = 200 * 2**20
     size = estimate.largest_size(budget, aspect=4 / 3, **kwargs)
-    fits = lambda s: estimate.estimate(size=(round(s * 3 / 4), s), style_size=(round(s * 3 / 4), s), **kwargs)
+
+    def fits(s):
+        return estimate.estimate(size=(round(s * 3 / 4), s), style_size=(round(s * 3 / 4), s), **kwargs)
+
     assert size % 32 == 0
     assert fits(size).peak_bytes <= budget < fits(size + 32).peak_bytes

@@ -41,6 +41,7 @@ def resident_after_each_free(mode: str) -> list[float]:
     return json.loads(out.stdout.splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's allocator only")
 def test_freed_full_size_tensors_stay_with_the_process_for_the_next_evaluation():
     # glibc's default: each freed 64 MiB block goes back to the system (and is page-faulted in again).

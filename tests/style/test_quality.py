@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from transferlab import backbone
-from transferlab.errors import ConfigError
 from transferlab.style import quality
 
 
@@ -90,7 +89,7 @@ def test_gram_distances_per_reference_layer(encoder: backbone.VGGFeatures) -> No
 def test_gram_distances_needs_every_reference_layer() -> None:
     features, normalization = backbone.build_features("vgg16", None)
     run_encoder = backbone.VGGFeatures(features, "vgg16", ["relu1_1", "relu3_1"], normalization)
-    with pytest.raises(ConfigError, match="reference_encoder"):
+    with pytest.raises(ValueError, match="reference_encoder"):
         quality.gram_distances(run_encoder, image(8, 32, 32), image(9, 32, 32))
     # The same layers are available from VGG16 too, with a subset on request.
     values = quality.gram_distances(run_encoder, image(8, 32, 32), image(9, 32, 32), layers=["relu1_1", "relu3_1"])

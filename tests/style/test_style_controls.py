@@ -10,9 +10,10 @@ from torchvision.models import vgg
 
 from helpers import make_image, stylize_cfg
 from transferlab import color, images
-from transferlab.errors import ConfigError
+from transferlab.errors import ConfigError, ImageError
 from transferlab.style import scene
 from transferlab.style import task as stylize
+from transferlab.style.settings import StyleSettings
 
 
 def cfg_for(content_path, style_path, *overrides):
@@ -27,6 +28,7 @@ def mask(path, size, left_white: bool):
     return path
 
 
+@pytest.mark.slow
 def test_coarse_to_fine_runs_each_scale_and_ends_at_full_size(tmp_path, content_path, style_path):
     cfg = cfg_for(content_path, style_path, "task.scales=[32]", "task.scale_steps=[2]", "task.steps=2")
     stylize.run(cfg, tmp_path)
@@ -38,7 +40,7 @@ def test_coarse_to_fine_runs_each_scale_and_ends_at_full_size(tmp_path, content_
 
 def test_finer_scale_starts_with_the_initial_images_detail(content_path, style_path):
     cfg = cfg_for(content_path, style_path, "task.size=64", "task.scales=[32]", "task.scale_steps=[2]")
-    module, _ = stylize.build(cfg, stylize.schedule(cfg.task))
+    module, _ = stylize.build(StyleSettings.from_cfg(cfg))
     full = module.hw(1)
     init = module.scene.init.unsqueeze(0)
     # A coarse image that is the initial image downsampled comes back as the initial image, not blurred.
@@ -64,7 +66,7 @@ def test_finer_scale_starts_with_the_initial_images_detail(content_path, style_p
 )
 def test_bad_control_values_fail_with_one_line(content_path, style_path, overrides, message):
     with pytest.raises(ConfigError, match=message):
-        stylize.check(cfg_for(content_path, style_path, *overrides))
+        StyleSettings.from_cfg(cfg_for(content_path, style_path, *overrides))
 
 
 def test_luminance_only_transfer_keeps_the_contents_colours(tmp_path, content_path, style_path):
@@ -82,8 +84,8 @@ def test_histogram_matching_recolours_the_style_to_the_content(content_path, tmp
     red_style = tmp_path / "red.png"
     Image.new("RGB", (40, 40), (200, 30, 30)).save(red_style)
     make_image(red_style, seed=3)
-    task = cfg_for(content_path, red_style, "task.color=histogram").task
-    loaded = scene.load(task)
+    settings = StyleSettings.from_cfg(cfg_for(content_path, red_style, "task.color=histogram"))
+    loaded = scene.load(settings.inputs, settings.size)
     content = images.load_image(content_path, 48)
     torch.testing.assert_close(loaded.styles[0].mean(dim=(1, 2)), content.mean(dim=(1, 2)), atol=0.02, rtol=0)
 
@@ -91,7 +93,7 @@ def test_histogram_matching_recolours_the_style_to_the_content(content_path, tmp
 def test_several_styles_blend_by_normalized_weights(tmp_path, content_path, style_path):
     other = make_image(tmp_path / "other.png", seed=9)
     cfg = cfg_for(content_path, style_path, f"task.style=[{style_path},{other}]", "task.style_weights=[3,1]")
-    module, _ = stylize.build(cfg, [(1.0, 1)])
+    module, _ = stylize.build(StyleSettings.from_cfg(cfg))
     assert module.scene.style_weights == [0.75, 0.25]
     module.on_fit_start()
     blended = module.losses()["loss/style"]
@@ -109,7 +111,7 @@ def test_masks_restrict_each_style_to_its_region(tmp_path, content_path, style_p
     cfg = cfg_for(
         content_path, style_path, f"task.style=[{style_path},{other}]", f"task.style_masks=[{masks[0]},{masks[1]}]"
     )
-    module, _ = stylize.build(cfg, [(1.0, 1)])
+    module, _ = stylize.build(StyleSettings.from_cfg(cfg))
     module.on_fit_start()
     relu1 = module.layer_masks[0]["relu1_1"][0, 0]
     assert relu1[:, :20].min() > 0.99 and relu1[:, 28:].max() < 0.01
@@ -126,10 +128,12 @@ def test_masks_restrict_each_style_to_its_region(tmp_path, content_path, style_p
 
 def test_masks_that_leave_the_image_uncovered_are_refused(tmp_path, content_path, style_path):
     half = mask(tmp_path / "left.png", (48, 40), True)
-    with pytest.raises(ConfigError, match=r"task.style_masks leave 50.0% of the image uncovered"):
-        scene.load(cfg_for(content_path, style_path, f"task.style_masks=[{half}]").task)
+    with pytest.raises(ImageError, match=r"task.style_masks leave 50.0% of the image uncovered"):
+        settings = StyleSettings.from_cfg(cfg_for(content_path, style_path, f"task.style_masks=[{half}]"))
+        scene.load(settings.inputs, settings.size)
 
 
+@pytest.mark.slow
 def test_zero_strength_region_stays_at_the_content(tmp_path, content_path, style_path):
     strength = mask(tmp_path / "strength.png", (48, 40), False)  # left half 0, right half 1
     cfg = cfg_for(content_path, style_path, f"task.strength_map={strength}", "task.steps=4")
@@ -140,7 +144,7 @@ def test_zero_strength_region_stays_at_the_content(tmp_path, content_path, style
 
 
 def test_init_from_the_style_image(content_path, style_path):
-    module, _ = stylize.build(cfg_for(content_path, style_path, "task.init=style"), [(1.0, 1)])
+    module, _ = stylize.build(StyleSettings.from_cfg(cfg_for(content_path, style_path, "task.init=style")))
     style = images.resize(images.load_image(style_path, 48), (40, 48))
     torch.testing.assert_close(module.image.detach()[0], style)
 
@@ -156,13 +160,14 @@ def test_avg_pooling_and_caffe_weights_from_a_generated_state_dict(tmp_path, con
         f"model.weights={tmp_path / 'vgg19-d01eb7cb.pth'}",
         "model.pooling=avg",
     )
-    module, _ = stylize.build(cfg, [(1.0, 1)])
+    module, _ = stylize.build(StyleSettings.from_cfg(cfg))
     encoder = module.encoder
     assert encoder.normalize.bgr and encoder.feature_scale == 224.0
     assert not any(isinstance(m, torch.nn.MaxPool2d) for m in encoder.stack)
     torch.testing.assert_close(encoder.stack[0].weight, state["features.0.weight"])
 
 
+@pytest.mark.slow
 def test_resumed_run_ends_at_the_same_image(tmp_path, content_path, style_path):
     common = ("task.scales=[32]", "task.scale_steps=[3]", "task.steps=3")
     stylize.run(cfg_for(content_path, style_path, *common), tmp_path / "whole")
@@ -188,6 +193,7 @@ def test_resumed_run_ends_at_the_same_image(tmp_path, content_path, style_path):
     )
 
 
+@pytest.mark.slow
 def test_checkpoint_from_another_size_is_refused(tmp_path, content_path, style_path):
     stylize.run(cfg_for(content_path, style_path, "task.checkpoint_every=3"), tmp_path / "a")
     checkpoint = next((tmp_path / "a" / "checkpoints").glob("step*.ckpt"))
@@ -205,6 +211,7 @@ def test_quality_metrics_are_reported(tmp_path, content_path, style_path):
     assert metrics["quality_gram_mean"] > 0
 
 
+@pytest.mark.slow
 def test_tiles_cover_a_large_output_in_bounded_pieces(tmp_path, content_path, style_path, monkeypatch):
     sizes = []
     fit = stylize.StyleTransfer.on_fit_start
@@ -237,8 +244,7 @@ def test_auto_size_is_the_largest_that_fits_the_memory_budget(content_path, styl
 
     monkeypatch.setattr(estimate, "available_memory", lambda device: 800 * 2**20)
     cfg = cfg_for(content_path, style_path, "task.size=auto", "task.memory_budget=0.5")
-    stylize.resolve_auto_size(cfg)
-    size, budget = cfg.task.size, 400 * 2**20
+    size, budget = StyleSettings.from_cfg(cfg).size, 400 * 2**20
 
     def peak(long_side):
         hw = (round(long_side * 40 / 48), long_side)
@@ -257,7 +263,6 @@ def test_auto_size_is_the_largest_that_fits_the_memory_budget(content_path, styl
         ).peak_bytes
 
     assert size % 32 == 0 and peak(size) <= budget < peak(size + 32)
-    stylize.check(cfg)
 
 
 def test_run_logs_its_memory_and_time_estimate(tmp_path, content_path, style_path, caplog):

@@ -8,7 +8,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from helpers import stylize_cfg
 from transferlab import images
+from transferlab.errors import ConfigError
 from transferlab.style import task as stylize
+from transferlab.style.settings import StyleSettings
 
 
 def small_cfg(content_path, style_path, *overrides):
@@ -16,14 +18,14 @@ def small_cfg(content_path, style_path, *overrides):
 
 
 def test_only_parameter_is_the_image_and_vgg_is_truncated(content_path, style_path):
-    module, _ = stylize.build(small_cfg(content_path, style_path, "layers=seed"), [(1.0, 4)])
+    module, _ = stylize.build(StyleSettings.from_cfg(small_cfg(content_path, style_path, "layers=seed")))
     assert [name for name, p in module.named_parameters() if p.requires_grad] == ["image"]
     assert module.encoder.names[-1] == "relu4_3"  # the deepest layer of the seed set
     assert module.image.shape == (1, 3, 27, 32)  # long side 32, aspect kept
 
 
 def test_targets_are_computed_once(content_path, style_path):
-    module, _ = stylize.build(small_cfg(content_path, style_path), [(1.0, 4)])
+    module, _ = stylize.build(StyleSettings.from_cfg(small_cfg(content_path, style_path)))
     calls = []
     module.encoder.register_forward_hook(lambda *args: calls.append(1))
     module.on_fit_start()
@@ -32,6 +34,7 @@ def test_targets_are_computed_once(content_path, style_path):
     assert len(calls) == 3  # one pass per evaluation; targets are not recomputed
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 def test_optimizers_reduce_the_loss(tmp_path, content_path, style_path, optimizer):
     cfg = small_cfg(
@@ -69,11 +72,15 @@ def test_run_writes_image_metrics_and_tensorboard(tmp_path, content_path, style_
     } <= scalars
     assert [e.step for e in events.Images("image")] == [2, 4]
     assert events.Images("final")
-    hparams = EventAccumulator(str(tmp_path / "tensorboard")).Reload().summary_metadata
-    assert any("hparams" in meta.plugin_data.plugin_name for meta in hparams.values())
+    assert "epoch" not in scalars and not [t for t in scalars if t.startswith(("final/", "quality/"))]
+    assert any(m.plugin_data.plugin_name == "custom_scalars" for m in events.summary_metadata.values())
+    session = EventAccumulator(str(tmp_path / "tensorboard" / "hparams")).Reload()
+    assert any(m.plugin_data.plugin_name == "hparams" for m in session.summary_metadata.values())
+    assert {"loss/total", "quality/ssim"} <= set(session.Tags()["scalars"])  # the HParams table's metrics
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
 
 
+@pytest.mark.slow
 def test_bf16_mixed_runs_on_cpu(tmp_path, content_path, style_path):
     assert stylize.run(small_cfg(content_path, style_path, "precision=bf16-mixed", "task.steps=2"), tmp_path) > 0
 
@@ -81,6 +88,26 @@ def test_bf16_mixed_runs_on_cpu(tmp_path, content_path, style_path):
 def test_noise_init_is_seeded(content_path, style_path):
     cfg = small_cfg(content_path, style_path, "task.init=noise")
     torch.manual_seed(cfg.seed)
-    a = stylize.build(cfg, [(1.0, 1)])[0].image.detach().clone()
+    a = stylize.build(StyleSettings.from_cfg(cfg))[0].image.detach().clone()
     torch.manual_seed(cfg.seed)
-    torch.testing.assert_close(stylize.build(cfg, [(1.0, 1)])[0].image.detach(), a)
+    torch.testing.assert_close(stylize.build(StyleSettings.from_cfg(cfg))[0].image.detach(), a)
+
+
+def test_hparams_lead_with_the_overrides_and_show_random_weights(content_path, style_path):
+    settings = StyleSettings.from_cfg(small_cfg(content_path, style_path))
+    hp = stylize.run_hparams(settings, ["loss.style_weight=1e4", "trainer.accelerator=cpu", "hydra.job.num=0"])
+    assert list(hp)[:2] == ["* loss.style_weight", "* trainer.accelerator"] and hp["* loss.style_weight"] == 1e3
+    assert hp["model.weights"] == "random" and "hydra.job.num" not in hp
+    assert not [k for k in hp if "relu" in k or "betas" in k]  # no per-layer weights, no Adam settings under L-BFGS
+    assert len(hp) <= 20
+
+
+@pytest.mark.parametrize("value,steps,every", [("auto", 300, 30), ("auto", 6, 1), (0, 300, 0), (25, 300, 25)])
+def test_image_every_auto_gives_about_ten_previews(content_path, style_path, value, steps, every):
+    cfg = stylize_cfg(content_path, style_path, f"task.image_every={value}", steps=steps)
+    assert StyleSettings.from_cfg(cfg).image_every == every
+
+
+def test_image_every_refuses_other_words(content_path, style_path):
+    with pytest.raises(ConfigError, match=r"task.image_every='often' is invalid; give auto, 0"):
+        StyleSettings.from_cfg(stylize_cfg(content_path, style_path, "task.image_every=often"))

@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 
-from transferlab.errors import ConfigError
 from transferlab.style import tiling
 
 CASES = [(128, 96, 48, 8), (100, 37, 32, 5), (64, 64, 64, 16), (30, 20, 32, 8), (97, 129, 40, 0), (200, 33, 33, 32)]
@@ -44,7 +43,7 @@ def test_small_image_is_one_tile() -> None:
 
 @pytest.mark.parametrize(("tile", "overlap"), [(0, 0), (16, 16), (16, -1)])
 def test_invalid_tile_or_overlap(tile: int, overlap: int) -> None:
-    with pytest.raises(ConfigError, match="overlap"):
+    with pytest.raises(ValueError, match="overlap"):
         tiling.tile_boxes(100, 100, tile, overlap)
 
 

@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 SHOWN = 5  # bad files named in a message
+# torchvision's list plus GIF (its first frame, as images.open_rgb decodes it), so that every task, finetune
+# and predict alike, reads the same files.
+EXTENSIONS = (*IMG_EXTENSIONS, ".gif")
 
 # torchvision's VGG weights: resize the short side to 256, center crop 224.
 DEFAULT_RESIZE, DEFAULT_CROP = 256, 224
@@ -72,8 +75,8 @@ class FileCheck:
         if Path(path).name.startswith("."):
             return False  # hidden files (.DS_Store, editor swap files) are not part of a dataset
         self.seen += 1
-        if not has_file_allowed_extension(path, IMG_EXTENSIONS):
-            self.bad.append((path, f"not one of {' '.join(IMG_EXTENSIONS)}"))
+        if not has_file_allowed_extension(path, EXTENSIONS):
+            self.bad.append((path, f"not one of {' '.join(EXTENSIONS)}"))
             return False
         if self.verify:
             try:
@@ -300,9 +303,9 @@ class ImageFiles(Dataset):
         return self.transform(images.open_rgb(self.paths[index]))
 
 
-def image_files(path: Path, key: str, max_bad_fraction: float) -> list[Path]:
+def image_files(path: Path, max_bad_fraction: float, key: str, fraction_key: str) -> list[Path]:
     """``path`` if it is an image, else the readable images under the folder ``path`` (recursively, sorted);
-    unreadable files are reported and skipped."""
+    unreadable files are reported and skipped. ``key`` and ``fraction_key`` name the settings in messages."""
     if path.is_file():
         images.open_rgb(path)  # raises one clear ImageError
         return [path]
@@ -310,7 +313,7 @@ def image_files(path: Path, key: str, max_bad_fraction: float) -> list[Path]:
         raise DataError(f"{key}={path} does not exist; give an image or a folder of images")
     check = FileCheck(verify=True)
     files = [p for p in sorted(path.rglob("*")) if p.is_file() and check(str(p))]
-    check.report(str(path), max_bad_fraction, key.rsplit(".", 1)[0] + ".max_bad_fraction")
+    check.report(str(path), max_bad_fraction, fraction_key)
     if not files:
         raise DataError(f"{key}={path} has no readable images")
     return files

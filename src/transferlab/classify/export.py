@@ -1,4 +1,4 @@
-"""The export task: a fine-tuned classifier as TorchScript and ONNX, each checked against PyTorch.
+"""The export task: a fine-tuned classifier as a torch.export program and ONNX, each checked against PyTorch.
 
 Exported models take a float batch ``[N, 3, crop, crop]`` of RGB in [0, 1] (any N) and return logits;
 the normalization is inside them. export.json records the classes, the input and the measured errors.
@@ -16,21 +16,23 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from transferlab import checks as config
+from transferlab import checks
 from transferlab.classify import module as classifier
 from transferlab.errors import ConfigError, ExportError
 from transferlab.files import atomic_write, write_json
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("torchscript", "onnx")
+# TorchScript is deprecated in current PyTorch (torch.jit warns): torch.export replaces it.
+FORMATS = ("export", "onnx")
 
 
-def export_torchscript(network: nn.Module, example: Tensor, path: Path) -> Callable[[Tensor], Tensor]:
-    traced = torch.jit.trace(network, example)
+def export_program(network: nn.Module, example: Tensor, path: Path) -> Callable[[Tensor], Tensor]:
+    """A ``torch.export`` program with a dynamic batch dimension, saved as .pt2 and run after loading it back."""
+    program = torch.export.export(network, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},))
     with atomic_write(path) as f:
-        torch.jit.save(traced, f)
-    loaded = torch.jit.load(str(path))
+        torch.export.save(program, f)
+    loaded = torch.export.load(str(path)).module()
     return lambda x: loaded(x)
 
 
@@ -56,12 +58,12 @@ def export_onnx(network: nn.Module, example: Tensor, path: Path, opset: int) -> 
 
 
 def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
-    """Writes model.pt (TorchScript), model.onnx and export.json into ``output_dir``."""
+    """Writes model.pt2 (torch.export), model.onnx and export.json into ``output_dir``."""
     task = cfg.task
     formats = list(task.formats)
     for name in formats:
-        config.choice(name, FORMATS, "task.formats")
-    atol, rtol = config.non_negative(task.atol, "task.atol"), config.non_negative(task.rtol, "task.rtol")
+        checks.choice(name, FORMATS, "task.formats")
+    atol, rtol = checks.non_negative(task.atol, "task.atol"), checks.non_negative(task.rtol, "task.rtol")
     if not cfg.ckpt_path:
         raise ConfigError("task=export needs ckpt_path=<a finetune run's checkpoints/best.ckpt>")
     module = classifier.load(cfg.ckpt_path)
@@ -84,12 +86,12 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         "output": "logits [N, classes]",
         "tolerance": {"atol": atol, "rtol": rtol},
     }
-    files = {"torchscript": output_dir / "model.pt", "onnx": output_dir / "model.onnx"}
+    files = {"export": output_dir / "model.pt2", "onnx": output_dir / "model.onnx"}
     for name in formats:
         with torch.no_grad():
             run_exported = (
-                export_torchscript(network, example, files[name])
-                if name == "torchscript"
+                export_program(network, example, files[name])
+                if name == "export"
                 else export_onnx(network, example, files[name], task.opset)
             )
             got = run_exported(check)
@@ -105,7 +107,8 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         if not ok:
             write_json(report, output_dir / "export.json")
             raise ExportError(
-                f"{name} export {files[name]} differs from PyTorch by up to {error:.3g} (atol {atol}, rtol {rtol}); see export.json"
+                f"{name} export {files[name]} differs from PyTorch by up to {error:.3g} "
+                f"(atol {atol}, rtol {rtol}); see export.json"
             )
     write_json(report, output_dir / "export.json")
     return report

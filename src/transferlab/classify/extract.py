@@ -16,8 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchvision.models.feature_extraction import create_feature_extractor
 
-from transferlab import backbone
-from transferlab import checks as config
+from transferlab import backbone, checks
 from transferlab.classify import data
 from transferlab.classify import module as classifier
 from transferlab.errors import ConfigError
@@ -39,7 +38,7 @@ def nodes(arch: str) -> dict[str, str]:
 def run(cfg: DictConfig, output_dir: Path) -> None:
     task = cfg.task
     layers = list(dict.fromkeys(task.layers or []))
-    config.at_least(task.batch_size, 1, "task.batch_size")
+    checks.at_least(task.batch_size, 1, "task.batch_size")
     if cfg.ckpt_path:
         module = classifier.load(cfg.ckpt_path)
         arch, vgg, normalize = module.hparams.arch, module.vgg, module.normalize
@@ -59,11 +58,11 @@ def run(cfg: DictConfig, output_dir: Path) -> None:
             m.inplace = False  # an in-place ReLU would overwrite the conv output we return
     # Traced only up to the deepest requested layer.
     extractor = create_feature_extractor(vgg.eval(), {names[layer]: layer for layer in layers})
-    device = config.trainer_settings(cfg).device
+    device = checks.trainer_settings(cfg).device
     model = nn.Sequential(normalize, extractor).to(device)
 
     source = Path(str(task.input)).expanduser()
-    files = data.image_files(source, "task.input", task.max_bad_fraction)
+    files = data.image_files(source, task.max_bad_fraction, "task.input", "task.max_bad_fraction")
     loader = DataLoader(
         data.ImageFiles(files, data.eval_transform(sizes["resize"], sizes["crop"])),
         task.batch_size,

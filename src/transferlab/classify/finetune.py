@@ -10,8 +10,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 
-from transferlab import backbone, images, trainer
-from transferlab import checks as config
+from transferlab import backbone, checks, images, trainer
 from transferlab.classify import data, feature_cache
 from transferlab.classify import module as classifier
 from transferlab.errors import ConfigError, DataError
@@ -23,34 +22,35 @@ log = logging.getLogger(__name__)
 def check(cfg: DictConfig) -> None:
     """Fail before any work on a config value that cannot work (the dataset is checked when loaded)."""
     task = cfg.task
-    backbone.check_arch(cfg.model.arch)
+    if cfg.model.arch not in backbone.ARCHS:
+        raise ConfigError(f"model.arch={cfg.model.arch!r} is not supported; choose one of {', '.join(backbone.ARCHS)}")
     if cfg.model.pooling != "max":
         raise ConfigError(
             f"model.pooling={cfg.model.pooling} is for stylize; the VGG classifier was trained with max pooling"
         )
-    config.choice(cfg.optimizer.name, classifier.OPTIMIZERS, "optimizer.name")
-    config.choice(cfg.scheduler.name, classifier.SCHEDULERS, "scheduler.name")
-    config.at_least(task.epochs, 1, "task.epochs")
-    config.non_negative(task.lr, "task.lr")
-    config.non_negative(task.backbone_lr, "task.backbone_lr")
+    checks.choice(cfg.optimizer.name, classifier.OPTIMIZERS, "optimizer.name")
+    checks.choice(cfg.scheduler.name, classifier.SCHEDULERS, "scheduler.name")
+    checks.at_least(task.epochs, 1, "task.epochs")
+    checks.non_negative(task.lr, "task.lr")
+    checks.non_negative(task.backbone_lr, "task.backbone_lr")
     for key in ("dropout", "label_smoothing"):
-        if not 0 <= config.non_negative(task[key], f"task.{key}") < 1:
+        if not 0 <= checks.non_negative(task[key], f"task.{key}") < 1:
             raise ConfigError(f"task.{key}={task[key]} is invalid; it must be in [0, 1)")
     if task.grad_clip is not None:
-        config.non_negative(task.grad_clip, "task.grad_clip")
-    config.choice(task.monitor_mode, ["max", "min"], "task.monitor_mode")
-    config.at_least(task.patience, 0, "task.patience")
-    config.at_least(task.misclassified, 0, "task.misclassified")
-    config.at_least(cfg.data.batch_size, 1, "data.batch_size")
-    config.at_least(cfg.data.num_workers, 0, "data.num_workers")
+        checks.non_negative(task.grad_clip, "task.grad_clip")
+    checks.choice(task.monitor_mode, ["max", "min"], "task.monitor_mode")
+    checks.at_least(task.patience, 0, "task.patience")
+    checks.at_least(task.misclassified, 0, "task.misclassified")
+    checks.at_least(cfg.data.batch_size, 1, "data.batch_size")
+    checks.at_least(cfg.data.num_workers, 0, "data.num_workers")
     for key in ("resize_size", "crop_size"):
         if cfg.data[key] is not None:
-            config.at_least(cfg.data[key], 32, f"data.{key}")
-    config.non_negative(cfg.data.max_bad_fraction, "data.max_bad_fraction")
-    config.non_negative(task.cache_max_gb, "task.cache_max_gb")
+            checks.at_least(cfg.data[key], 32, f"data.{key}")
+    checks.non_negative(cfg.data.max_bad_fraction, "data.max_bad_fraction")
+    checks.non_negative(task.cache_max_gb, "task.cache_max_gb")
     classifier.frozen_modules(cfg.model.arch, task.freeze)
     feature_cache.check(task.cache_features, cfg.model.arch, task.freeze, cfg.data.augment)
-    config.trainer_settings(cfg)
+    checks.trainer_settings(cfg)
 
 
 def class_weights(spec: Any, classes: list[str], targets: list[int]) -> list[float] | None:
@@ -63,9 +63,10 @@ def class_weights(spec: Any, classes: list[str], targets: list[int]) -> list[flo
     weights = list(spec) if OmegaConf.is_list(spec) or isinstance(spec, list) else None
     if weights is None or len(weights) != len(classes):
         raise ConfigError(
-            f"task.class_weights={spec} is invalid; give null, balanced, or one weight per class ({len(classes)}: {', '.join(classes)})"
+            f"task.class_weights={spec} is invalid; give null, balanced, "
+            f"or one weight per class ({len(classes)}: {', '.join(classes)})"
         )
-    return [config.non_negative(w, "task.class_weights") for w in weights]
+    return [checks.non_negative(w, "task.class_weights") for w in weights]
 
 
 def check_monitor(monitor: str, classes: list[str]) -> None:
@@ -78,12 +79,17 @@ def check_monitor(monitor: str, classes: list[str]) -> None:
         "train/acc_micro",
         "train/acc_macro",
     ]
-    config.choice(monitor, valid, "task.monitor")
+    checks.choice(monitor, valid, "task.monitor")
 
 
 def check_resume(path: str, arch: str, classes: list[str]) -> None:
     """Refuse a checkpoint that is not ours or was trained on other classes, before Lightning loads it."""
-    hp = classifier.read_checkpoint(path)["hyper_parameters"]
+    ckpt = classifier.read_checkpoint(path)
+    if "optimizer_states" not in ckpt:
+        raise ConfigError(
+            f"ckpt_path={path} holds weights only (best.ckpt is saved so); resume from checkpoints/last.ckpt"
+        )
+    hp = ckpt["hyper_parameters"]
     if hp["arch"] != arch:
         raise ConfigError(
             f"ckpt_path={path} is a {hp['arch']} checkpoint but model.arch={arch}; pass model={hp['arch']}"
@@ -132,7 +138,12 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
     cache_dir = Path(str(task.cache_dir)).expanduser() if task.cache_dir else None
     datamodule = data.ImageFolderData(splits, cfg.data, sizes, cfg.seed, cache_features=cache, cache_dir=cache_dir)
     best = ModelCheckpoint(
-        dirpath=output_dir / "checkpoints", filename="best", monitor=task.monitor, mode=task.monitor_mode
+        dirpath=output_dir / "checkpoints",
+        filename="best",
+        monitor=task.monitor,
+        mode=task.monitor_mode,
+        # Weights only (no optimizer state: half the size with SGD momentum); runs resume from last.ckpt.
+        save_weights_only=True,
     )
     # Not save_last=True: Lightning 2.6 rewrites last.ckpt only in epochs that improve the best one.
     last = ModelCheckpoint(dirpath=output_dir / "checkpoints", filename="last")
@@ -142,7 +153,7 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
             EarlyStopping(task.monitor, min_delta=task.min_delta, patience=task.patience, mode=task.monitor_mode)
         )
     fit = trainer.make_trainer(
-        config.trainer_settings(cfg),
+        checks.trainer_settings(cfg),
         output_dir,
         max_epochs=task.epochs,
         callbacks=callbacks,
@@ -183,7 +194,7 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
                 images.save_atomic(artifacts["misclassified"], output_dir / f"misclassified_{split}.png")
         write_json(results, output_dir / "metrics.json")
         fit.logger.log_hyperparams(
-            config.flat(cfg, ["task", "model", "data", "optimizer", "scheduler"])
+            checks.flat(cfg, ["task", "model", "data", "optimizer", "scheduler"])
             | {"precision": str(cfg.precision), "seed": cfg.seed},
             {f"final/{split}_acc_macro": r["acc_macro"] for split, r in results.items() if split in evaluations},
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,11 @@ from pytorch_lightning.trainer.states import TrainerFn
 from torch import Tensor, nn
 from torchvision.models import vgg
 
-from transferlab import backbone, images
+from transferlab import backbone, checkpoints, images
 from transferlab.classify import metrics
 from transferlab.errors import ConfigError, WeightsError
+
+log = logging.getLogger(__name__)
 
 FORMAT = "transferlab.classifier/1"  # marks our checkpoints; bump when the hyper-parameters change meaning
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -88,7 +91,7 @@ class Classifier(pl.LightningModule):
         epochs: int = 1,
         seed: int = 0,
         misclassified: int = 8,
-        format: str = FORMAT,
+        format: str = FORMAT,  # noqa: A002 - a saved hyper-parameter name, kept for old checkpoints
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["network"])
@@ -103,6 +106,7 @@ class Classifier(pl.LightningModule):
         self.loss = nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
         self.results: dict[str, dict[str, Any]] = {}
         self.epoch_times: list[float] = []
+        self.latest_val: dict[str, float] = {}
 
     def forward(self, images: Tensor) -> Tensor:
         return self.vgg(self.normalize(images))
@@ -145,7 +149,20 @@ class Classifier(pl.LightningModule):
         loss_sum, n = self.trainer.strategy.reduce(self.train_loss, reduce_op="sum").tolist()
         acc = metrics.accuracies(self.trainer.strategy.reduce(self.train_counts, reduce_op="sum"), self.classes)
         epoch = {"train/loss": loss_sum / max(n, 1), **{f"train/{k}": acc[k] for k in ("acc_micro", "acc_macro")}}
-        self.log_dict(epoch, sync_dist=True)
+        self.log_dict(epoch, sync_dist=True, prog_bar=True)
+        if self.global_rank == 0:
+            val = self.latest_val
+            log.info(
+                "epoch %d/%d: train loss %.4f acc_micro %.4f acc_macro %.4f | "
+                "val loss %s acc_micro %s acc_macro %s (%.1f s)",
+                self.current_epoch + 1,
+                self.trainer.max_epochs,
+                epoch["train/loss"],
+                epoch["train/acc_micro"],
+                epoch["train/acc_macro"],
+                *(f"{val[k]:.4f}" if k in val else "-" for k in ("loss", "acc_micro", "acc_macro")),
+                self.epoch_times[-1],
+            )
 
     # Evaluation ----------------------------------------------------------------------------
 
@@ -161,7 +178,13 @@ class Classifier(pl.LightningModule):
     def _eval_step(self, batch: tuple[Tensor, ...]) -> None:
         inputs, targets = batch[:2]
         logits = self.logits(inputs).float()
-        self.log(f"{self._prefix()}/loss", F.cross_entropy(logits, targets), batch_size=len(targets), sync_dist=True)
+        self.log(
+            f"{self._prefix()}/loss",
+            F.cross_entropy(logits, targets),
+            batch_size=len(targets),
+            sync_dist=True,
+            prog_bar=True,
+        )
         probs, preds = logits.softmax(1).max(1)
         self.eval_counts += metrics.confusion_matrix(preds, targets, len(self.classes))
         for i in (preds != targets).nonzero().flatten().tolist():
@@ -182,7 +205,12 @@ class Classifier(pl.LightningModule):
         prefix = self._prefix()
         counts = self.trainer.strategy.reduce(self.eval_counts, reduce_op="sum")
         acc = metrics.accuracies(counts, self.classes)
-        self.log_dict({f"{prefix}/{k}": v for k, v in acc.items()}, sync_dist=True)
+        self.log_dict({f"{prefix}/{k}": v for k, v in acc.items() if k != "acc_macro"}, sync_dist=True)
+        self.log(f"{prefix}/acc_macro", acc["acc_macro"], sync_dist=True, prog_bar=True)
+        if prefix == "val":
+            # For the per-epoch log line (train epoch end runs after validation).
+            loss = self.trainer.callback_metrics.get("val/loss")
+            self.latest_val = {**acc, **({"loss": float(loss)} if loss is not None else {})}
         confusion = images.confusion_image(counts, self.classes)
         wrong = self.misclassified_sheet()
         self.results[prefix] = {
@@ -256,22 +284,14 @@ class Classifier(pl.LightningModule):
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """A checkpoint of a finetune run, loaded with ``weights_only=True``; anything else is refused."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise WeightsError(
-            f"ckpt_path={path} does not exist; give a checkpoint of a task=finetune run (checkpoints/best.ckpt or last.ckpt)"
-        )
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same thing to the user
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(
-            f"ckpt_path={path} is not a checkpoint that loads safely (weights_only=True): {first}"
-        ) from None
+    ckpt = checkpoints.load(
+        path, "ckpt_path", "a checkpoint of a task=finetune run (checkpoints/best.ckpt or last.ckpt)"
+    )
     hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     if not isinstance(hp, dict) or hp.get("format") != FORMAT or "state_dict" not in ckpt:
         raise WeightsError(
-            f"ckpt_path={path} is not a transferlab finetune checkpoint; give checkpoints/best.ckpt or last.ckpt of a task=finetune run"
+            f"ckpt_path={path} is not a transferlab finetune checkpoint; "
+            "give checkpoints/best.ckpt or last.ckpt of a task=finetune run"
         )
     return ckpt
 

@@ -10,7 +10,7 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
-from transferlab import checks as config
+from transferlab import checks
 from transferlab.classify import data
 from transferlab.classify import module as classifier
 from transferlab.errors import ConfigError
@@ -22,15 +22,15 @@ log = logging.getLogger(__name__)
 def run(cfg: DictConfig, output_dir: Path) -> None:
     """Writes predictions.csv: file, then class_i and prob_i for i = 1..top_k, most probable first."""
     task = cfg.task
-    config.at_least(task.top_k, 1, "task.top_k")
-    config.at_least(task.batch_size, 1, "task.batch_size")
+    checks.at_least(task.top_k, 1, "task.top_k")
+    checks.at_least(task.batch_size, 1, "task.batch_size")
     if not cfg.ckpt_path:
         raise ConfigError("task=predict needs ckpt_path=<a finetune run's checkpoints/best.ckpt>")
     module = classifier.load(cfg.ckpt_path)
-    device = config.trainer_settings(cfg).device
+    device = checks.trainer_settings(cfg).device
     network = module.inference_network().to(device)
     source = Path(str(task.input)).expanduser()
-    files = data.image_files(source, "task.input", task.max_bad_fraction)
+    files = data.image_files(source, task.max_bad_fraction, "task.input", "task.max_bad_fraction")
     sizes = module.hparams.preprocessing
     loader = DataLoader(
         data.ImageFiles(files, data.eval_transform(sizes["resize"], sizes["crop"])),
@@ -38,6 +38,8 @@ def run(cfg: DictConfig, output_dir: Path) -> None:
         num_workers=task.num_workers,
     )
     k = min(task.top_k, len(module.classes))
+    if k < task.top_k:
+        log.warning("task.top_k=%d is more than the %d classes of the checkpoint: writing %d", task.top_k, k, k)
     rows = []
     with torch.inference_mode():
         for batch in loader:

@@ -22,12 +22,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
-from torchvision.models import vgg
 
 from transferlab import backbone, winograd
-from transferlab import checks as config
-from transferlab.errors import ConfigError
 
 FP32 = 4
 INT64 = 8
@@ -74,7 +70,7 @@ def layer_plan(arch: str, deepest: str, height: int, width: int) -> list[Layer]:
     names = backbone.layer_names(arch)
     plan, channels, h, w = [], 3, height, width
     entries = iter(names)
-    for spec in vgg.cfgs[backbone._TORCHVISION_CFG[arch]]:
+    for spec in backbone.feature_spec(arch):
         if spec == "M":
             h, w = h // 2, w // 2
             plan.append(Layer(next(entries), "pool", channels, channels, h, w))
@@ -87,18 +83,17 @@ def layer_plan(arch: str, deepest: str, height: int, width: int) -> list[Layer]:
     raise ValueError(f"{deepest} is not a layer of {arch}")
 
 
-def deepest_layer(arch: str, layers: Iterable[str]) -> str:
-    names = backbone.layer_names(arch)
-    return max(layers, key=names.index)
-
-
 def evaluation_flops(arch: str, layers: Iterable[str], style_layers: Iterable[str], height: int, width: int) -> int:
     """FLOPs of one evaluation: each conv forward and its input gradient (2 x 9 x Cin x Cout x H x W
     each; conv1_1's input gradient included since the image needs it), and for each style layer
     the Gram matrix and its one-matmul gradient (2 x C^2 x H x W each)."""
-    plan = layer_plan(arch, deepest_layer(arch, layers), height, width)
-    convs = sum(2 * 9 * l.in_channels * l.channels * l.height * l.width for l in plan if l.kind == "conv")
-    by_name = {l.name: l for l in plan}
+    plan = layer_plan(arch, backbone.deepest(arch, layers), height, width)
+    convs = sum(
+        2 * 9 * layer.in_channels * layer.channels * layer.height * layer.width
+        for layer in plan
+        if layer.kind == "conv"
+    )
+    by_name = {layer.name: layer for layer in plan}
     grams = sum(2 * by_name[s].channels * by_name[s].numel for s in style_layers)
     return 2 * convs + 2 * grams
 
@@ -144,16 +139,16 @@ def estimate(
     used = [*content_layers, *style_layers]
     height, width = size
     pixels = 3 * height * width
-    plan = layer_plan(arch, deepest_layer(arch, used), height, width)
-    by_name = {l.name: l for l in plan}
-    weights = sum(9 * l.in_channels * l.channels + l.channels for l in plan if l.kind == "conv")
+    plan = layer_plan(arch, backbone.deepest(arch, used), height, width)
+    by_name = {layer.name: layer for layer in plan}
+    weights = sum(9 * layer.in_channels * layer.channels + layer.channels for layer in plan if layer.kind == "conv")
     # Saved for backward: every ReLU output (also the next conv's input), every pooling output
     # and its int64 indices, and a conv output whose ReLU cannot run in place (it is returned).
-    saved = sum(l.numel for l in plan if l.kind == "relu") * FP32
-    saved += sum(l.numel * (FP32 + INT64) for l in plan if l.kind == "pool")
+    saved = sum(layer.numel for layer in plan if layer.kind == "relu") * FP32
+    saved += sum(layer.numel * (FP32 + INT64) for layer in plan if layer.kind == "pool")
     saved += sum(by_name[name].numel * FP32 for name in used if name.startswith("conv"))
     # Backward: the incoming and outgoing gradients of the largest layer.
-    largest = max(l.numel for l in plan)
+    largest = max(layer.numel for layer in plan)
     backward = 2 * largest * FP32
     targets = sum(by_name[name].numel for name in content_layers) + sum(
         by_name[name].channels ** 2 for name in style_layers
@@ -178,9 +173,9 @@ def estimate(
         # Their transforms work in bands of winograd.BAND_BYTES: too small to count.
         parts["winograd kernels"] = (
             sum(
-                16 * l.in_channels * l.channels
-                for l in plan
-                if l.kind == "conv" and l.in_channels >= winograd.MIN_CHANNELS
+                16 * layer.in_channels * layer.channels
+                for layer in plan
+                if layer.kind == "conv" and layer.in_channels >= winograd.MIN_CHANNELS
             )
             * FP32
         )
@@ -190,8 +185,9 @@ def estimate(
 
 def largest_size(
     budget_bytes: int, aspect: float, step: int = 32, limit: int = 8192, style_scale: float = 1.0, **kwargs
-) -> int:
-    """The largest long side (a multiple of ``step``) whose estimated peak fits ``budget_bytes``.
+) -> int | None:
+    """The largest long side (a multiple of ``step``) whose estimated peak fits ``budget_bytes``
+    (None: not even ``step`` fits).
     ``aspect`` is the content image's width / height, the style image's long side is
     ``style_scale`` times the output's (its aspect taken as the content's: the style image's
     share of memory is small); ``kwargs`` go to ``estimate``."""
@@ -207,10 +203,7 @@ def largest_size(
         ).peak_bytes
 
     if peak(step) > budget_bytes:
-        raise ConfigError(
-            f"task.size=auto: even a {step} px image needs more than the budget of {budget_bytes / 2**30:.2f} GiB; "
-            "raise task.memory_budget or free memory on the device"
-        )
+        return None
     low, high = 1, limit // step  # the peak grows with the size: bisect on multiples of step
     while low < high:
         mid = (low + high + 1) // 2
@@ -237,29 +230,6 @@ def conv_throughput(device: str | torch.device = "cpu", channels_last: bool = Tr
     return flops / sorted(times)[len(times) // 2]
 
 
-def for_config(
-    cfg: DictConfig,
-    size: tuple[int, int],
-    style_size: tuple[int, int],
-    throughput: float = DEFAULT_THROUGHPUT,
-    heap: bool = False,
-    fast_convs: bool = False,
-) -> Estimate:
-    """``estimate`` for a composed stylize config (layers, optimizer and history taken from it)."""
-    return estimate(
-        cfg.model.arch,
-        config.layer_weights(cfg.layers.content, "layers.content"),
-        config.layer_weights(cfg.layers.style, "layers.style"),
-        size,
-        style_size,
-        cfg.optimizer.name,
-        cfg.optimizer.get("history_size", 0),
-        throughput,
-        heap,
-        fast_convs,
-    )
-
-
 def available_memory(device: str | torch.device) -> int:
     """Bytes a run may use on ``device``: free CUDA memory, MPS's recommended limit, or the system's
     available memory (all of it where the OS does not say what is available)."""
@@ -271,18 +241,3 @@ def available_memory(device: str | torch.device) -> int:
     meminfo = Path("/proc/meminfo")
     found = re.search(r"MemAvailable:\s+(\d+) kB", meminfo.read_text()) if meminfo.is_file() else None
     return int(found.group(1)) * 1024 if found else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-def auto_size(cfg: DictConfig, aspect: float, budget_bytes: int, heap: bool = False, fast_convs: bool = False) -> int:
-    """The ``task.size`` (long side) that ``task.size=auto`` picks: the largest whose estimated peak
-    fits ``budget_bytes``, with the style image at ``task.style_scale`` of it."""
-    kwargs = dict(
-        heap=heap,
-        fast_convs=fast_convs,
-        arch=cfg.model.arch,
-        content_layers=config.layer_weights(cfg.layers.content, "layers.content"),
-        style_layers=config.layer_weights(cfg.layers.style, "layers.style"),
-        optimizer=cfg.optimizer.name,
-        history_size=cfg.optimizer.get("history_size", 0),
-    )
-    return largest_size(budget_bytes, aspect, style_scale=cfg.task.style_scale, **kwargs)

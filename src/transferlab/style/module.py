@@ -3,7 +3,6 @@ parameter is the image, over one or more scales (coarse to fine)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
 
@@ -14,18 +13,16 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from transferlab import backbone, color, images
-from transferlab.errors import ConfigError
+from transferlab.errors import TransferLabError
 from transferlab.losses import content_loss, gram_matrix, style_loss, total_variation
 from transferlab.style import scene
+from transferlab.style.settings import LossWeights, OptimizerSettings
 
 LINE_SEARCH_EVALS = 25  # torch's own bound on a strong-Wolfe line search
 
 
-@dataclass(frozen=True)
-class LossWeights:
-    content: float
-    style: float
-    tv: float
+class NonFiniteLossError(TransferLabError):
+    """The loss became nan or inf during the optimization."""
 
 
 class StyleTransfer(pl.LightningModule):
@@ -40,8 +37,9 @@ class StyleTransfer(pl.LightningModule):
         content_layers: dict[str, float],
         style_layers: dict[str, float],
         weights: LossWeights,
-        optimizer: dict[str, Any],
-        schedule: list[tuple[float, int]],
+        optimizer: OptimizerSettings,
+        schedule: list[tuple[float, int]] | tuple[tuple[float, int], ...],
+        fingerprint: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         # L-BFGS evaluates the loss several times per step; manual optimization lets us
@@ -53,8 +51,9 @@ class StyleTransfer(pl.LightningModule):
         self.content_layers = content_layers
         self.style_layers = style_layers
         self.weights = weights
-        self.optimizer_cfg = optimizer
-        self.schedule = schedule
+        self.optimizer_settings = optimizer
+        self.schedule = list(schedule)
+        self.fingerprint = fingerprint or {}
         self.ends = list(accumulate(steps for _, steps in schedule))
         self.scale = 0
         # L-BFGS flattens the gradient with view(-1): the image must be contiguous.
@@ -65,6 +64,24 @@ class StyleTransfer(pl.LightningModule):
         self.last_losses: dict[str, Tensor] = {}
         self.last_point: Tensor | None = None
         self.last_grad: Tensor | None = None
+
+    def tile(self, box: tuple[int, int, int, int], start: Tensor, steps: int) -> StyleTransfer:
+        """A module that optimizes the part of the output under ``box``, from ``start``, at full scale."""
+        scene = self.scene.crop(box, start)
+        return StyleTransfer(
+            self.encoder,
+            scene,
+            self.content_layers,
+            self.style_layers,
+            self.weights,
+            self.optimizer_settings,
+            [(1.0, steps)],
+        )
+
+    def count_tile(self, tile: StyleTransfer) -> None:
+        """Add a finished tile's evaluations, and keep its losses as the latest."""
+        self.evaluations += tile.evaluations
+        self.last_losses = tile.last_losses
 
     def hw(self, scale: int) -> tuple[int, int]:
         h, w = self.scene.content.shape[-2:]
@@ -118,14 +135,16 @@ class StyleTransfer(pl.LightningModule):
         """Every loss term of the current image, weighted, keyed by its metric name."""
         image = self.rendered()
         features = self.encoder(image)
-        content = sum(w * content_loss(features[l], self.content_targets[l]) for l, w in self.content_layers.items())
+        content = sum(
+            w * content_loss(features[layer], self.content_targets[layer]) for layer, w in self.content_layers.items()
+        )
         per_layer = {
-            l: w
+            layer: w
             * sum(
-                sw * style_loss(features[l], targets[l], masks[l])
+                sw * style_loss(features[layer], targets[layer], masks[layer])
                 for sw, targets, masks in zip(self.scene.style_weights, self.gram_targets, self.layer_masks)
             )
-            for l, w in self.style_layers.items()
+            for layer, w in self.style_layers.items()
         }
         terms = {
             "loss/content": self.weights.content * content,
@@ -135,7 +154,7 @@ class StyleTransfer(pl.LightningModule):
         if self.temporal is not None:
             terms["loss/temporal"] = self.temporal_loss(image)
         terms["loss/total"] = sum(terms.values())
-        terms.update({f"style/loss_{l}": self.weights.style * v for l, v in per_layer.items()})
+        terms.update({f"style/loss_{layer}": self.weights.style * v for layer, v in per_layer.items()})
         return terms
 
     # --- temporal consistency (the video wing): an optional target the image should stay near ---
@@ -186,6 +205,8 @@ class StyleTransfer(pl.LightningModule):
                 return self.last_losses["loss/total"]
             optimizer.zero_grad()
             terms = self.losses()
+            if not torch.isfinite(terms["loss/total"]):
+                self.stop_non_finite(terms["loss/total"])
             self.manual_backward(terms["loss/total"])
             self.evaluations += 1
             self.last_losses = {k: v.detach() for k, v in terms.items()}
@@ -203,20 +224,30 @@ class StyleTransfer(pl.LightningModule):
         self.log("train/evaluations", float(self.evaluations), prog_bar=True)
         self.log("train/scale", float(self.scale))
 
+    def stop_non_finite(self, loss: Tensor) -> None:
+        """Go back to the last image whose loss was finite and stop the run with one line."""
+        if self.last_point is not None and self.last_point.shape == self.image.shape:
+            with torch.no_grad():
+                self.image.copy_(self.last_point)
+        raise NonFiniteLossError(
+            f"the loss became {loss.item()} at step {self.global_step} (evaluation {self.evaluations + 1}); "
+            "the last image with a finite loss is kept; lower loss.style_weight / loss.tv_weight or optimizer.lr"
+        )
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        cfg = self.optimizer_cfg
-        if cfg["name"] == "lbfgs":
+        opt = self.optimizer_settings
+        if opt.name == "lbfgs":
             # One iteration per step, so that the step budget counts iterations. max_eval must be
             # explicit: torch's default (max_iter * 5 // 4 = 1) leaves the line search no evaluation.
             return torch.optim.LBFGS(
                 [self.image],
-                lr=cfg["lr"],
+                lr=opt.lr,
                 max_iter=1,
                 max_eval=LINE_SEARCH_EVALS,
-                history_size=cfg["history_size"],
-                line_search_fn=cfg["line_search"],
+                history_size=opt.history_size,
+                line_search_fn=opt.line_search,
             )
-        return torch.optim.Adam([self.image], lr=cfg["lr"], betas=tuple(cfg["betas"]), weight_decay=cfg["weight_decay"])
+        return torch.optim.Adam([self.image], lr=opt.lr, betas=opt.betas, weight_decay=opt.weight_decay)
 
     def train_dataloader(self) -> DataLoader:
         # Nothing to load: each "batch" is one optimizer step on the image.
@@ -227,18 +258,14 @@ class StyleTransfer(pl.LightningModule):
         for key in [k for k in state if k.startswith("encoder.")]:
             del state[key]  # rebuilt from the config; saves 80 MB per checkpoint
         checkpoint["evaluations"] = self.evaluations
+        # What the run depends on: a resume with other inputs or settings is refused (style.settings).
+        checkpoint["stylize"] = {"fingerprint": self.fingerprint}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The image was saved after step `global_step`, i.e. at the scale of the step before it.
+        # Its inputs and settings were checked against this run's before fitting (style.settings).
         self.scale = self.scale_at(max(checkpoint["global_step"] - 1, 0))
-        saved = tuple(checkpoint["state_dict"]["image"].shape)
-        expected = (1, 3, *self.hw(self.scale))
-        if saved != expected:
-            raise ConfigError(
-                f"ckpt_path: the checkpoint's image is {saved[-2]}x{saved[-1]} but this run expects "
-                f"{expected[-2]}x{expected[-1]} at step {checkpoint['global_step']}; resume with the config it was made with"
-            )
-        self.image = nn.Parameter(torch.empty(expected))
+        self.image = nn.Parameter(torch.empty(1, 3, *self.hw(self.scale)))
         self.evaluations = checkpoint.get("evaluations", 0)
 
 

@@ -15,7 +15,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from transferlab import backbone, color
-from transferlab.errors import ConfigError
 from transferlab.losses import gram_matrix, style_loss
 
 # Wang et al. 2004: 11x11 Gaussian window, sigma 1.5; constants for data in [0, 1] (L = 1).
@@ -50,8 +49,8 @@ def ssim(a: Tensor, b: Tensor) -> Tensor:
     Returns a scalar for ``[3, H, W]`` inputs, one value per image for batches. As in Wang et
     al.'s reference code, the window is applied without padding ("valid"), so images need at
     least 11 px per side. Computed in float64: the variances E[x²] - μ² cancel badly in float32
-    (an error of about 1e-4 in SSIM on flat regions); returned as float32. Unlike their ``ssim.m`` we do not downsample large images first, so
-    the score depends on resolution: compare runs at the same output size.
+    (an error of about 1e-4 in SSIM on flat regions); returned as float32. Unlike their ``ssim.m`` we do not
+    downsample large images first, so the score depends on resolution: compare runs at the same output size.
     """
     if a.shape != b.shape:
         raise ValueError(f"ssim needs images of the same shape; got {tuple(a.shape)} and {tuple(b.shape)}")
@@ -104,7 +103,7 @@ def gram_distances(
         out, target = encoder(_batched(image)), encoder(_batched(style))
     missing = [layer for layer in layers if layer not in out]
     if missing:
-        raise ConfigError(
+        raise ValueError(
             f"the encoder given to gram_distances does not return {missing}; "
             "build one with quality.reference_encoder(features, arch, normalization)"
         )

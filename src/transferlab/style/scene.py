@@ -4,18 +4,15 @@ strength map, initial image, and the colour mode that decides what VGG sees."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, ListConfig
 from torch import Tensor
 
-from transferlab import checks as config
-from transferlab import color, fetch, images
-from transferlab.errors import ConfigError
+from transferlab import color, images
+from transferlab.errors import ImageError
 from transferlab.style import tiling
-
-INITS = ("content", "noise", "style")
-COLORS = ("none", "luminance", "histogram")
+from transferlab.style.settings import Inputs
 
 
 @dataclass
@@ -57,74 +54,37 @@ class Scene:
         )
 
 
-def as_list(value: object) -> list:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, (list, tuple, ListConfig)) else [value]
-
-
-def check(task: DictConfig) -> None:
-    """Counts and values of the style inputs, before any file is read."""
-    styles = as_list(task.style)
-    if not styles:
-        raise ConfigError("task.style is empty; give one style image or a list: task.style=[a.jpg,b.jpg]")
-    weights = as_list(task.style_weights)
-    if weights and len(weights) != len(styles):
-        raise ConfigError(f"task.style_weights has {len(weights)} values for {len(styles)} styles; give one per style")
-    for i, w in enumerate(weights):
-        config.non_negative(w, f"task.style_weights[{i}]")
-    if weights and sum(weights) == 0:
-        raise ConfigError("task.style_weights are all 0; give at least one style a positive weight")
-    masks = as_list(task.style_masks)
-    if masks and len(masks) != len(styles):
-        raise ConfigError(f"task.style_masks has {len(masks)} masks for {len(styles)} styles; give one per style")
-    config.choice(task.init, INITS, "task.init")
-    config.choice(task.color, COLORS, "task.color")
-    config.choice(task.histogram_method, color.HISTOGRAM_METHODS, "task.histogram_method")
-    if not isinstance(task.style_scale, (int, float)) or task.style_scale <= 0:
-        raise ConfigError(f"task.style_scale={task.style_scale!r} is invalid; it must be a number > 0")
-
-
-def _image(source: str, key: str, size: int | None = None) -> Tensor:
-    return images.load_image(fetch.resolve(str(source), key), size)
-
-
-def _map(source: str, key: str, hw: tuple[int, int]) -> Tensor:
+def _map(path: Path, hw: tuple[int, int]) -> Tensor:
     """A grayscale map in [0, 1] resized to ``hw`` (maps of another size are resized)."""
-    gray = images.load_image(fetch.resolve(str(source), key)).mean(dim=0, keepdim=True)
-    return images.resize(gray, hw)
+    return images.resize(images.load_image(path).mean(dim=0, keepdim=True), hw)
 
 
-def load(task: DictConfig) -> Scene:
-    """Read and prepare every input named by ``task`` at the output size ``task.size``."""
-    content = _image(task.content, "task.content", task.size)
+def load(inputs: Inputs, size: int) -> Scene:
+    """Read and prepare every input at the output size (long side ``size``)."""
+    content = images.load_image(inputs.content, size)
     hw = tuple(content.shape[-2:])
-    style_size = max(32, round(task.size * task.style_scale))
-    sources = as_list(task.style)
-    styles = [
-        _image(s, f"task.style[{i}]" if len(sources) > 1 else "task.style", style_size) for i, s in enumerate(sources)
-    ]
-    weights = [float(w) for w in as_list(task.style_weights)] or [1.0] * len(styles)
-    masks = [_map(m, f"task.style_masks[{i}]", hw) for i, m in enumerate(as_list(task.style_masks))] or None
+    style_size = max(32, round(size * inputs.style_scale))
+    styles = [images.load_image(path, style_size) for path in inputs.styles]
+    masks = [_map(path, hw) for path in inputs.style_masks] or None
     if masks is not None:
         uncovered = (torch.stack(masks).sum(0) <= 1e-3).float().mean().item()
         if uncovered > 0:
-            raise ConfigError(
+            raise ImageError(
                 f"task.style_masks leave {uncovered:.1%} of the image uncovered (every mask is 0 there); "
                 "extend a mask, or keep the content there with task.strength_map"
             )
-    strength = _map(task.strength_map, "task.strength_map", hw) if task.strength_map else None
-    if task.color == "histogram":
-        styles = [color.match_histogram(s, content, method=task.histogram_method) for s in styles]
-    if task.init == "content":
+    strength = _map(inputs.strength_map, hw) if inputs.strength_map else None
+    if inputs.color == "histogram":
+        styles = [color.match_histogram(s, content, method=inputs.histogram_method) for s in styles]
+    if inputs.init == "content":
         init = content
-    elif task.init == "style":
+    elif inputs.init == "style":
         init = images.resize(styles[0], hw)
     else:
         init = torch.rand_like(content)
     original = None
-    if task.color == "luminance":
+    if inputs.color == "luminance":
         original = content
         styles = [color.luminance_image(s, reference=content) for s in styles]
         content, init = color.luminance_image(content), color.luminance_image(init)
-    return Scene(content, styles, [w / sum(weights) for w in weights], masks, strength, init, original)
+    return Scene(content, styles, list(inputs.style_weights), masks, strength, init, original)

@@ -17,14 +17,12 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from transferlab.errors import ConfigError
-
 Box = tuple[int, int, int, int]
 
 
 def _check(tile: int, overlap: int) -> None:
     if tile < 1 or overlap < 0 or overlap >= tile:
-        raise ConfigError(f"tiling: tile={tile}, overlap={overlap} is invalid; need tile >= 1 and 0 <= overlap < tile")
+        raise ValueError(f"tiling: tile={tile}, overlap={overlap} is invalid; need tile >= 1 and 0 <= overlap < tile")
 
 
 def _starts(size: int, tile: int, overlap: int) -> list[int]:
