@@ -64,7 +64,7 @@ def test_resume_skips_finished_frames(
 
 @pytest.mark.slow
 @pytest.mark.xfail(
-    reason="not yet tuned: with random VGG weights and 3-4 steps the baseline stays near the content and flickers less (measured 2.4e-4 vs 5.5e-5)",
+    reason="not tuned: random VGG, 3-4 steps: the baseline stays near the content (2.4e-4 vs 5.5e-5)",
     strict=False,
 )
 def test_temporal_loss_lowers_the_flicker(tmp_path: Path, pan_clip: Path, style_image: Path) -> None:
