@@ -8,9 +8,10 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from transferlab import backbone, fetch
 from transferlab import checks as config
+from transferlab import fetch
 from transferlab.errors import ConfigError
+from transferlab.style import settings as style_settings
 from transferlab.video.flow import METHODS as FLOW_METHODS
 
 METHODS = ("optimize", "fast")
@@ -37,7 +38,7 @@ class VideoSettings:
     content_weight: float
     style_weight: float
     tv_weight: float
-    optimizer: dict[str, Any]
+    optimizer: style_settings.OptimizerSettings
     arch: str
     weights: str | None
     pooling: str
@@ -70,12 +71,9 @@ class VideoSettings:
             )
         for key in ("content_weight", "style_weight", "tv_weight"):
             config.non_negative(cfg.loss[key], f"loss.{key}")
-        content_layers = config.layer_weights(cfg.layers.content, "layers.content")
-        style_layers = config.layer_weights(cfg.layers.style, "layers.style")
-        backbone.check_arch(cfg.model.arch)
-        backbone.check_layers(cfg.model.arch, content_layers, "layers.content")
-        backbone.check_layers(cfg.model.arch, style_layers, "layers.style")
-        config.choice(cfg.optimizer.name, ("lbfgs", "adam"), "optimizer.name")
+        # The style wing's door checks the shared groups (layers, optimizer) once for both wings.
+        content_layers, style_layers = style_settings.layer_sets(cfg, cfg.model.arch)
+        optimizer = style_settings.optimizer_settings(cfg.optimizer)
         return cls(
             input=Path(str(task.input)),
             style=Path(fetch.resolve(str(task.style), "task.style")),
@@ -96,7 +94,7 @@ class VideoSettings:
             content_weight=float(cfg.loss.content_weight),
             style_weight=float(cfg.loss.style_weight),
             tv_weight=float(cfg.loss.tv_weight),
-            optimizer=dict(cfg.optimizer),
+            optimizer=optimizer,
             arch=cfg.model.arch,
             weights=cfg.model.weights,
             pooling=cfg.model.pooling,

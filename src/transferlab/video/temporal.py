@@ -8,7 +8,6 @@ blended with the previous output warped by the flow where the flow is reliable."
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -16,6 +15,7 @@ from torch import Tensor
 from transferlab import backbone
 from transferlab.style.module import LossWeights, StyleTransfer
 from transferlab.style.scene import Scene
+from transferlab.style.settings import OptimizerSettings
 
 Stylizer = Callable[[Tensor], Tensor]  # [3, H, W] in [0, 1] -> [3, H, W] in [0, 1]
 
@@ -45,7 +45,7 @@ class OptimizedFrames:
         content_layers: dict[str, float],
         style_layers: dict[str, float],
         weights: LossWeights,
-        optimizer: dict[str, Any],
+        optimizer: OptimizerSettings,
     ) -> None:
         self.encoder, self.style = encoder, style
         self.content_layers, self.style_layers = content_layers, style_layers
