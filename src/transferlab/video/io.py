@@ -84,9 +84,8 @@ def read_frames(path: Path) -> Iterator[Tensor]:
                     yield to_tensor(frame)
                     count += 1
         except av.error.FFmpegError as exc:
-            raise VideoError(
-                f"{path}: cannot decode frame {count} ({exc.strerror or exc}); re-encode the video (e.g. to H.264)"
-            ) from None
+            what = "is not a readable video or holds zero frames" if count == 0 else f"cannot decode frame {count}"
+            raise VideoError(f"{path}: {what} ({exc.strerror or exc}); re-encode the video (e.g. to H.264)") from None
     if count == 0:
         raise VideoError(f"{path}: holds zero frames; give a video with at least one frame")
 
