@@ -32,3 +32,7 @@ class DataError(TransferLabError):
 
 class ExportError(TransferLabError):
     """An exported model does not reproduce the PyTorch model's outputs."""
+
+
+class VideoError(TransferLabError):
+    """A video or frame folder is missing, empty, or cannot be decoded or encoded."""

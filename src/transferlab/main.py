@@ -24,6 +24,7 @@ TASKS = {
     "train_fast": "transferlab.fast.train",
     "apply_fast": "transferlab.fast.apply",
     "export_fast": "transferlab.fast.export",
+    "video": "transferlab.video.task",
 }
 
 

@@ -151,9 +151,24 @@ class StyleTransfer(pl.LightningModule):
             "loss/style": self.weights.style * sum(per_layer.values()),
             "loss/tv": self.weights.tv * total_variation(image),
         }
+        if self.temporal is not None:
+            terms["loss/temporal"] = self.temporal_loss(image)
         terms["loss/total"] = sum(terms.values())
         terms.update({f"style/loss_{layer}": self.weights.style * v for layer, v in per_layer.items()})
         return terms
+
+    # --- temporal consistency (the video wing): an optional target the image should stay near ---
+    temporal: tuple[Tensor, Tensor, float] | None = None
+
+    def set_temporal(self, target: Tensor | None, mask: Tensor | None = None, weight: float = 0.0) -> None:
+        """Add ``weight * mean(mask * (image - target)^2)`` to the losses (Ruder et al.'s temporal
+        loss: ``target`` is the previous result warped by the flow, ``mask`` its reliable pixels,
+        ``[1, H, W]``); ``target=None`` removes it."""
+        self.temporal = None if target is None else (target.unsqueeze(0), mask.unsqueeze(0), float(weight))
+
+    def temporal_loss(self, image: Tensor) -> Tensor:
+        target, mask, weight = self.temporal
+        return weight * (mask * (image - target).pow(2)).mean()
 
     def upsampled(self, hw: tuple[int, int]) -> Tensor:
         """The image at the finer size ``hw``: its own low frequencies plus the detail the initial

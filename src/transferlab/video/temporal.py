@@ -1,0 +1,94 @@
+"""The two ways of stylizing a frame with temporal consistency.
+
+``OptimizedFrames``: Gatys et al. per frame through the style wing's module, started from the
+previous result warped by the flow and held near it by the temporal loss (Ruder et al., 2016).
+``BlendedFrames``: any feed-forward stylizer (a callable frame -> stylized frame), its output
+blended with the previous output warped by the flow where the flow is reliable."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from transferlab import backbone
+from transferlab.style.module import LossWeights, StyleTransfer
+from transferlab.style.scene import Scene
+from transferlab.style.settings import OptimizerSettings
+
+Stylizer = Callable[[Tensor], Tensor]  # [3, H, W] in [0, 1] -> [3, H, W] in [0, 1]
+
+
+def combine(targets: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor] | None:
+    """Long-term consistency: each earlier frame ``(warped, mask)``, nearest first, counts only where
+    no nearer frame is reliable (Ruder et al.'s long-term masks), so the masks are disjoint and the
+    sum of their temporal losses is one loss with the combined target and mask."""
+    if not targets:
+        return None
+    covered = torch.zeros_like(targets[0][1])
+    target = torch.zeros_like(targets[0][0])
+    for warped, mask in targets:
+        own = (mask - covered).clamp(min=0)
+        target = target + own * warped
+        covered = covered + own
+    return target, covered
+
+
+class OptimizedFrames:
+    """Stylize frames by optimization with the style wing's ``StyleTransfer`` module."""
+
+    def __init__(
+        self,
+        encoder: backbone.VGGFeatures,
+        style: Tensor,
+        content_layers: dict[str, float],
+        style_layers: dict[str, float],
+        weights: LossWeights,
+        optimizer: OptimizerSettings,
+    ) -> None:
+        self.encoder, self.style = encoder, style
+        self.content_layers, self.style_layers = content_layers, style_layers
+        self.weights, self.optimizer = weights, optimizer
+
+    def __call__(
+        self, frame: Tensor, steps: int, init: Tensor, temporal: tuple[Tensor, Tensor] | None, weight: float
+    ) -> Tensor:
+        scene = Scene(frame, [self.style], [1.0], None, None, init, None)
+        module = StyleTransfer(
+            self.encoder, scene, self.content_layers, self.style_layers, self.weights, self.optimizer, [(1.0, steps)]
+        )
+        module.prepare_scale()
+        if temporal is not None and weight > 0:
+            module.set_temporal(temporal[0], temporal[1], weight)
+        optimizer = module.configure_optimizers()
+        lbfgs = isinstance(optimizer, torch.optim.LBFGS)
+
+        def closure() -> Tensor:
+            optimizer.zero_grad()
+            loss = module.losses()["loss/total"]
+            loss.backward()
+            return loss
+
+        for _ in range(steps):
+            optimizer.step(closure)
+            if not lbfgs:  # L-BFGS stays unclamped (DESIGN.md pitfalls); output() clamps
+                with torch.no_grad():
+                    module.image.clamp_(0, 1)
+        return module.output()
+
+
+class BlendedFrames:
+    """``stylizer(frame)`` blended with the previous output warped into this frame:
+    ``mask * (blend * warped + (1 - blend) * out) + (1 - mask) * out``."""
+
+    def __init__(self, stylizer: Stylizer, blend: float) -> None:
+        self.stylizer, self.blend = stylizer, blend
+
+    @torch.no_grad()
+    def __call__(self, frame: Tensor, temporal: tuple[Tensor, Tensor] | None) -> Tensor:
+        out = self.stylizer(frame).clamp(0, 1)
+        if temporal is None or self.blend == 0:
+            return out
+        warped, mask = temporal
+        return mask * (self.blend * warped + (1 - self.blend) * out) + (1 - mask) * out

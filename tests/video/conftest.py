@@ -1,0 +1,60 @@
+"""Synthetic videos with known motion, written with PyAV."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from tests.helpers import make_image
+
+
+def textured(h: int, w: int, seed: int = 0) -> torch.Tensor:
+    """A smooth random texture (blurred noise): trackable by flow at every pixel."""
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.rand(1, 3, h // 4, w // 4, generator=g)
+    return torch.nn.functional.interpolate(noise, size=(h, w), mode="bicubic", align_corners=False)[0].clamp(0, 1)
+
+
+def pan_frames(n: int = 4, h: int = 48, w: int = 64, shift: int = 2) -> list[torch.Tensor]:
+    """A texture panned right by ``shift`` px per frame: frame t at x shows the texture at x - t*shift."""
+    big = textured(h, w + shift * n + 8)
+    return [big[:, :, (n - t) * shift + 4 : (n - t) * shift + 4 + w] for t in range(n)]
+
+
+def write_clip(path: Path, frames: list[torch.Tensor], fps: int = 10, audio: bool = False) -> Path:
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.height, stream.width = frames[0].shape[-2:]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": "10"}
+        if audio:
+            sound = out.add_stream("aac", rate=16000)
+            sound.layout = "mono"
+        for f in frames:
+            array = (f * 255).round().byte().permute(1, 2, 0).contiguous().numpy()
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
+        out.mux(stream.encode())
+        if audio:
+            seconds = len(frames) / fps
+            samples = np.sin(np.linspace(0, 440 * 2 * np.pi * seconds, int(16000 * seconds))).astype(np.float32)
+            for start in range(0, len(samples), 1024):
+                chunk = av.AudioFrame.from_ndarray(samples[None, start : start + 1024], format="fltp", layout="mono")
+                chunk.sample_rate = 16000
+                chunk.pts = start
+                out.mux(sound.encode(chunk))
+            out.mux(sound.encode())
+    return path
+
+
+@pytest.fixture
+def pan_clip(tmp_path: Path) -> Path:
+    return write_clip(tmp_path / "pan.mp4", pan_frames())
+
+
+@pytest.fixture
+def style_image(tmp_path: Path) -> Path:
+    return make_image(tmp_path / "style.png", (40, 40), seed=3)
