@@ -40,7 +40,6 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from transferlab import images  # noqa: E402
-from transferlab.style import estimate  # noqa: E402
 
 
 @dataclass(frozen=True)

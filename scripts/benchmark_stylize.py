@@ -217,10 +217,10 @@ class PlainGatys:
         image.grad = None
         with torch.no_grad():
             style = self.features(m.scene.styles[0].unsqueeze(0))
-            style_grams = {l: self.gram(style[l]) for l in m.style_layers}
+            style_grams = {ly: self.gram(style[ly]) for ly in m.style_layers}
         features = self.features(image)
-        content = sum(w * F.mse_loss(features[l], self.content_targets[l]) for l, w in m.content_layers.items())
-        style_loss = sum(w * F.mse_loss(self.gram(features[l]), style_grams[l]) for l, w in m.style_layers.items())
+        content = sum(w * F.mse_loss(features[ly], self.content_targets[ly]) for ly, w in m.content_layers.items())
+        style_loss = sum(w * F.mse_loss(self.gram(features[ly]), style_grams[ly]) for ly, w in m.style_layers.items())
         loss = (
             m.weights.content * content
             + m.weights.style * style_loss
@@ -258,9 +258,9 @@ def speed_child(size: int, layers: str, rounds: int, baseline: bool) -> dict[str
     )
     # Winograd layers multiply 16 times per 2x2 outputs where a direct convolution multiplies 36 times.
     fast = sum(
-        4 * 9 * l.in_channels * l.channels * l.height * l.width
-        for l in plan
-        if l.kind == "conv" and l.in_channels >= winograd.MIN_CHANNELS
+        4 * 9 * ly.in_channels * ly.channels * ly.height * ly.width
+        for ly in plan
+        if ly.kind == "conv" and ly.in_channels >= winograd.MIN_CHANNELS
     )
     rows = []
     for _ in range(rounds):
@@ -396,8 +396,8 @@ def balanced_weights(size: int, layers: str) -> list[str]:
     content image 1e3, and the content weight makes a noise image cost as much in content."""
     module = build(make_cfg(size, layers))
     with torch.no_grad():
-        scale = {l: float(module.gram_targets[0][l].pow(2).mean()) for l in module.style_layers}
-        overrides = [f"layers.style.{l}={1 / v:.6g}" for l, v in scale.items()]
+        scale = {ly: float(module.gram_targets[0][ly].pow(2).mean()) for ly in module.style_layers}
+        overrides = [f"layers.style.{ly}={1 / v:.6g}" for ly, v in scale.items()]
         module = build(make_cfg(size, layers, *overrides))
         style = float(module.losses()["loss/style"]) / module.weights.style
         module.image.copy_(torch.rand_like(module.image))
@@ -517,13 +517,13 @@ def convs(args: argparse.Namespace) -> None:
             x.requires_grad_()
             grad = torch.randn(1, cout, h // stride, w // stride).contiguous(memory_format=torch.channels_last)
 
-            def step(layer: torch.nn.Module) -> None:
+            def step(layer: torch.nn.Module, x: torch.Tensor = x, grad: torch.Tensor = grad) -> None:
                 torch.autograd.grad(layer(x), x, grad)
 
             times = {}
             for name, layer in (("direct", conv), ("winograd", winograd.WinogradConv2d.of(conv))):
                 step(layer)  # warm-up: oneDNN picks its kernel, Winograd transforms its weights
-                times[name] = min(timed(lambda: step(layer)) for _ in range(args.rounds))
+                times[name] = min(timed(lambda layer=layer: step(layer)) for _ in range(args.rounds))
             gflops = 2 * 2 * 9 * cin * cout * x.shape[-2] * x.shape[-1] / times["direct"] / 1e9
             print(
                 f"  {cin:>3}->{cout:<3} on {x.shape[-2]:>3}x{x.shape[-1]:<3}: direct {times['direct'] * 1e3:6.1f} ms "
