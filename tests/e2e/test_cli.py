@@ -96,7 +96,8 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_latest_image(tmp_path, content_path,
         time.sleep(0.5)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
-    assert "Traceback" not in stderr
+    assert "Traceback" not in stderr and process.returncode == 130
+    assert f"interrupted: Ctrl-C: latest image {run_dir / 'final.png'}" in stderr
     assert images.load_image(run_dir / "final.png").shape[-1] == 32
     assert not [p for p in run_dir.rglob(".*") if p.is_file() and p.suffix == ".tmp"]
 

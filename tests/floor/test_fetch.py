@@ -1,5 +1,6 @@
 """The pinned-URL fetcher against an HTTP server on 127.0.0.1: no test touches the network."""
 
+import contextlib
 import hashlib
 import os
 import socket
@@ -114,10 +115,8 @@ def silent_server():
     def accept():
         listener.settimeout(0.2)
         while not stop.is_set():
-            try:
+            with contextlib.suppress(OSError):
                 accepted.append(listener.accept()[0])
-            except OSError:
-                pass
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
