@@ -7,7 +7,6 @@ normalization its weights expect, so callers never normalize by hand.
 from __future__ import annotations
 
 import os
-import urllib.error
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +16,8 @@ from torch import Tensor, nn
 from torchvision import models
 from torchvision.models import vgg
 
-from transferlab import checkpoints, winograd
-from transferlab.errors import WeightsError
+from transferlab import checkpoints, fetch, winograd
+from transferlab.errors import FetchError, WeightsError
 
 # Convolutions per block; these are torchvision's configurations "D" and "E".
 BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
@@ -172,18 +171,32 @@ def load_state_dict(arch: str, weights: str) -> tuple[dict[str, Tensor], Normali
             raise WeightsError(f"model.weights: {path} holds a {type(state).__name__}, not a state dict")
         return dict(state), None
     spec = torchvision_weights(arch, weights)
-    try:
-        state = spec.get_state_dict(progress=True, check_hash=True)
-    except (urllib.error.URLError, OSError) as exc:
-        cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(spec.url)
-        raise WeightsError(
-            f"{arch} weights {spec} are not in the cache ({cached}) and could not be downloaded from {spec.url} "
-            f"({getattr(exc, 'reason', exc)}). Fix: download that file once into {cached.parent} "
-            f"(or set TORCH_HOME), pass a local file with model.weights=/path/to/{arch}.pth, "
-            "or use model.weights=null for random weights (tests only)"
-        ) from None
+    state = checkpoints.load(cached_weights(arch, spec), "model.weights", f"torchvision's {spec} state dict")
+    if not isinstance(state, Mapping):
+        raise WeightsError(f"model.weights: {spec} holds a {type(state).__name__}, not a state dict")
     mean, std = spec.transforms().mean, spec.transforms().std
     return state, Normalization(mean=tuple(mean), std=tuple(std))
+
+
+def cached_weights(arch: str, spec: models.WeightsEnum) -> Path:
+    """The file of torchvision weights in torch hub's cache (where torchvision keeps it), downloaded
+    through ``fetch.download`` when missing (timeouts, verified against the hash prefix in its name,
+    limited to the size torchvision records), so that it is then loaded by ``checkpoints.load``."""
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(spec.url)
+    if cached.is_file():
+        return cached
+    match = torch.hub.HASH_REGEX.search(cached.name)
+    size_mb = spec.meta.get("_file_size")
+    try:
+        return fetch.download(
+            spec.url, cached, "model.weights", match.group(1) if match else None, max_mb=size_mb and size_mb + 1
+        )
+    except FetchError as exc:
+        raise WeightsError(
+            f"{arch} weights {spec} are not in the cache ({cached}): {exc}. Fix: download {spec.url} once "
+            f"into {cached.parent} (or set TORCH_HOME), pass a local file with model.weights=/path/to/{arch}.pth, "
+            "or use model.weights=null for random weights (tests only)"
+        ) from None
 
 
 def _load_into(module: nn.Module, state: Mapping[str, Tensor], arch: str, weights: str) -> None:

@@ -1,19 +1,46 @@
-"""Input files named by local path or by pinned URL (``https://...#sha256=<hex>``).
+"""Input files named by local path or by pinned URL (``https://...#sha256=<hex>``), and the one download
+loop of the project (torchvision's weights come through it too).
 
-A pinned URL is downloaded once into the cache, verified, and reused; a download that fails
-or does not match its checksum leaves nothing in the cache.
+A download has connect and read timeouts and a size limit (``fetch.timeout_s``, ``fetch.max_mb``); it
+streams into a temporary ``.partial`` file beside its target, hashing as it goes, and renames it only
+when it is complete and verified: on any failure (timeout, limit, wrong hash, Ctrl-C) nothing is left
+in the cache. Temporary files left by a killed process are cleared on the next download.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import http.client
 import os
+import tempfile
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from urllib.parse import urldefrag, urlparse
 
-import torch
-
 from transferlab.errors import ConfigError, FetchError
+
+# Defaults of the config keys fetch.timeout_s and fetch.max_mb (configs/config.yaml); the entry applies
+# the configured values with ``configure`` so that every download of the run uses them.
+TIMEOUT_S = 30.0
+MAX_MB = 1024.0
+_limits = {"timeout_s": TIMEOUT_S, "max_mb": MAX_MB}
+CHUNK = 1 << 20
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+PARTIAL = ".partial"
+
+
+def configure(timeout_s: float, max_mb: float) -> None:
+    """Set the timeout and size limit of every later download in this process (the entry does it)."""
+    if not (timeout_s > 0 and max_mb > 0):
+        raise ValueError(f"timeout_s={timeout_s} and max_mb={max_mb} must be > 0")
+    _limits.update(timeout_s=float(timeout_s), max_mb=float(max_mb))
+
+
+def limits() -> tuple[float, float]:
+    return _limits["timeout_s"], _limits["max_mb"]
 
 
 def default_cache_dir() -> Path:
@@ -24,10 +51,15 @@ def is_url(source: str) -> bool:
     return urlparse(source).scheme in ("http", "https")
 
 
+def has_scheme(source: str) -> bool:
+    """Whether ``source`` names something by URL (``http:``, ``s3:``, ``file:``, ...), not by local path."""
+    return len(urlparse(str(source)).scheme) > 1 and "://" in str(source)  # "C:\\x" is a drive, not a scheme
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
+        for chunk in iter(lambda: f.read(CHUNK), b""):
             digest.update(chunk)
     return digest.hexdigest()
 
@@ -44,22 +76,110 @@ def pinned(source: str, key: str) -> tuple[str, str]:
     return url, digest.lower()
 
 
-def resolve(source: str, key: str, cache_dir: Path | None = None) -> Path:
-    """The local file for ``source``: a path as it is, a pinned URL fetched into the cache first."""
+def clear_stale(directory: Path, older_than_s: float) -> None:
+    """Remove ``*.partial`` files not written to for ``older_than_s`` (a live download writes at least
+    once per read timeout, so these belong to killed processes; ours and torch.hub's)."""
+    now = time.time()
+    for path in directory.glob(f"*{PARTIAL}"):
+        try:
+            if now - path.stat().st_mtime > older_than_s:
+                path.unlink()
+        except OSError:
+            pass  # another process removed or renamed it first
+
+
+def download(
+    url: str,
+    target: Path,
+    key: str,
+    sha256_prefix: str | None = None,
+    timeout_s: float | None = None,
+    max_mb: float | None = None,
+) -> Path:
+    """Download ``url`` to ``target`` (verified against ``sha256_prefix`` if given); a one-line FetchError
+    on an unreachable server, an HTTP error, a silent server (``timeout_s`` per connect and per read),
+    more than ``max_mb`` MB, or a wrong hash. Nothing is left behind on failure."""
+    default_timeout, default_max = limits()
+    timeout_s = timeout_s or default_timeout
+    max_bytes = int((max_mb or default_max) * 2**20)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    clear_stale(target.parent, max(600.0, 4 * timeout_s))
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=PARTIAL)
+    try:
+        digest = hashlib.sha256()
+        request = urllib.request.Request(url, headers={"User-Agent": "transferlab"})
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout_s) as response:
+            length = response.headers.get("Content-Length")
+            if length and length.isdigit() and int(length) > max_bytes:
+                raise _TooLargeError(f"the server announces {int(length) / 2**20:.1f} MB")
+            size = 0
+            while chunk := response.read(CHUNK):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise _TooLargeError(f"more than {max_bytes / 2**20:g} MB arrived")
+                digest.update(chunk)
+                out.write(chunk)
+            if length and length.isdigit() and size != int(length):
+                raise http.client.IncompleteRead(b"", int(length) - size)
+        if sha256_prefix and not digest.hexdigest().startswith(sha256_prefix.lower()):
+            raise FetchError(
+                f"{key}: {url} does not match its checksum (expected sha256 {sha256_prefix}..., got "
+                f"{digest.hexdigest()}); the file changed or the pin is wrong: fix the pin, or use a local file, "
+                f"e.g. {key}=/path/to/{_name(url)}"
+            )
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+        return target
+    except _TooLargeError as exc:
+        raise FetchError(
+            f"{key}: {url} is larger than the fetch.max_mb={max_bytes / 2**20:g} MB limit ({exc}); "
+            f"raise fetch.max_mb if the file is expected to be this large, or use a local file"
+        ) from None
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
+        # A read that times out raises TimeoutError; a connect that times out, a URLError around one.
+        reason = getattr(exc, "reason", None) or exc
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+            raise OSError(exc.errno, os.strerror(exc.errno), str(target)) from None  # the entry's one line
+        if isinstance(reason, TimeoutError):
+            raise FetchError(
+                f"{key}: {url} did not answer within fetch.timeout_s={timeout_s:g} s; try again, raise "
+                f"fetch.timeout_s, or use a local file, e.g. {key}=/path/to/{_name(url)}"
+            ) from None
+        raise FetchError(
+            f"{key}: could not fetch {url} ({reason}). Fix: connect to the internet once, "
+            f"or use a local file, e.g. {key}=/path/to/{_name(url)}"
+        ) from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+class _TooLargeError(Exception):
+    pass
+
+
+def _name(url: str) -> str:
+    return os.path.basename(urlparse(url).path) or "file"
+
+
+def resolve(
+    source: str,
+    key: str,
+    cache_dir: Path | None = None,
+    timeout_s: float | None = None,
+    max_mb: float | None = None,
+) -> Path:
+    """The local file for ``source``: a path as it is, a pinned URL fetched into the cache first
+    (``timeout_s`` and ``max_mb`` default to the run's ``fetch.timeout_s`` and ``fetch.max_mb``)."""
     if not is_url(source):
+        if has_scheme(source):
+            raise ConfigError(
+                f"{key}={source!r}: only local paths and pinned https:// or http:// URLs are read; "
+                "download it and pass its path"
+            )
         return Path(source).expanduser()
     url, digest = pinned(source, key)
     cache_dir = cache_dir or default_cache_dir()
-    target = cache_dir / f"{digest[:16]}-{os.path.basename(urlparse(url).path)}"
+    target = cache_dir / f"{digest[:16]}-{_name(url)}"
     if target.is_file() and sha256_of(target) == digest:
         return target
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        # Downloads to a temporary name, checks the hash, then renames: never a partial file.
-        torch.hub.download_url_to_file(url, str(target), hash_prefix=digest, progress=False)
-    except Exception as exc:  # noqa: BLE001 - network, HTTP and checksum failures all need the same fix
-        raise FetchError(
-            f"{key}: could not fetch {url} ({exc}). Fix: connect to the internet once, "
-            f"or use a local file, e.g. {key}=/path/to/{os.path.basename(urlparse(url).path)}"
-        ) from None
-    return target
+    return download(url, target, key, digest, timeout_s, max_mb)

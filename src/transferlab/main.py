@@ -1,17 +1,24 @@
-"""Dispatch a composed config to its task and turn the project's errors into one line."""
+"""The entry: parse the command line, dispatch a composed config to its task, and turn every way a run
+can fail (bad input, a full disk, Ctrl-C, a job of a sweep) into one line and an exit status."""
 
 from __future__ import annotations
 
 import importlib
+import logging
+import os
+import signal
 import sys
+import traceback
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import MissingMandatoryValue
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue
 
 import transferlab
+from transferlab import checks, entry_checks, fetch
 from transferlab.errors import TransferLabError
 
 # Each task is a module with run(cfg, output_dir), imported only when chosen.
@@ -27,29 +34,141 @@ TASKS = {
     "video": "transferlab.video.task",
 }
 
+EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1  # the machine failed the run (a full disk), not its input
+EXIT_INTERRUPTED = 130
+ERROR_FILE = "error.txt"
+DISK_FULL = fetch.DISK_FULL
+
+# In hydra.run.dir and hydra.sweep.dir (configs/config.yaml): with the microseconds, makes default run
+# directories unique between processes started at the same moment, on one machine or several.
+OmegaConf.register_new_resolver("transferlab_pid", lambda: str(os.getpid()), replace=True)
+
+_interrupted = False
+
 
 def run_task(cfg: DictConfig, output_dir: Path) -> float | None:
     """Run ``cfg.task.name`` writing into ``output_dir``; returns the task's objective (for sweepers)."""
     name = cfg.task.name
     if name not in TASKS:
         raise TransferLabError(f"task.name={name!r} is unknown; choose one of {', '.join(TASKS)}")
+    entry_checks.ckpt_path(cfg.get("ckpt_path"))
+    if "fetch" in cfg:
+        fetch.configure(
+            checks.positive(cfg.fetch.timeout_s, "fetch.timeout_s"), checks.positive(cfg.fetch.max_mb, "fetch.max_mb")
+        )
     return importlib.import_module(TASKS[name]).run(cfg, output_dir)
 
 
 def main(cfg: DictConfig) -> float | None:
-    """The body of ``run.py``: run the task in Hydra's output directory; errors exit 2 with one line."""
+    """The body of ``run.py``: run the task in Hydra's output directory. Bad input exits 2 with one line,
+    a full disk 1, Ctrl-C 130; the error is kept in the run directory's error.txt. A job of a sweep that
+    fails returns instead, so that the sweep goes on (sweep.ContactSheet reports it at the end)."""
+    hydra_cfg = HydraConfig.get()
+    output_dir = Path(hydra_cfg.runtime.output_dir)
+    overrides = list(hydra_cfg.overrides.task)
+    sweeping = hydra_cfg.mode == RunMode.MULTIRUN
+    _fail_on_full_disk(logging.getLogger())
+    code, details = EXIT_BAD_INPUT, None
     try:
-        return run_task(cfg, Path(HydraConfig.get().runtime.output_dir))
+        entry_checks.overrides(cfg, overrides)
+        return run_task(cfg, output_dir)
     except MissingMandatoryValue:
         missing = sorted(OmegaConf.missing_keys(cfg))
-        print(
-            f"error: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required but not set; "
-            f"pass {' '.join(f'{k}=...' for k in missing)} (or pick an experiment=...)",
-            file=sys.stderr,
+        message = (
+            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required but not set; "
+            f"pass {' '.join(f'{k}=...' for k in missing)} (or pick an experiment=...)"
         )
+    except (ConfigAttributeError, ConfigKeyError) as exc:
+        message = entry_checks.deleted_key(exc, overrides)
+        if message is None:
+            code, message, details = _unexpected(exc, output_dir, sweeping)
     except TransferLabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-    sys.exit(2)
+        message = str(exc)
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            code, message, details = _unexpected(exc, output_dir, sweeping)
+        else:
+            code = EXIT_FAILED
+            where = exc.filename or output_dir
+            message = (
+                f"no space left on device writing {where}; the run stopped (free space there, or write the run "
+                f"elsewhere with hydra.run.dir=...)"
+            )
+    except (KeyboardInterrupt, SystemExit) as exc:
+        if not (isinstance(exc, KeyboardInterrupt) or _interrupted):
+            raise  # a task's own exit
+        code, message = EXIT_INTERRUPTED, interrupted_message(output_dir)
+    except Exception as exc:  # noqa: BLE001 - a bug: the traceback goes to error.txt (and the console)
+        code, message, details = _unexpected(exc, output_dir, sweeping)
+    if sweeping and code != EXIT_INTERRUPTED:
+        message = f"job {hydra_cfg.job.num} ({' '.join(overrides)}): {message}"
+    print(f"{'interrupted' if code == EXIT_INTERRUPTED else 'error'}: {message}", file=sys.stderr)
+    keep_error(output_dir, message, details)
+    if sweeping and code != EXIT_INTERRUPTED:
+        return None  # the sweep goes on; ContactSheet marks this job and the sweep exits non-zero
+    if details is not None:
+        raise SystemExit(EXIT_FAILED)
+    sys.exit(code)
+
+
+def _unexpected(exc: BaseException, output_dir: Path, sweeping: bool) -> tuple[int, str, str]:
+    details = "".join(traceback.format_exception(exc))
+    if not sweeping:
+        sys.stderr.write(details)
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return EXIT_FAILED, f"{type(exc).__name__}: {first} (traceback in {output_dir / ERROR_FILE})", details
+
+
+def interrupted_message(output_dir: Path) -> str:
+    """Where a run stopped by Ctrl-C left its latest image and checkpoint, and how to continue it."""
+    image = output_dir / "final.png"
+    ckpts = sorted(output_dir.glob("checkpoints/*.ckpt"), key=lambda p: p.stat().st_mtime)
+    parts = [f"latest image {image}" if image.is_file() else "no image was written yet"]
+    if ckpts:
+        parts.append(f"latest checkpoint {ckpts[-1]}; continue with ckpt_path={ckpts[-1]} hydra.run.dir={output_dir}")
+    return "Ctrl-C: " + "; ".join(parts)
+
+
+def keep_error(output_dir: Path, message: str, details: str | None) -> None:
+    """Leave the error in the run directory (``error.txt``) and no empty files (a run.log or event file
+    opened on a full disk): never an unexplained directory."""
+    from transferlab.files import atomic_write
+
+    try:
+        with atomic_write(output_dir / ERROR_FILE, "w") as f:
+            f.write(message + "\n" + (f"\n{details}" if details else ""))
+    except OSError:
+        pass  # the disk is full: the console line is all there is
+    for path in output_dir.rglob("*"):
+        try:
+            if path.is_file() and not path.is_symlink() and path.stat().st_size == 0:
+                path.unlink()
+        except OSError:
+            pass
+
+
+def _fail_on_full_disk(logger: logging.Logger) -> None:
+    """A log file on a full disk stops the run (one line at the entry) instead of printing a logging
+    traceback for every message and leaving an empty run.log."""
+    for handler in logger.handlers:
+        if isinstance(handler, logging.FileHandler) and not getattr(handler, "_transferlab", False):
+            default = handler.handleError
+
+            def handle_error(record: logging.LogRecord, handler: logging.FileHandler = handler, default=default):
+                exc = sys.exc_info()[1]
+                if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+                    raise OSError(exc.errno, os.strerror(exc.errno), handler.baseFilename) from None
+                default(record)
+
+            handler.handleError = handle_error
+            handler._transferlab = True
+
+
+def _on_sigint(signum: int, frame: object) -> None:
+    global _interrupted
+    _interrupted = True  # Lightning turns the KeyboardInterrupt into exit(1): remember it was Ctrl-C
+    raise KeyboardInterrupt
 
 
 # A file path, not a package: configs/ is a plain folder shipped as package data.
@@ -57,6 +176,21 @@ CONFIGS = str(transferlab.CONFIGS)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIGS, config_name="config")
-def cli(cfg: DictConfig) -> float | None:
-    """The ``transferlab`` console command (and ``python run.py`` in a checkout)."""
+def _hydra_main(cfg: DictConfig) -> float | None:
     return main(cfg)
+
+
+def cli() -> None:
+    """The ``transferlab`` console command (and ``python run.py`` in a checkout): overrides Hydra's parser
+    rejects and Ctrl-C outside a run are one line too."""
+    message = entry_checks.parse_errors(sys.argv[1:])
+    if message:
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_sigint)
+    try:
+        _hydra_main()
+    except KeyboardInterrupt:
+        print("interrupted: Ctrl-C", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)

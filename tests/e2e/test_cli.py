@@ -96,6 +96,30 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_latest_image(tmp_path, content_path,
         time.sleep(0.5)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
-    assert "Traceback" not in stderr
+    assert "Traceback" not in stderr and process.returncode == 130
+    assert f"interrupted: Ctrl-C: latest image {run_dir / 'final.png'}" in stderr
     assert images.load_image(run_dir / "final.png").shape[-1] == 32
     assert not [p for p in run_dir.rglob(".*") if p.is_file() and p.suffix == ".tmp"]
+
+
+def test_sweep_goes_on_past_a_failed_job_marks_it_and_exits_non_zero(tmp_path, content_path, style_path):
+    sweep_dir = tmp_path / "sweep"
+    result = run_cli(
+        "-m",
+        *stylize_args(content_path, style_path, "task.init=content,nosie", f"hydra.sweep.dir={sweep_dir}"),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert (sweep_dir / "0" / "final.png").is_file()
+    assert "task.init" in (sweep_dir / "1" / "error.txt").read_text()
+    assert "1 job(s) of the sweep failed: 1" in result.stderr
+    assert Image.open(sweep_dir / "contact_sheet.png").width == 2 * 256
+
+
+def test_occupied_run_dir_is_refused_and_left_alone(tmp_path, content_path, style_path):
+    run_dir = tmp_path / "run"
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / "final.png").write_bytes(b"an earlier run")
+    result = run_cli(*stylize_args(content_path, style_path, f"hydra.run.dir={run_dir}"), cwd=tmp_path)
+    assert result.returncode == 2 and "already holds a run" in result.stderr
+    assert (run_dir / "final.png").read_bytes() == b"an earlier run" and not list((run_dir / ".hydra").iterdir())

@@ -1,7 +1,11 @@
 """The pinned-URL fetcher against an HTTP server on 127.0.0.1: no test touches the network."""
 
+import contextlib
 import hashlib
+import os
+import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -25,6 +29,18 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(BODY[: len(BODY) // 2])
             self.wfile.flush()
             self.connection.close()
+            return
+        if self.path.startswith("/huge"):
+            # Streams past any limit; /huge-unannounced sends no Content-Length.
+            self.send_response(200)
+            if self.path == "/huge.png":
+                self.send_header("Content-Length", str(100 * 2**20))
+            self.end_headers()
+            try:
+                for _ in range(100):
+                    self.wfile.write(b"x" * 2**20)
+            except OSError:
+                pass  # the client stopped at its limit
             return
         if self.path == "/missing.png":
             self.send_error(404)
@@ -59,7 +75,7 @@ def test_pinned_url_is_downloaded_once_and_cached(server, tmp_path):
 
 
 def test_checksum_mismatch_leaves_nothing_in_the_cache(server, tmp_path):
-    with pytest.raises(FetchError, match=r"task.content: could not fetch .*invalid hash value"):
+    with pytest.raises(FetchError, match=r"task.content: http://127.0.0.1:\d+/image.png does not match its checksum"):
         fetch.resolve(f"{server}/image.png#sha256={'0' * 64}", "task.content", tmp_path)
     assert list(tmp_path.iterdir()) == []
 
@@ -85,3 +101,70 @@ def test_unpinned_url_is_refused():
 
 def test_local_paths_pass_through(tmp_path):
     assert fetch.resolve(str(tmp_path / "a.jpg"), "task.style") == tmp_path / "a.jpg"
+
+
+@pytest.fixture
+def silent_server():
+    """Accepts connections and never answers (issue 10, item 3)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    accepted = []
+    stop = threading.Event()
+
+    def accept():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                accepted.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for conn in accepted:
+        conn.close()
+    listener.close()
+
+
+def test_silent_server_times_out_in_one_line_and_leaves_nothing(silent_server, tmp_path):
+    start = time.monotonic()
+    with pytest.raises(FetchError) as error:
+        fetch.resolve(f"{silent_server}/image.png#sha256={SHA}", "task.style", tmp_path, timeout_s=0.5)
+    assert time.monotonic() - start < 10
+    message = str(error.value)
+    assert "did not answer within fetch.timeout_s=0.5 s" in message and "\n" not in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_configured_timeout_applies_to_every_download(silent_server, tmp_path):
+    limits = fetch.limits()
+    fetch.configure(0.3, 1)
+    try:
+        with pytest.raises(FetchError, match="fetch.timeout_s=0.3 s"):
+            fetch.resolve(f"{silent_server}/image.png#sha256={SHA}", "task.style", tmp_path)
+    finally:
+        fetch.configure(*limits)
+
+
+@pytest.mark.parametrize("name", ["huge.png", "huge-unannounced.png"])
+def test_download_stops_at_the_size_limit_and_leaves_nothing(server, tmp_path, name):
+    with pytest.raises(FetchError, match=r"larger than the fetch.max_mb=2 MB limit"):
+        fetch.resolve(f"{server}/{name}#sha256={SHA}", "task.style", tmp_path, max_mb=2)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stale_partial_files_are_cleared_and_fresh_ones_kept(server, tmp_path):
+    stale, fresh = tmp_path / ".old.png.abc.partial", tmp_path / ".live.png.def.partial"
+    stale.write_bytes(b"left by a killed download")
+    fresh.write_bytes(b"another process is writing this")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    fetch.resolve(f"{server}/image.png#sha256={SHA}", "task.style", tmp_path)
+    assert not stale.exists() and fresh.exists()
+
+
+@pytest.mark.parametrize("source", ["s3://bucket/a.png", "file:///etc/passwd", "ftp://host/a.png"])
+def test_other_url_schemes_are_refused(source):
+    with pytest.raises(ConfigError, match="only local paths and pinned https:// or http:// URLs"):
+        fetch.resolve(source, "task.style")

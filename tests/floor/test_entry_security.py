@@ -1,0 +1,138 @@
+"""Issue 10 at the floor and the entry: no pickle runs code, one-line errors, run directories."""
+
+from __future__ import annotations
+
+import errno
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers import compose_cfg
+from transferlab import backbone, entry_checks, main, rundir
+from transferlab.errors import ConfigError, WeightsError
+
+
+class Evil:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "pwned"))
+
+
+@pytest.fixture
+def evil_file(tmp_path):
+    marker = tmp_path / "marker"
+    path = tmp_path / "served" / "evil.ckpt"
+    path.parent.mkdir()
+    torch.save({"state_dict": Evil(marker)}, path)
+    return path, marker
+
+
+def test_url_ckpt_path_is_refused_before_anything_is_fetched(evil_file, tmp_path):
+    path, marker = evil_file
+    handler = partial(SimpleHTTPRequestHandler, directory=str(path.parent))
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/evil.ckpt"
+        cfg = compose_cfg("experiment=vangogh", "model.weights=null", f"ckpt_path={url}")
+        with pytest.raises(WeightsError, match="checkpoints are loaded from local files only") as error:
+            main.run_task(cfg, tmp_path / "run")
+        assert "\n" not in str(error.value)
+    finally:
+        httpd.shutdown()
+    assert not marker.exists()
+
+
+def test_malicious_pickle_in_the_torch_hub_cache_never_runs(evil_file, tmp_path, monkeypatch):
+    path, marker = evil_file
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(path.read_bytes())
+    with pytest.raises(WeightsError, match="loads safely") as error:
+        backbone.build_features("vgg19", "IMAGENET1K_V1")
+    assert "\n" not in str(error.value) and not marker.exists()
+
+
+@pytest.mark.parametrize("value", ["s3://bucket/x.ckpt", "https://h/x.ckpt#sha256=" + "0" * 64])
+def test_other_ckpt_schemes_are_refused(value):
+    with pytest.raises(WeightsError, match="local files only"):
+        entry_checks.ckpt_path(value)
+
+
+@pytest.mark.parametrize(
+    "arg", ["task.content=https://x/y.png#sha256=abc", "task.content=/a/b (1).png", "task.style=/a/it's #1.png"]
+)
+def test_unparsable_override_is_one_line_with_a_quoted_form_that_parses(arg):
+    import shlex
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    message = entry_checks.parse_errors([arg])
+    assert message and "\n" not in message
+    (suggested,) = shlex.split(message.rsplit("write ", 1)[1])
+    assert OverridesParser.create().parse_override(suggested).value() == arg.partition("=")[2]
+
+
+def test_merged_or_deleted_layer_sets_are_one_line():
+    cfg = compose_cfg("layers.style={}")
+    with pytest.raises(ConfigError, match=r"changes nothing; .*'~layers.style' '\+layers.style=\{\}'"):
+        entry_checks.overrides(cfg, ["layers.style={}"])
+    with pytest.raises(ConfigError, match="keeps the others"):
+        entry_checks.overrides(compose_cfg("layers.style={relu1_1: 1}"), ["layers.style={relu1_1: 1}"])
+    entry_checks.overrides(compose_cfg("~layers.style", "+layers.style={relu1_1: 1}"), ["+layers.style={relu1_1: 1}"])
+    cfg = compose_cfg("~layers.style")
+    with pytest.raises(Exception) as error:
+        cfg.layers.style  # noqa: B018
+    assert entry_checks.deleted_key(error.value, ["~layers.style"]).startswith("~layers.style deleted layers.style")
+
+
+def test_directory_holding_a_run_is_refused_unless_continued(tmp_path):
+    run = tmp_path / "run"
+    assert rundir.refusal(run, None, "hydra.run.dir") is None
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "final.png").write_bytes(b"x")
+    assert "already holds a run" in rundir.refusal(run, None, "hydra.run.dir")
+    assert rundir.refusal(run, str(run / "checkpoints" / "last.ckpt"), "hydra.run.dir") is None
+    assert "already holds a run" in rundir.refusal(run, str(tmp_path / "other.ckpt"), "hydra.run.dir")
+
+
+def test_default_run_dir_is_unique_per_process():
+    text = (Path(main.CONFIGS) / "config.yaml").read_text()
+    assert "%f" in text and "transferlab_pid" in text
+
+
+def test_full_disk_is_one_line_and_leaves_no_empty_files(tmp_path, monkeypatch, capsys):
+    def full(cfg, output_dir):
+        (output_dir / "run.log").touch()
+        raise OSError(errno.ENOSPC, "No space left on device", str(output_dir / "final.png"))
+
+    class Hydra:
+        class runtime:  # noqa: N801
+            output_dir = str(tmp_path)
+
+        class overrides:  # noqa: N801
+            task: list[str] = []
+
+        class job:  # noqa: N801
+            num = 0
+
+        mode = None
+
+    monkeypatch.setattr(main.HydraConfig, "get", staticmethod(lambda: Hydra))
+    monkeypatch.setattr(main, "run_task", full)
+    with pytest.raises(SystemExit) as exit_:
+        main.main(compose_cfg())
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"error: no space left on device writing {tmp_path / 'final.png'}; the run stopped "
+        "(free space there, or write the run elsewhere with hydra.run.dir=...)"
+    ]
+    assert not (tmp_path / "run.log").exists() and (tmp_path / "error.txt").read_text().startswith("no space")
