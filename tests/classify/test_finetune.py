@@ -212,3 +212,13 @@ def test_gif_is_a_dataset_image(tmp_path: Path) -> None:
     make_dataset(tmp_path, {"train": 2, "val": 1})
     make_image(tmp_path / "train" / "ants" / "extra.gif")
     assert len(load(tmp_path).train) == 5
+
+
+def test_an_empty_validation_split_is_refused_before_training(tmp_path: Path) -> None:
+    """A flat layout with one image per class leaves nothing to hold out (issue 10, item 9)."""
+    root = tmp_path / "flat"
+    for c, name in enumerate(CLASSES):
+        make_image(root / name / "0.png", seed=c)
+    with pytest.raises(DataError, match="the val split of .* has no images; add a val/ folder") as error:
+        load(root)
+    assert "\n" not in str(error.value)

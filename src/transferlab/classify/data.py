@@ -199,6 +199,14 @@ def load(data: DictConfig, seed: int) -> Splits:
             seed,
         )
     test = load_split(root / "test", classes, data) if (root / "test").is_dir() else None
+    fixes = {
+        "train": f"add images to {train_dir}/<class>/",
+        "val": f"add a val/ folder to {root}, or at least 2 images per class for data.val_fraction to hold one out",
+        "test": f"add images to {root / 'test'}/<class>/ or remove the folder",
+    }
+    for name, split in (("train", train_set), ("val", val), ("test", test)):
+        if split is not None and len(split) == 0:
+            raise DataError(f"the {name} split of {root} has no images; {fixes[name]}")
     return Splits(classes, train_set, val, test, train_targets)
 
 
