@@ -142,7 +142,7 @@ def test_config_errors_before_any_work(tmp_path: Path) -> None:
 def test_foreign_checkpoints_are_refused(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"not a checkpoint")
-    with pytest.raises(WeightsError, match="not a checkpoint that loads safely"):
+    with pytest.raises(WeightsError, match="not a readable PyTorch state dict or checkpoint that loads safely"):
         classifier.read_checkpoint(garbage)
     other = tmp_path / "other.ckpt"
     torch.save({"state_dict": {}, "hyper_parameters": {"lr": 1}}, other)
