@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from transferlab import backbone, checks
 from transferlab.errors import ConfigError
 from transferlab.fast.networks import ARCHS, MIN_SIZE
+from transferlab.style.settings import layer_sets
 from transferlab.trainer import TrainerSettings
 
 COLORS = ("none", "luminance", "histogram")
@@ -77,13 +78,9 @@ class TrainSettings:
         task, data, model, loss, opt = cfg.task, cfg.data, cfg.model, cfg.loss, cfg.optimizer
         checks.choice(opt.name, ["adam"], "optimizer.name")
         arch = model.arch
-        backbone.check_arch(arch)
-        content = checks.layer_weights(cfg.layers.content, "layers.content")
-        style = checks.layer_weights(cfg.layers.style, "layers.style")
-        if not content and not style:
-            raise ConfigError("layers.content and layers.style are both empty; name at least one layer")
-        backbone.check_layers(arch, content, "layers.content")
-        backbone.check_layers(arch, style, "layers.style")
+        if arch not in backbone.ARCHS:
+            raise ConfigError(f"model.arch={arch!r} is not supported; choose one of {', '.join(backbone.ARCHS)}")
+        content, style = layer_sets(cfg, arch)
         crop = checks.at_least(data.crop, 16, "data.crop")
         resize = None if data.resize is None else checks.at_least(data.resize, crop, "data.resize")
         betas = tuple(checks.number(b, "optimizer.betas") for b in opt.betas)
