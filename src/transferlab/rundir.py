@@ -5,6 +5,7 @@ its error is reused."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,8 @@ def _refuse(message: str) -> None:
 
 class FreshRunDir(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if os.environ.get("LOCAL_RANK", "0") != "0":
+            return  # a DDP worker Lightning started: it joins the run its rank 0 began in this directory
         directory = _directory(config, "hydra.run.dir")
         if directory is not None:
             message = refusal(directory, OmegaConf.select(config, "ckpt_path", default=None), "hydra.run.dir")
