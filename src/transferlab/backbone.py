@@ -22,6 +22,7 @@ from transferlab.errors import FetchError, WeightsError
 # Convolutions per block; these are torchvision's configurations "D" and "E".
 BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
 ARCHS = tuple(BLOCKS)
+POOLINGS = ("max", "avg")
 _TORCHVISION_CFG = {"vgg16": "D", "vgg19": "E"}
 
 
@@ -59,6 +60,50 @@ def min_side(arch: str, layers: Iterable[str]) -> int:
 def weight_names(arch: str) -> list[str]:
     """torchvision's weight names for ``arch`` (``DEFAULT`` included)."""
     return [w.name for w in models.get_model_weights(arch)] + ["DEFAULT"]
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """``model.*`` checked: which VGG, its weights (a torchvision name, a file, or None for random),
+    pooling, input normalization (auto: the weights' own) and the scale of its features."""
+
+    arch: str
+    weights: str | None
+    pooling: str
+    normalization: str
+    feature_scale: float
+
+
+FREEZE_WORDS = ("features", "all")
+
+
+def frozen_modules(arch: str, freeze: int | str) -> tuple[int, bool]:
+    """How many ``features`` modules of the whole VGG to freeze from the input, and whether the
+    classifier's hidden layers are frozen too: ``freeze`` is a number of conv layers, a layer name
+    (that layer and all before it), ``features`` (every conv layer) or ``all`` (all but the last layer).
+    A ValueError names what is valid."""
+    names = layer_names(arch)
+    convs = [i for i, name in enumerate(names) if name.startswith("conv")]
+    if freeze == "all":
+        return len(names), True
+    if freeze == "features":
+        return len(names), False
+    if isinstance(freeze, int) and not isinstance(freeze, bool):
+        if not 0 <= freeze <= len(convs):
+            raise ValueError(f"{freeze} is out of range; {arch} has {len(convs)} conv layers (0-{len(convs)})")
+        return (convs[freeze - 1] + 1 if freeze else 0), False
+    if freeze in names:
+        return names.index(freeze) + 1, False
+    raise ValueError(
+        f"{freeze!r} is invalid; give a number of conv layers (0-{len(convs)}), "
+        f"{' or '.join(FREEZE_WORDS)}, or a layer name: {', '.join(names)}"
+    )
+
+
+def all_convs_frozen(arch: str, freeze: int | str) -> bool:
+    """Whether ``freeze`` leaves no conv layer trainable (then the features before the classifier are fixed)."""
+    last_conv = max(i for i, name in enumerate(layer_names(arch)) if name.startswith("conv"))
+    return frozen_modules(arch, freeze)[0] > last_conv
 
 
 @dataclass(frozen=True)

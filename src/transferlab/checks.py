@@ -56,20 +56,10 @@ def layer_weights(weights: Mapping[str, Any] | None, key: str) -> dict[str, floa
     return {layer: w / total for layer, w in weights.items() if w > 0}
 
 
-def flat(cfg: DictConfig, keys: Iterable[str]) -> dict[str, Any]:
-    """``{"group.key": value}`` for the given top-level groups, values as TensorBoard hparams accept them."""
-    out: dict[str, Any] = {}
-
-    def walk(prefix: str, node: Any) -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                walk(f"{prefix}.{k}", v)
-        else:
-            out[prefix] = node if isinstance(node, (int, float, str, bool)) else str(node)
-
-    for key in keys:
-        walk(key, OmegaConf.to_container(cfg[key], resolve=True))
-    return out
+def hparams(cfg: DictConfig, keys: Iterable[str]) -> dict[str, Any]:
+    """The given top-level keys as plain nested values; Lightning's logger flattens them (``task/lr``)
+    and turns what TensorBoard cannot show into strings."""
+    return OmegaConf.to_container(OmegaConf.masked_copy(cfg, list(keys)), resolve=True)  # type: ignore[return-value]
 
 
 def vgg_layers(arch: str, layers: Iterable[str], key: str) -> None:
@@ -78,6 +68,24 @@ def vgg_layers(arch: str, layers: Iterable[str], key: str) -> None:
     for layer in layers:
         if layer not in valid:
             raise ConfigError(f"{key}: layer {layer!r} does not exist in {arch}; valid names are {', '.join(valid)}")
+
+
+def model_settings(model: DictConfig) -> backbone.ModelSettings:
+    """``model.*``: an architecture we know, weights that exist for it, a pooling and a normalization."""
+    arch = model.arch
+    if arch not in backbone.ARCHS:
+        raise ConfigError(f"model.arch={arch!r} is not supported; choose one of {', '.join(backbone.ARCHS)}")
+    weights = None if model.weights is None else str(model.weights)
+    if weights is not None and not backbone.is_weights_file(weights) and weights not in backbone.weight_names(arch):
+        choices = [*backbone.weight_names(arch), "a path to a .pth state dict", "null (random)"]
+        raise ConfigError(f"model.weights={weights!r} is not a {arch} weight set; choose one of {choices}")
+    return backbone.ModelSettings(
+        arch,
+        weights,
+        choice(model.pooling, backbone.POOLINGS, "model.pooling"),
+        choice(model.normalization, ["auto", *backbone.NORMALIZATIONS], "model.normalization"),
+        positive(model.feature_scale, "model.feature_scale"),
+    )
 
 
 def runtime_settings(cfg: DictConfig) -> RuntimeSettings:

@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urldefrag, urlparse
 
-from transferlab.errors import ConfigError, FetchError
+from transferlab.errors import FetchError
 
 # Defaults of the config keys fetch.timeout_s and fetch.max_mb (configs/config.yaml); the entry applies
 # the configured values with ``configure`` so that every download of the run uses them.
@@ -69,7 +69,7 @@ def pinned(source: str, key: str) -> tuple[str, str]:
     url, fragment = urldefrag(source)
     name, _, digest = fragment.partition("=")
     if name != "sha256" or len(digest) != 64:
-        raise ConfigError(
+        raise FetchError(
             f"{key}={source!r}: a URL must be pinned by its checksum, as URL#sha256=<64 hex digits>, "
             "so that what is downloaded can be verified"
         )
@@ -172,7 +172,7 @@ def resolve(
     (``timeout_s`` and ``max_mb`` default to the run's ``fetch.timeout_s`` and ``fetch.max_mb``)."""
     if not is_url(source):
         if has_scheme(source):
-            raise ConfigError(
+            raise FetchError(
                 f"{key}={source!r}: only local paths and pinned https:// or http:// URLs are read; "
                 "download it and pass its path"
             )

@@ -131,30 +131,31 @@ def fits_in(image: Tensor, size: int) -> Tensor:
     return image if max(image.shape[-2:]) <= size else resize_long_side(image, size)
 
 
-def confusion_image(counts: Tensor, classes: list[str]) -> Image.Image:
-    """A confusion matrix drawn as a table: row = true class, column = predicted class; each cell
-    shows its count, shaded by its share of the row (so the diagonal shows per-class accuracy)."""
-    n = len(classes)
-    cell = max(20, min(48, 960 // max(n, 1)))
-    labels = [f"{i}: {name}" for i, name in enumerate(classes)]
-    left = 12 + 6 * max(len(label) for label in labels)
-    top = 40
-    title = "rows: true class, columns: predicted"
-    image = Image.new("RGB", (max(left + cell * n + 10, 10 + 6 * len(title)), top + cell * n + 10), "white")
+def shaded_table(
+    values: list[list[str]], shades: list[list[float]], rows: list[str], columns: list[str], title: str
+) -> Image.Image:
+    """A table of ``values`` with row and column labels, each cell shaded blue by its ``shades`` entry
+    in [0, 1] (white text on the darker half), in the bundled font, readable at full size."""
+    font = label_font(240)
+    size = getattr(font, "size", 16)
+    cell = max(3 * size, max(font.getlength(text) for row in values for text in row) + size)
+    column_width = max(cell, max(font.getlength(name) for name in columns) + size)
+    left = max(font.getlength(name) for name in rows) + size
+    top = 3 * size
+    width = round(max(left + column_width * len(columns), font.getlength(title) + size)) + size
+    image = Image.new("RGB", (width, round(top + cell * len(rows)) + size), "white")
     draw = ImageDraw.Draw(image)
-    draw.text((4, 4), title, fill="black")
-    rows = counts.double().cpu()
-    shares = rows / rows.sum(dim=1, keepdim=True).clamp(min=1)
-    for j in range(n):
-        draw.text((left + j * cell + cell // 2 - 3, top - 14), str(j), fill="black")
-    for i in range(n):
+    draw.text((size // 2, size // 4), title, fill="black", font=font)
+    for j, name in enumerate(columns):
+        draw.text((left + j * column_width + size // 2, top - 1.4 * size), name, fill="black", font=font)
+    for i, name in enumerate(rows):
         y = top + i * cell
-        draw.text((4, y + cell // 2 - 6), labels[i], fill="black")
-        for j in range(n):
-            x = left + j * cell
-            share = float(shares[i, j])
+        draw.text((size // 2, y + cell / 2 - size / 2), name, fill="black", font=font)
+        for j, (text, share) in enumerate(zip(values[i], shades[i])):
+            x = left + j * column_width
             shade = round(255 * (1 - share))
-            draw.rectangle([x, y, x + cell - 1, y + cell - 1], fill=(shade, shade, 255), outline=(200, 200, 200))
-            text = str(int(rows[i, j]))
-            draw.text((x + 3, y + cell // 2 - 6), text, fill="white" if share > 0.5 else "black")
+            draw.rectangle([x, y, x + column_width - 1, y + cell - 1], fill=(shade, shade, 255), outline=(200,) * 3)
+            draw.text(
+                (x + size / 2, y + cell / 2 - size / 2), text, fill="white" if share > 0.5 else "black", font=font
+            )
     return image

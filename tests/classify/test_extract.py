@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from helpers import CLASSES, compose_cfg
-from transferlab import main
+from transferlab import images, main
 from transferlab.classify import data
 from transferlab.classify import module as classifier
 
@@ -31,7 +31,7 @@ def test_extract_named_layers_from_checkpoint(trained: Path, dataset: Path, tmp_
     # Rows follow the files: the logits of fc8 are the classifier's own.
     module = classifier.load(trained / "checkpoints" / "best.ckpt")
     batch = torch.stack(
-        [data.eval_transform(36, 32)(classifier.images.open_rgb(dataset / "val" / f)) for f in saved["files"]]
+        [data.eval_transform(36, 32)(images.open_rgb(dataset / "val" / f)) for f in saved["files"]]
     )
     with torch.no_grad():
         torch.testing.assert_close(saved["layers"]["fc8"], module(batch), atol=1e-4, rtol=1e-4)

@@ -9,11 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.functional.classification import multiclass_confusion_matrix
 
 from helpers import CLASSES, FAST, compose_cfg, make_dataset, make_image
-from transferlab import main
-from transferlab.classify import data, finetune, metrics
+from transferlab import backbone, main
+from transferlab.classify import data, metrics, settings
 from transferlab.classify import module as classifier
+from transferlab.classify.settings import FinetuneSettings
 from transferlab.errors import ConfigError, DataError, WeightsError
 
 # Pure functions ---------------------------------------------------------------------------------
@@ -22,24 +25,34 @@ from transferlab.errors import ConfigError, DataError, WeightsError
 def test_accuracy_micro_and_macro_differ_on_imbalanced_data() -> None:
     targets = torch.tensor([0] * 8 + [1] * 2)
     preds = torch.zeros(10, dtype=torch.long)  # always class 0
-    counts = metrics.confusion_matrix(preds, targets, 2)
+    counts = multiclass_confusion_matrix(preds, targets, 2)
     assert counts.tolist() == [[8, 0], [2, 0]]
     acc = metrics.accuracies(counts, ["a", "b"])
     assert acc == {"acc_micro": 0.8, "acc_macro": 0.5, "acc_a": 1.0, "acc_b": 0.0}
 
 
+def test_macro_accuracy_leaves_out_classes_without_samples_unlike_torchmetrics() -> None:
+    """A class with no samples but false positives: torchmetrics counts it as 0 in the macro mean, we
+    leave it out (the mean of the recalls of the classes that have samples)."""
+    targets = torch.tensor([0, 0, 1, 1])
+    preds = torch.tensor([0, 2, 1, 1])  # class 2 has no samples, one false positive
+    ours = metrics.accuracies(multiclass_confusion_matrix(preds, targets, 3), ["a", "b", "c"])["acc_macro"]
+    theirs = float(MulticlassAccuracy(3, average="macro")(preds, targets))
+    assert ours == pytest.approx(0.75) and theirs == pytest.approx(0.5)
+
+
 def test_freeze_by_count_name_and_word() -> None:
-    names = classifier.backbone.layer_names("vgg16")
-    assert classifier.frozen_modules("vgg16", 0) == (0, False)
-    assert classifier.frozen_modules("vgg16", 1) == (1, False)  # conv1_1 only
-    assert classifier.frozen_modules("vgg16", "conv4_3") == (names.index("conv4_3") + 1, False)
-    assert classifier.frozen_modules("vgg16", 10) == classifier.frozen_modules("vgg16", "conv4_3")
-    assert classifier.frozen_modules("vgg16", "features") == (len(names), False)
-    assert classifier.frozen_modules("vgg16", "all") == (len(names), True)
-    with pytest.raises(ConfigError, match="conv layers"):
-        classifier.frozen_modules("vgg16", 14)
-    with pytest.raises(ConfigError, match="conv4_4"):  # vgg16 has no conv4_4; the message lists names
-        classifier.frozen_modules("vgg16", "conv4_4")
+    names = backbone.layer_names("vgg16")
+    assert backbone.frozen_modules("vgg16", 0) == (0, False)
+    assert backbone.frozen_modules("vgg16", 1) == (1, False)  # conv1_1 only
+    assert backbone.frozen_modules("vgg16", "conv4_3") == (names.index("conv4_3") + 1, False)
+    assert backbone.frozen_modules("vgg16", 10) == backbone.frozen_modules("vgg16", "conv4_3")
+    assert backbone.frozen_modules("vgg16", "features") == (len(names), False)
+    assert backbone.frozen_modules("vgg16", "all") == (len(names), True)
+    with pytest.raises(ValueError, match="conv layers"):
+        backbone.frozen_modules("vgg16", 14)
+    with pytest.raises(ValueError, match="conv4_4"):  # vgg16 has no conv4_4; the message lists names
+        backbone.frozen_modules("vgg16", "conv4_4")
 
 
 def test_stratified_split_is_per_class_and_seeded() -> None:
@@ -52,10 +65,10 @@ def test_stratified_split_is_per_class_and_seeded() -> None:
 
 
 def test_balanced_class_weights() -> None:
-    assert finetune.class_weights("balanced", ["a", "b"], [0, 0, 0, 1]) == [4 / 6, 2.0]
-    assert finetune.class_weights([1, 3], ["a", "b"], [0, 1]) == [1.0, 3.0]
+    assert settings.class_weights("balanced", ["a", "b"], [0, 0, 0, 1]) == [4 / 6, 2.0]
+    assert settings.class_weights((1.0, 3.0), ["a", "b"], [0, 1]) == [1.0, 3.0]
     with pytest.raises(ConfigError, match="one weight per class"):
-        finetune.class_weights([1], ["a", "b"], [0, 1])
+        settings.class_weights((1.0,), ["a", "b"], [0, 1])
 
 
 def test_every_finetune_config_composes() -> None:
@@ -72,7 +85,8 @@ def test_every_finetune_config_composes() -> None:
         cfg = compose_cfg(*overrides)
         assert cfg.task.name in ("finetune", "predict", "export", "extract")
     cfg = compose_cfg("task=finetune")
-    assert cfg.optimizer.name == "sgd" and cfg.optimizer.lr == cfg.task.lr and cfg.scheduler.name == "cosine"
+    assert cfg.optimizer.name == "sgd" and "lr" not in cfg.optimizer and cfg.scheduler.name == "cosine"
+    assert FinetuneSettings.from_cfg(compose_cfg(*FAST, "task.lr=0.05", "data.root=x")).optimizer.lr == 0.05  # one home: task.lr
     assert compose_cfg().optimizer.name == "lbfgs"  # stylize keeps its optimizer
     assert compose_cfg("experiment=hymenoptera").scheduler.name == "step"
 
@@ -82,7 +96,7 @@ def test_every_finetune_config_composes() -> None:
 
 def load(root: Path, *overrides: str) -> data.Splits:
     cfg = compose_cfg("task=finetune", f"data.root={root}", *overrides)
-    return data.load(cfg.data, cfg.seed)
+    return data.load(settings.data_settings(cfg.data), cfg.seed)
 
 
 def test_missing_root(tmp_path: Path) -> None:
@@ -136,7 +150,7 @@ def test_config_errors_before_any_work(tmp_path: Path) -> None:
         ("task.dropout=1.5", "task.dropout=1.5 is invalid"),
     ]:
         with pytest.raises(ConfigError, match=match):
-            finetune.check(compose_cfg(*FAST, f"data.root={tmp_path}", override))
+            FinetuneSettings.from_cfg(compose_cfg(*FAST, f"data.root={tmp_path}", override))
 
 
 def test_foreign_checkpoints_are_refused(tmp_path: Path) -> None:
@@ -202,10 +216,10 @@ def test_resume_matches_an_uninterrupted_run(trained: Path, dataset: Path, tmp_p
 
 def test_resume_refuses_other_classes(trained: Path, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="trained on 2 classes"):
-        finetune.check_resume(str(trained / "checkpoints" / "last.ckpt"), "vgg16", ["a", "b", "c"])
+        settings.check_resume(trained / "checkpoints" / "last.ckpt", "vgg16", ["a", "b", "c"])
     # best.ckpt is weights only (smaller): resuming from it is refused in one line.
     with pytest.raises(ConfigError, match="holds weights only .*resume from checkpoints/last.ckpt"):
-        finetune.check_resume(str(trained / "checkpoints" / "best.ckpt"), "vgg16", list(CLASSES))
+        settings.check_resume(trained / "checkpoints" / "best.ckpt", "vgg16", list(CLASSES))
 
 
 def test_gif_is_a_dataset_image(tmp_path: Path) -> None:

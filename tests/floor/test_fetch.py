@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from transferlab import fetch
-from transferlab.errors import ConfigError, FetchError
+from transferlab.errors import FetchError
 
 BODY = b"\x89PNG pretend image bytes" * 100
 
@@ -95,7 +95,7 @@ def test_corrupted_cache_entry_is_fetched_again(server, tmp_path):
 
 
 def test_unpinned_url_is_refused():
-    with pytest.raises(ConfigError, match="must be pinned"):
+    with pytest.raises(FetchError, match="must be pinned"):
         fetch.resolve("https://example.org/a.jpg", "task.style")
 
 
@@ -166,5 +166,5 @@ def test_stale_partial_files_are_cleared_and_fresh_ones_kept(server, tmp_path):
 
 @pytest.mark.parametrize("source", ["s3://bucket/a.png", "file:///etc/passwd", "ftp://host/a.png"])
 def test_other_url_schemes_are_refused(source):
-    with pytest.raises(ConfigError, match="only local paths and pinned https:// or http:// URLs"):
+    with pytest.raises(FetchError, match="only local paths and pinned https:// or http:// URLs"):
         fetch.resolve(source, "task.style")

@@ -14,15 +14,15 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension
 from torchvision.transforms import v2
 
-from transferlab import backbone, images
+from transferlab import images
 from transferlab.classify import feature_cache
+from transferlab.classify.settings import Augment, DataSettings, ImagesIn
 from transferlab.errors import DataError, ImageError
 
 log = logging.getLogger(__name__)
@@ -33,24 +33,12 @@ SHOWN = 5  # bad files named in a message
 # and predict alike, reads the same files.
 EXTENSIONS = (*IMG_EXTENSIONS, ".gif")
 
-# torchvision's VGG weights: resize the short side to 256, center crop 224.
-DEFAULT_RESIZE, DEFAULT_CROP = 256, 224
-
-
-def preprocessing(arch: str, weights: str | None, resize: int | None, crop: int | None) -> dict[str, int]:
-    """Eval resize and crop sizes: the config's where set, else those of torchvision weights."""
-    if weights is not None and not backbone.is_weights_file(weights) and (resize is None or crop is None):
-        spec = backbone.torchvision_weights(arch, weights).transforms()
-        resize = resize or spec.resize_size[0]
-        crop = crop or spec.crop_size[0]
-    return {"resize": resize or DEFAULT_RESIZE, "crop": crop or DEFAULT_CROP}
-
 
 def eval_transform(resize: int, crop: int) -> v2.Compose:
     return v2.Compose([v2.ToImage(), v2.Resize(resize), v2.CenterCrop(crop), v2.ToDtype(torch.float32, scale=True)])
 
 
-def train_transform(augment: DictConfig, resize: int, crop: int) -> v2.Compose:
+def train_transform(augment: Augment, resize: int, crop: int) -> v2.Compose:
     if augment.random_resized_crop:
         steps: list[Any] = [v2.RandomResizedCrop(crop, scale=tuple(augment.scale))]
     else:
@@ -117,7 +105,7 @@ class Folder(ImageFolder):
         return self.given, {name: i for i, name in enumerate(self.given)}
 
 
-def load_split(directory: Path, classes: list[str] | None, data: DictConfig) -> Folder:
+def load_split(directory: Path, classes: list[str] | None, data: DataSettings) -> Folder:
     """One split's images, with unreadable files reported and skipped; empty class folders are errors."""
     present = class_folders(directory)
     classes = classes or present
@@ -155,18 +143,26 @@ def stratified_split(targets: list[int], fraction: float, seed: int) -> tuple[li
 
 @dataclass
 class Splits:
-    """Untransformed datasets of (PIL image, class index) and the class names."""
+    """Untransformed datasets of (PIL image, class index), the class names, and each split's
+    (path, class index) in dataset order."""
 
     classes: list[str]
     train: Dataset
     val: Dataset
     test: Dataset | None
-    train_targets: list[int]
+    files: dict[str, list[tuple[str, int]]]
+
+    @property
+    def train_targets(self) -> list[int]:
+        return [target for _, target in self.files["train"]]
+
+    def __len__(self) -> int:
+        return sum(len(files) for files in self.files.values())
 
 
-def load(data: DictConfig, seed: int) -> Splits:
+def load(data: DataSettings, seed: int) -> Splits:
     """The dataset under ``data.root`` in either layout (see configs/data/imagefolder.yaml)."""
-    root = Path(str(data.root)).expanduser()
+    root = data.root
     if not root.is_dir():
         raise DataError(f"data.root={root} does not exist or is not a folder; point it at an ImageFolder dataset")
     train_dir = root / "train" if (root / "train").is_dir() else root
@@ -181,7 +177,7 @@ def load(data: DictConfig, seed: int) -> Splits:
     if (root / "val").is_dir():
         val: Dataset = load_split(root / "val", classes, data)
         train_set: Dataset = train
-        train_targets = train.targets
+        files = {"train": list(train.samples), "val": list(val.samples)}
     else:
         if not 0 < data.val_fraction < 1:
             raise DataError(
@@ -189,7 +185,7 @@ def load(data: DictConfig, seed: int) -> Splits:
             )
         train_idx, val_idx = stratified_split(train.targets, data.val_fraction, seed)
         train_set, val = Subset(train, train_idx), Subset(train, val_idx)
-        train_targets = [train.targets[i] for i in train_idx]
+        files = {"train": [train.samples[i] for i in train_idx], "val": [train.samples[i] for i in val_idx]}
         log.info(
             "split %s into %d train and %d val images (val_fraction %s, seed %d)",
             train_dir,
@@ -199,6 +195,8 @@ def load(data: DictConfig, seed: int) -> Splits:
             seed,
         )
     test = load_split(root / "test", classes, data) if (root / "test").is_dir() else None
+    if test is not None:
+        files["test"] = list(test.samples)
     fixes = {
         "train": f"add images to {train_dir}/<class>/",
         "val": f"add a val/ folder to {root}, or at least 2 images per class for data.val_fraction to hold one out",
@@ -207,7 +205,7 @@ def load(data: DictConfig, seed: int) -> Splits:
     for name, split in (("train", train_set), ("val", val), ("test", test)):
         if split is not None and len(split) == 0:
             raise DataError(f"the {name} split of {root} has no images; {fixes[name]}")
-    return Splits(classes, train_set, val, test, train_targets)
+    return Splits(classes, train_set, val, test, files)
 
 
 class Transformed(Dataset):
@@ -239,16 +237,16 @@ class EpochSampler(DistributedSampler):
 
 
 class ImageFolderData(pl.LightningDataModule):
-    """Batches of transformed images, or with ``cache_features`` of the frozen backbone's cached
-    features (see feature_cache), computed on the first request with the trainer's model."""
+    """Batches of transformed images, or with a ``feature_prefix`` (the model's own frozen modules, see
+    feature_cache) batches of their cached output, computed on the first request."""
 
     def __init__(
         self,
         splits: Splits,
-        data: DictConfig,
+        data: DataSettings,
         sizes: dict[str, int],
         seed: int,
-        cache_features: bool = False,
+        feature_prefix: nn.Module | None = None,
         cache_dir: Path | None = None,
     ) -> None:
         super().__init__()
@@ -258,21 +256,21 @@ class ImageFolderData(pl.LightningDataModule):
         self.train = Transformed(splits.train, train_transform(data.augment, sizes["resize"], sizes["crop"]), seed)
         self.val = Transformed(splits.val, evaluate, seed)
         self.test = Transformed(splits.test, evaluate, seed) if splits.test is not None else None
-        self.cache_features, self.cache_dir = cache_features, cache_dir
+        self.files = splits.files
+        self.feature_prefix, self.cache_dir = feature_prefix, cache_dir
         self.features: dict[str, feature_cache.Features] = {}
         self.cache_seconds = 0.0
 
     def dataset(self, split: str) -> Dataset:
         images = getattr(self, split)
-        if not self.cache_features:
+        if self.feature_prefix is None:
             return images
         if split not in self.features:
-            # Here, not in setup(): a resumed run has restored its weights by the time Lightning asks for data.
+            # Here, not in setup(): the prefix shares the model's modules, which a resumed run has restored
+            # and Lightning has moved to its device by the time it asks for data.
             start = time.perf_counter()
-            module = self.trainer.lightning_module
-            prefix = feature_cache.frozen_prefix(module.vgg, module.normalize)
             self.features[split] = feature_cache.load_or_compute(
-                images, prefix, self.batch_size, self.num_workers, module.device, self.cache_dir
+                images, self.files[split], self.feature_prefix, self.batch_size, self.num_workers, self.cache_dir
             )
             self.cache_seconds += time.perf_counter() - start
         return self.features[split]
@@ -325,3 +323,10 @@ def image_files(path: Path, max_bad_fraction: float, key: str, fraction_key: str
     if not files:
         raise DataError(f"{key}={path} has no readable images")
     return files
+
+
+def image_loader(source: ImagesIn, sizes: dict[str, int]) -> tuple[list[Path], DataLoader]:
+    """The readable images of ``source`` and batches of them, resized and cropped as in evaluation."""
+    files = image_files(source.source, source.max_bad_fraction, "task.input", "task.max_bad_fraction")
+    transform = eval_transform(sizes["resize"], sizes["crop"])
+    return files, DataLoader(ImageFiles(files, transform), source.batch_size, num_workers=source.num_workers)

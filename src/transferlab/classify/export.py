@@ -16,15 +16,12 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from transferlab import checks
 from transferlab.classify import module as classifier
-from transferlab.errors import ConfigError, ExportError
+from transferlab.classify.settings import ExportSettings
+from transferlab.errors import ExportError
 from transferlab.files import atomic_write, write_json
 
 log = logging.getLogger(__name__)
-
-# TorchScript is deprecated in current PyTorch (torch.jit warns): torch.export replaces it.
-FORMATS = ("export", "onnx")
 
 
 def export_program(network: nn.Module, example: Tensor, path: Path) -> Callable[[Tensor], Tensor]:
@@ -59,24 +56,19 @@ def export_onnx(network: nn.Module, example: Tensor, path: Path, opset: int) -> 
 
 def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     """Writes model.pt2 (torch.export), model.onnx and export.json into ``output_dir``."""
-    task = cfg.task
-    formats = list(task.formats)
-    for name in formats:
-        checks.choice(name, FORMATS, "task.formats")
-    atol, rtol = checks.non_negative(task.atol, "task.atol"), checks.non_negative(task.rtol, "task.rtol")
-    if not cfg.ckpt_path:
-        raise ConfigError("task=export needs ckpt_path=<a finetune run's checkpoints/best.ckpt>")
-    module = classifier.load(cfg.ckpt_path)
+    s = ExportSettings.from_cfg(cfg)
+    atol, rtol = s.atol, s.rtol
+    module = classifier.load(s.checkpoint)
     network = module.inference_network()
     crop = module.hparams.preprocessing["crop"]
-    g = torch.Generator().manual_seed(cfg.seed)
+    g = torch.Generator().manual_seed(s.seed)
     example = torch.rand(2, 3, crop, crop, generator=g)
     # A different batch size than the example's shows that the batch dimension stays dynamic.
     check = torch.rand(3, 3, crop, crop, generator=g)
     with torch.inference_mode():
         expected = network(check)
     report: dict[str, Any] = {
-        "checkpoint": str(Path(cfg.ckpt_path).resolve()),
+        "checkpoint": str(s.checkpoint.resolve()),
         "classes": module.classes,
         "input": {
             "shape": ["N", 3, crop, crop],
@@ -87,12 +79,12 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         "tolerance": {"atol": atol, "rtol": rtol},
     }
     files = {"export": output_dir / "model.pt2", "onnx": output_dir / "model.onnx"}
-    for name in formats:
+    for name in s.formats:
         with torch.no_grad():
             run_exported = (
                 export_program(network, example, files[name])
                 if name == "export"
-                else export_onnx(network, example, files[name], task.opset)
+                else export_onnx(network, example, files[name], s.opset)
             )
             got = run_exported(check)
         error = float((got - expected).abs().max())

@@ -13,13 +13,12 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 from torch import nn
-from torch.utils.data import DataLoader
 from torchvision.models.feature_extraction import create_feature_extractor
 
-from transferlab import backbone, checks
-from transferlab.classify import data
+from transferlab import backbone
+from transferlab.classify import data, settings
 from transferlab.classify import module as classifier
-from transferlab.errors import ConfigError
+from transferlab.classify.settings import ExtractSettings
 from transferlab.files import atomic_write
 
 log = logging.getLogger(__name__)
@@ -36,49 +35,38 @@ def nodes(arch: str) -> dict[str, str]:
 
 
 def run(cfg: DictConfig, output_dir: Path) -> None:
-    task = cfg.task
-    layers = list(dict.fromkeys(task.layers or []))
-    checks.at_least(task.batch_size, 1, "task.batch_size")
-    if cfg.ckpt_path:
-        module = classifier.load(cfg.ckpt_path)
+    s = ExtractSettings.from_cfg(cfg)
+    if s.checkpoint is not None:
+        module = classifier.load(s.checkpoint)
         arch, vgg, normalize = module.hparams.arch, module.vgg, module.normalize
         sizes = dict(module.hparams.preprocessing)
     else:
-        arch = cfg.model.arch
-        vgg, norm = backbone.build_classifier(arch, cfg.model.weights, cfg.model.normalization)
+        arch = s.model.arch
+        vgg, norm = backbone.build_classifier(arch, s.model.weights, s.model.normalization)
         normalize = backbone.Normalize(norm)
-        sizes = data.preprocessing(arch, cfg.model.weights, None, None)
-    sizes = {"resize": task.resize_size or sizes["resize"], "crop": task.crop_size or sizes["crop"]}
+        sizes = settings.preprocessing(s.model, None, None)
+    sizes = {"resize": s.resize_size or sizes["resize"], "crop": s.crop_size or sizes["crop"]}
     names = nodes(arch)
-    unknown = [layer for layer in layers if layer not in names]
-    if not layers or unknown:
-        raise ConfigError(f"task.layers: {unknown or 'none given'} not in {arch}; choose from {', '.join(names)}")
+    settings.extract_layers(s.layers, list(names), arch)
     for m in vgg.modules():
         if isinstance(m, nn.ReLU):
             m.inplace = False  # an in-place ReLU would overwrite the conv output we return
     # Traced only up to the deepest requested layer.
-    extractor = create_feature_extractor(vgg.eval(), {names[layer]: layer for layer in layers})
-    device = checks.trainer_settings(cfg).device
-    model = nn.Sequential(normalize, extractor).to(device)
-
-    source = Path(str(task.input)).expanduser()
-    files = data.image_files(source, task.max_bad_fraction, "task.input", "task.max_bad_fraction")
-    loader = DataLoader(
-        data.ImageFiles(files, data.eval_transform(sizes["resize"], sizes["crop"])),
-        task.batch_size,
-        num_workers=task.num_workers,
-    )
-    chunks: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
+    extractor = create_feature_extractor(vgg.eval(), {names[layer]: layer for layer in s.layers})
+    model = nn.Sequential(normalize, extractor).to(s.device)
+    files, loader = data.image_loader(s.images, sizes)
+    chunks: dict[str, list[torch.Tensor]] = {layer: [] for layer in s.layers}
     with torch.inference_mode():
         for batch in loader:
-            for layer, value in model(batch.to(device)).items():
-                if task.pool and value.dim() == 4:
+            for layer, value in model(batch.to(s.device)).items():
+                if s.pool and value.dim() == 4:
                     value = value.mean(dim=(2, 3))
                 chunks[layer].append(value.float().cpu())
+    source = s.images.source
     names_out = [str(f.relative_to(source) if source.is_dir() else f) for f in files]
     features = {layer: torch.cat(parts) for layer, parts in chunks.items()}
     with atomic_write(output_dir / "features.pt") as f:
-        torch.save({"layers": features, "files": names_out, "arch": arch, "pooled": bool(task.pool), **sizes}, f)
+        torch.save({"layers": features, "files": names_out, "arch": arch, "pooled": s.pool, **sizes}, f)
     with atomic_write(output_dir / "manifest.csv", "w") as f:
         writer = csv.writer(f)
         writer.writerow(["row", "file"])

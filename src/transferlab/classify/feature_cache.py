@@ -3,7 +3,7 @@ deterministic, the output of ``features -> avgpool -> flatten`` is the same ever
 computed once per split and only the classifier (frozen hidden layers, their dropout, the new head)
 runs each epoch, on the cached vectors.
 
-The cache lives in memory, bounded by ``task.cache_max_gb``, and optionally on disk under
+The cache lives in memory, bounded by ``task.cache_max_gb`` (the door decides), and optionally on disk under
 ``task.cache_dir`` in files named by a key that covers the image files (paths, sizes, mtimes),
 the transform, the normalization and the frozen weights, so that any change makes a new entry.
 """
@@ -18,59 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision.models import vgg
 
-from transferlab import backbone
-from transferlab.classify import module as classifier
-from transferlab.errors import ConfigError
+from transferlab import checkpoints
+from transferlab.files import atomic_write
 
 log = logging.getLogger(__name__)
-
-SETTINGS = ("auto", True, False)
-# VGG's adaptive average pool always gives 512 x 7 x 7, whatever the crop size.
-FEATURE_DIM = 512 * 7 * 7
-
-
-def unusable(arch: str, freeze: int | str, augment: DictConfig) -> str | None:
-    """Why features cannot be cached for this config (a phrase naming the keys), or None when they can."""
-    n_frozen, _ = classifier.frozen_modules(arch, freeze)
-    last_conv = max(i for i, name in enumerate(backbone.layer_names(arch)) if name.startswith("conv"))
-    if n_frozen <= last_conv:
-        return f"task.freeze={freeze} leaves conv layers trainable (use task.freeze=features or all)"
-    random = [k for k in ("random_resized_crop", "hflip", "color_jitter") if augment[k]]
-    if random:
-        keys = " ".join(f"data.augment.{k}=false" for k in random)
-        return f"training augmentation is random ({keys} makes it deterministic)"
-    return None
-
-
-def check(setting: Any, arch: str, freeze: int | str, augment: DictConfig) -> None:
-    """Refuse an invalid ``task.cache_features``, or ``true`` where caching is not valid, before any work."""
-    if setting not in SETTINGS:
-        raise ConfigError(f"task.cache_features={setting!r} is invalid; choose auto, true or false")
-    reason = unusable(arch, freeze, augment) if setting is True else None
-    if reason is not None:
-        raise ConfigError(f"task.cache_features=true cannot be used: {reason}; or set task.cache_features=auto")
-
-
-def enabled(setting: Any, arch: str, freeze: int | str, augment: DictConfig, n_images: int, max_gb: float) -> bool:
-    """Resolve ``task.cache_features`` (auto | true | false): auto caches whenever it is valid and fits."""
-    check(setting, arch, freeze, augment)
-    if setting is False:
-        return False
-    reason = unusable(arch, freeze, augment)
-    if reason is None and n_images * FEATURE_DIM * 4 > max_gb * 1e9:
-        reason = f"{n_images} images need {n_images * FEATURE_DIM * 4 / 1e9:.1f} GB, over task.cache_max_gb={max_gb}"
-        if setting is True:
-            raise ConfigError(
-                f"task.cache_features=true cannot be used: {reason}; raise it or set task.cache_features=auto"
-            )
-    if reason is not None:
-        log.info("backbone features are not cached: %s", reason)
-    return reason is None
 
 
 def frozen_prefix(network: vgg.VGG, normalize: nn.Module) -> nn.Sequential:
@@ -102,12 +57,11 @@ def compute(images: Dataset, prefix: nn.Module, batch_size: int, num_workers: in
 
 
 class Features(Dataset):
-    """Cached feature vectors with their targets; items are (features, target, index). ``image(i)``
-    is the transformed image, for the few misclassified images shown in TensorBoard."""
+    """Cached feature vectors with their targets; items are (features, target, index), the index
+    into the split's images (report.EvalReport shows misclassified ones from there)."""
 
-    def __init__(self, features: Tensor, images: Dataset) -> None:
-        self.features, self.images = features, images
-        self.targets = [target for _, target in files_of(images)]
+    def __init__(self, features: Tensor, targets: list[int]) -> None:
+        self.features, self.targets = features, targets
         self.epoch = 0  # set by data.EpochSampler; the features do not change with it
 
     def __len__(self) -> int:
@@ -116,36 +70,31 @@ class Features(Dataset):
     def __getitem__(self, index: int) -> tuple[Tensor, int, int]:
         return self.features[index], self.targets[index], index
 
-    def image(self, index: int) -> Tensor:
-        return self.images[index][0]
-
-
-def files_of(images: Any) -> list[tuple[str, int]]:
-    """(path, class index) of each sample of a data.Transformed over a Folder or a Subset of one."""
-    samples = images.samples
-    if hasattr(samples, "indices"):  # torch.utils.data.Subset
-        return [samples.dataset.samples[i] for i in samples.indices]
-    return list(samples.samples)
-
 
 def load_or_compute(
-    images: Any, prefix: nn.Module, batch_size: int, num_workers: int, device: torch.device, cache_dir: Path | None
+    images: Any,
+    files: list[tuple[str, int]],
+    prefix: nn.Module,
+    batch_size: int,
+    num_workers: int,
+    cache_dir: Path | None,
 ) -> Features:
-    """The split's features: from ``cache_dir`` when an entry with the same key is there, else computed
-    (and written there atomically)."""
+    """The features of ``images`` (a data.Transformed whose samples are ``files``, in order): from
+    ``cache_dir`` when an entry with the same key is there, else computed on the prefix's device (and
+    written there atomically)."""
     start = time.perf_counter()
+    targets = [target for _, target in files]
     path = None
     if cache_dir is not None:
-        path = cache_dir / f"{cache_key(files_of(images), images.transform, prefix)}.pt"
+        path = cache_dir / f"{cache_key(files, images.transform, prefix)}.pt"
         if path.is_file():
-            features = torch.load(path, map_location="cpu", weights_only=True)
+            features = checkpoints.load(path, "task.cache_dir", "a feature file of the cache (or delete it)")
             log.info("loaded cached features of %d images from %s", len(features), path)
-            return Features(features, images)
+            return Features(features, targets)
+    device = next(prefix.parameters()).device
     features = compute(images, prefix, batch_size, num_workers, device)
     log.info("computed backbone features of %d images in %.1f s", len(features), time.perf_counter() - start)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        torch.save(features, partial)
-        partial.replace(path)
-    return Features(features, images)
+        with atomic_write(path) as f:
+            torch.save(features, f)
+    return Features(features, targets)

@@ -1,53 +1,29 @@
-"""The fine-tuned VGG classifier: freezing by layer, a new head, the LightningModule, and its checkpoints."""
+"""The fine-tuned VGG classifier: a new head, the LightningModule, and its checkpoints."""
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.trainer.states import TrainerFn
 from torch import Tensor, nn
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassConfusionMatrix
 from torchvision.models import vgg
 
-from transferlab import backbone, checkpoints, images
+from transferlab import backbone, checkpoints
 from transferlab.classify import metrics
-from transferlab.errors import ConfigError, WeightsError
+from transferlab.errors import WeightsError
 
 log = logging.getLogger(__name__)
 
 FORMAT = "transferlab.classifier/1"  # marks our checkpoints; bump when the hyper-parameters change meaning
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULERS = ("step", "cosine", "none")
-FREEZE_WORDS = ("features", "all")
-
-
-def frozen_modules(arch: str, freeze: int | str) -> tuple[int, bool]:
-    """How many ``features`` modules to freeze from the input, and whether the classifier's
-    hidden layers are frozen too, for ``task.freeze`` (see configs/task/finetune.yaml)."""
-    names = backbone.layer_names(arch)
-    convs = [i for i, name in enumerate(names) if name.startswith("conv")]
-    if freeze == "all":
-        return len(names), True
-    if freeze == "features":
-        return len(names), False
-    if isinstance(freeze, int) and not isinstance(freeze, bool):
-        if not 0 <= freeze <= len(convs):
-            raise ConfigError(
-                f"task.freeze={freeze} is out of range; {arch} has {len(convs)} conv layers (0-{len(convs)})"
-            )
-        return (convs[freeze - 1] + 1 if freeze else 0), False
-    if freeze in names:
-        return names.index(freeze) + 1, False
-    raise ConfigError(
-        f"task.freeze={freeze!r} is invalid; give a number of conv layers (0-{len(convs)}), "
-        f"{' or '.join(FREEZE_WORDS)}, or a layer name: {', '.join(names)}"
-    )
 
 
 def build_network(
@@ -66,12 +42,23 @@ def build_network(
     return model, norm
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """The latest evaluation's confusion matrix (summed over processes) and its accuracies, under the
+    prefix it was logged with: val (each epoch), best_val (trainer.validate after fit) or test."""
+
+    prefix: str
+    counts: Tensor
+    accuracies: dict[str, float]
+
+
 class Classifier(pl.LightningModule):
     """VGG on [0, 1] RGB input (it normalizes itself), the first layers frozen, trained with cross-entropy.
 
-    Logs train/loss, {train,val}/acc_micro and acc_macro, val/acc_<class>, a confusion matrix and
-    misclassified val images. Every constructor argument but ``network`` is a plain value saved in
-    the checkpoint, which therefore loads with ``torch.load(weights_only=True)``.
+    Logs train/loss, {train,val}/acc_micro and acc_macro, val/acc_<class> (see metrics for their
+    definitions); ``last_eval`` holds the latest evaluation for reports. Every constructor argument but
+    ``network`` is a plain value saved in the checkpoint, which therefore loads with
+    ``torch.load(weights_only=True)``.
     """
 
     def __init__(
@@ -98,15 +85,18 @@ class Classifier(pl.LightningModule):
         self.normalize = backbone.Normalize(backbone.Normalization(**normalization))
         self.vgg = network
         self.classes = list(classes)
-        n_features, classifier_too = frozen_modules(arch, freeze)
+        n_features, classifier_too = backbone.frozen_modules(arch, freeze)
         frozen = list(network.features)[:n_features] + (list(network.classifier)[:-1] if classifier_too else [])
         for module in frozen:
             module.requires_grad_(False)
         weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
         self.loss = nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
-        self.results: dict[str, dict[str, Any]] = {}
+        # torchmetrics objects accumulate over the epoch and sum over processes (DDP) when computed.
+        self.train_confusion = MulticlassConfusionMatrix(len(self.classes))
+        self.eval_confusion = MulticlassConfusionMatrix(len(self.classes))
+        self.train_loss = MeanMetric()
         self.epoch_times: list[float] = []
-        self.latest_val: dict[str, float] = {}
+        self.last_eval: Evaluation | None = None
 
     def forward(self, images: Tensor) -> Tensor:
         return self.vgg(self.normalize(images))
@@ -122,8 +112,6 @@ class Classifier(pl.LightningModule):
     # Training ------------------------------------------------------------------------------
 
     def on_train_epoch_start(self) -> None:
-        self.train_counts = torch.zeros(len(self.classes), len(self.classes), dtype=torch.long, device=self.device)
-        self.train_loss = torch.zeros(2, dtype=torch.float64, device=self.device)  # sum of losses, samples
         self.epoch_start = time.perf_counter()
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
@@ -133,12 +121,10 @@ class Classifier(pl.LightningModule):
         inputs, targets = batch[:2]
         logits = self.logits(inputs)
         loss = self.loss(logits.float(), targets)
-        self.train_counts += metrics.confusion_matrix(logits.argmax(1), targets, len(self.classes))
-        self.train_loss += torch.stack(
-            [loss.detach().double() * len(targets), torch.tensor(len(targets), device=self.device)]
-        )
+        self.train_confusion.update(logits.argmax(1), targets)
+        self.train_loss.update(loss.detach(), weight=len(targets))
         # This process's batch only: under DDP, Lightning's progress bar makes rank 0 alone sync an
-        # on_epoch train metric (a collective mismatch with gloo), so the epoch mean is reduced below.
+        # on_epoch train metric (a collective mismatch with gloo), so the epoch mean is computed below.
         self.log("train/loss_step", loss, prog_bar=True)
         return loss
 
@@ -146,12 +132,15 @@ class Classifier(pl.LightningModule):
         # Lightning runs validation before this hook, so the time covers training and validation.
         self.epoch_times.append(time.perf_counter() - self.epoch_start)
         self.log("time/epoch_s", self.epoch_times[-1])
-        loss_sum, n = self.trainer.strategy.reduce(self.train_loss, reduce_op="sum").tolist()
-        acc = metrics.accuracies(self.trainer.strategy.reduce(self.train_counts, reduce_op="sum"), self.classes)
-        epoch = {"train/loss": loss_sum / max(n, 1), **{f"train/{k}": acc[k] for k in ("acc_micro", "acc_macro")}}
+        acc = metrics.accuracies(self.train_confusion.compute(), self.classes)
+        epoch = {"train/loss": float(self.train_loss.compute()), "train/acc_micro": acc["acc_micro"]}
+        epoch["train/acc_macro"] = acc["acc_macro"]
+        self.train_confusion.reset()
+        self.train_loss.reset()
         self.log_dict(epoch, sync_dist=True, prog_bar=True)
         if self.global_rank == 0:
-            val = self.latest_val
+            val = self.last_eval.accuracies if self.last_eval is not None else {}
+            loss = self.trainer.callback_metrics.get("val/loss")
             log.info(
                 "epoch %d/%d: train loss %.4f acc_micro %.4f acc_macro %.4f | "
                 "val loss %s acc_micro %s acc_macro %s (%.1f s)",
@@ -160,7 +149,8 @@ class Classifier(pl.LightningModule):
                 epoch["train/loss"],
                 epoch["train/acc_micro"],
                 epoch["train/acc_macro"],
-                *(f"{val[k]:.4f}" if k in val else "-" for k in ("loss", "acc_micro", "acc_macro")),
+                f"{float(loss):.4f}" if loss is not None else "-",
+                *(f"{val[k]:.4f}" if k in val else "-" for k in ("acc_micro", "acc_macro")),
                 self.epoch_times[-1],
             )
 
@@ -171,11 +161,8 @@ class Classifier(pl.LightningModule):
         # apart from the epochs' val/ ones.
         return {TrainerFn.VALIDATING: "best_val", TrainerFn.TESTING: "test"}.get(self.trainer.state.fn, "val")
 
-    def _eval_start(self) -> None:
-        self.eval_counts = torch.zeros(len(self.classes), len(self.classes), dtype=torch.long, device=self.device)
-        self.wrong: list[tuple[Tensor, int, int, float]] = []
-
-    def _eval_step(self, batch: tuple[Tensor, ...]) -> None:
+    def _eval_step(self, batch: tuple[Tensor, ...]) -> dict[str, Tensor]:
+        """Logs the loss; returns each sample's prediction and its probability (for report.EvalReport)."""
         inputs, targets = batch[:2]
         logits = self.logits(inputs).float()
         self.log(
@@ -186,69 +173,28 @@ class Classifier(pl.LightningModule):
             prog_bar=True,
         )
         probs, preds = logits.softmax(1).max(1)
-        self.eval_counts += metrics.confusion_matrix(preds, targets, len(self.classes))
-        for i in (preds != targets).nonzero().flatten().tolist():
-            if len(self.wrong) < self.hparams.misclassified:
-                self.wrong.append((self._image(batch, i), int(targets[i]), int(preds[i]), float(probs[i])))
-
-    def _image(self, batch: tuple[Tensor, ...], i: int) -> Tensor:
-        inputs = batch[0]
-        if inputs.dim() == 4:
-            return inputs[i].float().cpu()
-        # Cached features (items of feature_cache.Features): load the image itself.
-        loader = self.trainer.test_dataloaders if self.trainer.testing else self.trainer.val_dataloaders
-        return loader.dataset.image(int(batch[2][i]))
+        self.eval_confusion.update(preds, targets)
+        return {"preds": preds, "probs": probs}
 
     def _eval_end(self) -> None:
+        counts = self.eval_confusion.compute()
+        self.eval_confusion.reset()
         if self.trainer.sanity_checking:
             return
         prefix = self._prefix()
-        counts = self.trainer.strategy.reduce(self.eval_counts, reduce_op="sum")
         acc = metrics.accuracies(counts, self.classes)
         self.log_dict({f"{prefix}/{k}": v for k, v in acc.items() if k != "acc_macro"}, sync_dist=True)
         self.log(f"{prefix}/acc_macro", acc["acc_macro"], sync_dist=True, prog_bar=True)
-        if prefix == "val":
-            # For the per-epoch log line (train epoch end runs after validation).
-            loss = self.trainer.callback_metrics.get("val/loss")
-            self.latest_val = {**acc, **({"loss": float(loss)} if loss is not None else {})}
-        confusion = images.confusion_image(counts, self.classes)
-        wrong = self.misclassified_sheet()
-        self.results[prefix] = {
-            "metrics": acc,
-            "confusion": counts.cpu(),
-            "confusion_image": confusion,
-            "misclassified": wrong,
-        }
-        if isinstance(self.logger, TensorBoardLogger):
-            self.logger.experiment.add_image(
-                f"{prefix}/confusion_matrix", images.to_tensor(confusion), self.global_step
-            )
-            if wrong is not None:
-                self.logger.experiment.add_image(f"{prefix}/misclassified", images.to_tensor(wrong), self.global_step)
+        self.last_eval = Evaluation(prefix, counts.cpu(), acc)
 
-    def misclassified_sheet(self) -> Any:
-        if not self.wrong:
-            return None
-        tiles = [
-            (images.to_pil(image), [f"true {self.classes[t]}", f"pred {self.classes[p]} {prob:.2f}"])
-            for image, t, p, prob in self.wrong
-        ]
-        return images.contact_sheet(tiles, tile=128)
-
-    def on_validation_epoch_start(self) -> None:
-        self._eval_start()
-
-    def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
-        self._eval_step(batch)
+    def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> dict[str, Tensor]:
+        return self._eval_step(batch)
 
     def on_validation_epoch_end(self) -> None:
         self._eval_end()
 
-    def on_test_epoch_start(self) -> None:
-        self._eval_start()
-
-    def test_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
-        self._eval_step(batch)
+    def test_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> dict[str, Tensor]:
+        return self._eval_step(batch)
 
     def on_test_epoch_end(self) -> None:
         self._eval_end()

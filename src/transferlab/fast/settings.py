@@ -117,14 +117,14 @@ class TrainSettings:
             num_workers=checks.at_least(data.num_workers, 0, "data.num_workers"),
             max_bad_fraction=checks.non_negative(data.max_bad_fraction, "data.max_bad_fraction"),
             steps=steps,
-            lr=checks.positive(opt.lr, "optimizer.lr"),
+            lr=checks.positive(task.lr, "task.lr"),
             betas=betas,  # type: ignore[arg-type]
             weight_decay=checks.non_negative(opt.weight_decay, "optimizer.weight_decay"),
             val_every=min(checks.at_least(task.val_every, 1, "task.val_every"), steps),
             checkpoint_every=checks.at_least(task.checkpoint_every, 0, "task.checkpoint_every"),
             log_every=checks.at_least(task.log_every, 1, "task.log_every"),
             ckpt_path=ckpt,
-            hparams=checks.flat(cfg, ["task", "fastnet", "model", "layers", "loss", "data", "optimizer"]),
+            hparams=checks.hparams(cfg, ["task", "fastnet", "model", "layers", "loss", "data", "optimizer", "seed"]),
         )
 
 

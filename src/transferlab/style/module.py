@@ -231,7 +231,8 @@ class StyleTransfer(pl.LightningModule):
                 self.image.copy_(self.last_point)
         raise NonFiniteLossError(
             f"the loss became {loss.item()} at step {self.global_step} (evaluation {self.evaluations + 1}); "
-            "the last image with a finite loss is kept; lower loss.style_weight / loss.tv_weight or optimizer.lr"
+            "the last image with a finite loss is kept; lower loss.style_weight / loss.tv_weight or "
+            + ("optimizer.lr" if self.optimizer_settings.name == "lbfgs" else "task.lr")
         )
 
     def configure_optimizers(self) -> torch.optim.Optimizer:

@@ -16,6 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig
 
 from transferlab import backbone, checkpoints, checks, color, fetch, images, winograd
+from transferlab.backbone import ModelSettings
 from transferlab.errors import ConfigError, WeightsError
 from transferlab.runtime import RuntimeSettings
 from transferlab.style import estimate
@@ -26,18 +27,8 @@ log = logging.getLogger(__name__)
 OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("content", "noise", "style")
 COLORS = ("none", "luminance", "histogram")
-POOLINGS = ("max", "avg")
 MIN_SIZE = 32
 PREVIEWS = 10  # task.image_every=auto: about this many preview images over a run
-
-
-@dataclass(frozen=True)
-class ModelSettings:
-    arch: str
-    weights: str | None
-    pooling: str
-    normalization: str
-    feature_scale: float
 
 
 @dataclass(frozen=True)
@@ -115,8 +106,8 @@ class StyleSettings:
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> StyleSettings:
         task = cfg.task
-        model = model_settings(cfg.model)
-        optimizer = optimizer_settings(cfg.optimizer)
+        model = checks.model_settings(cfg.model)
+        optimizer = optimizer_settings(cfg.optimizer, cfg.task.lr)
         if str(cfg.precision) == "16-mixed" and optimizer.name == "lbfgs":
             raise ConfigError(
                 "precision=16-mixed cannot drive optimizer=lbfgs (fp16 loss scaling breaks its line search); "
@@ -230,27 +221,10 @@ def image_cadence(value: Any, total_steps: int) -> int:
     return checks.at_least(value, 0, "task.image_every")
 
 
-def model_settings(model: DictConfig) -> ModelSettings:
-    arch = model.arch
-    if arch not in backbone.ARCHS:
-        raise ConfigError(f"model.arch={arch!r} is not supported; choose one of {', '.join(backbone.ARCHS)}")
-    weights = None if model.weights is None else str(model.weights)
-    if weights is not None and not backbone.is_weights_file(weights) and weights not in backbone.weight_names(arch):
-        choices = [*backbone.weight_names(arch), "a path to a .pth state dict", "null (random)"]
-        raise ConfigError(f"model.weights={weights!r} is not a {arch} weight set; choose one of {choices}")
-    normalization = checks.choice(model.normalization, ["auto", *backbone.NORMALIZATIONS], "model.normalization")
-    return ModelSettings(
-        arch,
-        weights,
-        checks.choice(model.pooling, POOLINGS, "model.pooling"),
-        normalization,
-        checks.positive(model.feature_scale, "model.feature_scale"),
-    )
-
-
-def optimizer_settings(optimizer: DictConfig) -> OptimizerSettings:
+def optimizer_settings(optimizer: DictConfig, first_order_lr: Any) -> OptimizerSettings:
+    """``optimizer.*``; L-BFGS's step scale is ``optimizer.lr``, Adam's learning rate is the task's ``task.lr``."""
     name = checks.choice(optimizer.name, OPTIMIZERS, "optimizer.name")
-    lr = checks.positive(optimizer.lr, "optimizer.lr")
+    lr = checks.positive(*((optimizer.lr, "optimizer.lr") if name == "lbfgs" else (first_order_lr, "task.lr")))
     if name == "lbfgs":
         line_search = optimizer.line_search
         checks.choice(line_search, ["strong_wolfe", None], "optimizer.line_search")
@@ -483,7 +457,7 @@ def hparams(settings: StyleSettings) -> dict[str, Any]:
         "model.weights": model.weights or "random",
         "model.pooling": model.pooling,
         "optimizer.name": opt.name,
-        "optimizer.lr": opt.lr,
+        "optimizer.lr" if opt.name == "lbfgs" else "task.lr": opt.lr,
         "layers.content": ",".join(settings.content_layers),
         "layers.style": ",".join(settings.style_layers),
         "precision": settings.trainer.precision,

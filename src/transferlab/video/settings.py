@@ -73,7 +73,7 @@ class VideoSettings:
             config.non_negative(cfg.loss[key], f"loss.{key}")
         # The style wing's door checks the shared groups (layers, optimizer) once for both wings.
         content_layers, style_layers = style_settings.layer_sets(cfg, cfg.model.arch)
-        optimizer = style_settings.optimizer_settings(cfg.optimizer)
+        optimizer = style_settings.optimizer_settings(cfg.optimizer, task.lr)
         return cls(
             input=Path(str(task.input)),
             style=Path(fetch.resolve(str(task.style), "task.style")),

@@ -1,0 +1,113 @@
+"""What a person looks at after an evaluation: the confusion matrix with class names, and the
+misclassified images of every direction (each true class), in TensorBoard and as files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from PIL.Image import Image
+from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.trainer.states import TrainerFn
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from transferlab import images
+
+
+def confusion_image(counts: Tensor, classes: list[str]) -> Image:
+    """Row = true class, column = predicted class; each cell shows its count, shaded by its share of
+    the row (so the diagonal shows per-class accuracy)."""
+    rows = counts.double().cpu()
+    shares = rows / rows.sum(dim=1, keepdim=True).clamp(min=1)
+    return images.shaded_table(
+        [[str(int(v)) for v in row] for row in rows.tolist()],
+        shares.tolist(),
+        [f"true {name}" for name in classes],
+        [f"pred {name}" for name in classes],
+        "rows: true class, columns: predicted",
+    )
+
+
+@dataclass(frozen=True)
+class Mistake:
+    image: Tensor
+    true: int
+    predicted: int
+    prob: float
+
+
+def misclassified_sheet(mistakes: list[Mistake], classes: list[str]) -> Image | None:
+    """The misclassified images, grouped by true class, each captioned with its true and predicted class."""
+    if not mistakes:
+        return None
+    ordered = sorted(mistakes, key=lambda m: m.true)
+    tiles = [
+        (images.to_pil(m.image), [f"true {classes[m.true]}", f"pred {classes[m.predicted]} {m.prob:.2f}"])
+        for m in ordered
+    ]
+    return images.contact_sheet(tiles, tile=128)
+
+
+class EvalReport(pl.Callback):
+    """Collects up to ``per_class`` misclassified images of each true class during every evaluation;
+    at its end logs them and the confusion matrix (from the module's ``last_eval``) to TensorBoard, and
+    after ``trainer.validate`` / ``trainer.test`` also writes confusion_matrix_{split}.png and
+    misclassified_{split}.png into ``output_dir``.
+
+    ``images`` holds each split's dataset of (image, target): a batch of cached features carries
+    sample indices instead of images, and the images are read from there."""
+
+    def __init__(self, classes: list[str], images: dict[str, Dataset], per_class: int, output_dir: Path) -> None:
+        self.classes, self.images, self.per_class, self.output_dir = classes, images, per_class, output_dir
+        self.mistakes: list[Mistake] = []
+
+    def _start(self, *_: Any) -> None:
+        self.mistakes = []
+
+    def _collect(self, split: str, outputs: dict[str, Tensor], batch: tuple[Tensor, ...]) -> None:
+        inputs, targets = batch[:2]
+        preds, probs = outputs["preds"], outputs["probs"]
+        for i in (preds != targets).nonzero().flatten().tolist():
+            true = int(targets[i])
+            if sum(m.true == true for m in self.mistakes) >= self.per_class:
+                continue
+            image = inputs[i].float().cpu() if inputs.dim() == 4 else self.images[split][int(batch[2][i])][0]
+            self.mistakes.append(Mistake(image, true, int(preds[i]), float(probs[i])))
+
+    def _end(self, trainer: pl.Trainer, module: Any, split: str) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        evaluation = module.last_eval
+        confusion = confusion_image(evaluation.counts, self.classes)
+        sheet = misclassified_sheet(self.mistakes, self.classes)
+        if isinstance(trainer.logger, TensorBoardLogger):
+            board = trainer.logger.experiment
+            board.add_image(f"{evaluation.prefix}/confusion_matrix", images.to_tensor(confusion), trainer.global_step)
+            if sheet is not None:
+                board.add_image(f"{evaluation.prefix}/misclassified", images.to_tensor(sheet), trainer.global_step)
+        if trainer.state.fn in (TrainerFn.VALIDATING, TrainerFn.TESTING):
+            images.save_atomic(confusion, self.output_dir / f"confusion_matrix_{split}.png")
+            if sheet is not None:
+                images.save_atomic(sheet, self.output_dir / f"misclassified_{split}.png")
+
+    on_validation_epoch_start = on_test_epoch_start = _start
+
+    def on_validation_batch_end(
+        self, trainer: pl.Trainer, module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        if not trainer.sanity_checking:
+            self._collect("val", outputs, batch)
+
+    def on_test_batch_end(
+        self, trainer: pl.Trainer, module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        self._collect("test", outputs, batch)
+
+    def on_validation_end(self, trainer: pl.Trainer, module: Any) -> None:
+        self._end(trainer, module, "val")
+
+    def on_test_end(self, trainer: pl.Trainer, module: Any) -> None:
+        self._end(trainer, module, "test")
