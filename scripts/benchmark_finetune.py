@@ -30,12 +30,13 @@ import pytorch_lightning as pl  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from benchmark_stylize import load, machine  # noqa: E402  (also quiets Lightning's banners)
 from hydra import compose, initialize_config_dir  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from transferlab import checks, main, trainer  # noqa: E402
 from transferlab.classify import data, finetune
 from transferlab.classify import module as classifier
+from transferlab.classify.settings import FinetuneSettings
 
 HYMENOPTERA = ROOT.parent / "shared" / "data" / "hymenoptera"
 
@@ -129,30 +130,8 @@ class BatchClock(pl.Callback):
 
 def build(cfg: DictConfig) -> tuple[classifier.Classifier, data.ImageFolderData]:
     """The Classifier and DataModule exactly as finetune.run builds them."""
-    pl.seed_everything(cfg.seed, verbose=False)
-    splits = data.load(cfg.data, cfg.seed)
-    sizes = data.preprocessing(cfg.model.arch, cfg.model.weights, cfg.data.resize_size, cfg.data.crop_size)
-    network, norm = classifier.build_network(
-        cfg.model.arch, cfg.model.weights, cfg.model.normalization, len(splits.classes), cfg.task.dropout
-    )
-    module = classifier.Classifier(
-        network,
-        arch=cfg.model.arch,
-        classes=splits.classes,
-        normalization={"mean": list(norm.mean), "std": list(norm.std), "bgr": norm.bgr},
-        preprocessing=sizes,
-        freeze=cfg.task.freeze,
-        dropout=cfg.task.dropout,
-        label_smoothing=cfg.task.label_smoothing,
-        class_weights=finetune.class_weights(cfg.task.class_weights, splits.classes, splits.train_targets),
-        optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
-        scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True),
-        backbone_lr=cfg.task.backbone_lr,
-        epochs=cfg.task.epochs,
-        seed=cfg.seed,
-        misclassified=cfg.task.misclassified,
-    )
-    return module, data.ImageFolderData(splits, cfg.data, sizes, cfg.seed)
+    module, datamodule, _ = finetune.build(FinetuneSettings.from_cfg(cfg))
+    return module, datamodule
 
 
 def rate(ends: list[float], warmup: int, batch_size: int) -> float:

@@ -172,7 +172,7 @@ def style_memory(plan: Plan) -> None:
 
 
 def finetune_speed(plan: Plan) -> None:
-    from transferlab.classify import module as classifier
+    from transferlab.classify import networks
 
     print(
         f"\n== 4. fine-tuning at {plan.finetune_size} px, batch {plan.finetune_batch}, every layer trained, SGD,"
@@ -180,7 +180,7 @@ def finetune_speed(plan: Plan) -> None:
         f" load {bench.load()}"
     )
     for arch in ("vgg16", "vgg19"):
-        network, _ = classifier.build_network(arch, None, "auto", 2, 0.5)
+        network, _ = networks.build(arch, None, "auto", 2, 0.5)
         network = network.to(plan.device, memory_format=torch.channels_last).train()
         optimizer = torch.optim.SGD(network.parameters(), lr=1e-3, momentum=0.9)
         x = torch.rand(plan.finetune_batch, 3, plan.finetune_size, plan.finetune_size, device=plan.device).contiguous(

@@ -74,38 +74,6 @@ class ModelSettings:
     feature_scale: float
 
 
-FREEZE_WORDS = ("features", "all")
-
-
-def frozen_modules(arch: str, freeze: int | str) -> tuple[int, bool]:
-    """How many ``features`` modules of the whole VGG to freeze from the input, and whether the
-    classifier's hidden layers are frozen too: ``freeze`` is a number of conv layers, a layer name
-    (that layer and all before it), ``features`` (every conv layer) or ``all`` (all but the last layer).
-    A ValueError names what is valid."""
-    names = layer_names(arch)
-    convs = [i for i, name in enumerate(names) if name.startswith("conv")]
-    if freeze == "all":
-        return len(names), True
-    if freeze == "features":
-        return len(names), False
-    if isinstance(freeze, int) and not isinstance(freeze, bool):
-        if not 0 <= freeze <= len(convs):
-            raise ValueError(f"{freeze} is out of range; {arch} has {len(convs)} conv layers (0-{len(convs)})")
-        return (convs[freeze - 1] + 1 if freeze else 0), False
-    if freeze in names:
-        return names.index(freeze) + 1, False
-    raise ValueError(
-        f"{freeze!r} is invalid; give a number of conv layers (0-{len(convs)}), "
-        f"{' or '.join(FREEZE_WORDS)}, or a layer name: {', '.join(names)}"
-    )
-
-
-def all_convs_frozen(arch: str, freeze: int | str) -> bool:
-    """Whether ``freeze`` leaves no conv layer trainable (then the features before the classifier are fixed)."""
-    last_conv = max(i for i, name in enumerate(layer_names(arch)) if name.startswith("conv"))
-    return frozen_modules(arch, freeze)[0] > last_conv
-
-
 @dataclass(frozen=True)
 class Normalization:
     """How a [0, 1] RGB image becomes the input the weights were trained on: ``(x[channels] - mean) / std``."""
@@ -283,9 +251,9 @@ def build_features(
     return features, resolve_normalization(normalization, from_weights)
 
 
-def build_classifier(arch: str, weights: str | None, normalization: str = "auto") -> tuple[vgg.VGG, Normalization]:
-    """The whole torchvision VGG (features and classifier) with its weights and their normalization."""
-    layer_names(arch)  # raises for an unknown architecture
+def build_classifier(arch: str, weights: str | None, normalization: str = "auto") -> tuple[nn.Module, Normalization]:
+    """A whole torchvision classification model (VGG: features and classifier; or any other, such as
+    resnet50) with its weights and their normalization."""
     model = models.get_model(arch, weights=None)
     from_weights = None
     if weights is not None:

@@ -74,7 +74,10 @@ def model_settings(model: DictConfig) -> backbone.ModelSettings:
     """``model.*``: an architecture we know, weights that exist for it, a pooling and a normalization."""
     arch = model.arch
     if arch not in backbone.ARCHS:
-        raise ConfigError(f"model.arch={arch!r} is not supported; choose one of {', '.join(backbone.ARCHS)}")
+        raise ConfigError(
+            f"model.arch={arch!r} is not supported here; choose one of {', '.join(backbone.ARCHS)} "
+            "(other torchvision models are for task=finetune, predict, export and extract)"
+        )
     weights = None if model.weights is None else str(model.weights)
     if weights is not None and not backbone.is_weights_file(weights) and weights not in backbone.weight_names(arch):
         choices = [*backbone.weight_names(arch), "a path to a .pth state dict", "null (random)"]

@@ -30,9 +30,7 @@ def test_extract_named_layers_from_checkpoint(trained: Path, dataset: Path, tmp_
     assert [m["file"] for m in manifest] == saved["files"] == [f"{c}/{i}.png" for c in CLASSES for i in range(3)]
     # Rows follow the files: the logits of fc8 are the classifier's own.
     module = classifier.load(trained / "checkpoints" / "best.ckpt")
-    batch = torch.stack(
-        [data.eval_transform(36, 32)(images.open_rgb(dataset / "val" / f)) for f in saved["files"]]
-    )
+    batch = torch.stack([data.eval_transform(36, 32)(images.open_rgb(dataset / "val" / f)) for f in saved["files"]])
     with torch.no_grad():
         torch.testing.assert_close(saved["layers"]["fc8"], module(batch), atol=1e-4, rtol=1e-4)
 

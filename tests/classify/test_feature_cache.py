@@ -11,7 +11,7 @@ import torch
 
 from helpers import FAST, compose_cfg, make_dataset
 from transferlab import main
-from transferlab.classify import data, feature_cache, settings
+from transferlab.classify import data, feature_cache, networks, settings
 from transferlab.classify import module as classifier
 from transferlab.classify.settings import FinetuneSettings
 from transferlab.errors import ConfigError
@@ -28,7 +28,7 @@ def setup(root: Path, *overrides: str) -> tuple[classifier.Classifier, data.Imag
     cfg = compose_cfg(*CACHEABLE, f"data.root={root}", *overrides)
     torch.manual_seed(0)
     splits = data.load(settings.data_settings(cfg.data), cfg.seed)
-    network, norm = classifier.build_network("vgg16", None, "auto", 2, 0.5)
+    network, norm = networks.build("vgg16", None, "auto", 2, 0.5)
     module = classifier.Classifier(
         network,
         "vgg16",
@@ -76,7 +76,7 @@ def test_cache_refused_with_one_line_when_not_valid(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_cached_features_give_the_uncached_logits(dataset: Path) -> None:
     module, datamodule = setup(dataset)
-    prefix = feature_cache.frozen_prefix(module.vgg, module.normalize)
+    prefix = networks.Body(module.network, "vgg16", module.normalize)
     cached = feature_cache.compute(datamodule.train, prefix, 3, 0, torch.device("cpu"))
     images = torch.stack([image for image, _ in datamodule.train])
     module.train()  # dropout on, as in training: the same draws for both
@@ -90,7 +90,7 @@ def test_cached_features_give_the_uncached_logits(dataset: Path) -> None:
 
 def test_cache_key_changes_with_data_transform_and_weights(dataset: Path, tmp_path: Path) -> None:
     module, datamodule = setup(dataset)
-    prefix = feature_cache.frozen_prefix(module.vgg, module.normalize)
+    prefix = networks.Body(module.network, "vgg16", module.normalize)
     files = datamodule.files["train"]
     key = feature_cache.cache_key(files, datamodule.train.transform, prefix)
     assert feature_cache.cache_key(files, datamodule.train.transform, prefix) == key
@@ -104,7 +104,7 @@ def test_cache_key_changes_with_data_transform_and_weights(dataset: Path, tmp_pa
     finally:
         os.utime(first, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     with torch.no_grad():
-        module.vgg.features[0].bias[0] += 1
+        module.network.features[0].bias[0] += 1
     assert feature_cache.cache_key(files, datamodule.train.transform, prefix) != key
 
     # On disk: the second request loads what the first wrote.

@@ -13,7 +13,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.functional.classification import multiclass_confusion_matrix
 
 from helpers import CLASSES, FAST, compose_cfg, make_dataset, make_image
-from transferlab import backbone, main
+from transferlab import main
 from transferlab.classify import data, metrics, settings
 from transferlab.classify import module as classifier
 from transferlab.classify.settings import FinetuneSettings
@@ -39,20 +39,6 @@ def test_macro_accuracy_leaves_out_classes_without_samples_unlike_torchmetrics()
     ours = metrics.accuracies(multiclass_confusion_matrix(preds, targets, 3), ["a", "b", "c"])["acc_macro"]
     theirs = float(MulticlassAccuracy(3, average="macro")(preds, targets))
     assert ours == pytest.approx(0.75) and theirs == pytest.approx(0.5)
-
-
-def test_freeze_by_count_name_and_word() -> None:
-    names = backbone.layer_names("vgg16")
-    assert backbone.frozen_modules("vgg16", 0) == (0, False)
-    assert backbone.frozen_modules("vgg16", 1) == (1, False)  # conv1_1 only
-    assert backbone.frozen_modules("vgg16", "conv4_3") == (names.index("conv4_3") + 1, False)
-    assert backbone.frozen_modules("vgg16", 10) == backbone.frozen_modules("vgg16", "conv4_3")
-    assert backbone.frozen_modules("vgg16", "features") == (len(names), False)
-    assert backbone.frozen_modules("vgg16", "all") == (len(names), True)
-    with pytest.raises(ValueError, match="conv layers"):
-        backbone.frozen_modules("vgg16", 14)
-    with pytest.raises(ValueError, match="conv4_4"):  # vgg16 has no conv4_4; the message lists names
-        backbone.frozen_modules("vgg16", "conv4_4")
 
 
 def test_stratified_split_is_per_class_and_seeded() -> None:
@@ -86,7 +72,9 @@ def test_every_finetune_config_composes() -> None:
         assert cfg.task.name in ("finetune", "predict", "export", "extract")
     cfg = compose_cfg("task=finetune")
     assert cfg.optimizer.name == "sgd" and "lr" not in cfg.optimizer and cfg.scheduler.name == "cosine"
-    assert FinetuneSettings.from_cfg(compose_cfg(*FAST, "task.lr=0.05", "data.root=x")).optimizer.lr == 0.05  # one home: task.lr
+    assert (
+        FinetuneSettings.from_cfg(compose_cfg(*FAST, "task.lr=0.05", "data.root=x")).optimizer.lr == 0.05
+    )  # one home: task.lr
     assert compose_cfg().optimizer.name == "lbfgs"  # stylize keeps its optimizer
     assert compose_cfg("experiment=hymenoptera").scheduler.name == "step"
 

@@ -1,4 +1,4 @@
-"""The extract task: named VGG layers' features for every image in a folder, in one file per run.
+"""The extract task: named layers' features for every image in a folder, in one file per run.
 
 Writes features.pt, ``{"layers": {name: Tensor[N, ...]}, "files": [...]}`` (load it with
 ``torch.load(path, weights_only=True)``), and manifest.csv mapping each row to its file.
@@ -13,46 +13,46 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 from torch import nn
-from torchvision.models.feature_extraction import create_feature_extractor
+from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
 from transferlab import backbone
-from transferlab.classify import data, settings
+from transferlab.classify import data, networks, settings
 from transferlab.classify import module as classifier
 from transferlab.classify.settings import ExtractSettings
 from transferlab.files import atomic_write
 
 log = logging.getLogger(__name__)
 
-# torchvision's VGG classifier: Linear, ReLU, Dropout, Linear, ReLU, Dropout, Linear (fc8: the logits).
-CLASSIFIER_LAYERS = ("fc6", "relu6", "dropout6", "fc7", "relu7", "dropout7", "fc8")
 
-
-def nodes(arch: str) -> dict[str, str]:
-    """Paper layer name -> torchvision module path, for every layer of ``arch``."""
-    out = {name: f"features.{i}" for i, name in enumerate(backbone.layer_names(arch))}
-    out |= {name: f"classifier.{i}" for i, name in enumerate(CLASSIFIER_LAYERS)}
-    return out
+def nodes(network: nn.Module, arch: str) -> dict[str, str]:
+    """Layer name -> torchvision node: VGG's paper names (conv1_1 ... pool5, fc6 ... fc8), else the
+    network's units (``layer4``, ``avgpool``, ``fc`` for a ResNet: a module's output) and torchvision's
+    own node names (``flatten``, ``layer4.1.relu_1``)."""
+    u = networks.units(network, arch)
+    if u.aliases:
+        return u.aliases
+    return {name: name for name in [*u.paths, *get_graph_node_names(network)[1]] if name != "x"}
 
 
 def run(cfg: DictConfig, output_dir: Path) -> None:
     s = ExtractSettings.from_cfg(cfg)
     if s.checkpoint is not None:
         module = classifier.load(s.checkpoint)
-        arch, vgg, normalize = module.hparams.arch, module.vgg, module.normalize
+        arch, network, normalize = module.hparams.arch, module.network, module.normalize
         sizes = dict(module.hparams.preprocessing)
     else:
         arch = s.model.arch
-        vgg, norm = backbone.build_classifier(arch, s.model.weights, s.model.normalization)
+        network, norm = backbone.build_classifier(arch, s.model.weights, s.model.normalization)
         normalize = backbone.Normalize(norm)
         sizes = settings.preprocessing(s.model, None, None)
     sizes = {"resize": s.resize_size or sizes["resize"], "crop": s.crop_size or sizes["crop"]}
-    names = nodes(arch)
+    names = nodes(network, arch)
     settings.extract_layers(s.layers, list(names), arch)
-    for m in vgg.modules():
+    for m in network.modules():
         if isinstance(m, nn.ReLU):
             m.inplace = False  # an in-place ReLU would overwrite the conv output we return
     # Traced only up to the deepest requested layer.
-    extractor = create_feature_extractor(vgg.eval(), {names[layer]: layer for layer in s.layers})
+    extractor = create_feature_extractor(network.eval(), {names[layer]: layer for layer in s.layers})
     model = nn.Sequential(normalize, extractor).to(s.device)
     files, loader = data.image_loader(s.images, sizes)
     chunks: dict[str, list[torch.Tensor]] = {layer: [] for layer in s.layers}

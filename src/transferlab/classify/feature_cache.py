@@ -1,7 +1,8 @@
-"""Backbone features computed once: when every conv layer is frozen and the train transform is
-deterministic, the output of ``features -> avgpool -> flatten`` is the same every epoch, so it is
-computed once per split and only the classifier (frozen hidden layers, their dropout, the new head)
-runs each epoch, on the cached vectors.
+"""Body features computed once: when everything before the classifier is frozen (``networks.Body``:
+VGG's conv layers, a ResNet's layer1-4, ... with their batch norms in eval mode) and the train
+transform is deterministic, the body's output is the same every epoch, so it is computed once per
+split and only the classifier (frozen hidden layers, their dropout, the new head) runs each epoch,
+on the cached vectors.
 
 The cache lives in memory, bounded by ``task.cache_max_gb`` (the door decides), and optionally on disk under
 ``task.cache_dir`` in files named by a key that covers the image files (paths, sizes, mtimes),
@@ -20,17 +21,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
-from torchvision.models import vgg
 
 from transferlab import checkpoints
 from transferlab.files import atomic_write
 
 log = logging.getLogger(__name__)
-
-
-def frozen_prefix(network: vgg.VGG, normalize: nn.Module) -> nn.Sequential:
-    """The model's own frozen modules, from the [0, 1] image to the classifier's input."""
-    return nn.Sequential(normalize, network.features, network.avgpool, nn.Flatten(1))
 
 
 def cache_key(files: list[tuple[str, int]], transform: Any, prefix: nn.Module) -> str:

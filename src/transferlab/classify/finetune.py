@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 
 from transferlab import trainer
-from transferlab.classify import data, feature_cache, report, settings
+from transferlab.classify import data, networks, report, settings
 from transferlab.classify import module as classifier
 from transferlab.classify.settings import FinetuneSettings
 from transferlab.files import write_json
@@ -19,17 +19,14 @@ from transferlab.files import write_json
 log = logging.getLogger(__name__)
 
 
-def run(cfg: DictConfig, output_dir: Path) -> float:
-    """Fine-tune; writes checkpoints/, classes.json, metrics.json, confusion matrices and TensorBoard events."""
-    s = FinetuneSettings.from_cfg(cfg)
+def build(s: FinetuneSettings) -> tuple[classifier.Classifier, data.ImageFolderData, settings.DatasetSettings]:
+    """The Classifier and its DataModule, after the checks that need the dataset (see settings.for_dataset)."""
     pl.seed_everything(s.seed, workers=True, verbose=False)
     splits = data.load(s.data, s.seed)
     fit_data = settings.for_dataset(s, splits.classes, splits.train_targets, len(splits))
     if not fit_data.cache_features:
         log.info("backbone features are not cached: %s", fit_data.cache_reason)
-    network, norm = classifier.build_network(
-        s.model.arch, s.model.weights, s.model.normalization, len(splits.classes), s.dropout
-    )
+    network, norm = networks.build(s.model.arch, s.model.weights, s.model.normalization, len(splits.classes), s.dropout)
     module = classifier.Classifier(
         network,
         classes=splits.classes,
@@ -37,8 +34,16 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
         class_weights=fit_data.class_weights,
         **s.classifier_options(),
     )
-    prefix = feature_cache.frozen_prefix(module.vgg, module.normalize) if fit_data.cache_features else None
-    datamodule = data.ImageFolderData(splits, s.data, s.sizes, s.seed, feature_prefix=prefix, cache_dir=s.cache_dir)
+    body = networks.Body(module.network, s.model.arch, module.normalize) if fit_data.cache_features else None
+    datamodule = data.ImageFolderData(splits, s.data, s.sizes, s.seed, feature_prefix=body, cache_dir=s.cache_dir)
+    return module, datamodule, fit_data
+
+
+def run(cfg: DictConfig, output_dir: Path) -> float:
+    """Fine-tune; writes checkpoints/, classes.json, metrics.json, confusion matrices and TensorBoard events."""
+    s = FinetuneSettings.from_cfg(cfg)
+    module, datamodule, fit_data = build(s)
+    classes = module.classes
     best = ModelCheckpoint(
         dirpath=output_dir / "checkpoints",
         filename="best",
@@ -54,7 +59,7 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
         best,
         last,
         LearningRateMonitor(logging_interval="epoch"),
-        report.EvalReport(splits.classes, images, s.misclassified, output_dir),
+        report.EvalReport(classes, images, s.misclassified, output_dir),
     ]
     if s.patience:
         callbacks.append(EarlyStopping(s.monitor, min_delta=s.min_delta, patience=s.patience, mode=s.monitor_mode))
@@ -67,12 +72,12 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
         log_every_n_steps=max(1, min(50, len(datamodule.train) // s.data.batch_size)),
     )
     if fit.is_global_zero:
-        write_json(splits.classes, output_dir / "classes.json")
+        write_json(classes, output_dir / "classes.json")
     ckpt = str(s.ckpt_path) if s.ckpt_path else None
     fit.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
 
     results: dict[str, Any] = {
-        "classes": splits.classes,
+        "classes": classes,
         "monitor": s.monitor,
         "best_score": float(best.best_model_score),
         "best_checkpoint": best.best_model_path,
@@ -83,7 +88,7 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
         "feature_cache_s": round(datamodule.cache_seconds, 3) if fit_data.cache_features else None,
     }
     # Report the best checkpoint, not the last epoch (EvalReport writes its confusion matrix and mistakes).
-    evaluate = {"val": fit.validate} | ({"test": fit.test} if splits.test is not None else {})
+    evaluate = {"val": fit.validate} | ({"test": fit.test} if datamodule.test is not None else {})
     for split, run_split in evaluate.items():
         logged = run_split(module, datamodule=datamodule, ckpt_path="best", weights_only=True, verbose=False)[0]
         if fit.is_global_zero:

@@ -15,31 +15,14 @@ from pytorch_lightning.trainer.states import TrainerFn
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassConfusionMatrix
-from torchvision.models import vgg
 
 from transferlab import backbone, checkpoints
-from transferlab.classify import metrics
+from transferlab.classify import metrics, networks
 from transferlab.errors import WeightsError
 
 log = logging.getLogger(__name__)
 
 FORMAT = "transferlab.classifier/1"  # marks our checkpoints; bump when the hyper-parameters change meaning
-
-
-def build_network(
-    arch: str, weights: str | None, normalization: str, num_classes: int, dropout: float
-) -> tuple[vgg.VGG, backbone.Normalization]:
-    """torchvision's VGG with its weights and a new last layer for ``num_classes``."""
-    model, norm = backbone.build_classifier(arch, weights, normalization)
-    for module in model.classifier:
-        if isinstance(module, nn.Dropout):
-            module.p = dropout
-    head = nn.Linear(model.classifier[-1].in_features, num_classes)
-    # torchvision's own initialization of VGG's linear layers.
-    nn.init.normal_(head.weight, 0, 0.01)
-    nn.init.zeros_(head.bias)
-    model.classifier[-1] = head
-    return model, norm
 
 
 @dataclass(frozen=True)
@@ -53,7 +36,8 @@ class Evaluation:
 
 
 class Classifier(pl.LightningModule):
-    """VGG on [0, 1] RGB input (it normalizes itself), the first layers frozen, trained with cross-entropy.
+    """A torchvision network on [0, 1] RGB input (it normalizes itself), its first units frozen (their
+    batch norms keep their statistics), a new last layer, trained with cross-entropy.
 
     Logs train/loss, {train,val}/acc_micro and acc_macro, val/acc_<class> (see metrics for their
     definitions); ``last_eval`` holds the latest evaluation for reports. Every constructor argument but
@@ -63,13 +47,13 @@ class Classifier(pl.LightningModule):
 
     def __init__(
         self,
-        network: vgg.VGG,
+        network: nn.Module,
         arch: str,
         classes: list[str],
         normalization: dict[str, Any],
         preprocessing: dict[str, int],
         freeze: int | str,
-        dropout: float,
+        dropout: float | None,
         label_smoothing: float = 0.0,
         class_weights: list[float] | None = None,
         optimizer: dict[str, Any] | None = None,
@@ -83,12 +67,11 @@ class Classifier(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["network"])
         self.normalize = backbone.Normalize(backbone.Normalization(**normalization))
-        self.vgg = network
+        self.network = network
         self.classes = list(classes)
-        n_features, classifier_too = backbone.frozen_modules(arch, freeze)
-        frozen = list(network.features)[:n_features] + (list(network.classifier)[:-1] if classifier_too else [])
-        for module in frozen:
-            module.requires_grad_(False)
+        # Plain values, not submodules: the network's modules are registered (and saved) once.
+        self.frozen = networks.freeze(network, arch, freeze)
+        self.units = networks.units(network, arch)
         weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
         self.loss = nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
         # torchmetrics objects accumulate over the epoch and sum over processes (DDP) when computed.
@@ -99,15 +82,29 @@ class Classifier(pl.LightningModule):
         self.last_eval: Evaluation | None = None
 
     def forward(self, images: Tensor) -> Tensor:
-        return self.vgg(self.normalize(images))
+        return self.network(self.normalize(images))
 
     def logits(self, inputs: Tensor) -> Tensor:
-        """Logits of a batch of images, or of cached backbone features (flat vectors, see feature_cache)."""
-        return self.vgg.classifier(inputs) if inputs.dim() == 2 else self(inputs)
+        """Logits of a batch of images, or of cached body features (flat vectors, see feature_cache)."""
+        return networks.after_body(self.network, self.units, inputs) if inputs.dim() == 2 else self(inputs)
 
     def inference_network(self) -> nn.Sequential:
         """The model as exported and used for prediction: [0, 1] RGB in, logits out."""
-        return nn.Sequential(self.normalize, self.vgg).eval()
+        return nn.Sequential(self.normalize, self.network).eval()
+
+    def train(self, mode: bool = True) -> Classifier:
+        super().train(mode)
+        for module in self.frozen:
+            for norm in module.modules():
+                if isinstance(norm, nn.modules.batchnorm._BatchNorm):
+                    norm.eval()  # frozen means frozen statistics too
+        return self
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Checkpoints of the VGG-only versions name the network "vgg".
+        state = checkpoint["state_dict"]
+        for key in [k for k in state if k.startswith("vgg.")]:
+            state["network." + key[len("vgg.") :]] = state.pop(key)
 
     # Training ------------------------------------------------------------------------------
 
@@ -203,7 +200,7 @@ class Classifier(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         cfg, hp = self.hparams.optimizer, self.hparams
-        head = list(self.vgg.classifier[-1].parameters())
+        head = list(self.network.get_submodule(self.units.paths[-1]).parameters())
         ids = {id(p) for p in head}
         rest = [p for p in self.parameters() if p.requires_grad and id(p) not in ids]
         groups = [{"params": head, "lr": cfg["lr"], "name": "head"}]
@@ -248,8 +245,9 @@ def load(path: str | Path) -> Classifier:
     hp = dict(ckpt["hyper_parameters"])
     # No pretrained weights (the checkpoint holds every weight) and no random initialization either.
     with torch.device("meta"):
-        network, _ = build_network(hp["arch"], None, "auto", len(hp["classes"]), hp["dropout"])
+        network, _ = networks.build(hp["arch"], None, "auto", len(hp["classes"]), hp["dropout"])
+    prefix = next(p for p in ("network.", "vgg.") if any(k.startswith(p) for k in ckpt["state_dict"]))
     network.load_state_dict(
-        {k[len("vgg.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("vgg.")}, assign=True
+        {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}, assign=True
     )
     return Classifier(network, **hp).eval()

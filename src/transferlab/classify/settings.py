@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from transferlab import backbone, checks
 from transferlab.backbone import ModelSettings
 from transferlab.classify import module as classifier
+from transferlab.classify import networks
 from transferlab.errors import ConfigError, DataError
 from transferlab.trainer import TrainerSettings
 
@@ -23,8 +24,6 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("step", "cosine", "none")
 CACHE_SETTINGS = ("auto", True, False)
 EXPORT_FORMATS = ("export", "onnx")  # torch.export (model.pt2) and ONNX; TorchScript is deprecated
-# VGG's adaptive average pool always gives 512 x 7 x 7, whatever the crop size.
-FEATURE_BYTES = 512 * 7 * 7 * 4
 
 
 @dataclass(frozen=True)
@@ -80,7 +79,7 @@ class FinetuneSettings:
     backbone_lr: float
     epochs: int
     freeze: int | str
-    dropout: float
+    dropout: float | None  # None: the architecture's own
     label_smoothing: float
     class_weights: str | tuple[float, ...] | None  # checked against the classes once they are known
     grad_clip: float | None
@@ -100,15 +99,11 @@ class FinetuneSettings:
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> FinetuneSettings:
         task = cfg.task
-        model = checks.model_settings(cfg.model)
-        if model.pooling != "max":
-            raise ConfigError(
-                f"model.pooling={model.pooling} is for stylize; the VGG classifier was trained with max pooling"
-            )
+        model = model_settings(cfg.model)
         data = data_settings(cfg.data)
         freeze = task.freeze
         try:
-            all_frozen = backbone.all_convs_frozen(model.arch, freeze)
+            all_frozen = networks.body_frozen(model.arch, freeze)
         except ValueError as exc:
             raise ConfigError(f"task.freeze={exc}") from None
         cache = checks.choice(task.cache_features, CACHE_SETTINGS, "task.cache_features")
@@ -116,7 +111,11 @@ class FinetuneSettings:
             reason = cache_unusable(freeze, all_frozen, data.augment)
             if reason is not None:
                 raise ConfigError(f"task.cache_features=true cannot be used: {reason}; or set task.cache_features=auto")
-        fractions = {k: checks.non_negative(task[k], f"task.{k}") for k in ("dropout", "label_smoothing")}
+        fractions = {
+            k: checks.non_negative(task[k], f"task.{k}")
+            for k in ("dropout", "label_smoothing")
+            if not (k == "dropout" and task[k] is None)  # null: the architecture's own
+        }
         for key, value in fractions.items():
             if value >= 1:
                 raise ConfigError(f"task.{key}={value} is invalid; it must be in [0, 1)")
@@ -136,7 +135,7 @@ class FinetuneSettings:
             backbone_lr=checks.non_negative(task.backbone_lr, "task.backbone_lr"),
             epochs=checks.at_least(task.epochs, 1, "task.epochs"),
             freeze=freeze,
-            dropout=fractions["dropout"],
+            dropout=fractions.get("dropout"),
             label_smoothing=fractions["label_smoothing"],
             class_weights=class_weights,
             grad_clip=None if task.grad_clip is None else checks.non_negative(task.grad_clip, "task.grad_clip"),
@@ -169,6 +168,25 @@ class FinetuneSettings:
             "seed": self.seed,
             "misclassified": self.misclassified,
         }
+
+
+def model_settings(model: DictConfig) -> ModelSettings:
+    """``model.*`` for a classifier: any torchvision classification model (VGG by our config files or
+    ``model.arch=resnet50``, ...) with one of its weight sets, a file, or null (random)."""
+    arch = checks.choice(model.arch, networks.ARCHS, "model.arch")
+    if networks.is_vgg(arch):
+        vgg = checks.model_settings(model)
+        if vgg.pooling != "max":
+            raise ConfigError(
+                f"model.pooling={vgg.pooling} is for stylize; the VGG classifier was trained with max pooling"
+            )
+        return vgg
+    weights = None if model.weights is None else str(model.weights)
+    if weights is not None and not backbone.is_weights_file(weights) and weights not in backbone.weight_names(arch):
+        choices = [*backbone.weight_names(arch), "a path to a .pth state dict", "null (random)"]
+        raise ConfigError(f"model.weights={weights!r} is not a {arch} weight set; choose one of {choices}")
+    normalization = checks.choice(model.get("normalization", "auto"), ["auto", "imagenet"], "model.normalization")
+    return ModelSettings(arch, weights, "max", normalization, 1.0)
 
 
 def data_settings(data: DictConfig) -> DataSettings:
@@ -264,11 +282,12 @@ def for_dataset(s: FinetuneSettings, classes: list[str], train_targets: list[int
     checks.choice(s.monitor, [*valid, "train/loss", "train/acc_micro", "train/acc_macro"], "task.monitor")
     if s.ckpt_path is not None:
         check_resume(s.ckpt_path, s.model.arch, classes)
-    reason = cache_unusable(s.freeze, backbone.all_convs_frozen(s.model.arch, s.freeze), s.data.augment)
+    reason = cache_unusable(s.freeze, networks.body_frozen(s.model.arch, s.freeze), s.data.augment)
     if s.cache_features is False:
         reason = "task.cache_features=false"
-    elif reason is None and n_images * FEATURE_BYTES > s.cache_max_gb * 1e9:
-        need = n_images * FEATURE_BYTES / 1e9
+    elif reason is None and (need := n_images * networks.feature_bytes(s.model.arch, s.sizes["crop"]) / 1e9) > (
+        s.cache_max_gb
+    ):
         reason = f"{n_images} images need {need:.1f} GB, over task.cache_max_gb={s.cache_max_gb}"
         if s.cache_features is True:
             raise ConfigError(
@@ -404,7 +423,7 @@ class ExtractSettings:
         }
         return cls(
             checkpoint(cfg, needed=False),
-            checks.model_settings(cfg.model),
+            model_settings(cfg.model),
             ImagesIn.from_task(task),
             layers,
             checks.choice(task.pool, [True, False], "task.pool"),
@@ -415,6 +434,8 @@ class ExtractSettings:
 
 
 def extract_layers(layers: tuple[str, ...], valid: list[str], arch: str) -> None:
+    """Each of ``layers`` is one of ``valid`` (listed in the message: the first ones name the layers or units)."""
     unknown = [layer for layer in layers if layer not in valid]
     if unknown:
-        raise ConfigError(f"task.layers: {unknown} not in {arch}; choose from {', '.join(valid)}")
+        shown = ", ".join(valid[:40]) + (f" ... ({len(valid)} in all)" if len(valid) > 40 else "")
+        raise ConfigError(f"task.layers: {unknown} not in {arch}; choose from {shown}")
