@@ -31,6 +31,9 @@ TASKS = {
     "train_fast": "transferlab.fast.train",
     "apply_fast": "transferlab.fast.apply",
     "export_fast": "transferlab.fast.export",
+    "train_adain": "transferlab.fast.adain_train",
+    "apply_adain": "transferlab.fast.adain_apply",
+    "export_adain": "transferlab.fast.adain_export",
     "video": "transferlab.video.task",
 }
 

@@ -20,8 +20,8 @@ def test_training_lowers_the_loss():
         opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-3)
         losses = []
         for _ in range(3):
-            lc, ls = net.loss(c, s)
-            loss = lc + ls
+            _, terms = net.terms(c, s)
+            loss = terms["content"] + 10 * terms["style"]
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -38,14 +39,28 @@ def adain_stats(content_feat: Tensor, s_mean: Tensor, s_std: Tensor, c_mean=None
     return (content_feat - c_mean) / c_std * s_std + s_mean
 
 
-def mean_std_loss(output_feats: dict[str, Tensor], style_feats: dict[str, Tensor], layers=STYLE_LAYERS) -> Tensor:
-    """Style loss of the AdaIN paper: sum over layers of MSE(mean) + MSE(std) (means over N and C)."""
-    total = 0.0
+def mean_std_terms(
+    output_feats: dict[str, Tensor], style_feats: dict[str, Tensor], layers: Iterable[str] = STYLE_LAYERS
+) -> dict[str, Tensor]:
+    """Per layer, the style loss of the AdaIN paper: MSE(mean) + MSE(std), means over N and C."""
+    terms = {}
     for layer in layers:
         om, os_ = mean_std(output_feats[layer])
         sm, ss = mean_std(style_feats[layer])
-        total = total + F.mse_loss(om, sm) + F.mse_loss(os_, ss)
-    return total
+        terms[layer] = F.mse_loss(om, sm) + F.mse_loss(os_, ss)
+    return terms
+
+
+def mean_std_loss(
+    output_feats: dict[str, Tensor],
+    style_feats: dict[str, Tensor],
+    layers: Iterable[str] | Mapping[str, float] = STYLE_LAYERS,
+) -> Tensor:
+    """The weighted sum of ``mean_std_terms``: weight 1 per layer for a list of layers (the paper's
+    sum), the given weights for a ``{layer: weight}`` mapping (configs normalize them to sum to 1)."""
+    weights = dict(layers) if isinstance(layers, Mapping) else dict.fromkeys(layers, 1.0)
+    terms = mean_std_terms(output_feats, style_feats, weights)
+    return sum(w * terms[layer] for layer, w in weights.items())
 
 
 def _conv(cin: int, cout: int) -> list[nn.Module]:
@@ -64,6 +79,8 @@ class Decoder(nn.Module):
         layers += [*_conv(128, 128), *_conv(128, 64), up]
         layers += [*_conv(64, 64), nn.ReflectionPad2d(1), nn.Conv2d(64, 3, 3)]
         self.net = nn.Sequential(*layers)
+        # Mid grey: an untrained decoder's output starts inside [0, 1], not clamped away at 0.
+        nn.init.constant_(self.net[-1].bias, 0.5)
 
     def forward(self, feat: Tensor) -> Tensor:
         return self.net(feat)

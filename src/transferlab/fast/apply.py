@@ -63,41 +63,59 @@ def preserve_colors(stylized: Tensor, content: Tensor, mode: str) -> Tensor:
     return stylized
 
 
-def run(cfg: DictConfig, output_dir: Path) -> dict[str, str]:
-    s = ApplySettings.from_cfg(cfg)
-    files = gather(s.inputs)
-    stylize = load_stylizer(s.model, s.device)
-    out_dir = output_dir / "stylized"
+def stylize_files(
+    files: list[Path],
+    stylize: Callable[[Tensor], Tensor],
+    out_dir: Path,
+    size: int | None,
+    batch_size: int,
+    color_mode: str,
+    fmt: str,
+    min_size: int = MIN_SIZE,
+    desc: str = "apply_fast",
+) -> dict[str, str]:
+    """``stylize`` (``[N, 3, H, W] -> [N, 3, H, W]``) over ``files``: each resized to long side ``size``
+    (None: its own size), batched by size, colours kept per ``color_mode``, written atomically as
+    ``out_dir/<stem>.<fmt>`` (a stem seen twice gets ``_1``, ...); returns ``{input: output}``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     # Decode lazily per size group: one pass over headers to group, then batches of equal size.
     groups: dict[tuple[int, int], list[Path]] = defaultdict(list)
     for path in files:
         width, height = images.open_rgb(path).size
-        if s.size is not None:
-            scale = s.size / max(width, height)
+        if size is not None:
+            scale = size / max(width, height)
             height, width = max(1, round(height * scale)), max(1, round(width * scale))
-        if min(height, width) < MIN_SIZE:
+        if min(height, width) < min_size:
             raise ImageError(
-                f"image {path} is {width}x{height} px; the network needs at least {MIN_SIZE} px a side (upscale it)"
+                f"image {path} is {width}x{height} px; the network needs at least {min_size} px a side (upscale it)"
             )
         groups[(height, width)].append(path)
     names: dict[str, str] = {}
     used: set[str] = set()
-    with tqdm(total=len(files), desc="apply_fast", unit="img") as bar:
+    with tqdm(total=len(files), desc=desc, unit="img") as bar:
         for hw, paths in groups.items():
-            for i in range(0, len(paths), s.batch_size):
-                chunk = paths[i : i + s.batch_size]
+            for i in range(0, len(paths), batch_size):
+                chunk = paths[i : i + batch_size]
                 batch = torch.stack([images.resize(images.load_image(p), hw) for p in chunk])
-                result = preserve_colors(stylize(batch), batch, s.color)
+                result = preserve_colors(stylize(batch), batch, color_mode)
                 for path, image in zip(chunk, result):
-                    name = f"{path.stem}.{s.format}"
+                    name = f"{path.stem}.{fmt}"
                     k = 1
                     while name in used:  # same stem in two folders
-                        name, k = f"{path.stem}_{k}.{s.format}", k + 1
+                        name, k = f"{path.stem}_{k}.{fmt}", k + 1
                     used.add(name)
                     images.save_image(image, out_dir / name)
                     names[str(path)] = str(out_dir / name)
                 bar.update(len(chunk))
+    return names
+
+
+def run(cfg: DictConfig, output_dir: Path) -> dict[str, str]:
+    s = ApplySettings.from_cfg(cfg)
+    files = gather(s.inputs)
+    stylize = load_stylizer(s.model, s.device)
+    out_dir = output_dir / "stylized"
+    names = stylize_files(files, stylize, out_dir, s.size, s.batch_size, s.color, s.format)
     write_json({"model": str(s.model), "color": s.color, "outputs": names}, output_dir / "apply.json")
     log.info("apply_fast: %d images into %s", len(names), out_dir)
     return names

@@ -75,26 +75,12 @@ class TrainSettings:
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> TrainSettings:
-        task, data, model, loss, opt = cfg.task, cfg.data, cfg.model, cfg.loss, cfg.optimizer
-        checks.choice(opt.name, ["adam"], "optimizer.name")
+        task, model, loss = cfg.task, cfg.model, cfg.loss
         arch = model.arch
         if arch not in backbone.ARCHS:
             raise ConfigError(f"model.arch={arch!r} is not supported; choose one of {', '.join(backbone.ARCHS)}")
         content, style = layer_sets(cfg, arch)
-        crop = checks.at_least(data.crop, 16, "data.crop")
-        resize = None if data.resize is None else checks.at_least(data.resize, crop, "data.resize")
-        betas = tuple(checks.number(b, "optimizer.betas") for b in opt.betas)
-        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
-            raise ConfigError(f"optimizer.betas={list(opt.betas)} is invalid; give two numbers in [0, 1)")
-        ckpt = None
-        if cfg.ckpt_path:
-            from transferlab import checkpoints
-
-            ckpt = checkpoints.local_file(cfg.ckpt_path, "ckpt_path", "a train_fast checkpoint (.ckpt) to resume")
-        steps = checks.at_least(task.steps, 1, "task.steps")
         return cls(
-            trainer=checks.trainer_settings(cfg),
-            seed=int(cfg.seed),
             network=NetworkSettings.from_cfg(cfg),
             arch=arch,
             weights=model.weights,
@@ -108,27 +94,58 @@ class TrainSettings:
             tv_weight=checks.non_negative(loss.tv_weight, "loss.tv_weight"),
             style=str(task.style),
             style_size=checks.at_least(task.style_size, 32, "task.style_size"),
-            root=Path(str(data.root)),
-            crop=crop,
-            resize=resize,
-            val_count=checks.at_least(data.val_count, 1, "data.val_count"),
-            val_size=checks.at_least(data.val_size, 16, "data.val_size"),
-            batch_size=checks.at_least(data.batch_size, 1, "data.batch_size"),
-            num_workers=checks.at_least(data.num_workers, 0, "data.num_workers"),
-            max_bad_fraction=checks.non_negative(data.max_bad_fraction, "data.max_bad_fraction"),
-            steps=steps,
-            lr=checks.positive(task.lr, "task.lr"),
-            betas=betas,  # type: ignore[arg-type]
-            weight_decay=checks.non_negative(opt.weight_decay, "optimizer.weight_decay"),
-            val_every=min(checks.at_least(task.val_every, 1, "task.val_every"), steps),
-            checkpoint_every=checks.at_least(task.checkpoint_every, 0, "task.checkpoint_every"),
-            log_every=checks.at_least(task.log_every, 1, "task.log_every"),
-            ckpt_path=ckpt,
+            **photo_values(cfg),
+            **schedule_values(cfg, "a train_fast checkpoint (.ckpt) to resume"),
             hparams=checks.hparams(cfg, ["task", "fastnet", "model", "layers", "loss", "data", "optimizer", "seed"]),
         )
 
 
-def _model_file(cfg: DictConfig, suffixes: tuple[str, ...], expected: str) -> Path:
+def photo_values(cfg: DictConfig) -> dict[str, Any]:
+    """``data.*`` (configs/data/photos.yaml) checked: the fields every photo-trained network's settings share."""
+    data = cfg.data
+    crop = checks.at_least(data.crop, 16, "data.crop")
+    return {
+        "root": Path(str(data.root)),
+        "crop": crop,
+        "resize": None if data.resize is None else checks.at_least(data.resize, crop, "data.resize"),
+        "val_count": checks.at_least(data.val_count, 1, "data.val_count"),
+        "val_size": checks.at_least(data.val_size, 16, "data.val_size"),
+        "batch_size": checks.at_least(data.batch_size, 1, "data.batch_size"),
+        "num_workers": checks.at_least(data.num_workers, 0, "data.num_workers"),
+        "max_bad_fraction": checks.non_negative(data.max_bad_fraction, "data.max_bad_fraction"),
+    }
+
+
+def schedule_values(cfg: DictConfig, expected: str) -> dict[str, Any]:
+    """Adam, the step schedule (``task.steps``, ``val_every``, ``checkpoint_every``, ``log_every``), the
+    trainer, the seed and ``ckpt_path`` (a local checkpoint to resume, described by ``expected``) checked:
+    the fields every step-trained network's settings share."""
+    task, opt = cfg.task, cfg.optimizer
+    checks.choice(opt.name, ["adam"], "optimizer.name")
+    betas = tuple(checks.number(b, "optimizer.betas") for b in opt.betas)
+    if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+        raise ConfigError(f"optimizer.betas={list(opt.betas)} is invalid; give two numbers in [0, 1)")
+    ckpt = None
+    if cfg.ckpt_path:
+        from transferlab import checkpoints
+
+        ckpt = checkpoints.local_file(cfg.ckpt_path, "ckpt_path", expected)
+    steps = checks.at_least(task.steps, 1, "task.steps")
+    return {
+        "trainer": checks.trainer_settings(cfg),
+        "seed": int(cfg.seed),
+        "steps": steps,
+        "lr": checks.positive(task.lr, "task.lr"),
+        "betas": betas,
+        "weight_decay": checks.non_negative(opt.weight_decay, "optimizer.weight_decay"),
+        "val_every": min(checks.at_least(task.val_every, 1, "task.val_every"), steps),
+        "checkpoint_every": checks.at_least(task.checkpoint_every, 0, "task.checkpoint_every"),
+        "log_every": checks.at_least(task.log_every, 1, "task.log_every"),
+        "ckpt_path": ckpt,
+    }
+
+
+def model_file(cfg: DictConfig, suffixes: tuple[str, ...], expected: str) -> Path:
     from transferlab import checkpoints
 
     if not cfg.ckpt_path:
@@ -152,7 +169,7 @@ class ApplySettings:
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> ApplySettings:
         task = cfg.task
-        model = _model_file(cfg, (".ckpt", ".onnx"), "a train_fast checkpoint (.ckpt) or an export_fast model.onnx")
+        model = model_file(cfg, (".ckpt", ".onnx"), "a train_fast checkpoint (.ckpt) or an export_fast model.onnx")
         raw = task.input
         inputs = tuple(map(str, OmegaConf.to_container(raw) if OmegaConf.is_list(raw) else [raw]))
         if not inputs:
@@ -190,7 +207,7 @@ class ExportSettings:
         if len(check) != 2:
             raise ConfigError(f"task.check_size={list(task.check_size)} is invalid; give [height, width]")
         return cls(
-            checkpoint=_model_file(cfg, (".ckpt",), "a train_fast checkpoint (.ckpt)"),
+            checkpoint=model_file(cfg, (".ckpt",), "a train_fast checkpoint (.ckpt)"),
             formats=formats,
             opset=checks.at_least(task.opset, 18, "task.opset"),
             example_size=checks.at_least(task.example_size, 16, "task.example_size"),

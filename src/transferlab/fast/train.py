@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint
-from torch.utils.data import DataLoader, Subset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from transferlab import fetch, images
 from transferlab.fast import data
@@ -22,30 +23,75 @@ from transferlab.trainer import make_trainer
 log = logging.getLogger(__name__)
 
 
-class _Crops(pl.LightningDataModule):
-    """Training crops from the step the trainer is at (0, or the resumed step) to the last one."""
+class StepData(pl.LightningDataModule):
+    """Training samples from the step the trainer is at (0, or the resumed step) to the last one, and a
+    fixed validation set. ``train`` is indexable by sample (``data.ContentCrops``: sample i depends on
+    the seed and i only), so that a resumed run sees the batches an uninterrupted run would."""
 
-    def __init__(self, s: TrainSettings, train: list[Path], val: list[Path]) -> None:
+    def __init__(self, train: Dataset, val: Dataset, batch_size: int, num_workers: int) -> None:
         super().__init__()
-        self.s = s
-        self.crops = data.ContentCrops(train, s.crop, s.steps * s.batch_size, s.seed, s.resize, s.max_bad_fraction)
-        self.val = TensorDataset(data.validation_batch(val, s.val_size))
+        self.train, self.val, self.batch_size, self.num_workers = train, val, batch_size, num_workers
 
     def train_dataloader(self) -> DataLoader:
-        start = self.trainer.global_step * self.s.batch_size  # restored before the loaders are built
-        subset = Subset(self.crops, range(start, len(self.crops)))
+        start = self.trainer.global_step * self.batch_size  # restored before the loaders are built
         return DataLoader(
-            subset,
-            batch_size=self.s.batch_size,
+            Subset(self.train, range(start, len(self.train))),
+            batch_size=self.batch_size,
             shuffle=False,
-            num_workers=self.s.num_workers,
-            persistent_workers=self.s.num_workers > 0,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
         )
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(
-            self.val, batch_size=self.s.batch_size, collate_fn=lambda items: torch.stack([i[0] for i in items])
+            self.val, batch_size=self.batch_size, collate_fn=lambda items: torch.stack([i[0] for i in items])
         )
+
+
+def fit(
+    module: pl.LightningModule,
+    datamodule: StepData,
+    s: TrainSettings | Any,
+    output_dir: Path,
+    task: str,
+) -> dict[str, float]:
+    """Train ``module`` for ``s.steps`` steps (validation every ``s.val_every``, checkpoints every
+    ``s.checkpoint_every``, resumed from ``s.ckpt_path``) through the one Trainer factory; then write
+    checkpoints/last.ckpt atomically, validate once more, log hparams with the final metrics and write
+    metrics.json. ``s`` holds the fields of ``settings.schedule_values`` and ``hparams``."""
+    checkpoint = ModelCheckpoint(
+        dirpath=output_dir / "checkpoints",
+        filename="step{step}",
+        auto_insert_metric_name=False,
+        every_n_train_steps=s.checkpoint_every or s.steps,
+        save_top_k=-1,
+        save_last=False,
+    )
+    trainer = make_trainer(
+        s.trainer,
+        output_dir,
+        max_steps=s.steps,
+        max_epochs=-1,
+        val_check_interval=s.val_every,
+        check_val_every_n_epoch=None,
+        num_sanity_val_steps=0,
+        log_every_n_steps=s.log_every,
+        callbacks=[checkpoint],
+        enable_model_summary=False,
+    )
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(s.ckpt_path) if s.ckpt_path else None, weights_only=True)
+    last = output_dir / "checkpoints" / "last.ckpt"
+    tmp = last.with_name(".last.ckpt.tmp")
+    trainer.save_checkpoint(tmp)
+    tmp.replace(last)  # atomic: a reader never sees half a checkpoint
+    final = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+    metrics = {k: float(v) for k, v in final.items()}
+    if trainer.logger is not None:
+        trainer.logger.log_hyperparams(s.hparams, {f"hp/{k}": v for k, v in metrics.items()})
+    write_json(
+        {"task": task, "steps": trainer.global_step, "checkpoint": str(last), **metrics}, output_dir / "metrics.json"
+    )
+    return metrics
 
 
 def run(cfg: DictConfig, output_dir: Path) -> float:
@@ -71,26 +117,9 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
         s.betas,
         s.weight_decay,
     )
-    datamodule = _Crops(s, train_files, val_files)
-    checkpoint = ModelCheckpoint(
-        dirpath=output_dir / "checkpoints",
-        filename="step{step}",
-        auto_insert_metric_name=False,
-        every_n_train_steps=s.checkpoint_every or s.steps,
-        save_top_k=-1,
-        save_last=False,
-    )
-    trainer = make_trainer(
-        s.trainer,
-        output_dir,
-        max_steps=s.steps,
-        max_epochs=-1,
-        val_check_interval=s.val_every,
-        check_val_every_n_epoch=None,
-        num_sanity_val_steps=0,
-        log_every_n_steps=s.log_every,
-        callbacks=[checkpoint],
-        enable_model_summary=False,
+    crops = data.ContentCrops(train_files, s.crop, s.steps * s.batch_size, s.seed, s.resize, s.max_bad_fraction)
+    datamodule = StepData(
+        crops, TensorDataset(data.validation_batch(val_files, s.val_size)), s.batch_size, s.num_workers
     )
     log.info(
         "train_fast: %d training photos, %d validation photos, %s network",
@@ -98,16 +127,7 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
         len(val_files),
         s.network.arch,
     )
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(s.ckpt_path) if s.ckpt_path else None, weights_only=True)
-    last = output_dir / "checkpoints" / "last.ckpt"
-    tmp = last.with_name(".last.ckpt.tmp")
-    trainer.save_checkpoint(tmp)
-    tmp.replace(last)  # atomic: a reader never sees half a checkpoint
-    final = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
-    metrics = {k: float(v) for k, v in final.items()}
-    if trainer.logger is not None:
-        trainer.logger.log_hyperparams(s.hparams, {f"hp/{k}": v for k, v in metrics.items()})
-    write_json({"steps": trainer.global_step, "checkpoint": str(last), **metrics}, output_dir / "metrics.json")
+    metrics = fit(module, datamodule, s, output_dir, "train_fast")
     with atomic_write(output_dir / "val_files.txt", "w") as f:
         f.write("".join(f"{p}\n" for p in val_files))
     return metrics["val/loss"]

@@ -1,0 +1,67 @@
+"""The apply_adain task: stylize an image, a list or a folder with a trained AdaIN decoder and any styles
+given at run time: alpha, several styles blended with weights or placed by one mask each, a strength
+map, colour preservation. Each style's statistics are computed once and reused for every image."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from torch import Tensor
+
+from transferlab import fetch, images
+from transferlab.fast import adain as A
+from transferlab.fast.adain_net import MIN_SIZE
+from transferlab.fast.adain_settings import ApplyAdaINSettings
+from transferlab.fast.adain_train import load_adain
+from transferlab.fast.apply import gather, stylize_files
+from transferlab.files import write_json
+
+log = logging.getLogger(__name__)
+
+
+def _map(source: str, key: str) -> Tensor:
+    """A grayscale map ``[1, 1, h, w]`` in [0, 1] (resized to each content image when applied)."""
+    return images.load_image(fetch.resolve(source, key)).mean(dim=0, keepdim=True).unsqueeze(0)
+
+
+def run(cfg: DictConfig, output_dir: Path) -> dict[str, str]:
+    s = ApplyAdaINSettings.from_cfg(cfg)
+    files = gather(s.inputs)
+    net = load_adain(s.model).to(s.device)
+    key = "task.style" if len(s.styles) == 1 else "task.style[{}]"
+    with torch.inference_mode():  # once per style, not per image
+        codes = [
+            net.code(images.load_image(fetch.resolve(p, key.format(i)), s.style_size).unsqueeze(0).to(s.device))
+            for i, p in enumerate(s.styles)
+        ]
+    masks = [_map(m, f"task.style_masks[{i}]").to(s.device) for i, m in enumerate(s.style_masks)] or None
+    strength = _map(s.strength_map, "task.strength_map").to(s.device) if s.strength_map else None
+    if masks is None and len(codes) > 1:
+        codes = [A.blend_codes(codes, list(s.style_weights))]
+
+    def stylize(batch: Tensor) -> Tensor:
+        with torch.inference_mode():
+            return net.stylize(batch.to(s.device), codes, s.alpha, masks, strength).float().cpu()
+
+    out_dir = output_dir / "stylized"
+    names = stylize_files(
+        files, stylize, out_dir, s.size, s.batch_size, s.color, s.format, min_size=MIN_SIZE, desc="apply_adain"
+    )
+    write_json(
+        {
+            "model": str(s.model),
+            "styles": list(s.styles),
+            "style_weights": None if s.style_masks else list(s.style_weights),
+            "style_masks": list(s.style_masks) or None,
+            "strength_map": s.strength_map,
+            "alpha": s.alpha,
+            "color": s.color,
+            "outputs": names,
+        },
+        output_dir / "apply.json",
+    )
+    log.info("apply_adain: %d images into %s", len(names), out_dir)
+    return names

@@ -1,0 +1,199 @@
+"""The doors of the AdaIN tasks (train_adain, apply_adain, export_adain): each task's config checked and
+turned into frozen plain values, once. Shares the photo-data and schedule checks of fast/settings.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from transferlab import backbone, checks
+from transferlab.errors import ConfigError
+from transferlab.fast.adain_net import MIN_SIZE, MULTIPLE
+from transferlab.fast.settings import COLORS, model_file, photo_values, schedule_values
+from transferlab.style.settings import as_list, layer_sets
+from transferlab.trainer import TrainerSettings
+
+CHECKPOINT = "a train_adain checkpoint (.ckpt)"
+
+
+@dataclass(frozen=True)
+class TrainAdaINSettings:
+    trainer: TrainerSettings
+    seed: int
+    # encoder (VGG19 to relu4_1, frozen) and loss
+    weights: str | None
+    pooling: str
+    normalization: str
+    style_layers: dict[str, float]  # normalized to sum to 1
+    content_weight: float
+    style_weight: float
+    # data: content photos (data.*) and style images
+    root: Path
+    styles: Path
+    style_resize: int
+    crop: int
+    resize: int | None
+    val_count: int
+    val_size: int
+    batch_size: int
+    num_workers: int
+    max_bad_fraction: float
+    preview_styles: int
+    preview_size: int
+    # schedule
+    steps: int
+    lr: float
+    betas: tuple[float, float]
+    weight_decay: float
+    val_every: int
+    checkpoint_every: int
+    log_every: int
+    ckpt_path: Path | None
+    hparams: dict[str, Any]
+
+    @classmethod
+    def from_cfg(cls, cfg: DictConfig) -> TrainAdaINSettings:
+        task, model, loss = cfg.task, cfg.model, cfg.loss
+        if model.arch != "vgg19":
+            raise ConfigError(f"model.arch={model.arch!r}: the AdaIN decoder mirrors VGG19; use model=vgg19")
+        content, style = layer_sets(cfg, "vgg19")
+        if list(content) != ["relu4_1"]:
+            raise ConfigError(
+                f"layers.content={list(content)}: AdaIN's content target is relu4_1; use layers=adain "
+                "(or layers.content={relu4_1: 1})"
+            )
+        if not style:
+            raise ConfigError("layers.style is empty; AdaIN's style loss needs layers up to relu4_1 (layers=adain)")
+        encoder = backbone.layer_names("vgg19")[: backbone.layer_names("vgg19").index("relu4_1") + 1]
+        deeper = [layer for layer in style if layer not in encoder]
+        if deeper:
+            raise ConfigError(
+                f"layers.style: {', '.join(deeper)} lie past relu4_1, where the encoder ends; use layers up to relu4_1"
+            )
+        photos = photo_values(cfg)
+        for key in ("crop", "val_size"):
+            if photos[key] % MULTIPLE:
+                raise ConfigError(
+                    f"data.{key}={photos[key]} is invalid; it must be a multiple of {MULTIPLE} (VGG19 pools 3 times)"
+                )
+        return cls(
+            weights=model.weights,
+            pooling=checks.choice(model.pooling, ["max", "avg"], "model.pooling"),
+            normalization=checks.choice(model.normalization, ["auto", "imagenet", "caffe"], "model.normalization"),
+            style_layers=style,
+            content_weight=checks.non_negative(loss.content_weight, "loss.content_weight"),
+            style_weight=checks.non_negative(loss.style_weight, "loss.style_weight"),
+            styles=Path(str(task.styles)),
+            style_resize=checks.at_least(task.style_resize, photos["crop"], "task.style_resize"),
+            preview_styles=checks.at_least(task.preview_styles, 1, "task.preview_styles"),
+            preview_size=checks.at_least(task.preview_size, 16, "task.preview_size"),
+            **photos,
+            **schedule_values(cfg, f"{CHECKPOINT} to resume"),
+            hparams=checks.hparams(cfg, ["task", "model", "layers", "loss", "data", "optimizer", "seed"]),
+        )
+
+
+@dataclass(frozen=True)
+class ApplyAdaINSettings:
+    model: Path
+    inputs: tuple[str, ...]
+    styles: tuple[str, ...]  # local paths or pinned URLs, resolved by the task
+    style_size: int
+    style_weights: tuple[float, ...]  # sum to 1
+    style_masks: tuple[str, ...]  # () or one per style
+    strength_map: str | None
+    alpha: float
+    size: int | None
+    batch_size: int
+    color: str
+    format: str
+    device: str
+
+    @classmethod
+    def from_cfg(cls, cfg: DictConfig) -> ApplyAdaINSettings:
+        task = cfg.task
+        model = model_file(cfg, (".ckpt",), CHECKPOINT)
+        raw = task.input
+        inputs = tuple(map(str, OmegaConf.to_container(raw) if OmegaConf.is_list(raw) else [raw]))
+        if not inputs:
+            raise ConfigError("task.input=[] is empty; give an image, a folder or a list of images")
+        styles = tuple(map(str, as_list(task.style)))
+        if not styles:
+            raise ConfigError("task.style is empty; give one style image or a list: task.style=[a.jpg,b.jpg]")
+        weights = [
+            checks.non_negative(w, f"task.style_weights[{i}]") for i, w in enumerate(as_list(task.style_weights))
+        ]
+        masks = tuple(map(str, as_list(task.style_masks)))
+        if weights and masks:
+            raise ConfigError(
+                "task.style_weights and task.style_masks both set; with masks each mask says how much of its "
+                "style goes where: drop task.style_weights (or scale a mask's grey level)"
+            )
+        if weights and len(weights) != len(styles):
+            raise ConfigError(
+                f"task.style_weights has {len(weights)} values for {len(styles)} styles; give one per style"
+            )
+        if weights and sum(weights) == 0:
+            raise ConfigError("task.style_weights are all 0; give at least one style a positive weight")
+        if masks and len(masks) != len(styles):
+            raise ConfigError(f"task.style_masks has {len(masks)} masks for {len(styles)} styles; give one per style")
+        weights = weights or [1.0] * len(styles)
+        alpha = checks.number(task.alpha, "task.alpha")
+        if not 0 <= alpha <= 1:
+            raise ConfigError(f"task.alpha={alpha} is invalid; it must be in [0, 1] (0 content, 1 full style)")
+        return cls(
+            model=model,
+            inputs=inputs,
+            styles=styles,
+            style_size=checks.at_least(task.style_size, MIN_SIZE, "task.style_size"),
+            style_weights=tuple(w / sum(weights) for w in weights),
+            style_masks=masks,
+            strength_map=str(task.strength_map) if task.strength_map else None,
+            alpha=alpha,
+            size=None if task.size is None else checks.at_least(task.size, MIN_SIZE, "task.size"),
+            batch_size=checks.at_least(task.batch_size, 1, "task.batch_size"),
+            color=checks.choice(task.color, COLORS, "task.color"),
+            format=checks.choice(task.format, ["png", "jpg"], "task.format"),
+            device=checks.trainer_settings(cfg).accelerator,
+        )
+
+
+@dataclass(frozen=True)
+class ExportAdaINSettings:
+    checkpoint: Path
+    formats: tuple[str, ...]
+    alpha: float
+    opset: int
+    example_size: int
+    check_size: tuple[int, int]
+    style_check_size: tuple[int, int]
+    atol: float
+    seed: int
+
+    @classmethod
+    def from_cfg(cls, cfg: DictConfig) -> ExportAdaINSettings:
+        task = cfg.task
+        formats = tuple(checks.choice(f, ["onnx", "pt2"], "task.formats") for f in task.formats)
+        sizes = {}
+        for key in ("check_size", "style_check_size"):
+            values = tuple(checks.at_least(v, MIN_SIZE, f"task.{key}") for v in task[key])
+            if len(values) != 2:
+                raise ConfigError(f"task.{key}={list(task[key])} is invalid; give [height, width]")
+            sizes[key] = values
+        alpha = checks.number(task.alpha, "task.alpha")
+        if not 0 <= alpha <= 1:
+            raise ConfigError(f"task.alpha={alpha} is invalid; it must be in [0, 1] (0 content, 1 full style)")
+        return cls(
+            checkpoint=model_file(cfg, (".ckpt",), CHECKPOINT),
+            formats=formats,
+            alpha=alpha,
+            opset=checks.at_least(task.opset, 18, "task.opset"),
+            example_size=checks.at_least(task.example_size, MIN_SIZE, "task.example_size"),
+            check_size=sizes["check_size"],  # type: ignore[arg-type]
+            style_check_size=sizes["style_check_size"],  # type: ignore[arg-type]
+            atol=checks.non_negative(task.atol, "task.atol"),
+            seed=int(cfg.seed),
+        )

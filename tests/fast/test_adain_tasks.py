@@ -1,0 +1,247 @@
+"""The AdaIN tasks: train_adain (metrics, checkpoints, preview grid, exact resume), apply_adain (controls,
+style codes once), export_adain (ONNX and torch.export parity), the controls at image level, bad input
+in one line, configs that compose. Random weights, 32-64 px images, 2 training steps."""
+
+import json
+
+import pytest
+import torch
+
+from helpers import ROOT, compose_cfg, make_image
+from transferlab import images, main
+from transferlab.errors import DataError, WeightsError
+from transferlab.fast import adain as A
+from transferlab.fast.adain_net import AdaINNet
+from transferlab.fast.adain_settings import ApplyAdaINSettings, TrainAdaINSettings
+from transferlab.fast.adain_train import load_adain
+
+TINY = [
+    "task=train_adain",
+    "model.weights=null",
+    "trainer.accelerator=cpu",
+    "data.crop=32",
+    "data.val_size=32",
+    "data.val_count=2",
+    "data.batch_size=2",
+    "data.num_workers=0",
+    "task.style_resize=40",
+    "task.val_every=2",
+    "task.log_every=1",
+    "task.steps=2",
+    "task.checkpoint_every=1",
+    "task.preview_styles=2",
+    "task.preview_size=24",
+]
+
+
+@pytest.fixture(scope="module")
+def styles(tmp_path_factory):
+    root = tmp_path_factory.mktemp("styles")
+    for i in range(3):
+        make_image(root / f"s{i}.png", size=(44 + 4 * i, 40), seed=90 + i)
+    return root
+
+
+def train_cfg(photos, styles, *overrides):
+    return compose_cfg(*TINY, f"data.root={photos}", f"task.styles={styles}", *overrides)
+
+
+@pytest.fixture(scope="module")
+def trained(photos, styles, tmp_path_factory):
+    out = tmp_path_factory.mktemp("adain")
+    main.run_task(train_cfg(photos, styles), out)
+    return out
+
+
+def test_run_writes_metrics_checkpoints_and_the_grid(trained):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert metrics["task"] == "train_adain" and metrics["steps"] == 2
+    assert {"val/loss", "val/content", "val/style", "val/style_relu1_1"} <= set(metrics)
+    assert all((trained / "checkpoints" / f"{n}.ckpt").is_file() for n in ("step1", "step2", "last"))
+    events = EventAccumulator(str(trained / "tensorboard")).Reload()
+    grid = events.Images("val/grid")[-1]
+    # header row + 2 photos, each: photo + 2 styles; tiles of 24 px with 2 px padding
+    assert (grid.height, grid.width) == (3 * 26 + 2, 3 * 26 + 2)
+    assert "train/style_relu4_1" in events.Tags()["scalars"]
+
+
+def test_resume_is_exact(trained, photos, styles, tmp_path):
+    main.run_task(train_cfg(photos, styles, f"ckpt_path={trained / 'checkpoints' / 'step1.ckpt'}"), tmp_path)
+    a = load_adain(trained / "checkpoints" / "last.ckpt").state_dict()
+    b = load_adain(tmp_path / "checkpoints" / "last.ckpt").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def lively(state: dict, seed: int = 0) -> dict:
+    """Conv weights that keep the activations' scale (He init, no bias), the decoder's last layer scaled
+    down around its 0.5 bias: with PyTorch's default init, random VGG19 features at relu4_1 are ~1e-7
+    apart and every image-level comparison would pass whatever the code did."""
+    g = torch.Generator().manual_seed(seed)
+    out = dict(state)
+    convs = [k for k, v in state.items() if k.endswith(".weight") and v.dim() == 4]
+    for k in convs:
+        w = state[k]
+        out[k] = torch.randn(w.shape, generator=g) * (2 / w[0].numel()) ** 0.5 * (0.05 if k == convs[-1] else 1)
+        bias = k[: -len("weight")] + "bias"
+        if bias in state and k != convs[-1]:
+            out[bias] = torch.zeros_like(state[bias])
+    return out
+
+
+@pytest.fixture(scope="module")
+def net():
+    net = AdaINNet().eval()
+    net.load_state_dict(lively(net.state_dict()))
+    return net
+
+
+def test_image_level_controls(net):
+    """alpha=0 decodes the content's own features; a zero strength map equals alpha=0; a zero mask
+    leaves its style out; any size in, the same size out."""
+    g = torch.Generator().manual_seed(1)
+    content = torch.rand(2, 3, 37, 29, generator=g)
+    a, b = (net.code(torch.rand(1, 3, 32, 40, generator=g) * k) for k in (1.0, 0.3))
+    with torch.no_grad():
+        plain = net.stylize(content, [a], alpha=0.0)
+        assert plain.shape == content.shape
+        padded = torch.nn.functional.pad(content, (0, 3, 0, 3), mode="replicate")
+        decoded = net.decoder(net.encode(padded)["relu4_1"])[..., :37, :29].clamp(0, 1)
+        exact = {"atol": 1e-6, "rtol": 0}
+        torch.testing.assert_close(plain, decoded, **exact)
+        zero = torch.zeros(1, 1, 9, 7)
+        torch.testing.assert_close(net.stylize(content, [a], strength=zero), plain, **exact)
+        masked = net.stylize(content, [a, b], masks=[torch.ones(1, 1, 5, 5), zero])
+        torch.testing.assert_close(masked, net.stylize(content, [a]), **exact)
+        # the comparisons above are not vacuous: style and alpha change the image
+        assert (net.stylize(content, [b]) - masked).abs().max() > 1e-2
+        assert (plain - masked).abs().max() > 1e-2
+
+
+def test_blend_weights_sum_to_one_and_blend_the_codes(photos, styles):
+    cfg = compose_cfg(
+        "task=apply_adain", f"ckpt_path={ROOT / 'pyproject.toml'}", "task.input=x.png", "task.style=[a.png,b.png]"
+    )
+    with pytest.raises(Exception, match="is not a .ckpt file"):
+        ApplyAdaINSettings.from_cfg(cfg)
+    ckpt = photos / "fake.ckpt"
+    ckpt.write_bytes(b"")
+    cfg = compose_cfg(
+        "task=apply_adain",
+        f"ckpt_path={ckpt}",
+        "task.input=x.png",
+        "task.style=[a.png,b.png]",
+        "task.style_weights=[2,6]",
+    )
+    assert ApplyAdaINSettings.from_cfg(cfg).style_weights == (0.25, 0.75)
+    c = [A.StyleCode(torch.full((1, 2, 1, 1), v), torch.full((1, 2, 1, 1), 2 * v)) for v in (1.0, 5.0)]
+    m = A.blend_codes(c, [0.25, 0.75])
+    assert torch.allclose(m.mean, torch.tensor(4.0)) and torch.allclose(m.std, torch.tensor(8.0))
+
+
+def test_apply_with_masks_strength_and_colour_keeps_sizes(trained, styles, tmp_path):
+    make_image(tmp_path / "in" / "a.png", size=(33, 21), seed=1)
+    make_image(tmp_path / "in" / "sub" / "b.jpg", size=(40, 51), seed=2)
+    mask = make_image(tmp_path / "mask.png", size=(20, 20), seed=3)
+    cfg = compose_cfg(
+        "task=apply_adain",
+        f"ckpt_path={trained / 'checkpoints' / 'last.ckpt'}",
+        f"task.input={tmp_path / 'in'}",
+        f"task.style=[{styles / 's0.png'},{styles / 's1.png'}]",
+        f"task.style_masks=[{mask},{mask}]",
+        f"task.strength_map={mask}",
+        "task.style_size=32",
+        "task.alpha=0.7",
+        "task.color=luminance",
+        "trainer.accelerator=cpu",
+    )
+    outputs = main.run_task(cfg, tmp_path / "run")
+    assert len(outputs) == 2
+    for source, target in outputs.items():
+        assert images.open_rgb(target).size == images.open_rgb(source).size
+    report = json.loads((tmp_path / "run" / "apply.json").read_text())
+    assert report["alpha"] == 0.7 and report["style_weights"] is None and len(report["style_masks"]) == 2
+
+
+def test_export_parity_onnx_and_torch_export(trained, tmp_path):
+    checkpoint = torch.load(trained / "checkpoints" / "last.ckpt", weights_only=True)
+    checkpoint["state_dict"] = lively(checkpoint["state_dict"])  # outputs that differ between inputs
+    torch.save(checkpoint, tmp_path / "lively.ckpt")
+    net = load_adain(tmp_path / "lively.ckpt")
+    with torch.no_grad():
+        x = net.stylize(torch.rand(2, 3, 32, 32), [net.code(torch.rand(1, 3, 32, 32))])
+    assert x.std() > 1e-2 and 0 < x.mean() < 1
+    cfg = compose_cfg("task=export_adain", f"ckpt_path={tmp_path / 'lively.ckpt'}")
+    report = main.run_task(cfg, tmp_path)
+    assert report["check_shape"] == [[3, 3, 67, 45], [1, 3, 50, 61]]
+    assert report["onnx"]["max_abs_diff"] < 1e-4 and report["pt2"]["max_abs_diff"] < 1e-4
+    assert json.loads((tmp_path / "export.json").read_text())["inputs"]["style"]["shape"] == [1, 3, "h", "w"]
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("model=vgg16", r"model.arch='vgg16': the AdaIN decoder mirrors VGG19; use model=vgg19"),
+        ("data.crop=36", r"data.crop=36 is invalid; it must be a multiple of 8"),
+        ("+layers.content.relu3_1=1", r"layers.content=\['relu4_1', 'relu3_1'\]: AdaIN's content target is relu4_1"),
+        ("+layers.style.relu5_1=1", r"layers.style: relu5_1 lie past relu4_1"),
+        ("task.style_resize=16", r"task.style_resize=16 is invalid; it must be an integer >= 256"),
+        ("optimizer=sgd", r"optimizer.name='sgd' is invalid"),
+    ],
+)
+def test_bad_train_config_is_one_line(override, message):
+    cfg = compose_cfg("task=train_adain", "data.root=x", "task.styles=y", override)
+    with pytest.raises(Exception, match=message) as info:
+        TrainAdaINSettings.from_cfg(cfg)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["task.style_weights=[1,1]", "task.style_masks=[m.png,m.png]"], r"style_weights and task.style_masks both"),
+        (["task.style_weights=[1]"], r"task.style_weights has 1 values for 2 styles"),
+        (["task.style_masks=[m.png]"], r"task.style_masks has 1 masks for 2 styles"),
+        (["task.alpha=1.5"], r"task.alpha=1.5 is invalid; it must be in \[0, 1\]"),
+        (["task.style=[]"], r"task.style is empty"),
+        (["task.color=sepia"], r"task.color='sepia' is invalid"),
+    ],
+)
+def test_bad_apply_config_is_one_line(overrides, message, photos):
+    ckpt = photos / "fake.ckpt"
+    ckpt.write_bytes(b"")
+    cfg = compose_cfg(
+        "task=apply_adain", f"ckpt_path={ckpt}", "task.input=x.png", "task.style=[a.png,b.png]", *overrides
+    )
+    with pytest.raises(Exception, match=message) as info:
+        ApplyAdaINSettings.from_cfg(cfg)
+    assert "\n" not in str(info.value)
+
+
+def test_bad_files_are_one_line(photos, styles, tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match=r"task.styles=.*empty holds no images") as info:
+        main.run_task(train_cfg(photos, tmp_path / "empty"), tmp_path / "run")
+    assert "\n" not in str(info.value)
+    torch.save({"weight": torch.zeros(1)}, tmp_path / "plain.ckpt")
+    cfg = compose_cfg(
+        "task=apply_adain",
+        f"ckpt_path={tmp_path / 'plain.ckpt'}",
+        f"task.input={photos}",
+        f"task.style={styles}/s0.png",
+    )
+    with pytest.raises(WeightsError, match="is not a train_adain checkpoint") as info:
+        main.run_task(cfg, tmp_path / "run2")
+    assert "\n" not in str(info.value)
+
+
+def test_configs_compose_and_the_experiment_paths_exist():
+    for task in ("train_adain", "apply_adain", "export_adain"):
+        assert compose_cfg(f"task={task}").task.name == task
+    s = TrainAdaINSettings.from_cfg(compose_cfg("experiment=adain_hymenoptera"))
+    assert s.weights == "IMAGENET1K_V1" and list(s.style_layers) == ["relu1_1", "relu2_1", "relu3_1", "relu4_1"]
+    assert s.style_weight == 40.0 and abs(sum(s.style_layers.values()) - 1) < 1e-9
+    shared = ROOT.parent / "shared" / "data"
+    if shared.is_dir():  # present in the project's checkouts
+        assert (ROOT / s.root).is_dir() and (ROOT / s.styles).is_dir()
