@@ -18,21 +18,21 @@ def test_extract_named_layers_from_checkpoint(trained: Path, dataset: Path, tmp_
         "task=extract",
         f"ckpt_path={trained / 'checkpoints' / 'best.ckpt'}",
         f"task.input={dataset / 'val'}",
-        "task.layers=[relu4_2,relu7,fc8]",
+        "task.layers=[layer3,flatten,fc]",
         "task.num_workers=0",
         "trainer.accelerator=cpu",
     )
     main.run_task(cfg, tmp_path)
     saved = torch.load(tmp_path / "features.pt", weights_only=True)
     shapes = {k: tuple(v.shape) for k, v in saved["layers"].items()}
-    assert shapes == {"relu4_2": (6, 512), "relu7": (6, 4096), "fc8": (6, 2)}
+    assert shapes == {"layer3": (6, 256), "flatten": (6, 512), "fc": (6, 2)}
     manifest = list(csv.DictReader((tmp_path / "manifest.csv").open()))
     assert [m["file"] for m in manifest] == saved["files"] == [f"{c}/{i}.png" for c in CLASSES for i in range(3)]
-    # Rows follow the files: the logits of fc8 are the classifier's own.
+    # Rows follow the files: the logits of fc are the classifier's own.
     module = classifier.load(trained / "checkpoints" / "best.ckpt")
     batch = torch.stack([data.eval_transform(36, 32)(images.open_rgb(dataset / "val" / f)) for f in saved["files"]])
     with torch.no_grad():
-        torch.testing.assert_close(saved["layers"]["fc8"], module(batch), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(saved["layers"]["fc"], module(batch), atol=1e-4, rtol=1e-4)
 
 
 def test_extract_unpooled_maps_without_checkpoint(dataset: Path, tmp_path: Path) -> None:

@@ -49,10 +49,11 @@ def cached(*overrides: str, n_images: int = 100) -> bool:
 def test_when_the_cache_is_used() -> None:
     assert cached(*CACHEABLE, "task.freeze=all")
     assert cached(*CACHEABLE, "task.freeze=features")
-    assert cached(*CACHEABLE, "task.freeze=13")  # every conv frozen
-    assert not cached(*CACHEABLE, "task.freeze=conv5_2")
+    assert cached(*CACHEABLE, "model=vgg16", "task.freeze=13")  # every conv frozen
+    assert not cached(*CACHEABLE, "model=vgg16", "task.freeze=conv5_2")
+    assert not cached(*CACHEABLE, "task.freeze=layer3")
     assert not cached(*FAST, "task.freeze=all")  # random augmentation
-    assert not cached(*CACHEABLE, n_images=100_000)  # 10 GB
+    assert not cached(*CACHEABLE, "model=vgg16", n_images=100_000)  # 10 GB of VGG features
     assert not cached(*CACHEABLE, "task.cache_features=false")
 
 
@@ -63,7 +64,7 @@ def test_cache_refused_with_one_line_when_not_valid(tmp_path: Path) -> None:
             r"training augmentation is random \(data.augment.random_resized_crop=false data.augment.hflip=false",
         ),
         (
-            [*CACHEABLE, "task.freeze=conv5_2", "task.cache_features=true"],
+            [*CACHEABLE, "model=vgg16", "task.freeze=conv5_2", "task.cache_features=true"],
             "task.freeze=conv5_2 leaves conv layers trainable",
         ),
         ([*CACHEABLE, "task.cache_features=maybe"], "task.cache_features='maybe' is invalid"),

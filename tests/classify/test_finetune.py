@@ -204,10 +204,10 @@ def test_resume_matches_an_uninterrupted_run(trained: Path, dataset: Path, tmp_p
 
 def test_resume_refuses_other_classes(trained: Path, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="trained on 2 classes"):
-        settings.check_resume(trained / "checkpoints" / "last.ckpt", "vgg16", ["a", "b", "c"])
+        settings.check_resume(trained / "checkpoints" / "last.ckpt", "resnet18", ["a", "b", "c"])
     # best.ckpt is weights only (smaller): resuming from it is refused in one line.
     with pytest.raises(ConfigError, match="holds weights only .*resume from checkpoints/last.ckpt"):
-        settings.check_resume(trained / "checkpoints" / "best.ckpt", "vgg16", list(CLASSES))
+        settings.check_resume(trained / "checkpoints" / "best.ckpt", "resnet18", list(CLASSES))
 
 
 def test_gif_is_a_dataset_image(tmp_path: Path) -> None:
