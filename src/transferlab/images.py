@@ -132,13 +132,18 @@ def fits_in(image: Tensor, size: int) -> Tensor:
 
 
 def shaded_table(
-    values: list[list[str]], shades: list[list[float]], rows: list[str], columns: list[str], title: str
+    values: list[list[str]],
+    shades: list[list[float]],
+    rows: list[str],
+    columns: list[str],
+    title: str,
+    font_size: int = 16,
 ) -> Image.Image:
     """A table of ``values`` with row and column labels, each cell shaded blue by its ``shades`` entry
     in [0, 1] (white text on the darker half), in the bundled font, readable at full size."""
-    font = label_font(240)
-    size = getattr(font, "size", 16)
-    cell = max(3 * size, max(font.getlength(text) for row in values for text in row) + size)
+    font = ImageFont.load_default(size=font_size)
+    size = font_size
+    cell = max(2.5 * size, max(font.getlength(text) for row in values for text in row) + size)
     column_width = max(cell, max(font.getlength(name) for name in columns) + size)
     left = max(font.getlength(name) for name in rows) + size
     top = 3 * size

@@ -16,19 +16,25 @@ from torch.utils.data import Dataset
 
 from transferlab import images
 
+MAX_KEPT = 256  # misclassified images held during one evaluation
+
 
 def confusion_image(counts: Tensor, classes: list[str]) -> Image:
-    """Row = true class, column = predicted class; each cell shows its count, shaded by its share of
-    the row (so the diagonal shows per-class accuracy)."""
+    """Row = true class, column = predicted class; each cell shows its count and its share of the
+    row, and is shaded by that share (so the diagonal shows per-class recall). Up to 12 classes the
+    columns carry the names; beyond, indices (the rows name them), smaller type, and beyond 40
+    classes the shading alone."""
     rows = counts.double().cpu()
     shares = rows / rows.sum(dim=1, keepdim=True).clamp(min=1)
-    return images.shaded_table(
-        [[str(int(v)) for v in row] for row in rows.tolist()],
-        shares.tolist(),
-        [f"true {name}" for name in classes],
-        [f"pred {name}" for name in classes],
-        "rows: true class, columns: predicted",
-    )
+    n = len(classes)
+    if n <= 12:
+        values = [[f"{int(c)} ({s:.0%})" for c, s in zip(r, q)] for r, q in zip(rows.tolist(), shares.tolist())]
+        labels, columns, font = [f"true {name}" for name in classes], [f"pred {name}" for name in classes], 16
+    else:
+        values = [[str(int(c)) if n <= 40 else "" for c in r] for r in rows.tolist()]
+        labels, columns, font = [f"{i} {name}" for i, name in enumerate(classes)], [str(i) for i in range(n)], 11
+    title = "rows: true class, columns: predicted; count (share of the row)"
+    return images.shaded_table(values, shares.tolist(), labels, columns, title, font_size=font)
 
 
 @dataclass(frozen=True)
@@ -39,20 +45,25 @@ class Mistake:
     prob: float
 
 
-def misclassified_sheet(mistakes: list[Mistake], classes: list[str]) -> Image | None:
-    """The misclassified images, grouped by true class, each captioned with its true and predicted class."""
+def misclassified_sheet(mistakes: list[Mistake], classes: list[str], counts: Tensor, pairs: int = 8) -> Image | None:
+    """The misclassified images of the ``pairs`` most frequent confusions (true -> predicted, so both
+    directions of a two-class problem), most frequent first, each captioned with both classes."""
     if not mistakes:
         return None
-    ordered = sorted(mistakes, key=lambda m: m.true)
+    frequency = counts.cpu()
+    order = sorted({(m.true, m.predicted) for m in mistakes}, key=lambda tp: -int(frequency[tp]))[:pairs]
     tiles = [
         (images.to_pil(m.image), [f"true {classes[m.true]}", f"pred {classes[m.predicted]} {m.prob:.2f}"])
-        for m in ordered
+        for pair in order
+        for m in mistakes
+        if (m.true, m.predicted) == pair
     ]
     return images.contact_sheet(tiles, tile=128)
 
 
 class EvalReport(pl.Callback):
-    """Collects up to ``per_class`` misclassified images of each true class during every evaluation;
+    """Collects up to ``per_class`` misclassified images of each confusion (true -> predicted class)
+    during every evaluation (at most ``MAX_KEPT`` in all);
     at its end logs them and the confusion matrix (from the module's ``last_eval``) to TensorBoard, and
     after ``trainer.validate`` / ``trainer.test`` also writes confusion_matrix_{split}.png and
     misclassified_{split}.png into ``output_dir``.
@@ -63,17 +74,20 @@ class EvalReport(pl.Callback):
     def __init__(self, classes: list[str], images: dict[str, Dataset], per_class: int, output_dir: Path) -> None:
         self.classes, self.images, self.per_class, self.output_dir = classes, images, per_class, output_dir
         self.mistakes: list[Mistake] = []
+        self.kept: dict[tuple[int, int], int] = {}
 
     def _start(self, *_: Any) -> None:
-        self.mistakes = []
+        self.mistakes, self.kept = [], {}
 
     def _collect(self, split: str, outputs: dict[str, Tensor], batch: tuple[Tensor, ...]) -> None:
         inputs, targets = batch[:2]
         preds, probs = outputs["preds"], outputs["probs"]
         for i in (preds != targets).nonzero().flatten().tolist():
-            true = int(targets[i])
-            if sum(m.true == true for m in self.mistakes) >= self.per_class:
+            pair = int(targets[i]), int(preds[i])
+            if len(self.mistakes) >= MAX_KEPT or self.kept.get(pair, 0) >= self.per_class:
                 continue
+            self.kept[pair] = self.kept.get(pair, 0) + 1
+            true = pair[0]
             image = inputs[i].float().cpu() if inputs.dim() == 4 else self.images[split][int(batch[2][i])][0]
             self.mistakes.append(Mistake(image, true, int(preds[i]), float(probs[i])))
 
@@ -82,7 +96,7 @@ class EvalReport(pl.Callback):
             return
         evaluation = module.last_eval
         confusion = confusion_image(evaluation.counts, self.classes)
-        sheet = misclassified_sheet(self.mistakes, self.classes)
+        sheet = misclassified_sheet(self.mistakes, self.classes, evaluation.counts)
         if isinstance(trainer.logger, TensorBoardLogger):
             board = trainer.logger.experiment
             board.add_image(f"{evaluation.prefix}/confusion_matrix", images.to_tensor(confusion), trainer.global_step)
