@@ -182,6 +182,11 @@ def test_finetune_writes_checkpoints_metrics_and_images(trained: Path) -> None:
         "val/confusion_matrix",
     ):
         assert tag in tags, tag
+    # The best checkpoint's and the test split's figures: only in the HParams session's sub-run.
+    assert not [t for t in events.Tags()["scalars"] if t.startswith(("best_val/", "test/", "final/"))]
+    session = EventAccumulator(str(trained / "tensorboard" / "hparams")).Reload()
+    assert any(m.plugin_data.plugin_name == "hparams" for m in session.summary_metadata.values())
+    assert {"val/acc_macro", "test/acc_macro"} <= set(session.Tags()["scalars"])
     ckpt = classifier.read_checkpoint(trained / "checkpoints" / "best.ckpt")  # weights_only=True
     assert ckpt["hyper_parameters"]["classes"] == list(CLASSES)
 

@@ -90,15 +90,13 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
     # Report the best checkpoint, not the last epoch (EvalReport writes its confusion matrix and mistakes).
     evaluate = {"val": fit.validate} | ({"test": fit.test} if datamodule.test is not None else {})
     for split, run_split in evaluate.items():
-        logged = run_split(module, datamodule=datamodule, ckpt_path="best", weights_only=True, verbose=False)[0]
-        if fit.is_global_zero:
-            results[split] = {k.split("/", 1)[1]: float(v) for k, v in logged.items()}
-            results[split]["confusion_matrix"] = module.last_eval.counts.tolist()
+        run_split(module, datamodule=datamodule, ckpt_path="best", weights_only=True, verbose=False)
+        ev = module.last_eval
+        results[split] = {"loss": ev.loss, **ev.accuracies, "confusion_matrix": ev.counts.tolist()}
     if fit.is_global_zero:
         write_json(results, output_dir / "metrics.json")
-        fit.logger.log_hyperparams(
-            s.hparams, {f"final/{split}_acc_macro": results[split]["acc_macro"] for split in evaluate}
-        )
+        summary = {f"{split}/{k}": results[split][k] for split in evaluate for k in ("loss", "acc_micro", "acc_macro")}
+        trainer.log_summary(fit.logger, s.hparams, summary, fit.global_step)
         fit.logger.finalize("success")
         log.info(
             "best %s %.4f (%s); val acc_micro %.4f acc_macro %.4f",

@@ -27,12 +27,13 @@ FORMAT = "transferlab.classifier/1"  # marks our checkpoints; bump when the hype
 
 @dataclass(frozen=True)
 class Evaluation:
-    """The latest evaluation's confusion matrix (summed over processes) and its accuracies, under the
-    prefix it was logged with: val (each epoch), best_val (trainer.validate after fit) or test."""
+    """The latest evaluation's confusion matrix (summed over processes), accuracies and mean loss,
+    under its prefix: val (each epoch), best_val (trainer.validate after fit) or test."""
 
     prefix: str
     counts: Tensor
     accuracies: dict[str, float]
+    loss: float
 
 
 class Classifier(pl.LightningModule):
@@ -78,6 +79,7 @@ class Classifier(pl.LightningModule):
         self.train_confusion = MulticlassConfusionMatrix(len(self.classes))
         self.eval_confusion = MulticlassConfusionMatrix(len(self.classes))
         self.train_loss = MeanMetric()
+        self.eval_loss = MeanMetric()
         self.epoch_times: list[float] = []
         self.last_eval: Evaluation | None = None
 
@@ -137,7 +139,7 @@ class Classifier(pl.LightningModule):
         self.log_dict(epoch, sync_dist=True, prog_bar=True)
         if self.global_rank == 0:
             val = self.last_eval.accuracies if self.last_eval is not None else {}
-            loss = self.trainer.callback_metrics.get("val/loss")
+            loss = self.last_eval.loss if self.last_eval is not None else None
             log.info(
                 "epoch %d/%d: train loss %.4f acc_micro %.4f acc_macro %.4f | "
                 "val loss %s acc_micro %s acc_macro %s (%.1f s)",
@@ -146,7 +148,7 @@ class Classifier(pl.LightningModule):
                 epoch["train/loss"],
                 epoch["train/acc_micro"],
                 epoch["train/acc_macro"],
-                f"{float(loss):.4f}" if loss is not None else "-",
+                f"{loss:.4f}" if loss is not None else "-",
                 *(f"{val[k]:.4f}" if k in val else "-" for k in ("acc_micro", "acc_macro")),
                 self.epoch_times[-1],
             )
@@ -159,30 +161,29 @@ class Classifier(pl.LightningModule):
         return {TrainerFn.VALIDATING: "best_val", TrainerFn.TESTING: "test"}.get(self.trainer.state.fn, "val")
 
     def _eval_step(self, batch: tuple[Tensor, ...]) -> dict[str, Tensor]:
-        """Logs the loss; returns each sample's prediction and its probability (for report.EvalReport)."""
+        """Returns each sample's prediction and its probability (for report.EvalReport)."""
         inputs, targets = batch[:2]
         logits = self.logits(inputs).float()
-        self.log(
-            f"{self._prefix()}/loss",
-            F.cross_entropy(logits, targets),
-            batch_size=len(targets),
-            sync_dist=True,
-            prog_bar=True,
-        )
+        loss = F.cross_entropy(logits, targets)
+        self.eval_loss.update(loss, weight=len(targets))
+        if self.trainer.state.fn == TrainerFn.FITTING:
+            self.log("val/loss", loss, batch_size=len(targets), sync_dist=True, prog_bar=True)
         probs, preds = logits.softmax(1).max(1)
         self.eval_confusion.update(preds, targets)
         return {"preds": preds, "probs": probs}
 
     def _eval_end(self) -> None:
-        counts = self.eval_confusion.compute()
+        counts, loss = self.eval_confusion.compute(), float(self.eval_loss.compute())
         self.eval_confusion.reset()
+        self.eval_loss.reset()
         if self.trainer.sanity_checking:
             return
-        prefix = self._prefix()
         acc = metrics.accuracies(counts, self.classes)
-        self.log_dict({f"{prefix}/{k}": v for k, v in acc.items() if k != "acc_macro"}, sync_dist=True)
-        self.log(f"{prefix}/acc_macro", acc["acc_macro"], sync_dist=True, prog_bar=True)
-        self.last_eval = Evaluation(prefix, counts.cpu(), acc)
+        if self.trainer.state.fn == TrainerFn.FITTING:
+            # The epochs' curves; the best checkpoint's and the test split's figures go to the run's summary.
+            self.log_dict({f"val/{k}": v for k, v in acc.items() if k != "acc_macro"}, sync_dist=True)
+            self.log("val/acc_macro", acc["acc_macro"], sync_dist=True, prog_bar=True)
+        self.last_eval = Evaluation(self._prefix(), counts.cpu(), acc, loss)
 
     def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> dict[str, Tensor]:
         return self._eval_step(batch)

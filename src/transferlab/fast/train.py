@@ -18,7 +18,7 @@ from transferlab.fast import data
 from transferlab.fast.module import FastStyleModule, make_loss
 from transferlab.fast.settings import TrainSettings
 from transferlab.files import atomic_write, write_json
-from transferlab.trainer import make_trainer
+from transferlab.trainer import log_summary, make_trainer
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def fit(
     final = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
     metrics = {k: float(v) for k, v in final.items()}
     if trainer.logger is not None:
-        trainer.logger.log_hyperparams(s.hparams, {f"hp/{k}": v for k, v in metrics.items()})
+        log_summary(trainer.logger, s.hparams, metrics, trainer.global_step)
     write_json(
         {"task": task, "steps": trainer.global_step, "checkpoint": str(last), **metrics}, output_dir / "metrics.json"
     )

@@ -115,13 +115,10 @@ def run_hparams(settings: StyleSettings, overrides: list[str]) -> dict[str, Any]
     return first | hp
 
 
-def log_summary(logger: trainer.RunLogger, hp: dict[str, Any], metrics: dict[str, float], step: int) -> None:
-    """The run's HParams session and its metrics, in the sub-run ``tensorboard/hparams``: the final
-    losses under the same tags as their curves (one more point on those charts, not charts of their
-    own) and two quality figures; nothing else of the Scalars tab comes from here."""
+def summary_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """The HParams session's metrics: the final losses under the tags of their curves and two quality figures."""
     values = {f"loss/{k[5:]}": v for k, v in metrics.items() if k.startswith("loss_")}
-    values |= {"quality/ssim": metrics["quality_ssim"], "quality/gram_mean": metrics["quality_gram_mean"]}
-    logger.experiment.add_hparams(hp, values, run_name="hparams", global_step=step)
+    return values | {"quality/ssim": metrics["quality_ssim"], "quality/gram_mean": metrics["quality_gram_mean"]}
 
 
 def stylize(settings: StyleSettings, output_dir: Path, overrides: list[str] | None = None) -> float:
@@ -177,7 +174,9 @@ def stylize(settings: StyleSettings, output_dir: Path, overrides: list[str] | No
     logger = fit.logger
     logger.experiment.add_image("final", images.fits_in(result.cpu(), settings.image_log_size))
     # At the step of the last logged losses, so that the final point sits on their curves.
-    log_summary(logger, run_hparams(settings, overrides or []), metrics, max(fit.global_step - 1, 0))
+    trainer.log_summary(
+        logger, run_hparams(settings, overrides or []), summary_metrics(metrics), max(fit.global_step - 1, 0)
+    )
     logger.finalize("success")
     log.info(
         "final image: %s (loss %.4g after %d steps, %d evaluations; SSIM to content %.3f, style distance %.4g)",
