@@ -9,6 +9,11 @@ import pytest
 
 from helpers import make_image, run_cli
 
+pytestmark = pytest.mark.slow
+
+# 32 px images: one thread is as fast, and on a shared CPU two wait on each other (tests/fast/conftest.py).
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
+
 
 def test_empty_photo_folder_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
@@ -20,13 +25,13 @@ def test_empty_photo_folder_is_one_line(tmp_path: Path) -> None:
         "model.weights=null",
         f"hydra.run.dir={tmp_path / 'run'}",
         cwd=tmp_path,
+        env=ONE_THREAD,
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("error: data.root=") and "holds no images" in lines[-1]
 
 
-@pytest.mark.slow
 def test_train_then_apply(tmp_path: Path) -> None:
     for i in range(5):
         make_image(tmp_path / "photos" / f"{i}.png", size=(48, 40), seed=i)
@@ -51,6 +56,7 @@ def test_train_then_apply(tmp_path: Path) -> None:
         "fastnet.blocks=1",
         f"hydra.run.dir={run}",
         cwd=tmp_path,
+        env=ONE_THREAD,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((run / "metrics.json").read_text())["steps"] == 2
@@ -60,6 +66,7 @@ def test_train_then_apply(tmp_path: Path) -> None:
         f"task.input={tmp_path / 'photos'}",
         f"hydra.run.dir={tmp_path / 'apply'}",
         cwd=tmp_path,
+        env=ONE_THREAD,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(list((tmp_path / "apply" / "stylized").glob("*.png"))) == 5
