@@ -1,5 +1,7 @@
 """The train_fast task: a feed-forward network for one style, trained on a folder of content photos
-(Johnson et al., 2016). Writes TensorBoard logs, checkpoints/ and metrics.json into the run dir."""
+(Johnson et al., 2016). Writes TensorBoard logs, checkpoints/, metrics.json, val_files.txt and
+val_final/ (the validation photos stylized by the final network, in val_files.txt's order; a sweep's
+contact sheet shows them a row per job) into the run dir."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
-from transferlab import fetch, images
+from transferlab import fetch, images, sweep
 from transferlab.fast import data
 from transferlab.fast.module import FastStyleModule, make_loss
 from transferlab.fast.settings import TrainSettings
@@ -130,4 +132,7 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
     metrics = fit(module, datamodule, s, output_dir, "train_fast")
     with atomic_write(output_dir / "val_files.txt", "w") as f:
         f.write("".join(f"{p}\n" for p in val_files))
+    if module.last_val_images is not None:  # from fit's final validation
+        for i, image in enumerate(module.last_val_images):
+            images.save_image(image, output_dir / sweep.VAL_IMAGES / f"{i:02d}.png")
     return metrics["val/loss"]
