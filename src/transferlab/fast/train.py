@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from transferlab import fetch, images, sweep
 from transferlab.fast import data
-from transferlab.fast.module import FastStyleModule, make_loss
+from transferlab.fast.module import FastStyleModule, PerceptualLoss, make_loss
 from transferlab.fast.settings import TrainSettings
 from transferlab.files import atomic_write, write_json
 from transferlab.trainer import make_trainer
@@ -96,12 +96,11 @@ def fit(
     return metrics
 
 
-def run(cfg: DictConfig, output_dir: Path) -> float:
-    s = TrainSettings.from_cfg(cfg)
-    pl.seed_everything(s.seed, workers=True, verbose=False)
-    train_files, val_files = data.split(data.list_images(s.root), s.val_count, s.seed)
+def perceptual_loss(s: TrainSettings) -> PerceptualLoss:
+    """The run's loss: its VGG (random weights are drawn from torch's generator: ``run`` seeds it just
+    before) with the Gram targets of its style image."""
     style = images.load_image(fetch.resolve(s.style, "task.style"), s.style_size)
-    loss = make_loss(
+    return make_loss(
         s.arch,
         s.weights,
         s.pooling,
@@ -112,6 +111,13 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
         s.style_layers,
         (s.content_weight, s.style_weight, s.tv_weight),
     )
+
+
+def run(cfg: DictConfig, output_dir: Path) -> float:
+    s = TrainSettings.from_cfg(cfg)
+    pl.seed_everything(s.seed, workers=True, verbose=False)
+    train_files, val_files = data.split(data.list_images(s.root), s.val_count, s.seed)
+    loss = perceptual_loss(s)
     module = FastStyleModule(
         {"arch": s.network.arch, "width": s.network.width, "blocks": s.network.blocks},
         loss,
