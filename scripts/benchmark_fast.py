@@ -4,24 +4,39 @@ peer if installed; and training throughput (img/s, 256 px, batch 4) of the Light
 PyTorch loop doing the same work. Random weights everywhere (speed does not depend on them).
 
     python scripts/benchmark_fast.py [--size 1024] [--repeats 5] [--train-steps 6]
+    python scripts/benchmark_fast.py --compare [--compare-steps 100 --crop 128 ...]   # only the comparison
+
+``--compare``: light vs Johnson after equal training. The train_fast task itself (``main.run_task``) trains
+each network for the same steps on the same crops of the same photos (one seed: same split, same crops,
+same loss network), then both are scored with that loss on the run's held-out photos beside the identity
+mapping (output = input), with their parameters and CPU ms per image (eager). The loss network has
+random VGG16 weights (``model.weights=null``, offline): the figures compare how well each network fits
+that loss, not how good its stylization looks; with random weights the deep content terms nearly vanish.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import pytorch_lightning as pl
-import torch
-from torch.utils.data import DataLoader, TensorDataset
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(ROOT / "src"))  # this checkout's sources, not an installed copy
 
-from transferlab.fast import export
-from transferlab.fast.module import FastStyleModule, make_loss
-from transferlab.fast.networks import build_network
+import pytorch_lightning as pl  # noqa: E402
+import torch  # noqa: E402
+from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+
+from transferlab.fast import export  # noqa: E402
+from transferlab.fast.module import FastStyleModule, make_loss  # noqa: E402
+from transferlab.fast.networks import build_network  # noqa: E402
 
 LAYERS = ({"relu2_2": 1.0}, {"relu1_2": 1.0, "relu2_2": 1.0, "relu3_3": 1.0, "relu4_3": 1.0})
 
@@ -110,17 +125,94 @@ def training(steps: int, batch: int = 4, size: int = 256) -> None:
     )
 
 
+def compare(args: argparse.Namespace, tmp: Path) -> None:
+    """Light vs Johnson after the same train_fast run (module docstring)."""
+    from hydra import compose, initialize_config_dir
+
+    from transferlab import main
+    from transferlab.fast import data
+    from transferlab.fast.module import load_network
+    from transferlab.fast.settings import TrainSettings
+    from transferlab.fast.train import perceptual_loss
+
+    overrides = [
+        "task=train_fast",
+        "model.weights=null",
+        "trainer.accelerator=cpu",
+        f"data.root={args.photos}",
+        f"task.style={args.style}",
+        f"data.crop={args.crop}",
+        f"data.val_size={args.crop}",
+        f"data.val_count={args.held_out}",
+        f"data.batch_size={args.batch}",
+        f"task.steps={args.compare_steps}",
+        f"task.val_every={args.compare_steps}",
+        "task.checkpoint_every=0",
+        f"task.style_size={args.crop * 2}",
+    ]
+    runs = {}
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        for arch in ("johnson", "light"):
+            cfg = compose("config", overrides=[*overrides, f"fastnet={arch}"])
+            start = time.perf_counter()
+            main.run_task(cfg, tmp / arch)
+            runs[arch] = (TrainSettings.from_cfg(cfg), time.perf_counter() - start)
+    s = runs["johnson"][0]
+    held_out = [(tmp / arch / "val_files.txt").read_text().split() for arch in runs]
+    assert held_out[0] == held_out[1], "the two runs held out different photos"
+    torch.manual_seed(s.seed)  # train_fast seeds torch just before its (random) VGG is drawn: the same one
+    loss = perceptual_loss(s)
+    val = data.validation_batch([Path(p) for p in held_out[0]], s.val_size)
+    image = torch.rand(1, 3, args.compare_size, args.compare_size)
+    with torch.inference_mode():
+        identity = float(loss(val, val)["loss"])
+    print(
+        f"light vs Johnson after equal training: {args.compare_steps} steps x batch {args.batch} of {args.crop} px "
+        f"crops from {args.photos}, style {Path(args.style).name}, {len(held_out[0])} held-out photos at "
+        f"{s.val_size} px; random VGG16 weights (model.weights=null); load average "
+        + " ".join(f"{x:.1f}" for x in os.getloadavg())
+    )
+    print(f"{'network':18s} {'params':>9s} {'held-out loss':>14s} {'/ identity':>10s} {'train s':>8s} {'ms/image':>9s}")
+    print(f"{'identity (x -> x)':18s} {'':>9s} {identity:14.4g} {1:10.3f}")
+    for arch, (_, seconds) in runs.items():
+        net, spec = load_network(tmp / arch / "checkpoints" / "last.ckpt")
+        with torch.inference_mode():
+            held = float(loss(net(val), val)["loss"])
+            ms = 1000 * median_time(lambda net=net: net(image), args.repeats)
+        logged = json.loads((tmp / arch / "metrics.json").read_text())["val/loss"]
+        if abs(held - logged) > 1e-3 * abs(logged):
+            print(f"warning: {arch}'s held-out loss {held:.4g} differs from its run's own validation {logged:.4g}")
+        params = sum(p.numel() for p in net.parameters())
+        name = f"{arch} w={spec['width']:g}"
+        print(f"{name:18s} {params:9,d} {held:14.4g} {held / identity:10.3f} {seconds:8.1f} {ms:9.1f}")
+    print(
+        f"(ms/image: eager, 1x3x{args.compare_size}x{args.compare_size}, median of {args.repeats}; train s: the "
+        "whole task, validation included; shared CPU: noisy)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--train-steps", type=int, default=6)
+    parser.add_argument("--compare", action="store_true", help="only the light vs Johnson comparison")
+    parser.add_argument("--compare-steps", type=int, default=100)
+    parser.add_argument("--crop", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--held-out", type=int, default=8)
+    parser.add_argument("--compare-size", type=int, default=256)
+    parser.add_argument("--photos", default=str(SHARED / "hymenoptera" / "train"))
+    parser.add_argument("--style", default=str(SHARED / "styles" / "starry_night.jpg"))
     args = parser.parse_args()
     print(
         f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
         f"torch {torch.__version__}"
     )
     with tempfile.TemporaryDirectory() as tmp:
+        if args.compare:
+            compare(args, Path(tmp))
+            return
         inference(args.size, args.repeats, Path(tmp))
     if args.train_steps > 1:
         training(args.train_steps)

@@ -1,4 +1,6 @@
-"""After a Hydra multirun: one contact sheet of every job's final image, labelled with what varied."""
+"""After a Hydra multirun: one contact sheet of every job's images, labelled with what varied: stylize's
+final image (one tile per job, four to a row), or train_fast's validation photos as stylized by its
+final network (one row per job, a tile per photo)."""
 
 from __future__ import annotations
 
@@ -19,14 +21,23 @@ log = logging.getLogger(__name__)
 
 
 ERROR_FILE = "error.txt"  # what main leaves in a job's directory when the job fails
+FINAL_IMAGE = "final.png"  # stylize's result
+VAL_IMAGES = "val_final"  # train_fast: the validation photos stylized by the final network, 00.png, 01.png, ...
+
+
+def job_images(job: Path) -> list[Path]:
+    """A job's images for the sheet: its final image, else its final validation images in order."""
+    if (job / FINAL_IMAGE).is_file():
+        return [job / FINAL_IMAGE]
+    return sorted((job / VAL_IMAGES).glob("*.png")) if (job / VAL_IMAGES).is_dir() else []
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
-    """The jobs that produced an image or failed (main leaves error.txt), in job order."""
+    """The jobs that produced images or failed (main leaves error.txt), in job order."""
     jobs = [
         d
         for d in sweep_dir.iterdir()
-        if d.is_dir() and d.name.isdigit() and ((d / "final.png").is_file() or (d / ERROR_FILE).is_file())
+        if d.is_dir() and d.name.isdigit() and (job_images(d) or (d / ERROR_FILE).is_file())
     ]
     return sorted(jobs, key=lambda d: int(d.name))
 
@@ -35,9 +46,19 @@ def failed(job: Path) -> bool:
     return (job / ERROR_FILE).is_file()
 
 
+def metric_lines(m: dict[str, Any]) -> list[str]:
+    """stylize: the final loss and quality (SSIM to the content, Gram distance to the style);
+    train_fast: the final validation loss and its content and style terms."""
+    if "loss_total" in m:
+        return [f"loss {m['loss_total']:.4g}", f"ssim {m['quality_ssim']:.3f}  style {m['quality_gram_mean']:.3g}"]
+    if "val/loss" in m:
+        return [f"val loss {m['val/loss']:.4g}", f"content {m['val/content']:.3g}  style {m['val/style']:.3g}"]
+    return []
+
+
 def labels(jobs: list[Path]) -> list[list[str]]:
     """Each job's overrides that differ between jobs (all of them if none differ), then its final
-    loss and quality metrics (SSIM to the content, Gram distance to the style)."""
+    metrics (``metric_lines``)."""
     overrides = [list(OmegaConf.load(job / ".hydra" / "overrides.yaml")) for job in jobs]
     varying = {o for o in set().union(*overrides) if sum(o in job for job in overrides) < len(overrides)}
     out = []
@@ -50,25 +71,30 @@ def labels(jobs: list[Path]) -> list[list[str]]:
             # The job's own prefix ("job N (overrides): ") is on the tile already.
             lines += textwrap.wrap(error.split("): ", 1)[-1], 40)[:3]
         elif metrics.is_file():
-            m = json.loads(metrics.read_text())
-            lines.append(f"loss {m['loss_total']:.4g}")
-            lines.append(f"ssim {m['quality_ssim']:.3f}  style {m['quality_gram_mean']:.3g}")
+            lines += metric_lines(json.loads(metrics.read_text()))
         out.append(lines)
     return out
 
 
 def write_contact_sheet(sweep_dir: Path) -> Path | None:
+    """contact_sheet.png in ``sweep_dir``: one tile per job if each has one image, else one row per job
+    (its caption under its first tile, short rows filled with blank tiles); None without jobs."""
     jobs = job_dirs(sweep_dir)
     if not jobs:
         return None
+    rows = [[FAILED_TILE] if failed(job) else [images.open_rgb(p) for p in job_images(job)] for job in jobs]
+    width = max(map(len, rows))
     tiles = [
-        (FAILED_TILE if failed(job) else images.open_rgb(job / "final.png"), lines)
-        for job, lines in zip(jobs, labels(jobs))
+        (image, lines if i == 0 else [])
+        for row, lines in zip(rows, labels(jobs))
+        for i, image in enumerate(row + [BLANK_TILE] * (width - len(row) if width > 1 else 0))
     ]
-    return images.save_atomic(images.contact_sheet(tiles), sweep_dir / "contact_sheet.png")
+    sheet = images.contact_sheet(tiles, columns=width if width > 1 else 4)
+    return images.save_atomic(sheet, sweep_dir / "contact_sheet.png")
 
 
 FAILED_TILE = Image.new("RGB", (256, 256), (200, 40, 40))
+BLANK_TILE = Image.new("RGB", (256, 256), "white")
 
 
 class ContactSheet(Callback):

@@ -1,4 +1,5 @@
-"""`python run.py task=train_fast` end to end, then apply_fast on its checkpoint; bad input in one line."""
+"""`python run.py -m task=train_fast` end to end (a sweep, its contact sheet), then apply_fast on a job's
+checkpoint; bad input in one line."""
 
 from __future__ import annotations
 
@@ -6,8 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from helpers import make_image, run_cli
+
+pytestmark = pytest.mark.slow
+
+# 32 px images: one thread is as fast, and on a shared CPU two wait on each other (tests/fast/conftest.py).
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 
 def test_empty_photo_folder_is_one_line(tmp_path: Path) -> None:
@@ -20,19 +27,22 @@ def test_empty_photo_folder_is_one_line(tmp_path: Path) -> None:
         "model.weights=null",
         f"hydra.run.dir={tmp_path / 'run'}",
         cwd=tmp_path,
+        env=ONE_THREAD,
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("error: data.root=") and "holds no images" in lines[-1]
 
 
-@pytest.mark.slow
-def test_train_then_apply(tmp_path: Path) -> None:
+def test_style_weight_sweep_writes_a_contact_sheet_then_apply(tmp_path: Path) -> None:
+    """A 2-job sweep over loss.style_weight: each job its run dir and its final validation photos,
+    one contact sheet (a row per job, a tile per photo); then apply_fast on a job's checkpoint."""
     for i in range(5):
         make_image(tmp_path / "photos" / f"{i}.png", size=(48, 40), seed=i)
     style = make_image(tmp_path / "style.png", seed=9)
-    run = tmp_path / "train"
+    sweep = tmp_path / "sweep"
     result = run_cli(
+        "-m",
         "task=train_fast",
         f"data.root={tmp_path / 'photos'}",
         f"task.style={style}",
@@ -40,7 +50,7 @@ def test_train_then_apply(tmp_path: Path) -> None:
         "trainer.accelerator=cpu",
         "data.crop=32",
         "data.val_size=32",
-        "data.val_count=1",
+        "data.val_count=2",
         "data.batch_size=2",
         "data.num_workers=0",
         "task.steps=2",
@@ -49,17 +59,24 @@ def test_train_then_apply(tmp_path: Path) -> None:
         "fastnet=light",
         "fastnet.width=0.25",
         "fastnet.blocks=1",
-        f"hydra.run.dir={run}",
+        "loss.style_weight=1e4,1e5",
+        f"hydra.sweep.dir={sweep}",
         cwd=tmp_path,
+        env=ONE_THREAD,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads((run / "metrics.json").read_text())["steps"] == 2
+    for job in ("0", "1"):
+        assert json.loads((sweep / job / "metrics.json").read_text())["steps"] == 2
+        assert sorted(p.name for p in (sweep / job / "val_final").iterdir()) == ["00.png", "01.png"]
+    sheet = Image.open(sweep / "contact_sheet.png")
+    assert sheet.width == 2 * 256 and sheet.height > 2 * 256  # 2 photos a row, 2 rows with captions
     result = run_cli(
         "task=apply_fast",
-        f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+        f"ckpt_path={sweep / '0' / 'checkpoints' / 'last.ckpt'}",
         f"task.input={tmp_path / 'photos'}",
         f"hydra.run.dir={tmp_path / 'apply'}",
         cwd=tmp_path,
+        env=ONE_THREAD,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(list((tmp_path / "apply" / "stylized").glob("*.png"))) == 5

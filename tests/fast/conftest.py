@@ -1,4 +1,5 @@
-"""Fixtures of the fast tests: generated photos and style, one short training run with a mid checkpoint."""
+"""Fixtures of the fast tests: generated photos and style, one short training run with a mid checkpoint.
+Every test here (its fixtures' setup included) runs torch on one thread: see ``pytest_runtest_setup``."""
 
 from __future__ import annotations
 
@@ -6,10 +7,29 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 from omegaconf import DictConfig
 
 from helpers import compose_cfg, make_image
 from transferlab import main
+
+_threads: list[int] = []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """One intra-op thread for the tests of this folder, restored after each: their tensors (32-64 px,
+    8-channel networks) are too small to split, and on a shared 2-core CPU two threads wait on each
+    other at every op (a 32 px light-network step: ~13 ms on one thread, 30-1400 ms on two)."""
+    _threads.append(torch.get_num_threads())
+    torch.set_num_threads(1)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    if _threads:
+        torch.set_num_threads(_threads.pop())
+
 
 TINY = [
     "task=train_fast",

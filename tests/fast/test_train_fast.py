@@ -1,12 +1,14 @@
 """Training lowers the perceptual loss below the identity's; resume is exact; configs check at the door."""
 
 import json
+import shutil
 
 import pytest
 import torch
+from PIL import Image
 
 from helpers import compose_cfg, make_image
-from transferlab import main
+from transferlab import images, main, sweep
 from transferlab.errors import DataError
 from transferlab.fast import data
 from transferlab.fast.module import load_network, make_loss
@@ -46,11 +48,29 @@ def test_run_writes_metrics_checkpoints_and_tensorboard(trained):
     assert metrics["steps"] == 4 and "val/loss" in metrics and "val/style_relu4_3" in metrics
     assert (trained / "checkpoints" / "step2.ckpt").is_file() and (trained / "checkpoints" / "last.ckpt").is_file()
     assert any((trained / "tensorboard").glob("events.*"))
+    finals = sorted((trained / "val_final").iterdir())  # the final validation's photos, for sweeps' sheets
+    assert [p.name for p in finals] == ["00.png", "01.png"] and images.open_rgb(finals[0]).size == (32, 32)
     net, spec = load_network(trained / "checkpoints" / "last.ckpt")
     assert spec == {"arch": "light", "width": 0.25, "blocks": 1}
     # The frozen VGG is not stored in checkpoints.
     state = torch.load(trained / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert not any(k.startswith("perceptual.vgg.") for k in state)
+
+
+def test_sweep_contact_sheet_has_a_row_of_validation_photos_per_job(trained, tmp_path):
+    """Two train_fast jobs, the second failed: a row each, the failed one red with its error."""
+    for job, weight in (("0", "1e4"), ("1", "1e5")):
+        (tmp_path / job / ".hydra").mkdir(parents=True)
+        (tmp_path / job / ".hydra" / "overrides.yaml").write_text(f"- loss.style_weight={weight}\n")
+    shutil.copytree(trained / "val_final", tmp_path / "0" / "val_final")
+    shutil.copy(trained / "metrics.json", tmp_path / "0")
+    (tmp_path / "1" / "error.txt").write_text("job 1 (loss.style_weight=1e5): boom\n")
+    assert sweep.labels(sweep.job_dirs(tmp_path))[0][:2] == [
+        "loss.style_weight=1e4",
+        "val loss " + format(json.loads((trained / "metrics.json").read_text())["val/loss"], ".4g"),
+    ]
+    sheet = Image.open(sweep.write_contact_sheet(tmp_path))
+    assert sheet.width == 2 * 256 and sheet.getpixel((10, sheet.height // 2 + 10)) == (200, 40, 40)
 
 
 def test_resume_is_exact(trained, train_cfg, photos, style_image, tmp_path):

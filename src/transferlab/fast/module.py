@@ -93,6 +93,7 @@ class FastStyleModule(pl.LightningModule):
         self.perceptual = loss
         self.val_outputs: list[Tensor] = []
         self.val_terms: list[dict[str, Tensor]] = []
+        self.last_val_images: Tensor | None = None  # the latest validation's stylized photos, on the CPU
 
     def forward(self, image: Tensor) -> Tensor:
         return self.network(image)
@@ -115,10 +116,10 @@ class FastStyleModule(pl.LightningModule):
         n = len(self.val_terms)
         for key in self.val_terms[0]:
             self.log(f"val/{key}", sum(t[key] for t in self.val_terms) / n, prog_bar=key == "loss")
+        self.last_val_images = torch.cat(self.val_outputs)
         logger = self.logger
         if logger is not None and hasattr(logger, "experiment") and not self.trainer.sanity_checking:
-            previews = torch.cat(self.val_outputs)
-            previews = torch.stack([images.fits_in(p, 256) for p in previews])
+            previews = torch.stack([images.fits_in(p, 256) for p in self.last_val_images])
             logger.experiment.add_images("val/stylized", previews, self.global_step)
         self.val_terms.clear()
         self.val_outputs.clear()

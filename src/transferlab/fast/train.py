@@ -1,5 +1,7 @@
 """The train_fast task: a feed-forward network for one style, trained on a folder of content photos
-(Johnson et al., 2016). Writes TensorBoard logs, checkpoints/ and metrics.json into the run dir."""
+(Johnson et al., 2016). Writes TensorBoard logs, checkpoints/, metrics.json, val_files.txt and
+val_final/ (the validation photos stylized by the final network, in val_files.txt's order; a sweep's
+contact sheet shows them a row per job) into the run dir."""
 
 from __future__ import annotations
 
@@ -13,9 +15,9 @@ from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
-from transferlab import fetch, images
+from transferlab import fetch, images, sweep
 from transferlab.fast import data
-from transferlab.fast.module import FastStyleModule, make_loss
+from transferlab.fast.module import FastStyleModule, PerceptualLoss, make_loss
 from transferlab.fast.settings import TrainSettings
 from transferlab.files import atomic_write, write_json
 from transferlab.trainer import log_summary, make_trainer
@@ -94,12 +96,11 @@ def fit(
     return metrics
 
 
-def run(cfg: DictConfig, output_dir: Path) -> float:
-    s = TrainSettings.from_cfg(cfg)
-    pl.seed_everything(s.seed, workers=True, verbose=False)
-    train_files, val_files = data.split(data.list_images(s.root), s.val_count, s.seed)
+def perceptual_loss(s: TrainSettings) -> PerceptualLoss:
+    """The run's loss: its VGG (random weights are drawn from torch's generator: ``run`` seeds it just
+    before) with the Gram targets of its style image."""
     style = images.load_image(fetch.resolve(s.style, "task.style"), s.style_size)
-    loss = make_loss(
+    return make_loss(
         s.arch,
         s.weights,
         s.pooling,
@@ -110,6 +111,13 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
         s.style_layers,
         (s.content_weight, s.style_weight, s.tv_weight),
     )
+
+
+def run(cfg: DictConfig, output_dir: Path) -> float:
+    s = TrainSettings.from_cfg(cfg)
+    pl.seed_everything(s.seed, workers=True, verbose=False)
+    train_files, val_files = data.split(data.list_images(s.root), s.val_count, s.seed)
+    loss = perceptual_loss(s)
     module = FastStyleModule(
         {"arch": s.network.arch, "width": s.network.width, "blocks": s.network.blocks},
         loss,
@@ -130,4 +138,7 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
     metrics = fit(module, datamodule, s, output_dir, "train_fast")
     with atomic_write(output_dir / "val_files.txt", "w") as f:
         f.write("".join(f"{p}\n" for p in val_files))
+    if module.last_val_images is not None:  # from fit's final validation
+        for i, image in enumerate(module.last_val_images):
+            images.save_image(image, output_dir / sweep.VAL_IMAGES / f"{i:02d}.png")
     return metrics["val/loss"]
