@@ -160,16 +160,16 @@ def compare(args: argparse.Namespace, tmp: Path) -> None:
     s = runs["johnson"][0]
     held_out = [(tmp / arch / "val_files.txt").read_text().split() for arch in runs]
     assert held_out[0] == held_out[1], "the two runs held out different photos"
-    torch.manual_seed(s.seed)  # train_fast seeds torch just before its (random) VGG is drawn: the same one
+    torch.manual_seed(s.training.seed)  # train_fast seeds torch just before its (random) VGG is drawn: the same one
     loss = perceptual_loss(s)
-    val = data.validation_batch([Path(p) for p in held_out[0]], s.val_size)
+    val = data.validation_batch([Path(p) for p in held_out[0]], s.photos.val_size)
     image = torch.rand(1, 3, args.compare_size, args.compare_size)
     with torch.inference_mode():
         identity = float(loss(val, val)["loss"])
     print(
         f"light vs Johnson after equal training: {args.compare_steps} steps x batch {args.batch} of {args.crop} px "
         f"crops from {args.photos}, style {Path(args.style).name}, {len(held_out[0])} held-out photos at "
-        f"{s.val_size} px; random VGG16 weights (model.weights=null); load average "
+        f"{s.photos.val_size} px; random VGG16 weights (model.weights=null); load average "
         + " ".join(f"{x:.1f}" for x in os.getloadavg())
     )
     print(f"{'network':18s} {'params':>9s} {'held-out loss':>14s} {'/ identity':>10s} {'train s':>8s} {'ms/image':>9s}")

@@ -244,4 +244,4 @@ def test_configs_compose_and_the_experiment_paths_exist():
     assert s.style_weight == 40.0 and abs(sum(s.style_layers.values()) - 1) < 1e-9
     shared = ROOT.parent / "shared" / "data"
     if shared.is_dir():  # present in the project's checkouts
-        assert (ROOT / s.root).is_dir() and (ROOT / s.styles).is_dir()
+        assert (ROOT / s.photos.root).is_dir() and (ROOT / s.styles).is_dir()

@@ -122,7 +122,7 @@ def test_experiment_paths_exist_from_the_repo_root():
     assert s.network.arch == "johnson" and s.arch == "vgg16" and list(s.content_layers) == ["relu2_2"]
     shared = ROOT.parent / "shared" / "data"
     if shared.is_dir():  # present in the project's checkouts
-        assert (ROOT / s.root).is_dir() and (ROOT / s.style).is_file()
+        assert (ROOT / s.photos.root).is_dir() and (ROOT / s.style).is_file()
 
 
 def test_small_image_is_cropped_from_an_upscaled_photo(tmp_path):

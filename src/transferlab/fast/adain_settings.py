@@ -12,17 +12,14 @@ from omegaconf import DictConfig, OmegaConf
 from transferlab import backbone, checks
 from transferlab.errors import ConfigError
 from transferlab.fast.adain_net import MIN_SIZE, MULTIPLE
-from transferlab.fast.settings import COLORS, model_file, photo_values, schedule_values
+from transferlab.fast.settings import COLORS, Photos, Training, model_file
 from transferlab.style.settings import as_list, layer_sets
-from transferlab.trainer import TrainerSettings
 
 CHECKPOINT = "a train_adain checkpoint (.ckpt)"
 
 
 @dataclass(frozen=True)
 class TrainAdaINSettings:
-    trainer: TrainerSettings
-    seed: int
     # encoder (VGG19 to relu4_1, frozen) and loss
     weights: str | None
     pooling: str
@@ -31,27 +28,12 @@ class TrainAdaINSettings:
     content_weight: float
     style_weight: float
     # data: content photos (data.*) and style images
-    root: Path
+    photos: Photos
     styles: Path
     style_resize: int
-    crop: int
-    resize: int | None
-    val_count: int
-    val_size: int
-    batch_size: int
-    num_workers: int
-    max_bad_fraction: float
     preview_styles: int
     preview_size: int
-    # schedule
-    steps: int
-    lr: float
-    betas: tuple[float, float]
-    weight_decay: float
-    val_every: int
-    checkpoint_every: int
-    log_every: int
-    ckpt_path: Path | None
+    training: Training
     hparams: dict[str, Any]
 
     @classmethod
@@ -73,11 +55,12 @@ class TrainAdaINSettings:
             raise ConfigError(
                 f"layers.style: {', '.join(deeper)} lie past relu4_1, where the encoder ends; use layers up to relu4_1"
             )
-        photos = photo_values(cfg)
+        photos = Photos.from_cfg(cfg)
         for key in ("crop", "val_size"):
-            if photos[key] % MULTIPLE:
+            if getattr(photos, key) % MULTIPLE:
                 raise ConfigError(
-                    f"data.{key}={photos[key]} is invalid; it must be a multiple of {MULTIPLE} (VGG19 pools 3 times)"
+                    f"data.{key}={getattr(photos, key)} is invalid; "
+                    f"it must be a multiple of {MULTIPLE} (VGG19 pools 3 times)"
                 )
         return cls(
             weights=model.weights,
@@ -87,11 +70,11 @@ class TrainAdaINSettings:
             content_weight=checks.non_negative(loss.content_weight, "loss.content_weight"),
             style_weight=checks.non_negative(loss.style_weight, "loss.style_weight"),
             styles=Path(str(task.styles)),
-            style_resize=checks.at_least(task.style_resize, photos["crop"], "task.style_resize"),
+            style_resize=checks.at_least(task.style_resize, photos.crop, "task.style_resize"),
             preview_styles=checks.at_least(task.preview_styles, 1, "task.preview_styles"),
             preview_size=checks.at_least(task.preview_size, 16, "task.preview_size"),
-            **photos,
-            **schedule_values(cfg, f"{CHECKPOINT} to resume"),
+            photos=photos,
+            training=Training.from_cfg(cfg, f"{CHECKPOINT} to resume"),
             hparams=checks.hparams(cfg, ["task", "model", "layers", "loss", "data", "optimizer", "seed"]),
         )
 

@@ -152,26 +152,28 @@ def load_adain(path: str | Path, key: str = "ckpt_path") -> AdaINNet:
 
 def run(cfg: DictConfig, output_dir: Path) -> float:
     s = TrainAdaINSettings.from_cfg(cfg)
-    pl.seed_everything(s.seed, workers=True, verbose=False)
-    train_files, val_files = data.split(data.list_images(s.root), s.val_count, s.seed)
+    pl.seed_everything(s.training.seed, workers=True, verbose=False)
+    train_files, val_files = data.split(data.list_images(s.photos.root), s.photos.val_count, s.training.seed)
     style_files = data.list_images(s.styles, "task.styles")
-    n = s.steps * s.batch_size
+    n = s.training.steps * s.photos.batch_size
     pairs = Pairs(
-        data.ContentCrops(train_files, s.crop, n, s.seed, s.resize, s.max_bad_fraction),
-        data.ContentCrops(style_files, s.crop, n, s.seed + 1, s.style_resize, s.max_bad_fraction),
+        data.ContentCrops(train_files, s.photos.crop, n, s.training.seed, s.photos.resize, s.photos.max_bad_fraction),
+        data.ContentCrops(
+            style_files, s.photos.crop, n, s.training.seed + 1, s.style_resize, s.photos.max_bad_fraction
+        ),
     )
-    previews = data.validation_batch(style_files[: s.preview_styles], s.val_size)
+    previews = data.validation_batch(style_files[: s.preview_styles], s.photos.val_size)
     module = AdaINModule(
         {"arch": "adain", "weights": s.weights, "normalization": s.normalization, "pooling": s.pooling}
         | {"style_layers": s.style_layers},
         (s.content_weight, s.style_weight),
-        s.lr,
-        s.betas,
-        s.weight_decay,
+        s.training.lr,
+        s.training.betas,
+        s.training.weight_decay,
         previews,
         s.preview_size,
     )
-    val = TensorDataset(data.validation_batch(val_files, s.val_size))
+    val = TensorDataset(data.validation_batch(val_files, s.photos.val_size))
     log.info(
         "train_adain: %d training photos, %d validation photos, %d styles (%d in the preview grid)",
         len(train_files),
@@ -179,7 +181,8 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
         len(style_files),
         len(previews),
     )
-    metrics = fit(module, StepData(pairs, val, s.batch_size, s.num_workers), s, output_dir, "train_adain")
+    datamodule = StepData(pairs, val, s.photos.batch_size, s.photos.num_workers)
+    metrics = fit(module, datamodule, s.training, s.hparams, output_dir, "train_adain")
     with atomic_write(output_dir / "val_files.txt", "w") as f:
         f.write("".join(f"{p}\n" for p in val_files))
     return metrics["val/loss"]

@@ -37,8 +37,6 @@ class NetworkSettings:
 
 @dataclass(frozen=True)
 class TrainSettings:
-    trainer: TrainerSettings
-    seed: int
     network: NetworkSettings
     # loss network
     arch: str
@@ -54,23 +52,8 @@ class TrainSettings:
     # data
     style: str  # a local path or pinned URL, resolved by the task (fetching is work, not a check)
     style_size: int
-    root: Path
-    crop: int
-    resize: int | None
-    val_count: int
-    val_size: int
-    batch_size: int
-    num_workers: int
-    max_bad_fraction: float
-    # schedule
-    steps: int
-    lr: float
-    betas: tuple[float, float]
-    weight_decay: float
-    val_every: int
-    checkpoint_every: int
-    log_every: int
-    ckpt_path: Path | None
+    photos: Photos
+    training: Training
     hparams: dict[str, Any]
 
     @classmethod
@@ -94,55 +77,83 @@ class TrainSettings:
             tv_weight=checks.non_negative(loss.tv_weight, "loss.tv_weight"),
             style=str(task.style),
             style_size=checks.at_least(task.style_size, 32, "task.style_size"),
-            **photo_values(cfg),
-            **schedule_values(cfg, "a train_fast checkpoint (.ckpt) to resume"),
+            photos=Photos.from_cfg(cfg),
+            training=Training.from_cfg(cfg, "a train_fast checkpoint (.ckpt) to resume"),
             hparams=checks.hparams(cfg, ["task", "fastnet", "model", "layers", "loss", "data", "optimizer", "seed"]),
         )
 
 
-def photo_values(cfg: DictConfig) -> dict[str, Any]:
-    """``data.*`` (configs/data/photos.yaml) checked: the fields every photo-trained network's settings share."""
-    data = cfg.data
-    crop = checks.at_least(data.crop, 16, "data.crop")
-    return {
-        "root": Path(str(data.root)),
-        "crop": crop,
-        "resize": None if data.resize is None else checks.at_least(data.resize, crop, "data.resize"),
-        "val_count": checks.at_least(data.val_count, 1, "data.val_count"),
-        "val_size": checks.at_least(data.val_size, 16, "data.val_size"),
-        "batch_size": checks.at_least(data.batch_size, 1, "data.batch_size"),
-        "num_workers": checks.at_least(data.num_workers, 0, "data.num_workers"),
-        "max_bad_fraction": checks.non_negative(data.max_bad_fraction, "data.max_bad_fraction"),
-    }
+@dataclass(frozen=True)
+class Photos:
+    """``data.*`` (configs/data/photos.yaml): the content photos every photo-trained network learns from."""
+
+    root: Path
+    crop: int
+    resize: int | None
+    val_count: int
+    val_size: int
+    batch_size: int
+    num_workers: int
+    max_bad_fraction: float
+
+    @classmethod
+    def from_cfg(cls, cfg: DictConfig) -> Photos:
+        data = cfg.data
+        crop = checks.at_least(data.crop, 16, "data.crop")
+        return cls(
+            root=Path(str(data.root)),
+            crop=crop,
+            resize=None if data.resize is None else checks.at_least(data.resize, crop, "data.resize"),
+            val_count=checks.at_least(data.val_count, 1, "data.val_count"),
+            val_size=checks.at_least(data.val_size, 16, "data.val_size"),
+            batch_size=checks.at_least(data.batch_size, 1, "data.batch_size"),
+            num_workers=checks.at_least(data.num_workers, 0, "data.num_workers"),
+            max_bad_fraction=checks.non_negative(data.max_bad_fraction, "data.max_bad_fraction"),
+        )
 
 
-def schedule_values(cfg: DictConfig, expected: str) -> dict[str, Any]:
-    """Adam, the step schedule (``task.steps``, ``val_every``, ``checkpoint_every``, ``log_every``), the
-    trainer, the seed and ``ckpt_path`` (a local checkpoint to resume, described by ``expected``) checked:
-    the fields every step-trained network's settings share."""
-    task, opt = cfg.task, cfg.optimizer
-    checks.choice(opt.name, ["adam"], "optimizer.name")
-    betas = tuple(checks.number(b, "optimizer.betas") for b in opt.betas)
-    if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
-        raise ConfigError(f"optimizer.betas={list(opt.betas)} is invalid; give two numbers in [0, 1)")
-    ckpt = None
-    if cfg.ckpt_path:
-        from transferlab import checkpoints
+@dataclass(frozen=True)
+class Training:
+    """Adam and the step schedule every step-trained network shares: ``task.steps``, ``val_every``,
+    ``checkpoint_every``, ``log_every``, the trainer, the seed and ``ckpt_path`` (a local checkpoint)."""
 
-        ckpt = checkpoints.local_file(cfg.ckpt_path, "ckpt_path", expected)
-    steps = checks.at_least(task.steps, 1, "task.steps")
-    return {
-        "trainer": checks.trainer_settings(cfg),
-        "seed": int(cfg.seed),
-        "steps": steps,
-        "lr": checks.positive(task.lr, "task.lr"),
-        "betas": betas,
-        "weight_decay": checks.non_negative(opt.weight_decay, "optimizer.weight_decay"),
-        "val_every": min(checks.at_least(task.val_every, 1, "task.val_every"), steps),
-        "checkpoint_every": checks.at_least(task.checkpoint_every, 0, "task.checkpoint_every"),
-        "log_every": checks.at_least(task.log_every, 1, "task.log_every"),
-        "ckpt_path": ckpt,
-    }
+    trainer: TrainerSettings
+    seed: int
+    steps: int
+    lr: float
+    betas: tuple[float, float]
+    weight_decay: float
+    val_every: int
+    checkpoint_every: int
+    log_every: int
+    ckpt_path: Path | None
+
+    @classmethod
+    def from_cfg(cls, cfg: DictConfig, expected: str) -> Training:
+        """``expected`` describes the checkpoint a resume takes, for messages."""
+        task, opt = cfg.task, cfg.optimizer
+        checks.choice(opt.name, ["adam"], "optimizer.name")
+        betas = tuple(checks.number(b, "optimizer.betas") for b in opt.betas)
+        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+            raise ConfigError(f"optimizer.betas={list(opt.betas)} is invalid; give two numbers in [0, 1)")
+        ckpt = None
+        if cfg.ckpt_path:
+            from transferlab import checkpoints
+
+            ckpt = checkpoints.local_file(cfg.ckpt_path, "ckpt_path", expected)
+        steps = checks.at_least(task.steps, 1, "task.steps")
+        return cls(
+            trainer=checks.trainer_settings(cfg),
+            seed=int(cfg.seed),
+            steps=steps,
+            lr=checks.positive(task.lr, "task.lr"),
+            betas=betas,  # type: ignore[arg-type]
+            weight_decay=checks.non_negative(opt.weight_decay, "optimizer.weight_decay"),
+            val_every=min(checks.at_least(task.val_every, 1, "task.val_every"), steps),
+            checkpoint_every=checks.at_least(task.checkpoint_every, 0, "task.checkpoint_every"),
+            log_every=checks.at_least(task.log_every, 1, "task.log_every"),
+            ckpt_path=ckpt,
+        )
 
 
 def model_file(cfg: DictConfig, suffixes: tuple[str, ...], expected: str) -> Path:

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from transferlab import fetch, images, sweep
 from transferlab.fast import data
 from transferlab.fast.module import FastStyleModule, PerceptualLoss, make_loss
-from transferlab.fast.settings import TrainSettings
+from transferlab.fast.settings import Training, TrainSettings
 from transferlab.files import atomic_write, write_json
 from transferlab.trainer import log_summary, make_trainer
 
@@ -53,35 +53,41 @@ class StepData(pl.LightningDataModule):
 def fit(
     module: pl.LightningModule,
     datamodule: StepData,
-    s: TrainSettings | Any,
+    training: Training,
+    hparams: dict[str, Any],
     output_dir: Path,
     task: str,
 ) -> dict[str, float]:
-    """Train ``module`` for ``s.steps`` steps (validation every ``s.val_every``, checkpoints every
-    ``s.checkpoint_every``, resumed from ``s.ckpt_path``) through the one Trainer factory; then write
-    checkpoints/last.ckpt atomically, validate once more, log hparams with the final metrics and write
-    metrics.json. ``s`` holds the fields of ``settings.schedule_values`` and ``hparams``."""
+    """Train ``module`` for ``training.steps`` steps (validation every ``val_every``, checkpoints every
+    ``checkpoint_every``, resumed from ``ckpt_path``) through the one Trainer factory; then write
+    checkpoints/last.ckpt atomically, validate once more, log ``hparams`` with the final metrics and
+    write metrics.json."""
     checkpoint = ModelCheckpoint(
         dirpath=output_dir / "checkpoints",
         filename="step{step}",
         auto_insert_metric_name=False,
-        every_n_train_steps=s.checkpoint_every or s.steps,
+        every_n_train_steps=training.checkpoint_every or training.steps,
         save_top_k=-1,
         save_last=False,
     )
     trainer = make_trainer(
-        s.trainer,
+        training.trainer,
         output_dir,
-        max_steps=s.steps,
+        max_steps=training.steps,
         max_epochs=-1,
-        val_check_interval=s.val_every,
+        val_check_interval=training.val_every,
         check_val_every_n_epoch=None,
         num_sanity_val_steps=0,
-        log_every_n_steps=s.log_every,
+        log_every_n_steps=training.log_every,
         callbacks=[checkpoint],
         enable_model_summary=False,
     )
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(s.ckpt_path) if s.ckpt_path else None, weights_only=True)
+    trainer.fit(
+        module,
+        datamodule=datamodule,
+        ckpt_path=str(training.ckpt_path) if training.ckpt_path else None,
+        weights_only=True,
+    )
     last = output_dir / "checkpoints" / "last.ckpt"
     tmp = last.with_name(".last.ckpt.tmp")
     trainer.save_checkpoint(tmp)
@@ -89,7 +95,7 @@ def fit(
     final = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
     metrics = {k: float(v) for k, v in final.items()}
     if trainer.logger is not None:
-        log_summary(trainer.logger, s.hparams, metrics, trainer.global_step)
+        log_summary(trainer.logger, hparams, metrics, trainer.global_step)
     write_json(
         {"task": task, "steps": trainer.global_step, "checkpoint": str(last), **metrics}, output_dir / "metrics.json"
     )
@@ -115,27 +121,34 @@ def perceptual_loss(s: TrainSettings) -> PerceptualLoss:
 
 def run(cfg: DictConfig, output_dir: Path) -> float:
     s = TrainSettings.from_cfg(cfg)
-    pl.seed_everything(s.seed, workers=True, verbose=False)
-    train_files, val_files = data.split(data.list_images(s.root), s.val_count, s.seed)
+    pl.seed_everything(s.training.seed, workers=True, verbose=False)
+    train_files, val_files = data.split(data.list_images(s.photos.root), s.photos.val_count, s.training.seed)
     loss = perceptual_loss(s)
     module = FastStyleModule(
         {"arch": s.network.arch, "width": s.network.width, "blocks": s.network.blocks},
         loss,
-        s.lr,
-        s.betas,
-        s.weight_decay,
+        s.training.lr,
+        s.training.betas,
+        s.training.weight_decay,
     )
-    crops = data.ContentCrops(train_files, s.crop, s.steps * s.batch_size, s.seed, s.resize, s.max_bad_fraction)
-    datamodule = StepData(
-        crops, TensorDataset(data.validation_batch(val_files, s.val_size)), s.batch_size, s.num_workers
+    photos, training = s.photos, s.training
+    crops = data.ContentCrops(
+        train_files,
+        photos.crop,
+        training.steps * photos.batch_size,
+        training.seed,
+        photos.resize,
+        photos.max_bad_fraction,
     )
+    val = TensorDataset(data.validation_batch(val_files, photos.val_size))
+    datamodule = StepData(crops, val, photos.batch_size, photos.num_workers)
     log.info(
         "train_fast: %d training photos, %d validation photos, %s network",
         len(train_files),
         len(val_files),
         s.network.arch,
     )
-    metrics = fit(module, datamodule, s, output_dir, "train_fast")
+    metrics = fit(module, datamodule, s.training, s.hparams, output_dir, "train_fast")
     with atomic_write(output_dir / "val_files.txt", "w") as f:
         f.write("".join(f"{p}\n" for p in val_files))
     if module.last_val_images is not None:  # from fit's final validation
