@@ -125,9 +125,7 @@ class StyleSettings:
         trainer = checks.trainer_settings(cfg)
         runtime = checks.runtime_settings(cfg)
         content_layers, style_layers = layer_sets(cfg, model.arch)
-        loss = LossWeights(
-            *(checks.non_negative(cfg.loss[k], f"loss.{k}") for k in ("content_weight", "style_weight", "tv_weight"))
-        )
+        loss = loss_weights(cfg.loss)
         memory_budget = checks.number(task.memory_budget, "task.memory_budget")
         if not 0 < memory_budget <= 1:
             raise ConfigError(
@@ -245,6 +243,13 @@ def model_settings(model: DictConfig) -> ModelSettings:
         checks.choice(model.pooling, POOLINGS, "model.pooling"),
         normalization,
         checks.positive(model.feature_scale, "model.feature_scale"),
+    )
+
+
+def loss_weights(loss: DictConfig) -> LossWeights:
+    """``loss.content_weight``, ``loss.style_weight`` and ``loss.tv_weight``, each >= 0."""
+    return LossWeights(
+        *(checks.non_negative(loss[k], f"loss.{k}") for k in ("content_weight", "style_weight", "tv_weight"))
     )
 
 

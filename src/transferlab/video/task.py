@@ -19,7 +19,6 @@ from tqdm import tqdm
 
 from transferlab import backbone, images
 from transferlab.files import write_json
-from transferlab.style.module import LossWeights
 from transferlab.video import io
 from transferlab.video.flow import OpenCVFlow, consistency_mask, warp, warping_error
 from transferlab.video.settings import VideoSettings
@@ -38,9 +37,10 @@ def frame_name(i: int) -> str:
 
 
 def build_optimizer(s: VideoSettings) -> OptimizedFrames:
-    features, normalization = backbone.build_features(s.arch, s.weights, s.pooling, s.normalization)
+    m = s.model
+    features, normalization = backbone.build_features(m.arch, m.weights, m.pooling, m.normalization)
     encoder = backbone.VGGFeatures(
-        features, s.arch, [*s.content_layers, *s.style_layers], normalization, s.feature_scale
+        features, m.arch, [*s.content_layers, *s.style_layers], normalization, m.feature_scale
     )
     style = images.load_image(s.style, s.size)
     return OptimizedFrames(
@@ -48,7 +48,7 @@ def build_optimizer(s: VideoSettings) -> OptimizedFrames:
         style,
         s.content_layers,
         s.style_layers,
-        LossWeights(s.content_weight, s.style_weight, s.tv_weight),
+        s.loss,
         s.optimizer,
     )
 

@@ -13,9 +13,9 @@ import torch
 from torch import Tensor
 
 from transferlab import backbone
-from transferlab.style.module import LossWeights, StyleTransfer
+from transferlab.style.module import StyleTransfer
 from transferlab.style.scene import Scene
-from transferlab.style.settings import OptimizerSettings
+from transferlab.style.settings import LossWeights, OptimizerSettings
 
 Stylizer = Callable[[Tensor], Tensor]  # [3, H, W] in [0, 1] -> [3, H, W] in [0, 1]
 
