@@ -105,7 +105,9 @@ def stylize_video(s: VideoSettings, output_dir: Path) -> dict[str, float]:
         init = targets[0][0] if targets else frame
         steps = s.steps if targets else s.first_steps
         result = quantized(stylize(frame, steps, init, combine(targets), s.temporal_weight))
-        base = quantized(stylize(frame, s.first_steps, frame, None, 0.0)) if s.baseline else None
+        base = None
+        if s.baseline:  # without an earlier frame the independent result is this one: computed once
+            base = quantized(stylize(frame, s.first_steps, frame, None, 0.0)) if targets else result
         images.save_image(result, frames_dir / frame_name(i))
         if base is not None:
             images.save_image(base, baseline_dir / frame_name(i))
