@@ -12,7 +12,8 @@ import torch
 from tests.helpers import compose_cfg
 from tests.video.conftest import pan_frames, square_frames, write_clip
 from transferlab import images
-from transferlab.errors import ConfigError, VideoError
+from transferlab.errors import ConfigError, VideoError, WeightsError
+from transferlab.fast.networks import build_network
 from transferlab.video import io, task
 from transferlab.video.settings import VideoSettings
 from transferlab.video.temporal import BlendedFrames
@@ -23,13 +24,13 @@ from transferlab.video.temporal import BlendedFrames
 SHALLOW = ("~layers.content", "+layers.content={relu2_1: 1}", "~layers.style", "+layers.style={relu1_1: 1, relu2_1: 1}")
 
 
-def video_cfg(clip: Path, style: Path, *overrides: str):
+def video_cfg(clip: Path, style: Path | None, *overrides: str):
     return compose_cfg(
         "task=video",
         "model.weights=null",
         *SHALLOW,
         f"task.input={clip}",
-        f"task.style={style}",
+        *([f"task.style={style}"] if style else []),
         "task.steps=3",
         "task.first_steps=4",
         "trainer.accelerator=cpu",
@@ -104,6 +105,30 @@ def test_long_term_consistency_runs(tmp_path: Path, pan_clip: Path, style_image:
     assert json.loads((out / "metrics.json").read_text())["frames"] == 3
 
 
+@pytest.fixture
+def tiny_network(tmp_path: Path) -> Path:
+    """A randomly initialised light network saved as train_fast saves it (the mechanics, not the look)."""
+    torch.manual_seed(0)
+    spec = {"arch": "light", "width": 0.25, "blocks": 1}
+    state = {f"network.{k}": v for k, v in build_network(**spec).state_dict().items()}
+    path = tmp_path / "tiny.ckpt"
+    torch.save({"state_dict": state, "hyper_parameters": {"network": spec}}, path)
+    return path
+
+
+def test_fast_method_blends_and_reports_the_flicker(tmp_path: Path, tiny_network: Path) -> None:
+    clip = write_clip(tmp_path / "square.mp4", square_frames(n=4))
+    runs = {}
+    for blend in (0.6, 0.0):
+        out = tmp_path / f"run{blend}"
+        task.run(video_cfg(clip, None, "task.method=fast", f"task.network={tiny_network}", f"task.blend={blend}"), out)
+        runs[blend] = json.loads((out / "metrics.json").read_text())
+        assert (runs[blend]["method"], runs[blend]["frames"]) == ("fast", 4)
+        assert sum(1 for _ in io.read_frames(out / "stylized.mp4")) == 4
+    assert runs[0.6]["flicker"] < 0.5 * runs[0.6]["flicker_baseline"]
+    assert runs[0.0]["flicker"] == pytest.approx(runs[0.0]["flicker_baseline"])  # blend 0: independent frames
+
+
 def test_blending_a_feed_forward_network_lowers_the_flicker() -> None:
     """The fast interface with a small untrained network (the fast wing's trained ones plug in here)."""
     torch.manual_seed(0)
@@ -122,7 +147,7 @@ def test_blending_a_feed_forward_network_lowers_the_flicker() -> None:
             pairs = (b, consistency_mask(b, f))
         for name, method in (("smooth", smooth), ("plain", plain)):
             temporal = None if pairs is None else (warp(prev[name], pairs[0]), pairs[1])
-            out = method(frame, temporal)
+            out = method(frame, temporal)[0]
             if pairs is not None:
                 e = warping_error(out, prev[name], *pairs)
                 errors[name][0] += e[0]
@@ -165,7 +190,12 @@ def test_door_refuses_bad_values(tmp_path: Path, pan_clip: Path, style_image: Pa
         ("task.flow=raft", "task.flow"),
         ("task.long_term=[2,1]", "task.long_term"),
         ("task.method=fast", "task.network"),
+        ("task.method=fast task.network=" + str(style_image), "task.network=.*is not a .ckpt or .onnx file"),
         ("task.blend=1.5", "task.blend"),
     ):
         with pytest.raises(ConfigError, match=key):
-            VideoSettings.from_cfg(video_cfg(pan_clip, style_image, override))
+            VideoSettings.from_cfg(video_cfg(pan_clip, style_image, *override.split()))
+    with pytest.raises(ConfigError, match="task.method=optimize needs task.style"):
+        VideoSettings.from_cfg(video_cfg(pan_clip, None))
+    with pytest.raises(WeightsError, match="task.network=.*does not exist"):
+        VideoSettings.from_cfg(video_cfg(pan_clip, None, "task.method=fast", f"task.network={tmp_path / 'no.ckpt'}"))

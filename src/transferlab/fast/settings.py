@@ -128,15 +128,23 @@ class TrainSettings:
         )
 
 
-def _model_file(cfg: DictConfig, suffixes: tuple[str, ...], expected: str) -> Path:
+NETWORK_FILE = "a train_fast checkpoint (.ckpt) or an export_fast model.onnx"
+
+
+def model_file(source: str, key: str, suffixes: tuple[str, ...], expected: str) -> Path:
+    """``source`` as a local file with one of ``suffixes``; errors name ``key`` and ``expected``."""
     from transferlab import checkpoints
 
+    path = checkpoints.local_file(source, key, expected)
+    if path.suffix.lower() not in suffixes:
+        raise ConfigError(f"{key}={path} is not a {' or '.join(suffixes)} file; give {expected}")
+    return path
+
+
+def _model_file(cfg: DictConfig, suffixes: tuple[str, ...], expected: str) -> Path:
     if not cfg.ckpt_path:
         raise ConfigError(f"task={cfg.task.name} needs ckpt_path=<{expected}>")
-    path = checkpoints.local_file(cfg.ckpt_path, "ckpt_path", expected)
-    if path.suffix.lower() not in suffixes:
-        raise ConfigError(f"ckpt_path={path} is not a {' or '.join(suffixes)} file; give {expected}")
-    return path
+    return model_file(str(cfg.ckpt_path), "ckpt_path", suffixes, expected)
 
 
 @dataclass(frozen=True)
@@ -152,7 +160,7 @@ class ApplySettings:
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> ApplySettings:
         task = cfg.task
-        model = _model_file(cfg, (".ckpt", ".onnx"), "a train_fast checkpoint (.ckpt) or an export_fast model.onnx")
+        model = _model_file(cfg, (".ckpt", ".onnx"), NETWORK_FILE)
         raw = task.input
         inputs = tuple(map(str, OmegaConf.to_container(raw) if OmegaConf.is_list(raw) else [raw]))
         if not inputs:

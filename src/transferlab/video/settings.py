@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 from transferlab import checks, fetch
 from transferlab.errors import ConfigError
+from transferlab.fast.settings import NETWORK_FILE, model_file
 from transferlab.style.settings import (
     LossWeights,
     ModelSettings,
@@ -27,7 +28,7 @@ METHODS = ("optimize", "fast")
 @dataclass(frozen=True)
 class VideoSettings:
     input: Path
-    style: Path
+    style: Path | None  # method=optimize
     method: str
     size: int | None  # long side of the processed frames; None: the input's size
     steps: int
@@ -39,7 +40,8 @@ class VideoSettings:
     baseline: bool
     fps: float  # frame rate of a frame folder
     max_frames: int | None
-    network: str | None
+    network: Path | None  # method=fast: a train_fast checkpoint (.ckpt) or an export_fast model.onnx
+    device: str  # cpu | cuda | mps (an ONNX network runs on the CPU)
     model: ModelSettings  # the style wing's door checks the shared groups (model, layers, loss, optimizer)
     content_layers: dict[str, float]
     style_layers: dict[str, float]
@@ -65,16 +67,23 @@ class VideoSettings:
         checks.positive(task.fps, "task.fps")
         if task.max_frames is not None:
             checks.at_least(task.max_frames, 1, "task.max_frames")
-        if task.method == "fast" and not task.network:
-            raise ConfigError(
-                "task.method=fast needs task.network=<a trained fast-wing network>; the fast wing's apply path "
-                "is not merged into the video task yet: use task.method=optimize"
-            )
+        style = network = None
+        if task.method == "optimize":
+            if not task.style:
+                raise ConfigError("task.method=optimize needs task.style=<a style image: a local path or pinned URL>")
+            style = Path(fetch.resolve(str(task.style), "task.style"))
+        else:
+            if not task.network:
+                raise ConfigError(f"task.method=fast needs task.network=<{NETWORK_FILE}>")
+            network = model_file(str(task.network), "task.network", (".ckpt", ".onnx"), NETWORK_FILE)
+        device = checks.trainer_settings(cfg).accelerator
+        if network is not None and network.suffix.lower() == ".onnx":
+            device = "cpu"
         model = model_settings(cfg.model)
         content_layers, style_layers = layer_sets(cfg, model.arch)
         return cls(
             input=Path(str(task.input)),
-            style=Path(fetch.resolve(str(task.style), "task.style")),
+            style=style,
             method=task.method,
             size=task.size,
             steps=task.steps,
@@ -86,7 +95,8 @@ class VideoSettings:
             baseline=bool(task.baseline),
             fps=float(task.fps),
             max_frames=task.max_frames,
-            network=task.network,
+            network=network,
+            device=device,
             model=model,
             content_layers=content_layers,
             style_layers=style_layers,
@@ -98,5 +108,7 @@ class VideoSettings:
     def fingerprint(self) -> dict[str, Any]:
         """What the finished frames belong to: a resumed run must match it (input file by size and mtime)."""
         stat = self.input.stat()
-        values = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items() if k != "max_frames"}
-        return {"settings": repr(sorted(values.items())), "input_size": stat.st_size, "input_mtime": stat.st_mtime}
+        skip = ("max_frames", "device")
+        values = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items() if k not in skip}
+        saved = {"settings": repr(sorted(values.items())), "input_size": stat.st_size, "input_mtime": stat.st_mtime}
+        return saved | ({"network": fetch.sha256_of(self.network)} if self.network is not None else {})

@@ -9,6 +9,7 @@ import logging
 import time
 import warnings
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -18,11 +19,12 @@ from torch import Tensor
 from tqdm import tqdm
 
 from transferlab import backbone, images
+from transferlab.fast.apply import load_stylizer
 from transferlab.files import write_json
 from transferlab.video import io
 from transferlab.video.flow import OpenCVFlow, consistency_mask, warp, warping_error
 from transferlab.video.settings import VideoSettings
-from transferlab.video.temporal import OptimizedFrames, combine
+from transferlab.video.temporal import BlendedFrames, OptimizedFrames, combine
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +44,38 @@ def build_optimizer(s: VideoSettings) -> OptimizedFrames:
     encoder = backbone.VGGFeatures(
         features, m.arch, [*s.content_layers, *s.style_layers], normalization, m.feature_scale
     )
-    style = images.load_image(s.style, s.size)
-    return OptimizedFrames(
-        encoder,
-        style,
-        s.content_layers,
-        s.style_layers,
-        s.loss,
-        s.optimizer,
-    )
+    style = images.load_image(s.style, s.size).to(s.device)
+    return OptimizedFrames(encoder.to(s.device), style, s.content_layers, s.style_layers, s.loss, s.optimizer)
+
+
+Targets = list[tuple[Tensor, Tensor]]  # earlier results warped into this frame and their masks, nearest first
+FrameStep = Callable[[Tensor, Targets], tuple[Tensor, Tensor | None]]
+
+
+def frame_step(s: VideoSettings) -> FrameStep:
+    """``step(frame, targets) -> (result, independent)``: the frame stylized with temporal consistency,
+    and stylized on its own (``None`` without ``task.baseline``), by the method of ``task.method``."""
+    if s.method == "fast":
+        network = load_stylizer(s.network, s.device, "task.network")
+        blended = BlendedFrames(lambda frame: network(frame.unsqueeze(0))[0].to(frame.device), s.blend)
+
+        def fast(frame: Tensor, targets: Targets) -> tuple[Tensor, Tensor | None]:
+            result, own = blended(frame, combine(targets))
+            return quantized(result), quantized(own) if s.baseline else None
+
+        return fast
+    stylize = build_optimizer(s)
+
+    def optimize(frame: Tensor, targets: Targets) -> tuple[Tensor, Tensor | None]:
+        init = targets[0][0] if targets else frame
+        steps = s.steps if targets else s.first_steps
+        result = quantized(stylize(frame, steps, init, combine(targets), s.temporal_weight))
+        if not s.baseline:
+            return result, None
+        # Without an earlier frame the independent result is this one: computed once.
+        return result, quantized(stylize(frame, s.first_steps, frame, None, 0.0)) if targets else result
+
+    return optimize
 
 
 def stylize_video(s: VideoSettings, output_dir: Path) -> dict[str, float]:
@@ -71,7 +96,7 @@ def stylize_video(s: VideoSettings, output_dir: Path) -> dict[str, float]:
             log.info("resuming: %d frames already finished in %s", saved["done"], frames_dir)
         else:
             log.warning("%s belongs to another input or config: starting over", progress_path)
-    stylize = build_optimizer(s)
+    step = frame_step(s)
     flow = OpenCVFlow(s.flow)
     depth = max(s.long_term)
     history: deque[tuple[Tensor, Tensor, Tensor | None]] = deque(maxlen=depth)  # (input, result, baseline)
@@ -83,10 +108,10 @@ def stylize_video(s: VideoSettings, output_dir: Path) -> dict[str, float]:
         if s.max_frames is not None and i >= s.max_frames:
             break
         count = i + 1
-        frame = frame if s.size is None else images.resize_long_side(frame, s.size)
+        frame = (frame if s.size is None else images.resize_long_side(frame, s.size)).to(s.device)
         if i < done:  # finished before: only its result is needed, for the next frames
-            result = images.load_image(frames_dir / frame_name(i))
-            base = images.load_image(baseline_dir / frame_name(i)) if s.baseline else None
+            result = images.load_image(frames_dir / frame_name(i)).to(s.device)
+            base = images.load_image(baseline_dir / frame_name(i)).to(s.device) if s.baseline else None
             history.appendleft((frame, result, base))
             continue
         start = time.perf_counter()
@@ -102,12 +127,7 @@ def stylize_video(s: VideoSettings, output_dir: Path) -> dict[str, float]:
             targets.append((warp(result, backward), mask))
             if j == 1:
                 pairs = [(result, base, backward, mask)]
-        init = targets[0][0] if targets else frame
-        steps = s.steps if targets else s.first_steps
-        result = quantized(stylize(frame, steps, init, combine(targets), s.temporal_weight))
-        base = None
-        if s.baseline:  # without an earlier frame the independent result is this one: computed once
-            base = quantized(stylize(frame, s.first_steps, frame, None, 0.0)) if targets else result
+        result, base = step(frame, targets)
         images.save_image(result, frames_dir / frame_name(i))
         if base is not None:
             images.save_image(base, baseline_dir / frame_name(i))
@@ -121,6 +141,7 @@ def stylize_video(s: VideoSettings, output_dir: Path) -> dict[str, float]:
         write_json(progress, progress_path)
     sums = progress["sums"]
     metrics = {
+        "method": s.method,
         "frames": count,
         "fps": float(info.fps),
         "flicker": sums["video"][0] / sums["video"][1] if sums["video"][1] else 0.0,

@@ -80,15 +80,16 @@ class OptimizedFrames:
 
 class BlendedFrames:
     """``stylizer(frame)`` blended with the previous output warped into this frame:
-    ``mask * (blend * warped + (1 - blend) * out) + (1 - mask) * out``."""
+    ``mask * (blend * warped + (1 - blend) * out) + (1 - mask) * out``. Returns the blended frame and
+    the network's own output, which is what independent per-frame stylization gives (computed once)."""
 
     def __init__(self, stylizer: Stylizer, blend: float) -> None:
         self.stylizer, self.blend = stylizer, blend
 
     @torch.no_grad()
-    def __call__(self, frame: Tensor, temporal: tuple[Tensor, Tensor] | None) -> Tensor:
+    def __call__(self, frame: Tensor, temporal: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor]:
         out = self.stylizer(frame).clamp(0, 1)
         if temporal is None or self.blend == 0:
-            return out
+            return out, out
         warped, mask = temporal
-        return mask * (self.blend * warped + (1 - self.blend) * out) + (1 - mask) * out
+        return mask * (self.blend * warped + (1 - self.blend) * out) + (1 - mask) * out, out
