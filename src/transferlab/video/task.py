@@ -52,9 +52,10 @@ Targets = list[tuple[Tensor, Tensor]]  # earlier results warped into this frame 
 FrameStep = Callable[[Tensor, Targets], tuple[Tensor, Tensor | None]]
 
 
-def frame_step(s: VideoSettings) -> FrameStep:
+def frame_step(s: VideoSettings, clock: dict[str, float]) -> FrameStep:
     """``step(frame, targets) -> (result, independent)``: the frame stylized with temporal consistency,
-    and stylized on its own (``None`` without ``task.baseline``), by the method of ``task.method``."""
+    and stylized on its own (``None`` without ``task.baseline``), by the method of ``task.method``;
+    the seconds the independent stylization alone takes are added to ``clock["baseline"]``."""
     if s.method == "fast":
         network = load_stylizer(s.network, s.device, "task.network")
         blended = BlendedFrames(lambda frame: network(frame.unsqueeze(0))[0].to(frame.device), s.blend)
@@ -70,10 +71,12 @@ def frame_step(s: VideoSettings) -> FrameStep:
         init = targets[0][0] if targets else frame
         steps = s.steps if targets else s.first_steps
         result = quantized(stylize(frame, steps, init, combine(targets), s.temporal_weight))
-        if not s.baseline:
-            return result, None
-        # Without an earlier frame the independent result is this one: computed once.
-        return result, quantized(stylize(frame, s.first_steps, frame, None, 0.0)) if targets else result
+        if not s.baseline or not targets:  # without an earlier frame the independent result is this one
+            return result, result if s.baseline else None
+        start = time.perf_counter()
+        own = quantized(stylize(frame, s.first_steps, frame, None, 0.0))
+        clock["baseline"] += time.perf_counter() - start
+        return result, own
 
     return optimize
 
@@ -96,7 +99,8 @@ def stylize_video(s: VideoSettings, output_dir: Path) -> dict[str, float]:
             log.info("resuming: %d frames already finished in %s", saved["done"], frames_dir)
         else:
             log.warning("%s belongs to another input or config: starting over", progress_path)
-    step = frame_step(s)
+    clock = {"baseline": 0.0}  # seconds of the independent per-frame stylization (optimize only)
+    step = frame_step(s, clock)
     flow = OpenCVFlow(s.flow)
     depth = max(s.long_term)
     history: deque[tuple[Tensor, Tensor, Tensor | None]] = deque(maxlen=depth)  # (input, result, baseline)
@@ -145,10 +149,12 @@ def stylize_video(s: VideoSettings, output_dir: Path) -> dict[str, float]:
         "frames": count,
         "fps": float(info.fps),
         "flicker": sums["video"][0] / sums["video"][1] if sums["video"][1] else 0.0,
-        "seconds_per_frame": total_seconds / max(count - done, 1),
-        "flow_share": flow_seconds / total_seconds if total_seconds else 0.0,
+        # The method's own time (flow included), without the independent baseline's.
+        "seconds_per_frame": (total_seconds - clock["baseline"]) / max(count - done, 1),
+        "flow_share": flow_seconds / (total_seconds - clock["baseline"]) if total_seconds else 0.0,
     }
     if s.baseline:
+        metrics["baseline_seconds_per_frame"] = clock["baseline"] / max(count - done, 1)
         metrics["flicker_baseline"] = sums["baseline"][0] / sums["baseline"][1] if sums["baseline"][1] else 0.0
     return metrics
 

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from transferlab import backbone
-from transferlab.style.module import StyleTransfer
+from transferlab.style.module import StyleTransfer, style_targets
 from transferlab.style.scene import Scene
 from transferlab.style.settings import LossWeights, OptimizerSettings
 
@@ -50,13 +50,21 @@ class OptimizedFrames:
         self.encoder, self.style = encoder, style
         self.content_layers, self.style_layers = content_layers, style_layers
         self.weights, self.optimizer = weights, optimizer
+        self.grams = style_targets(encoder, [style], style_layers)  # the same for every frame: once
 
     def __call__(
         self, frame: Tensor, steps: int, init: Tensor, temporal: tuple[Tensor, Tensor] | None, weight: float
     ) -> Tensor:
         scene = Scene(frame, [self.style], [1.0], None, None, init, None)
         module = StyleTransfer(
-            self.encoder, scene, self.content_layers, self.style_layers, self.weights, self.optimizer, [(1.0, steps)]
+            self.encoder,
+            scene,
+            self.content_layers,
+            self.style_layers,
+            self.weights,
+            self.optimizer,
+            [(1.0, steps)],
+            gram_targets=self.grams,
         )
         module.prepare_scale()
         if temporal is not None and weight > 0:
