@@ -18,9 +18,8 @@ from transferlab.video import io, task
 from transferlab.video.settings import VideoSettings
 from transferlab.video.temporal import BlendedFrames
 
-# Style at relu1_1 and relu2_1, content at relu2_1: VGG runs only to relu2_1 (about 10x cheaper than
-# Gatys' layers to relu5_1), and with random weights a few steps stylize there (deep random layers
-# give weak gradients: 4 steps leave a frame near its content).
+# Style at relu1_1 and relu2_1, content at relu2_1: VGG runs only to relu2_1, about 10x cheaper than
+# Gatys' layers to relu5_1 (the tests check the mechanics, not the look).
 SHALLOW = ("~layers.content", "+layers.content={relu2_1: 1}", "~layers.style", "+layers.style={relu1_1: 1, relu2_1: 1}")
 
 
@@ -73,8 +72,11 @@ def test_resume_skips_finished_frames(
 def test_temporal_loss_and_warped_init_lower_the_flicker(tmp_path: Path, style_image: Path) -> None:
     """A square moving over a static background. Independent frames (8 steps each from their content)
     land in different optima; warped init + temporal loss (8 steps, then 2 per frame) stay with the
-    previous result where the flow is reliable. Few steps of Gatys' deep random-weight layers would
-    not show it: the independent frames would hardly leave their (consistent) content."""
+    previous result where the flow is reliable. (The xfail this replaces set loss.style_weight=1e6
+    against task.temporal_weight=1e4: the style term swamped the temporal one, so each frame moved on
+    by what its 3 unconverged steps added, 2.4e-4, while the independent 4-step frames stayed near
+    their consistent content, 5.5e-5. Not the random weights: at the default style weight the same
+    layers and steps give 7.6e-6 vs 7.0e-5.)"""
     clip = write_clip(tmp_path / "square.mp4", square_frames(n=3))
     runs = {}
     for weight in (200, 0):
