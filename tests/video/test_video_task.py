@@ -8,6 +8,7 @@ from pathlib import Path
 import av
 import pytest
 import torch
+from hydra.errors import ConfigCompositionException
 
 from tests.helpers import compose_cfg
 from tests.video.conftest import pan_frames, square_frames, write_clip
@@ -197,6 +198,8 @@ def test_door_refuses_bad_values(tmp_path: Path, pan_clip: Path, style_image: Pa
     ):
         with pytest.raises(ConfigError, match=key):
             VideoSettings.from_cfg(video_cfg(pan_clip, style_image, *override.split()))
+    with pytest.raises(ConfigCompositionException, match="task.tempral_weight"):  # the task's schema
+        video_cfg(pan_clip, style_image, "task.tempral_weight=1")
     with pytest.raises(ConfigError, match="task.method=optimize needs task.style"):
         VideoSettings.from_cfg(video_cfg(pan_clip, None))
     with pytest.raises(WeightsError, match="task.network=.*does not exist"):
