@@ -55,7 +55,8 @@ FrameStep = Callable[[Tensor, Targets], tuple[Tensor, Tensor | None]]
 def frame_step(s: VideoSettings, clock: dict[str, float]) -> FrameStep:
     """``step(frame, targets) -> (result, independent)``: the frame stylized with temporal consistency,
     and stylized on its own (``None`` without ``task.baseline``), by the method of ``task.method``;
-    the seconds the independent stylization alone takes are added to ``clock["baseline"]``."""
+    the seconds the independent stylization alone takes are added to ``clock["baseline"]`` and the
+    frames it ran on to ``clock["frames"]``."""
     if s.method == "fast":
         network = load_stylizer(s.network, s.device, "task.network")
         blended = BlendedFrames(lambda frame: network(frame.unsqueeze(0))[0].to(frame.device), s.blend)
@@ -76,6 +77,7 @@ def frame_step(s: VideoSettings, clock: dict[str, float]) -> FrameStep:
         start = time.perf_counter()
         own = quantized(stylize(frame, s.first_steps, frame, None, 0.0))
         clock["baseline"] += time.perf_counter() - start
+        clock["frames"] += 1
         return result, own
 
     return optimize
@@ -99,7 +101,7 @@ def stylize_video(s: VideoSettings, output_dir: Path) -> dict[str, float]:
             log.info("resuming: %d frames already finished in %s", saved["done"], frames_dir)
         else:
             log.warning("%s belongs to another input or config: starting over", progress_path)
-    clock = {"baseline": 0.0}  # seconds of the independent per-frame stylization (optimize only)
+    clock = {"baseline": 0.0, "frames": 0}  # the independent per-frame stylization (optimize only)
     step = frame_step(s, clock)
     flow = OpenCVFlow(s.flow)
     depth = max(s.long_term)
@@ -154,7 +156,8 @@ def stylize_video(s: VideoSettings, output_dir: Path) -> dict[str, float]:
         "flow_share": flow_seconds / (total_seconds - clock["baseline"]) if total_seconds else 0.0,
     }
     if s.baseline:
-        metrics["baseline_seconds_per_frame"] = clock["baseline"] / max(count - done, 1)
+        # per frame it ran on (the first frame's is the first result)
+        metrics["baseline_seconds_per_frame"] = clock["baseline"] / max(clock["frames"], 1)
         metrics["flicker_baseline"] = sums["baseline"][0] / sums["baseline"][1] if sums["baseline"][1] else 0.0
     return metrics
 
