@@ -38,7 +38,6 @@ def video_cfg(clip: Path, style: Path | None, *overrides: str):
     )
 
 
-@pytest.mark.slow
 def test_output_has_the_inputs_frames_fps_and_audio(tmp_path: Path, style_image: Path) -> None:
     clip = write_clip(tmp_path / "sound.mp4", pan_frames(n=3), fps=12, audio=True)
     out = tmp_path / "run"
@@ -51,7 +50,6 @@ def test_output_has_the_inputs_frames_fps_and_audio(tmp_path: Path, style_image:
     assert metrics["frames"] == 3 and "flicker_baseline" not in metrics
 
 
-@pytest.mark.slow
 def test_resume_skips_finished_frames(
     tmp_path: Path, pan_clip: Path, style_image: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -101,7 +99,6 @@ def test_temporal_loss_and_warped_init_lower_the_flicker(tmp_path: Path, style_i
     assert runs[200]["flicker"] < runs[0]["flicker"]  # the temporal loss adds to what the warped init does
 
 
-@pytest.mark.slow
 def test_long_term_consistency_runs(tmp_path: Path, pan_clip: Path, style_image: Path) -> None:
     out = tmp_path / "run"
     task.run(video_cfg(pan_clip, style_image, "task.long_term=[1,2]", "task.baseline=false", "task.max_frames=3"), out)
