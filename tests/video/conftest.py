@@ -25,6 +25,17 @@ def pan_frames(n: int = 4, h: int = 48, w: int = 64, shift: int = 2) -> list[tor
     return [big[:, :, (n - t) * shift + 4 : (n - t) * shift + 4 + w] for t in range(n)]
 
 
+def square_frames(n: int = 4, h: int = 48, w: int = 64, shift: int = 3, side: int = 20) -> list[torch.Tensor]:
+    """A textured square moving right by ``shift`` px per frame over a static textured background."""
+    background, square = textured(h, w, seed=1), textured(side, side, seed=2) * 0.5 + 0.5
+    frames = []
+    for t in range(n):
+        frame = background.clone()
+        frame[:, 14 : 14 + side, 10 + t * shift : 10 + t * shift + side] = square
+        frames.append(frame)
+    return frames
+
+
 def write_clip(path: Path, frames: list[torch.Tensor], fps: int = 10, audio: bool = False) -> Path:
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=fps)
@@ -58,3 +69,13 @@ def pan_clip(tmp_path: Path) -> Path:
 @pytest.fixture
 def style_image(tmp_path: Path) -> Path:
     return make_image(tmp_path / "style.png", (40, 40), seed=3)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The video tests' images are tiny (48x64): a second intra-op thread gains little there, and on a
+    CPU shared with other processes it made them up to 10x slower (threads waiting on each other)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from transferlab import backbone, checks
 from transferlab.errors import ConfigError
 from transferlab.fast.adain_net import MIN_SIZE, MULTIPLE
-from transferlab.fast.settings import COLORS, Photos, Training, model_file
+from transferlab.fast.settings import COLORS, Photos, Training, checkpoint_file
 from transferlab.style.settings import as_list, layer_sets
 
 CHECKPOINT = "a train_adain checkpoint (.ckpt)"
@@ -98,7 +98,7 @@ class ApplyAdaINSettings:
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> ApplyAdaINSettings:
         task = cfg.task
-        model = model_file(cfg, (".ckpt",), CHECKPOINT)
+        model = checkpoint_file(cfg, (".ckpt",), CHECKPOINT)
         raw = task.input
         inputs = tuple(map(str, OmegaConf.to_container(raw) if OmegaConf.is_list(raw) else [raw]))
         if not inputs:
@@ -170,7 +170,7 @@ class ExportAdaINSettings:
         if not 0 <= alpha <= 1:
             raise ConfigError(f"task.alpha={alpha} is invalid; it must be in [0, 1] (0 content, 1 full style)")
         return cls(
-            checkpoint=model_file(cfg, (".ckpt",), CHECKPOINT),
+            checkpoint=checkpoint_file(cfg, (".ckpt",), CHECKPOINT),
             formats=formats,
             alpha=alpha,
             opset=checks.at_least(task.opset, 18, "task.opset"),

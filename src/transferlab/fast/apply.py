@@ -26,18 +26,19 @@ from transferlab.files import write_json
 log = logging.getLogger(__name__)
 
 
-def load_stylizer(path: Path, device: str = "cpu") -> Callable[[Tensor], Tensor]:
-    """A ``[N, 3, H, W] -> [N, 3, H, W]`` function from a checkpoint (.ckpt) or an ONNX file."""
+def load_stylizer(path: Path, device: str = "cpu", key: str = "ckpt_path") -> Callable[[Tensor], Tensor]:
+    """A ``[N, 3, H, W] -> [N, 3, H, W]`` function from a checkpoint (.ckpt) or an ONNX file; errors
+    name ``key``, the config key the path came from."""
     if path.suffix.lower() == ".onnx":
         try:
             run = onnx_runner(path)
         except Exception as exc:  # noqa: BLE001 - any ORT load failure means the same to the user
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise WeightsError(
-                f"ckpt_path={path} is not a readable ONNX model: {first}; give an export_fast model.onnx"
+                f"{key}={path} is not a readable ONNX model: {first}; give an export_fast model.onnx"
             ) from None
         return run
-    network = load_network(path)[0].to(device)
+    network = load_network(path, key)[0].to(device)
 
     def stylize(batch: Tensor) -> Tensor:
         with torch.inference_mode():

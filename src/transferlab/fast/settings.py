@@ -156,15 +156,24 @@ class Training:
         )
 
 
-def model_file(cfg: DictConfig, suffixes: tuple[str, ...], expected: str) -> Path:
+NETWORK_FILE = "a train_fast checkpoint (.ckpt) or an export_fast model.onnx"
+
+
+def model_file(source: str, key: str, suffixes: tuple[str, ...], expected: str) -> Path:
+    """``source`` as a local file with one of ``suffixes``; errors name ``key`` and ``expected``."""
     from transferlab import checkpoints
 
+    path = checkpoints.local_file(source, key, expected)
+    if path.suffix.lower() not in suffixes:
+        raise ConfigError(f"{key}={path} is not a {' or '.join(suffixes)} file; give {expected}")
+    return path
+
+
+def checkpoint_file(cfg: DictConfig, suffixes: tuple[str, ...], expected: str) -> Path:
+    """``ckpt_path``, required, as a local file with one of ``suffixes``."""
     if not cfg.ckpt_path:
         raise ConfigError(f"task={cfg.task.name} needs ckpt_path=<{expected}>")
-    path = checkpoints.local_file(cfg.ckpt_path, "ckpt_path", expected)
-    if path.suffix.lower() not in suffixes:
-        raise ConfigError(f"ckpt_path={path} is not a {' or '.join(suffixes)} file; give {expected}")
-    return path
+    return model_file(str(cfg.ckpt_path), "ckpt_path", suffixes, expected)
 
 
 @dataclass(frozen=True)
@@ -180,7 +189,7 @@ class ApplySettings:
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> ApplySettings:
         task = cfg.task
-        model = model_file(cfg, (".ckpt", ".onnx"), "a train_fast checkpoint (.ckpt) or an export_fast model.onnx")
+        model = checkpoint_file(cfg, (".ckpt", ".onnx"), NETWORK_FILE)
         raw = task.input
         inputs = tuple(map(str, OmegaConf.to_container(raw) if OmegaConf.is_list(raw) else [raw]))
         if not inputs:
@@ -218,7 +227,7 @@ class ExportSettings:
         if len(check) != 2:
             raise ConfigError(f"task.check_size={list(task.check_size)} is invalid; give [height, width]")
         return cls(
-            checkpoint=model_file(cfg, (".ckpt",), "a train_fast checkpoint (.ckpt)"),
+            checkpoint=checkpoint_file(cfg, (".ckpt",), "a train_fast checkpoint (.ckpt)"),
             formats=formats,
             opset=checks.at_least(task.opset, 18, "task.opset"),
             example_size=checks.at_least(task.example_size, 16, "task.example_size"),

@@ -25,6 +25,17 @@ class NonFiniteLossError(TransferLabError):
     """The loss became nan or inf during the optimization."""
 
 
+def style_targets(
+    encoder: backbone.VGGFeatures, styles: list[Tensor], style_layers: dict[str, float], factor: float = 1.0
+) -> list[dict[str, Tensor]]:
+    """Per style, the Gram matrix of each style layer, with the style resized by ``factor``."""
+    with torch.no_grad():
+        features = [
+            encoder(images.resize_long_side(x, max(1, round(max(x.shape[-2:]) * factor))).unsqueeze(0)) for x in styles
+        ]
+    return [{layer: gram_matrix(f[layer]) for layer in style_layers} for f in features]
+
+
 class StyleTransfer(pl.LightningModule):
     """Optimizes ``image`` so that its features match the content's and its Gram matrices match
     the styles'. ``schedule`` is ``[(scale, steps), ...]``: the image is optimized at each scale
@@ -40,8 +51,12 @@ class StyleTransfer(pl.LightningModule):
         optimizer: OptimizerSettings,
         schedule: list[tuple[float, int]] | tuple[tuple[float, int], ...],
         fingerprint: dict[str, Any] | None = None,
+        gram_targets: list[dict[str, Tensor]] | None = None,
     ) -> None:
+        """``gram_targets``: ``style_targets`` of the scene's styles at full scale, computed once by a
+        caller that optimizes many images against the same styles (video frames); None: computed here."""
         super().__init__()
+        self.given_grams = gram_targets
         # L-BFGS evaluates the loss several times per step; manual optimization lets us
         # count those evaluations and log each step exactly once.
         self.automatic_optimization = False
@@ -99,12 +114,11 @@ class StyleTransfer(pl.LightningModule):
         self.strength = None if s.strength is None else images.resize(s.strength, hw).unsqueeze(0)
         with torch.no_grad():
             content = self.encoder(self.content)
-            styles = [
-                self.encoder(images.resize_long_side(x, max(1, round(max(x.shape[-2:]) * factor))).unsqueeze(0))
-                for x in s.styles
-            ]
         self.content_targets = {layer: content[layer] for layer in self.content_layers}
-        self.gram_targets = [{layer: gram_matrix(f[layer]) for layer in self.style_layers} for f in styles]
+        given = self.given_grams is not None and factor == 1.0
+        self.gram_targets = (
+            self.given_grams if given else style_targets(self.encoder, s.styles, self.style_layers, factor)
+        )
         masks = s.masks or [None] * len(s.styles)
         if s.strength is not None:
             # Style statistics are taken where the style applies, in proportion to its strength.

@@ -116,9 +116,7 @@ class StyleSettings:
         trainer = checks.trainer_settings(cfg)
         runtime = checks.runtime_settings(cfg)
         content_layers, style_layers = layer_sets(cfg, model.arch)
-        loss = LossWeights(
-            *(checks.non_negative(cfg.loss[k], f"loss.{k}") for k in ("content_weight", "style_weight", "tv_weight"))
-        )
+        loss = loss_weights(cfg.loss)
         memory_budget = checks.number(task.memory_budget, "task.memory_budget")
         if not 0 < memory_budget <= 1:
             raise ConfigError(
@@ -219,6 +217,13 @@ def image_cadence(value: Any, total_steps: int) -> int:
     if isinstance(value, str):
         raise ConfigError(f"task.image_every={value!r} is invalid; give auto, 0 (final image only) or a step count")
     return checks.at_least(value, 0, "task.image_every")
+
+
+def loss_weights(loss: DictConfig) -> LossWeights:
+    """``loss.content_weight``, ``loss.style_weight`` and ``loss.tv_weight``, each >= 0."""
+    return LossWeights(
+        *(checks.non_negative(loss[k], f"loss.{k}") for k in ("content_weight", "style_weight", "tv_weight"))
+    )
 
 
 def optimizer_settings(optimizer: DictConfig, first_order_lr: Any) -> OptimizerSettings:

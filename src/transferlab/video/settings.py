@@ -8,10 +8,17 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from transferlab import checks as config
-from transferlab import fetch
+from transferlab import checks, fetch
+from transferlab.backbone import ModelSettings
 from transferlab.errors import ConfigError
-from transferlab.style import settings as style_settings
+from transferlab.fast.settings import NETWORK_FILE, model_file
+from transferlab.style.settings import (
+    LossWeights,
+    OptimizerSettings,
+    layer_sets,
+    loss_weights,
+    optimizer_settings,
+)
 from transferlab.video.flow import METHODS as FLOW_METHODS
 
 METHODS = ("optimize", "fast")
@@ -20,7 +27,7 @@ METHODS = ("optimize", "fast")
 @dataclass(frozen=True)
 class VideoSettings:
     input: Path
-    style: Path
+    style: Path | None  # method=optimize
     method: str
     size: int | None  # long side of the processed frames; None: the input's size
     steps: int
@@ -32,51 +39,50 @@ class VideoSettings:
     baseline: bool
     fps: float  # frame rate of a frame folder
     max_frames: int | None
-    network: str | None
+    network: Path | None  # method=fast: a train_fast checkpoint (.ckpt) or an export_fast model.onnx
+    device: str  # cpu | cuda | mps (an ONNX network runs on the CPU)
+    model: ModelSettings  # the style wing's door checks the shared groups (model, layers, loss, optimizer)
     content_layers: dict[str, float]
     style_layers: dict[str, float]
-    content_weight: float
-    style_weight: float
-    tv_weight: float
-    optimizer: style_settings.OptimizerSettings
-    arch: str
-    weights: str | None
-    pooling: str
-    normalization: str
-    feature_scale: float
+    loss: LossWeights
+    optimizer: OptimizerSettings
     seed: int
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> VideoSettings:
         task = cfg.task
-        config.choice(task.method, METHODS, "task.method")
-        config.choice(task.flow, FLOW_METHODS, "task.flow")
+        checks.choice(task.method, METHODS, "task.method")
+        checks.choice(task.flow, FLOW_METHODS, "task.flow")
         if task.size is not None:
-            config.at_least(task.size, 32, "task.size")
-        config.at_least(task.steps, 1, "task.steps")
-        config.at_least(task.first_steps, 1, "task.first_steps")
-        config.non_negative(task.temporal_weight, "task.temporal_weight")
-        if not 0 <= task.blend < 1:
+            checks.at_least(task.size, 32, "task.size")
+        checks.at_least(task.steps, 1, "task.steps")
+        checks.at_least(task.first_steps, 1, "task.first_steps")
+        checks.non_negative(task.temporal_weight, "task.temporal_weight")
+        if not 0 <= checks.number(task.blend, "task.blend") < 1:
             raise ConfigError(f"task.blend={task.blend} is invalid; it must be in [0, 1) (0: no smoothing)")
         long_term = tuple(int(j) for j in (task.long_term or [1]))
         if any(j < 1 for j in long_term) or list(long_term) != sorted(set(long_term)):
             raise ConfigError(f"task.long_term={list(long_term)} must be increasing distances >= 1, e.g. [1, 2, 4]")
-        config.positive(task.fps, "task.fps")
+        checks.positive(task.fps, "task.fps")
         if task.max_frames is not None:
-            config.at_least(task.max_frames, 1, "task.max_frames")
-        if task.method == "fast" and not task.network:
-            raise ConfigError(
-                "task.method=fast needs task.network=<a trained fast-wing network>; the fast wing's apply path "
-                "is not merged into the video task yet: use task.method=optimize"
-            )
-        for key in ("content_weight", "style_weight", "tv_weight"):
-            config.non_negative(cfg.loss[key], f"loss.{key}")
-        # The style wing's door checks the shared groups (layers, optimizer) once for both wings.
-        content_layers, style_layers = style_settings.layer_sets(cfg, cfg.model.arch)
-        optimizer = style_settings.optimizer_settings(cfg.optimizer, task.lr)
+            checks.at_least(task.max_frames, 1, "task.max_frames")
+        style = network = None
+        if task.method == "optimize":
+            if not task.style:
+                raise ConfigError("task.method=optimize needs task.style=<a style image: a local path or pinned URL>")
+            style = Path(fetch.resolve(str(task.style), "task.style"))
+        else:
+            if not task.network:
+                raise ConfigError(f"task.method=fast needs task.network=<{NETWORK_FILE}>")
+            network = model_file(str(task.network), "task.network", (".ckpt", ".onnx"), NETWORK_FILE)
+        device = checks.trainer_settings(cfg).accelerator
+        if network is not None and network.suffix.lower() == ".onnx":
+            device = "cpu"
+        model = checks.model_settings(cfg.model)
+        content_layers, style_layers = layer_sets(cfg, model.arch)
         return cls(
             input=Path(str(task.input)),
-            style=Path(fetch.resolve(str(task.style), "task.style")),
+            style=style,
             method=task.method,
             size=task.size,
             steps=task.steps,
@@ -88,23 +94,20 @@ class VideoSettings:
             baseline=bool(task.baseline),
             fps=float(task.fps),
             max_frames=task.max_frames,
-            network=task.network,
+            network=network,
+            device=device,
+            model=model,
             content_layers=content_layers,
             style_layers=style_layers,
-            content_weight=float(cfg.loss.content_weight),
-            style_weight=float(cfg.loss.style_weight),
-            tv_weight=float(cfg.loss.tv_weight),
-            optimizer=optimizer,
-            arch=cfg.model.arch,
-            weights=cfg.model.weights,
-            pooling=cfg.model.pooling,
-            normalization=cfg.model.normalization,
-            feature_scale=float(cfg.model.feature_scale),
+            loss=loss_weights(cfg.loss),
+            optimizer=optimizer_settings(cfg.optimizer, task.lr),
             seed=int(cfg.seed),
         )
 
     def fingerprint(self) -> dict[str, Any]:
         """What the finished frames belong to: a resumed run must match it (input file by size and mtime)."""
         stat = self.input.stat()
-        values = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items() if k != "max_frames"}
-        return {"settings": repr(sorted(values.items())), "input_size": stat.st_size, "input_mtime": stat.st_mtime}
+        skip = ("max_frames", "device")
+        values = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items() if k not in skip}
+        saved = {"settings": repr(sorted(values.items())), "input_size": stat.st_size, "input_mtime": stat.st_mtime}
+        return saved | ({"network": fetch.sha256_of(self.network)} if self.network is not None else {})

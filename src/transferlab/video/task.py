@@ -9,6 +9,7 @@ import logging
 import time
 import warnings
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -18,12 +19,12 @@ from torch import Tensor
 from tqdm import tqdm
 
 from transferlab import backbone, images
+from transferlab.fast.apply import load_stylizer
 from transferlab.files import write_json
-from transferlab.style.module import LossWeights
 from transferlab.video import io
 from transferlab.video.flow import OpenCVFlow, consistency_mask, warp, warping_error
 from transferlab.video.settings import VideoSettings
-from transferlab.video.temporal import OptimizedFrames, combine
+from transferlab.video.temporal import BlendedFrames, OptimizedFrames, combine
 
 log = logging.getLogger(__name__)
 
@@ -38,19 +39,48 @@ def frame_name(i: int) -> str:
 
 
 def build_optimizer(s: VideoSettings) -> OptimizedFrames:
-    features, normalization = backbone.build_features(s.arch, s.weights, s.pooling, s.normalization)
+    m = s.model
+    features, normalization = backbone.build_features(m.arch, m.weights, m.pooling, m.normalization)
     encoder = backbone.VGGFeatures(
-        features, s.arch, [*s.content_layers, *s.style_layers], normalization, s.feature_scale
+        features, m.arch, [*s.content_layers, *s.style_layers], normalization, m.feature_scale
     )
-    style = images.load_image(s.style, s.size)
-    return OptimizedFrames(
-        encoder,
-        style,
-        s.content_layers,
-        s.style_layers,
-        LossWeights(s.content_weight, s.style_weight, s.tv_weight),
-        s.optimizer,
-    )
+    style = images.load_image(s.style, s.size).to(s.device)
+    return OptimizedFrames(encoder.to(s.device), style, s.content_layers, s.style_layers, s.loss, s.optimizer)
+
+
+Targets = list[tuple[Tensor, Tensor]]  # earlier results warped into this frame and their masks, nearest first
+FrameStep = Callable[[Tensor, Targets], tuple[Tensor, Tensor | None]]
+
+
+def frame_step(s: VideoSettings, clock: dict[str, float]) -> FrameStep:
+    """``step(frame, targets) -> (result, independent)``: the frame stylized with temporal consistency,
+    and stylized on its own (``None`` without ``task.baseline``), by the method of ``task.method``;
+    the seconds the independent stylization alone takes are added to ``clock["baseline"]`` and the
+    frames it ran on to ``clock["frames"]``."""
+    if s.method == "fast":
+        network = load_stylizer(s.network, s.device, "task.network")
+        blended = BlendedFrames(lambda frame: network(frame.unsqueeze(0))[0].to(frame.device), s.blend)
+
+        def fast(frame: Tensor, targets: Targets) -> tuple[Tensor, Tensor | None]:
+            result, own = blended(frame, combine(targets))
+            return quantized(result), quantized(own) if s.baseline else None
+
+        return fast
+    stylize = build_optimizer(s)
+
+    def optimize(frame: Tensor, targets: Targets) -> tuple[Tensor, Tensor | None]:
+        init = targets[0][0] if targets else frame
+        steps = s.steps if targets else s.first_steps
+        result = quantized(stylize(frame, steps, init, combine(targets), s.temporal_weight))
+        if not s.baseline or not targets:  # without an earlier frame the independent result is this one
+            return result, result if s.baseline else None
+        start = time.perf_counter()
+        own = quantized(stylize(frame, s.first_steps, frame, None, 0.0))
+        clock["baseline"] += time.perf_counter() - start
+        clock["frames"] += 1
+        return result, own
+
+    return optimize
 
 
 def stylize_video(s: VideoSettings, output_dir: Path) -> dict[str, float]:
@@ -71,7 +101,8 @@ def stylize_video(s: VideoSettings, output_dir: Path) -> dict[str, float]:
             log.info("resuming: %d frames already finished in %s", saved["done"], frames_dir)
         else:
             log.warning("%s belongs to another input or config: starting over", progress_path)
-    stylize = build_optimizer(s)
+    clock = {"baseline": 0.0, "frames": 0}  # the independent per-frame stylization (optimize only)
+    step = frame_step(s, clock)
     flow = OpenCVFlow(s.flow)
     depth = max(s.long_term)
     history: deque[tuple[Tensor, Tensor, Tensor | None]] = deque(maxlen=depth)  # (input, result, baseline)
@@ -83,10 +114,10 @@ def stylize_video(s: VideoSettings, output_dir: Path) -> dict[str, float]:
         if s.max_frames is not None and i >= s.max_frames:
             break
         count = i + 1
-        frame = frame if s.size is None else images.resize_long_side(frame, s.size)
+        frame = (frame if s.size is None else images.resize_long_side(frame, s.size)).to(s.device)
         if i < done:  # finished before: only its result is needed, for the next frames
-            result = images.load_image(frames_dir / frame_name(i))
-            base = images.load_image(baseline_dir / frame_name(i)) if s.baseline else None
+            result = images.load_image(frames_dir / frame_name(i)).to(s.device)
+            base = images.load_image(baseline_dir / frame_name(i)).to(s.device) if s.baseline else None
             history.appendleft((frame, result, base))
             continue
         start = time.perf_counter()
@@ -102,10 +133,7 @@ def stylize_video(s: VideoSettings, output_dir: Path) -> dict[str, float]:
             targets.append((warp(result, backward), mask))
             if j == 1:
                 pairs = [(result, base, backward, mask)]
-        init = targets[0][0] if targets else frame
-        steps = s.steps if targets else s.first_steps
-        result = quantized(stylize(frame, steps, init, combine(targets), s.temporal_weight))
-        base = quantized(stylize(frame, s.first_steps, frame, None, 0.0)) if s.baseline else None
+        result, base = step(frame, targets)
         images.save_image(result, frames_dir / frame_name(i))
         if base is not None:
             images.save_image(base, baseline_dir / frame_name(i))
@@ -119,13 +147,17 @@ def stylize_video(s: VideoSettings, output_dir: Path) -> dict[str, float]:
         write_json(progress, progress_path)
     sums = progress["sums"]
     metrics = {
+        "method": s.method,
         "frames": count,
         "fps": float(info.fps),
         "flicker": sums["video"][0] / sums["video"][1] if sums["video"][1] else 0.0,
-        "seconds_per_frame": total_seconds / max(count - done, 1),
-        "flow_share": flow_seconds / total_seconds if total_seconds else 0.0,
+        # The method's own time (flow included), without the independent baseline's.
+        "seconds_per_frame": (total_seconds - clock["baseline"]) / max(count - done, 1),
+        "flow_share": flow_seconds / (total_seconds - clock["baseline"]) if total_seconds else 0.0,
     }
     if s.baseline:
+        # per frame it ran on (the first frame's is the first result)
+        metrics["baseline_seconds_per_frame"] = clock["baseline"] / max(clock["frames"], 1)
         metrics["flicker_baseline"] = sums["baseline"][0] / sums["baseline"][1] if sums["baseline"][1] else 0.0
     return metrics
 

@@ -13,9 +13,9 @@ import torch
 from torch import Tensor
 
 from transferlab import backbone
-from transferlab.style.module import LossWeights, StyleTransfer
+from transferlab.style.module import StyleTransfer, style_targets
 from transferlab.style.scene import Scene
-from transferlab.style.settings import OptimizerSettings
+from transferlab.style.settings import LossWeights, OptimizerSettings
 
 Stylizer = Callable[[Tensor], Tensor]  # [3, H, W] in [0, 1] -> [3, H, W] in [0, 1]
 
@@ -50,13 +50,21 @@ class OptimizedFrames:
         self.encoder, self.style = encoder, style
         self.content_layers, self.style_layers = content_layers, style_layers
         self.weights, self.optimizer = weights, optimizer
+        self.grams = style_targets(encoder, [style], style_layers)  # the same for every frame: once
 
     def __call__(
         self, frame: Tensor, steps: int, init: Tensor, temporal: tuple[Tensor, Tensor] | None, weight: float
     ) -> Tensor:
         scene = Scene(frame, [self.style], [1.0], None, None, init, None)
         module = StyleTransfer(
-            self.encoder, scene, self.content_layers, self.style_layers, self.weights, self.optimizer, [(1.0, steps)]
+            self.encoder,
+            scene,
+            self.content_layers,
+            self.style_layers,
+            self.weights,
+            self.optimizer,
+            [(1.0, steps)],
+            gram_targets=self.grams,
         )
         module.prepare_scale()
         if temporal is not None and weight > 0:
@@ -80,15 +88,16 @@ class OptimizedFrames:
 
 class BlendedFrames:
     """``stylizer(frame)`` blended with the previous output warped into this frame:
-    ``mask * (blend * warped + (1 - blend) * out) + (1 - mask) * out``."""
+    ``mask * (blend * warped + (1 - blend) * out) + (1 - mask) * out``. Returns the blended frame and
+    the network's own output, which is what independent per-frame stylization gives (computed once)."""
 
     def __init__(self, stylizer: Stylizer, blend: float) -> None:
         self.stylizer, self.blend = stylizer, blend
 
     @torch.no_grad()
-    def __call__(self, frame: Tensor, temporal: tuple[Tensor, Tensor] | None) -> Tensor:
+    def __call__(self, frame: Tensor, temporal: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor]:
         out = self.stylizer(frame).clamp(0, 1)
         if temporal is None or self.blend == 0:
-            return out
+            return out, out
         warped, mask = temporal
-        return mask * (self.blend * warped + (1 - self.blend) * out) + (1 - mask) * out
+        return mask * (self.blend * warped + (1 - self.blend) * out) + (1 - mask) * out, out

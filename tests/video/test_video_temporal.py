@@ -1,0 +1,30 @@
+"""The optimization method's parts: style statistics once per video."""
+
+from __future__ import annotations
+
+import torch
+
+from tests.video.conftest import pan_frames, textured
+from transferlab import backbone
+from transferlab.style.settings import LossWeights, OptimizerSettings
+from transferlab.video.temporal import OptimizedFrames
+
+
+def test_style_grams_are_computed_once_for_all_frames() -> None:
+    features, normalization = backbone.build_features("vgg19", None, "max", "auto")
+    encoder = backbone.VGGFeatures(features, "vgg19", ["relu1_1", "relu2_1"], normalization)
+    seen: list[tuple[int, ...]] = []
+    encoder.register_forward_pre_hook(lambda _, args: seen.append(tuple(args[0].shape[-2:])))
+    style = textured(40, 40, seed=3)
+    stylize = OptimizedFrames(
+        encoder,
+        style,
+        {"relu2_1": 1.0},
+        {"relu1_1": 0.5, "relu2_1": 0.5},
+        LossWeights(1, 1e3, 0),
+        OptimizerSettings("adam", 0.01),
+    )
+    frames = pan_frames(n=3)
+    results = [stylize(frame, 1, frame, None, 0.0) for frame in frames]
+    assert seen.count((40, 40)) == 1 and len(results) == 3
+    assert all(torch.isfinite(r).all() for r in results)
