@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from helpers import FAST, compose_cfg
@@ -14,6 +15,7 @@ from transferlab.classify import module as classifier
 ONE_EPOCH = [*FAST, "task.epochs=1", "task.misclassified=1"]
 
 
+@pytest.mark.slow  # VGG16's 537 MB checkpoints: about 15 s
 def test_vgg_finetunes_then_extracts_by_paper_layer_names(dataset: Path, tmp_path: Path) -> None:
     """VGG is the other tests' ResNet-18 with its own unit names: conv5_2 frozen, fc7 and fc8 read back."""
     run = tmp_path / "run"

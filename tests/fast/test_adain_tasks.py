@@ -164,6 +164,7 @@ def test_apply_with_masks_strength_and_colour_keeps_sizes(trained, styles, tmp_p
     assert report["alpha"] == 0.7 and report["style_weights"] is None and len(report["style_masks"]) == 2
 
 
+@pytest.mark.slow  # two exports of the whole pipeline: about 10 s
 def test_export_parity_onnx_and_torch_export(trained, tmp_path):
     checkpoint = torch.load(trained / "checkpoints" / "last.ckpt", weights_only=True)
     checkpoint["state_dict"] = lively(checkpoint["state_dict"])  # outputs that differ between inputs
