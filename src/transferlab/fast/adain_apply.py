@@ -29,7 +29,7 @@ def _map(source: str, key: str) -> Tensor:
 
 def run(cfg: DictConfig, output_dir: Path) -> dict[str, str]:
     s = ApplyAdaINSettings.from_cfg(cfg)
-    files = gather(s.inputs)
+    files = gather(s.images.inputs)
     net = load_adain(s.model).to(s.device)
     key = "task.style" if len(s.styles) == 1 else "task.style[{}]"
     with torch.inference_mode():  # once per style, not per image
@@ -48,7 +48,15 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, str]:
 
     out_dir = output_dir / "stylized"
     names = stylize_files(
-        files, stylize, out_dir, s.size, s.batch_size, s.color, s.format, min_size=MIN_SIZE, desc="apply_adain"
+        files,
+        stylize,
+        out_dir,
+        s.images.size,
+        s.images.batch_size,
+        s.images.color,
+        s.images.format,
+        min_size=MIN_SIZE,
+        desc="apply_adain",
     )
     write_json(
         {
@@ -58,7 +66,7 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, str]:
             "style_masks": list(s.style_masks) or None,
             "strength_map": s.strength_map,
             "alpha": s.alpha,
-            "color": s.color,
+            "color": s.images.color,
             "outputs": names,
         },
         output_dir / "apply.json",

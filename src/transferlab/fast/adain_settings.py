@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from transferlab import backbone, checks
 from transferlab.errors import ConfigError
 from transferlab.fast.adain_net import MIN_SIZE, MULTIPLE
-from transferlab.fast.settings import COLORS, Photos, Training, checkpoint_file
+from transferlab.fast.settings import ImagesToStylize, Photos, Training, checkpoint_file
 from transferlab.style.settings import as_list, layer_sets
 
 CHECKPOINT = "a train_adain checkpoint (.ckpt)"
@@ -82,27 +82,19 @@ class TrainAdaINSettings:
 @dataclass(frozen=True)
 class ApplyAdaINSettings:
     model: Path
-    inputs: tuple[str, ...]
     styles: tuple[str, ...]  # local paths or pinned URLs, resolved by the task
     style_size: int
     style_weights: tuple[float, ...]  # sum to 1
     style_masks: tuple[str, ...]  # () or one per style
     strength_map: str | None
     alpha: float
-    size: int | None
-    batch_size: int
-    color: str
-    format: str
+    images: ImagesToStylize
     device: str
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> ApplyAdaINSettings:
         task = cfg.task
         model = checkpoint_file(cfg, (".ckpt",), CHECKPOINT)
-        raw = task.input
-        inputs = tuple(map(str, OmegaConf.to_container(raw) if OmegaConf.is_list(raw) else [raw]))
-        if not inputs:
-            raise ConfigError("task.input=[] is empty; give an image, a folder or a list of images")
         styles = tuple(map(str, as_list(task.style)))
         if not styles:
             raise ConfigError("task.style is empty; give one style image or a list: task.style=[a.jpg,b.jpg]")
@@ -129,17 +121,13 @@ class ApplyAdaINSettings:
             raise ConfigError(f"task.alpha={alpha} is invalid; it must be in [0, 1] (0 content, 1 full style)")
         return cls(
             model=model,
-            inputs=inputs,
             styles=styles,
             style_size=checks.at_least(task.style_size, MIN_SIZE, "task.style_size"),
             style_weights=tuple(w / sum(weights) for w in weights),
             style_masks=masks,
             strength_map=str(task.strength_map) if task.strength_map else None,
             alpha=alpha,
-            size=None if task.size is None else checks.at_least(task.size, MIN_SIZE, "task.size"),
-            batch_size=checks.at_least(task.batch_size, 1, "task.batch_size"),
-            color=checks.choice(task.color, COLORS, "task.color"),
-            format=checks.choice(task.format, ["png", "jpg"], "task.format"),
+            images=ImagesToStylize.from_task(task, MIN_SIZE),
             device=checks.trainer_settings(cfg).accelerator,
         )
 

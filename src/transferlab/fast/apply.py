@@ -113,10 +113,10 @@ def stylize_files(
 
 def run(cfg: DictConfig, output_dir: Path) -> dict[str, str]:
     s = ApplySettings.from_cfg(cfg)
-    files = gather(s.inputs)
+    files = gather(s.images.inputs)
     stylize = load_stylizer(s.model, s.device)
     out_dir = output_dir / "stylized"
-    names = stylize_files(files, stylize, out_dir, s.size, s.batch_size, s.color, s.format)
-    write_json({"model": str(s.model), "color": s.color, "outputs": names}, output_dir / "apply.json")
+    names = stylize_files(files, stylize, out_dir, s.images.size, s.images.batch_size, s.images.color, s.images.format)
+    write_json({"model": str(s.model), "color": s.images.color, "outputs": names}, output_dir / "apply.json")
     log.info("apply_fast: %d images into %s", len(names), out_dir)
     return names

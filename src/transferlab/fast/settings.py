@@ -177,34 +177,42 @@ def checkpoint_file(cfg: DictConfig, suffixes: tuple[str, ...], expected: str) -
 
 
 @dataclass(frozen=True)
-class ApplySettings:
-    model: Path
+class ImagesToStylize:
+    """The images an apply task reads and how it writes them: ``task.input`` (an image, a folder or a
+    list), ``task.size``, ``task.batch_size``, ``task.color``, ``task.format``."""
+
     inputs: tuple[str, ...]
     size: int | None
     batch_size: int
     color: str
     format: str
-    device: str
 
     @classmethod
-    def from_cfg(cls, cfg: DictConfig) -> ApplySettings:
-        task = cfg.task
-        model = checkpoint_file(cfg, (".ckpt", ".onnx"), NETWORK_FILE)
+    def from_task(cls, task: DictConfig, min_size: int) -> ImagesToStylize:
         raw = task.input
         inputs = tuple(map(str, OmegaConf.to_container(raw) if OmegaConf.is_list(raw) else [raw]))
         if not inputs:
             raise ConfigError("task.input=[] is empty; give an image, a folder or a list of images")
-        size = None if task.size is None else checks.at_least(task.size, MIN_SIZE, "task.size")
-        trainer = checks.trainer_settings(cfg)
         return cls(
-            model=model,
             inputs=inputs,
-            size=size,
+            size=None if task.size is None else checks.at_least(task.size, min_size, "task.size"),
             batch_size=checks.at_least(task.batch_size, 1, "task.batch_size"),
             color=checks.choice(task.color, COLORS, "task.color"),
             format=checks.choice(task.format, ["png", "jpg"], "task.format"),
-            device="cpu" if model.suffix.lower() == ".onnx" else trainer.accelerator,
         )
+
+
+@dataclass(frozen=True)
+class ApplySettings:
+    model: Path
+    images: ImagesToStylize
+    device: str
+
+    @classmethod
+    def from_cfg(cls, cfg: DictConfig) -> ApplySettings:
+        model = checkpoint_file(cfg, (".ckpt", ".onnx"), NETWORK_FILE)
+        device = "cpu" if model.suffix.lower() == ".onnx" else checks.trainer_settings(cfg).accelerator
+        return cls(model, ImagesToStylize.from_task(cfg.task, MIN_SIZE), device)
 
 
 @dataclass(frozen=True)
