@@ -20,6 +20,10 @@ from torch import Tensor, nn
 
 # Below this many input channels the transforms' memory traffic costs more than the saved multiplies.
 MIN_CHANNELS = 256
+# On maps of fewer positions (VGG's deepest layers at coarse scales, tiles and small frames) the direct
+# convolution won: 512->512 on 3x4 0.85x, on 4x6 0.95x; from 6x8 up Winograd won (1.02-1.43x), AVX-512
+# EPYC, `benchmark_stylize.py convs --sizes 64 96 128 256`.
+MIN_POSITIONS = 48
 BAND_BYTES = 8 * 2**20
 _G = torch.tensor([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 _FORWARD = (0, 1, 2, 3)
@@ -104,8 +108,8 @@ class _Winograd(torch.autograd.Function):
 
 class WinogradConv2d(nn.Conv2d):
     """A frozen 3x3, stride-1, padding-1 convolution that runs as Winograd F(2x2, 3x3) on CPU in
-    fp32, and as the plain convolution elsewhere (other devices, dtypes or autocast, or weights
-    that require a gradient)."""
+    fp32, and as the plain convolution elsewhere (other devices, dtypes or autocast, weights that
+    require a gradient, or maps of fewer than ``MIN_POSITIONS`` positions)."""
 
     @classmethod
     def of(cls, conv: nn.Conv2d) -> WinogradConv2d:
@@ -129,6 +133,7 @@ class WinogradConv2d(nn.Conv2d):
             or x.dtype != torch.float32
             or torch.is_autocast_enabled("cpu")
             or any(p.requires_grad for p in self.parameters())
+            or x.shape[-2] * x.shape[-1] < MIN_POSITIONS
         ):
             return super().forward(x)
         return _Winograd.apply(x, self.transformed(), self.bias)

@@ -24,6 +24,7 @@ def frozen_conv(c: int, k: int, bias: bool = True) -> nn.Conv2d:
 def test_output_and_input_gradient_match_the_plain_convolution(
     shape, channels_last: bool, bias: bool, one_row_bands: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(winograd, "MIN_POSITIONS", 0)  # the transforms' edge cases on tiny maps too
     if one_row_bands:
         monkeypatch.setattr(winograd, "BAND_BYTES", 1)
     n, h, w = shape
@@ -55,10 +56,22 @@ def test_other_dtypes_autocast_and_trainable_weights_run_the_plain_convolution()
     assert fast.bias.grad is not None
 
 
+def test_small_maps_run_the_plain_convolution(monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = winograd.WinogradConv2d.of(frozen_conv(256, 8))
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("Winograd ran on a map below MIN_POSITIONS")
+
+    monkeypatch.setattr(winograd._Winograd, "apply", refuse)
+    fast(torch.randn(1, 256, 4, 6))  # 24 positions: direct
+    with pytest.raises(AssertionError):
+        fast(torch.randn(1, 256, 6, 8))  # 48: Winograd
+
+
 def test_the_transformed_kernel_follows_the_weights() -> None:
     conv = frozen_conv(256, 8)
     fast = winograd.WinogradConv2d.of(conv)
-    x = torch.randn(1, 256, 4, 4)
+    x = torch.randn(1, 256, 8, 8)
     fast(x)
     conv.weight.mul_(2)  # shared parameter, changed in place (as load_state_dict does)
     torch.testing.assert_close(fast(x), F.conv2d(x, conv.weight, conv.bias, padding=1), rtol=1e-5, atol=2e-5)
