@@ -1,4 +1,5 @@
-"""Classification metrics as pure functions of a confusion matrix.
+"""Classification metrics as pure functions of a confusion matrix (``counts[t, p]``: samples of true
+class ``t`` predicted as ``p``, as torchmetrics' MulticlassConfusionMatrix accumulates it).
 
 ``acc_micro`` is the share of all samples classified correctly; ``acc_macro`` is the mean of the
 per-class accuracies (recall), each class counting once whatever its size, over the classes that
@@ -7,14 +8,7 @@ have samples. On imbalanced data the two differ, so both are reported, named so.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
-
-
-def confusion_matrix(preds: Tensor, targets: Tensor, num_classes: int) -> Tensor:
-    """``counts[t, p]``: the number of samples of true class ``t`` predicted as ``p`` (int64)."""
-    flat = targets.long() * num_classes + preds.long()
-    return torch.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 
 def accuracies(counts: Tensor, classes: list[str]) -> dict[str, float]:
