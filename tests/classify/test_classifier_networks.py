@@ -75,3 +75,15 @@ def test_an_unknown_stage_names_the_valid_ones() -> None:
         net, _ = networks.build("resnet50", None, "auto", 2, None)
     with pytest.raises(ValueError, match="'conv4_3' is invalid.*layer1, layer2, layer3, layer4"):
         networks.frozen_units(net, "resnet50", "conv4_3")
+
+
+def test_a_family_whose_forward_is_not_its_children_is_refused_in_one_line() -> None:
+    from helpers import FAST, compose_cfg
+    from transferlab.classify.settings import FinetuneSettings
+    from transferlab.errors import ConfigError
+
+    with pytest.raises(
+        ConfigError, match="model.arch='densenet121' is invalid; choose one of alexnet, convnext"
+    ) as info:
+        FinetuneSettings.from_cfg(compose_cfg(*FAST, "model.arch=densenet121", "data.root=x"))
+    assert "\n" not in str(info.value) and "vit_b_16" not in str(info.value)

@@ -19,7 +19,23 @@ from torchvision import models
 
 from transferlab import backbone
 
-ARCHS = tuple(models.list_models(module=models))
+# The torchvision families whose forward() runs their children in order (checked: the body / classifier
+# split reproduces the network), which freezing by unit and the feature cache rely on. Others pool or
+# reshape inside forward() (DenseNet, MobileNetV2, ShuffleNet, MNASNet, ViT), have auxiliary outputs
+# (GoogLeNet, Inception) or no linear head (SqueezeNet).
+FAMILIES = (
+    "vgg",
+    "resnet",
+    "resnext",
+    "wide_resnet",
+    "mobilenet_v3",
+    "efficientnet",
+    "convnext",
+    "regnet",
+    "alexnet",
+    "swin",
+)
+ARCHS = tuple(name for name in models.list_models(module=models) if name.startswith(FAMILIES))
 FREEZE_WORDS = ("auto", "features", "all")
 # torchvision's VGG classifier: Linear, ReLU, Dropout, Linear, ReLU, Dropout, Linear (fc8: the logits).
 VGG_CLASSIFIER = ("fc6", "relu6", "dropout6", "fc7", "relu7", "dropout7", "fc8")
