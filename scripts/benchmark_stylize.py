@@ -25,6 +25,7 @@ import platform
 import re
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -47,6 +48,7 @@ from transferlab.runtime import RuntimeSettings
 from transferlab.style import estimate
 from transferlab.style import task as stylize
 from transferlab.style.settings import StyleSettings
+from transferlab.trainer import RunLogger
 
 CONTENT = ROOT.parent / "shared" / "data" / "content" / "tubingen.jpg"
 STYLE = ROOT.parent / "shared" / "data" / "styles" / "starry_night.jpg"
@@ -370,6 +372,7 @@ def fit(
     max_evals: int,
     max_steps: int | None = None,
     precision: str = "32",
+    logger: pl.loggers.Logger | bool = False,
 ) -> Trace:
     """Fit ``module`` with the project's training step (L-BFGS closure, cache) through Lightning."""
     trace = Trace(target, max_evals)
@@ -378,7 +381,7 @@ def fit(
         devices=1,
         precision=precision,
         max_steps=max_steps or -1,
-        logger=False,
+        logger=logger,
         enable_progress_bar=False,
         enable_checkpointing=False,
         enable_model_summary=False,
@@ -639,7 +642,7 @@ def plain_fit(module: stylize.StyleTransfer, steps: int) -> list[tuple[float, in
 
 
 def overhead(args: argparse.Namespace) -> None:
-    """Lightning fit (the module's training_step, logging every step) against a plain loop doing the
+    """Lightning fit (the module's training_step, its scalars written to TensorBoard every step) against a plain loop doing the
     same evaluations, interleaved A, B, A, B in one process; seconds per evaluation after the first step."""
     runtime.configure(RuntimeSettings())
     print(
@@ -658,7 +661,9 @@ def overhead(args: argparse.Namespace) -> None:
             for name in ("lightning", "plain"):
                 module = build(make_cfg(size, args.layers), targets=False)
                 if name == "lightning":
-                    points = [(p[0], p[1]) for p in fit(module, None, 10**6, max_steps=steps).points]
+                    with tempfile.TemporaryDirectory() as tmp:  # the run's TensorBoard logger, writing every step
+                        tb = RunLogger(save_dir=tmp, name="tensorboard", version="", default_hp_metric=False)
+                        points = [(p[0], p[1]) for p in fit(module, None, 10**6, max_steps=steps, logger=tb).points]
                 else:
                     points = plain_fit(module, steps)
                 (t0, e0), (t1, e1) = points[0], points[-1]

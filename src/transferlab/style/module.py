@@ -233,10 +233,18 @@ class StyleTransfer(pl.LightningModule):
             # (the loss then explodes); its images are clamped when they are saved or logged.
             with torch.no_grad():
                 self.image.clamp_(0, 1)
-        self.log_dict(self.last_losses, prog_bar=False)
         self.log("loss", self.last_losses["loss/total"], prog_bar=True, logger=False)
-        self.log("train/evaluations", float(self.evaluations), prog_bar=True)
-        self.log("train/scale", float(self.scale))
+        self.log("evaluations", float(self.evaluations), prog_bar=True, logger=False)
+        if self.logger is not None:
+            # Straight to the logger, one host sync for all terms: each self.log call costs about
+            # 0.4 ms of bookkeeping (epoch aggregation this task does not use), 5 ms a step in all,
+            # 10% of a step at 64 px.
+            values = torch.stack(list(self.last_losses.values())).tolist()
+            scalars = dict(zip(self.last_losses, values)) | {
+                "train/evaluations": self.evaluations,
+                "train/scale": self.scale,
+            }
+            self.logger.log_metrics(scalars, step=self.global_step)
 
     def stop_non_finite(self, loss: Tensor) -> None:
         """Go back to the last image whose loss was finite and stop the run with one line."""
