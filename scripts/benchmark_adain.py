@@ -14,24 +14,12 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-
-
-def median_time(fn, repeats: int, sync=lambda: None) -> float:
-    fn()  # warm-up
-    sync()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+from benchmark_fast import lightning_rate, median_time  # also puts this checkout's src/ first
 
 
 def peer_stylizer(size: int):
@@ -92,7 +80,6 @@ def inference(sizes: list[int], style_size: int, repeats: int, device: str, tmp:
 
 
 def training(steps: int, batch: int, size: int, device: str) -> None:
-    import pytorch_lightning as pl
     from torch.utils.data import DataLoader, TensorDataset
 
     from transferlab.fast.adain_train import AdaINModule
@@ -119,26 +106,11 @@ def training(steps: int, batch: int, size: int, device: str) -> None:
         torch.cuda.synchronize()
     plain = (steps - 1) * batch / (time.perf_counter() - t)
 
-    class Timer(pl.Callback):
-        def on_train_batch_start(self, trainer, *args) -> None:
-            if trainer.global_step == 1:
-                self.t = time.perf_counter()
-
-    timer = Timer()
-    trainer = pl.Trainer(
-        accelerator=device,
-        max_steps=steps,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[timer],
-        log_every_n_steps=1,
-    )
     torch.manual_seed(0)
     module = AdaINModule(network, weights, 1e-4, (0.9, 0.999), 0.0)
-    trainer.fit(module, DataLoader(TensorDataset(contents, styles), batch_size=batch))
-    lightning = (steps - 1) * batch / (time.perf_counter() - timer.t)
+    lightning = lightning_rate(
+        module, DataLoader(TensorDataset(contents, styles), batch_size=batch), steps, batch, device
+    )
     print(
         f"training (AdaIN decoder, {size} px, batch {batch}, {steps - 1} timed steps): plain loop {plain:.2f} img/s, "
         f"Lightning {lightning:.2f} img/s ({lightning / plain:.2f}x)"

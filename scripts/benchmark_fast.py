@@ -41,14 +41,42 @@ from transferlab.fast.networks import build_network  # noqa: E402
 LAYERS = ({"relu2_2": 1.0}, {"relu1_2": 1.0, "relu2_2": 1.0, "relu3_3": 1.0, "relu4_3": 1.0})
 
 
-def median_time(fn, repeats: int) -> float:
+def median_time(fn, repeats: int, sync=lambda: None) -> float:
+    """Median seconds of ``fn()`` over ``repeats`` calls after one warm-up; ``sync`` waits for a GPU."""
     fn()  # warm-up
+    sync()
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
+
+
+def lightning_rate(module: pl.LightningModule, loader: DataLoader, steps: int, batch: int, device: str) -> float:
+    """Images/s of ``trainer.fit(module)`` over ``steps`` batches, the first one (warm-up) not timed."""
+
+    class Timer(pl.Callback):
+        def on_train_batch_start(self, trainer: pl.Trainer, *args: object) -> None:
+            if trainer.global_step == 1:
+                self.t = time.perf_counter()
+
+    timer = Timer()
+    trainer = pl.Trainer(
+        accelerator=device,
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+        log_every_n_steps=1,
+    )
+    trainer.fit(module, loader)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return (steps - 1) * batch / (time.perf_counter() - timer.t)
 
 
 def inference(size: int, repeats: int, tmp: Path) -> None:
@@ -98,27 +126,8 @@ def training(steps: int, batch: int = 4, size: int = 256) -> None:
     plain = (steps - 1) * batch / (time.perf_counter() - t)
 
     module = FastStyleModule({"arch": "johnson", "width": 1.0, "blocks": 5}, loss(), 1e-3, (0.9, 0.999), 0.0)
-
-    class Timer(pl.Callback):
-        def on_train_batch_start(self, trainer, *args) -> None:
-            if trainer.global_step == 1:
-                self.t = time.perf_counter()
-
-    timer = Timer()
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_steps=steps,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[timer],
-        log_every_n_steps=1,
-    )
-    trainer.fit(
-        module, DataLoader(TensorDataset(data), batch_size=batch, collate_fn=lambda b: torch.stack([i[0] for i in b]))
-    )
-    lightning = (steps - 1) * batch / (time.perf_counter() - timer.t)
+    loader = DataLoader(TensorDataset(data), batch_size=batch, collate_fn=lambda b: torch.stack([i[0] for i in b]))
+    lightning = lightning_rate(module, loader, steps, batch, "cpu")
     print(
         f"training (Johnson, {size} px, batch {batch}): plain loop {plain:.2f} img/s, Lightning {lightning:.2f} img/s "
         f"({lightning / plain:.2f}x)"
