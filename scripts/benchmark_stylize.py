@@ -192,6 +192,7 @@ class PlainGatys:
 
     def __init__(self, module: stylize.StyleTransfer) -> None:
         self.module = module
+        self.normalize = module.encoder.normalize  # kept: the switches section frees the encoder
         self.vgg = vgg19().features.eval().requires_grad_(False)
         self.vgg.load_state_dict(module.encoder.stack.state_dict(), strict=False)
         self.outputs: dict[str, Tensor] = {}
@@ -200,11 +201,11 @@ class PlainGatys:
             if name in wanted:
                 layer.register_forward_hook(lambda _m, _i, out, name=name: self.outputs.__setitem__(name, out))
         with torch.no_grad():
-            self.content_targets = {k: v.clone() for k, v in self.features(module.content).items()}
+            self.content_targets = {k: v.clone() for k, v in self.features(module.scene.content.unsqueeze(0)).items()}
 
     def features(self, image: Tensor) -> dict[str, Tensor]:
         self.outputs = {}
-        self.vgg(self.module.encoder.normalize(image))
+        self.vgg(self.normalize(image))
         return self.outputs
 
     @staticmethod
@@ -611,6 +612,102 @@ def memory(args: argparse.Namespace) -> None:
     print(f"process baseline (imports) {r['baseline_mib']:.0f} MiB, not counted; load average after: {load()}")
 
 
+# ---------------------------------------------------------------- issue 16 item 2: what each memory part buys
+
+SWITCHES = {  # variant: (runtime.keep_freed_memory, runtime.winograd); None: the plain baseline
+    "default": (True, True),
+    "keep_freed_memory=false": (False, True),
+    "winograd=false": (True, False),
+    "both false": (False, False),
+    "plain baseline": None,
+}
+
+
+def switches_child(size: int, layers: str, history: int, steps: int, variant: str) -> dict[str, Any]:
+    """Peak memory and seconds per evaluation of ``steps`` L-BFGS steps in this fresh process: the stylize
+    run with ``variant``'s runtime switches, or ``PlainGatys`` driven by the same L-BFGS."""
+    rss0 = rss_mib()
+    switches = SWITCHES[variant] or (False, False)
+    cfg = make_cfg(
+        size,
+        layers,
+        f"optimizer.history_size={history}",
+        f"runtime.keep_freed_memory={str(switches[0]).lower()}",
+        f"runtime.winograd={str(switches[1]).lower()}",
+    )
+    s = StyleSettings.from_cfg(cfg)
+    torch.manual_seed(cfg.seed)
+    module, _ = stylize.build(s)
+    hw = tuple(module.image.shape[-2:])
+    est = s.memory.estimate(hw, style_hw(module))
+    if SWITCHES[variant] is None:
+        plain = PlainGatys(module)
+        module.encoder = None  # the baseline holds its own VGG
+        opt = module.optimizer_settings
+        lbfgs = torch.optim.LBFGS(
+            [module.image], lr=opt.lr, max_iter=1, max_eval=25, history_size=history, line_search_fn=opt.line_search
+        )
+        evaluations = [0]
+
+        def closure() -> float:
+            evaluations[0] += 1
+            return plain.evaluate()
+
+        reset_peak()
+        points = []
+        start = time.perf_counter()
+        for _ in range(steps):
+            lbfgs.step(closure)
+            points.append((time.perf_counter() - start, evaluations[0]))
+    else:
+        runtime.configure(s.runtime)  # as stylize.run does once the weights are loaded
+        reset_peak()
+        points = [(p[0], p[1]) for p in fit(module, None, 10**6, max_steps=steps).points]
+    (t0, e0), (t1, e1) = points[0], points[-1]
+    return {
+        "size": list(hw),
+        "peak_mib": rss_mib("VmHWM") - rss0,
+        "baseline_mib": rss0,
+        "estimate_mib": est.peak_bytes / 2**20 if SWITCHES[variant] else None,
+        "s_per_eval": (t1 - t0) / max(1, e1 - e0),
+    }
+
+
+def switches(args: argparse.Namespace) -> None:
+    """Each memory part a stylize run adds over the plain baseline, with its switch and what it buys in speed."""
+    print(
+        f"== memory and speed by runtime switch (VGG19, layers={args.layers}, L-BFGS history {args.history},"
+        f" {args.history + 2} steps, fp32)\nmachine: {machine()}"
+    )
+    print(
+        "peak = peak resident memory of a fresh process during build + fit, less its resident memory after imports;"
+        " s/eval after the first step; plain baseline = PlainGatys (whole vgg19().features, hooks, style features"
+        " re-extracted per evaluation) under the same L-BFGS"
+    )
+    print(
+        f"{'size':>9} {'variant':>24} {'peak MiB':>8} {'vs plain':>8} {'estimate':>8} {'error':>6}"
+        f" {'s/eval':>7} {'vs default':>10}"
+    )
+    for size in args.sizes:
+        rows = {
+            v: run_child(
+                "switches", size=size, layers=args.layers, history=args.history, steps=args.history + 2, variant=v
+            )
+            for v in SWITCHES
+        }
+        plain, default = rows["plain baseline"], rows["default"]
+        for v, r in rows.items():
+            est = r["estimate_mib"]
+            print(
+                f"{r['size'][0]:>4}x{r['size'][1]:<4} {v:>24} {r['peak_mib']:8.0f}"
+                f" {r['peak_mib'] / plain['peak_mib']:7.2f}x"
+                + (f" {est:8.0f} {(est - r['peak_mib']) / r['peak_mib']:+6.0%}" if est else f" {'-':>8} {'':>6}")
+                + f" {r['s_per_eval']:7.3f} {r['s_per_eval'] / default['s_per_eval']:9.2f}x",
+                flush=True,
+            )
+    print(f"process baseline (imports) {plain['baseline_mib']:.0f} MiB, not counted; load average after: {load()}")
+
+
 # ---------------------------------------------------------------- issue 16 item 3: per-step overhead
 
 
@@ -718,7 +815,7 @@ def precision(args: argparse.Namespace) -> None:
 
 def child(section: str, kwargs: str) -> None:
     torch.set_num_threads(int(os.environ["BENCH_THREADS"]))
-    result = {"speed": speed_child, "memory": memory_child}[section](**json.loads(kwargs))
+    result = {"speed": speed_child, "memory": memory_child, "switches": switches_child}[section](**json.loads(kwargs))
     print(json.dumps(result))
 
 
@@ -765,6 +862,11 @@ def main() -> None:
     p.add_argument("--history", type=int, default=10, help="L-BFGS history size (its cost is printed for 100 too)")
     p.add_argument("--live", action="store_true", help="measure live tensors: no heap retention by malloc")
     p.set_defaults(run=memory)
+    p = sections.add_parser("switches", help="memory and speed with each runtime switch off, vs the plain baseline")
+    p.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
+    p.add_argument("--layers", default="gatys")
+    p.add_argument("--history", type=int, default=10, help="L-BFGS history size (the same for every variant)")
+    p.set_defaults(run=switches)
     p = sections.add_parser("overhead", help="Lightning fit vs a plain loop doing the same evaluations (issue 16)")
     p.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256, 512])
     p.add_argument("--layers", default="gatys")

@@ -230,11 +230,11 @@ def resolve_normalization(name: str, from_weights: Normalization | None) -> Norm
 
 
 def build_features(
-    arch: str, weights: str | None, pooling: str = "max", normalization: str = "auto"
+    arch: str, weights: str | None, pooling: str = "max", normalization: str = "auto", fast_convs: bool = True
 ) -> tuple[nn.Sequential, Normalization]:
     """VGG's ``features`` stack (no classifier) with its weights and their normalization, for
-    optimizing images through it: its convolutions with many channels run as Winograd
-    convolutions on CPU (``winograd.WinogradConv2d``; same parameters and state dict)."""
+    optimizing images through it: with ``fast_convs``, its convolutions with many channels run as
+    Winograd convolutions on CPU (``winograd.WinogradConv2d``; same parameters and state dict)."""
     layer_names(arch)  # raises for an unknown architecture
     features = vgg.make_layers(feature_spec(arch))
     from_weights = None
@@ -247,7 +247,8 @@ def build_features(
         features = nn.Sequential(*(nn.AvgPool2d(2, 2) if isinstance(m, nn.MaxPool2d) else m for m in features))
     elif pooling != "max":
         raise ValueError(f"model.pooling={pooling!r} is invalid; choose max or avg")
-    features = nn.Sequential(*(winograd.WinogradConv2d.of(m) if winograd.pays_off(m) else m for m in features))
+    if fast_convs:
+        features = nn.Sequential(*(winograd.WinogradConv2d.of(m) if winograd.pays_off(m) else m for m in features))
     return features, resolve_normalization(normalization, from_weights)
 
 

@@ -97,7 +97,7 @@ def runtime_settings(cfg: DictConfig) -> RuntimeSettings:
     return RuntimeSettings(
         **{
             key: choice(runtime.get(key, default), [True, False], f"runtime.{key}")
-            for key, default in (("flush_denormal", True), ("keep_freed_memory", True))
+            for key, default in (("flush_denormal", True), ("keep_freed_memory", True), ("winograd", True))
         }
     )
 

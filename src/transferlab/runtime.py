@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
+from transferlab import winograd
+
 log = logging.getLogger(__name__)
 
 # glibc's mallopt parameters (malloc.h).
@@ -25,10 +27,15 @@ class RuntimeSettings:
 
     flush_denormal: bool = True
     keep_freed_memory: bool = True
+    winograd: bool = True  # VGG's deep convolutions as winograd.WinogradConv2d on CPU
 
     def heap_keeps_blocks(self, device: str | torch.device) -> bool:
         """Whether a run on ``device`` holds freed blocks in its heap (counted in the memory estimate)."""
         return self.keep_freed_memory and keeps_freed_blocks(device)
+
+    def fast_convs(self, device: str | torch.device) -> bool:
+        """Whether a run on ``device`` computes as Winograd convolutions (counted in the memory estimate)."""
+        return self.winograd and winograd.runs_on(device)
 
 
 def configure(settings: RuntimeSettings) -> None:
@@ -39,9 +46,10 @@ def configure(settings: RuntimeSettings) -> None:
     if settings.keep_freed_memory and _glibc():
         reuse_freed_blocks()
     log.info(
-        "process settings: runtime.flush_denormal=%s runtime.keep_freed_memory=%s%s",
+        "process settings: runtime.flush_denormal=%s runtime.keep_freed_memory=%s runtime.winograd=%s%s",
         settings.flush_denormal,
         settings.keep_freed_memory,
+        settings.winograd,
         "" if _glibc() else " (no effect: not glibc)",
     )
 

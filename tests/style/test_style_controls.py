@@ -271,3 +271,24 @@ def test_run_logs_its_memory_and_time_estimate(tmp_path, content_path, style_pat
     with caplog.at_level(logging.INFO, logger="transferlab.style.task"):
         stylize.run(cfg_for(content_path, style_path, "task.steps=1"), tmp_path)
     assert any("estimate: peak memory" in r.message and "s per evaluation" in r.message for r in caplog.records)
+
+
+def test_winograd_can_be_switched_off(content_path, style_path):
+    from transferlab import winograd
+
+    def build(*overrides):
+        s = StyleSettings.from_cfg(cfg_for(content_path, style_path, "task.size=64", *overrides))
+        torch.manual_seed(0)
+        module = stylize.build(s)[0]
+        module.on_fit_start()
+        loss = module.losses()["loss/total"]
+        loss.backward()
+        fast = [m for m in module.encoder.modules() if isinstance(m, winograd.WinogradConv2d)]
+        hw = tuple(module.image.shape[-2:])
+        return s.memory.estimate(hw, hw).parts, fast, module.image.grad.clone()
+
+    parts_on, fast_on, grad_on = build()
+    parts_off, fast_off, grad_off = build("runtime.winograd=false")
+    assert fast_on and not fast_off
+    assert "winograd kernels" in parts_on and "winograd kernels" not in parts_off
+    torch.testing.assert_close(grad_off, grad_on, rtol=1e-4, atol=1e-4 * float(grad_on.abs().max()))

@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig
 
-from transferlab import backbone, checkpoints, checks, color, fetch, images, winograd
+from transferlab import backbone, checkpoints, checks, color, fetch, images
 from transferlab.backbone import ModelSettings
 from transferlab.errors import ConfigError, WeightsError
 from transferlab.runtime import RuntimeSettings
@@ -138,7 +138,7 @@ class StyleSettings:
             optimizer.name,
             optimizer.history_size,
             runtime.heap_keeps_blocks(trainer.device),
-            winograd.runs_on(trainer.device),
+            runtime.fast_convs(trainer.device),
         )
         inputs = input_settings(task)
         content_wh = images.open_rgb(inputs.content).size

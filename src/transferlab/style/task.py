@@ -29,7 +29,9 @@ def build(settings: StyleSettings) -> tuple[StyleTransfer, backbone.VGGFeatures]
     """The StyleTransfer module (inputs loaded, VGG built) over the whole-image scales, and an
     encoder on ``quality.REFERENCE_LAYERS`` sharing its weights, for the quality metrics."""
     model = settings.model
-    features, normalization = backbone.build_features(model.arch, model.weights, model.pooling, model.normalization)
+    features, normalization = backbone.build_features(
+        model.arch, model.weights, model.pooling, model.normalization, settings.runtime.winograd
+    )
     layers = [*settings.content_layers, *settings.style_layers]
     encoder = backbone.VGGFeatures(features, model.arch, layers, normalization, model.feature_scale)
     reference = backbone.VGGFeatures(features, model.arch, quality.REFERENCE_LAYERS, normalization, model.feature_scale)
