@@ -159,16 +159,19 @@ def compare(args: argparse.Namespace, tmp: Path) -> None:
         "task.checkpoint_every=0",
         f"task.style_size={args.crop * 2}",
     ]
+    networks = {"johnson": ["fastnet=johnson"]} | {
+        f"light_{w:g}": ["fastnet=light", f"fastnet.width={w}"] for w in args.widths
+    }
     runs = {}
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        for arch in ("johnson", "light"):
-            cfg = compose("config", overrides=[*overrides, f"fastnet={arch}"])
+        for arch, choice in networks.items():
+            cfg = compose("config", overrides=[*overrides, *choice])
             start = time.perf_counter()
             main.run_task(cfg, tmp / arch)
             runs[arch] = (TrainSettings.from_cfg(cfg), time.perf_counter() - start)
     s = runs["johnson"][0]
     held_out = [(tmp / arch / "val_files.txt").read_text().split() for arch in runs]
-    assert held_out[0] == held_out[1], "the two runs held out different photos"
+    assert all(h == held_out[0] for h in held_out), "the runs held out different photos"
     torch.manual_seed(s.training.seed)  # train_fast seeds torch just before its (random) VGG is drawn: the same one
     loss = perceptual_loss(s)
     val = data.validation_batch([Path(p) for p in held_out[0]], s.photos.val_size)
@@ -181,7 +184,10 @@ def compare(args: argparse.Namespace, tmp: Path) -> None:
         f"{s.photos.val_size} px; random VGG16 weights (model.weights=null); load average "
         + " ".join(f"{x:.1f}" for x in os.getloadavg())
     )
-    print(f"{'network':18s} {'params':>9s} {'held-out loss':>14s} {'/ identity':>10s} {'train s':>8s} {'ms/image':>9s}")
+    print(
+        f"{'network':18s} {'params':>9s} {'held-out loss':>14s} {'/ identity':>10s} {'vs johnson':>10s}"
+        f" {'train s':>8s} {'ms/image':>9s}"
+    )
     print(f"{'identity (x -> x)':18s} {'':>9s} {identity:14.4g} {1:10.3f}")
     for arch, (_, seconds) in runs.items():
         net, spec = load_network(tmp / arch / "checkpoints" / "last.ckpt")
@@ -192,8 +198,13 @@ def compare(args: argparse.Namespace, tmp: Path) -> None:
         if abs(held - logged) > 1e-3 * abs(logged):
             print(f"warning: {arch}'s held-out loss {held:.4g} differs from its run's own validation {logged:.4g}")
         params = sum(p.numel() for p in net.parameters())
-        name = f"{arch} w={spec['width']:g}"
-        print(f"{name:18s} {params:9,d} {held:14.4g} {held / identity:10.3f} {seconds:8.1f} {ms:9.1f}")
+        name = f"{spec['arch']} w={spec['width']:g}"
+        if arch == "johnson":  # the first run: the others are compared with it
+            johnson = held
+        print(
+            f"{name:18s} {params:9,d} {held:14.4g} {held / identity:10.3f} {held / johnson - 1:+10.1%}"
+            f" {seconds:8.1f} {ms:9.1f}"
+        )
     print(
         f"(ms/image: eager, 1x3x{args.compare_size}x{args.compare_size}, median of {args.repeats}; train s: the "
         "whole task, validation included; shared CPU: noisy)"
@@ -211,6 +222,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--held-out", type=int, default=8)
     parser.add_argument("--compare-size", type=int, default=256)
+    parser.add_argument("--widths", type=float, nargs="+", default=[0.5], help="light network widths to compare")
     parser.add_argument("--photos", default=str(SHARED / "hymenoptera" / "train"))
     parser.add_argument("--style", default=str(SHARED / "styles" / "starry_night.jpg"))
     args = parser.parse_args()

@@ -34,22 +34,34 @@ def test_zero_mask_leaves_style_out():
     torch.testing.assert_close(A.stylize_features(c, [a, b], masks=[ones, zeros]), A.stylize_features(c, [a]))
 
 
-def test_blend_weights_are_normalized():
-    a, b = (
-        A.StyleCode(torch.zeros(1, 2, 1, 1), torch.ones(1, 2, 1, 1)),
-        A.StyleCode(torch.ones(1, 2, 1, 1), 3 * torch.ones(1, 2, 1, 1)),
-    )
-    m = A.blend_codes([a, b], [1.0, 3.0])
-    torch.testing.assert_close(m.mean, torch.full((1, 2, 1, 1), 0.75))
-    torch.testing.assert_close(m.std, torch.full((1, 2, 1, 1), 2.5))
+def test_blend_weights_are_normalized_and_interpolate_the_styles():
+    """Weights 1:3 give masks 0.25 and 0.75 everywhere; for AdaIN their blend of the per-style targets is
+    AdaIN with the blended statistics (AdaIN is affine in them)."""
+    torch.manual_seed(0)
+    masks = A.blend_masks([1.0, 3.0])
+    assert [float(m) for m in masks] == [0.25, 0.75] and sum(masks).item() == 1.0
+    c = torch.randn(1, 2, 4, 4)
+    a, b = A.style_code(torch.randn(1, 2, 5, 5)), A.style_code(torch.randn(1, 2, 5, 5) * 3 + 1)
+    blended = A.adain_stats(c, 0.25 * a.mean + 0.75 * b.mean, 0.25 * a.std + 0.75 * b.std)
+    torch.testing.assert_close(A.stylize_features(c, [a, b], masks=masks), blended)
     with pytest.raises(ValueError, match="not all zero"):
-        A.blend_codes([a, b], [0.0, 0.0])
+        A.blend_masks([0.0, 0.0])
 
 
 def test_decoder_and_sanet_shapes():
     feat = torch.randn(1, 512, 4, 5)
     assert A.Decoder()(feat).shape == (1, 3, 32, 40)
     assert A.SANet()(feat, torch.randn(1, 512, 3, 3)).shape == feat.shape
+
+
+def test_stylize_features_applies_the_given_transform():
+    """SANet attends over the style's map, which its code keeps; AdaIN's code keeps statistics only."""
+    torch.manual_seed(0)
+    sanet, c, s = A.SANet(8), torch.randn(1, 8, 4, 5), torch.randn(1, 8, 3, 3)
+    code = A.style_code(s, keep_features=True)
+    out = A.stylize_features(c, [code], transform=lambda f, k: sanet(f, k.features))
+    torch.testing.assert_close(out, sanet(c, s))
+    assert A.style_code(s).features is None
 
 
 def test_bad_inputs_one_line():

@@ -135,9 +135,6 @@ def test_blend_weights_sum_to_one_and_blend_the_codes(photos, styles):
         "task.style_weights=[2,6]",
     )
     assert ApplyAdaINSettings.from_cfg(cfg).style_weights == (0.25, 0.75)
-    c = [A.StyleCode(torch.full((1, 2, 1, 1), v), torch.full((1, 2, 1, 1), 2 * v)) for v in (1.0, 5.0)]
-    m = A.blend_codes(c, [0.25, 0.75])
-    assert torch.allclose(m.mean, torch.tensor(4.0)) and torch.allclose(m.std, torch.tensor(8.0))
 
 
 def test_apply_with_masks_strength_and_colour_keeps_sizes(trained, styles, tmp_path):
@@ -246,3 +243,48 @@ def test_configs_compose_and_the_experiment_paths_exist():
     shared = ROOT.parent / "shared" / "data"
     if shared.is_dir():  # present in the project's checkouts
         assert (ROOT / s.photos.root).is_dir() and (ROOT / s.styles).is_dir()
+
+
+def test_sanet_stylizes_with_attention_and_blends_its_targets():
+    """A SANet network's stylize attends over each style's relu4_1 map; weights blend the per-style targets."""
+    torch.manual_seed(0)
+    net = AdaINNet(arch="sanet").eval()
+    net.load_state_dict(lively(net.state_dict()))
+    g = torch.Generator().manual_seed(2)
+    content = torch.rand(1, 3, 32, 40, generator=g)
+    styles = [torch.rand(1, 3, 32, 32, generator=g) * k for k in (1.0, 0.3)]
+    with torch.no_grad():
+        a, b = (net.code(s) for s in styles)
+        c = net.encode(content)["relu4_1"]
+        fa, fb = (net.encode(s)["relu4_1"] for s in styles)
+        torch.testing.assert_close(net.stylize(content, [a]), net.decoder(net.sanet(c, fa)).clamp(0, 1))
+        blended = net.decoder(0.25 * net.sanet(c, fa) + 0.75 * net.sanet(c, fb)).clamp(0, 1)
+        torch.testing.assert_close(net.stylize(content, [a, b], masks=A.blend_masks([1, 3])), blended)
+        assert (net.stylize(content, [a]) - net.stylize(content, [b])).abs().max() > 1e-2
+
+
+@pytest.mark.slow  # a training run, an apply and two exports: about 15 s
+def test_sanet_is_a_task_option_end_to_end(photos, styles, tmp_path):
+    main.run_task(train_cfg(photos, styles, "task.arch=sanet", "task.checkpoint_every=0"), tmp_path / "train")
+    ckpt = tmp_path / "train" / "checkpoints" / "last.ckpt"
+    assert load_adain(ckpt).sanet is not None
+    cfg = compose_cfg(
+        "task=apply_adain",
+        f"ckpt_path={ckpt}",
+        f"task.input={photos}",
+        f"task.style=[{styles / 's0.png'},{styles / 's1.png'}]",
+        "task.style_weights=[1,3]",
+        "task.style_size=32",
+        "trainer.accelerator=cpu",
+    )
+    outputs = main.run_task(cfg, tmp_path / "apply")
+    assert outputs and all(images.open_rgb(t).size == images.open_rgb(s).size for s, t in outputs.items())
+    report = main.run_task(compose_cfg("task=export_adain", f"ckpt_path={ckpt}"), tmp_path / "export")
+    assert report["onnx"]["max_abs_diff"] < 1e-4 and report["pt2"]["max_abs_diff"] < 1e-4
+
+
+def test_unknown_arch_is_one_line():
+    cfg = compose_cfg("task=train_adain", "data.root=x", "task.styles=y", "task.arch=wct")
+    with pytest.raises(Exception, match=r"task.arch='wct' is invalid; choose one of adain, sanet") as info:
+        TrainAdaINSettings.from_cfg(cfg)
+    assert "\n" not in str(info.value)

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -118,22 +118,25 @@ class StyleCode:
 
     mean: Tensor  # (1, C, 1, 1)
     std: Tensor
+    features: Tensor | None = None  # the relu4_1 map itself: SANet attends over it, AdaIN needs only its statistics
 
 
-def style_code(style_feat: Tensor) -> StyleCode:
+def style_code(style_feat: Tensor, keep_features: bool = False) -> StyleCode:
     mean, std = mean_std(style_feat)
-    return StyleCode(mean, std)
+    return StyleCode(mean, std, style_feat if keep_features else None)
 
 
-def blend_codes(codes: list[StyleCode], weights: list[float]) -> StyleCode:
-    """Interpolate codes; the weights are normalized to sum to 1 (they must be >= 0, not all 0)."""
-    if len(codes) != len(weights) or not codes:
-        raise ValueError("give one weight per style code")
-    w = torch.tensor(weights, dtype=codes[0].mean.dtype)
+def adain_code(content_feat: Tensor, code: StyleCode) -> Tensor:
+    return adain_stats(content_feat, code.mean, code.std)
+
+
+def blend_masks(weights: list[float]) -> list[Tensor]:
+    """Masks that blend styles everywhere by ``weights`` (>= 0, not all 0; normalized to sum to 1): the
+    convex combination of the per-style targets, Huang & Belongie's style interpolation."""
+    w = torch.tensor(weights, dtype=torch.float32)
     if (w < 0).any() or w.sum() <= 0:
         raise ValueError(f"style weights must be >= 0 and not all zero, got {weights}")
-    w = w / w.sum()
-    return StyleCode(sum(wi * c.mean for wi, c in zip(w, codes)), sum(wi * c.std for wi, c in zip(w, codes)))
+    return list((w / w.sum()).reshape(-1, 1, 1, 1, 1))
 
 
 def stylize_features(
@@ -142,23 +145,25 @@ def stylize_features(
     alpha: float = 1.0,
     masks: list[Tensor] | None = None,
     strength: Tensor | None = None,
+    transform: Callable[[Tensor, StyleCode], Tensor] = adain_code,
 ) -> Tensor:
-    """Target features: per style, AdaIN; with masks (N,1,H,W, soft, at feature size) each style
-    contributes where its mask is, normalized by the mask sum (where all masks are 0 the content
-    stays); alpha and the strength map (0 content, 1 style) blend with the content features."""
+    """Target features: per style, ``transform`` (AdaIN, or a network's SANet); with masks (N,1,H,W, soft,
+    any size; ``blend_masks`` for weights) each style contributes where its mask is, normalized by the mask
+    sum (where all masks are 0 the content stays); alpha and the strength map (0 content, 1 style) blend
+    with the content features."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     if masks is None:
-        t = adain_stats(content_feat, codes[0].mean, codes[0].std) if len(codes) == 1 else None
-        if t is None:
-            raise ValueError("several codes without masks: blend them with blend_codes first")
+        if len(codes) != 1:
+            raise ValueError("several codes without masks: give masks (blend_masks for weights)")
+        t = transform(content_feat, codes[0])
         coverage = torch.ones_like(content_feat[:, :1])
     else:
         if len(masks) != len(codes):
             raise ValueError("give one mask per style")
         masks = [F.interpolate(m, size=content_feat.shape[2:], mode="bilinear", align_corners=False) for m in masks]
         total = sum(masks)
-        t = sum(m * adain_stats(content_feat, c.mean, c.std) for m, c in zip(masks, codes))
+        t = sum(m * transform(content_feat, c) for m, c in zip(masks, codes))
         t = t / total.clamp_min(1e-8)
         coverage = total.clamp(0, 1)
     s = coverage * alpha

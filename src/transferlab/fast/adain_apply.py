@@ -40,7 +40,7 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, str]:
     masks = [_map(m, f"task.style_masks[{i}]").to(s.device) for i, m in enumerate(s.style_masks)] or None
     strength = _map(s.strength_map, "task.strength_map").to(s.device) if s.strength_map else None
     if masks is None and len(codes) > 1:
-        codes = [A.blend_codes(codes, list(s.style_weights))]
+        masks = [m.to(s.device) for m in A.blend_masks(list(s.style_weights))]
 
     def stylize(batch: Tensor) -> Tensor:
         with torch.inference_mode():

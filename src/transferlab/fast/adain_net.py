@@ -55,9 +55,7 @@ class AdaINNet(nn.Module):
         return {k: v.contiguous() for k, v in self.encoder(image).items()}
 
     def target(self, content_feat: Tensor, style_feat: Tensor) -> Tensor:
-        if self.sanet is not None:
-            return self.sanet(content_feat, style_feat)
-        return A.adain(content_feat, style_feat)
+        return self.transform(content_feat, A.style_code(style_feat, keep_features=self.sanet is not None))
 
     def forward(self, content: Tensor, style: Tensor, alpha: float = 1.0) -> Tensor:
         """Decoded, unclamped; sides must be multiples of ``MULTIPLE`` (``stylize`` takes any size)."""
@@ -80,8 +78,14 @@ class AdaINNet(nn.Module):
         return output, terms
 
     def code(self, style: Tensor) -> A.StyleCode:
-        """A style's statistics (``[1, 3, h, w]`` in [0, 1], sides >= MIN_SIZE), once per style."""
-        return A.style_code(self.encode(style)["relu4_1"])
+        """A style's statistics (``[1, 3, h, w]`` in [0, 1], sides >= MIN_SIZE), once per style; with
+        SANet, its relu4_1 map too."""
+        return A.style_code(self.encode(style)["relu4_1"], keep_features=self.sanet is not None)
+
+    def transform(self, content_feat: Tensor, code: A.StyleCode) -> Tensor:
+        if self.sanet is not None:
+            return self.sanet(content_feat, code.features)
+        return A.adain_code(content_feat, code)
 
     def stylize(
         self,
@@ -108,6 +112,7 @@ class AdaINNet(nn.Module):
             alpha,
             None if masks is None else [fit(m) for m in masks],
             None if strength is None else fit(strength),
+            self.transform,
         )
         # Cropped by negative padding: torch.export proves the size (padded - pad = h) where it
         # cannot prove that a slice [:h] fits.
@@ -120,13 +125,11 @@ def _padded(side: int) -> int:
 
 class Pipeline(nn.Module):
     """The whole AdaIN pipeline for export: ``(content [N, 3, H, W], style [1, 3, h, w])`` in [0, 1]
-    to the stylized content in [0, 1] (encoder, AdaIN with ``alpha``, decoder); the encoder's
+    to the stylized content in [0, 1] (encoder, AdaIN or SANet with ``alpha``, decoder); the encoder's
     Winograd convolutions become plain ones (the exporters trace standard ops)."""
 
     def __init__(self, net: AdaINNet, alpha: float = 1.0) -> None:
         super().__init__()
-        if net.sanet is not None:
-            raise ValueError("Pipeline exports AdaIN networks only")
         self.net, self.alpha = net, float(alpha)
         _plain_convs(self.net)
 

@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from transferlab import backbone, checks
 from transferlab.errors import ConfigError
-from transferlab.fast.adain_net import MIN_SIZE, MULTIPLE
+from transferlab.fast.adain_net import ARCHS, MIN_SIZE, MULTIPLE
 from transferlab.fast.settings import ImagesToStylize, Photos, Training, checkpoint_file
 from transferlab.style.settings import as_list, layer_sets
 
@@ -20,6 +20,7 @@ CHECKPOINT = "a train_adain checkpoint (.ckpt)"
 
 @dataclass(frozen=True)
 class TrainAdaINSettings:
+    arch: str  # adain | sanet: what aligns the content's relu4_1 features to the style's
     # encoder (VGG19 to relu4_1, frozen) and loss
     weights: str | None
     pooling: str
@@ -63,6 +64,7 @@ class TrainAdaINSettings:
                     f"it must be a multiple of {MULTIPLE} (VGG19 pools 3 times)"
                 )
         return cls(
+            arch=checks.choice(task.arch, list(ARCHS), "task.arch"),
             weights=model.weights,
             pooling=checks.choice(model.pooling, ["max", "avg"], "model.pooling"),
             normalization=checks.choice(model.normalization, ["auto", "imagenet", "caffe"], "model.normalization"),

@@ -164,7 +164,7 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
     )
     previews = data.validation_batch(style_files[: s.preview_styles], s.photos.val_size)
     module = AdaINModule(
-        {"arch": "adain", "weights": s.weights, "normalization": s.normalization, "pooling": s.pooling}
+        {"arch": s.arch, "weights": s.weights, "normalization": s.normalization, "pooling": s.pooling}
         | {"style_layers": s.style_layers},
         (s.content_weight, s.style_weight),
         s.training.lr,
