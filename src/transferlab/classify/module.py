@@ -111,6 +111,9 @@ class Classifier(pl.LightningModule):
     # Training ------------------------------------------------------------------------------
 
     def on_train_epoch_start(self) -> None:
+        # Lightning 2.x never calls train() on the module (it only restores each submodule's flag after
+        # validation): without this the frozen batch norms, built in train mode, update their statistics.
+        self.train()
         self.epoch_start = time.perf_counter()
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
