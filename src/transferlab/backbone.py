@@ -174,6 +174,16 @@ def is_weights_file(weights: str) -> bool:
     return os.sep in weights or weights.endswith((".pth", ".pt"))
 
 
+def weights_source(arch: str, weights: str | None) -> str | None:
+    """``weights`` as a checkpoint records them, so that they load the same later: a torchvision weight set
+    by its own name (``DEFAULT`` resolved), a file by its absolute path; None for random weights."""
+    if weights is None:
+        return None
+    if is_weights_file(weights):
+        return str(Path(weights).expanduser().resolve())
+    return torchvision_weights(arch, weights).name
+
+
 def load_state_dict(arch: str, weights: str) -> tuple[dict[str, Tensor], Normalization | None]:
     """The state dict for ``weights`` (a torchvision weight name or a file path) and, for
     torchvision weights, the normalization they were trained with."""

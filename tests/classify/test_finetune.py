@@ -14,7 +14,7 @@ from torchmetrics.functional.classification import multiclass_confusion_matrix
 
 from helpers import CLASSES, FAST, compose_cfg, make_dataset, make_image
 from transferlab import main
-from transferlab.classify import data, metrics, settings
+from transferlab.classify import data, finetune, metrics, settings
 from transferlab.classify import module as classifier
 from transferlab.classify.settings import FinetuneSettings
 from transferlab.errors import ConfigError, DataError, WeightsError
@@ -189,6 +189,18 @@ def test_finetune_writes_checkpoints_metrics_and_images(trained: Path) -> None:
     assert {"val/acc_macro", "test/acc_macro"} <= set(session.Tags()["scalars"])
     ckpt = classifier.read_checkpoint(trained / "checkpoints" / "best.ckpt")  # weights_only=True
     assert ckpt["hyper_parameters"]["classes"] == list(CLASSES)
+
+
+def test_frozen_batch_norms_keep_their_statistics_through_training(trained: Path, dataset: Path) -> None:
+    """Lightning never calls the module's train(): the frozen units' batch norms must stay in eval mode anyway."""
+    cfg = compose_cfg(*FAST, f"data.root={dataset}", "data.max_bad_fraction=0.2")
+    initial = finetune.build(FinetuneSettings.from_cfg(cfg))[0].state_dict()  # the run's seeded start
+    state = torch.load(trained / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    frozen = [k for k in initial if k.startswith("network.layer3.") and ".bn" in k]
+    assert torch.equal(state["network.layer3.0.conv1.weight"], initial["network.layer3.0.conv1.weight"])
+    for key in frozen:
+        assert torch.equal(state[key], initial[key]), key
+    assert not torch.equal(state["network.layer4.0.bn1.running_mean"], initial["network.layer4.0.bn1.running_mean"])
 
 
 @pytest.mark.slow

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,8 @@ from transferlab.errors import WeightsError
 log = logging.getLogger(__name__)
 
 FORMAT = "transferlab.classifier/1"  # marks our checkpoints; bump when the hyper-parameters change meaning
+# The checkpoint entry that names the frozen tensors left out of its state dict: equal to the source weights'.
+SOURCE = "source_weights"
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,8 @@ class Classifier(pl.LightningModule):
     Logs train/loss, {train,val}/acc_micro and acc_macro, val/acc_<class> (see metrics for their
     definitions); ``last_eval`` holds the latest evaluation for reports. Every constructor argument but
     ``network`` is a plain value saved in the checkpoint, which therefore loads with
-    ``torch.load(weights_only=True)``.
+    ``torch.load(weights_only=True)``. ``weights`` names the source weights (backbone.weights_source;
+    None: random): the checkpoint leaves out the frozen tensors still equal to theirs (see refill).
     """
 
     def __init__(
@@ -63,6 +68,7 @@ class Classifier(pl.LightningModule):
         epochs: int = 1,
         seed: int = 0,
         misclassified: int = 8,
+        weights: str | None = None,
         format: str = FORMAT,  # noqa: A002 - a saved hyper-parameter name, kept for old checkpoints
     ) -> None:
         super().__init__()
@@ -102,15 +108,33 @@ class Classifier(pl.LightningModule):
                     norm.eval()  # frozen means frozen statistics too
         return self
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Frozen tensors still bit-identical to the source weights are stored once, there; the hash of
+        # what is left out detects a source that changed since.
+        if self.hparams.weights is None:
+            return
+        source, _ = backbone.load_state_dict(self.hparams.arch, self.hparams.weights)
+        frozen = {id(m) for m in self.frozen}
+        prefixes = tuple(f"network.{name}." for name, m in self.network.named_modules() if id(m) in frozen)
+        state = checkpoint["state_dict"]
+        keys = [k for k in state if k.startswith(prefixes) and _same_bits(state[k], source.get(_source_key(k)))]
+        checkpoint[SOURCE] = {"weights": self.hparams.weights, "keys": keys, "sha256": digest(state[k] for k in keys)}
+        for key in keys:
+            del state[key]
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Checkpoints of the VGG-only versions name the network "vgg".
         state = checkpoint["state_dict"]
         for key in [k for k in state if k.startswith("vgg.")]:
             state["network." + key[len("vgg.") :]] = state.pop(key)
+        refill(checkpoint, f"ckpt_path={self.trainer.ckpt_path}")
 
     # Training ------------------------------------------------------------------------------
 
     def on_train_epoch_start(self) -> None:
+        # Lightning 2.x never calls train() on the module (it only restores each submodule's flag after
+        # validation): without this the frozen batch norms, built in train mode, update their statistics.
+        self.train()
         self.epoch_start = time.perf_counter()
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
@@ -226,6 +250,48 @@ class Classifier(pl.LightningModule):
         return opt
 
 
+def _flat_bytes(tensor: Tensor) -> Tensor:
+    return tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+
+
+def _source_key(key: str) -> str:
+    return key[len("network.") :]
+
+
+def _same_bits(a: Tensor, b: Tensor | None) -> bool:
+    return b is not None and a.dtype == b.dtype and a.shape == b.shape and torch.equal(_flat_bytes(a), _flat_bytes(b))
+
+
+def digest(tensors: Iterable[Tensor]) -> str:
+    """sha256 of the tensors' bytes, one after another."""
+    h = hashlib.sha256()
+    for tensor in tensors:
+        h.update(_flat_bytes(tensor).numpy())
+    return h.hexdigest()
+
+
+def refill(checkpoint: dict[str, Any], name: str) -> None:
+    """Puts back into ``checkpoint`` the frozen tensors its save left out (Classifier.on_save_checkpoint),
+    from the source weights it names, checked against its hash; one-line WeightsError when they are
+    missing or changed. ``name`` says which checkpoint, for the message."""
+    ref = checkpoint.pop(SOURCE, None)
+    if not ref or not ref["keys"]:
+        return
+    arch, weights, keys = checkpoint["hyper_parameters"]["arch"], ref["weights"], ref["keys"]
+    what = f"{name} leaves out {len(keys)} frozen tensors stored in the {arch} weights it was fine-tuned from"
+    try:
+        source, _ = backbone.load_state_dict(arch, weights)
+    except (WeightsError, ValueError) as exc:
+        raise WeightsError(f"{what} ({weights}), which do not load: {exc}") from None
+    tensors = [source.get(_source_key(k)) for k in keys]
+    if any(t is None for t in tensors) or digest(tensors) != ref["sha256"]:
+        raise WeightsError(
+            f"{what}, but {weights} now holds other tensors (sha256 differs); restore the {weights} it was "
+            "fine-tuned from to load it"
+        )
+    checkpoint["state_dict"].update(zip(keys, tensors))
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """A checkpoint of a finetune run, loaded with ``weights_only=True``; anything else is refused."""
     ckpt = checkpoints.load(
@@ -243,6 +309,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 def load(path: str | Path) -> Classifier:
     """The classifier saved in ``path``, in eval mode on the CPU."""
     ckpt = read_checkpoint(path)
+    refill(ckpt, f"ckpt_path={path}")
     hp = dict(ckpt["hyper_parameters"])
     # No pretrained weights (the checkpoint holds every weight) and no random initialization either.
     with torch.device("meta"):

@@ -157,6 +157,7 @@ class FinetuneSettings:
         """The Classifier's constructor arguments that come from the config as they are."""
         return {
             "arch": self.model.arch,
+            "weights": backbone.weights_source(self.model.arch, self.model.weights),
             "preprocessing": self.sizes,
             "freeze": self.freeze,
             "dropout": self.dropout,

@@ -1,0 +1,147 @@
+"""Checkpoints leave out the frozen tensors equal to their source weights and load them back from there,
+checked by hash. "Pretrained" weights here are random ones written where the loader looks for them: a
+local .pth file, or torch hub's cache under a temporary TORCH_HOME."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torchvision import models
+
+from helpers import FAST, compose_cfg
+from transferlab import backbone, main
+from transferlab.classify import module as classifier
+from transferlab.classify import networks
+from transferlab.errors import WeightsError
+
+
+def fake_weights(path: Path, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(models.resnet18().state_dict(), path)
+    return path
+
+
+def make_classifier(weights: str | None) -> classifier.Classifier:
+    torch.manual_seed(1)
+    network, norm = networks.build("resnet18", weights, "auto", 2, None)
+    return classifier.Classifier(
+        network,
+        "resnet18",
+        ["a", "b"],
+        {"mean": list(norm.mean), "std": list(norm.std), "bgr": False},
+        {"resize": 36, "crop": 32},
+        freeze="layer3",
+        dropout=None,
+        weights=backbone.weights_source("resnet18", weights),
+    )
+
+
+def saved(module: classifier.Classifier) -> dict:
+    """The checkpoint Lightning would write (its model part), after the module's hook."""
+    ckpt = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}
+    module.on_save_checkpoint(ckpt)
+    return ckpt
+
+
+@pytest.fixture
+def weights_file(tmp_path: Path) -> Path:
+    return fake_weights(tmp_path / "weights" / "resnet18.pth")
+
+
+def test_weights_source_names_what_loads_the_same_later(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert backbone.weights_source("resnet18", None) is None
+    assert backbone.weights_source("resnet18", "DEFAULT") == "IMAGENET1K_V1"
+    monkeypatch.chdir(tmp_path)
+    assert backbone.weights_source("resnet18", "w/resnet18.pth") == str(tmp_path / "w" / "resnet18.pth")
+
+
+def test_frozen_tensors_equal_to_the_source_are_left_out_and_refilled(weights_file: Path) -> None:
+    module = make_classifier(str(weights_file))
+    with torch.no_grad():
+        module.network.layer1[0].conv1.weight[0, 0, 0, 0] += 1  # frozen, but no longer the source's
+    full = module.state_dict()
+    ckpt = saved(module)
+    kept = set(ckpt["state_dict"])
+    assert kept == {k for k in full if k.startswith(("network.layer4.", "network.fc."))} | {
+        "network.layer1.0.conv1.weight"
+    }
+    ref = ckpt[classifier.SOURCE]
+    assert ref["weights"] == str(weights_file) and set(ref["keys"]) == set(full) - kept
+    assert "network.layer3.0.bn1.running_var" in ref["keys"]  # buffers too
+    classifier.refill(ckpt, "test.ckpt")
+    assert classifier.SOURCE not in ckpt and ckpt["state_dict"].keys() == full.keys()
+    for key, value in full.items():
+        assert torch.equal(ckpt["state_dict"][key], value), key
+
+
+def test_random_weights_leave_nothing_out() -> None:
+    module = make_classifier(None)
+    ckpt = saved(module)
+    assert classifier.SOURCE not in ckpt and ckpt["state_dict"].keys() == module.state_dict().keys()
+
+
+def test_a_slim_checkpoint_loads_for_predict_export_extract(weights_file: Path, tmp_path: Path) -> None:
+    module = make_classifier(str(weights_file))
+    path = tmp_path / "best.ckpt"
+    torch.save(saved(module), path)
+    loaded = classifier.load(path)
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.inference_network()(x), module.inference_network()(x), rtol=0, atol=0)
+
+
+def test_changed_source_weights_are_refused_in_one_line(weights_file: Path, tmp_path: Path) -> None:
+    path = tmp_path / "best.ckpt"
+    torch.save(saved(make_classifier(str(weights_file))), path)
+    fake_weights(weights_file, seed=2)
+    with pytest.raises(WeightsError, match="sha256 differs") as error:
+        classifier.load(path)
+    assert str(weights_file) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_missing_source_weights_are_refused_in_one_line(weights_file: Path, tmp_path: Path) -> None:
+    path = tmp_path / "best.ckpt"
+    torch.save(saved(make_classifier(str(weights_file))), path)
+    weights_file.unlink()
+    with pytest.raises(WeightsError, match="frozen tensors stored in the resnet18 weights.*does not exist") as error:
+        classifier.load(path)
+    assert "\n" not in str(error.value)
+
+
+def test_torchvision_weights_are_found_in_the_torch_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    spec = backbone.torchvision_weights("resnet18", "IMAGENET1K_V1")
+    fake_weights(tmp_path / "hub" / "checkpoints" / spec.url.rsplit("/", 1)[1])
+    module = make_classifier("DEFAULT")
+    ckpt = saved(module)
+    assert ckpt[classifier.SOURCE]["weights"] == "IMAGENET1K_V1" and ckpt[classifier.SOURCE]["keys"]
+    classifier.refill(ckpt, "test.ckpt")
+    assert ckpt["state_dict"].keys() == module.state_dict().keys()
+
+
+@pytest.mark.slow
+def test_resume_from_a_slim_checkpoint_matches_an_uninterrupted_run(
+    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    weights = fake_weights(tmp_path / "resnet18.pth")
+    common = [*FAST, f"model.weights={weights}", f"data.root={dataset}", "data.max_bad_fraction=0.2"]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    main.run_task(compose_cfg(*common), straight)
+    main.run_task(compose_cfg(*common, "task.epochs=1"), resumed)
+    main.run_task(compose_cfg(*common, f"ckpt_path={resumed / 'checkpoints' / 'last.ckpt'}"), resumed)
+    a = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)
+    b = torch.load(straight / "checkpoints" / "last.ckpt", weights_only=True)
+    assert a[classifier.SOURCE] == b[classifier.SOURCE] and b[classifier.SOURCE]["keys"]
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for key in b["state_dict"]:
+        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
+    assert (
+        json.loads((resumed / "metrics.json").read_text())["val"]
+        == json.loads((straight / "metrics.json").read_text())["val"]
+    )
+    best = torch.load(straight / "checkpoints" / "best.ckpt", weights_only=True)
+    assert "optimizer_states" not in best and best[classifier.SOURCE]["keys"]
