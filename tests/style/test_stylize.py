@@ -76,13 +76,15 @@ def test_run_writes_image_metrics_and_tensorboard(tmp_path, content_path, style_
     assert [e.step for e in events.Images("stylized/final")] == [4]
     # No chart a user cannot read: no epoch, no flat scale on one scale, no single-point finals.
     assert "epoch" not in scalars and "train/scale" not in scalars and not [t for t in scalars if t.startswith("final")]
-    assert [e.step for e in events.Scalars("quality/ssim")] == [2, 4] and "quality/gram_mean" in scalars
+    assert [e.step for e in events.Scalars("to_content/ssim")] == [2, 4] and "to_style/gram_mean" in scalars
     assert any(m.plugin_data.plugin_name == "custom_scalars" for m in events.summary_metadata.values())
     session = EventAccumulator(str(tmp_path / "tensorboard" / "hparams")).Reload()
     assert any(m.plugin_data.plugin_name == "hparams" for m in session.summary_metadata.values())
-    assert {"loss/total", "quality/ssim"} <= set(session.Tags()["scalars"])  # the HParams table's metrics
+    assert {"loss/total", "to_content/ssim", "to_style/gram_mean"} <= set(
+        session.Tags()["scalars"]
+    )  # the HParams table's metrics
     # The table's final SSIM is the end of the SSIM curve.
-    assert session.Scalars("quality/ssim")[-1].value == pytest.approx(events.Scalars("quality/ssim")[-1].value)
+    assert session.Scalars("to_content/ssim")[-1].value == pytest.approx(events.Scalars("to_content/ssim")[-1].value)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
 
 

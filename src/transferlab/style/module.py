@@ -19,9 +19,11 @@ from transferlab.style import quality, scene
 from transferlab.style.settings import LossWeights, OptimizerSettings
 
 LINE_SEARCH_EVALS = 25  # torch's own bound on a strong-Wolfe line search
-# TensorBoard's Time Series tab orders its groups by tag prefix: "stylized" comes after "loss" and
-# "style" (the per-layer losses), so the tab opens on the curves, not on a wall of images.
+# TensorBoard's Time Series tab orders its groups by tag prefix and expands the first two: "loss"
+# and "style" (the per-layer losses); the images ("stylized") and the quality figures of the HParams
+# table ("to_content", "to_style": quality.figures' keys) sort after them.
 PREVIEW_TAG, FINAL_TAG = "stylized/preview", "stylized/final"
+QUALITY_TAGS = {"ssim": "to_content/ssim", "gram_mean": "to_style/gram_mean"}
 
 
 class NonFiniteLossError(TransferLabError):
@@ -310,6 +312,4 @@ class ImageLogger(pl.Callback):
         if self.reference is not None:
             self.reference = self.reference.to(module.device)
             figures = quality.figures(self.reference, image, module.scene)
-            trainer.logger.log_metrics(
-                {"quality/ssim": figures["ssim"], "quality/gram_mean": figures["gram_mean"]}, trainer.global_step
-            )
+            trainer.logger.log_metrics({tag: figures[key] for key, tag in QUALITY_TAGS.items()}, trainer.global_step)

@@ -21,7 +21,7 @@ from torch import Tensor
 from transferlab import backbone, color, images, runtime, trainer
 from transferlab.files import write_json
 from transferlab.style import estimate, quality, scene, tiling
-from transferlab.style.module import FINAL_TAG, ImageLogger, StyleTransfer
+from transferlab.style.module import FINAL_TAG, QUALITY_TAGS, ImageLogger, StyleTransfer
 from transferlab.style.settings import StyleSettings, hparams
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ def run_hparams(settings: StyleSettings, overrides: list[str], swept: Collection
 def summary_metrics(metrics: dict[str, float]) -> dict[str, float]:
     """The HParams session's metrics: the final losses under the tags of their curves and two quality figures."""
     values = {f"loss/{k[5:]}": v for k, v in metrics.items() if k.startswith("loss_")}
-    return values | {"quality/ssim": metrics["quality_ssim"], "quality/gram_mean": metrics["quality_gram_mean"]}
+    return values | {tag: metrics[f"quality_{key}"] for key, tag in QUALITY_TAGS.items()}
 
 
 def stylize(
