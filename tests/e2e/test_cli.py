@@ -6,6 +6,7 @@ import sys
 import time
 
 import pytest
+from omegaconf import OmegaConf
 from PIL import Image
 
 from helpers import ROOT, run_cli
@@ -73,6 +74,9 @@ def test_sweep_runs_each_job_in_its_own_directory_and_writes_a_contact_sheet(tmp
     assert (sweep_dir / "0" / "final.png").is_file() and (sweep_dir / "1" / "final.png").is_file()
     sheet = Image.open(sweep_dir / "contact_sheet.png")
     assert sheet.width == 2 * 256
+    # HParams: the swept key sorts first (TensorBoard orders columns by name), then the other overrides.
+    columns = [k for k in OmegaConf.load(sweep_dir / "0" / "tensorboard" / "hparams" / "hparams.yaml")][:3]
+    assert columns == ["* loss.style_weight", "= experiment", "= model.weights"]
 
 
 def test_ctrl_c_stops_cleanly_and_keeps_the_latest_image(tmp_path, content_path, style_path):

@@ -70,13 +70,21 @@ def test_run_writes_image_metrics_and_tensorboard(tmp_path, content_path, style_
         "style/loss_relu5_1",
         "train/evaluations",
     } <= scalars
-    assert [e.step for e in events.Images("image")] == [2, 4]
-    assert events.Images("final")
-    assert "epoch" not in scalars and not [t for t in scalars if t.startswith(("final/", "quality/"))]
+    # Time Series orders groups by tag prefix: the images' group sorts after the loss curves'.
+    assert events.Tags()["images"] == ["stylized/preview", "stylized/final"]
+    assert [e.step for e in events.Images("stylized/preview")] == [2, 4]
+    assert [e.step for e in events.Images("stylized/final")] == [4]
+    # No chart a user cannot read: no epoch, no flat scale on one scale, no single-point finals.
+    assert "epoch" not in scalars and "train/scale" not in scalars and not [t for t in scalars if t.startswith("final")]
+    assert [e.step for e in events.Scalars("to_content/ssim")] == [2, 4] and "to_style/gram_mean" in scalars
     assert any(m.plugin_data.plugin_name == "custom_scalars" for m in events.summary_metadata.values())
     session = EventAccumulator(str(tmp_path / "tensorboard" / "hparams")).Reload()
     assert any(m.plugin_data.plugin_name == "hparams" for m in session.summary_metadata.values())
-    assert {"loss/total", "quality/ssim"} <= set(session.Tags()["scalars"])  # the HParams table's metrics
+    assert {"loss/total", "to_content/ssim", "to_style/gram_mean"} <= set(
+        session.Tags()["scalars"]
+    )  # the HParams table's metrics
+    # The table's final SSIM is the end of the SSIM curve.
+    assert session.Scalars("to_content/ssim")[-1].value == pytest.approx(events.Scalars("to_content/ssim")[-1].value)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
 
 
@@ -100,6 +108,14 @@ def test_hparams_lead_with_the_overrides_and_show_random_weights(content_path, s
     assert hp["model.weights"] == "random" and "hydra.job.num" not in hp
     assert not [k for k in hp if "relu" in k or "betas" in k]  # no per-layer weights, no Adam settings under L-BFGS
     assert len(hp) <= 20
+
+
+def test_hparams_of_a_sweep_lead_with_the_swept_keys(content_path, style_path):
+    settings = StyleSettings.from_cfg(small_cfg(content_path, style_path))
+    hp = stylize.run_hparams(settings, ["model.weights=null", "task.steps=4", "loss.style_weight=1e4"], {"task.steps"})
+    assert list(hp)[:3] == ["* task.steps", "= model.weights", "= loss.style_weight"]
+    # TensorBoard sorts the columns by name: in byte order and in locale order "*" comes before "=".
+    assert sorted(hp)[:3] == ["* task.steps", "= loss.style_weight", "= model.weights"]
 
 
 @pytest.mark.parametrize("value,steps,every", [("auto", 300, 30), ("auto", 6, 1), (0, 300, 0), (25, 300, 25)])

@@ -15,10 +15,15 @@ from torch.utils.data import DataLoader
 from transferlab import backbone, color, images
 from transferlab.errors import TransferLabError
 from transferlab.losses import content_loss, gram_matrix, style_loss, total_variation
-from transferlab.style import scene
+from transferlab.style import quality, scene
 from transferlab.style.settings import LossWeights, OptimizerSettings
 
 LINE_SEARCH_EVALS = 25  # torch's own bound on a strong-Wolfe line search
+# TensorBoard's Time Series tab orders its groups by tag prefix and expands the first two: "loss"
+# and "style" (the per-layer losses); the images ("stylized") and the quality figures of the HParams
+# table ("to_content", "to_style": quality.figures' keys) sort after them.
+PREVIEW_TAG, FINAL_TAG = "stylized/preview", "stylized/final"
+QUALITY_TAGS = {"ssim": "to_content/ssim", "gram_mean": "to_style/gram_mean"}
 
 
 class NonFiniteLossError(TransferLabError):
@@ -240,10 +245,9 @@ class StyleTransfer(pl.LightningModule):
             # 0.4 ms of bookkeeping (epoch aggregation this task does not use), 5 ms a step in all,
             # 10% of a step at 64 px.
             values = torch.stack(list(self.last_losses.values())).tolist()
-            scalars = dict(zip(self.last_losses, values)) | {
-                "train/evaluations": self.evaluations,
-                "train/scale": self.scale,
-            }
+            scalars = dict(zip(self.last_losses, values)) | {"train/evaluations": self.evaluations}
+            if len(self.schedule) > 1:
+                scalars["train/scale"] = self.scale  # a flat line at 0 on a single scale
             self.logger.log_metrics(scalars, step=self.global_step)
 
     def stop_non_finite(self, loss: Tensor) -> None:
@@ -293,13 +297,19 @@ class StyleTransfer(pl.LightningModule):
 
 
 class ImageLogger(pl.Callback):
-    """Logs a downscaled preview of the image to TensorBoard every ``every`` steps."""
+    """Every ``every`` steps: a downscaled preview of the image and, with a ``reference`` encoder,
+    the two quality figures of the HParams table as curves, so that their final values (logged with
+    the run's HParams session) end a curve instead of standing alone on a chart of one point."""
 
-    def __init__(self, every: int, size: int) -> None:
-        self.every, self.size = every, size
+    def __init__(self, every: int, size: int, reference: backbone.VGGFeatures | None = None) -> None:
+        self.every, self.size, self.reference = every, size, reference
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: StyleTransfer, *args: Any) -> None:
-        if self.every and trainer.global_step % self.every == 0 and isinstance(trainer.logger, TensorBoardLogger):
-            trainer.logger.experiment.add_image(
-                "image", images.fits_in(module.output().cpu(), self.size), trainer.global_step
-            )
+        if not (self.every and trainer.global_step % self.every == 0 and isinstance(trainer.logger, TensorBoardLogger)):
+            return
+        image = module.output()
+        trainer.logger.experiment.add_image(PREVIEW_TAG, images.fits_in(image.cpu(), self.size), trainer.global_step)
+        if self.reference is not None:
+            self.reference = self.reference.to(module.device)
+            figures = quality.figures(self.reference, image, module.scene)
+            trainer.logger.log_metrics({tag: figures[key] for key, tag in QUALITY_TAGS.items()}, trainer.global_step)

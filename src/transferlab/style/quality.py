@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from transferlab import backbone, color
+from transferlab import backbone, color, images
 from transferlab.losses import gram_matrix, style_loss
+from transferlab.style.scene import Scene
 
 # Wang et al. 2004: 11x11 Gaussian window, sigma 1.5; constants for data in [0, 1] (L = 1).
 SSIM_WINDOW = 11
@@ -109,3 +110,17 @@ def gram_distances(
         )
     with torch.no_grad():
         return {layer: style_loss(out[layer], gram_matrix(target[layer])).item() for layer in layers}
+
+
+def figures(reference: backbone.VGGFeatures, image: Tensor, scene: Scene) -> dict[str, float]:
+    """``ssim`` of ``image`` ``[3, H, W]`` (any scale of the scene) to the content, ``gram_<layer>`` to
+    the (blend of) styles on ``REFERENCE_LAYERS`` and their mean ``gram_mean``; ``reference`` on the
+    image's device (``reference_encoder``)."""
+    content = scene.original if scene.original is not None else scene.content
+    out = {"ssim": float(ssim(image, images.resize(content, tuple(image.shape[-2:]))))}
+    seen = color.luminance_image(image) if scene.original is not None else image
+    distances = [gram_distances(reference, seen, style) for style in scene.styles]
+    for layer in REFERENCE_LAYERS:
+        out[f"gram_{layer}"] = sum(w * d[layer] for w, d in zip(scene.style_weights, distances))
+    out["gram_mean"] = sum(out[f"gram_{layer}"] for layer in REFERENCE_LAYERS) / len(REFERENCE_LAYERS)
+    return out

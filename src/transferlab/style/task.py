@@ -6,20 +6,22 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint, OnExceptionCheckpoint
 from torch import Tensor
 
 from transferlab import backbone, color, images, runtime, trainer
 from transferlab.files import write_json
 from transferlab.style import estimate, quality, scene, tiling
-from transferlab.style.module import ImageLogger, StyleTransfer
+from transferlab.style.module import FINAL_TAG, QUALITY_TAGS, ImageLogger, StyleTransfer
 from transferlab.style.settings import StyleSettings, hparams
 
 log = logging.getLogger(__name__)
@@ -82,7 +84,7 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
     with warnings.catch_warnings():
         # The frozen VGG is in eval mode on purpose.
         warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")
-        return stylize(settings, output_dir, user_overrides())
+        return stylize(settings, output_dir, user_overrides(), swept_keys())
 
 
 def user_overrides() -> list[str]:
@@ -91,6 +93,19 @@ def user_overrides() -> list[str]:
         return list(HydraConfig.get().overrides.task)
     except ValueError:
         return []
+
+
+def swept_keys() -> set[str]:
+    """The keys a ``-m`` sweep varies (read from its multirun.yaml, so with any launcher); none outside a sweep."""
+    try:
+        config = HydraConfig.get()
+    except ValueError:
+        return set()
+    path = Path(config.sweep.dir) / "multirun.yaml"
+    if config.mode != RunMode.MULTIRUN or not path.is_file():
+        return set()
+    overrides = OverridesParser.create().parse_overrides(list(OmegaConf.load(path).hydra.overrides.task))
+    return {o.key_or_group for o in overrides if o.is_sweep_override()}
 
 
 # TensorBoard's Custom Scalars tab: the loss terms on one chart, the per-layer style losses on another.
@@ -102,28 +117,33 @@ LAYOUT = {
 }
 
 
-def run_hparams(settings: StyleSettings, overrides: list[str]) -> dict[str, Any]:
-    """HParams: the keys the user overrode or swept first, then the settings that mean something
-    for the run. TensorBoard sorts the table's columns by name and ticks the first five, so the
-    user's keys are named ``* key`` (sorting before letters); a key that is not among the settings
-    (trainer.accelerator, a group choice) shows the value as given."""
+def run_hparams(settings: StyleSettings, overrides: list[str], swept: Collection[str] = ()) -> dict[str, Any]:
+    """HParams: the keys the user swept, then those they overrode, then the settings that mean
+    something for the run. TensorBoard sorts the table's columns by name and ticks the first five,
+    so swept keys are named ``* key`` and, in a sweep, the other overrides ``= key`` (both sort
+    before letters, ``*`` first, in byte and in locale order; outside a sweep every override is a
+    ``* key``); a key that is not among the settings (trainer.accelerator, a group choice) shows
+    the value as given."""
     hp = hparams(settings)
     first: dict[str, Any] = {}
     for override in overrides:
         key, _, value = override.lstrip("+~").partition("=")
         if key.startswith("hydra"):
             continue
-        first[f"* {key}"] = hp.pop(key) if key in hp else value
-    return first | hp
+        mark = "*" if key in swept or not swept else "="
+        first[f"{mark} {key}"] = hp.pop(key) if key in hp else value
+    return dict(sorted(first.items(), key=lambda item: item[0][0] != "*")) | hp
 
 
 def summary_metrics(metrics: dict[str, float]) -> dict[str, float]:
     """The HParams session's metrics: the final losses under the tags of their curves and two quality figures."""
     values = {f"loss/{k[5:]}": v for k, v in metrics.items() if k.startswith("loss_")}
-    return values | {"quality/ssim": metrics["quality_ssim"], "quality/gram_mean": metrics["quality_gram_mean"]}
+    return values | {tag: metrics[f"quality_{key}"] for key, tag in QUALITY_TAGS.items()}
 
 
-def stylize(settings: StyleSettings, output_dir: Path, overrides: list[str] | None = None) -> float:
+def stylize(
+    settings: StyleSettings, output_dir: Path, overrides: list[str] | None = None, swept: Collection[str] = ()
+) -> float:
     pl.seed_everything(settings.seed, verbose=False)
     if settings.random_weights:
         log.warning("model.weights=null: random VGG weights; the result tests the mechanics, it is not a stylization")
@@ -137,7 +157,7 @@ def stylize(settings: StyleSettings, output_dir: Path, overrides: list[str] | No
             settings.trainer, output_dir, log_every_n_steps=1, enable_model_summary=False, **kwargs
         )
 
-    callbacks: list[pl.Callback] = [ImageLogger(settings.image_every, settings.image_log_size)]
+    callbacks: list[pl.Callback] = [ImageLogger(settings.image_every, settings.image_log_size, reference)]
     if settings.checkpoint_every:
         checkpoints = output_dir / "checkpoints"
         callbacks += [
@@ -174,10 +194,10 @@ def stylize(settings: StyleSettings, output_dir: Path, overrides: list[str] | No
     metrics["weights"] = settings.model.weights or "random"
     write_json(metrics, output_dir / "metrics.json")
     logger = fit.logger
-    logger.experiment.add_image("final", images.fits_in(result.cpu(), settings.image_log_size))
+    logger.experiment.add_image(FINAL_TAG, images.fits_in(result.cpu(), settings.image_log_size), fit.global_step)
     # At the step of the last logged losses, so that the final point sits on their curves.
     trainer.log_summary(
-        logger, run_hparams(settings, overrides or []), summary_metrics(metrics), max(fit.global_step - 1, 0)
+        logger, run_hparams(settings, overrides or [], swept), summary_metrics(metrics), max(fit.global_step - 1, 0)
     )
     logger.finalize("success")
     log.info(
@@ -197,18 +217,10 @@ def final_metrics(
 ) -> dict[str, float]:
     """The last losses, and quality metrics on a fixed scale: SSIM of the output's luminance to
     the content's, and the Gram distance to the (blend of) styles on ``quality.REFERENCE_LAYERS``."""
-    s = module.scene
-    content = s.original if s.original is not None else s.content
     metrics = {k.replace("/", "_"): float(v) for k, v in module.last_losses.items()}
-    metrics["quality_ssim"] = float(quality.ssim(result, images.resize(content, tuple(result.shape[-2:]))))
-    seen = color.luminance_image(result) if s.original is not None else result
-    reference = reference.to(module.device)  # shares the encoder's convs, not its normalization buffers
-    distances = [quality.gram_distances(reference, seen, style) for style in s.styles]
-    for layer in quality.REFERENCE_LAYERS:
-        metrics[f"quality_gram_{layer}"] = sum(w * d[layer] for w, d in zip(s.style_weights, distances))
-    metrics["quality_gram_mean"] = sum(metrics[f"quality_gram_{layer}"] for layer in quality.REFERENCE_LAYERS) / len(
-        quality.REFERENCE_LAYERS
-    )
+    # The reference shares the encoder's convs, not its normalization buffers.
+    figures = quality.figures(reference.to(module.device), result, module.scene)
+    metrics |= {f"quality_{k}": v for k, v in figures.items()}
     metrics["evaluations"] = module.evaluations
     metrics["steps"] = steps
     return metrics
