@@ -65,7 +65,6 @@ def test_run_writes_image_metrics_and_tensorboard(tmp_path, content_path, style_
         "loss/total",
         "loss/content",
         "loss/style",
-        "loss/tv",
         "style/loss_relu1_1",
         "style/loss_relu5_1",
         "train/evaluations",
@@ -75,6 +74,7 @@ def test_run_writes_image_metrics_and_tensorboard(tmp_path, content_path, style_
     assert [e.step for e in events.Images("stylized/preview")] == [2, 4]
     assert [e.step for e in events.Images("stylized/final")] == [4]
     # No chart a user cannot read: no epoch, no flat scale on one scale, no single-point finals.
+    assert "loss/tv" not in scalars  # loss.tv_weight=0: no flat zero chart
     assert "epoch" not in scalars and "train/scale" not in scalars and not [t for t in scalars if t.startswith("final")]
     assert [e.step for e in events.Scalars("to_content/ssim")] == [2, 4] and "to_style/gram_mean" in scalars
     assert any(m.plugin_data.plugin_name == "custom_scalars" for m in events.summary_metadata.values())

@@ -168,8 +168,9 @@ class StyleTransfer(pl.LightningModule):
         terms = {
             "loss/content": self.weights.content * content,
             "loss/style": self.weights.style * sum(per_layer.values()),
-            "loss/tv": self.weights.tv * total_variation(image),
         }
+        if self.weights.tv > 0:  # at weight 0 (the default) a flat zero chart would lead the loss group
+            terms["loss/tv"] = self.weights.tv * total_variation(image)
         if self.temporal is not None:
             terms["loss/temporal"] = self.temporal_loss(image)
         terms["loss/total"] = sum(terms.values())

@@ -111,7 +111,7 @@ def swept_keys() -> set[str]:
 # TensorBoard's Custom Scalars tab: the loss terms on one chart, the per-layer style losses on another.
 LAYOUT = {
     "losses": {
-        "loss terms (total, content, style, tv)": ["Multiline", [r"^loss/"]],
+        "loss terms (total, content, style; tv, temporal when weighted)": ["Multiline", [r"^loss/"]],
         "style loss per layer": ["Multiline", [r"^style/"]],
     }
 }
