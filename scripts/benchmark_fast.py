@@ -79,19 +79,23 @@ def lightning_rate(module: pl.LightningModule, loader: DataLoader, steps: int, b
     return (steps - 1) * batch / (time.perf_counter() - timer.t)
 
 
-def inference(size: int, repeats: int, tmp: Path) -> None:
+def inference(size: int, repeats: int, tmp: Path, widths: list[float]) -> None:
+    """Johnson's network and the light one at each of ``widths`` (int8 at the first), then the peer."""
     image = torch.rand(1, 3, size, size)
-    for arch, width in (("johnson", 1.0), ("light", 0.5)):
+    for arch, width in (("johnson", 1.0), *(("light", w) for w in widths)):
         net = build_network(arch, width).eval()
         with torch.inference_mode():
             eager = median_time(lambda net=net: net(image), repeats)
-        onnx_path = tmp / f"{arch}.onnx"
+        onnx_path = tmp / f"{arch}_{width:g}.onnx"
         run = export.export_onnx(net, torch.rand(2, 3, 64, 64), onnx_path)
         ort = median_time(lambda run=run: run(image), repeats)
-        print(f"{arch:8s} w={width}: eager {eager:.3f} s, onnxruntime {ort:.3f} s")
-        if arch == "light":
+        params = sum(p.numel() for p in net.parameters())
+        print(f"{arch:8s} w={width:<4g} ({params:,} params): eager {eager:.3f} s, onnxruntime {ort:.3f} s")
+        if arch == "light" and width == widths[0]:
             q = export.quantize_int8(onnx_path, tmp / "light.int8.onnx")
-            print(f"light int8 (ORT dynamic quantization): {median_time(lambda q=q: q(image), repeats):.3f} s")
+            print(
+                f"light w={width:g} int8 (ORT dynamic quantization): {median_time(lambda q=q: q(image), repeats):.3f} s"
+            )
     try:
         import numpy as np
         from PIL import Image
@@ -222,7 +226,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--held-out", type=int, default=8)
     parser.add_argument("--compare-size", type=int, default=256)
-    parser.add_argument("--widths", type=float, nargs="+", default=[0.5], help="light network widths to compare")
+    parser.add_argument(
+        "--widths", type=float, nargs="+", default=[0.35, 0.5], help="light network widths (timed, compared)"
+    )
     parser.add_argument("--photos", default=str(SHARED / "hymenoptera" / "train"))
     parser.add_argument("--style", default=str(SHARED / "styles" / "starry_night.jpg"))
     args = parser.parse_args()
@@ -234,7 +240,7 @@ def main() -> None:
         if args.compare:
             compare(args, Path(tmp))
             return
-        inference(args.size, args.repeats, Path(tmp))
+        inference(args.size, args.repeats, Path(tmp), args.widths)
     if args.train_steps > 1:
         training(args.train_steps)
 

@@ -216,9 +216,8 @@ def cached_weights(arch: str, spec: models.WeightsEnum) -> Path:
         )
     except FetchError as exc:
         raise WeightsError(
-            f"{arch} weights {spec} are not in the cache ({cached}): {exc}. Fix: download {spec.url} once "
-            f"into {cached.parent} (or set TORCH_HOME), pass a local file with model.weights=/path/to/{arch}.pth, "
-            "or use model.weights=null for random weights (tests only)"
+            f"{arch} weights {spec} are not in the cache ({cached}): {exc}; or download {spec.url} into "
+            f"{cached.parent} yourself (or set TORCH_HOME); model.weights=null gives random weights (tests only)"
         ) from None
 
 

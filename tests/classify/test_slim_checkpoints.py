@@ -94,6 +94,20 @@ def test_a_slim_checkpoint_loads_for_predict_export_extract(weights_file: Path, 
         torch.testing.assert_close(loaded.inference_network()(x), module.inference_network()(x), rtol=0, atol=0)
 
 
+def test_full_checkpoints_of_the_first_format_still_load_and_unknown_formats_are_refused(tmp_path: Path) -> None:
+    module = make_classifier(None)
+    ckpt = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}
+    assert ckpt["hyper_parameters"]["format"] == classifier.FORMAT == "transferlab.classifier/2"
+    ckpt["hyper_parameters"]["format"] = "transferlab.classifier/1"  # before slim checkpoints: every tensor
+    torch.save(ckpt, tmp_path / "old.ckpt")
+    assert classifier.load(tmp_path / "old.ckpt").classes == ["a", "b"]
+    ckpt["hyper_parameters"]["format"] = "transferlab.classifier/9"
+    torch.save(ckpt, tmp_path / "future.ckpt")
+    with pytest.raises(WeightsError, match="is not a transferlab finetune checkpoint") as error:
+        classifier.load(tmp_path / "future.ckpt")
+    assert "\n" not in str(error.value)
+
+
 def test_changed_source_weights_are_refused_in_one_line(weights_file: Path, tmp_path: Path) -> None:
     path = tmp_path / "best.ckpt"
     torch.save(saved(make_classifier(str(weights_file))), path)

@@ -24,7 +24,10 @@ from transferlab.errors import WeightsError
 
 log = logging.getLogger(__name__)
 
-FORMAT = "transferlab.classifier/1"  # marks our checkpoints; bump when the hyper-parameters change meaning
+# Marks our checkpoints; bump when the hyper-parameters change meaning. /2 leaves out the frozen tensors
+# equal to the source weights (refill): code that reads only /1 refuses it in one line, not a traceback.
+FORMAT = "transferlab.classifier/2"
+READABLE = (FORMAT, "transferlab.classifier/1")
 # The checkpoint entry that names the frozen tensors left out of its state dict: equal to the source weights'.
 SOURCE = "source_weights"
 
@@ -282,7 +285,7 @@ def refill(checkpoint: dict[str, Any], name: str) -> None:
     try:
         source, _ = backbone.load_state_dict(arch, weights)
     except (WeightsError, ValueError) as exc:
-        raise WeightsError(f"{what} ({weights}), which do not load: {exc}") from None
+        raise WeightsError(f"{what} ({weights}); put those weights back to load it: {exc}") from None
     tensors = [source.get(_source_key(k)) for k in keys]
     if any(t is None for t in tensors) or digest(tensors) != ref["sha256"]:
         raise WeightsError(
@@ -298,7 +301,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         path, "ckpt_path", "a checkpoint of a task=finetune run (checkpoints/best.ckpt or last.ckpt)"
     )
     hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
-    if not isinstance(hp, dict) or hp.get("format") != FORMAT or "state_dict" not in ckpt:
+    if not isinstance(hp, dict) or hp.get("format") not in READABLE or "state_dict" not in ckpt:
         raise WeightsError(
             f"ckpt_path={path} is not a transferlab finetune checkpoint; "
             "give checkpoints/best.ckpt or last.ckpt of a task=finetune run"

@@ -90,7 +90,7 @@ def fit(
     )
     last = output_dir / "checkpoints" / "last.ckpt"
     tmp = last.with_name(".last.ckpt.tmp")
-    trainer.save_checkpoint(tmp)
+    trainer.save_checkpoint(tmp, weights_only=False)  # the full state: resume from it is exact
     tmp.replace(last)  # atomic: a reader never sees half a checkpoint
     final = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
     metrics = {k: float(v) for k, v in final.items()}
