@@ -190,7 +190,7 @@ def compare(args: argparse.Namespace, tmp: Path) -> None:
     )
     print(
         f"{'network':18s} {'params':>9s} {'held-out loss':>14s} {'/ identity':>10s} {'vs johnson':>10s}"
-        f" {'train s':>8s} {'ms/image':>9s}"
+        f" {'train s':>8s} {'ms/image':>9s} {'int8 loss':>11s}"
     )
     print(f"{'identity (x -> x)':18s} {'':>9s} {identity:14.4g} {1:10.3f}")
     for arch, (_, seconds) in runs.items():
@@ -205,13 +205,21 @@ def compare(args: argparse.Namespace, tmp: Path) -> None:
         name = f"{spec['arch']} w={spec['width']:g}"
         if arch == "johnson":  # the first run: the others are compared with it
             johnson = held
+        int8 = ""
+        if spec["arch"] == "light":  # the compression step's loss cost: its int8 ONNX model on the same photos
+            onnx = tmp / f"{arch}.onnx"
+            export.export_onnx(net, torch.rand(2, 3, 64, 64), onnx)
+            quantized = export.quantize_int8(onnx, tmp / f"{arch}.int8.onnx")
+            with torch.inference_mode():
+                int8 = f"{float(loss(quantized(val), val)['loss']) / held - 1:+11.1%}"
         print(
             f"{name:18s} {params:9,d} {held:14.4g} {held / identity:10.3f} {held / johnson - 1:+10.1%}"
-            f" {seconds:8.1f} {ms:9.1f}"
+            f" {seconds:8.1f} {ms:9.1f} {int8}"
         )
     print(
         f"(ms/image: eager, 1x3x{args.compare_size}x{args.compare_size}, median of {args.repeats}; train s: the "
-        "whole task, validation included; shared CPU: noisy)"
+        "whole task, validation included; shared CPU: noisy; int8 loss: the held-out loss of its int8 ONNX "
+        "model, against the float network's)"
     )
 
 

@@ -148,7 +148,7 @@ def style_memory(plan: Plan) -> None:
         cfg = style_cfg(plan, size)
         module = bench.build(cfg, targets=False)
         est = bench.estimate_for(
-            cfg, tuple(module.image.shape[-2:]), bench.style_hw(module), heap=False, fast_convs=False
+            cfg, tuple(module.image.shape[-2:]), bench.style_hw(module), heap_block_limit=0, fast_convs=False
         )
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

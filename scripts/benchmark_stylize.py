@@ -114,7 +114,7 @@ def build(cfg: DictConfig, targets: bool = True) -> stylize.StyleTransfer:
 
 
 def estimate_for(
-    cfg: DictConfig, size: tuple[int, int], style_size: tuple[int, int], heap: bool, fast_convs: bool
+    cfg: DictConfig, size: tuple[int, int], style_size: tuple[int, int], heap_block_limit: float, fast_convs: bool
 ) -> estimate.Estimate:
     """``estimate.estimate`` for the run ``cfg`` describes (its layers, optimizer and history)."""
     s = StyleSettings.from_cfg(cfg)
@@ -126,7 +126,7 @@ def estimate_for(
         style_size,
         s.optimizer.name,
         s.optimizer.history_size,
-        heap=heap,
+        heap_block_limit=heap_block_limit,
         fast_convs=fast_convs,
     )
 
@@ -280,7 +280,7 @@ def speed_child(size: int, layers: str, rounds: int, baseline: bool) -> dict[str
         cfg,
         tuple(module.image.shape[-2:]),
         style_hw(module),
-        heap=runtime.keeps_freed_blocks("cpu"),
+        heap_block_limit=RuntimeSettings().heap_block_limit("cpu"),
         fast_convs=winograd.runs_on("cpu"),
     )
     result = {
@@ -555,7 +555,7 @@ def memory_child(size: int, layers: str, optimizer: str, history: int, steps: in
         cfg,
         tuple(module.image.shape[-2:]),
         style_hw(module),
-        heap=not live and runtime.keeps_freed_blocks("cpu"),
+        heap_block_limit=0 if live else RuntimeSettings().heap_block_limit("cpu"),
         fast_convs=winograd.runs_on("cpu"),
     )
     start = time.perf_counter()

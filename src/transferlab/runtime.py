@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import math
 import platform
 from dataclasses import dataclass
 
@@ -14,6 +15,11 @@ import torch
 from transferlab import winograd
 
 log = logging.getLogger(__name__)
+
+# glibc serves a block above its mmap threshold with an mmap of its own, unmapped on free; the threshold
+# rises to each such block freed, up to this (DEFAULT_MMAP_THRESHOLD_MAX on 64-bit), so a stock glibc heap
+# keeps spare blocks up to this size (measured: benchmark_stylize.py switches).
+GLIBC_MMAP_THRESHOLD_MAX = 32 * 2**20
 
 # glibc's mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD = -1
@@ -29,9 +35,12 @@ class RuntimeSettings:
     keep_freed_memory: bool = True
     winograd: bool = True  # VGG's deep convolutions as winograd.WinogradConv2d on CPU
 
-    def heap_keeps_blocks(self, device: str | torch.device) -> bool:
-        """Whether a run on ``device`` holds freed blocks in its heap (counted in the memory estimate)."""
-        return self.keep_freed_memory and keeps_freed_blocks(device)
+    def heap_block_limit(self, device: str | torch.device) -> float:
+        """The largest freed block a run on ``device`` keeps in its heap (counted in the memory estimate):
+        every block with ``keep_freed_memory``, up to glibc's own mmap threshold without; 0 elsewhere."""
+        if not keeps_freed_blocks(device):
+            return 0
+        return math.inf if self.keep_freed_memory else GLIBC_MMAP_THRESHOLD_MAX
 
     def fast_convs(self, device: str | torch.device) -> bool:
         """Whether a run on ``device`` computes as Winograd convolutions (counted in the memory estimate)."""

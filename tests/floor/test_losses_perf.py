@@ -3,12 +3,15 @@ plain formulas compute, and the estimate module's figures hold together."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from transferlab import backbone
+from transferlab import backbone, runtime
 from transferlab.losses import gram_matrix, style_loss
+from transferlab.runtime import RuntimeSettings
 from transferlab.style import estimate
 
 
@@ -98,11 +101,24 @@ def test_a_process_that_keeps_freed_blocks_adds_four_of_the_largest_layer() -> N
     kwargs = dict(
         arch="vgg19", content_layers=["relu4_2"], style_layers=["relu1_1"], size=(64, 96), style_size=(64, 96)
     )
-    live, kept = estimate.estimate(**kwargs), estimate.estimate(heap=True, **kwargs)
+    live, kept = estimate.estimate(**kwargs), estimate.estimate(heap_block_limit=math.inf, **kwargs)
     assert "heap" not in live.parts
     assert kept.peak_bytes - live.peak_bytes == kept.parts["heap"] == 4 * 64 * 64 * 96 * 4  # relu1_1: 64 channels
-    fast = estimate.estimate(heap=True, fast_convs=True, **kwargs)
+    fast = estimate.estimate(heap_block_limit=math.inf, fast_convs=True, **kwargs)
     assert fast.parts["heap"] - kept.parts["heap"] == estimate.WINOGRAD_SPARE
+
+
+def test_a_stock_glibc_heap_keeps_spare_blocks_up_to_its_mmap_threshold() -> None:
+    kwargs = dict(arch="vgg19", content_layers=["relu4_2"], style_layers=["relu1_1"], style_size=(64, 96))
+    small = {"size": (64, 96), **kwargs}  # relu1_1: 1.5 MiB, under the threshold: kept as with keep_freed_memory
+    assert (
+        estimate.estimate(heap_block_limit=runtime.GLIBC_MMAP_THRESHOLD_MAX, **small).parts["heap"]
+        == estimate.estimate(heap_block_limit=math.inf, **small).parts["heap"]
+    )
+    large = {"size": (384, 512), **kwargs}  # relu1_1: 48 MiB, above it: four spare blocks of the threshold's size
+    stock = estimate.estimate(heap_block_limit=runtime.GLIBC_MMAP_THRESHOLD_MAX, **large)
+    assert stock.parts["heap"] == 4 * runtime.GLIBC_MMAP_THRESHOLD_MAX
+    assert RuntimeSettings(keep_freed_memory=False).heap_block_limit("cuda") == 0
 
 
 def test_winograd_kernels_estimate_is_what_the_encoder_holds() -> None:

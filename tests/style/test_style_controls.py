@@ -258,7 +258,7 @@ def test_auto_size_is_the_largest_that_fits_the_memory_budget(content_path, styl
             hw,
             "lbfgs",
             100,
-            heap=runtime.keeps_freed_blocks("cpu"),
+            heap_block_limit=runtime.RuntimeSettings().heap_block_limit("cpu"),
             fast_convs=True,
         ).peak_bytes
 

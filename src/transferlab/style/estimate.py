@@ -127,12 +127,13 @@ def estimate(
     optimizer: str = "lbfgs",
     history_size: int = 100,
     throughput: float = DEFAULT_THROUGHPUT,
-    heap: bool = False,
+    heap_block_limit: float = 0,
     fast_convs: bool = False,
 ) -> Estimate:
     """Peak memory and time per evaluation of a stylize run on a ``size = (H, W)`` image with
-    the style image at ``style_size``, batch 1, fp32. ``heap``: the process keeps freed blocks
-    for reuse (``runtime.keeps_freed_blocks``), and its peak includes the spare ones.
+    the style image at ``style_size``, batch 1, fp32. ``heap_block_limit``: the process keeps freed
+    blocks of up to this many bytes for reuse (``runtime.RuntimeSettings.heap_block_limit``; 0: none), and
+    its peak includes the spare ones.
     ``fast_convs``: the deep convolutions run as Winograd convolutions (``winograd.runs_on``),
     whose transformed kernels (16 values per 3x3 kernel) stay in memory besides the weights."""
     content_layers, style_layers = list(content_layers), list(style_layers)
@@ -167,8 +168,9 @@ def estimate(
         "optimizer": state * FP32,
         "runtime": RUNTIME,
     }
-    if heap:
-        parts["heap"] = HEAP_BLOCKS * largest * FP32 + (WINOGRAD_SPARE if fast_convs else 0)
+    if heap_block_limit:
+        spare = HEAP_BLOCKS * min(largest * FP32, heap_block_limit)
+        parts["heap"] = int(spare) + (WINOGRAD_SPARE if fast_convs else 0)
     if fast_convs:
         # Their transforms work in bands of winograd.BAND_BYTES: too small to count.
         parts["winograd kernels"] = (

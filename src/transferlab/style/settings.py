@@ -137,7 +137,7 @@ class StyleSettings:
             style_layers,
             optimizer.name,
             optimizer.history_size,
-            runtime.heap_keeps_blocks(trainer.device),
+            runtime.heap_block_limit(trainer.device),
             runtime.fast_convs(trainer.device),
         )
         inputs = input_settings(task)
@@ -349,7 +349,7 @@ class MemoryModel:
     style_layers: dict[str, float]
     optimizer: str
     history_size: int
-    heap: bool  # the process keeps freed blocks (runtime.keep_freed_memory on glibc)
+    heap_block_limit: float  # the largest freed block the process keeps (RuntimeSettings.heap_block_limit)
     fast_convs: bool  # Winograd convolutions on this device
 
     def estimate(
@@ -364,7 +364,7 @@ class MemoryModel:
             self.optimizer,
             self.history_size,
             throughput,
-            self.heap,
+            self.heap_block_limit,
             self.fast_convs,
         )
 
@@ -378,7 +378,7 @@ class MemoryModel:
             style_layers=self.style_layers,
             optimizer=self.optimizer,
             history_size=self.history_size,
-            heap=self.heap,
+            heap_block_limit=self.heap_block_limit,
             fast_convs=self.fast_convs,
         )
 
