@@ -90,3 +90,22 @@ def make_dataset(root: Path, counts: dict[str, int], classes: tuple[str, ...] = 
                 if c:
                     Image.open(path).point(lambda v: min(255, v + 60)).save(path)
     return root
+
+
+def resnet18_classifier(weights: str | None = None):
+    """A two-class ResNet-18 ``Classifier`` frozen through layer3, for 32 px crops (seeded)."""
+    from transferlab import backbone
+    from transferlab.classify import module, networks
+
+    torch.manual_seed(1)
+    network, norm = networks.build("resnet18", weights, "auto", 2, None)
+    return module.Classifier(
+        network,
+        "resnet18",
+        ["a", "b"],
+        {"mean": list(norm.mean), "std": list(norm.std), "bgr": False},
+        {"resize": 36, "crop": 32},
+        freeze="layer3",
+        dropout=None,
+        weights=backbone.weights_source("resnet18", weights),
+    )

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
+from helpers import resnet18_classifier
 from transferlab import backbone
-from transferlab.classify import module as classifier
 from transferlab.classify import networks
 
 ARCHS = ["resnet50", "mobilenet_v3_large", "efficientnet_b0", "convnext_tiny"]
@@ -50,17 +50,8 @@ def test_every_family_gets_a_head_stages_and_the_body_split(arch: str) -> None:
 
 
 def test_a_frozen_stage_keeps_its_batch_norm_statistics() -> None:
-    torch.manual_seed(0)
-    net, norm = networks.build("resnet18", None, "auto", 2, None)
-    module = classifier.Classifier(
-        net,
-        "resnet18",
-        ["a", "b"],
-        {"mean": list(norm.mean), "std": list(norm.std), "bgr": False},
-        {"resize": 36, "crop": 32},
-        freeze="layer3",
-        dropout=None,
-    ).train()
+    module = resnet18_classifier().train()
+    net = module.network
     frozen, trained = net.layer3[0].bn1, net.layer4[0].bn1
     before = frozen.running_mean.clone(), trained.running_mean.clone()
     module.logits(torch.rand(4, 3, 32, 32)).sum().backward()

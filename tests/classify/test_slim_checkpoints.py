@@ -11,10 +11,9 @@ import pytest
 import torch
 from torchvision import models
 
-from helpers import FAST, compose_cfg
+from helpers import FAST, compose_cfg, resnet18_classifier
 from transferlab import backbone, main
 from transferlab.classify import module as classifier
-from transferlab.classify import networks
 from transferlab.errors import WeightsError
 
 
@@ -23,21 +22,6 @@ def fake_weights(path: Path, seed: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(models.resnet18().state_dict(), path)
     return path
-
-
-def make_classifier(weights: str | None) -> classifier.Classifier:
-    torch.manual_seed(1)
-    network, norm = networks.build("resnet18", weights, "auto", 2, None)
-    return classifier.Classifier(
-        network,
-        "resnet18",
-        ["a", "b"],
-        {"mean": list(norm.mean), "std": list(norm.std), "bgr": False},
-        {"resize": 36, "crop": 32},
-        freeze="layer3",
-        dropout=None,
-        weights=backbone.weights_source("resnet18", weights),
-    )
 
 
 def saved(module: classifier.Classifier) -> dict:
@@ -60,7 +44,7 @@ def test_weights_source_names_what_loads_the_same_later(tmp_path: Path, monkeypa
 
 
 def test_frozen_tensors_equal_to_the_source_are_left_out_and_refilled(weights_file: Path) -> None:
-    module = make_classifier(str(weights_file))
+    module = resnet18_classifier(str(weights_file))
     with torch.no_grad():
         module.network.layer1[0].conv1.weight[0, 0, 0, 0] += 1  # frozen, but no longer the source's
     full = module.state_dict()
@@ -79,13 +63,13 @@ def test_frozen_tensors_equal_to_the_source_are_left_out_and_refilled(weights_fi
 
 
 def test_random_weights_leave_nothing_out() -> None:
-    module = make_classifier(None)
+    module = resnet18_classifier(None)
     ckpt = saved(module)
     assert classifier.SOURCE not in ckpt and ckpt["state_dict"].keys() == module.state_dict().keys()
 
 
 def test_a_slim_checkpoint_loads_for_predict_export_extract(weights_file: Path, tmp_path: Path) -> None:
-    module = make_classifier(str(weights_file))
+    module = resnet18_classifier(str(weights_file))
     path = tmp_path / "best.ckpt"
     torch.save(saved(module), path)
     loaded = classifier.load(path)
@@ -95,7 +79,7 @@ def test_a_slim_checkpoint_loads_for_predict_export_extract(weights_file: Path, 
 
 
 def test_full_checkpoints_of_the_first_format_still_load_and_unknown_formats_are_refused(tmp_path: Path) -> None:
-    module = make_classifier(None)
+    module = resnet18_classifier(None)
     ckpt = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}
     assert ckpt["hyper_parameters"]["format"] == classifier.FORMAT == "transferlab.classifier/2"
     ckpt["hyper_parameters"]["format"] = "transferlab.classifier/1"  # before slim checkpoints: every tensor
@@ -110,7 +94,7 @@ def test_full_checkpoints_of_the_first_format_still_load_and_unknown_formats_are
 
 def test_changed_source_weights_are_refused_in_one_line(weights_file: Path, tmp_path: Path) -> None:
     path = tmp_path / "best.ckpt"
-    torch.save(saved(make_classifier(str(weights_file))), path)
+    torch.save(saved(resnet18_classifier(str(weights_file))), path)
     fake_weights(weights_file, seed=2)
     with pytest.raises(WeightsError, match="sha256 differs") as error:
         classifier.load(path)
@@ -119,7 +103,7 @@ def test_changed_source_weights_are_refused_in_one_line(weights_file: Path, tmp_
 
 def test_missing_source_weights_are_refused_in_one_line(weights_file: Path, tmp_path: Path) -> None:
     path = tmp_path / "best.ckpt"
-    torch.save(saved(make_classifier(str(weights_file))), path)
+    torch.save(saved(resnet18_classifier(str(weights_file))), path)
     weights_file.unlink()
     with pytest.raises(WeightsError, match="frozen tensors stored in the resnet18 weights.*does not exist") as error:
         classifier.load(path)
@@ -130,7 +114,7 @@ def test_torchvision_weights_are_found_in_the_torch_hub_cache(tmp_path: Path, mo
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     spec = backbone.torchvision_weights("resnet18", "IMAGENET1K_V1")
     fake_weights(tmp_path / "hub" / "checkpoints" / spec.url.rsplit("/", 1)[1])
-    module = make_classifier("DEFAULT")
+    module = resnet18_classifier("DEFAULT")
     ckpt = saved(module)
     assert ckpt[classifier.SOURCE]["weights"] == "IMAGENET1K_V1" and ckpt[classifier.SOURCE]["keys"]
     classifier.refill(ckpt, "test.ckpt")
