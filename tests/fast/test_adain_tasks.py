@@ -123,7 +123,7 @@ def test_blend_weights_sum_to_one_and_blend_the_codes(photos, styles):
     cfg = compose_cfg(
         "task=apply_adain", f"ckpt_path={ROOT / 'pyproject.toml'}", "task.input=x.png", "task.style=[a.png,b.png]"
     )
-    with pytest.raises(Exception, match="is not a .ckpt file"):
+    with pytest.raises(Exception, match="is not a .ckpt or .onnx file"):
         ApplyAdaINSettings.from_cfg(cfg)
     ckpt = photos / "fake.ckpt"
     ckpt.write_bytes(b"")
@@ -287,4 +287,37 @@ def test_unknown_arch_is_one_line():
     cfg = compose_cfg("task=train_adain", "data.root=x", "task.styles=y", "task.arch=wct")
     with pytest.raises(Exception, match=r"task.arch='wct' is invalid; choose one of adain, sanet") as info:
         TrainAdaINSettings.from_cfg(cfg)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.slow  # one export of the whole pipeline and two applies: about 15 s
+def test_apply_from_the_exported_pipeline_matches_the_checkpoint(trained, photos, styles, tmp_path):
+    checkpoint = torch.load(trained / "checkpoints" / "last.ckpt", weights_only=True)
+    checkpoint["state_dict"] = lively(checkpoint["state_dict"])  # outputs that differ between inputs
+    torch.save(checkpoint, tmp_path / "lively.ckpt")
+    main.run_task(
+        compose_cfg("task=export_adain", f"ckpt_path={tmp_path / 'lively.ckpt'}", "task.formats=[onnx]"), tmp_path
+    )
+    apply = ("task=apply_adain", f"task.input={photos}", f"task.style={styles / 's0.png'}", "task.style_size=32")
+    outputs = {}
+    for name in ("lively.ckpt", "model.onnx"):
+        cfg = compose_cfg(*apply, f"ckpt_path={tmp_path / name}", "trainer.accelerator=cpu")
+        outputs[name] = main.run_task(cfg, tmp_path / name.replace(".", "_"))
+    assert outputs["lively.ckpt"].keys() == outputs["model.onnx"].keys()
+    for source in outputs["model.onnx"]:
+        a, b = (images.load_image(outputs[n][source]) for n in outputs)
+        assert a.shape == b.shape and (a - b).abs().max() <= 2 / 255  # PNG rounding of equal pipelines
+
+
+def test_the_exported_pipeline_takes_one_style_and_no_controls(photos, styles, tmp_path):
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"not onnx")
+    base = ("task=apply_adain", f"ckpt_path={model}", "task.input=x.png")
+    cfg = compose_cfg(*base, "task.style=[a.png,b.png]", "task.alpha=0.5")
+    with pytest.raises(Exception, match=r"exported pipeline: .*several styles, task.alpha need a train_adain") as info:
+        ApplyAdaINSettings.from_cfg(cfg)
+    assert "\n" not in str(info.value)
+    cfg = compose_cfg(*base[:2], f"task.input={photos}", f"task.style={styles / 's0.png'}")
+    with pytest.raises(WeightsError, match="is not a readable ONNX model of this task") as info:
+        main.run_task(cfg, tmp_path / "run")
     assert "\n" not in str(info.value)

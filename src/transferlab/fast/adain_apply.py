@@ -5,6 +5,7 @@ map, colour preservation. Each style's statistics are computed once and reused f
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -13,10 +14,11 @@ from torch import Tensor
 
 from transferlab import fetch, images
 from transferlab.fast import adain as A
+from transferlab.fast.adain_export import INPUTS
 from transferlab.fast.adain_net import MIN_SIZE
-from transferlab.fast.adain_settings import ApplyAdaINSettings
+from transferlab.fast.adain_settings import EXPORTED, ApplyAdaINSettings
 from transferlab.fast.adain_train import load_adain
-from transferlab.fast.apply import gather, stylize_files
+from transferlab.fast.apply import gather, load_onnx, stylize_files
 from transferlab.files import write_json
 
 log = logging.getLogger(__name__)
@@ -27,9 +29,15 @@ def _map(source: str, key: str) -> Tensor:
     return images.load_image(fetch.resolve(source, key)).mean(dim=0, keepdim=True).unsqueeze(0)
 
 
-def run(cfg: DictConfig, output_dir: Path) -> dict[str, str]:
-    s = ApplyAdaINSettings.from_cfg(cfg)
-    files = gather(s.images.inputs)
+def exported_stylizer(s: ApplyAdaINSettings) -> Callable[[Tensor], Tensor]:
+    """The exported pipeline (ONNX Runtime, CPU) with the one style its door allows."""
+    pipeline = load_onnx(s.model, "ckpt_path", EXPORTED, INPUTS)
+    style = images.load_image(fetch.resolve(s.styles[0], "task.style"), s.style_size).unsqueeze(0)
+    return lambda batch: pipeline(batch, style)
+
+
+def checkpoint_stylizer(s: ApplyAdaINSettings) -> Callable[[Tensor], Tensor]:
+    """The checkpoint's network with every control: styles blended or masked, alpha, strength map."""
     net = load_adain(s.model).to(s.device)
     key = "task.style" if len(s.styles) == 1 else "task.style[{}]"
     with torch.inference_mode():  # once per style, not per image
@@ -46,6 +54,13 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, str]:
         with torch.inference_mode():
             return net.stylize(batch.to(s.device), codes, s.alpha, masks, strength).float().cpu()
 
+    return stylize
+
+
+def run(cfg: DictConfig, output_dir: Path) -> dict[str, str]:
+    s = ApplyAdaINSettings.from_cfg(cfg)
+    files = gather(s.images.inputs)
+    stylize = exported_stylizer(s) if s.model.suffix.lower() == ".onnx" else checkpoint_stylizer(s)
     out_dir = output_dir / "stylized"
     names = stylize_files(
         files,

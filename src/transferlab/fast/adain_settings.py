@@ -16,6 +16,7 @@ from transferlab.fast.settings import ImagesToStylize, Photos, Training, checkpo
 from transferlab.style.settings import as_list, layer_sets
 
 CHECKPOINT = "a train_adain checkpoint (.ckpt)"
+EXPORTED = "an export_adain model.onnx"
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ class ApplyAdaINSettings:
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> ApplyAdaINSettings:
         task = cfg.task
-        model = checkpoint_file(cfg, (".ckpt",), CHECKPOINT)
+        model = checkpoint_file(cfg, (".ckpt", ".onnx"), f"{CHECKPOINT} or {EXPORTED}")
         styles = tuple(map(str, as_list(task.style)))
         if not styles:
             raise ConfigError("task.style is empty; give one style image or a list: task.style=[a.jpg,b.jpg]")
@@ -121,6 +122,18 @@ class ApplyAdaINSettings:
         alpha = checks.number(task.alpha, "task.alpha")
         if not 0 <= alpha <= 1:
             raise ConfigError(f"task.alpha={alpha} is invalid; it must be in [0, 1] (0 content, 1 full style)")
+        if model.suffix.lower() == ".onnx":
+            controls = {
+                "several styles": len(styles) > 1,
+                "task.style_masks": bool(masks),
+                "task.strength_map": bool(task.strength_map),
+                "task.alpha": alpha != 1,
+            }
+            if any(controls.values()):
+                raise ConfigError(
+                    f"ckpt_path={model} is an exported pipeline: one style at the alpha it was exported with; "
+                    f"{', '.join(k for k, v in controls.items() if v)} need {CHECKPOINT}"
+                )
         return cls(
             model=model,
             styles=styles,

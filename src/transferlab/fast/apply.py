@@ -30,14 +30,7 @@ def load_stylizer(path: Path, device: str = "cpu", key: str = "ckpt_path") -> Ca
     """A ``[N, 3, H, W] -> [N, 3, H, W]`` function from a checkpoint (.ckpt) or an ONNX file; errors
     name ``key``, the config key the path came from."""
     if path.suffix.lower() == ".onnx":
-        try:
-            run = onnx_runner(path)
-        except Exception as exc:  # noqa: BLE001 - any ORT load failure means the same to the user
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise WeightsError(
-                f"{key}={path} is not a readable ONNX model: {first}; give an export_fast model.onnx"
-            ) from None
-        return run
+        return load_onnx(path, key, "an export_fast model.onnx", ("image",))
     network = load_network(path, key)[0].to(device)
 
     def stylize(batch: Tensor) -> Tensor:
@@ -45,6 +38,18 @@ def load_stylizer(path: Path, device: str = "cpu", key: str = "ckpt_path") -> Ca
             return network(batch.to(device)).float().cpu()
 
     return stylize
+
+
+def load_onnx(path: Path, key: str, expected: str, inputs: tuple[str, ...]) -> Callable[..., Tensor]:
+    """An ONNX Runtime session on the exported model ``path`` whose inputs are ``inputs``; a WeightsError
+    in one line for any other file."""
+    try:
+        return onnx_runner(path, inputs=inputs)
+    except Exception as exc:  # noqa: BLE001 - any ORT load failure means the same to the user
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(
+            f"{key}={path} is not a readable ONNX model of this task: {first}; give {expected}"
+        ) from None
 
 
 def gather(inputs: tuple[str, ...]) -> list[Path]:

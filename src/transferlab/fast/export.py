@@ -86,15 +86,17 @@ def export_onnx(
     return onnx_runner(path)
 
 
-def onnx_runner(path: Path, threads: int = 0) -> Callable[..., Tensor]:
+def onnx_runner(path: Path, threads: int = 0, inputs: tuple[str, ...] | None = None) -> Callable[..., Tensor]:
     """An ONNX Runtime CPU session on ``path`` as a tensor function of its inputs in order
-    (``threads`` 0: ORT's default)."""
+    (``threads`` 0: ORT's default); a ValueError when ``inputs`` are given and the model's differ."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
+    if inputs is not None and tuple(names) != inputs:
+        raise ValueError(f"its inputs are {', '.join(names)}, not {', '.join(inputs)}")
 
     def run(*xs: Tensor) -> Tensor:
         feed = {name: x.detach().float().cpu().numpy() for name, x in zip(names, xs)}
