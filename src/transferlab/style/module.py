@@ -304,6 +304,7 @@ class ImageLogger(pl.Callback):
 
     def __init__(self, every: int, size: int, reference: backbone.VGGFeatures | None = None) -> None:
         self.every, self.size, self.reference = every, size, reference
+        self.grams: list[dict[str, Tensor]] | None = None  # the styles' reference Grams: fixed for the run
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: StyleTransfer, *args: Any) -> None:
         if not (self.every and trainer.global_step % self.every == 0 and isinstance(trainer.logger, TensorBoardLogger)):
@@ -311,6 +312,8 @@ class ImageLogger(pl.Callback):
         image = module.output()
         trainer.logger.experiment.add_image(PREVIEW_TAG, images.fits_in(image.cpu(), self.size), trainer.global_step)
         if self.reference is not None:
-            self.reference = self.reference.to(module.device)
-            figures = quality.figures(self.reference, image, module.scene)
+            if self.grams is None:
+                self.reference = self.reference.to(module.device)
+                self.grams = [quality.style_grams(self.reference, style) for style in module.scene.styles]
+            figures = quality.figures(self.reference, image, module.scene, self.grams)
             trainer.logger.log_metrics({tag: figures[key] for key, tag in QUALITY_TAGS.items()}, trainer.global_step)

@@ -100,26 +100,44 @@ def gram_distances(
     ``style`` are ``[3, H, W]`` or ``[1, 3, H, W]`` on the encoder's device; their sizes
     may differ, since the Gram matrix is normalized by ``H * W``.
     """
+    return distances_to(encoder, image, style_grams(encoder, style, layers))
+
+
+def style_grams(
+    encoder: Callable[[Tensor], Mapping[str, Tensor]], style: Tensor, layers: Sequence[str] = REFERENCE_LAYERS
+) -> dict[str, Tensor]:
+    """The Gram matrices of ``style`` on ``layers``: ``gram_distances``' targets, computed once per style."""
     with torch.no_grad():
-        out, target = encoder(_batched(image)), encoder(_batched(style))
-    missing = [layer for layer in layers if layer not in out]
+        features = encoder(_batched(style))
+    missing = [layer for layer in layers if layer not in features]
     if missing:
         raise ValueError(
             f"the encoder given to gram_distances does not return {missing}; "
             "build one with quality.reference_encoder(features, arch, normalization)"
         )
+    return {layer: gram_matrix(features[layer]) for layer in layers}
+
+
+def distances_to(
+    encoder: Callable[[Tensor], Mapping[str, Tensor]], image: Tensor, grams: Mapping[str, Tensor]
+) -> dict[str, float]:
+    """``gram_distances`` against ``style_grams`` computed before."""
     with torch.no_grad():
-        return {layer: style_loss(out[layer], gram_matrix(target[layer])).item() for layer in layers}
+        out = encoder(_batched(image))
+        return {layer: style_loss(out[layer], gram).item() for layer, gram in grams.items()}
 
 
-def figures(reference: backbone.VGGFeatures, image: Tensor, scene: Scene) -> dict[str, float]:
+def figures(
+    reference: backbone.VGGFeatures, image: Tensor, scene: Scene, grams: list[dict[str, Tensor]] | None = None
+) -> dict[str, float]:
     """``ssim`` of ``image`` ``[3, H, W]`` (any scale of the scene) to the content, ``gram_<layer>`` to
     the (blend of) styles on ``REFERENCE_LAYERS`` and their mean ``gram_mean``; ``reference`` on the
-    image's device (``reference_encoder``)."""
+    image's device (``reference_encoder``); ``grams``: each style's ``style_grams``, when computed before."""
     content = scene.original if scene.original is not None else scene.content
     out = {"ssim": float(ssim(image, images.resize(content, tuple(image.shape[-2:]))))}
     seen = color.luminance_image(image) if scene.original is not None else image
-    distances = [gram_distances(reference, seen, style) for style in scene.styles]
+    grams = grams or [style_grams(reference, style) for style in scene.styles]
+    distances = [distances_to(reference, seen, g) for g in grams]
     for layer in REFERENCE_LAYERS:
         out[f"gram_{layer}"] = sum(w * d[layer] for w, d in zip(scene.style_weights, distances))
     out["gram_mean"] = sum(out[f"gram_{layer}"] for layer in REFERENCE_LAYERS) / len(REFERENCE_LAYERS)
