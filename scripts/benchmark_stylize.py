@@ -43,7 +43,7 @@ from omegaconf import DictConfig  # noqa: E402
 from torch import Tensor  # noqa: E402
 from torchvision.models import vgg19  # noqa: E402
 
-from transferlab import backbone, runtime, winograd  # noqa: E402
+from transferlab import backbone, checks, runtime, winograd  # noqa: E402
 from transferlab.runtime import RuntimeSettings
 from transferlab.style import estimate
 from transferlab.style import task as stylize
@@ -795,8 +795,7 @@ def compile_child(size: int, layers: str, steps: int, variant: str) -> dict[str,
     the deepest layer, Gram matrices, losses; the backward follows) compiled by inductor or not."""
     fast_convs, compiled = COMPILE_VARIANTS[variant]
     cfg = make_cfg(size, layers, f"runtime.winograd={str(fast_convs).lower()}")
-    s = StyleSettings.from_cfg(cfg)
-    runtime.configure(s.runtime)
+    runtime.configure(checks.runtime_settings(cfg))
     module = build(cfg, targets=False)
     if compiled:
         module.losses = torch.compile(module.losses)
