@@ -240,20 +240,37 @@ class PlainGatys:
 # ---------------------------------------------------------------- item 1 and 2: speed
 
 
-def speed_child(size: int, layers: str, rounds: int, baseline: bool) -> dict[str, Any]:
+def speed_child(size: int, layers: str, rounds: int, parts: list[str]) -> dict[str, Any]:
+    """``rounds`` timed evaluations of ``parts`` (``ours``, ``plain`` or both, interleaved) in this process."""
     rss0 = rss_mib()
     cfg = make_cfg(size, layers)
-    module = build(cfg)
+    module = build(cfg, targets="ours" in parts)
     runtime.configure(RuntimeSettings())  # as stylize.run does, once the weights are loaded
-    ours = evaluation(module)
-    reset_peak()
-    loss = ours()  # warm-up; its peak is the evaluation's (no optimizer state yet)
-    peak = rss_mib("VmHWM") - rss0
-    grad = module.image.grad.clone()
-    plain = PlainGatys(module) if baseline else None
-    if plain:
-        plain_loss = plain.evaluate()
-        plain_grad_err = float((module.image.grad - grad).abs().max() / grad.abs().max())
+    timers: dict[str, Callable[[], Any]] = {}
+    result: dict[str, Any] = {"size": list(module.image.shape[-2:]), "layers": layers}
+    if "ours" in parts:
+        timers["ours"] = evaluation(module)
+        reset_peak()
+        result["loss"] = timers["ours"]()  # warm-up; its peak is the evaluation's (no optimizer state yet)
+        result["peak_mib"] = rss_mib("VmHWM") - rss0
+        est = estimate_for(
+            cfg,
+            tuple(module.image.shape[-2:]),
+            style_hw(module),
+            heap_block_limit=RuntimeSettings().heap_block_limit("cpu"),
+            fast_convs=winograd.runs_on("cpu"),
+        )
+        result["estimate_mib"] = (est.peak_bytes - est.parts["optimizer"]) / 2**20
+        grad = module.image.grad.clone()
+    if "plain" in parts:
+        plain = PlainGatys(module)
+        timers["plain"] = plain.evaluate
+        if "ours" in parts:
+            result["plain_loss"] = plain.evaluate()
+            result["plain_grad_err"] = float((module.image.grad - grad).abs().max() / grad.abs().max())
+        else:
+            plain.evaluate()  # warm-up
+            module.encoder = None  # PlainGatys holds its own VGG
     content, style = layer_sets(cfg)
     flops = estimate.evaluation_flops(cfg.model.arch, content + style, style, *module.image.shape[-2:])
     plan = estimate.layer_plan(
@@ -271,31 +288,9 @@ def speed_child(size: int, layers: str, rounds: int, baseline: bool) -> dict[str
         row = {
             "nchw": estimate.conv_throughput(channels_last=False, repeats=1),
             "cl": estimate.conv_throughput(channels_last=True, repeats=1),
-            "ours": timed(ours),
         }
-        if plain:
-            row["plain"] = timed(plain.evaluate)
-        rows.append(row)
-    est = estimate_for(
-        cfg,
-        tuple(module.image.shape[-2:]),
-        style_hw(module),
-        heap_block_limit=RuntimeSettings().heap_block_limit("cpu"),
-        fast_convs=winograd.runs_on("cpu"),
-    )
-    result = {
-        "size": list(module.image.shape[-2:]),
-        "layers": layers,
-        "flops": flops,
-        "done": flops - fast * 5 / 9,
-        "rows": rows,
-        "loss": loss,
-        "peak_mib": peak,
-        "estimate_mib": (est.peak_bytes - est.parts["optimizer"]) / 2**20,
-    }
-    if plain:
-        result |= {"plain_loss": plain_loss, "plain_grad_err": plain_grad_err}
-    return result
+        rows.append(row | {name: timed(fn) for name, fn in timers.items()})
+    return result | {"flops": flops, "done": flops - fast * 5 / 9, "rows": rows}
 
 
 def speed(args: argparse.Namespace) -> None:
@@ -316,9 +311,17 @@ def speed(args: argparse.Namespace) -> None:
     print(header + f" {'peak MiB (est.)':>16}")
     for size in args.sizes:
         for layers in args.layers:
-            r = run_child("speed", size=size, layers=layers, rounds=args.rounds, baseline=args.baseline)
-            best = {key: min(x[key] for x in r["rows"]) for key in ("ours", "plain") if key in r["rows"][0]}
-            probe = {key: max(x[key] for x in r["rows"]) for key in ("nchw", "cl")}
+            if not args.baseline:
+                runs = [["ours"]]
+            elif size >= args.apart_from:  # the two do not fit in memory together
+                runs = [["ours"], ["plain"]]
+            else:
+                runs = [["ours", "plain"]]
+            parts = [run_child("speed", size=size, layers=layers, rounds=args.rounds, parts=p) for p in runs]
+            r = parts[0]
+            timed_rows = [x for p in parts for x in p["rows"]]
+            best = {key: min(x[key] for x in timed_rows if key in x) for key in {k for x in timed_rows for k in x}}
+            probe = {key: max(x[key] for x in timed_rows) for key in ("nchw", "cl")}
             bound = r["flops"] / max(probe.values())
             line = (
                 f"{r['size'][0]:>4}x{r['size'][1]:<4} {layers:>6} {r['flops'] / 1e9:6.0f} "
@@ -328,11 +331,13 @@ def speed(args: argparse.Namespace) -> None:
             if args.baseline:
                 line += f" {best['plain']:7.3f} {best['plain'] / best['ours']:7.2f}x"
             print(line + f" {r['peak_mib']:8.0f} ({r['estimate_mib']:.0f})", flush=True)
-            if args.baseline:
+            if "plain_loss" in r:
                 print(
                     f"{'':17} same function: loss ours {r['loss']:.6g} plain {r['plain_loss']:.6g}, "
                     f"max gradient difference {r['plain_grad_err']:.1e} (relative)"
                 )
+            elif args.baseline:
+                print(f"{'':17} ours and plain timed in separate processes (from --apart-from {args.apart_from} px)")
     print(f"load average after: {load()}; peak = resident memory added by one evaluation (no optimizer state)")
 
 
@@ -712,28 +717,14 @@ def switches(args: argparse.Namespace) -> None:
 
 
 def plain_fit(module: stylize.StyleTransfer, steps: int) -> list[tuple[float, int]]:
-    """The module's L-BFGS steps without Lightning: the same optimizer, losses and closure cache,
-    no loop, hooks or logging. Returns (seconds, evaluations) after every step."""
+    """The module's L-BFGS steps without Lightning: the same optimizer, losses and closure (``module.step``,
+    as the video wing runs it), no loop, hooks or logging. Returns (seconds, evaluations) after every step."""
     module.on_fit_start()
     optimizer = module.configure_optimizers()
-    last: dict[str, Any] = {}
-
-    def closure() -> Tensor:
-        image = module.image
-        if last and torch.equal(last["point"], image):
-            image.grad = last["grad"].clone()
-            return last["loss"]
-        optimizer.zero_grad()
-        loss = module.losses()["loss/total"]
-        loss.backward()
-        module.evaluations += 1
-        last.update(point=image.detach().clone(), grad=image.grad.detach().clone(), loss=loss.detach())
-        return loss
-
     start, points = time.perf_counter(), []
     for _ in range(steps):
-        optimizer.step(closure)
-        float(last["loss"])  # as the Trace callback reads the loss after each Lightning step
+        module.step(optimizer, Tensor.backward)
+        float(module.last_losses["loss/total"])  # as the Trace callback reads the loss after each Lightning step
         points.append((time.perf_counter() - start, module.evaluations))
     return points
 
@@ -751,7 +742,8 @@ def overhead(args: argparse.Namespace) -> None:
         f" {'per step ms':>11}  rounds"
     )
     for size in args.sizes:
-        steps = max(4, args.evals)
+        # About 1.5 s of evaluations per run at every size: a few ms per step resolve at small sizes.
+        steps = args.evals or max(8, 40 * 64 // size)
         rows: dict[str, list[float]] = {"lightning": [], "plain": []}
         per_step: dict[str, list[float]] = {"lightning": [], "plain": []}
         for _ in range(args.rounds):
@@ -896,6 +888,12 @@ def main() -> None:
     p.add_argument("--layers", nargs="+", default=["gatys", "seed"])
     p.add_argument("--rounds", type=int, default=7, help="timed evaluations after one warm-up")
     p.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the plain implementation")
+    p.add_argument(
+        "--apart-from",
+        type=int,
+        default=2048,
+        help="from this size, time ours and the plain implementation in separate processes (memory)",
+    )
     p.set_defaults(run=speed)
     p = sections.add_parser("convs", help="per VGG conv shape: Winograd vs the direct convolution")
     p.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
@@ -926,8 +924,8 @@ def main() -> None:
     p = sections.add_parser("overhead", help="Lightning fit vs a plain loop doing the same evaluations (issue 16)")
     p.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256, 512])
     p.add_argument("--layers", default="gatys")
-    p.add_argument("--evals", type=int, default=8, help="L-BFGS steps per run")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--evals", type=int, default=None, help="L-BFGS steps per run (default: 40 at 64 px, fewer above)")
+    p.add_argument("--rounds", type=int, default=5)
     p.set_defaults(run=overhead)
     p = sections.add_parser("compile", help="torch.compile of the loss graph (inductor) vs eager on this CPU")
     p.add_argument("--sizes", type=int, nargs="+", default=[256, 512])

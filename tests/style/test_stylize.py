@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -10,6 +11,7 @@ from helpers import stylize_cfg
 from transferlab import images
 from transferlab.errors import ConfigError
 from transferlab.style import task as stylize
+from transferlab.style.module import ProgressBar
 from transferlab.style.settings import StyleSettings
 
 
@@ -53,6 +55,17 @@ def test_lbfgs_does_not_reevaluate_the_accepted_point(tmp_path, content_path, st
     evaluations = json.loads((tmp_path / "metrics.json").read_text())["evaluations"]
     # One evaluation per step plus the first; without the cache it is at least two per step.
     assert 6 <= evaluations < 12
+
+
+def test_progress_bar_shows_the_loss_and_the_evaluations_without_logging_them(content_path, style_path):
+    module, _ = stylize.build(StyleSettings.from_cfg(small_cfg(content_path, style_path)))
+    bar = ProgressBar()
+    trainer = pl.Trainer(max_steps=2, logger=False, enable_checkpointing=False, callbacks=[bar])
+    trainer.fit(module)
+    shown = bar.get_metrics(trainer, module)
+    assert shown["loss"] == f"{float(module.last_losses['loss/total']):.4g}"
+    assert shown["evaluations"] == module.evaluations >= 2
+    assert not trainer.progress_bar_metrics  # no self.log bookkeeping per step
 
 
 def test_run_writes_image_metrics_and_tensorboard(tmp_path, content_path, style_path):

@@ -21,7 +21,7 @@ from torch import Tensor
 from transferlab import backbone, color, images, runtime, trainer
 from transferlab.files import write_json
 from transferlab.style import estimate, quality, scene, tiling
-from transferlab.style.module import FINAL_TAG, QUALITY_TAGS, ImageLogger, StyleTransfer
+from transferlab.style.module import FINAL_TAG, QUALITY_TAGS, ImageLogger, ProgressBar, StyleTransfer
 from transferlab.style.settings import StyleSettings, hparams
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,10 @@ def stylize(
             settings.trainer, output_dir, log_every_n_steps=1, enable_model_summary=False, **kwargs
         )
 
-    callbacks: list[pl.Callback] = [ImageLogger(settings.image_every, settings.image_log_size, reference)]
+    callbacks: list[pl.Callback] = [
+        ProgressBar(),
+        ImageLogger(settings.image_every, settings.image_log_size, reference),
+    ]
     if settings.checkpoint_every:
         checkpoints = output_dir / "checkpoints"
         callbacks += [

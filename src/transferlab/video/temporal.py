@@ -70,19 +70,8 @@ class OptimizedFrames:
         if temporal is not None and weight > 0:
             module.set_temporal(temporal[0], temporal[1], weight)
         optimizer = module.configure_optimizers()
-        lbfgs = isinstance(optimizer, torch.optim.LBFGS)
-
-        def closure() -> Tensor:
-            optimizer.zero_grad()
-            loss = module.losses()["loss/total"]
-            loss.backward()
-            return loss
-
         for _ in range(steps):
-            optimizer.step(closure)
-            if not lbfgs:  # L-BFGS stays unclamped (DESIGN.md pitfalls); output() clamps
-                with torch.no_grad():
-                    module.image.clamp_(0, 1)
+            module.step(optimizer, Tensor.backward)
         return module.output()
 
 
