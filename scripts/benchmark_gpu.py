@@ -2,7 +2,7 @@
 sizes and few steps (the CPU fallback, run by tests/floor/test_benchmark_gpu.py), so that the
 device run cannot fail on a typo.
 
-    python scripts/benchmark_gpu.py            # CUDA: 2-4 min on one H200 (estimated, not yet run)
+    python scripts/benchmark_gpu.py            # CUDA: 2-4 min on one H200 (estimated: no device has run it yet)
     python scripts/benchmark_gpu.py --cpu      # force the fallback
 
 What it prints, each figure with the machine and its load:
@@ -13,8 +13,9 @@ What it prints, each figure with the machine and its load:
   3. 1024 and 2048 px: a few L-BFGS steps, peak GPU memory (``torch.cuda.max_memory_allocated``)
      against ``style/estimate.py`` (no heap part: the caching allocator's peak is live tensors);
   4. fine-tuning images/s at 224 px (full network trained, SGD, synthetic batches already on the
-     device, so the figure is the network's, not JPEG decoding's), VGG16 and VGG19, fp32 and bf16;
-  5. the real-time networks' images/s at 1024 px, if ``transferlab.fast`` exists.
+     device, so the figure is the network's, not JPEG decoding's), VGG16 and ResNet-50, fp32 and bf16;
+  5. the real-time networks' images/s at 1024 px, fp32 and bf16: the per-style Johnson and light
+     networks, and the AdaIN pipeline with its style code cached (as apply_fast and apply_adain run).
 The style runs go through the project's code path (``scripts/benchmark_stylize.py``'s ``build`` and
 ``fit``: ``stylize.build`` and the module's own training step under a Lightning Trainer).
 Random VGG weights (``model.weights=null``): the times do not depend on them, the losses do.
@@ -23,7 +24,6 @@ Random VGG weights (``model.weights=null``): the times do not depend on them, th
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 import tempfile
 import time
@@ -61,7 +61,7 @@ class Plan:
 
 
 GPU = Plan("cuda", 512, 500, (1024, 2048), 5, 64, 30, 1024, 224, 3, ("32", "bf16-mixed"), "inductor")
-CPU = Plan("cpu", 32, 2, (32, 48), 2, 1, 1, 32, 32, 0, ("32",), "eager")
+CPU = Plan("cpu", 32, 2, (32, 48), 2, 2, 1, 32, 32, 0, ("32",), "eager")  # batch 2: ResNet-50 trains batch norms
 
 
 def inputs(tmp: Path) -> None:
@@ -179,7 +179,7 @@ def finetune_speed(plan: Plan) -> None:
         f" synthetic batches on the device; median of {plan.finetune_steps} steps after {plan.finetune_warmup} warm-up;"
         f" load {bench.load()}"
     )
-    for arch in ("vgg16", "vgg19"):
+    for arch in ("vgg16", "resnet50"):
         network, _ = networks.build(arch, None, "auto", 2, 0.5)
         network = network.to(plan.device, memory_format=torch.channels_last).train()
         optimizer = torch.optim.SGD(network.parameters(), lr=1e-3, momentum=0.9)
@@ -201,38 +201,38 @@ def finetune_speed(plan: Plan) -> None:
             timed = times[plan.finetune_warmup :]
             step = sorted(timed)[len(timed) // 2]
             print(
-                f"  {arch} {precision:>10}: {plan.finetune_batch / step:8.2f} images/s; load {bench.load()}", flush=True
+                f"  {arch:<8} {precision:>10}: {plan.finetune_batch / step:8.2f} images/s; load {bench.load()}",
+                flush=True,
             )
         del network, optimizer
 
 
 def fast_speed(plan: Plan) -> None:
-    print(f"\n== 5. real-time networks at {plan.fast_size} px")
-    try:
-        fast = importlib.import_module("transferlab.fast")
-    except ImportError:
-        print("  skipped: transferlab.fast does not exist in this checkout yet")
-        return
-    networks = [getattr(fast, n) for n in ("TransformerNet", "Johnson", "AdaIN") if hasattr(fast, n)]
-    if not networks:
-        print(f"  skipped: transferlab.fast has no network class this script knows ({sorted(vars(fast))[:8]})")
-        return
+    """The fast wing's networks as apply_fast and apply_adain run them (eval, no grad), one image at a time."""
+    from transferlab.fast.adain_net import AdaINNet
+    from transferlab.fast.networks import build_network
+
+    print(f"\n== 5. real-time networks at {plan.fast_size} px, one image per call, median of 10 after 3 warm-up")
     x = torch.rand(1, 3, plan.fast_size, plan.fast_size, device=plan.device)
-    for cls in networks:
-        try:
-            net = cls().to(plan.device).eval()
-        except TypeError as e:
-            print(f"  {cls.__name__}: skipped, its constructor needs arguments ({e})")
-            continue
-        with torch.no_grad():
-            for _ in range(3):
-                net(x)
-            sync()
-            start = time.perf_counter()
-            for _ in range(10):
-                net(x)
-            sync()
-        print(f"  {cls.__name__}: {10 / (time.perf_counter() - start):.1f} images/s; load {bench.load()}")
+    adain = AdaINNet().to(plan.device).eval()
+    with torch.inference_mode():
+        code = adain.code(torch.rand(1, 3, plan.fast_size // 2, plan.fast_size // 2, device=plan.device))
+    runs = {
+        "per-style Johnson (width 1)": build_network("johnson").to(plan.device).eval(),
+        "per-style light (width 0.35)": build_network("light", 0.35).to(plan.device).eval(),
+        "AdaIN, VGG19 encoder, style code cached": lambda image: adain.stylize(image, [code]),
+    }
+    for name, net in runs.items():
+        for precision in plan.finetune_precisions:
+            times = []
+            with torch.inference_mode(), torch.autocast(plan.device, torch.bfloat16, enabled=precision != "32"):
+                for _ in range(13):
+                    start = time.perf_counter()
+                    net(x)
+                    sync()
+                    times.append(time.perf_counter() - start)
+            step = sorted(times[3:])[len(times[3:]) // 2]
+            print(f"  {name:<40} {precision:>10}: {1 / step:8.1f} images/s; load {bench.load()}", flush=True)
 
 
 def main() -> None:
