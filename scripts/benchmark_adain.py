@@ -87,7 +87,7 @@ def training(steps: int, batch: int, size: int, device: str) -> None:
     contents = torch.rand(steps * batch, 3, size, size)
     styles = torch.rand(steps * batch, 3, size, size)
     network = {"arch": "adain", "weights": None, "normalization": "auto", "pooling": "max"}
-    weights = (1.0, 10.0)
+    weights = (1.0, 10.0, 0.0)  # content, style, distill (none for the VGG decoder)
 
     torch.manual_seed(0)
     module = AdaINModule(network, weights, 1e-4, (0.9, 0.999), 0.0).to(device)

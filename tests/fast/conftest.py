@@ -78,3 +78,12 @@ def trained(photos: Path, style_image: Path, tmp_path_factory: pytest.TempPathFa
     out = tmp_path_factory.mktemp("train")
     main.run_task(_train_cfg(photos, style_image, "task.steps=4", "task.checkpoint_every=2"), out)
     return out
+
+
+@pytest.fixture(scope="session")
+def styles(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three small style images (train_adain's task.styles)."""
+    root = tmp_path_factory.mktemp("styles")
+    for i in range(3):
+        make_image(root / f"s{i}.png", size=(44 + 4 * i, 40), seed=90 + i)
+    return root
