@@ -100,12 +100,16 @@ class AdaINNet(nn.Module):
         """The encoder's features by layer name (a light encoder's: relu4_1 only)."""
         return {"relu4_1": self.encoder(image)} if self.light else self.loss_features(image)
 
-    def loss_features(self, image: Tensor) -> dict[str, Tensor]:
-        """The frozen VGG19's features at the style layers and relu4_1."""
+    @property
+    def vgg(self) -> backbone.VGGFeatures:
+        """The frozen VGG19 of the loss (the encoder itself, or a light network's teacher)."""
         if self.light and self.teacher is None:
             raise ValueError("this light network was built without its loss network (loss_net=False)")
-        vgg = self.teacher.vgg if self.light else self.encoder
-        return {k: v.contiguous() for k, v in vgg(image).items()}
+        return self.teacher.vgg if self.light else self.encoder
+
+    def loss_features(self, image: Tensor) -> dict[str, Tensor]:
+        """The frozen VGG19's features at the style layers and relu4_1."""
+        return {k: v.contiguous() for k, v in self.vgg(image).items()}
 
     def target(self, content_feat: Tensor, style_feat: Tensor) -> Tensor:
         return self.transform(content_feat, A.style_code(style_feat, keep_features=self.sanet is not None))

@@ -130,10 +130,10 @@ class AdaINModule(pl.LightningModule):
         return torch.optim.Adam(trainable, lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
 
 
-def load_adain(path: str | Path, key: str = "ckpt_path") -> AdaINNet:
+def load_adain(path: str | Path, key: str = "ckpt_path", loss_net: bool = False) -> AdaINNet:
     """The trained network of a train_adain checkpoint (eval mode); a WeightsError in one line for any
     other file (a train_fast checkpoint, a plain state dict, weights that do not fit). A light network is
-    rebuilt without its training-only parts (``TRAINING_ONLY``: no VGG19)."""
+    rebuilt without its training-only parts (``TRAINING_ONLY``: no VGG19) unless ``loss_net`` (to score it)."""
     checkpoint = checkpoints.load(path, key, CHECKPOINT)
     hp = checkpoint.get("hyper_parameters", {}) if isinstance(checkpoint, dict) else {}
     spec = hp.get("network")
@@ -142,10 +142,12 @@ def load_adain(path: str | Path, key: str = "ckpt_path") -> AdaINNet:
             f"{key}={path} is not a train_adain checkpoint (no AdaIN hyperparameters); give {CHECKPOINT}"
         )
     try:
-        net = AdaINNet(**spec, loss_net=False)
-        prefix, skip = "net.", f"net.{TRAINING_ONLY}."
+        net = AdaINNet(**spec, loss_net=loss_net)
+        prefix, skip = "net.", f"net.{TRAINING_ONLY}." if not loss_net else None
         state = checkpoint["state_dict"].items()
-        net.load_state_dict({k[len(prefix) :]: v for k, v in state if k.startswith(prefix) and not k.startswith(skip)})
+        net.load_state_dict(
+            {k[len(prefix) :]: v for k, v in state if k.startswith(prefix) and not (skip and k.startswith(skip))}
+        )
     except (RuntimeError, TypeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise WeightsError(
