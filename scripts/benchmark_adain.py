@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from benchmark_fast import ROOT, SHARED, lightning_rate, median_time  # also puts this checkout's src/ first
+from benchmark_fast import SHARED, equal_training, lightning_rate, median_time  # also puts this checkout's src/ first
 
 from transferlab.fast.adain_net import AdaINNet
 
@@ -155,42 +155,17 @@ def held_out_loss(net: AdaINNet, photos: torch.Tensor, styles: torch.Tensor, wei
 
 def compare(args: argparse.Namespace, tmp: Path) -> None:
     """The VGG decoder vs the light network at each width after the same train_adain run (module docstring)."""
-    from hydra import compose, initialize_config_dir
-
-    from transferlab import main as tasks
     from transferlab.fast import data
     from transferlab.fast.adain_settings import TrainAdaINSettings
     from transferlab.fast.adain_train import load_adain
 
-    overrides = [
-        "task=train_adain",
-        "model.weights=null",
-        "trainer.accelerator=cpu",
-        f"data.root={args.photos}",
-        f"task.styles={args.styles}",
-        f"data.crop={args.crop}",
-        f"data.val_size={args.crop}",
-        f"data.val_count={args.held_out}",
-        f"data.batch_size={args.batch}",
-        f"task.steps={args.compare_steps}",
-        f"task.val_every={args.compare_steps}",
-        "task.checkpoint_every=0",
-        f"task.style_resize={args.crop * 2}",
-    ]
     choices = {"vgg19": ["task.encoder=vgg19"]} | {
         f"light_{w:g}": ["task.encoder=light", f"task.width={w}"] for w in args.widths
     }
-    runs = {}
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        for name, choice in choices.items():
-            cfg = compose("config", overrides=[*overrides, *choice])
-            start = time.perf_counter()
-            tasks.run_task(cfg, tmp / name)
-            runs[name] = (TrainAdaINSettings.from_cfg(cfg), time.perf_counter() - start)
+    task = ["task=train_adain", f"task.styles={args.styles}", f"task.style_resize={args.crop * 2}"]
+    runs, held_out = equal_training(task, choices, args, tmp, TrainAdaINSettings.from_cfg)
     s = runs["vgg19"][0]
-    held_out = [(tmp / name / "val_files.txt").read_text().split() for name in runs]
-    assert all(h == held_out[0] for h in held_out), "the runs held out different photos"
-    photos = data.validation_batch([Path(p) for p in held_out[0]], s.photos.val_size)
+    photos = data.validation_batch(held_out, s.photos.val_size)
     style_files = data.list_images(s.styles, "task.styles")
     styles = data.validation_batch(style_files, s.photos.val_size)
     image = torch.rand(1, 3, args.compare_size, args.compare_size)

@@ -111,9 +111,8 @@ def resnet18_classifier(weights: str | None = None):
     )
 
 
-# train_adain at test size: random VGG19, 32 px crops, 2 steps of batch 2, a checkpoint per step.
-ADAIN_TINY = [
-    "task=train_adain",
+# The photo data of a training task at test size, offline: random VGG weights, 32 px crops, batch 2.
+TINY_DATA = [
     "model.weights=null",
     "trainer.accelerator=cpu",
     "data.crop=32",
@@ -121,6 +120,11 @@ ADAIN_TINY = [
     "data.val_count=2",
     "data.batch_size=2",
     "data.num_workers=0",
+]
+# train_adain at test size: 2 steps, a checkpoint per step.
+ADAIN_TINY = [
+    "task=train_adain",
+    *TINY_DATA,
     "task.style_resize=40",
     "task.val_every=2",
     "task.log_every=1",
@@ -129,6 +133,9 @@ ADAIN_TINY = [
     "task.preview_styles=2",
     "task.preview_size=24",
 ]
+
+# train_adain's light network (task.encoder=light) at a test width.
+ADAIN_LIGHT = ("task.encoder=light", "task.width=0.25")
 
 
 def adain_train_cfg(photos: Path, styles: Path, *overrides: str) -> DictConfig:

@@ -10,7 +10,7 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
-from helpers import compose_cfg, make_image
+from helpers import TINY_DATA, compose_cfg, make_image
 from transferlab import main
 
 _threads: list[int] = []
@@ -33,13 +33,7 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 TINY = [
     "task=train_fast",
-    "model.weights=null",
-    "trainer.accelerator=cpu",
-    "data.crop=32",
-    "data.val_size=32",
-    "data.val_count=2",
-    "data.batch_size=2",
-    "data.num_workers=0",
+    *TINY_DATA,
     "task.style_size=48",
     "task.val_every=2",
     "task.log_every=1",

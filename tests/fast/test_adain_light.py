@@ -1,24 +1,23 @@
 """The light AdaIN network (task.encoder=light): shapes at odd sizes, AdaIN's statistics in its feature space,
-training lowers the loss with VGG19 frozen, a checkpoint applied and exported without VGG19, exact resume,
-bad config in one line. Random weights, 32-64 px images."""
+training lowers the loss with VGG19 frozen, a checkpoint applied without VGG19, bad config in one line
+(resume, apply, export and apply from model.onnx: test_adain_tasks.py, for both encoders). Random weights,
+32-64 px images."""
 
 import pytest
 import torch
 
-from helpers import adain_train_cfg, compose_cfg, lively, make_image
-from transferlab import images, main
+from helpers import ADAIN_LIGHT, adain_train_cfg, compose_cfg, lively
+from transferlab import main
 from transferlab.fast import adain as A
 from transferlab.fast.adain_net import AdaINNet
 from transferlab.fast.adain_settings import TrainAdaINSettings
 from transferlab.fast.adain_train import load_adain
 
-LIGHT = ("task.encoder=light", "task.width=0.25")
-
 
 @pytest.fixture(scope="module")
 def trained(photos, styles, tmp_path_factory):
     out = tmp_path_factory.mktemp("light")
-    main.run_task(adain_train_cfg(photos, styles, *LIGHT), out)
+    main.run_task(adain_train_cfg(photos, styles, *ADAIN_LIGHT), out)
     return out
 
 
@@ -74,56 +73,13 @@ def test_training_lowers_the_loss_and_leaves_vgg19_frozen():
     assert any(not torch.equal(v, net.encoder.state_dict()[k]) for k, v in encoder.items())
 
 
-def test_checkpoint_records_the_light_network_and_resumes_exactly(trained, photos, styles, tmp_path):
+def test_checkpoint_records_the_light_network(trained):
     checkpoint = torch.load(trained / "checkpoints" / "last.ckpt", weights_only=True)
     spec = checkpoint["hyper_parameters"]["network"]
     assert (spec["encoder"], spec["width"]) == ("light", 0.25)
     assert any(k.startswith("net.teacher.vgg.") for k in checkpoint["state_dict"])  # the loss network, for resume
     net = load_adain(trained / "checkpoints" / "last.ckpt")
     assert net.teacher is None and not any("vgg" in k for k in net.state_dict())  # apply needs no VGG19
-    resume = f"ckpt_path={trained / 'checkpoints' / 'step1.ckpt'}"
-    main.run_task(adain_train_cfg(photos, styles, *LIGHT, resume), tmp_path)
-    a, b = net.state_dict(), load_adain(tmp_path / "checkpoints" / "last.ckpt").state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)
-
-
-def test_apply_with_every_control(trained, styles, tmp_path):
-    make_image(tmp_path / "in" / "a.png", size=(33, 21), seed=1)
-    mask = make_image(tmp_path / "mask.png", size=(20, 20), seed=3)
-    cfg = compose_cfg(
-        "task=apply_adain",
-        f"ckpt_path={trained / 'checkpoints' / 'last.ckpt'}",
-        f"task.input={tmp_path / 'in'}",
-        f"task.style=[{styles / 's0.png'},{styles / 's1.png'}]",
-        f"task.style_masks=[{mask},{mask}]",
-        f"task.strength_map={mask}",
-        "task.style_size=32",
-        "task.alpha=0.7",
-        "task.color=histogram",
-        "trainer.accelerator=cpu",
-    )
-    outputs = main.run_task(cfg, tmp_path / "run")
-    assert [images.open_rgb(t).size for t in outputs.values()] == [(33, 21)]
-
-
-@pytest.mark.slow  # two exports and two applies: about 10 s
-def test_export_parity_and_apply_from_onnx(trained, photos, styles, tmp_path):
-    checkpoint = torch.load(trained / "checkpoints" / "last.ckpt", weights_only=True)
-    checkpoint["state_dict"] = lively(checkpoint["state_dict"])  # outputs that differ between inputs
-    torch.save(checkpoint, tmp_path / "lively.ckpt")
-    report = main.run_task(compose_cfg("task=export_adain", f"ckpt_path={tmp_path / 'lively.ckpt'}"), tmp_path)
-    assert report["onnx"]["max_abs_diff"] < 1e-4 and report["pt2"]["max_abs_diff"] < 1e-4
-    apply = ("task=apply_adain", f"task.input={photos}", f"task.style={styles / 's0.png'}", "task.style_size=32")
-    outputs = {}
-    for name in ("lively.ckpt", "model.onnx"):
-        cfg = compose_cfg(*apply, f"ckpt_path={tmp_path / name}", "trainer.accelerator=cpu")
-        outputs[name] = main.run_task(cfg, tmp_path / name.replace(".", "_"))
-    spread = []
-    for source in outputs["model.onnx"]:
-        a, b = (images.load_image(outputs[n][source]) for n in outputs)
-        assert a.shape == b.shape and (a - b).abs().max() <= 2 / 255  # PNG rounding of equal pipelines
-        spread.append(a)
-    assert (spread[0] - spread[1][:, : spread[0].shape[1], : spread[0].shape[2]]).abs().max() > 1e-2
 
 
 @pytest.mark.parametrize(

@@ -1,13 +1,14 @@
 """The AdaIN tasks: train_adain (metrics, checkpoints, preview grid, exact resume), apply_adain (controls,
-style codes once), export_adain (ONNX and torch.export parity), the controls at image level, bad input
-in one line, configs that compose. Random weights, 32-64 px images, 2 training steps."""
+style codes once), export_adain (ONNX and torch.export parity), each for the VGG19 decoder and the light
+network; the controls at image level, bad input in one line, configs that compose. Random weights, 32-64 px
+images, 2 training steps."""
 
 import json
 
 import pytest
 import torch
 
-from helpers import ROOT, adain_train_cfg, compose_cfg, lively, make_image
+from helpers import ADAIN_LIGHT, ROOT, adain_train_cfg, compose_cfg, lively, make_image
 from transferlab import images, main
 from transferlab.errors import DataError, WeightsError
 from transferlab.fast import adain as A
@@ -15,11 +16,19 @@ from transferlab.fast.adain_net import AdaINNet
 from transferlab.fast.adain_settings import ApplyAdaINSettings, TrainAdaINSettings
 from transferlab.fast.adain_train import load_adain
 
+ENCODERS = {"vgg19": (), "light": ADAIN_LIGHT}
+
+
+@pytest.fixture(scope="module", params=list(ENCODERS))
+def encoder(request):
+    """Each test of a trained network runs for the VGG19 decoder and for the light network."""
+    return ENCODERS[request.param]
+
 
 @pytest.fixture(scope="module")
-def trained(photos, styles, tmp_path_factory):
+def trained(photos, styles, encoder, tmp_path_factory):
     out = tmp_path_factory.mktemp("adain")
-    main.run_task(adain_train_cfg(photos, styles), out)
+    main.run_task(adain_train_cfg(photos, styles, *encoder), out)
     return out
 
 
@@ -37,8 +46,9 @@ def test_run_writes_metrics_checkpoints_and_the_grid(trained):
     assert "train/style_relu4_1" in events.Tags()["scalars"]
 
 
-def test_resume_is_exact(trained, photos, styles, tmp_path):
-    main.run_task(adain_train_cfg(photos, styles, f"ckpt_path={trained / 'checkpoints' / 'step1.ckpt'}"), tmp_path)
+def test_resume_is_exact(trained, encoder, photos, styles, tmp_path):
+    resume = f"ckpt_path={trained / 'checkpoints' / 'step1.ckpt'}"
+    main.run_task(adain_train_cfg(photos, styles, *encoder, resume), tmp_path)
     a = load_adain(trained / "checkpoints" / "last.ckpt").state_dict()
     b = load_adain(tmp_path / "checkpoints" / "last.ckpt").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
