@@ -143,11 +143,10 @@ def load_adain(path: str | Path, key: str = "ckpt_path", loss_net: bool = False)
         )
     try:
         net = AdaINNet(**spec, loss_net=loss_net)
-        prefix, skip = "net.", f"net.{TRAINING_ONLY}." if not loss_net else None
+        prefix = "net."
+        skip = () if loss_net else (f"{prefix}{TRAINING_ONLY}.",)
         state = checkpoint["state_dict"].items()
-        net.load_state_dict(
-            {k[len(prefix) :]: v for k, v in state if k.startswith(prefix) and not (skip and k.startswith(skip))}
-        )
+        net.load_state_dict({k[len(prefix) :]: v for k, v in state if k.startswith(prefix) and not k.startswith(skip)})
     except (RuntimeError, TypeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise WeightsError(
