@@ -59,6 +59,11 @@ def networks(widths: list[float]) -> dict[str, Callable[[], AdaINNet]]:
     return nets | {f"light w={w:g}": lambda w=w: AdaINNet(encoder="light", width=w, loss_net=False) for w in widths}
 
 
+def applied_params(net: AdaINNet) -> int:
+    """Parameters of the network as applied: encoder and decoder (no training-only parts)."""
+    return sum(p.numel() for p in [*net.encoder.parameters(), *net.decoder.parameters()])
+
+
 def inference(sizes: list[int], style_size: int, repeats: int, device: str, tmp: Path, widths: list[float]) -> None:
     """Seconds per image, a table row per size and network, the peer's row below each size's."""
     from transferlab.fast import export
@@ -75,12 +80,12 @@ def inference(sizes: list[int], style_size: int, repeats: int, device: str, tmp:
             ort = export.export_onnx(
                 Pipeline(build().eval()).eval(),  # plain convolutions: what is exported
                 (torch.rand(2, 3, 64, 64), torch.rand(1, 3, 64, 80)),
-                tmp / "adain.onnx",
+                tmp / f"adain_{len(rows)}.onnx",
                 input_names=INPUTS,
                 dynamic_shapes=dynamic_shapes(),
             )
             print(f"{name}: ONNX export {time.perf_counter() - t:.1f} s")
-        rows[name] = (net, ort, sum(p.numel() for p in [*net.encoder.parameters(), *net.decoder.parameters()]))
+        rows[name] = (net, ort, applied_params(net))
     print(
         "| size | network | params | eager, style code cached | eager, whole pipeline | onnxruntime, whole pipeline "
         "| onnxruntime / peer |"
@@ -192,7 +197,7 @@ def compare(args: argparse.Namespace, tmp: Path) -> None:
         with torch.inference_mode():
             code = net.code(style)
             ms = 1000 * median_time(lambda n=net, c=code: n.stylize(image, [c]), args.repeats)
-        params = sum(p.numel() for p in [*net.encoder.parameters(), *net.decoder.parameters()])
+        params = applied_params(net)
         print(f"{name:16s} {params:10,d} {loss:14.4g} {loss / first[1] - 1:+9.1%} {seconds:8.1f} {ms:9.1f}")
     print(
         f"(params: encoder + decoder as applied; ms/image: eager, 1x3x{args.compare_size}x{args.compare_size}, "
