@@ -24,7 +24,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -138,22 +140,21 @@ def training(steps: int, batch: int = 4, size: int = 256) -> None:
     )
 
 
-def compare(args: argparse.Namespace, tmp: Path) -> None:
-    """Light vs Johnson after the same train_fast run (module docstring)."""
+def equal_training(
+    task: list[str], choices: dict[str, list[str]], args: argparse.Namespace, tmp: Path, settings: Callable
+) -> tuple[dict[str, tuple[Any, float]], list[Path]]:
+    """Each of ``choices`` (name: its overrides) trained by the task itself (``main.run_task``, into tmp/name) with
+    the same ``task`` overrides, steps, crops, photos and seed (so the same split and crops); per name its
+    settings (``settings(cfg)``) and seconds, and the held-out photos (checked to be the same for every run)."""
     from hydra import compose, initialize_config_dir
 
-    from transferlab import main
-    from transferlab.fast import data
-    from transferlab.fast.module import load_network
-    from transferlab.fast.settings import TrainSettings
-    from transferlab.fast.train import perceptual_loss
+    from transferlab import main as tasks
 
     overrides = [
-        "task=train_fast",
+        *task,
         "model.weights=null",
         "trainer.accelerator=cpu",
         f"data.root={args.photos}",
-        f"task.style={args.style}",
         f"data.crop={args.crop}",
         f"data.val_size={args.crop}",
         f"data.val_count={args.held_out}",
@@ -161,30 +162,41 @@ def compare(args: argparse.Namespace, tmp: Path) -> None:
         f"task.steps={args.compare_steps}",
         f"task.val_every={args.compare_steps}",
         "task.checkpoint_every=0",
-        f"task.style_size={args.crop * 2}",
     ]
+    runs = {}
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        for name, choice in choices.items():
+            cfg = compose("config", overrides=[*overrides, *choice])
+            start = time.perf_counter()
+            tasks.run_task(cfg, tmp / name)
+            runs[name] = (settings(cfg), time.perf_counter() - start)
+    held_out = [(tmp / name / "val_files.txt").read_text().split() for name in runs]
+    assert all(h == held_out[0] for h in held_out), "the runs held out different photos"
+    return runs, [Path(p) for p in held_out[0]]
+
+
+def compare(args: argparse.Namespace, tmp: Path) -> None:
+    """Light vs Johnson after the same train_fast run (module docstring)."""
+    from transferlab.fast import data
+    from transferlab.fast.module import load_network
+    from transferlab.fast.settings import TrainSettings
+    from transferlab.fast.train import perceptual_loss
+
     networks = {"johnson": ["fastnet=johnson"]} | {
         f"light_{w:g}": ["fastnet=light", f"fastnet.width={w}"] for w in args.widths
     }
-    runs = {}
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        for arch, choice in networks.items():
-            cfg = compose("config", overrides=[*overrides, *choice])
-            start = time.perf_counter()
-            main.run_task(cfg, tmp / arch)
-            runs[arch] = (TrainSettings.from_cfg(cfg), time.perf_counter() - start)
+    task = ["task=train_fast", f"task.style={args.style}", f"task.style_size={args.crop * 2}"]
+    runs, held_out = equal_training(task, networks, args, tmp, TrainSettings.from_cfg)
     s = runs["johnson"][0]
-    held_out = [(tmp / arch / "val_files.txt").read_text().split() for arch in runs]
-    assert all(h == held_out[0] for h in held_out), "the runs held out different photos"
     torch.manual_seed(s.training.seed)  # train_fast seeds torch just before its (random) VGG is drawn: the same one
     loss = perceptual_loss(s)
-    val = data.validation_batch([Path(p) for p in held_out[0]], s.photos.val_size)
+    val = data.validation_batch(held_out, s.photos.val_size)
     image = torch.rand(1, 3, args.compare_size, args.compare_size)
     with torch.inference_mode():
         identity = float(loss(val, val)["loss"])
     print(
         f"light vs Johnson after equal training: {args.compare_steps} steps x batch {args.batch} of {args.crop} px "
-        f"crops from {args.photos}, style {Path(args.style).name}, {len(held_out[0])} held-out photos at "
+        f"crops from {args.photos}, style {Path(args.style).name}, {len(held_out)} held-out photos at "
         f"{s.photos.val_size} px; random VGG16 weights (model.weights=null); load average "
         + " ".join(f"{x:.1f}" for x in os.getloadavg())
     )

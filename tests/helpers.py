@@ -109,3 +109,50 @@ def resnet18_classifier(weights: str | None = None):
         dropout=None,
         weights=backbone.weights_source("resnet18", weights),
     )
+
+
+# The photo data of a training task at test size, offline: random VGG weights, 32 px crops, batch 2.
+TINY_DATA = [
+    "model.weights=null",
+    "trainer.accelerator=cpu",
+    "data.crop=32",
+    "data.val_size=32",
+    "data.val_count=2",
+    "data.batch_size=2",
+    "data.num_workers=0",
+]
+# train_adain at test size: 2 steps, a checkpoint per step.
+ADAIN_TINY = [
+    "task=train_adain",
+    *TINY_DATA,
+    "task.style_resize=40",
+    "task.val_every=2",
+    "task.log_every=1",
+    "task.steps=2",
+    "task.checkpoint_every=1",
+    "task.preview_styles=2",
+    "task.preview_size=24",
+]
+
+# train_adain's light network (task.encoder=light) at a test width.
+ADAIN_LIGHT = ("task.encoder=light", "task.width=0.25")
+
+
+def adain_train_cfg(photos: Path, styles: Path, *overrides: str) -> DictConfig:
+    return compose_cfg(*ADAIN_TINY, f"data.root={photos}", f"task.styles={styles}", *overrides)
+
+
+def lively(state: dict, seed: int = 0) -> dict:
+    """Conv weights that keep the activations' scale (He init, no bias), the decoder's last layer scaled
+    down around its 0.5 bias: with PyTorch's default init, random VGG19 features at relu4_1 are ~1e-7
+    apart and every image-level comparison would pass whatever the code did."""
+    g = torch.Generator().manual_seed(seed)
+    out = dict(state)
+    convs = [k for k, v in state.items() if k.endswith(".weight") and v.dim() == 4]
+    for k in convs:
+        w = state[k]
+        out[k] = torch.randn(w.shape, generator=g) * (2 / w[0].numel()) ** 0.5 * (0.05 if k == convs[-1] else 1)
+        bias = k[: -len("weight")] + "bias"
+        if bias in state and k != convs[-1]:
+            out[bias] = torch.zeros_like(state[bias])
+    return out

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from helpers import make_image, run_cli
+from helpers import TINY_DATA, make_image, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -46,13 +46,7 @@ def test_style_weight_sweep_writes_a_contact_sheet_then_apply(tmp_path: Path) ->
         "task=train_fast",
         f"data.root={tmp_path / 'photos'}",
         f"task.style={style}",
-        "model.weights=null",
-        "trainer.accelerator=cpu",
-        "data.crop=32",
-        "data.val_size=32",
-        "data.val_count=2",
-        "data.batch_size=2",
-        "data.num_workers=0",
+        *TINY_DATA,
         "task.steps=2",
         "task.val_every=2",
         "task.style_size=32",

@@ -10,7 +10,7 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
-from helpers import compose_cfg, make_image
+from helpers import TINY_DATA, compose_cfg, make_image
 from transferlab import main
 
 _threads: list[int] = []
@@ -33,13 +33,7 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 TINY = [
     "task=train_fast",
-    "model.weights=null",
-    "trainer.accelerator=cpu",
-    "data.crop=32",
-    "data.val_size=32",
-    "data.val_count=2",
-    "data.batch_size=2",
-    "data.num_workers=0",
+    *TINY_DATA,
     "task.style_size=48",
     "task.val_every=2",
     "task.log_every=1",
@@ -78,3 +72,12 @@ def trained(photos: Path, style_image: Path, tmp_path_factory: pytest.TempPathFa
     out = tmp_path_factory.mktemp("train")
     main.run_task(_train_cfg(photos, style_image, "task.steps=4", "task.checkpoint_every=2"), out)
     return out
+
+
+@pytest.fixture(scope="session")
+def styles(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three small style images (train_adain's task.styles)."""
+    root = tmp_path_factory.mktemp("styles")
+    for i in range(3):
+        make_image(root / f"s{i}.png", size=(44 + 4 * i, 40), seed=90 + i)
+    return root

@@ -1,13 +1,14 @@
 """The AdaIN tasks: train_adain (metrics, checkpoints, preview grid, exact resume), apply_adain (controls,
-style codes once), export_adain (ONNX and torch.export parity), the controls at image level, bad input
-in one line, configs that compose. Random weights, 32-64 px images, 2 training steps."""
+style codes once), export_adain (ONNX and torch.export parity), each for the VGG19 decoder and the light
+network; the controls at image level, bad input in one line, configs that compose. Random weights, 32-64 px
+images, 2 training steps."""
 
 import json
 
 import pytest
 import torch
 
-from helpers import ROOT, compose_cfg, make_image
+from helpers import ADAIN_LIGHT, ROOT, adain_train_cfg, compose_cfg, lively, make_image
 from transferlab import images, main
 from transferlab.errors import DataError, WeightsError
 from transferlab.fast import adain as A
@@ -15,41 +16,19 @@ from transferlab.fast.adain_net import AdaINNet
 from transferlab.fast.adain_settings import ApplyAdaINSettings, TrainAdaINSettings
 from transferlab.fast.adain_train import load_adain
 
-TINY = [
-    "task=train_adain",
-    "model.weights=null",
-    "trainer.accelerator=cpu",
-    "data.crop=32",
-    "data.val_size=32",
-    "data.val_count=2",
-    "data.batch_size=2",
-    "data.num_workers=0",
-    "task.style_resize=40",
-    "task.val_every=2",
-    "task.log_every=1",
-    "task.steps=2",
-    "task.checkpoint_every=1",
-    "task.preview_styles=2",
-    "task.preview_size=24",
-]
+ENCODERS = {"vgg19": (), "light": ADAIN_LIGHT}
+
+
+@pytest.fixture(scope="module", params=list(ENCODERS))
+def encoder(request):
+    """Each test of a trained network runs for the VGG19 decoder and for the light network."""
+    return ENCODERS[request.param]
 
 
 @pytest.fixture(scope="module")
-def styles(tmp_path_factory):
-    root = tmp_path_factory.mktemp("styles")
-    for i in range(3):
-        make_image(root / f"s{i}.png", size=(44 + 4 * i, 40), seed=90 + i)
-    return root
-
-
-def train_cfg(photos, styles, *overrides):
-    return compose_cfg(*TINY, f"data.root={photos}", f"task.styles={styles}", *overrides)
-
-
-@pytest.fixture(scope="module")
-def trained(photos, styles, tmp_path_factory):
+def trained(photos, styles, encoder, tmp_path_factory):
     out = tmp_path_factory.mktemp("adain")
-    main.run_task(train_cfg(photos, styles), out)
+    main.run_task(adain_train_cfg(photos, styles, *encoder), out)
     return out
 
 
@@ -67,27 +46,12 @@ def test_run_writes_metrics_checkpoints_and_the_grid(trained):
     assert "train/style_relu4_1" in events.Tags()["scalars"]
 
 
-def test_resume_is_exact(trained, photos, styles, tmp_path):
-    main.run_task(train_cfg(photos, styles, f"ckpt_path={trained / 'checkpoints' / 'step1.ckpt'}"), tmp_path)
+def test_resume_is_exact(trained, encoder, photos, styles, tmp_path):
+    resume = f"ckpt_path={trained / 'checkpoints' / 'step1.ckpt'}"
+    main.run_task(adain_train_cfg(photos, styles, *encoder, resume), tmp_path)
     a = load_adain(trained / "checkpoints" / "last.ckpt").state_dict()
     b = load_adain(tmp_path / "checkpoints" / "last.ckpt").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
-
-
-def lively(state: dict, seed: int = 0) -> dict:
-    """Conv weights that keep the activations' scale (He init, no bias), the decoder's last layer scaled
-    down around its 0.5 bias: with PyTorch's default init, random VGG19 features at relu4_1 are ~1e-7
-    apart and every image-level comparison would pass whatever the code did."""
-    g = torch.Generator().manual_seed(seed)
-    out = dict(state)
-    convs = [k for k, v in state.items() if k.endswith(".weight") and v.dim() == 4]
-    for k in convs:
-        w = state[k]
-        out[k] = torch.randn(w.shape, generator=g) * (2 / w[0].numel()) ** 0.5 * (0.05 if k == convs[-1] else 1)
-        bias = k[: -len("weight")] + "bias"
-        if bias in state and k != convs[-1]:
-            out[bias] = torch.zeros_like(state[bias])
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -220,7 +184,7 @@ def test_bad_apply_config_is_one_line(overrides, message, photos):
 def test_bad_files_are_one_line(photos, styles, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match=r"task.styles=.*empty holds no images") as info:
-        main.run_task(train_cfg(photos, tmp_path / "empty"), tmp_path / "run")
+        main.run_task(adain_train_cfg(photos, tmp_path / "empty"), tmp_path / "run")
     assert "\n" not in str(info.value)
     torch.save({"weight": torch.zeros(1)}, tmp_path / "plain.ckpt")
     cfg = compose_cfg(
@@ -265,7 +229,7 @@ def test_sanet_stylizes_with_attention_and_blends_its_targets():
 
 @pytest.mark.slow  # a training run, an apply and two exports: about 15 s
 def test_sanet_is_a_task_option_end_to_end(photos, styles, tmp_path):
-    main.run_task(train_cfg(photos, styles, "task.arch=sanet", "task.checkpoint_every=0"), tmp_path / "train")
+    main.run_task(adain_train_cfg(photos, styles, "task.arch=sanet", "task.checkpoint_every=0"), tmp_path / "train")
     ckpt = tmp_path / "train" / "checkpoints" / "last.ckpt"
     assert load_adain(ckpt).sanet is not None
     cfg = compose_cfg(

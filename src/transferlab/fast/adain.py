@@ -63,22 +63,58 @@ def mean_std_loss(
     return sum(w * terms[layer] for layer, w in weights.items())
 
 
+# VGG19's 3x3 convolutions per stage (between its pools) up to relu4_1, and its channels per stage.
+VGG_CONVS = (2, 2, 4, 1)
+VGG_CHANNELS = (64, 128, 256, 512)
+
+
+def stage_channels(width: float = 1.0) -> tuple[int, ...]:
+    """VGG19's channels per stage scaled by ``width`` (at least 1 each)."""
+    if width <= 0:
+        raise ValueError(f"width must be > 0, got {width}")
+    return tuple(max(1, round(c * width)) for c in VGG_CHANNELS)
+
+
 def _conv(cin: int, cout: int) -> list[nn.Module]:
     # Reflection padding avoids the border artefacts zero padding gives a generator.
     return [nn.ReflectionPad2d(1), nn.Conv2d(cin, cout, 3), nn.ReLU()]
 
 
-class Decoder(nn.Module):
-    """Mirror of VGG19 up to relu4_1: nearest upsampling, reflection padding, no normalization."""
+class LightEncoder(nn.Module):
+    """A trained encoder shaped like VGG19 to relu4_1: the same three 2x2 max pools (so the same multiple-of-8
+    sides), ``stage_channels(width)``, ``convs`` 3x3 convolutions per stage (zero padding, as VGG)."""
 
-    def __init__(self) -> None:
+    def __init__(self, width: float, convs: tuple[int, ...]) -> None:
         super().__init__()
-        up = nn.Upsample(scale_factor=2, mode="nearest")
-        layers: list[nn.Module] = [*_conv(512, 256), up]
-        layers += [*_conv(256, 256), *_conv(256, 256), *_conv(256, 256), *_conv(256, 128), up]
-        layers += [*_conv(128, 128), *_conv(128, 64), up]
-        layers += [*_conv(64, 64), nn.ReflectionPad2d(1), nn.Conv2d(64, 3, 3)]
+        channels = (3, *stage_channels(width))
+        layers: list[nn.Module] = []
+        for stage, n in enumerate(convs):
+            if stage:
+                layers.append(nn.MaxPool2d(2))
+            for i in range(n):
+                layers += [nn.Conv2d(channels[stage + (i > 0)], channels[stage + 1], 3, padding=1), nn.ReLU()]
         self.net = nn.Sequential(*layers)
+        self.channels = channels[-1]
+
+    def forward(self, image: Tensor) -> Tensor:
+        return self.net(image)
+
+
+class Decoder(nn.Module):
+    """Mirror of an encoder shaped like VGG19 to relu4_1 (by default VGG19's own; ``width`` and ``convs`` per
+    stage as ``LightEncoder``'s): nearest upsampling, reflection padding, no normalization."""
+
+    def __init__(self, width: float = 1.0, convs: tuple[int, ...] = VGG_CONVS) -> None:
+        super().__init__()
+        channels = (3, *stage_channels(width))
+        layers: list[nn.Module] = []
+        for stage in reversed(range(len(convs))):
+            for _ in range(convs[stage] - 1):
+                layers += _conv(channels[stage + 1], channels[stage + 1])
+            layers += _conv(channels[stage + 1], channels[stage])
+            if stage:
+                layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
+        self.net = nn.Sequential(*layers[:-1])  # RGB out: no ReLU after the last convolution
         # Mid grey: an untrained decoder's output starts inside [0, 1], not clamped away at 0.
         nn.init.constant_(self.net[-1].bias, 0.5)
 

@@ -1,6 +1,8 @@
-"""The AdaIN / SANet network: frozen VGG19 encoder to relu4_1, a transform (AdaIN or SANet) and the
-decoder; its training loss terms (content against the transformed target + mean/std style loss);
-stylization with precomputed style codes (any image size); the whole pipeline as one exportable module."""
+"""The AdaIN / SANet network: an encoder to relu4_1 (VGG19's, frozen; or a light one, trained, in the manner of
+collaborative distillation, Wang et al. 2020), a transform (AdaIN or SANet) and the mirrored decoder; its
+training loss terms (content against the AdaIN target + mean/std style loss, both at the frozen VGG19's
+layers; a distillation term for a light encoder); stylization with precomputed style codes (any image
+size); the whole pipeline as one exportable module."""
 
 from __future__ import annotations
 
@@ -17,6 +19,14 @@ MULTIPLE = 8
 # The smallest side stylize() takes: relu4_1 must be at least 2x2 (the decoder's reflection padding).
 MIN_SIZE = 16
 ARCHS = ("adain", "sanet")
+ENCODERS = ("vgg19", "light")
+# The light encoder's 3x3 convolutions per stage: VGG19's (2, 2, 4, 1) less the second full- and half-resolution
+# convolutions and two of stage 3's (and their mirrors in the decoder): measured at width 0.25 in ONNX Runtime,
+# one thread, 1024 px, VGG19's counts take 2.2x the time (0.71 s against 0.33 s; README: Arbitrary style).
+LIGHT_CONVS = (1, 1, 2, 1)
+# The attribute of the parts only training needs (a light network's VGG19 loss network and distillation
+# projection): not built for apply/export, not loaded from a checkpoint.
+TRAINING_ONLY = "teacher"
 
 
 def normalization_name(norm: backbone.Normalization) -> str:
@@ -27,9 +37,22 @@ def normalization_name(norm: backbone.Normalization) -> str:
     raise ValueError(f"normalization {norm} is not one of {', '.join(backbone.NORMALIZATIONS)}")
 
 
+class Teacher(nn.Module):
+    """A light network's training-only parts: the frozen VGG19 loss network and a 1x1 projection of the light
+    relu4_1 features onto VGG19's (the distillation term keeps the light features VGG-like, so that their
+    channel statistics, which AdaIN swaps, carry style as VGG19's do)."""
+
+    def __init__(self, vgg: backbone.VGGFeatures, channels: int) -> None:
+        super().__init__()
+        self.vgg = vgg
+        self.project = nn.Conv2d(channels, A.VGG_CHANNELS[-1], 1)
+
+
 class AdaINNet(nn.Module):
     """``style_layers`` (``{layer: weight}`` up to relu4_1, or a list: weight 1 each) are the layers of
-    the style loss; ``normalization``/``pooling`` as in ``backbone.build_features``."""
+    the style loss; ``normalization``/``pooling`` as in ``backbone.build_features``. ``encoder``: ``vgg19``
+    (frozen, also the loss network) or ``light`` (``A.LightEncoder`` of ``width`` with ``LIGHT_CONVS``, trained,
+    VGG19 the loss network); ``loss_net=False`` leaves a light network's training-only parts out (apply, export)."""
 
     def __init__(
         self,
@@ -38,21 +61,55 @@ class AdaINNet(nn.Module):
         normalization: str = "auto",
         pooling: str = "max",
         style_layers: Mapping[str, float] | tuple[str, ...] = A.STYLE_LAYERS,
+        encoder: str = "vgg19",
+        width: float = 1.0,
+        loss_net: bool = True,
     ) -> None:
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"arch must be adain or sanet, got {arch!r}")
+        if encoder not in ENCODERS:
+            raise ValueError(f"encoder must be vgg19 or light, got {encoder!r}")
+        if encoder == "light" and arch == "sanet":
+            raise ValueError("SANet runs in VGG19's relu4_1 space: no light encoder")
         self.style_layers = (
             dict(style_layers) if isinstance(style_layers, Mapping) else dict.fromkeys(style_layers, 1.0)
         )
-        features, norm = backbone.build_features("vgg19", weights, pooling, normalization)
-        self.normalization = normalization_name(norm)
-        self.encoder = backbone.VGGFeatures(features, "vgg19", [*self.style_layers, "relu4_1"], norm)
-        self.decoder = A.Decoder()
+        self.normalization = normalization
+        vgg = None
+        if encoder == "vgg19" or loss_net:
+            features, norm = backbone.build_features("vgg19", weights, pooling, normalization)
+            self.normalization = normalization_name(norm)
+            vgg = backbone.VGGFeatures(features, "vgg19", [*self.style_layers, "relu4_1"], norm)
+        self.teacher = None
+        if encoder == "vgg19":
+            self.encoder = vgg
+            self.decoder = A.Decoder()
+        else:
+            self.encoder = A.LightEncoder(width, LIGHT_CONVS)
+            self.decoder = A.Decoder(width, LIGHT_CONVS)
+            if vgg is not None:
+                self.teacher = Teacher(vgg, self.encoder.channels)
         self.sanet = A.SANet() if arch == "sanet" else None
 
+    @property
+    def light(self) -> bool:
+        return isinstance(self.encoder, A.LightEncoder)
+
     def encode(self, image: Tensor) -> dict[str, Tensor]:
-        return {k: v.contiguous() for k, v in self.encoder(image).items()}
+        """The encoder's features by layer name (a light encoder's: relu4_1 only)."""
+        return {"relu4_1": self.encoder(image)} if self.light else self.loss_features(image)
+
+    @property
+    def vgg(self) -> backbone.VGGFeatures:
+        """The frozen VGG19 of the loss (the encoder itself, or a light network's teacher)."""
+        if self.light and self.teacher is None:
+            raise ValueError("this light network was built without its loss network (loss_net=False)")
+        return self.teacher.vgg if self.light else self.encoder
+
+    def loss_features(self, image: Tensor) -> dict[str, Tensor]:
+        """The frozen VGG19's features at the style layers and relu4_1."""
+        return {k: v.contiguous() for k, v in self.vgg(image).items()}
 
     def target(self, content_feat: Tensor, style_feat: Tensor) -> Tensor:
         return self.transform(content_feat, A.style_code(style_feat, keep_features=self.sanet is not None))
@@ -64,15 +121,24 @@ class AdaINNet(nn.Module):
         return self.decoder(alpha * t + (1 - alpha) * c)
 
     def terms(self, content: Tensor, style: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """The decoded output and the unweighted loss terms: ``content`` (MSE of relu4_1 of the output
-        against the target), ``style`` (``adain.mean_std_loss`` with ``style_layers``' weights) and
-        ``style_<layer>`` per layer."""
-        s_feats = self.encode(style)
-        t = self.target(self.encode(content)["relu4_1"], s_feats["relu4_1"])
-        output = self.decoder(t)
-        out_feats = self.encode(output)
-        per_layer = A.mean_std_terms(out_feats, s_feats, self.style_layers)
-        terms = {"content": F.mse_loss(out_feats["relu4_1"], t)}
+        """The decoded output and the unweighted loss terms, all at the frozen VGG19's layers: ``content``
+        (MSE of relu4_1 of the output against the target: the transform of the content's relu4_1 to the
+        style's), ``style`` (``adain.mean_std_loss`` with ``style_layers``' weights), ``style_<layer>`` per
+        layer; with a light encoder the target is AdaIN in VGG19's space (the VGG decoder's objective) and
+        ``distill`` is MSE(the projected light relu4_1 of the content, VGG19's)."""
+        c_vgg, s_vgg = self.loss_features(content)["relu4_1"], self.loss_features(style)
+        terms = {}
+        if self.light:
+            c = self.encode(content)["relu4_1"]
+            output = self.decoder(self.target(c, self.encode(style)["relu4_1"]))
+            t = A.adain(c_vgg, s_vgg["relu4_1"])
+            terms["distill"] = F.mse_loss(self.teacher.project(c), c_vgg)
+        else:
+            t = self.target(c_vgg, s_vgg["relu4_1"])
+            output = self.decoder(t)
+        out_feats = self.loss_features(output)
+        per_layer = A.mean_std_terms(out_feats, s_vgg, self.style_layers)
+        terms["content"] = F.mse_loss(out_feats["relu4_1"], t)
         terms["style"] = sum(w * per_layer[layer] for layer, w in self.style_layers.items())
         terms.update({f"style_{layer}": v for layer, v in per_layer.items()})
         return output, terms

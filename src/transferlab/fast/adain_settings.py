@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from transferlab import backbone, checks
 from transferlab.errors import ConfigError
-from transferlab.fast.adain_net import ARCHS, MIN_SIZE, MULTIPLE
+from transferlab.fast.adain_net import ARCHS, ENCODERS, MIN_SIZE, MULTIPLE
 from transferlab.fast.settings import ImagesToStylize, Photos, Training, checkpoint_file
 from transferlab.style.settings import as_list, layer_sets
 
@@ -22,13 +22,16 @@ EXPORTED = "an export_adain model.onnx"
 @dataclass(frozen=True)
 class TrainAdaINSettings:
     arch: str  # adain | sanet: what aligns the content's relu4_1 features to the style's
-    # encoder (VGG19 to relu4_1, frozen) and loss
+    encoder: str  # vgg19 (frozen) | light (trained, distilled against VGG19)
+    width: float  # the light encoder's and decoder's channels x this (1.0 for vgg19)
+    # the loss network (VGG19 to relu4_1, frozen; also the encoder for encoder=vgg19) and loss
     weights: str | None
     pooling: str
     normalization: str
     style_layers: dict[str, float]  # normalized to sum to 1
     content_weight: float
     style_weight: float
+    distill_weight: float  # light encoder only
     # data: content photos (data.*) and style images
     photos: Photos
     styles: Path
@@ -64,14 +67,27 @@ class TrainAdaINSettings:
                     f"data.{key}={getattr(photos, key)} is invalid; "
                     f"it must be a multiple of {MULTIPLE} (VGG19 pools 3 times)"
                 )
+        arch = checks.choice(task.arch, list(ARCHS), "task.arch")
+        encoder = checks.choice(task.encoder, list(ENCODERS), "task.encoder")
+        if encoder == "light" and arch == "sanet":
+            raise ConfigError(
+                "task.arch=sanet with task.encoder=light: SANet attends in VGG19's relu4_1 space; "
+                "use task.encoder=vgg19 for SANet, or task.arch=adain with the light encoder"
+            )
+        width = checks.positive(task.width, "task.width")
+        if width > 1:
+            raise ConfigError(f"task.width={width} is invalid; it must be in (0, 1] (1 is VGG19's channels)")
         return cls(
-            arch=checks.choice(task.arch, list(ARCHS), "task.arch"),
+            arch=arch,
+            encoder=encoder,
+            width=width if encoder == "light" else 1.0,
             weights=model.weights,
             pooling=checks.choice(model.pooling, ["max", "avg"], "model.pooling"),
             normalization=checks.choice(model.normalization, ["auto", "imagenet", "caffe"], "model.normalization"),
             style_layers=style,
             content_weight=checks.non_negative(loss.content_weight, "loss.content_weight"),
             style_weight=checks.non_negative(loss.style_weight, "loss.style_weight"),
+            distill_weight=checks.non_negative(loss.distill_weight, "loss.distill_weight"),
             styles=Path(str(task.styles)),
             style_resize=checks.at_least(task.style_resize, photos.crop, "task.style_resize"),
             preview_styles=checks.at_least(task.preview_styles, 1, "task.preview_styles"),

@@ -1,7 +1,7 @@
-"""The train_adain task: a decoder for the frozen VGG19 encoder (AdaIN, Huang & Belongie, 2017) trained on
-a folder of content photos and a folder of style images; TensorBoard with a fixed grid of validation
-photos x styles, checkpoints (exact resume) and metrics.json in the run dir. Also the loader of a
-trained network from its checkpoint."""
+"""The train_adain task: a decoder for the frozen VGG19 encoder (AdaIN, Huang & Belongie, 2017), or a light
+encoder and its decoder (distilled against VGG19), trained on a folder of content photos and a folder of
+style images; TensorBoard with a fixed grid of validation photos x styles, checkpoints (exact resume) and
+metrics.json in the run dir. Also the loader of a trained network from its checkpoint."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from torchvision.utils import make_grid
 from transferlab import checkpoints, images
 from transferlab.errors import WeightsError
 from transferlab.fast import data
-from transferlab.fast.adain_net import AdaINNet
+from transferlab.fast.adain_net import TRAINING_ONLY, AdaINNet
 from transferlab.fast.adain_settings import CHECKPOINT, TrainAdaINSettings
 from transferlab.fast.train import StepData, fit
 from transferlab.files import atomic_write
@@ -43,15 +43,17 @@ class Pairs(Dataset):
 
 
 class AdaINModule(pl.LightningModule):
-    """The decoder (and SANet, when ``network["arch"]`` is sanet) trained with Adam against
-    ``content_weight * content + style_weight * style`` (``AdaINNet.terms``). Checkpoints hold the
-    encoder too (VGG19 to relu4_1, 14 MB): a checkpoint is the whole model, applied without weights.
+    """The decoder (and SANet, when ``network["arch"]`` is sanet; the light encoder and its distillation
+    projection, when ``network["encoder"]`` is light) trained with Adam against ``content_weight * content +
+    style_weight * style + distill_weight * distill`` (``AdaINNet.terms``; distill only for a light encoder).
+    Checkpoints hold VGG19 to relu4_1 too (14 MB; a light network's loss network, for resume): a checkpoint
+    is the whole model, applied without weights.
     ``previews`` ``[K, 3, S, S]``: the styles of the validation grid (not saved)."""
 
     def __init__(
         self,
         network: dict[str, Any],
-        loss_weights: tuple[float, float],
+        loss_weights: tuple[float, float, float],
         lr: float,
         betas: tuple[float, float],
         weight_decay: float,
@@ -78,8 +80,8 @@ class AdaINModule(pl.LightningModule):
 
     def _loss(self, content: Tensor, style: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         output, terms = self.net.terms(content, style)
-        cw, sw = self.hparams.loss_weights
-        terms["loss"] = cw * terms["content"] + sw * terms["style"]
+        weights = zip(("content", "style", "distill"), self.hparams.loss_weights)
+        terms["loss"] = sum(w * terms[k] for k, w in weights if k in terms)
         return output, terms
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
@@ -124,13 +126,14 @@ class AdaINModule(pl.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         hp = self.hparams
-        trainable = [p for p in self.net.parameters() if p.requires_grad]  # the encoder is frozen
+        trainable = [p for p in self.net.parameters() if p.requires_grad]  # VGG19 is frozen
         return torch.optim.Adam(trainable, lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
 
 
-def load_adain(path: str | Path, key: str = "ckpt_path") -> AdaINNet:
+def load_adain(path: str | Path, key: str = "ckpt_path", loss_net: bool = False) -> AdaINNet:
     """The trained network of a train_adain checkpoint (eval mode); a WeightsError in one line for any
-    other file (a train_fast checkpoint, a plain state dict, weights that do not fit)."""
+    other file (a train_fast checkpoint, a plain state dict, weights that do not fit). A light network is
+    rebuilt without its training-only parts (``TRAINING_ONLY``: no VGG19) unless ``loss_net`` (to score it)."""
     checkpoint = checkpoints.load(path, key, CHECKPOINT)
     hp = checkpoint.get("hyper_parameters", {}) if isinstance(checkpoint, dict) else {}
     spec = hp.get("network")
@@ -139,9 +142,11 @@ def load_adain(path: str | Path, key: str = "ckpt_path") -> AdaINNet:
             f"{key}={path} is not a train_adain checkpoint (no AdaIN hyperparameters); give {CHECKPOINT}"
         )
     try:
-        net = AdaINNet(**spec)
+        net = AdaINNet(**spec, loss_net=loss_net)
         prefix = "net."
-        net.load_state_dict({k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)})
+        skip = () if loss_net else (f"{prefix}{TRAINING_ONLY}.",)
+        state = checkpoint["state_dict"].items()
+        net.load_state_dict({k[len(prefix) :]: v for k, v in state if k.startswith(prefix) and not k.startswith(skip)})
     except (RuntimeError, TypeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise WeightsError(
@@ -165,8 +170,8 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
     previews = data.validation_batch(style_files[: s.preview_styles], s.photos.val_size)
     module = AdaINModule(
         {"arch": s.arch, "weights": s.weights, "normalization": s.normalization, "pooling": s.pooling}
-        | {"style_layers": s.style_layers},
-        (s.content_weight, s.style_weight),
+        | {"style_layers": s.style_layers, "encoder": s.encoder, "width": s.width},
+        (s.content_weight, s.style_weight, s.distill_weight),
         s.training.lr,
         s.training.betas,
         s.training.weight_decay,
