@@ -15,7 +15,8 @@ What it prints, each figure with the machine and its load:
   4. fine-tuning images/s at 224 px (full network trained, SGD, synthetic batches already on the
      device, so the figure is the network's, not JPEG decoding's), VGG16 and ResNet-50, fp32 and bf16;
   5. the real-time networks' images/s at 1024 px, fp32 and bf16: the per-style Johnson and light
-     networks, and the AdaIN pipeline with its style code cached (as apply_fast and apply_adain run).
+     networks, and the AdaIN pipeline (VGG19 and light encoders) with its style code cached (as apply_fast
+     and apply_adain run).
 The style runs go through the project's code path (``scripts/benchmark_stylize.py``'s ``build`` and
 ``fit``: ``stylize.build`` and the module's own training step under a Lightning Trainer).
 Random VGG weights (``model.weights=null``): the times do not depend on them, the losses do.
@@ -214,14 +215,19 @@ def fast_speed(plan: Plan) -> None:
 
     print(f"\n== 5. real-time networks at {plan.fast_size} px, one image per call, median of 10 after 3 warm-up")
     x = torch.rand(1, 3, plan.fast_size, plan.fast_size, device=plan.device)
-    adain = AdaINNet().to(plan.device).eval()
-    with torch.inference_mode():
-        code = adain.code(torch.rand(1, 3, plan.fast_size // 2, plan.fast_size // 2, device=plan.device))
+    style = torch.rand(1, 3, plan.fast_size // 2, plan.fast_size // 2, device=plan.device)
     runs = {
         "per-style Johnson (width 1)": build_network("johnson").to(plan.device).eval(),
         "per-style light (width 0.35)": build_network("light", 0.35).to(plan.device).eval(),
-        "AdaIN, VGG19 encoder, style code cached": lambda image: adain.stylize(image, [code]),
     }
+    for name, net in {
+        "AdaIN, VGG19 encoder": AdaINNet(),
+        "AdaIN, light encoder (width 0.125)": AdaINNet(encoder="light", width=0.125, loss_net=False),
+    }.items():
+        net = net.to(plan.device).eval()
+        with torch.inference_mode():
+            code = net.code(style)
+        runs[f"{name}, style code cached"] = lambda image, net=net, code=code: net.stylize(image, [code])
     for name, net in runs.items():
         for precision in plan.finetune_precisions:
             times = []
@@ -232,7 +238,7 @@ def fast_speed(plan: Plan) -> None:
                     sync()
                     times.append(time.perf_counter() - start)
             step = sorted(times[3:])[len(times[3:]) // 2]
-            print(f"  {name:<40} {precision:>10}: {1 / step:8.1f} images/s; load {bench.load()}", flush=True)
+            print(f"  {name:<52} {precision:>10}: {1 / step:8.1f} images/s; load {bench.load()}", flush=True)
 
 
 def main() -> None:
