@@ -8,6 +8,7 @@ import torch
 
 from helpers import ADAIN_LIGHT, adain_train_cfg, compose_cfg, lively
 from transferlab import main
+from transferlab.errors import WeightsError
 from transferlab.fast import adain as A
 from transferlab.fast.adain_net import AdaINNet
 from transferlab.fast.adain_settings import TrainAdaINSettings
@@ -80,6 +81,19 @@ def test_checkpoint_records_the_light_network(trained):
     assert any(k.startswith("net.teacher.vgg.") for k in checkpoint["state_dict"])  # the loss network, for resume
     net = load_adain(trained / "checkpoints" / "last.ckpt")
     assert net.teacher is None and not any("vgg" in k for k in net.state_dict())  # apply needs no VGG19
+
+
+@pytest.mark.parametrize("width", [1e6, -1.0, "wide"])
+def test_a_checkpoint_naming_a_bad_width_is_one_line_before_anything_is_built(tmp_path, width):
+    # A crafted checkpoint: a width of 1e6 would allocate terabytes of weights before any were read.
+    path = tmp_path / "crafted.ckpt"
+    network = {"arch": "adain", "weights": None, "encoder": "light", "width": width}
+    torch.save({"hyper_parameters": {"network": network, "loss_weights": (1.0, 40.0, 1.0)}, "state_dict": {}}, path)
+    with pytest.raises(
+        WeightsError, match=r"crafted.ckpt: its weights do not fit the network it names .*width"
+    ) as info:
+        load_adain(path)
+    assert "\n" not in str(info.value)
 
 
 @pytest.mark.parametrize(

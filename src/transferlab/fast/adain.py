@@ -69,9 +69,10 @@ VGG_CHANNELS = (64, 128, 256, 512)
 
 
 def stage_channels(width: float = 1.0) -> tuple[int, ...]:
-    """VGG19's channels per stage scaled by ``width`` (at least 1 each)."""
-    if width <= 0:
-        raise ValueError(f"width must be > 0, got {width}")
+    """VGG19's channels per stage scaled by ``width`` in (0, 1] (at least 1 each). Checked here too, not only
+    at the door: a checkpoint names its width, and a huge one would allocate before its weights are read."""
+    if not 0 < width <= 1:
+        raise ValueError(f"width must be in (0, 1], got {width}")
     return tuple(max(1, round(c * width)) for c in VGG_CHANNELS)
 
 
