@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 from benchmark_fast import SHARED, equal_training, lightning_rate, median_time  # also puts this checkout's src/ first
 
-from transferlab.fast.adain_net import AdaINNet
+from transferlab.fast.arbitrary.networks import AdaINNet
 
 
 def peer_stylizer(size: int):
@@ -68,7 +68,7 @@ def inference(sizes: list[int], style_size: int, repeats: int, device: str, tmp:
     """Seconds per image, a table row per size and network, the peer's row below each size's."""
     from transferlab.fast import export
     from transferlab.fast.adain_export import INPUTS, dynamic_shapes
-    from transferlab.fast.adain_net import Pipeline
+    from transferlab.fast.arbitrary.networks import Pipeline
 
     sync = torch.cuda.synchronize if device == "cuda" else lambda: None
     style = torch.rand(1, 3, style_size, style_size, device=device)
@@ -112,7 +112,7 @@ def inference(sizes: list[int], style_size: int, repeats: int, device: str, tmp:
 def training(steps: int, batch: int, size: int, device: str) -> None:
     from torch.utils.data import DataLoader, TensorDataset
 
-    from transferlab.fast.adain_train import AdaINModule
+    from transferlab.fast.arbitrary.module import AdaINModule
 
     contents = torch.rand(steps * batch, 3, size, size)
     styles = torch.rand(steps * batch, 3, size, size)
@@ -161,8 +161,8 @@ def held_out_loss(net: AdaINNet, photos: torch.Tensor, styles: torch.Tensor, wei
 def compare(args: argparse.Namespace, tmp: Path) -> None:
     """The VGG decoder vs the light network at each width after the same train_adain run (module docstring)."""
     from transferlab.fast import data
-    from transferlab.fast.adain_settings import TrainAdaINSettings
-    from transferlab.fast.adain_train import load_adain
+    from transferlab.fast.arbitrary.module import load_adain
+    from transferlab.fast.arbitrary.settings import TrainAdaINSettings
 
     choices = {"vgg19": ["task.encoder=vgg19"]} | {
         f"light_{w:g}": ["task.encoder=light", f"task.width={w}"] for w in args.widths

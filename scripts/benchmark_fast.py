@@ -37,8 +37,8 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 from transferlab.fast import export  # noqa: E402
-from transferlab.fast.module import FastStyleModule, make_loss  # noqa: E402
-from transferlab.fast.networks import build_network  # noqa: E402
+from transferlab.fast.per_style.module import FastStyleModule, make_loss  # noqa: E402
+from transferlab.fast.per_style.networks import build_network  # noqa: E402
 
 LAYERS = ({"relu2_2": 1.0}, {"relu1_2": 1.0, "relu2_2": 1.0, "relu3_3": 1.0, "relu4_3": 1.0})
 
@@ -178,9 +178,9 @@ def equal_training(
 def compare(args: argparse.Namespace, tmp: Path) -> None:
     """Light vs Johnson after the same train_fast run (module docstring)."""
     from transferlab.fast import data
-    from transferlab.fast.module import load_network
+    from transferlab.fast.per_style.module import load_network
+    from transferlab.fast.per_style.train import perceptual_loss
     from transferlab.fast.settings import TrainSettings
-    from transferlab.fast.train import perceptual_loss
 
     networks = {"johnson": ["fastnet=johnson"]} | {
         f"light_{w:g}": ["fastnet=light", f"fastnet.width={w}"] for w in args.widths

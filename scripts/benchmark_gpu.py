@@ -210,8 +210,8 @@ def finetune_speed(plan: Plan) -> None:
 
 def fast_speed(plan: Plan) -> None:
     """The fast wing's networks as apply_fast and apply_adain run them (eval, no grad), one image at a time."""
-    from transferlab.fast.adain_net import AdaINNet
-    from transferlab.fast.networks import build_network
+    from transferlab.fast.arbitrary.networks import AdaINNet
+    from transferlab.fast.per_style.networks import build_network
 
     print(f"\n== 5. real-time networks at {plan.fast_size} px, one image per call, median of 10 after 3 warm-up")
     x = torch.rand(1, 3, plan.fast_size, plan.fast_size, device=plan.device)

@@ -29,7 +29,7 @@ import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 
 from transferlab import images  # noqa: E402
-from transferlab.fast.networks import build_network  # noqa: E402
+from transferlab.fast.per_style.networks import build_network  # noqa: E402
 from transferlab.video import io  # noqa: E402
 from transferlab.video import task as video  # noqa: E402
 

@@ -9,10 +9,10 @@ import torch
 from helpers import ADAIN_LIGHT, adain_train_cfg, compose_cfg, lively
 from transferlab import main
 from transferlab.errors import WeightsError
-from transferlab.fast import adain as A
-from transferlab.fast.adain_net import AdaINNet
-from transferlab.fast.adain_settings import TrainAdaINSettings
-from transferlab.fast.adain_train import load_adain
+from transferlab.fast.arbitrary import ops as A
+from transferlab.fast.arbitrary.module import load_adain
+from transferlab.fast.arbitrary.networks import AdaINNet
+from transferlab.fast.arbitrary.settings import TrainAdaINSettings
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 import torch
 
-from transferlab.fast.adain_net import AdaINNet
+from transferlab.fast.arbitrary.networks import AdaINNet
 
 
 def test_alpha_zero_reconstructs_content_features():

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from transferlab.fast import adain as A
+from transferlab.fast.arbitrary import ops as A
+from transferlab.fast.arbitrary.networks import Decoder, SANet
 
 
 def test_adain_matches_style_statistics():
@@ -50,14 +51,14 @@ def test_blend_weights_are_normalized_and_interpolate_the_styles():
 
 def test_decoder_and_sanet_shapes():
     feat = torch.randn(1, 512, 4, 5)
-    assert A.Decoder()(feat).shape == (1, 3, 32, 40)
-    assert A.SANet()(feat, torch.randn(1, 512, 3, 3)).shape == feat.shape
+    assert Decoder()(feat).shape == (1, 3, 32, 40)
+    assert SANet()(feat, torch.randn(1, 512, 3, 3)).shape == feat.shape
 
 
 def test_stylize_features_applies_the_given_transform():
     """SANet attends over the style's map, which its code keeps; AdaIN's code keeps statistics only."""
     torch.manual_seed(0)
-    sanet, c, s = A.SANet(8), torch.randn(1, 8, 4, 5), torch.randn(1, 8, 3, 3)
+    sanet, c, s = SANet(8), torch.randn(1, 8, 4, 5), torch.randn(1, 8, 3, 3)
     code = A.style_code(s, keep_features=True)
     out = A.stylize_features(c, [code], transform=lambda f, k: sanet(f, k.features))
     torch.testing.assert_close(out, sanet(c, s))

@@ -11,10 +11,10 @@ import torch
 from helpers import ADAIN_LIGHT, ROOT, adain_train_cfg, compose_cfg, lively, make_image
 from transferlab import images, main
 from transferlab.errors import DataError, WeightsError
-from transferlab.fast import adain as A
-from transferlab.fast.adain_net import AdaINNet
-from transferlab.fast.adain_settings import ApplyAdaINSettings, TrainAdaINSettings
-from transferlab.fast.adain_train import load_adain
+from transferlab.fast.arbitrary import ops as A
+from transferlab.fast.arbitrary.module import load_adain
+from transferlab.fast.arbitrary.networks import AdaINNet
+from transferlab.fast.arbitrary.settings import ApplyAdaINSettings, TrainAdaINSettings
 
 ENCODERS = {"vgg19": (), "light": ADAIN_LIGHT}
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from transferlab.fast.networks import MIN_SIZE, build_network
+from transferlab.fast.per_style.networks import MIN_SIZE, build_network
 
 
 @pytest.mark.parametrize("arch", ["johnson", "light"])

@@ -11,8 +11,8 @@ from helpers import compose_cfg, make_image
 from transferlab import images, main, sweep
 from transferlab.errors import DataError
 from transferlab.fast import data
-from transferlab.fast.module import load_network, make_loss
-from transferlab.fast.networks import build_network
+from transferlab.fast.per_style.module import load_network, make_loss
+from transferlab.fast.per_style.networks import build_network
 from transferlab.fast.settings import TrainSettings
 
 

@@ -14,7 +14,7 @@ from tests.helpers import compose_cfg
 from tests.video.conftest import pan_frames, square_frames, write_clip
 from transferlab import images
 from transferlab.errors import ConfigError, VideoError, WeightsError
-from transferlab.fast.networks import build_network
+from transferlab.fast.per_style.networks import build_network
 from transferlab.video import io, task
 from transferlab.video.settings import VideoSettings
 from transferlab.video.temporal import BlendedFrames

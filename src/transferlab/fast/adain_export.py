@@ -10,9 +10,9 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from transferlab.fast.adain_net import MIN_SIZE, Pipeline
-from transferlab.fast.adain_settings import ExportAdaINSettings
-from transferlab.fast.adain_train import load_adain
+from transferlab.fast.arbitrary.module import load_adain
+from transferlab.fast.arbitrary.networks import MIN_SIZE, Pipeline
+from transferlab.fast.arbitrary.settings import ExportAdaINSettings
 from transferlab.fast.export import export_checked
 
 INPUTS = ("content", "style")

@@ -18,8 +18,8 @@ from transferlab import color, images
 from transferlab.errors import ImageError, WeightsError
 from transferlab.fast import data
 from transferlab.fast.export import onnx_runner
-from transferlab.fast.module import load_network
-from transferlab.fast.networks import MIN_SIZE
+from transferlab.fast.per_style.module import load_network
+from transferlab.fast.per_style.networks import MIN_SIZE
 from transferlab.fast.settings import ApplySettings
 from transferlab.files import write_json
 

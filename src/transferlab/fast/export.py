@@ -167,7 +167,7 @@ def quantize_int8(source: Path, path: Path) -> Callable[[Tensor], Tensor]:
 def run(cfg: Any, output_dir: Path) -> dict[str, Any]:
     """The export_fast task: model.onnx, model.pt2 and model.int8.onnx from a train_fast checkpoint,
     each run against PyTorch at an odd size; export.json records the errors, sizes and the int8 cost."""
-    from transferlab.fast.module import load_network
+    from transferlab.fast.per_style.module import load_network
     from transferlab.fast.settings import ExportSettings
 
     s = ExportSettings.from_cfg(cfg)

@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from transferlab import backbone, checks
 from transferlab.errors import ConfigError
-from transferlab.fast.networks import ARCHS, MIN_SIZE
+from transferlab.fast.per_style.networks import ARCHS, MIN_SIZE
 from transferlab.style.settings import layer_sets
 from transferlab.trainer import TrainerSettings
 

@@ -1,7 +1,6 @@
-"""The train_fast task: a feed-forward network for one style, trained on a folder of content photos
-(Johnson et al., 2016). Writes TensorBoard logs, checkpoints/, metrics.json, val_files.txt and
-val_final/ (the validation photos stylized by the final network, in val_files.txt's order; a sweep's
-contact sheet shows them a row per job) into the run dir."""
+"""The training loop of every feed-forward stylizer (per-style and arbitrary-style): samples by step (exact
+resume), validation and checkpoints on a step schedule, the final checkpoint written atomically,
+metrics.json."""
 
 from __future__ import annotations
 
@@ -11,15 +10,11 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint
-from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
-from transferlab import fetch, images, sweep
-from transferlab.fast import data
-from transferlab.fast.module import FastStyleModule, PerceptualLoss, make_loss
-from transferlab.fast.settings import Training, TrainSettings
-from transferlab.files import atomic_write, write_json
+from transferlab.fast.settings import Training
+from transferlab.files import write_json
 from transferlab.trainer import log_summary, make_trainer
 
 log = logging.getLogger(__name__)
@@ -100,58 +95,3 @@ def fit(
         {"task": task, "steps": trainer.global_step, "checkpoint": str(last), **metrics}, output_dir / "metrics.json"
     )
     return metrics
-
-
-def perceptual_loss(s: TrainSettings) -> PerceptualLoss:
-    """The run's loss: its VGG (random weights are drawn from torch's generator: ``run`` seeds it just
-    before) with the Gram targets of its style image."""
-    style = images.load_image(fetch.resolve(s.style, "task.style"), s.style_size)
-    return make_loss(
-        s.arch,
-        s.weights,
-        s.pooling,
-        s.normalization,
-        s.feature_scale,
-        style,
-        s.content_layers,
-        s.style_layers,
-        (s.content_weight, s.style_weight, s.tv_weight),
-    )
-
-
-def run(cfg: DictConfig, output_dir: Path) -> float:
-    s = TrainSettings.from_cfg(cfg)
-    pl.seed_everything(s.training.seed, workers=True, verbose=False)
-    train_files, val_files = data.split(data.list_images(s.photos.root), s.photos.val_count, s.training.seed)
-    loss = perceptual_loss(s)
-    module = FastStyleModule(
-        {"arch": s.network.arch, "width": s.network.width, "blocks": s.network.blocks},
-        loss,
-        s.training.lr,
-        s.training.betas,
-        s.training.weight_decay,
-    )
-    photos, training = s.photos, s.training
-    crops = data.ContentCrops(
-        train_files,
-        photos.crop,
-        training.steps * photos.batch_size,
-        training.seed,
-        photos.resize,
-        photos.max_bad_fraction,
-    )
-    val = TensorDataset(data.validation_batch(val_files, photos.val_size))
-    datamodule = StepData(crops, val, photos.batch_size, photos.num_workers)
-    log.info(
-        "train_fast: %d training photos, %d validation photos, %s network",
-        len(train_files),
-        len(val_files),
-        s.network.arch,
-    )
-    metrics = fit(module, datamodule, s.training, s.hparams, output_dir, "train_fast")
-    with atomic_write(output_dir / "val_files.txt", "w") as f:
-        f.write("".join(f"{p}\n" for p in val_files))
-    if module.last_val_images is not None:  # from fit's final validation
-        for i, image in enumerate(module.last_val_images):
-            images.save_image(image, output_dir / sweep.VAL_IMAGES / f"{i:02d}.png")
-    return metrics["val/loss"]

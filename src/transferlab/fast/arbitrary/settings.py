@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from transferlab import backbone, checks
 from transferlab.errors import ConfigError
-from transferlab.fast.adain_net import ARCHS, ENCODERS, MIN_SIZE, MULTIPLE
+from transferlab.fast.arbitrary.networks import ARCHS, ENCODERS, MIN_SIZE, MULTIPLE
 from transferlab.fast.settings import ImagesToStylize, Photos, Training, checkpoint_file
 from transferlab.style.settings import as_list, layer_sets
 

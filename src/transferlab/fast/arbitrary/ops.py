@@ -1,6 +1,7 @@
-"""Arbitrary style in one pass: AdaIN (Huang & Belongie, 2017) and a SANet-style attention module
-(Park & Lee, 2019). Pure parts: no config, no files. Images are [0, 1] RGB; features come from
-``backbone.VGGFeatures`` to relu4_1."""
+"""The pure ops of arbitrary style in one pass (as pytorch-AdaIN's ``function.py``): channel mean/std, AdaIN
+(Huang & Belongie, 2017), the mean/std style loss, style codes and how several styles, masks, alpha and a
+strength map combine in feature space. No parameters, no config, no files; the networks are in
+``networks.py``."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn import functional as F
 
 EPS = 1e-5
@@ -61,92 +62,6 @@ def mean_std_loss(
     weights = dict(layers) if isinstance(layers, Mapping) else dict.fromkeys(layers, 1.0)
     terms = mean_std_terms(output_feats, style_feats, weights)
     return sum(w * terms[layer] for layer, w in weights.items())
-
-
-# VGG19's 3x3 convolutions per stage (between its pools) up to relu4_1, and its channels per stage.
-VGG_CONVS = (2, 2, 4, 1)
-VGG_CHANNELS = (64, 128, 256, 512)
-
-
-def stage_channels(width: float = 1.0) -> tuple[int, ...]:
-    """VGG19's channels per stage scaled by ``width`` in (0, 1] (at least 1 each). Checked here too, not only
-    at the door: a checkpoint names its width, and a huge one would allocate before its weights are read."""
-    if not 0 < width <= 1:
-        raise ValueError(f"width must be in (0, 1], got {width}")
-    return tuple(max(1, round(c * width)) for c in VGG_CHANNELS)
-
-
-def _conv(cin: int, cout: int) -> list[nn.Module]:
-    # Reflection padding avoids the border artefacts zero padding gives a generator.
-    return [nn.ReflectionPad2d(1), nn.Conv2d(cin, cout, 3), nn.ReLU()]
-
-
-class LightEncoder(nn.Module):
-    """A trained encoder shaped like VGG19 to relu4_1: the same three 2x2 max pools (so the same multiple-of-8
-    sides), ``stage_channels(width)``, ``convs`` 3x3 convolutions per stage (zero padding, as VGG)."""
-
-    def __init__(self, width: float, convs: tuple[int, ...]) -> None:
-        super().__init__()
-        channels = (3, *stage_channels(width))
-        layers: list[nn.Module] = []
-        for stage, n in enumerate(convs):
-            if stage:
-                layers.append(nn.MaxPool2d(2))
-            for i in range(n):
-                layers += [nn.Conv2d(channels[stage + (i > 0)], channels[stage + 1], 3, padding=1), nn.ReLU()]
-        self.net = nn.Sequential(*layers)
-        self.channels = channels[-1]
-
-    def forward(self, image: Tensor) -> Tensor:
-        return self.net(image)
-
-
-class Decoder(nn.Module):
-    """Mirror of an encoder shaped like VGG19 to relu4_1 (by default VGG19's own; ``width`` and ``convs`` per
-    stage as ``LightEncoder``'s): nearest upsampling, reflection padding, no normalization."""
-
-    def __init__(self, width: float = 1.0, convs: tuple[int, ...] = VGG_CONVS) -> None:
-        super().__init__()
-        channels = (3, *stage_channels(width))
-        layers: list[nn.Module] = []
-        for stage in reversed(range(len(convs))):
-            for _ in range(convs[stage] - 1):
-                layers += _conv(channels[stage + 1], channels[stage + 1])
-            layers += _conv(channels[stage + 1], channels[stage])
-            if stage:
-                layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
-        self.net = nn.Sequential(*layers[:-1])  # RGB out: no ReLU after the last convolution
-        # Mid grey: an untrained decoder's output starts inside [0, 1], not clamped away at 0.
-        nn.init.constant_(self.net[-1].bias, 0.5)
-
-    def forward(self, feat: Tensor) -> Tensor:
-        return self.net(feat)
-
-
-class SANet(nn.Module):
-    """Style-attentional module (Park & Lee, 2019): each content position attends over style positions
-    by normalized-feature similarity; output = content + conv(attended style)."""
-
-    def __init__(self, channels: int = 512) -> None:
-        super().__init__()
-        self.f = nn.Conv2d(channels, channels, 1)
-        self.g = nn.Conv2d(channels, channels, 1)
-        self.h = nn.Conv2d(channels, channels, 1)
-        self.out = nn.Conv2d(channels, channels, 1)
-
-    def forward(self, content_feat: Tensor, style_feat: Tensor) -> Tensor:
-        n, c, h, w = content_feat.shape
-        q = self.f(_normalize(content_feat)).flatten(2).transpose(1, 2)  # N, HcWc, C
-        k = self.g(_normalize(style_feat)).flatten(2)  # N, C, HsWs
-        v = self.h(style_feat).flatten(2).transpose(1, 2)  # N, HsWs, C
-        attn = torch.softmax(q @ k, dim=-1)
-        o = (attn @ v).transpose(1, 2).reshape(n, c, h, w)
-        return content_feat + self.out(o)
-
-
-def _normalize(feat: Tensor) -> Tensor:
-    mean, std = mean_std(feat)
-    return (feat - mean) / std
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,12 @@ from omegaconf import DictConfig
 from torch import Tensor
 
 from transferlab import fetch, images
-from transferlab.fast import adain as A
 from transferlab.fast.adain_export import INPUTS
-from transferlab.fast.adain_net import MIN_SIZE
-from transferlab.fast.adain_settings import EXPORTED, ApplyAdaINSettings
-from transferlab.fast.adain_train import load_adain
 from transferlab.fast.apply import gather, load_onnx, stylize_files
+from transferlab.fast.arbitrary import ops as A
+from transferlab.fast.arbitrary.module import load_adain
+from transferlab.fast.arbitrary.networks import MIN_SIZE
+from transferlab.fast.arbitrary.settings import EXPORTED, ApplyAdaINSettings
 from transferlab.files import write_json
 
 log = logging.getLogger(__name__)

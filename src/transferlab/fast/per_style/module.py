@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from transferlab import backbone, checkpoints, images, losses
 from transferlab.errors import WeightsError
-from transferlab.fast.networks import TransformNet, build_network
+from transferlab.fast.per_style.networks import TransformNet, build_network
 
 
 class PerceptualLoss(nn.Module):

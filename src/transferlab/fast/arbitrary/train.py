@@ -1,0 +1,59 @@
+"""The train_adain task: a decoder for the frozen VGG19 encoder (AdaIN, Huang & Belongie, 2017), or a light
+encoder and its decoder (distilled against VGG19), trained on a folder of content photos and a folder of
+style images; TensorBoard with a fixed grid of validation photos x styles, checkpoints (exact resume) and
+metrics.json in the run dir."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytorch_lightning as pl
+from omegaconf import DictConfig
+from torch.utils.data import TensorDataset
+
+from transferlab.fast import data
+from transferlab.fast.arbitrary.module import AdaINModule, Pairs
+from transferlab.fast.arbitrary.settings import TrainAdaINSettings
+from transferlab.fast.train import StepData, fit
+from transferlab.files import atomic_write
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: DictConfig, output_dir: Path) -> float:
+    s = TrainAdaINSettings.from_cfg(cfg)
+    pl.seed_everything(s.training.seed, workers=True, verbose=False)
+    train_files, val_files = data.split(data.list_images(s.photos.root), s.photos.val_count, s.training.seed)
+    style_files = data.list_images(s.styles, "task.styles")
+    n = s.training.steps * s.photos.batch_size
+    pairs = Pairs(
+        data.ContentCrops(train_files, s.photos.crop, n, s.training.seed, s.photos.resize, s.photos.max_bad_fraction),
+        data.ContentCrops(
+            style_files, s.photos.crop, n, s.training.seed + 1, s.style_resize, s.photos.max_bad_fraction
+        ),
+    )
+    previews = data.validation_batch(style_files[: s.preview_styles], s.photos.val_size)
+    module = AdaINModule(
+        {"arch": s.arch, "weights": s.weights, "normalization": s.normalization, "pooling": s.pooling}
+        | {"style_layers": s.style_layers, "encoder": s.encoder, "width": s.width},
+        (s.content_weight, s.style_weight, s.distill_weight),
+        s.training.lr,
+        s.training.betas,
+        s.training.weight_decay,
+        previews,
+        s.preview_size,
+    )
+    val = TensorDataset(data.validation_batch(val_files, s.photos.val_size))
+    log.info(
+        "train_adain: %d training photos, %d validation photos, %d styles (%d in the preview grid)",
+        len(train_files),
+        len(val_files),
+        len(style_files),
+        len(previews),
+    )
+    datamodule = StepData(pairs, val, s.photos.batch_size, s.photos.num_workers)
+    metrics = fit(module, datamodule, s.training, s.hparams, output_dir, "train_adain")
+    with atomic_write(output_dir / "val_files.txt", "w") as f:
+        f.write("".join(f"{p}\n" for p in val_files))
+    return metrics["val/loss"]
