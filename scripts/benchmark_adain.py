@@ -161,8 +161,8 @@ def held_out_loss(net: AdaINNet, photos: torch.Tensor, styles: torch.Tensor, wei
 def compare(args: argparse.Namespace, tmp: Path) -> None:
     """The VGG decoder vs the light network at each width after the same train_adain run (module docstring)."""
     from transferlab.fast import data
-    from transferlab.fast.arbitrary.module import load_adain
     from transferlab.fast.arbitrary.settings import TrainAdaINSettings
+    from transferlab.fast.stylizer import read_network
 
     choices = {"vgg19": ["task.encoder=vgg19"]} | {
         f"light_{w:g}": ["task.encoder=light", f"task.width={w}"] for w in args.widths
@@ -187,13 +187,13 @@ def compare(args: argparse.Namespace, tmp: Path) -> None:
     first = None  # the VGG decoder's run: its loss network and held-out loss, the others are compared with
     for name, (_, seconds) in runs.items():
         ckpt = tmp / name / "checkpoints" / "last.ckpt"
-        scored = load_adain(ckpt, loss_net=True)
+        scored = read_network(ckpt, family="arbitrary", loss_net=True)[1]
         loss = held_out_loss(scored, photos, styles, (s.content_weight, s.style_weight))
         first = first or (scored.vgg.state_dict(), loss)
         assert all(torch.equal(v, first[0][k]) for k, v in scored.vgg.state_dict().items()), (
             f"{name} was trained against another VGG19"
         )
-        net = load_adain(ckpt)  # as apply builds it: a light network without VGG19
+        net = read_network(ckpt, family="arbitrary")[1]  # as apply builds it: a light network without VGG19
         with torch.inference_mode():
             code = net.code(style)
             ms = 1000 * median_time(lambda n=net, c=code: n.stylize(image, [c]), args.repeats)

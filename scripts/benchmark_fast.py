@@ -178,9 +178,9 @@ def equal_training(
 def compare(args: argparse.Namespace, tmp: Path) -> None:
     """Light vs Johnson after the same train_fast run (module docstring)."""
     from transferlab.fast import data
-    from transferlab.fast.per_style.module import load_network
     from transferlab.fast.per_style.train import perceptual_loss
     from transferlab.fast.settings import TrainSettings
+    from transferlab.fast.stylizer import read_network
 
     networks = {"johnson": ["fastnet=johnson"]} | {
         f"light_{w:g}": ["fastnet=light", f"fastnet.width={w}"] for w in args.widths
@@ -206,7 +206,7 @@ def compare(args: argparse.Namespace, tmp: Path) -> None:
     )
     print(f"{'identity (x -> x)':18s} {'':>9s} {identity:14.4g} {1:10.3f}")
     for arch, (_, seconds) in runs.items():
-        net, spec = load_network(tmp / arch / "checkpoints" / "last.ckpt")
+        _, net, spec = read_network(tmp / arch / "checkpoints" / "last.ckpt", family="per_style")
         with torch.inference_mode():
             held = float(loss(net(val), val)["loss"])
             ms = 1000 * median_time(lambda net=net: net(image), args.repeats)

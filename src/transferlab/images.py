@@ -69,6 +69,11 @@ def load_image(path: str | Path, size: int | None = None) -> Tensor:
     return image if size is None else resize_long_side(image, size)
 
 
+def load_map(path: str | Path) -> Tensor:
+    """A grayscale control map (mask, strength map) ``[1, H, W]`` in [0, 1]: the mean of its RGB channels."""
+    return load_image(path).mean(dim=0, keepdim=True)
+
+
 def resize_long_side(image: Tensor, size: int) -> Tensor:
     h, w = image.shape[-2:]
     scale = size / max(h, w)

@@ -10,9 +10,9 @@ from helpers import ADAIN_LIGHT, adain_train_cfg, compose_cfg, lively
 from transferlab import main
 from transferlab.errors import WeightsError
 from transferlab.fast.arbitrary import ops as A
-from transferlab.fast.arbitrary.module import load_adain
 from transferlab.fast.arbitrary.networks import AdaINNet
 from transferlab.fast.arbitrary.settings import TrainAdaINSettings
+from transferlab.fast.stylizer import read_network
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def test_checkpoint_records_the_light_network(trained):
     spec = checkpoint["hyper_parameters"]["network"]
     assert (spec["encoder"], spec["width"]) == ("light", 0.25)
     assert any(k.startswith("net.teacher.vgg.") for k in checkpoint["state_dict"])  # the loss network, for resume
-    net = load_adain(trained / "checkpoints" / "last.ckpt")
+    net = read_network(trained / "checkpoints" / "last.ckpt", family="arbitrary")[1]
     assert net.teacher is None and not any("vgg" in k for k in net.state_dict())  # apply needs no VGG19
 
 
@@ -92,7 +92,7 @@ def test_a_checkpoint_naming_a_bad_width_is_one_line_before_anything_is_built(tm
     with pytest.raises(
         WeightsError, match=r"crafted.ckpt: its weights do not fit the network it names .*width"
     ) as info:
-        load_adain(path)
+        read_network(path, family="arbitrary")[1]
     assert "\n" not in str(info.value)
 
 

@@ -12,9 +12,9 @@ from helpers import ADAIN_LIGHT, ROOT, adain_train_cfg, compose_cfg, lively, mak
 from transferlab import images, main
 from transferlab.errors import DataError, WeightsError
 from transferlab.fast.arbitrary import ops as A
-from transferlab.fast.arbitrary.module import load_adain
 from transferlab.fast.arbitrary.networks import AdaINNet
 from transferlab.fast.arbitrary.settings import ApplyAdaINSettings, TrainAdaINSettings
+from transferlab.fast.stylizer import read_network
 
 ENCODERS = {"vgg19": (), "light": ADAIN_LIGHT}
 
@@ -49,8 +49,8 @@ def test_run_writes_metrics_checkpoints_and_the_grid(trained):
 def test_resume_is_exact(trained, encoder, photos, styles, tmp_path):
     resume = f"ckpt_path={trained / 'checkpoints' / 'step1.ckpt'}"
     main.run_task(adain_train_cfg(photos, styles, *encoder, resume), tmp_path)
-    a = load_adain(trained / "checkpoints" / "last.ckpt").state_dict()
-    b = load_adain(tmp_path / "checkpoints" / "last.ckpt").state_dict()
+    a = read_network(trained / "checkpoints" / "last.ckpt", family="arbitrary")[1].state_dict()
+    b = read_network(tmp_path / "checkpoints" / "last.ckpt", family="arbitrary")[1].state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -130,7 +130,7 @@ def test_export_parity_onnx_and_torch_export(trained, tmp_path):
     checkpoint = torch.load(trained / "checkpoints" / "last.ckpt", weights_only=True)
     checkpoint["state_dict"] = lively(checkpoint["state_dict"])  # outputs that differ between inputs
     torch.save(checkpoint, tmp_path / "lively.ckpt")
-    net = load_adain(tmp_path / "lively.ckpt")
+    net = read_network(tmp_path / "lively.ckpt", family="arbitrary")[1]
     with torch.no_grad():
         x = net.stylize(torch.rand(2, 3, 32, 32), [net.code(torch.rand(1, 3, 32, 32))])
     assert x.std() > 1e-2 and 0 < x.mean() < 1
@@ -231,7 +231,7 @@ def test_sanet_stylizes_with_attention_and_blends_its_targets():
 def test_sanet_is_a_task_option_end_to_end(photos, styles, tmp_path):
     main.run_task(adain_train_cfg(photos, styles, "task.arch=sanet", "task.checkpoint_every=0"), tmp_path / "train")
     ckpt = tmp_path / "train" / "checkpoints" / "last.ckpt"
-    assert load_adain(ckpt).sanet is not None
+    assert read_network(ckpt, family="arbitrary")[1].sanet is not None
     cfg = compose_cfg(
         "task=apply_adain",
         f"ckpt_path={ckpt}",

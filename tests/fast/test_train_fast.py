@@ -11,9 +11,10 @@ from helpers import compose_cfg, make_image
 from transferlab import images, main, sweep
 from transferlab.errors import DataError
 from transferlab.fast import data
-from transferlab.fast.per_style.module import load_network, make_loss
+from transferlab.fast.per_style.module import make_loss
 from transferlab.fast.per_style.networks import build_network
 from transferlab.fast.settings import TrainSettings
+from transferlab.fast.stylizer import read_network
 
 
 def test_training_beats_the_identity_on_held_out_images(photos):
@@ -50,7 +51,7 @@ def test_run_writes_metrics_checkpoints_and_tensorboard(trained):
     assert any((trained / "tensorboard").glob("events.*"))
     finals = sorted((trained / "val_final").iterdir())  # the final validation's photos, for sweeps' sheets
     assert [p.name for p in finals] == ["00.png", "01.png"] and images.open_rgb(finals[0]).size == (32, 32)
-    net, spec = load_network(trained / "checkpoints" / "last.ckpt")
+    _, net, spec = read_network(trained / "checkpoints" / "last.ckpt", family="per_style")
     assert spec == {"arch": "light", "width": 0.25, "blocks": 1}
     # The frozen VGG is not stored in checkpoints.
     state = torch.load(trained / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
@@ -82,8 +83,8 @@ def test_resume_is_exact(trained, train_cfg, photos, style_image, tmp_path):
         f"ckpt_path={trained / 'checkpoints' / 'step2.ckpt'}",
     )
     main.run_task(cfg, tmp_path)
-    a = load_network(trained / "checkpoints" / "last.ckpt")[0].state_dict()
-    b = load_network(tmp_path / "checkpoints" / "last.ckpt")[0].state_dict()
+    a = read_network(trained / "checkpoints" / "last.ckpt", family="per_style")[1].state_dict()
+    b = read_network(tmp_path / "checkpoints" / "last.ckpt", family="per_style")[1].state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 

@@ -10,10 +10,10 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from transferlab.fast.arbitrary.module import load_adain
 from transferlab.fast.arbitrary.networks import MIN_SIZE, Pipeline
 from transferlab.fast.arbitrary.settings import ExportAdaINSettings
 from transferlab.fast.export import export_checked
+from transferlab.fast.stylizer import read_network
 
 INPUTS = ("content", "style")
 
@@ -30,7 +30,7 @@ def dynamic_shapes() -> tuple[dict[int, torch.export.Dim], dict[int, torch.expor
 
 def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     s = ExportAdaINSettings.from_cfg(cfg)
-    pipeline = Pipeline(load_adain(s.checkpoint), s.alpha).eval()
+    pipeline = Pipeline(read_network(s.checkpoint, family="arbitrary")[1], s.alpha).eval()
     g = torch.Generator().manual_seed(s.seed)
     side = s.example_size
     example = (torch.rand(2, 3, side, side, generator=g), torch.rand(1, 3, side, side + 16, generator=g))

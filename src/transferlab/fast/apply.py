@@ -1,6 +1,7 @@
-"""The apply_fast task: stylize an image, a list or a folder with a trained network, from a train_fast
-checkpoint or an exported ONNX model; any size (output size = input size), batched by size, with a
-progress bar; outputs written atomically into <run dir>/stylized/."""
+"""The apply_fast task: stylize an image, a list or a folder with any stylizer through the one loader (a
+train_fast or train_adain checkpoint, or an exported ONNX model; an arbitrary-style one with ``task.style``);
+any size (output size = input size), batched by size, with a progress bar; outputs written atomically into
+<run dir>/stylized/."""
 
 from __future__ import annotations
 
@@ -15,41 +16,13 @@ from torch import Tensor
 from tqdm import tqdm
 
 from transferlab import color, images
-from transferlab.errors import ImageError, WeightsError
-from transferlab.fast import data
-from transferlab.fast.export import onnx_runner
-from transferlab.fast.per_style.module import load_network
+from transferlab.errors import ImageError
+from transferlab.fast import data, stylizer
 from transferlab.fast.per_style.networks import MIN_SIZE
 from transferlab.fast.settings import ApplySettings
 from transferlab.files import write_json
 
 log = logging.getLogger(__name__)
-
-
-def load_stylizer(path: Path, device: str = "cpu", key: str = "ckpt_path") -> Callable[[Tensor], Tensor]:
-    """A ``[N, 3, H, W] -> [N, 3, H, W]`` function from a checkpoint (.ckpt) or an ONNX file; errors
-    name ``key``, the config key the path came from."""
-    if path.suffix.lower() == ".onnx":
-        return load_onnx(path, key, "an export_fast model.onnx", ("image",))
-    network = load_network(path, key)[0].to(device)
-
-    def stylize(batch: Tensor) -> Tensor:
-        with torch.inference_mode():
-            return network(batch.to(device)).float().cpu()
-
-    return stylize
-
-
-def load_onnx(path: Path, key: str, expected: str, inputs: tuple[str, ...]) -> Callable[..., Tensor]:
-    """An ONNX Runtime session on the exported model ``path`` whose inputs are ``inputs``; a WeightsError
-    in one line for any other file."""
-    try:
-        return onnx_runner(path, inputs=inputs)
-    except Exception as exc:  # noqa: BLE001 - any ORT load failure means the same to the user
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(
-            f"{key}={path} is not a readable ONNX model of this task: {first}; give {expected}"
-        ) from None
 
 
 def gather(inputs: tuple[str, ...]) -> list[Path]:
@@ -119,9 +92,14 @@ def stylize_files(
 def run(cfg: DictConfig, output_dir: Path) -> dict[str, str]:
     s = ApplySettings.from_cfg(cfg)
     files = gather(s.images.inputs)
-    stylize = load_stylizer(s.model, s.device)
+    style = stylizer.style_image(s.style, "task.style", s.style_size) if s.style else None
+    stylize = stylizer.load(s.model, "ckpt_path", s.device, style)
     out_dir = output_dir / "stylized"
-    names = stylize_files(files, stylize, out_dir, s.images.size, s.images.batch_size, s.images.color, s.images.format)
-    write_json({"model": str(s.model), "color": s.images.color, "outputs": names}, output_dir / "apply.json")
+    im = s.images
+    names = stylize_files(files, stylize, out_dir, im.size, im.batch_size, im.color, im.format, stylize.min_size)
+    write_json(
+        {"model": str(s.model), "family": stylize.family, "style": s.style, "color": im.color, "outputs": names},
+        output_dir / "apply.json",
+    )
     log.info("apply_fast: %d images into %s", len(names), out_dir)
     return names

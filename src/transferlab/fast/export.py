@@ -167,11 +167,11 @@ def quantize_int8(source: Path, path: Path) -> Callable[[Tensor], Tensor]:
 def run(cfg: Any, output_dir: Path) -> dict[str, Any]:
     """The export_fast task: model.onnx, model.pt2 and model.int8.onnx from a train_fast checkpoint,
     each run against PyTorch at an odd size; export.json records the errors, sizes and the int8 cost."""
-    from transferlab.fast.per_style.module import load_network
     from transferlab.fast.settings import ExportSettings
+    from transferlab.fast.stylizer import read_network
 
     s = ExportSettings.from_cfg(cfg)
-    network, spec = load_network(s.checkpoint)
+    _, network, spec = read_network(s.checkpoint, family="per_style")
     g = torch.Generator().manual_seed(s.seed)
     example = torch.rand(2, 3, s.example_size, s.example_size, generator=g)
     check = torch.rand(3, 3, *s.check_size, generator=g)  # other batch and odd size: dynamic dims exercised

@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from transferlab import backbone, checks
 from transferlab.errors import ConfigError
-from transferlab.fast.per_style.networks import ARCHS, MIN_SIZE
+from transferlab.fast.per_style.networks import ARCHS, MAX_BLOCKS, MAX_WIDTH, MIN_SIZE
 from transferlab.style.settings import layer_sets
 from transferlab.trainer import TrainerSettings
 
@@ -26,13 +26,24 @@ class NetworkSettings:
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> NetworkSettings:
-        arch = checks.choice(cfg.fastnet.arch, ARCHS, "fastnet.arch")
-        width = checks.positive(cfg.fastnet.width, "fastnet.width")
-        if width > 8:
+        return cls.from_values(cfg.fastnet, "fastnet")
+
+    @classmethod
+    def from_values(cls, values: Any, prefix: str) -> NetworkSettings:
+        """``arch``, ``width`` and ``blocks`` of ``values`` (the ``fastnet`` group, or the ``network``
+        hyperparameters a checkpoint holds: one set of rules for both), errors naming ``prefix``."""
+        arch = checks.choice(values.get("arch"), ARCHS, f"{prefix}.arch")
+        width = checks.positive(values.get("width"), f"{prefix}.width")
+        if width > MAX_WIDTH:
             raise ConfigError(
-                f"fastnet.width={width} is invalid; it must be in (0, 8] (1 is Johnson et al.'s 32 channels)"
+                f"{prefix}.width={width} is invalid; it must be in (0, {MAX_WIDTH}] (1 is Johnson et al.'s 32 channels)"
             )
-        return cls(arch, width, checks.at_least(cfg.fastnet.blocks, 0, "fastnet.blocks"))
+        blocks = checks.at_least(values.get("blocks"), 0, f"{prefix}.blocks")
+        if blocks > MAX_BLOCKS:
+            raise ConfigError(
+                f"{prefix}.blocks={blocks} is invalid; it must be in [0, {MAX_BLOCKS}] (Johnson et al.: 5)"
+            )
+        return cls(arch, width, blocks)
 
 
 @dataclass(frozen=True)
@@ -156,7 +167,7 @@ class Training:
         )
 
 
-NETWORK_FILE = "a train_fast checkpoint (.ckpt) or an export_fast model.onnx"
+NETWORK_FILE = "a train_fast or train_adain checkpoint (.ckpt), or an export_fast or export_adain model.onnx"
 
 
 def model_file(source: str, key: str, suffixes: tuple[str, ...], expected: str) -> Path:
@@ -207,12 +218,21 @@ class ApplySettings:
     model: Path
     images: ImagesToStylize
     device: str
+    style: str | None  # an arbitrary-style model's style: a local path or pinned URL, resolved by the task
+    style_size: int
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> ApplySettings:
+        task = cfg.task
         model = checkpoint_file(cfg, (".ckpt", ".onnx"), NETWORK_FILE)
         device = "cpu" if model.suffix.lower() == ".onnx" else checks.trainer_settings(cfg).accelerator
-        return cls(model, ImagesToStylize.from_task(cfg.task, MIN_SIZE), device)
+        return cls(
+            model,
+            ImagesToStylize.from_task(task, MIN_SIZE),
+            device,
+            str(task.style) if task.style else None,
+            checks.at_least(task.style_size, 16, "task.style_size"),
+        )
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from transferlab.fast.settings import Training
@@ -18,6 +19,31 @@ from transferlab.files import write_json
 from transferlab.trainer import log_summary, make_trainer
 
 log = logging.getLogger(__name__)
+
+
+class ValidatedModule(pl.LightningModule):
+    """A stylizer's LightningModule: its ``validation_step`` appends the batch's loss terms to ``val_terms``;
+    at the end of each validation their means are logged as ``val/<term>`` (``val/loss`` on the progress bar)
+    and ``end_validation`` gets the TensorBoard writer for its images (None without one, or in the sanity
+    check)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.val_terms: list[dict[str, Tensor]] = []
+
+    def end_validation(self, writer: Any | None) -> None:
+        """Log this validation's images to ``writer`` (when not None) and drop what the steps kept."""
+
+    def on_validation_epoch_end(self) -> None:
+        if not self.val_terms:
+            return
+        n = len(self.val_terms)
+        for key in self.val_terms[0]:
+            self.log(f"val/{key}", sum(t[key] for t in self.val_terms) / n, prog_bar=key == "loss")
+        logger = self.logger
+        live = logger is not None and hasattr(logger, "experiment") and not self.trainer.sanity_checking
+        self.end_validation(logger.experiment if live else None)
+        self.val_terms.clear()
 
 
 class StepData(pl.LightningDataModule):

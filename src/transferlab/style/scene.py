@@ -56,7 +56,7 @@ class Scene:
 
 def _map(path: Path, hw: tuple[int, int]) -> Tensor:
     """A grayscale map in [0, 1] resized to ``hw`` (maps of another size are resized)."""
-    return images.resize(images.load_image(path).mean(dim=0, keepdim=True), hw)
+    return images.resize(images.load_map(path), hw)
 
 
 def load(inputs: Inputs, size: int) -> Scene:

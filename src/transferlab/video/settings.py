@@ -27,7 +27,7 @@ METHODS = ("optimize", "fast")
 @dataclass(frozen=True)
 class VideoSettings:
     input: Path
-    style: Path | None  # method=optimize
+    style: Path | None  # method=optimize, or method=fast with an arbitrary-style network
     method: str
     size: int | None  # long side of the processed frames; None: the input's size
     steps: int
@@ -39,7 +39,7 @@ class VideoSettings:
     baseline: bool
     fps: float  # frame rate of a frame folder
     max_frames: int | None
-    network: Path | None  # method=fast: a train_fast checkpoint (.ckpt) or an export_fast model.onnx
+    network: Path | None  # method=fast: any stylizer file (fast/stylizer.py)
     device: str  # cpu | cuda | mps (an ONNX network runs on the CPU)
     model: ModelSettings  # the style wing's door checks the shared groups (model, layers, loss, optimizer)
     content_layers: dict[str, float]
@@ -75,6 +75,8 @@ class VideoSettings:
             if not task.network:
                 raise ConfigError(f"task.method=fast needs task.network=<{NETWORK_FILE}>")
             network = model_file(str(task.network), "task.network", (".ckpt", ".onnx"), NETWORK_FILE)
+            if task.style:  # an arbitrary-style network's style
+                style = Path(fetch.resolve(str(task.style), "task.style"))
         device = checks.trainer_settings(cfg).accelerator
         if network is not None and network.suffix.lower() == ".onnx":
             device = "cpu"

@@ -19,7 +19,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from transferlab import backbone, images
-from transferlab.fast.apply import load_stylizer
+from transferlab.fast import stylizer
 from transferlab.files import write_json
 from transferlab.video import io
 from transferlab.video.flow import OpenCVFlow, consistency_mask, warp, warping_error
@@ -58,7 +58,9 @@ def frame_step(s: VideoSettings, clock: dict[str, float]) -> FrameStep:
     the seconds the independent stylization alone takes are added to ``clock["baseline"]`` and the
     frames it ran on to ``clock["frames"]``."""
     if s.method == "fast":
-        network = load_stylizer(s.network, s.device, "task.network")
+        # An arbitrary-style network takes task.style at the frames' long side (its own size without task.size).
+        style = stylizer.style_image(str(s.style), "task.style", s.size) if s.style else None
+        network = stylizer.load(s.network, "task.network", s.device, style)
         blended = BlendedFrames(lambda frame: network(frame.unsqueeze(0))[0].to(frame.device), s.blend)
 
         def fast(frame: Tensor, targets: Targets) -> tuple[Tensor, Tensor | None]:

@@ -13,12 +13,11 @@ from omegaconf import DictConfig
 from torch import Tensor
 
 from transferlab import fetch, images
-from transferlab.fast.adain_export import INPUTS
-from transferlab.fast.apply import gather, load_onnx, stylize_files
+from transferlab.fast import stylizer
+from transferlab.fast.apply import gather, stylize_files
 from transferlab.fast.arbitrary import ops as A
-from transferlab.fast.arbitrary.module import load_adain
 from transferlab.fast.arbitrary.networks import MIN_SIZE
-from transferlab.fast.arbitrary.settings import EXPORTED, ApplyAdaINSettings
+from transferlab.fast.arbitrary.settings import ApplyAdaINSettings
 from transferlab.files import write_json
 
 log = logging.getLogger(__name__)
@@ -26,24 +25,22 @@ log = logging.getLogger(__name__)
 
 def _map(source: str, key: str) -> Tensor:
     """A grayscale map ``[1, 1, h, w]`` in [0, 1] (resized to each content image when applied)."""
-    return images.load_image(fetch.resolve(source, key)).mean(dim=0, keepdim=True).unsqueeze(0)
+    return images.load_map(fetch.resolve(source, key)).unsqueeze(0)
 
 
 def exported_stylizer(s: ApplyAdaINSettings) -> Callable[[Tensor], Tensor]:
-    """The exported pipeline (ONNX Runtime, CPU) with the one style its door allows."""
-    pipeline = load_onnx(s.model, "ckpt_path", EXPORTED, INPUTS)
-    style = images.load_image(fetch.resolve(s.styles[0], "task.style"), s.style_size).unsqueeze(0)
-    return lambda batch: pipeline(batch, style)
+    """The exported pipeline (ONNX Runtime, CPU) with the one style its door allows, through the one loader."""
+    style = stylizer.style_image(s.styles[0], "task.style", s.style_size)
+    return stylizer.load(s.model, "ckpt_path", "cpu", style, family="arbitrary")
 
 
 def checkpoint_stylizer(s: ApplyAdaINSettings) -> Callable[[Tensor], Tensor]:
     """The checkpoint's network with every control: styles blended or masked, alpha, strength map."""
-    net = load_adain(s.model).to(s.device)
+    net = stylizer.read_network(s.model, "ckpt_path", "arbitrary")[1].to(s.device)
     key = "task.style" if len(s.styles) == 1 else "task.style[{}]"
     with torch.inference_mode():  # once per style, not per image
         codes = [
-            net.code(images.load_image(fetch.resolve(p, key.format(i)), s.style_size).unsqueeze(0).to(s.device))
-            for i, p in enumerate(s.styles)
+            net.code(stylizer.style_image(p, key.format(i), s.style_size).to(s.device)) for i, p in enumerate(s.styles)
         ]
     masks = [_map(m, f"task.style_masks[{i}]").to(s.device) for i, m in enumerate(s.style_masks)] or None
     strength = _map(s.strength_map, "task.strength_map").to(s.device) if s.strength_map else None

@@ -1,23 +1,20 @@
 """The LightningModule of the arbitrary-style family: the AdaIN / SANet network trained on (content, style)
-pairs, with a fixed grid of validation photos x styles in TensorBoard. Also the loader of a trained network
-from its checkpoint."""
+pairs, with a fixed grid of validation photos x styles in TensorBoard (fast/stylizer.py loads the trained
+network from its checkpoint)."""
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision.utils import make_grid
 
-from transferlab import checkpoints, images
-from transferlab.errors import WeightsError
-from transferlab.fast.arbitrary.networks import TRAINING_ONLY, AdaINNet
-from transferlab.fast.arbitrary.settings import CHECKPOINT
+from transferlab import images
+from transferlab.fast.arbitrary.networks import AdaINNet
+from transferlab.fast.train import ValidatedModule
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +34,7 @@ class Pairs(Dataset):
         return self.contents[index], self.styles[index]
 
 
-class AdaINModule(pl.LightningModule):
+class AdaINModule(ValidatedModule):
     """The decoder (and SANet, when ``network["arch"]`` is sanet; the light encoder and its distillation
     projection, when ``network["encoder"]`` is light) trained with Adam against ``content_weight * content +
     style_weight * style + distill_weight * distill`` (``AdaINNet.terms``; distill only for a light encoder).
@@ -70,7 +67,6 @@ class AdaINModule(pl.LightningModule):
         )
         self.register_buffer("previews", previews if previews is not None else torch.empty(0), persistent=False)
         self.preview_size = preview_size
-        self.val_terms: list[dict[str, Tensor]] = []
         self.val_tiles: list[Tensor] = []
 
     def _loss(self, content: Tensor, style: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
@@ -92,16 +88,9 @@ class AdaINModule(pl.LightningModule):
             self.val_tiles.append(output.detach().float().clamp(0, 1).cpu())
         self.val_tiles.append(batch.detach().float().cpu())  # the photos, first in each grid row
 
-    def on_validation_epoch_end(self) -> None:
-        if not self.val_terms:
-            return
-        n = len(self.val_terms)
-        for key in self.val_terms[0]:
-            self.log(f"val/{key}", sum(t[key] for t in self.val_terms) / n, prog_bar=key == "loss")
-        logger = self.logger
-        if logger is not None and hasattr(logger, "experiment") and not self.trainer.sanity_checking:
-            logger.experiment.add_image("val/grid", self.grid(), self.global_step)
-        self.val_terms.clear()
+    def end_validation(self, writer: Any | None) -> None:
+        if writer is not None:
+            writer.add_image("val/grid", self.grid(), self.global_step)
         self.val_tiles.clear()
 
     def grid(self) -> Tensor:
@@ -123,28 +112,3 @@ class AdaINModule(pl.LightningModule):
         hp = self.hparams
         trainable = [p for p in self.net.parameters() if p.requires_grad]  # VGG19 is frozen
         return torch.optim.Adam(trainable, lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
-
-
-def load_adain(path: str | Path, key: str = "ckpt_path", loss_net: bool = False) -> AdaINNet:
-    """The trained network of a train_adain checkpoint (eval mode); a WeightsError in one line for any
-    other file (a train_fast checkpoint, a plain state dict, weights that do not fit). A light network is
-    rebuilt without its training-only parts (``TRAINING_ONLY``: no VGG19) unless ``loss_net`` (to score it)."""
-    checkpoint = checkpoints.load(path, key, CHECKPOINT)
-    hp = checkpoint.get("hyper_parameters", {}) if isinstance(checkpoint, dict) else {}
-    spec = hp.get("network")
-    if not isinstance(spec, dict) or "loss_weights" not in hp or "state_dict" not in checkpoint:
-        raise WeightsError(
-            f"{key}={path} is not a train_adain checkpoint (no AdaIN hyperparameters); give {CHECKPOINT}"
-        )
-    try:
-        net = AdaINNet(**spec, loss_net=loss_net)
-        prefix = "net."
-        skip = () if loss_net else (f"{prefix}{TRAINING_ONLY}.",)
-        state = checkpoint["state_dict"].items()
-        net.load_state_dict({k[len(prefix) :]: v for k, v in state if k.startswith(prefix) and not k.startswith(skip)})
-    except (RuntimeError, TypeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise WeightsError(
-            f"{key}={path}: its weights do not fit the network it names ({spec}): {first}; give {CHECKPOINT}"
-        ) from None
-    return net.eval()

@@ -5,7 +5,7 @@ strength map combine in feature space. No parameters, no config, no files; the n
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -50,18 +50,6 @@ def mean_std_terms(
         sm, ss = mean_std(style_feats[layer])
         terms[layer] = F.mse_loss(om, sm) + F.mse_loss(os_, ss)
     return terms
-
-
-def mean_std_loss(
-    output_feats: dict[str, Tensor],
-    style_feats: dict[str, Tensor],
-    layers: Iterable[str] | Mapping[str, float] = STYLE_LAYERS,
-) -> Tensor:
-    """The weighted sum of ``mean_std_terms``: weight 1 per layer for a list of layers (the paper's
-    sum), the given weights for a ``{layer: weight}`` mapping (configs normalize them to sum to 1)."""
-    weights = dict(layers) if isinstance(layers, Mapping) else dict.fromkeys(layers, 1.0)
-    terms = mean_std_terms(output_feats, style_feats, weights)
-    return sum(w * terms[layer] for layer, w in weights.items())
 
 
 @dataclass(frozen=True)

@@ -1,18 +1,16 @@
 """The perceptual loss of Johnson et al. over our frozen VGG, and the LightningModule that trains a
-transformation network with it. Also the loader of a trained network from its checkpoint."""
+transformation network with it (fast/stylizer.py loads the trained network from its checkpoint)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
-from transferlab import backbone, checkpoints, images, losses
-from transferlab.errors import WeightsError
+from transferlab import backbone, images, losses
 from transferlab.fast.per_style.networks import TransformNet, build_network
+from transferlab.fast.train import ValidatedModule
 
 
 class PerceptualLoss(nn.Module):
@@ -73,7 +71,7 @@ def make_loss(
     return PerceptualLoss(vgg, style, content_layers, style_layers, loss_weights)
 
 
-class FastStyleModule(pl.LightningModule):
+class FastStyleModule(ValidatedModule):
     """A transformation network trained against a frozen perceptual loss with Adam. Checkpoints hold
     the network, the Gram targets and the optimizer state, not the VGG weights (rebuilt from hparams)."""
 
@@ -92,7 +90,6 @@ class FastStyleModule(pl.LightningModule):
         self.network: TransformNet = build_network(**network)
         self.perceptual = loss
         self.val_outputs: list[Tensor] = []
-        self.val_terms: list[dict[str, Tensor]] = []
         self.last_val_images: Tensor | None = None  # the latest validation's stylized photos, on the CPU
 
     def forward(self, image: Tensor) -> Tensor:
@@ -110,18 +107,11 @@ class FastStyleModule(pl.LightningModule):
         self.val_terms.append({k: v.detach() for k, v in terms.items()})
         self.val_outputs.append(output.detach().float().cpu())
 
-    def on_validation_epoch_end(self) -> None:
-        if not self.val_terms:
-            return
-        n = len(self.val_terms)
-        for key in self.val_terms[0]:
-            self.log(f"val/{key}", sum(t[key] for t in self.val_terms) / n, prog_bar=key == "loss")
+    def end_validation(self, writer: Any | None) -> None:
         self.last_val_images = torch.cat(self.val_outputs)
-        logger = self.logger
-        if logger is not None and hasattr(logger, "experiment") and not self.trainer.sanity_checking:
+        if writer is not None:
             previews = torch.stack([images.fits_in(p, 256) for p in self.last_val_images])
-            logger.experiment.add_images("val/stylized", previews, self.global_step)
-        self.val_terms.clear()
+            writer.add_images("val/stylized", previews, self.global_step)
         self.val_outputs.clear()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
@@ -139,26 +129,3 @@ class FastStyleModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         vgg = {f"perceptual.vgg.{k}": v for k, v in self.perceptual.vgg.state_dict().items()}
         checkpoint["state_dict"] = {**checkpoint["state_dict"], **vgg}
-
-
-EXPECTED = "a train_fast checkpoint (.ckpt)"
-
-
-def load_network(path: str | Path, key: str = "ckpt_path") -> tuple[TransformNet, dict[str, Any]]:
-    """The trained network of a train_fast checkpoint (eval mode) and its ``network`` hparams; a
-    WeightsError in one line for any other file (another task's checkpoint, another architecture)."""
-    checkpoint = checkpoints.load(path, key, EXPECTED)
-    spec = checkpoint.get("hyper_parameters", {}).get("network") if isinstance(checkpoint, dict) else None
-    if not isinstance(spec, dict) or "state_dict" not in checkpoint:
-        raise WeightsError(f"{key}={path} is not a train_fast checkpoint (no network hyperparameters); give {EXPECTED}")
-    try:
-        network = build_network(**spec)
-        prefix = "network."
-        state = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
-        network.load_state_dict(state)
-    except (RuntimeError, TypeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise WeightsError(
-            f"{key}={path}: its weights do not fit the network it names ({spec}): {first}; give {EXPECTED}"
-        ) from None
-    return network.eval(), dict(spec)

@@ -12,6 +12,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 ARCHS = ("johnson", "light")
+# Bounds of ``build_network``'s width and blocks, checked at the door and on every checkpoint before a network
+# is built (a checkpoint naming 1e6 blocks would allocate until the machine runs out of memory).
+MAX_WIDTH = 8
+MAX_BLOCKS = 32
 
 
 def _conv(c_in: int, c_out: int, kernel: int, stride: int = 1, separable: bool = False) -> nn.Sequential:
