@@ -102,6 +102,7 @@ def test_folder_without_images_is_one_line(train_cfg, tmp_path, style_image):
     [
         ("fastnet.arch=mobile", r"fastnet.arch='mobile' is invalid; choose one of johnson, light"),
         ("fastnet.width=0", r"fastnet.width=0 is invalid"),
+        ("fastnet.blocks=33", r"fastnet.blocks=33 is invalid; it must be in \[0, 32\]"),
         ("data.crop=8", r"data.crop=8 is invalid; it must be an integer >= 16"),
         ("+layers.style.relu5_4=1", r"layers.style: layer 'relu5_4' does not exist in vgg16"),
         ("optimizer=sgd", r"optimizer.name='sgd' is invalid"),

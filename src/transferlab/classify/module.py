@@ -295,11 +295,12 @@ def refill(checkpoint: dict[str, Any], name: str) -> None:
     checkpoint["state_dict"].update(zip(keys, tensors))
 
 
+FINETUNE_CHECKPOINT = "a checkpoint of a task=finetune run (checkpoints/best.ckpt or last.ckpt)"
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """A checkpoint of a finetune run, loaded with ``weights_only=True``; anything else is refused."""
-    ckpt = checkpoints.load(
-        path, "ckpt_path", "a checkpoint of a task=finetune run (checkpoints/best.ckpt or last.ckpt)"
-    )
+    ckpt = checkpoints.load(path, "ckpt_path", FINETUNE_CHECKPOINT)
     hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     if not isinstance(hp, dict) or hp.get("format") not in READABLE or "state_dict" not in ckpt:
         raise WeightsError(
@@ -318,7 +319,5 @@ def load(path: str | Path) -> Classifier:
     with torch.device("meta"):
         network, _ = networks.build(hp["arch"], None, "auto", len(hp["classes"]), hp["dropout"])
     prefix = next(p for p in ("network.", "vgg.") if any(k.startswith(p) for k in ckpt["state_dict"]))
-    network.load_state_dict(
-        {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}, assign=True
-    )
+    checkpoints.load_weights(network, ckpt["state_dict"], prefix, f"ckpt_path={path}", FINETUNE_CHECKPOINT, assign=True)
     return Classifier(network, **hp).eval()

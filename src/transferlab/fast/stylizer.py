@@ -268,13 +268,14 @@ def _bounded_arena() -> int:
     return limit
 
 
-def onnx_session(path: Path, key: str, timeout_s: float = ONNX_TIMEOUT_S) -> Callable[..., Tensor]:
+def onnx_session(path: Path, key: str, timeout_s: float | None = None) -> Callable[..., Tensor]:
     """An ONNX Runtime CPU session on the checked model ``path`` as a tensor function of its inputs in order,
-    its memory bounded by the arena and each run stopped after ``timeout_s``; any failure (an allocation
+    its memory bounded by the arena and each run stopped after ``timeout_s`` (default ``ONNX_TIMEOUT_S``); any failure (an allocation
     past the limit, the watchdog, a kernel error, an output of another shape) is a WeightsError in one line."""
     import onnxruntime as ort
 
     limit = _bounded_arena()
+    timeout_s = ONNX_TIMEOUT_S if timeout_s is None else timeout_s
     options = ort.SessionOptions()
     options.add_session_config_entry("session.use_env_allocators", "1")
     options.log_severity_level = 4  # its errors reach the user as our one line, not as log spam
