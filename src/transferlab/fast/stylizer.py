@@ -270,8 +270,9 @@ def _bounded_arena() -> int:
 
 def onnx_session(path: Path, key: str, timeout_s: float | None = None) -> Callable[..., Tensor]:
     """An ONNX Runtime CPU session on the checked model ``path`` as a tensor function of its inputs in order,
-    its memory bounded by the arena and each run stopped after ``timeout_s`` (default ``ONNX_TIMEOUT_S``); any failure (an allocation
-    past the limit, the watchdog, a kernel error, an output of another shape) is a WeightsError in one line."""
+    its memory bounded by the arena and each run stopped after ``timeout_s`` (default ``ONNX_TIMEOUT_S``);
+    any failure (an allocation past the limit, the watchdog, a kernel error, an output of another shape) is a
+    WeightsError in one line."""
     import onnxruntime as ort
 
     limit = _bounded_arena()
