@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -302,7 +303,7 @@ def onnx_session(path: Path, key: str, timeout_s: float | None = None) -> Callab
                     "without end, or far too large images); check the model or give smaller images"
                 ) from None
             raise WeightsError(
-                f"{key}={path} failed to run (memory limit {limit / 2**30:.1f} GiB): {_first_line(exc)}"
+                f"{key}={path} failed to run (memory limit {limit / 2**30:.1f} GiB): {_ort_reason(exc)}"
             ) from None
         finally:
             watchdog.cancel()
@@ -319,3 +320,14 @@ def onnx_session(path: Path, key: str, timeout_s: float | None = None) -> Callab
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:400] if text else type(exc).__name__
+
+
+def _ort_reason(exc: BaseException) -> str:
+    """ONNX Runtime's run error as the node and its status, without the source path and C++ signature."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    found = re.search(r"while running (\S+) node.*?Status Message: (.*)", text)
+    if found is None:
+        return text
+    node, status = found.groups()
+    status = re.sub(r"^\S+:\d+ [^)]*\) ", "", status)  # /onnxruntime_src/...cc:360 void* f(...)
+    return f"its {node} node: {status}"
