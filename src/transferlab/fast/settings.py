@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from transferlab import backbone, checks
 from transferlab.errors import ConfigError
+from transferlab.fast.arbitrary.networks import MIN_SIZE as STYLE_MIN_SIZE
 from transferlab.fast.per_style.networks import ARCHS, MAX_BLOCKS, MAX_WIDTH, MIN_SIZE
 from transferlab.style.settings import layer_sets
 from transferlab.trainer import TrainerSettings
@@ -231,7 +232,7 @@ class ApplySettings:
             ImagesToStylize.from_task(task, MIN_SIZE),
             device,
             str(task.style) if task.style else None,
-            checks.at_least(task.style_size, 16, "task.style_size"),
+            checks.at_least(task.style_size, STYLE_MIN_SIZE, "task.style_size"),
         )
 
 
