@@ -266,6 +266,9 @@ def _bounded_arena() -> int:
     limit = int(total * ONNX_MEMORY_FRACTION)
     info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
     ort.create_and_register_allocator(info, ort.OrtArenaCfg(limit, -1, -1, -1))
+    log.info(
+        "ONNX models run with at most %.1f GiB (ONNX Runtime's arena) and %g s a batch", limit / 2**30, ONNX_TIMEOUT_S
+    )
     return limit
 
 
