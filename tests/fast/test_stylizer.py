@@ -153,6 +153,14 @@ def _image(name: str, dims=("N", 3, "H", "W")):
     return h.make_tensor_value_info(name, T.FLOAT, list(dims))
 
 
+def _nan_output(path: Path) -> Path:
+    """Finite weights, NaN pixels: the log of -1 - image."""
+    negative = h.make_node("Sub", ["minus_one", "image"], ["negative"])
+    log = h.make_node("Log", ["negative"], ["stylized"])
+    minus_one = h.make_tensor("minus_one", T.FLOAT, [1], [-1.0])
+    return _onnx(path, [negative, log], [_image("image")], [_image("stylized")], [minus_one])
+
+
 def _absurd(path: Path) -> Path:
     """Adds a 12 TB tensor of zeros to the image: a graph that allocates more than any machine holds."""
     shape = h.make_node("Constant", [], ["shape"], value=h.make_tensor("s", T.INT64, [4], [1, 3, 10**6, 10**6]))
@@ -200,6 +208,7 @@ def _nan_weight(path: Path) -> Path:
         (_classifier, r"scores has shape \[\?, 3\] .* not float \[N, 3, H, W\]"),
         (_rank3, r"its inputs are \(image\) and it has 0 outputs"),
         (_nan_weight, r"weight w holds NaN or infinite values"),
+        (_nan_output, r"model.onnx gave NaN or infinite values"),
         (_absurd, r"failed to run \(memory limit .* GiB\): .*ConstantOfShape"),
         (_endless, r"one batch ran past 1 s and was stopped"),
     ],

@@ -275,8 +275,8 @@ def _bounded_arena() -> int:
 def onnx_session(path: Path, key: str, timeout_s: float | None = None) -> Callable[..., Tensor]:
     """An ONNX Runtime CPU session on the checked model ``path`` as a tensor function of its inputs in order,
     its memory bounded by the arena and each run stopped after ``timeout_s`` (default ``ONNX_TIMEOUT_S``);
-    any failure (an allocation past the limit, the watchdog, a kernel error, an output of another shape) is a
-    WeightsError in one line."""
+    any failure (an allocation past the limit, the watchdog, a kernel error, an output of another shape or
+    not finite) is a WeightsError in one line."""
     import onnxruntime as ort
 
     limit = _bounded_arena()
@@ -315,6 +315,8 @@ def onnx_session(path: Path, key: str, timeout_s: float | None = None) -> Callab
                 f"{key}={path} turned a batch of {list(xs[0].shape)} into {list(out.shape)}, not an image "
                 "of the same size; give a stylizer"
             )
+        if not bool(out.isfinite().all()):  # written out, NaN would be black pixels
+            raise WeightsError(f"{key}={path} gave NaN or infinite values; give a stylizer that was exported sound")
         return out
 
     return run
