@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.functional.classification import multiclass_confusion_matrix
 
-from helpers import CLASSES, FAST, compose_cfg, make_dataset, make_image
-from transferlab import main
+from helpers import CLASSES, FAST, compose_cfg, hparams_columns, make_dataset, make_image, sweep_in_process
+from transferlab import main, sweep
 from transferlab.classify import data, finetune, metrics, settings
 from transferlab.classify import module as classifier
 from transferlab.classify.settings import FinetuneSettings
@@ -189,6 +190,16 @@ def test_finetune_writes_checkpoints_metrics_and_images(trained: Path) -> None:
     assert {"val/acc_macro", "test/acc_macro"} <= set(session.Tags()["scalars"])
     ckpt = classifier.read_checkpoint(trained / "checkpoints" / "best.ckpt")  # weights_only=True
     assert ckpt["hyper_parameters"]["classes"] == list(CLASSES)
+
+
+def test_sweep_of_two_jobs_writes_a_contact_sheet(dataset: Path, tmp_path: Path) -> None:
+    """A tile per job (its validation confusion matrix), captioned by its result; HParams lead with the swept key."""
+    common = [*FAST, f"data.root={dataset}", "data.max_bad_fraction=0.2", "task.epochs=1", "task.misclassified=0"]
+    sheet = Image.open(sweep_in_process(tmp_path, common, "task.lr", ["0.01", "0.001"]))
+    assert sheet.width == 2 * 256
+    best = json.loads((tmp_path / "1" / "metrics.json").read_text())["best_score"]
+    assert sweep.labels(sweep.job_dirs(tmp_path))[1][:2] == ["task.lr=0.001", f"best val/acc_macro {best:.4g}"]
+    assert hparams_columns(tmp_path / "0")[0] == "* task.lr"
 
 
 def test_frozen_batch_norms_keep_their_statistics_through_training(trained: Path, dataset: Path) -> None:

@@ -1,11 +1,13 @@
 """The train_adain task: a decoder for the frozen VGG19 encoder (AdaIN, Huang & Belongie, 2017), or a light
 encoder and its decoder (distilled against VGG19), trained on a folder of content photos and a folder of
 style images; TensorBoard with a fixed grid of validation photos x styles, checkpoints (exact resume) and
-metrics.json in the run dir. Also the loader of a trained network from its checkpoint."""
+val_grid.png (the final validation's grid: the image of its result) in the run dir; the entry writes
+metrics.json from its result. Also the loader of a trained network from its checkpoint."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +25,11 @@ from transferlab.fast.adain_net import TRAINING_ONLY, AdaINNet
 from transferlab.fast.adain_settings import CHECKPOINT, TrainAdaINSettings
 from transferlab.fast.train import StepData, fit
 from transferlab.files import atomic_write
+from transferlab.result import TaskResult
 
 log = logging.getLogger(__name__)
+
+VAL_GRID = "val_grid.png"  # the final validation's grid: a header row of styles, then each photo and its stylizations
 
 
 class Pairs(Dataset):
@@ -77,6 +82,7 @@ class AdaINModule(pl.LightningModule):
         self.preview_size = preview_size
         self.val_terms: list[dict[str, Tensor]] = []
         self.val_tiles: list[Tensor] = []
+        self.last_grid: Tensor | None = None  # the latest validation's grid (``grid``), on the CPU
 
     def _loss(self, content: Tensor, style: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         output, terms = self.net.terms(content, style)
@@ -103,9 +109,10 @@ class AdaINModule(pl.LightningModule):
         n = len(self.val_terms)
         for key in self.val_terms[0]:
             self.log(f"val/{key}", sum(t[key] for t in self.val_terms) / n, prog_bar=key == "loss")
+        self.last_grid = self.grid()
         logger = self.logger
         if logger is not None and hasattr(logger, "experiment") and not self.trainer.sanity_checking:
-            logger.experiment.add_image("val/grid", self.grid(), self.global_step)
+            logger.experiment.add_image("val/grid", self.last_grid, self.global_step)
         self.val_terms.clear()
         self.val_tiles.clear()
 
@@ -155,7 +162,7 @@ def load_adain(path: str | Path, key: str = "ckpt_path", loss_net: bool = False)
     return net.eval()
 
 
-def run(cfg: DictConfig, output_dir: Path) -> float:
+def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     s = TrainAdaINSettings.from_cfg(cfg)
     pl.seed_everything(s.training.seed, workers=True, verbose=False)
     train_files, val_files = data.split(data.list_images(s.photos.root), s.photos.val_count, s.training.seed)
@@ -187,7 +194,8 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
         len(previews),
     )
     datamodule = StepData(pairs, val, s.photos.batch_size, s.photos.num_workers)
-    metrics = fit(module, datamodule, s.training, s.hparams, output_dir, "train_adain")
+    result = fit(module, datamodule, s.training, s.hparams, output_dir, "train_adain")
     with atomic_write(output_dir / "val_files.txt", "w") as f:
         f.write("".join(f"{p}\n" for p in val_files))
-    return metrics["val/loss"]
+    grid = () if module.last_grid is None else (images.save_image(module.last_grid, output_dir / VAL_GRID),)
+    return replace(result, images=grid)

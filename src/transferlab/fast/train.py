@@ -1,11 +1,12 @@
 """The train_fast task: a feed-forward network for one style, trained on a folder of content photos
-(Johnson et al., 2016). Writes TensorBoard logs, checkpoints/, metrics.json, val_files.txt and
-val_final/ (the validation photos stylized by the final network, in val_files.txt's order; a sweep's
-contact sheet shows them a row per job) into the run dir."""
+(Johnson et al., 2016). Writes TensorBoard logs, checkpoints/, val_files.txt and val_final/ (the
+validation photos stylized by the final network, in val_files.txt's order: the images of its result, a
+row per job in a sweep's contact sheet) into the run dir; the entry writes metrics.json from its result."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +16,17 @@ from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
-from transferlab import fetch, images, sweep
+from transferlab import fetch, images
 from transferlab.fast import data
 from transferlab.fast.module import FastStyleModule, PerceptualLoss, make_loss
 from transferlab.fast.settings import Training, TrainSettings
-from transferlab.files import atomic_write, write_json
-from transferlab.trainer import log_summary, make_trainer
+from transferlab.files import atomic_write
+from transferlab.result import TaskResult
+from transferlab.trainer import make_trainer
 
 log = logging.getLogger(__name__)
+
+VAL_IMAGES = "val_final"  # the validation photos stylized by the final network, 00.png, 01.png, ...
 
 
 class StepData(pl.LightningDataModule):
@@ -57,11 +61,11 @@ def fit(
     hparams: dict[str, Any],
     output_dir: Path,
     task: str,
-) -> dict[str, float]:
+) -> TaskResult:
     """Train ``module`` for ``training.steps`` steps (validation every ``val_every``, checkpoints every
     ``checkpoint_every``, resumed from ``ckpt_path``) through the one Trainer factory; then write
-    checkpoints/last.ckpt atomically, validate once more, log ``hparams`` with the final metrics and
-    write metrics.json."""
+    checkpoints/last.ckpt atomically and validate once more. The result (without images: the task adds
+    its own) holds the final validation's metrics, captioned by the loss and its content and style terms."""
     checkpoint = ModelCheckpoint(
         dirpath=output_dir / "checkpoints",
         filename="step{step}",
@@ -94,12 +98,17 @@ def fit(
     tmp.replace(last)  # atomic: a reader never sees half a checkpoint
     final = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
     metrics = {k: float(v) for k, v in final.items()}
-    if trainer.logger is not None:
-        log_summary(trainer.logger, hparams, metrics, trainer.global_step)
-    write_json(
-        {"task": task, "steps": trainer.global_step, "checkpoint": str(last), **metrics}, output_dir / "metrics.json"
+    return TaskResult(
+        metrics={"task": task, "steps": trainer.global_step, "checkpoint": str(last), **metrics},
+        objective=metrics["val/loss"],
+        caption=(
+            f"val loss {metrics['val/loss']:.4g}",
+            f"content {metrics['val/content']:.3g}  style {metrics['val/style']:.3g}",
+        ),
+        hparams=hparams,
+        summary=metrics,
+        step=trainer.global_step,
     )
-    return metrics
 
 
 def perceptual_loss(s: TrainSettings) -> PerceptualLoss:
@@ -119,7 +128,7 @@ def perceptual_loss(s: TrainSettings) -> PerceptualLoss:
     )
 
 
-def run(cfg: DictConfig, output_dir: Path) -> float:
+def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     s = TrainSettings.from_cfg(cfg)
     pl.seed_everything(s.training.seed, workers=True, verbose=False)
     train_files, val_files = data.split(data.list_images(s.photos.root), s.photos.val_count, s.training.seed)
@@ -148,10 +157,11 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
         len(val_files),
         s.network.arch,
     )
-    metrics = fit(module, datamodule, s.training, s.hparams, output_dir, "train_fast")
+    result = fit(module, datamodule, s.training, s.hparams, output_dir, "train_fast")
     with atomic_write(output_dir / "val_files.txt", "w") as f:
         f.write("".join(f"{p}\n" for p in val_files))
-    if module.last_val_images is not None:  # from fit's final validation
-        for i, image in enumerate(module.last_val_images):
-            images.save_image(image, output_dir / sweep.VAL_IMAGES / f"{i:02d}.png")
-    return metrics["val/loss"]
+    finals = [  # from fit's final validation
+        images.save_image(image, output_dir / VAL_IMAGES / f"{i:02d}.png")
+        for i, image in enumerate(module.last_val_images if module.last_val_images is not None else [])
+    ]
+    return replace(result, images=tuple(finals))
