@@ -92,14 +92,6 @@ def leading_hparams(hp: dict[str, Any], overrides: Sequence[str], swept: Collect
     return dict(sorted(first.items(), key=lambda item: item[0][0] != "*")) | hp
 
 
-def user_overrides() -> list[str]:
-    """The command line's overrides (a sweep's values included), or none outside a Hydra run."""
-    try:
-        return list(HydraConfig.get().overrides.task)
-    except ValueError:
-        return []
-
-
 def swept_keys() -> set[str]:
     """The keys a ``-m`` sweep varies (read from its multirun.yaml, so with any launcher); none outside a sweep."""
     try:
