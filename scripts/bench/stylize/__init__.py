@@ -29,23 +29,33 @@ import sys
 import torch
 
 from bench.common import add_warnings_switch, quiet
-from bench.stylize.compile import compile_child, compiled
-from bench.stylize.convs import convs
-from bench.stylize.memory import memory, memory_child
-from bench.stylize.overhead import overhead
-from bench.stylize.precision import precision
-from bench.stylize.quality import quality
-from bench.stylize.speed import speed, speed_child
-from bench.stylize.switches import switches, switches_child
+from bench.stylize import compiled, convs, memory, overhead, precision, quality, speed, switches
+
+# Each study's module gives its subcommand's HELP and ``arguments`` (its options and the function that runs it).
+STUDIES = {
+    "speed": speed,
+    "convs": convs,
+    "quality": quality,
+    "memory": memory,
+    "switches": switches,
+    "overhead": overhead,
+    "compile": compiled,
+    "precision": precision,
+}
+# The sections a study runs in fresh processes (``runs.run_child``).
+CHILDREN = {
+    "speed": speed.speed_child,
+    "memory": memory.memory_child,
+    "switches": switches.switches_child,
+    "compile": compiled.compile_child,
+}
 
 
 def child(section: str, kwargs: str) -> None:
     """A section in a fresh process (``runs.run_child``): its result as the last line of stdout."""
     quiet(os.environ.get("BENCH_WARNINGS") == "1")
     torch.set_num_threads(int(os.environ["BENCH_THREADS"]))
-    result = {"speed": speed_child, "memory": memory_child, "switches": switches_child, "compile": compile_child}[
-        section
-    ](**json.loads(kwargs))
+    result = CHILDREN[section](**json.loads(kwargs))
     print(json.dumps(result))
 
 
@@ -67,62 +77,8 @@ def main() -> None:
     )
     add_warnings_switch(parser)
     sections = parser.add_subparsers(dest="section", required=True)
-    p = sections.add_parser("speed", help="s/evaluation, FLOP lower bound, plain baseline, peak memory")
-    p.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
-    p.add_argument("--layers", nargs="+", default=["gatys", "seed"])
-    p.add_argument("--rounds", type=int, default=7, help="timed evaluations after one warm-up")
-    p.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the plain implementation")
-    p.add_argument(
-        "--apart-from",
-        type=int,
-        default=2048,
-        help="from this size, time ours and the plain implementation in separate processes (memory)",
-    )
-    p.set_defaults(run=speed)
-    p = sections.add_parser("convs", help="per VGG conv shape: Winograd vs the direct convolution")
-    p.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
-    p.add_argument("--rounds", type=int, default=7)
-    p.set_defaults(run=convs)
-    p = sections.add_parser("quality", help="time to the single-scale loss: coarse-to-fine schedules")
-    p.add_argument("--size", type=int, default=512)
-    p.add_argument("--layers", default="gatys")
-    p.add_argument("--evals", type=int, default=300, help="single-scale evaluations that set the target loss")
-    p.add_argument(
-        "--schedules",
-        nargs="*",
-        default=["128:150/256:60/100", "256:100/100"],
-        help="coarse scales SIZE:STEPS separated by /, then the L-BFGS history size",
-    )
-    p.set_defaults(run=quality)
-    p = sections.add_parser("memory", help="peak memory vs estimate at several sizes, L-BFGS and Adam")
-    p.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
-    p.add_argument("--layers", default="gatys")
-    p.add_argument("--history", type=int, default=10, help="L-BFGS history size (its cost is printed for 100 too)")
-    p.add_argument("--live", action="store_true", help="measure live tensors: no heap retention by malloc")
-    p.set_defaults(run=memory)
-    p = sections.add_parser("switches", help="memory and speed with each runtime switch off, vs the plain baseline")
-    p.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
-    p.add_argument("--layers", default="gatys")
-    p.add_argument("--history", type=int, default=10, help="L-BFGS history size (the same for every variant)")
-    p.set_defaults(run=switches)
-    p = sections.add_parser("overhead", help="Lightning fit vs a plain loop doing the same evaluations (issue 16)")
-    p.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256, 512])
-    p.add_argument("--layers", default="gatys")
-    p.add_argument("--evals", type=int, default=None, help="L-BFGS steps per run (default: 40 at 64 px, fewer above)")
-    p.add_argument("--rounds", type=int, default=5)
-    p.set_defaults(run=overhead)
-    p = sections.add_parser("compile", help="torch.compile of the loss graph (inductor) vs eager on this CPU")
-    p.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
-    p.add_argument("--layers", default="gatys")
-    p.add_argument("--steps", type=int, default=6)
-    p.add_argument("--rounds", type=int, default=3)
-    p.set_defaults(run=compiled)
-    p = sections.add_parser("precision", help="bf16-mixed vs fp32 speed and final loss (CUDA or AMX)")
-    p.add_argument("--size", type=int, default=512)
-    p.add_argument("--layers", default="gatys")
-    p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--force", action="store_true", help="run even without CUDA or AMX (a functional check)")
-    p.set_defaults(run=precision)
+    for name, study in STUDIES.items():
+        study.arguments(sections.add_parser(name, help=study.HELP))
     args = parser.parse_args()
     quiet(args.warnings)
     os.environ["BENCH_THREADS"] = str(args.threads)  # children inherit both

@@ -43,3 +43,13 @@ def convs(args: argparse.Namespace) -> None:
                 f"{times['direct'] / times['winograd']:.2f}x",
                 flush=True,
             )
+
+
+HELP = "per VGG conv shape: Winograd vs the direct convolution"
+
+
+def arguments(p: argparse.ArgumentParser) -> None:
+    """The study's options on its subcommand, and the function that runs it."""
+    p.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
+    p.add_argument("--rounds", type=int, default=7)
+    p.set_defaults(run=convs)

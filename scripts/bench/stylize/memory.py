@@ -86,3 +86,15 @@ def memory(args: argparse.Namespace) -> None:
             f" {100 * 8 * 3 * h * w / 2**20:.0f} MiB at 100 (the default)"
         )
     print(f"process baseline (imports) {r['baseline_mib']:.0f} MiB, not counted; load average after: {load()}")
+
+
+HELP = "peak memory vs estimate at several sizes, L-BFGS and Adam"
+
+
+def arguments(p: argparse.ArgumentParser) -> None:
+    """The study's options on its subcommand, and the function that runs it."""
+    p.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
+    p.add_argument("--layers", default="gatys")
+    p.add_argument("--history", type=int, default=10, help="L-BFGS history size (its cost is printed for 100 too)")
+    p.add_argument("--live", action="store_true", help="measure live tensors: no heap retention by malloc")
+    p.set_defaults(run=memory)

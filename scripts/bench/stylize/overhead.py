@@ -74,3 +74,15 @@ def overhead(args: argparse.Namespace) -> None:
             + f"; load {load()}{same}",
             flush=True,
         )
+
+
+HELP = "Lightning fit vs a plain loop doing the same evaluations (issue 16)"
+
+
+def arguments(p: argparse.ArgumentParser) -> None:
+    """The study's options on its subcommand, and the function that runs it."""
+    p.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256, 512])
+    p.add_argument("--layers", default="gatys")
+    p.add_argument("--evals", type=int, default=None, help="L-BFGS steps per run (default: 40 at 64 px, fewer above)")
+    p.add_argument("--rounds", type=int, default=5)
+    p.set_defaults(run=overhead)

@@ -38,3 +38,15 @@ def precision(args: argparse.Namespace) -> None:
     print(
         f"bf16-mixed: {(t32 / e32) / (t16 / e16):.2f}x the speed per evaluation, final loss {(l16 - l32) / l32:+.2%} vs fp32"
     )
+
+
+HELP = "bf16-mixed vs fp32 speed and final loss (CUDA or AMX)"
+
+
+def arguments(p: argparse.ArgumentParser) -> None:
+    """The study's options on its subcommand, and the function that runs it."""
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--layers", default="gatys")
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--force", action="store_true", help="run even without CUDA or AMX (a functional check)")
+    p.set_defaults(run=precision)

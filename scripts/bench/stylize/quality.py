@@ -126,3 +126,20 @@ def report(name: str, result: dict[str, Any], ref: dict[str, Any] | None = None)
             + ", ".join(f"{k.split('/')[-1]} {v:.4g}" for k, v in result["terms"].items() if k != "loss/total"),
             flush=True,
         )
+
+
+HELP = "time to the single-scale loss: coarse-to-fine schedules"
+
+
+def arguments(p: argparse.ArgumentParser) -> None:
+    """The study's options on its subcommand, and the function that runs it."""
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--layers", default="gatys")
+    p.add_argument("--evals", type=int, default=300, help="single-scale evaluations that set the target loss")
+    p.add_argument(
+        "--schedules",
+        nargs="*",
+        default=["128:150/256:60/100", "256:100/100"],
+        help="coarse scales SIZE:STEPS separated by /, then the L-BFGS history size",
+    )
+    p.set_defaults(run=quality)

@@ -123,3 +123,21 @@ def speed(args: argparse.Namespace) -> None:
             elif args.baseline:
                 print(f"{'':17} ours and plain timed in separate processes (from --apart-from {args.apart_from} px)")
     print(f"load average after: {load()}; peak = resident memory added by one evaluation (no optimizer state)")
+
+
+HELP = "s/evaluation, FLOP lower bound, plain baseline, peak memory"
+
+
+def arguments(p: argparse.ArgumentParser) -> None:
+    """The study's options on its subcommand, and the function that runs it."""
+    p.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    p.add_argument("--layers", nargs="+", default=["gatys", "seed"])
+    p.add_argument("--rounds", type=int, default=7, help="timed evaluations after one warm-up")
+    p.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the plain implementation")
+    p.add_argument(
+        "--apart-from",
+        type=int,
+        default=2048,
+        help="from this size, time ours and the plain implementation in separate processes (memory)",
+    )
+    p.set_defaults(run=speed)

@@ -106,3 +106,14 @@ def switches(args: argparse.Namespace) -> None:
                 flush=True,
             )
     print(f"process baseline (imports) {plain['baseline_mib']:.0f} MiB, not counted; load average after: {load()}")
+
+
+HELP = "memory and speed with each runtime switch off, vs the plain baseline"
+
+
+def arguments(p: argparse.ArgumentParser) -> None:
+    """The study's options on its subcommand, and the function that runs it."""
+    p.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
+    p.add_argument("--layers", default="gatys")
+    p.add_argument("--history", type=int, default=10, help="L-BFGS history size (the same for every variant)")
+    p.set_defaults(run=switches)

@@ -61,3 +61,15 @@ def compiled(args: argparse.Namespace) -> None:
         "s/eval after the first step; compile s = first step compiled minus first step eager (same convolutions);"
         f" load average after: {load()}"
     )
+
+
+HELP = "torch.compile of the loss graph (inductor) vs eager on this CPU"
+
+
+def arguments(p: argparse.ArgumentParser) -> None:
+    """The study's options on its subcommand, and the function that runs it."""
+    p.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    p.add_argument("--layers", default="gatys")
+    p.add_argument("--steps", type=int, default=6)
+    p.add_argument("--rounds", type=int, default=3)
+    p.set_defaults(run=compiled)
