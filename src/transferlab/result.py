@@ -98,8 +98,10 @@ def swept_keys() -> set[str]:
         config = HydraConfig.get()
     except ValueError:
         return set()
+    if config.mode != RunMode.MULTIRUN:
+        return set()
     path = Path(config.sweep.dir) / "multirun.yaml"
-    if config.mode != RunMode.MULTIRUN or not path.is_file():
+    if not path.is_file():
         return set()
     overrides = OverridesParser.create().parse_overrides(list(OmegaConf.load(path).hydra.overrides.task))
     return {o.key_or_group for o in overrides if o.is_sweep_override()}
