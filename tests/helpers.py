@@ -47,6 +47,29 @@ def stylize_cfg(content_path: Path, style_path: Path, *overrides: str, size: int
     )
 
 
+def sweep_in_process(sweep_dir: Path, common: list[str], key: str, values: list[str]) -> Path:
+    """What ``run.py -m COMMON KEY=V1,V2,...`` does, in this process: a job directory per value with its
+    .hydra/overrides.yaml, the task run through the entry (``main.run_task``, the swept key known), then
+    the contact sheet the sweep's end writes; returns the sheet's path."""
+    from omegaconf import OmegaConf
+
+    from transferlab import main, sweep
+
+    for num, value in enumerate(values):
+        job, overrides = sweep_dir / str(num), [*common, f"{key}={value}"]
+        (job / ".hydra").mkdir(parents=True)
+        OmegaConf.save(OmegaConf.create(overrides), job / ".hydra" / "overrides.yaml")
+        main.run_task(compose_cfg(*overrides), job, overrides, {key})
+    return sweep.write_contact_sheet(sweep_dir)
+
+
+def hparams_columns(run_dir: Path) -> list[str]:
+    """The HParams session's settings of a run, in the order the task logged them."""
+    from omegaconf import OmegaConf
+
+    return list(OmegaConf.load(run_dir / "tensorboard" / "hparams" / "hparams.yaml"))
+
+
 def run_cli(
     *args: str, cwd: Path, timeout: int = 300, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:

@@ -9,17 +9,21 @@ import os
 import signal
 import sys
 import traceback
+from collections.abc import Collection, Sequence
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue
+from pytorch_lightning.utilities import rank_zero_only
 
 import transferlab
 from transferlab import checks, entry_checks, fetch
 from transferlab.errors import TransferLabError
+from transferlab.result import TaskResult, record, swept_keys
 
 # Each task is a module with run(cfg, output_dir), imported only when chosen.
 TASKS = {
@@ -50,8 +54,10 @@ OmegaConf.register_new_resolver("transferlab_pid", lambda: str(os.getpid()), rep
 _interrupted = False
 
 
-def run_task(cfg: DictConfig, output_dir: Path) -> float | None:
-    """Run ``cfg.task.name`` writing into ``output_dir``; returns the task's objective (for sweepers)."""
+def run_task(cfg: DictConfig, output_dir: Path, overrides: Sequence[str] = (), swept: Collection[str] = ()) -> Any:
+    """Run ``cfg.task.name`` writing into ``output_dir``. A task that returns a ``TaskResult`` has it
+    recorded (metrics.json, result.json, the HParams session led by the user's ``overrides``, the
+    ``swept`` keys first) and its objective returned (for sweepers); any other return passes through."""
     name = cfg.task.name
     if name not in TASKS:
         raise TransferLabError(f"task.name={name!r} is unknown; choose one of {', '.join(TASKS)}")
@@ -60,10 +66,15 @@ def run_task(cfg: DictConfig, output_dir: Path) -> float | None:
         fetch.configure(
             checks.positive(cfg.fetch.timeout_s, "fetch.timeout_s"), checks.positive(cfg.fetch.max_mb, "fetch.max_mb")
         )
-    return importlib.import_module(TASKS[name]).run(cfg, output_dir)
+    outcome = importlib.import_module(TASKS[name]).run(cfg, output_dir)
+    if not isinstance(outcome, TaskResult):
+        return outcome
+    if rank_zero_only.rank == 0:  # under DDP every process has the result; one writes it
+        record(outcome, output_dir, overrides, swept)
+    return outcome.objective
 
 
-def main(cfg: DictConfig) -> float | None:
+def main(cfg: DictConfig) -> Any:
     """The body of ``run.py``: run the task in Hydra's output directory. Bad input exits 2 with one line,
     a full disk 1, Ctrl-C 130; the error is kept in the run directory's error.txt. A job of a sweep that
     fails returns instead, so that the sweep goes on (sweep.ContactSheet reports it at the end)."""
@@ -75,7 +86,7 @@ def main(cfg: DictConfig) -> float | None:
     code, details = EXIT_BAD_INPUT, None
     try:
         entry_checks.overrides(cfg, overrides)
-        return run_task(cfg, output_dir)
+        return run_task(cfg, output_dir, overrides, swept_keys())
     except MissingMandatoryValue:
         missing = sorted(OmegaConf.missing_keys(cfg))
         message = (
@@ -179,7 +190,7 @@ CONFIGS = str(transferlab.CONFIGS)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIGS, config_name="config")
-def _hydra_main(cfg: DictConfig) -> float | None:
+def _hydra_main(cfg: DictConfig) -> Any:
     return main(cfg)
 
 

@@ -1,10 +1,9 @@
-"""After a Hydra multirun: one contact sheet of every job's images, labelled with what varied: stylize's
-final image (one tile per job, four to a row), or train_fast's validation photos as stylized by its
-final network (one row per job, a tile per photo)."""
+"""After a Hydra multirun: one contact sheet of every job's images, labelled with what varied and the
+job's caption. Each job's images and caption are those its task named in its result (``result.json``,
+written by the entry): one tile per job where each job has one image, else a row per job."""
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import textwrap
@@ -15,29 +14,26 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
-from transferlab import images
+from transferlab import images, result
 
 log = logging.getLogger(__name__)
 
 
 ERROR_FILE = "error.txt"  # what main leaves in a job's directory when the job fails
-FINAL_IMAGE = "final.png"  # stylize's result
-VAL_IMAGES = "val_final"  # train_fast: the validation photos stylized by the final network, 00.png, 01.png, ...
 
 
 def job_images(job: Path) -> list[Path]:
-    """A job's images for the sheet: its final image, else its final validation images in order."""
-    if (job / FINAL_IMAGE).is_file():
-        return [job / FINAL_IMAGE]
-    return sorted((job / VAL_IMAGES).glob("*.png")) if (job / VAL_IMAGES).is_dir() else []
+    """The images a job's result names, in its order (none for a job without a result)."""
+    index = result.read_index(job)
+    return index["images"] if index else []
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
-    """The jobs that produced images or failed (main leaves error.txt), in job order."""
+    """The jobs that finished (with a result) or failed (main leaves error.txt), in job order."""
     jobs = [
         d
         for d in sweep_dir.iterdir()
-        if d.is_dir() and d.name.isdigit() and (job_images(d) or (d / ERROR_FILE).is_file())
+        if d.is_dir() and d.name.isdigit() and ((d / result.RESULT_FILE).is_file() or (d / ERROR_FILE).is_file())
     ]
     return sorted(jobs, key=lambda d: int(d.name))
 
@@ -46,43 +42,35 @@ def failed(job: Path) -> bool:
     return (job / ERROR_FILE).is_file()
 
 
-def metric_lines(m: dict[str, Any]) -> list[str]:
-    """stylize: the final loss and quality (SSIM to the content, Gram distance to the style);
-    train_fast: the final validation loss and its content and style terms."""
-    if "loss_total" in m:
-        return [f"loss {m['loss_total']:.4g}", f"ssim {m['quality_ssim']:.3f}  style {m['quality_gram_mean']:.3g}"]
-    if "val/loss" in m:
-        return [f"val loss {m['val/loss']:.4g}", f"content {m['val/content']:.3g}  style {m['val/style']:.3g}"]
-    return []
-
-
 def labels(jobs: list[Path]) -> list[list[str]]:
-    """Each job's overrides that differ between jobs (all of them if none differ), then its final
-    metrics (``metric_lines``)."""
+    """Each job's overrides that differ between jobs (all of them if none differ), then its result's caption."""
     overrides = [list(OmegaConf.load(job / ".hydra" / "overrides.yaml")) for job in jobs]
     varying = {o for o in set().union(*overrides) if sum(o in job for job in overrides) < len(overrides)}
     out = []
     for job, job_overrides in zip(jobs, overrides):
         lines = [o for o in job_overrides if o in varying] or job_overrides
-        metrics = job / "metrics.json"
+        index = result.read_index(job)
         if failed(job):
             error = (job / ERROR_FILE).read_text().splitlines()[0]
             lines.append("FAILED")
             # The job's own prefix ("job N (overrides): ") is on the tile already.
             lines += textwrap.wrap(error.split("): ", 1)[-1], 40)[:3]
-        elif metrics.is_file():
-            lines += metric_lines(json.loads(metrics.read_text()))
+        elif index:
+            lines += index["caption"]
         out.append(lines)
     return out
 
 
 def write_contact_sheet(sweep_dir: Path) -> Path | None:
     """contact_sheet.png in ``sweep_dir``: one tile per job if each has one image, else one row per job
-    (its caption under its first tile, short rows filled with blank tiles); None without jobs."""
+    (its caption under its first tile, short rows filled with blank tiles; a result without images is a
+    blank tile); None without jobs."""
     jobs = job_dirs(sweep_dir)
     if not jobs:
         return None
-    rows = [[FAILED_TILE] if failed(job) else [images.open_rgb(p) for p in job_images(job)] for job in jobs]
+    rows = [
+        [FAILED_TILE] if failed(job) else [images.open_rgb(p) for p in job_images(job)] or [BLANK_TILE] for job in jobs
+    ]
     width = max(map(len, rows))
     tiles = [
         (image, lines if i == 0 else [])

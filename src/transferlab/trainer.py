@@ -15,6 +15,7 @@ from tensorboard.compat.proto.summary_pb2 import Summary
 from torch import Tensor
 
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
+TENSORBOARD = "tensorboard"  # the run's events, in the run directory
 
 
 @dataclass(frozen=True)
@@ -48,18 +49,18 @@ class RunLogger(TensorBoardLogger):
             self.experiment.file_writer.add_summary(Summary(value=values), step)
 
 
-def log_summary(logger: RunLogger, hparams: dict[str, Any], metrics: dict[str, float], step: int) -> None:
+def log_summary(output_dir: Path, hparams: dict[str, Any], metrics: dict[str, float], step: int) -> None:
     """The run's HParams session, in the sub-run ``hparams`` beside the run's own events: its settings
-    (nested dicts are flattened to ``task/lr``) and final metrics. Name the metrics as their curves, so
-    that each adds one point to its chart instead of a single-point chart of its own."""
-    summary = RunLogger(save_dir=logger.log_dir, name="", version="hparams", default_hp_metric=False)
+    and final metrics. Name the metrics as their curves, so that each adds one point to its chart
+    instead of a single-point chart of its own."""
+    summary = RunLogger(save_dir=str(output_dir / TENSORBOARD), name="", version="hparams", default_hp_metric=False)
     summary.log_hyperparams(hparams, metrics, step=step)
     summary.finalize("success")
 
 
 def make_trainer(settings: TrainerSettings, output_dir: Path, **kwargs: Any) -> pl.Trainer:
     kwargs.setdefault(
-        "logger", RunLogger(save_dir=str(output_dir), name="tensorboard", version="", default_hp_metric=False)
+        "logger", RunLogger(save_dir=str(output_dir), name=TENSORBOARD, version="", default_hp_metric=False)
     )
     return pl.Trainer(
         accelerator=settings.accelerator,

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.functional.classification import multiclass_confusion_matrix
 
-from helpers import CLASSES, FAST, compose_cfg, make_dataset, make_image
-from transferlab import main
+from helpers import CLASSES, FAST, compose_cfg, hparams_columns, make_dataset, make_image, sweep_in_process
+from transferlab import main, sweep
 from transferlab.classify import data, finetune, metrics, settings
 from transferlab.classify import module as classifier
 from transferlab.classify.settings import FinetuneSettings
@@ -189,6 +190,18 @@ def test_finetune_writes_checkpoints_metrics_and_images(trained: Path) -> None:
     assert {"val/acc_macro", "test/acc_macro"} <= set(session.Tags()["scalars"])
     ckpt = classifier.read_checkpoint(trained / "checkpoints" / "best.ckpt")  # weights_only=True
     assert ckpt["hyper_parameters"]["classes"] == list(CLASSES)
+
+
+def test_sweep_of_two_jobs_writes_a_contact_sheet(tmp_path: Path) -> None:
+    """A tile per job (its validation confusion matrix), captioned by its result; HParams lead with the swept key."""
+    root = make_dataset(tmp_path / "data", {"train": 2, "val": 1})  # one batch an epoch, no test split
+    common = [*FAST, f"data.root={root}", "task.epochs=1", "task.misclassified=0"]
+    sheet = Image.open(sweep_in_process(tmp_path / "sweep", common, "task.lr", ["0.01", "0.001"]))
+    assert sheet.width == 2 * 256
+    best = json.loads((tmp_path / "sweep" / "1" / "metrics.json").read_text())["best_score"]
+    labels = sweep.labels(sweep.job_dirs(tmp_path / "sweep"))
+    assert labels[1][:2] == ["task.lr=0.001", f"best val/acc_macro {best:.4g}"]
+    assert hparams_columns(tmp_path / "sweep" / "0")[0] == "* task.lr"
 
 
 def test_frozen_batch_norms_keep_their_statistics_through_training(trained: Path, dataset: Path) -> None:

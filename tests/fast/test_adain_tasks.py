@@ -7,9 +7,20 @@ import json
 
 import pytest
 import torch
+from PIL import Image
 
-from helpers import ADAIN_LIGHT, ROOT, adain_train_cfg, compose_cfg, lively, make_image
-from transferlab import images, main
+from helpers import (
+    ADAIN_LIGHT,
+    ADAIN_TINY,
+    ROOT,
+    adain_train_cfg,
+    compose_cfg,
+    hparams_columns,
+    lively,
+    make_image,
+    sweep_in_process,
+)
+from transferlab import images, main, sweep
 from transferlab.errors import DataError, WeightsError
 from transferlab.fast.arbitrary import ops as A
 from transferlab.fast.arbitrary.networks import AdaINNet
@@ -52,6 +63,16 @@ def test_resume_is_exact(trained, encoder, photos, styles, tmp_path):
     a = read_network(trained / "checkpoints" / "last.ckpt", family="arbitrary")[1].state_dict()
     b = read_network(tmp_path / "checkpoints" / "last.ckpt", family="arbitrary")[1].state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_sweep_of_two_jobs_writes_a_contact_sheet(photos, styles, tmp_path):
+    """A tile per job (its final validation grid), captioned by its result; HParams lead with the swept key."""
+    common = [*ADAIN_TINY, f"data.root={photos}", f"task.styles={styles}", "task.checkpoint_every=0"]
+    sheet = Image.open(sweep_in_process(tmp_path, common, "loss.style_weight", ["1", "10"]))
+    assert sheet.width == 2 * 256
+    assert images.open_rgb(tmp_path / "0" / "val_grid.png").size == (3 * 26 + 2, 3 * 26 + 2)
+    assert sweep.labels(sweep.job_dirs(tmp_path))[1][0] == "loss.style_weight=10"
+    assert hparams_columns(tmp_path / "0")[0] == "* loss.style_weight"
 
 
 @pytest.fixture(scope="module")

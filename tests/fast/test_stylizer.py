@@ -84,12 +84,12 @@ def test_apply_fast_takes_an_arbitrary_style_checkpoint(tmp_path, photos):
 
 def test_video_takes_an_arbitrary_style_checkpoint(tmp_path):
     from tests.video.conftest import square_frames, write_clip
-    from transferlab.video import task
+    from transferlab.main import run_task
 
     clip = write_clip(tmp_path / "square.mp4", square_frames(n=3))
     model, style = arbitrary_ckpt(tmp_path / "adain.ckpt"), make_image(tmp_path / "style.png", (48, 40), seed=3)
     overrides = ("task=video", f"task.input={clip}", "task.method=fast", f"task.network={model}", f"task.style={style}")
-    task.run(compose_cfg(*overrides, "trainer.accelerator=cpu", "model.weights=null"), tmp_path / "run")
+    run_task(compose_cfg(*overrides, "trainer.accelerator=cpu", "model.weights=null"), tmp_path / "run")
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert (metrics["method"], metrics["frames"]) == ("fast", 3)
 

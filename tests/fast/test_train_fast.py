@@ -7,7 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import compose_cfg, make_image
+from helpers import compose_cfg, hparams_columns, make_image, sweep_in_process
+from tests.fast.conftest import TINY
 from transferlab import images, main, sweep
 from transferlab.errors import DataError
 from transferlab.fast import data
@@ -65,6 +66,7 @@ def test_sweep_contact_sheet_has_a_row_of_validation_photos_per_job(trained, tmp
         (tmp_path / job / ".hydra" / "overrides.yaml").write_text(f"- loss.style_weight={weight}\n")
     shutil.copytree(trained / "val_final", tmp_path / "0" / "val_final")
     shutil.copy(trained / "metrics.json", tmp_path / "0")
+    shutil.copy(trained / "result.json", tmp_path / "0")
     (tmp_path / "1" / "error.txt").write_text("job 1 (loss.style_weight=1e5): boom\n")
     assert sweep.labels(sweep.job_dirs(tmp_path))[0][:2] == [
         "loss.style_weight=1e4",
@@ -72,6 +74,15 @@ def test_sweep_contact_sheet_has_a_row_of_validation_photos_per_job(trained, tmp
     ]
     sheet = Image.open(sweep.write_contact_sheet(tmp_path))
     assert sheet.width == 2 * 256 and sheet.getpixel((10, sheet.height // 2 + 10)) == (200, 40, 40)
+
+
+def test_sweep_of_two_jobs_writes_a_contact_sheet(photos, style_image, tmp_path):
+    """A row of final validation photos per job, captioned by its result; HParams lead with the swept key."""
+    common = [*TINY, f"data.root={photos}", f"task.style={style_image}", "task.steps=2"]
+    sheet = Image.open(sweep_in_process(tmp_path, common, "loss.style_weight", ["1e4", "1e5"]))
+    assert sheet.width == 2 * 256 and sheet.height > 2 * 256  # a row of two photos per job
+    assert sweep.labels(sweep.job_dirs(tmp_path))[1][0] == "loss.style_weight=1e5"
+    assert hparams_columns(tmp_path / "0")[0] == "* loss.style_weight"
 
 
 def test_resume_is_exact(trained, train_cfg, photos, style_image, tmp_path):

@@ -109,7 +109,7 @@ def test_default_run_dir_is_unique_per_process():
 
 
 def test_full_disk_is_one_line_and_leaves_no_empty_files(tmp_path, monkeypatch, capsys):
-    def full(cfg, output_dir):
+    def full(cfg, output_dir, *recording):
         (output_dir / "run.log").touch()
         raise OSError(errno.ENOSPC, "No space left on device", str(output_dir / "final.png"))
 

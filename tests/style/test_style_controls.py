@@ -9,7 +9,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torchvision.models import vgg
 
 from helpers import make_image, stylize_cfg
-from transferlab import color, images
+from transferlab import color, images, main
 from transferlab.errors import ConfigError, ImageError
 from transferlab.style import scene
 from transferlab.style import task as stylize
@@ -31,7 +31,7 @@ def mask(path, size, left_white: bool):
 @pytest.mark.slow
 def test_coarse_to_fine_runs_each_scale_and_ends_at_full_size(tmp_path, content_path, style_path):
     cfg = cfg_for(content_path, style_path, "task.scales=[32]", "task.scale_steps=[2]", "task.steps=2")
-    stylize.run(cfg, tmp_path)
+    main.run_task(cfg, tmp_path)
     assert images.load_image(tmp_path / "final.png").shape == (3, 40, 48)
     scales = EventAccumulator(str(tmp_path / "tensorboard")).Reload().Scalars("train/scale")
     assert [s.value for s in scales] == [0, 0, 1, 1]
@@ -71,7 +71,7 @@ def test_bad_control_values_fail_with_one_line(content_path, style_path, overrid
 
 def test_luminance_only_transfer_keeps_the_contents_colours(tmp_path, content_path, style_path):
     cfg = cfg_for(content_path, style_path, "task.color=luminance", "task.init=noise", "task.steps=3")
-    stylize.run(cfg, tmp_path)
+    main.run_task(cfg, tmp_path)
     out, content = images.load_image(tmp_path / "final.png"), images.load_image(content_path, 48)
     chroma = lambda x: color.rgb_to_yiq(x)[1:]  # noqa: E731
     inner = (slice(None), slice(2, -2), slice(2, -2))
@@ -137,7 +137,7 @@ def test_masks_that_leave_the_image_uncovered_are_refused(tmp_path, content_path
 def test_zero_strength_region_stays_at_the_content(tmp_path, content_path, style_path):
     strength = mask(tmp_path / "strength.png", (48, 40), False)  # left half 0, right half 1
     cfg = cfg_for(content_path, style_path, f"task.strength_map={strength}", "task.steps=4")
-    stylize.run(cfg, tmp_path)
+    main.run_task(cfg, tmp_path)
     out, content = images.load_image(tmp_path / "final.png"), images.load_image(content_path, 48)
     assert (out - content)[..., :20].abs().max() <= 1.5 / 255  # 8-bit rounding only
     assert (out - content)[..., 28:].abs().mean() > 0.01
@@ -170,9 +170,9 @@ def test_avg_pooling_and_caffe_weights_from_a_generated_state_dict(tmp_path, con
 @pytest.mark.slow
 def test_resumed_run_ends_at_the_same_image(tmp_path, content_path, style_path):
     common = ("task.scales=[32]", "task.scale_steps=[3]", "task.steps=3")
-    stylize.run(cfg_for(content_path, style_path, *common), tmp_path / "whole")
+    main.run_task(cfg_for(content_path, style_path, *common), tmp_path / "whole")
     # Stop after 4 of 6 steps (one into the second scale), then resume from the checkpoint.
-    stylize.run(
+    main.run_task(
         cfg_for(
             content_path,
             style_path,
@@ -184,7 +184,7 @@ def test_resumed_run_ends_at_the_same_image(tmp_path, content_path, style_path):
         tmp_path / "first",
     )
     checkpoint = next((tmp_path / "first" / "checkpoints").glob("step*.ckpt"))
-    stylize.run(cfg_for(content_path, style_path, *common, f"ckpt_path={checkpoint}"), tmp_path / "resumed")
+    main.run_task(cfg_for(content_path, style_path, *common, f"ckpt_path={checkpoint}"), tmp_path / "resumed")
     whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())
     resumed = json.loads((tmp_path / "resumed" / "metrics.json").read_text())
     assert resumed["loss_total"] == whole["loss_total"]
@@ -195,16 +195,16 @@ def test_resumed_run_ends_at_the_same_image(tmp_path, content_path, style_path):
 
 @pytest.mark.slow
 def test_checkpoint_from_another_size_is_refused(tmp_path, content_path, style_path):
-    stylize.run(cfg_for(content_path, style_path, "task.checkpoint_every=3"), tmp_path / "a")
+    main.run_task(cfg_for(content_path, style_path, "task.checkpoint_every=3"), tmp_path / "a")
     checkpoint = next((tmp_path / "a" / "checkpoints").glob("step*.ckpt"))
     with pytest.raises(ConfigError, match="resume with the config it was made with"):
-        stylize.run(
+        main.run_task(
             cfg_for(content_path, style_path, "task.size=64", "task.steps=4", f"ckpt_path={checkpoint}"), tmp_path / "b"
         )
 
 
 def test_quality_metrics_are_reported(tmp_path, content_path, style_path):
-    stylize.run(cfg_for(content_path, style_path), tmp_path)
+    main.run_task(cfg_for(content_path, style_path), tmp_path)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert 0 < metrics["quality_ssim"] <= 1
     assert {f"quality_gram_relu{i}_1" for i in range(1, 6)} <= set(metrics)
@@ -231,7 +231,7 @@ def test_tiles_cover_a_large_output_in_bounded_pieces(tmp_path, content_path, st
         "task.scale_steps=[2]",
         "task.steps=2",
     )
-    stylize.run(cfg, tmp_path)
+    main.run_task(cfg, tmp_path)
     assert sizes[0] == (40, 48)  # the coarse scale, whole
     assert len(sizes) == 1 + 4 and all(max(s) <= 64 for s in sizes[1:])  # then 2x2 tiles
     out = images.load_image(tmp_path / "final.png")
@@ -269,7 +269,7 @@ def test_run_logs_its_memory_and_time_estimate(tmp_path, content_path, style_pat
     import logging
 
     with caplog.at_level(logging.INFO, logger="transferlab.style.task"):
-        stylize.run(cfg_for(content_path, style_path, "task.steps=1"), tmp_path)
+        main.run_task(cfg_for(content_path, style_path, "task.steps=1"), tmp_path)
     assert any("estimate: peak memory" in r.message and "s per evaluation" in r.message for r in caplog.records)
 
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from helpers import make_image, stylize_cfg
+from transferlab import main
 from transferlab.errors import ConfigError, TransferLabError, WeightsError
 from transferlab.style import estimate
-from transferlab.style import task as stylize
 from transferlab.style.module import NonFiniteLossError, StyleTransfer
 from transferlab.style.settings import StyleSettings
 
@@ -72,7 +72,7 @@ def test_a_loss_that_becomes_non_finite_stops_the_run_and_keeps_the_last_finite_
 
     monkeypatch.setattr(StyleTransfer, "losses", poisoned)
     with pytest.raises(NonFiniteLossError, match="the loss became nan") as error:
-        stylize.run(stylize_cfg(content_path, style_path, "optimizer=adam", steps=6), tmp_path)
+        main.run_task(stylize_cfg(content_path, style_path, "optimizer=adam", steps=6), tmp_path)
     one_line(error)
     final = tmp_path / "final.png"
     assert final.is_file()
@@ -82,7 +82,7 @@ def test_a_loss_that_becomes_non_finite_stops_the_run_and_keeps_the_last_finite_
 
 
 def checkpoint_of_a_run(tmp_path: Path, content_path: Path, style_path: Path, *overrides: str) -> Path:
-    stylize.run(stylize_cfg(content_path, style_path, "task.checkpoint_every=2", *overrides), tmp_path / "first")
+    main.run_task(stylize_cfg(content_path, style_path, "task.checkpoint_every=2", *overrides), tmp_path / "first")
     return next((tmp_path / "first" / "checkpoints").glob("step*.ckpt"))
 
 
@@ -125,7 +125,7 @@ def test_resume_with_another_style_or_layers_is_refused_and_writes_nothing(tmp_p
     checkpoint = checkpoint_of_a_run(tmp_path, content_path, style_path)
     other = make_image(tmp_path / "other.png", seed=7)
     with pytest.raises(ConfigError, match="was made with other task.style;") as error:
-        stylize.run(stylize_cfg(content_path, other, f"ckpt_path={checkpoint}"), tmp_path / "second")
+        main.run_task(stylize_cfg(content_path, other, f"ckpt_path={checkpoint}"), tmp_path / "second")
     one_line(error)
     assert not (tmp_path / "second").exists()  # no interrupted.ckpt, nothing at all
     with pytest.raises(ConfigError, match="layers.style, loss"):

@@ -5,14 +5,15 @@ import json
 import pytest
 import pytorch_lightning as pl
 import torch
+from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from helpers import stylize_cfg
-from transferlab import images
+from helpers import hparams_columns, stylize_cfg, sweep_in_process
+from transferlab import images, main, result, sweep
 from transferlab.errors import ConfigError
 from transferlab.style import task as stylize
 from transferlab.style.module import ProgressBar
-from transferlab.style.settings import StyleSettings
+from transferlab.style.settings import StyleSettings, hparams
 
 
 def small_cfg(content_path, style_path, *overrides):
@@ -42,7 +43,7 @@ def test_optimizers_reduce_the_loss(tmp_path, content_path, style_path, optimize
     cfg = small_cfg(
         content_path, style_path, f"optimizer={optimizer}", "task.init=noise", "task.steps=10", "task.lr=0.05"
     )
-    stylize.run(cfg, tmp_path)
+    main.run_task(cfg, tmp_path)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     first = EventAccumulator(str(tmp_path / "tensorboard")).Reload().Scalars("loss/total")[0].value
     assert metrics["loss_total"] < 0.5 * first
@@ -51,7 +52,7 @@ def test_optimizers_reduce_the_loss(tmp_path, content_path, style_path, optimize
 
 
 def test_lbfgs_does_not_reevaluate_the_accepted_point(tmp_path, content_path, style_path):
-    stylize.run(small_cfg(content_path, style_path, "task.steps=6"), tmp_path)
+    main.run_task(small_cfg(content_path, style_path, "task.steps=6"), tmp_path)
     evaluations = json.loads((tmp_path / "metrics.json").read_text())["evaluations"]
     # One evaluation per step plus the first; without the cache it is at least two per step.
     assert 6 <= evaluations < 12
@@ -69,7 +70,7 @@ def test_progress_bar_shows_the_loss_and_the_evaluations_without_logging_them(co
 
 
 def test_run_writes_image_metrics_and_tensorboard(tmp_path, content_path, style_path):
-    stylize.run(small_cfg(content_path, style_path), tmp_path)
+    main.run_task(small_cfg(content_path, style_path), tmp_path)
     final = images.load_image(tmp_path / "final.png")
     assert final.shape == (3, 27, 32)
     events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0}).Reload()
@@ -103,7 +104,7 @@ def test_run_writes_image_metrics_and_tensorboard(tmp_path, content_path, style_
 
 @pytest.mark.slow
 def test_bf16_mixed_runs_on_cpu(tmp_path, content_path, style_path):
-    assert stylize.run(small_cfg(content_path, style_path, "precision=bf16-mixed", "task.steps=2"), tmp_path) > 0
+    assert main.run_task(small_cfg(content_path, style_path, "precision=bf16-mixed", "task.steps=2"), tmp_path) > 0
 
 
 def test_noise_init_is_seeded(content_path, style_path):
@@ -116,7 +117,9 @@ def test_noise_init_is_seeded(content_path, style_path):
 
 def test_hparams_lead_with_the_overrides_and_show_random_weights(content_path, style_path):
     settings = StyleSettings.from_cfg(small_cfg(content_path, style_path))
-    hp = stylize.run_hparams(settings, ["loss.style_weight=1e4", "trainer.accelerator=cpu", "hydra.job.num=0"])
+    hp = result.leading_hparams(
+        hparams(settings), ["loss.style_weight=1e4", "trainer.accelerator=cpu", "hydra.job.num=0"]
+    )
     assert list(hp)[:2] == ["* loss.style_weight", "* trainer.accelerator"] and hp["* loss.style_weight"] == 1e3
     assert hp["model.weights"] == "random" and "hydra.job.num" not in hp
     assert not [k for k in hp if "relu" in k or "betas" in k]  # no per-layer weights, no Adam settings under L-BFGS
@@ -125,7 +128,8 @@ def test_hparams_lead_with_the_overrides_and_show_random_weights(content_path, s
 
 def test_hparams_of_a_sweep_lead_with_the_swept_keys(content_path, style_path):
     settings = StyleSettings.from_cfg(small_cfg(content_path, style_path))
-    hp = stylize.run_hparams(settings, ["model.weights=null", "task.steps=4", "loss.style_weight=1e4"], {"task.steps"})
+    overrides = ["model.weights=null", "task.steps=4", "loss.style_weight=1e4"]
+    hp = result.leading_hparams(hparams(settings), overrides, {"task.steps"})
     assert list(hp)[:3] == ["* task.steps", "= model.weights", "= loss.style_weight"]
     # TensorBoard sorts the columns by name: in byte order and in locale order "*" comes before "=".
     assert sorted(hp)[:3] == ["* task.steps", "= loss.style_weight", "= model.weights"]
@@ -140,3 +144,15 @@ def test_image_every_auto_gives_about_ten_previews(content_path, style_path, val
 def test_image_every_refuses_other_words(content_path, style_path):
     with pytest.raises(ConfigError, match=r"task.image_every='often' is invalid; give auto, 0"):
         StyleSettings.from_cfg(stylize_cfg(content_path, style_path, "task.image_every=often"))
+
+
+def test_sweep_of_two_jobs_writes_a_contact_sheet(tmp_path, content_path, style_path):
+    """Each job's result names final.png and its caption; HParams lead with the swept key."""
+    common = ["model.weights=null", f"task.content={content_path}", f"task.style={style_path}", "task.size=32"]
+    common += ["task.steps=2", "task.image_every=0", "trainer.accelerator=cpu"]
+    sheet = Image.open(sweep_in_process(tmp_path / "sweep", common, "loss.style_weight", ["1e2", "1e4"]))
+    assert sheet.width == 2 * 256  # a tile per job
+    loss = json.loads((tmp_path / "sweep" / "1" / "metrics.json").read_text())["loss_total"]
+    labels = sweep.labels(sweep.job_dirs(tmp_path / "sweep"))
+    assert labels[1][:2] == ["loss.style_weight=1e4", f"loss {loss:.4g}"]
+    assert hparams_columns(tmp_path / "sweep" / "0")[:2] == ["* loss.style_weight", "= model.weights"]

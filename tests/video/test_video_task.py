@@ -9,10 +9,11 @@ import av
 import pytest
 import torch
 from hydra.errors import ConfigCompositionException
+from PIL import Image
 
-from tests.helpers import compose_cfg
+from tests.helpers import compose_cfg, hparams_columns, sweep_in_process
 from tests.video.conftest import pan_frames, square_frames, write_clip
-from transferlab import images
+from transferlab import images, main, sweep
 from transferlab.errors import ConfigError, VideoError, WeightsError
 from transferlab.fast.per_style.networks import build_network
 from transferlab.video import io, task
@@ -41,7 +42,7 @@ def video_cfg(clip: Path, style: Path | None, *overrides: str):
 def test_output_has_the_inputs_frames_fps_and_audio(tmp_path: Path, style_image: Path) -> None:
     clip = write_clip(tmp_path / "sound.mp4", pan_frames(n=3), fps=12, audio=True)
     out = tmp_path / "run"
-    task.run(video_cfg(clip, style_image, "task.baseline=false"), out)
+    main.run_task(video_cfg(clip, style_image, "task.baseline=false"), out)
     info = io.probe(out / "stylized.mp4")
     assert (info.fps, info.width, info.height, info.has_audio) == (12, 64, 48, True)
     assert sum(1 for _ in io.read_frames(out / "stylized.mp4")) == 3
@@ -50,12 +51,30 @@ def test_output_has_the_inputs_frames_fps_and_audio(tmp_path: Path, style_image:
     assert metrics["frames"] == 3 and "flicker_baseline" not in metrics
 
 
+def test_sweep_of_two_jobs_writes_a_contact_sheet(tmp_path: Path, pan_clip: Path, style_image: Path) -> None:
+    """A row of frames (first to last) per job, captioned by its result; HParams lead with the swept key."""
+    common = ["task=video", "model.weights=null", *SHALLOW, f"task.input={pan_clip}", f"task.style={style_image}"]
+    common += ["task.steps=1", "task.first_steps=1", "task.max_frames=2", "trainer.accelerator=cpu"]
+    sheet = Image.open(sweep_in_process(tmp_path, common, "task.baseline", ["false", "true"]))
+    assert sheet.width == 2 * 256 and sheet.height > 2 * 256  # a row of two frames per job
+    labels = sweep.labels(sweep.job_dirs(tmp_path))
+    assert labels[0][:2] == [
+        "task.baseline=false",
+        "flicker " + format(flicker(tmp_path / "0"), ".4g") + " (independent not measured)",
+    ]
+    assert hparams_columns(tmp_path / "0")[0] == "* task.baseline"
+
+
+def flicker(run_dir: Path) -> float:
+    return json.loads((run_dir / "metrics.json").read_text())["flicker"]
+
+
 def test_resume_skips_finished_frames(
     tmp_path: Path, pan_clip: Path, style_image: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cfg = video_cfg(pan_clip, style_image, "task.baseline=false")
     out = tmp_path / "run"
-    task.run(cfg, out)
+    main.run_task(cfg, out)
     first = (out / "frames" / task.frame_name(3)).read_bytes()
     progress = json.loads((out / "progress.json").read_text())
     progress["done"] = 3  # as if killed before the last frame
@@ -63,7 +82,7 @@ def test_resume_skips_finished_frames(
     calls = []
     original = task.OptimizedFrames.__call__
     monkeypatch.setattr(task.OptimizedFrames, "__call__", lambda self, *a: calls.append(1) or original(self, *a))
-    task.run(cfg, out)
+    main.run_task(cfg, out)
     assert len(calls) == 1
     assert (out / "frames" / task.frame_name(3)).read_bytes() == first  # resumed from the same PNGs
 
@@ -80,7 +99,7 @@ def test_temporal_loss_and_warped_init_lower_the_flicker(tmp_path: Path, style_i
     runs = {}
     for weight in (200, 0):
         out = tmp_path / f"run{weight}"
-        task.run(
+        main.run_task(
             video_cfg(
                 clip,
                 style_image,
@@ -101,7 +120,9 @@ def test_temporal_loss_and_warped_init_lower_the_flicker(tmp_path: Path, style_i
 
 def test_long_term_consistency_runs(tmp_path: Path, pan_clip: Path, style_image: Path) -> None:
     out = tmp_path / "run"
-    task.run(video_cfg(pan_clip, style_image, "task.long_term=[1,2]", "task.baseline=false", "task.max_frames=3"), out)
+    main.run_task(
+        video_cfg(pan_clip, style_image, "task.long_term=[1,2]", "task.baseline=false", "task.max_frames=3"), out
+    )
     assert json.loads((out / "metrics.json").read_text())["frames"] == 3
 
 
@@ -121,7 +142,9 @@ def test_fast_method_blends_and_reports_the_flicker(tmp_path: Path, tiny_network
     runs = {}
     for blend in (0.6, 0.0):
         out = tmp_path / f"run{blend}"
-        task.run(video_cfg(clip, None, "task.method=fast", f"task.network={tiny_network}", f"task.blend={blend}"), out)
+        main.run_task(
+            video_cfg(clip, None, "task.method=fast", f"task.network={tiny_network}", f"task.blend={blend}"), out
+        )
         runs[blend] = json.loads((out / "metrics.json").read_text())
         assert (runs[blend]["method"], runs[blend]["frames"]) == ("fast", 4)
         assert sum(1 for _ in io.read_frames(out / "stylized.mp4")) == 4
@@ -163,7 +186,7 @@ def test_bad_inputs_fail_in_one_line(tmp_path: Path, style_image: Path) -> None:
     empty.mkdir()
     for bad in (text, empty, tmp_path / "missing.mp4"):
         with pytest.raises(VideoError) as err:
-            task.run(video_cfg(bad, style_image), tmp_path / "run")
+            main.run_task(video_cfg(bad, style_image), tmp_path / "run")
         assert "\n" not in str(err.value) and str(bad) in str(err.value)
 
 

@@ -15,6 +15,7 @@ from transferlab.classify import data, networks, report, settings
 from transferlab.classify import module as classifier
 from transferlab.classify.settings import FinetuneSettings
 from transferlab.files import write_json
+from transferlab.result import TaskResult
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +40,11 @@ def build(s: FinetuneSettings) -> tuple[classifier.Classifier, data.ImageFolderD
     return module, datamodule, fit_data
 
 
-def run(cfg: DictConfig, output_dir: Path) -> float:
-    """Fine-tune; writes checkpoints/, classes.json, metrics.json, confusion matrices and TensorBoard events."""
+def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
+    """Fine-tune; writes checkpoints/, classes.json, confusion matrices and TensorBoard events (the entry
+    writes metrics.json from the result)."""
     s = FinetuneSettings.from_cfg(cfg)
     module, datamodule, fit_data = build(s)
-    classes = module.classes
     best = ModelCheckpoint(
         dirpath=output_dir / "checkpoints",
         filename="best",
@@ -54,12 +55,36 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
     )
     # Not save_last=True: Lightning 2.6 rewrites last.ckpt only in epochs that improve the best one.
     last = ModelCheckpoint(dirpath=output_dir / "checkpoints", filename="last")
+    fit = train(s, module, datamodule, [best, last], output_dir)
+    results: dict[str, Any] = {
+        "classes": module.classes,
+        "monitor": s.monitor,
+        "best_score": float(best.best_model_score),
+        "best_checkpoint": best.best_model_path,
+        "last_checkpoint": last.best_model_path,
+        "epochs": fit.current_epoch,
+        "epoch_time_s": [round(t, 3) for t in module.epoch_times],
+        # Before the first epoch, so not in its time: computing (or loading) the cached features.
+        "feature_cache_s": round(datamodule.cache_seconds, 3) if fit_data.cache_features else None,
+    }
+    results |= evaluate(fit, module, datamodule)
+    return outcome(s, fit, results, output_dir)
+
+
+def train(
+    s: FinetuneSettings,
+    module: classifier.Classifier,
+    datamodule: data.ImageFolderData,
+    checkpoints: list[ModelCheckpoint],
+    output_dir: Path,
+) -> pl.Trainer:
+    """Fit (resumed from ``ckpt_path``) with the checkpoints, the learning-rate monitor, the evaluation
+    report and early stopping; returns the Trainer."""
     images = {"val": datamodule.val, **({"test": datamodule.test} if datamodule.test is not None else {})}
     callbacks: list[pl.Callback] = [
-        best,
-        last,
+        *checkpoints,
         LearningRateMonitor(logging_interval="epoch"),
-        report.EvalReport(classes, images, s.misclassified, output_dir),
+        report.EvalReport(module.classes, images, s.misclassified, output_dir),
     ]
     if s.patience:
         callbacks.append(EarlyStopping(s.monitor, min_delta=s.min_delta, patience=s.patience, mode=s.monitor_mode))
@@ -72,31 +97,29 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
         log_every_n_steps=max(1, min(50, len(datamodule.train) // s.data.batch_size)),
     )
     if fit.is_global_zero:
-        write_json(classes, output_dir / "classes.json")
+        write_json(module.classes, output_dir / "classes.json")
     ckpt = str(s.ckpt_path) if s.ckpt_path else None
     fit.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
+    return fit
 
-    results: dict[str, Any] = {
-        "classes": classes,
-        "monitor": s.monitor,
-        "best_score": float(best.best_model_score),
-        "best_checkpoint": best.best_model_path,
-        "last_checkpoint": last.best_model_path,
-        "epochs": fit.current_epoch,
-        "epoch_time_s": [round(t, 3) for t in module.epoch_times],
-        # Before the first epoch, so not in its time: computing (or loading) the cached features.
-        "feature_cache_s": round(datamodule.cache_seconds, 3) if fit_data.cache_features else None,
-    }
-    # Report the best checkpoint, not the last epoch (EvalReport writes its confusion matrix and mistakes).
-    evaluate = {"val": fit.validate} | ({"test": fit.test} if datamodule.test is not None else {})
-    for split, run_split in evaluate.items():
+
+def evaluate(fit: pl.Trainer, module: classifier.Classifier, datamodule: data.ImageFolderData) -> dict[str, Any]:
+    """The best checkpoint (not the last epoch) on val and, where there is one, test: each split's loss,
+    accuracies and confusion matrix (EvalReport writes its confusion matrix and mistakes as images)."""
+    evaluations = {"val": fit.validate} | ({"test": fit.test} if datamodule.test is not None else {})
+    out = {}
+    for split, run_split in evaluations.items():
         run_split(module, datamodule=datamodule, ckpt_path="best", weights_only=True, verbose=False)
         ev = module.last_eval
-        results[split] = {"loss": ev.loss, **ev.accuracies, "confusion_matrix": ev.counts.tolist()}
+        out[split] = {"loss": ev.loss, **ev.accuracies, "confusion_matrix": ev.counts.tolist()}
+    return out
+
+
+def outcome(s: FinetuneSettings, fit: pl.Trainer, results: dict[str, Any], output_dir: Path) -> TaskResult:
+    """The run's result: ``results`` as its metrics, the best score as its objective, the validation's
+    confusion matrix as its image."""
+    splits = [split for split in ("val", "test") if split in results]
     if fit.is_global_zero:
-        write_json(results, output_dir / "metrics.json")
-        summary = {f"{split}/{k}": results[split][k] for split in evaluate for k in ("loss", "acc_micro", "acc_macro")}
-        trainer.log_summary(fit.logger, s.hparams, summary, fit.global_step)
         fit.logger.finalize("success")
         log.info(
             "best %s %.4f (%s); val acc_micro %.4f acc_macro %.4f",
@@ -106,4 +129,16 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
             results["val"]["acc_micro"],
             results["val"]["acc_macro"],
         )
-    return results["best_score"]
+    confusion = report.confusion_path(output_dir, "val")
+    return TaskResult(
+        metrics=results,
+        objective=results["best_score"],
+        images=(confusion,) if confusion.is_file() else (),
+        caption=(
+            f"best {s.monitor} {results['best_score']:.4g}",
+            f"val acc {results['val']['acc_micro']:.3f}  macro {results['val']['acc_macro']:.3f}",
+        ),
+        hparams=s.hparams,
+        summary={f"{split}/{k}": results[split][k] for split in splits for k in ("loss", "acc_micro", "acc_macro")},
+        step=fit.global_step,
+    )

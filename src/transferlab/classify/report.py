@@ -61,6 +61,11 @@ def misclassified_sheet(mistakes: list[Mistake], classes: list[str], counts: Ten
     return images.contact_sheet(tiles, tile=128)
 
 
+def confusion_path(output_dir: Path, split: str) -> Path:
+    """Where ``EvalReport`` writes a split's confusion matrix after ``trainer.validate`` / ``trainer.test``."""
+    return output_dir / f"confusion_matrix_{split}.png"
+
+
 class EvalReport(pl.Callback):
     """Collects up to ``per_class`` misclassified images of each confusion (true -> predicted class)
     during every evaluation (at most ``MAX_KEPT`` in all);
@@ -103,7 +108,7 @@ class EvalReport(pl.Callback):
             if sheet is not None:
                 board.add_image(f"{evaluation.prefix}/misclassified", images.to_tensor(sheet), trainer.global_step)
         if trainer.state.fn in (TrainerFn.VALIDATING, TrainerFn.TESTING):
-            images.save_atomic(confusion, self.output_dir / f"confusion_matrix_{split}.png")
+            images.save_atomic(confusion, confusion_path(self.output_dir, split))
             if sheet is not None:
                 images.save_atomic(sheet, self.output_dir / f"misclassified_{split}.png")
 

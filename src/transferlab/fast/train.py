@@ -1,6 +1,6 @@
 """The training loop of every feed-forward stylizer (per-style and arbitrary-style): samples by step (exact
-resume), validation and checkpoints on a step schedule, the final checkpoint written atomically,
-metrics.json."""
+resume), validation and checkpoints on a step schedule, the final checkpoint written atomically; the
+task's result (the entry writes metrics.json from it)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from transferlab.fast.settings import Training
-from transferlab.files import write_json
-from transferlab.trainer import log_summary, make_trainer
+from transferlab.result import TaskResult
+from transferlab.trainer import make_trainer
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +78,11 @@ def fit(
     hparams: dict[str, Any],
     output_dir: Path,
     task: str,
-) -> dict[str, float]:
+) -> TaskResult:
     """Train ``module`` for ``training.steps`` steps (validation every ``val_every``, checkpoints every
     ``checkpoint_every``, resumed from ``ckpt_path``) through the one Trainer factory; then write
-    checkpoints/last.ckpt atomically, validate once more, log ``hparams`` with the final metrics and
-    write metrics.json."""
+    checkpoints/last.ckpt atomically and validate once more. The result (without images: the task adds
+    its own) holds the final validation's metrics, captioned by the loss and its content and style terms."""
     checkpoint = ModelCheckpoint(
         dirpath=output_dir / "checkpoints",
         filename="step{step}",
@@ -115,9 +115,14 @@ def fit(
     tmp.replace(last)  # atomic: a reader never sees half a checkpoint
     final = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
     metrics = {k: float(v) for k, v in final.items()}
-    if trainer.logger is not None:
-        log_summary(trainer.logger, hparams, metrics, trainer.global_step)
-    write_json(
-        {"task": task, "steps": trainer.global_step, "checkpoint": str(last), **metrics}, output_dir / "metrics.json"
+    return TaskResult(
+        metrics={"task": task, "steps": trainer.global_step, "checkpoint": str(last), **metrics},
+        objective=metrics["val/loss"],
+        caption=(
+            f"val loss {metrics['val/loss']:.4g}",
+            f"content {metrics['val/content']:.3g}  style {metrics['val/style']:.3g}",
+        ),
+        hparams=hparams,
+        summary=metrics,
+        step=trainer.global_step,
     )
-    return metrics

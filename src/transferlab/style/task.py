@@ -6,20 +6,17 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from hydra.core.hydra_config import HydraConfig
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint, OnExceptionCheckpoint
 from torch import Tensor
 
 from transferlab import backbone, color, images, runtime, trainer
-from transferlab.files import write_json
+from transferlab.result import TaskResult
 from transferlab.style import estimate, quality, scene, tiling
 from transferlab.style.module import FINAL_TAG, QUALITY_TAGS, ImageLogger, ProgressBar, StyleTransfer
 from transferlab.style.settings import StyleSettings, hparams
@@ -78,34 +75,13 @@ def log_estimate(settings: StyleSettings, module: StyleTransfer) -> None:
     log.info(est.describe())
 
 
-def run(cfg: DictConfig, output_dir: Path) -> float:
-    """The stylize task: writes final.png, metrics.json and TensorBoard events into ``output_dir``."""
+def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
+    """The stylize task: writes final.png and TensorBoard events into ``output_dir``; the entry writes its result."""
     settings = StyleSettings.from_cfg(cfg)
     with warnings.catch_warnings():
         # The frozen VGG is in eval mode on purpose.
         warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")
-        return stylize(settings, output_dir, user_overrides(), swept_keys())
-
-
-def user_overrides() -> list[str]:
-    """The command line's overrides (a sweep's values included), or none outside a Hydra run."""
-    try:
-        return list(HydraConfig.get().overrides.task)
-    except ValueError:
-        return []
-
-
-def swept_keys() -> set[str]:
-    """The keys a ``-m`` sweep varies (read from its multirun.yaml, so with any launcher); none outside a sweep."""
-    try:
-        config = HydraConfig.get()
-    except ValueError:
-        return set()
-    path = Path(config.sweep.dir) / "multirun.yaml"
-    if config.mode != RunMode.MULTIRUN or not path.is_file():
-        return set()
-    overrides = OverridesParser.create().parse_overrides(list(OmegaConf.load(path).hydra.overrides.task))
-    return {o.key_or_group for o in overrides if o.is_sweep_override()}
+        return stylize(settings, output_dir)
 
 
 # TensorBoard's Custom Scalars tab: the loss terms on one chart, the per-layer style losses on another.
@@ -115,24 +91,7 @@ LAYOUT = {
         "style loss per layer": ["Multiline", [r"^style/"]],
     }
 }
-
-
-def run_hparams(settings: StyleSettings, overrides: list[str], swept: Collection[str] = ()) -> dict[str, Any]:
-    """HParams: the keys the user swept, then those they overrode, then the settings that mean
-    something for the run. TensorBoard sorts the table's columns by name and ticks the first five,
-    so swept keys are named ``* key`` and, in a sweep, the other overrides ``= key`` (both sort
-    before letters, ``*`` first, in byte and in locale order; outside a sweep every override is a
-    ``* key``); a key that is not among the settings (trainer.accelerator, a group choice) shows
-    the value as given."""
-    hp = hparams(settings)
-    first: dict[str, Any] = {}
-    for override in overrides:
-        key, _, value = override.lstrip("+~").partition("=")
-        if key.startswith("hydra"):
-            continue
-        mark = "*" if key in swept or not swept else "="
-        first[f"{mark} {key}"] = hp.pop(key) if key in hp else value
-    return dict(sorted(first.items(), key=lambda item: item[0][0] != "*")) | hp
+FINAL_IMAGE = "final.png"
 
 
 def summary_metrics(metrics: dict[str, float]) -> dict[str, float]:
@@ -141,9 +100,8 @@ def summary_metrics(metrics: dict[str, float]) -> dict[str, float]:
     return values | {tag: metrics[f"quality_{key}"] for key, tag in QUALITY_TAGS.items()}
 
 
-def stylize(
-    settings: StyleSettings, output_dir: Path, overrides: list[str] | None = None, swept: Collection[str] = ()
-) -> float:
+def stylize(settings: StyleSettings, output_dir: Path) -> TaskResult:
+    """The recipe: build the module, optimize (``optimize``), measure the result (``final_metrics``)."""
     pl.seed_everything(settings.seed, verbose=False)
     if settings.random_weights:
         log.warning("model.weights=null: random VGG weights; the result tests the mechanics, it is not a stylization")
@@ -151,19 +109,42 @@ def stylize(
     log_estimate(settings, module)
     # After loading the weights: the heap would keep the checkpoint's memory (VGG's classifier too).
     runtime.configure(settings.runtime)
+    final = output_dir / FINAL_IMAGE
+    image, fit = optimize(settings, module, reference, output_dir, final)
+    metrics = final_metrics(module, reference, image, fit.global_step)
+    metrics["weights"] = settings.model.weights or "random"
+    fit.logger.experiment.add_image(FINAL_TAG, images.fits_in(image.cpu(), settings.image_log_size), fit.global_step)
+    fit.logger.finalize("success")
+    log.info(
+        "final image: %s (loss %.4g after %d steps, %d evaluations; SSIM to content %.3f, style distance %.4g)",
+        final,
+        metrics["loss_total"],
+        metrics["steps"],
+        module.evaluations,
+        metrics["quality_ssim"],
+        metrics["quality_gram_mean"],
+    )
+    return TaskResult(
+        metrics=metrics,
+        objective=metrics["loss_total"],
+        images=(final,),
+        caption=(
+            f"loss {metrics['loss_total']:.4g}",
+            f"ssim {metrics['quality_ssim']:.3f}  style {metrics['quality_gram_mean']:.3g}",
+        ),
+        hparams=hparams(settings),
+        summary=summary_metrics(metrics),
+        # At the step of the last logged losses, so that the final point sits on their curves.
+        step=max(fit.global_step - 1, 0),
+    )
 
-    def make(**kwargs: Any) -> pl.Trainer:
-        return trainer.make_trainer(
-            settings.trainer, output_dir, log_every_n_steps=1, enable_model_summary=False, **kwargs
-        )
 
-    callbacks: list[pl.Callback] = [
-        ProgressBar(),
-        ImageLogger(settings.image_every, settings.image_log_size, reference),
-    ]
+def callbacks(settings: StyleSettings, reference: backbone.VGGFeatures, output_dir: Path) -> list[pl.Callback]:
+    """The progress bar, the preview images and, with ``task.checkpoint_every``, the checkpoints."""
+    out: list[pl.Callback] = [ProgressBar(), ImageLogger(settings.image_every, settings.image_log_size, reference)]
     if settings.checkpoint_every:
         checkpoints = output_dir / "checkpoints"
-        callbacks += [
+        out += [
             # No "=" in the name: Hydra's override grammar would trip on ckpt_path=.../step=4.ckpt.
             ModelCheckpoint(
                 checkpoints,
@@ -174,9 +155,26 @@ def stylize(
             ),
             OnExceptionCheckpoint(checkpoints, filename="interrupted"),
         ]
-    fit = make(max_steps=module.ends[-1], enable_checkpointing=bool(settings.checkpoint_every), callbacks=callbacks)
+    return out
+
+
+def optimize(
+    settings: StyleSettings, module: StyleTransfer, reference: backbone.VGGFeatures, output_dir: Path, final: Path
+) -> tuple[Tensor, pl.Trainer]:
+    """Optimize the whole image over its scales, then tile by tile where tiled; returns the result and
+    the whole-image Trainer. ``final`` is written also on Ctrl-C or a non-finite loss (the latest image)."""
+
+    def make(**kwargs: Any) -> pl.Trainer:
+        return trainer.make_trainer(
+            settings.trainer, output_dir, log_every_n_steps=1, enable_model_summary=False, **kwargs
+        )
+
+    fit = make(
+        max_steps=module.ends[-1],
+        enable_checkpointing=bool(settings.checkpoint_every),
+        callbacks=callbacks(settings, reference, output_dir),
+    )
     fit.logger.experiment.add_custom_scalars(LAYOUT)
-    final = output_dir / "final.png"
     result = None
     tiled = settings.tiled
     try:
@@ -193,26 +191,7 @@ def stylize(
         # Also on Ctrl-C and on a loss that became non-finite: the latest (finite) image is kept.
         if result is not None or fit.global_step > 0:
             images.save_image(result if result is not None else module.output(), final)
-    metrics = final_metrics(module, reference, result, fit.global_step)
-    metrics["weights"] = settings.model.weights or "random"
-    write_json(metrics, output_dir / "metrics.json")
-    logger = fit.logger
-    logger.experiment.add_image(FINAL_TAG, images.fits_in(result.cpu(), settings.image_log_size), fit.global_step)
-    # At the step of the last logged losses, so that the final point sits on their curves.
-    trainer.log_summary(
-        logger, run_hparams(settings, overrides or [], swept), summary_metrics(metrics), max(fit.global_step - 1, 0)
-    )
-    logger.finalize("success")
-    log.info(
-        "final image: %s (loss %.4g after %d steps, %d evaluations; SSIM to content %.3f, style distance %.4g)",
-        final,
-        metrics["loss_total"],
-        metrics["steps"],
-        module.evaluations,
-        metrics["quality_ssim"],
-        metrics["quality_gram_mean"],
-    )
-    return metrics["loss_total"]
+    return result, fit
 
 
 def final_metrics(

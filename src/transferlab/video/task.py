@@ -18,15 +18,18 @@ from omegaconf import DictConfig
 from torch import Tensor
 from tqdm import tqdm
 
-from transferlab import backbone, images
+from transferlab import backbone, checks, images
 from transferlab.fast import stylizer
 from transferlab.files import write_json
+from transferlab.result import TaskResult
 from transferlab.video import io
 from transferlab.video.flow import OpenCVFlow, consistency_mask, warp, warping_error
 from transferlab.video.settings import VideoSettings
 from transferlab.video.temporal import BlendedFrames, OptimizedFrames, combine
 
 log = logging.getLogger(__name__)
+
+SHEET_FRAMES = 4  # the frames that show a run in a sweep's contact sheet, first to last
 
 
 def quantized(image: Tensor) -> Tensor:
@@ -175,8 +178,9 @@ def finished_frames(frames_dir: Path, count: int, hw: tuple[int, int]):
         yield images.resize(images.load_image(frames_dir / frame_name(i)), hw)
 
 
-def run(cfg: DictConfig, output_dir: Path) -> float:
-    """The video task: frames/, baseline/, stylized.mp4 and metrics.json in ``output_dir``."""
+def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
+    """The video task: frames/, baseline/ and stylized.mp4 in ``output_dir`` (the entry writes metrics.json
+    from the result: its images are up to ``SHEET_FRAMES`` frames spread over the video)."""
     s = VideoSettings.from_cfg(cfg)
     pl.seed_everything(s.seed, verbose=False)
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")
@@ -190,12 +194,26 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
         info.fps,
         audio,
     )
-    write_json(metrics, output_dir / "metrics.json")
+    baseline = f"{metrics['flicker_baseline']:.4g}" if "flicker_baseline" in metrics else "not measured"
     log.info(
         "stylized.mp4: %d frames at %.3g fps; flicker %.4g (independent frames: %s)",
         metrics["frames"],
         metrics["fps"],
         metrics["flicker"],
-        f"{metrics['flicker_baseline']:.4g}" if "flicker_baseline" in metrics else "not measured",
+        baseline,
     )
-    return metrics["flicker"]
+    count = metrics["frames"]
+    n = min(count, SHEET_FRAMES)
+    shown = [round(i * (count - 1) / max(n - 1, 1)) for i in range(n)]
+    return TaskResult(
+        metrics=metrics,
+        objective=metrics["flicker"],
+        images=tuple(output_dir / "frames" / frame_name(i) for i in shown),
+        caption=(
+            f"flicker {metrics['flicker']:.4g} (independent {baseline})",
+            f"{metrics['seconds_per_frame']:.3g} s/frame",
+        ),
+        hparams=checks.hparams(cfg, ["task", "model", "layers", "loss", "optimizer", "seed"]),
+        summary={k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
+        step=count,
+    )

@@ -68,6 +68,7 @@ class AdaINModule(ValidatedModule):
         self.register_buffer("previews", previews if previews is not None else torch.empty(0), persistent=False)
         self.preview_size = preview_size
         self.val_tiles: list[Tensor] = []
+        self.last_grid: Tensor | None = None  # the latest validation's grid (``grid``), on the CPU
 
     def _loss(self, content: Tensor, style: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         output, terms = self.net.terms(content, style)
@@ -89,8 +90,9 @@ class AdaINModule(ValidatedModule):
         self.val_tiles.append(batch.detach().float().cpu())  # the photos, first in each grid row
 
     def end_validation(self, writer: Any | None) -> None:
+        self.last_grid = self.grid()
         if writer is not None:
-            writer.add_image("val/grid", self.grid(), self.global_step)
+            writer.add_image("val/grid", self.last_grid, self.global_step)
         self.val_tiles.clear()
 
     def grid(self) -> Tensor:

