@@ -33,7 +33,7 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from transferlab import checks, main, trainer  # noqa: E402
+from transferlab import groups, main, trainer  # noqa: E402
 from transferlab.classify import data, finetune
 from transferlab.classify import module as classifier
 from transferlab.classify.settings import FinetuneSettings
@@ -144,7 +144,7 @@ def lightning_rate(cfg: DictConfig, steps: int, warmup: int, out: Path) -> float
     module, datamodule = build(cfg)
     clock = BatchClock()
     fit = trainer.make_trainer(
-        checks.trainer_settings(cfg),
+        groups.trainer(cfg),
         out,
         max_steps=steps,
         callbacks=[clock],

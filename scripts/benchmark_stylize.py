@@ -43,12 +43,15 @@ from omegaconf import DictConfig  # noqa: E402
 from torch import Tensor  # noqa: E402
 from torchvision.models import vgg19  # noqa: E402
 
-from transferlab import backbone, checks, runtime, winograd  # noqa: E402
+from transferlab import backbone, groups, runtime, winograd  # noqa: E402
 from transferlab.runtime import RuntimeSettings
 from transferlab.style import estimate
 from transferlab.style import task as stylize
 from transferlab.style.settings import StyleSettings
 from transferlab.trainer import RunLogger
+
+# Every process setting on, as the config's defaults are (configs/config.yaml runtime.*).
+ALL_ON = RuntimeSettings(flush_denormal=True, keep_freed_memory=True, winograd=True)
 
 CONTENT = ROOT.parent / "shared" / "data" / "content" / "tubingen.jpg"
 STYLE = ROOT.parent / "shared" / "data" / "styles" / "starry_night.jpg"
@@ -246,7 +249,7 @@ def speed_child(size: int, layers: str, rounds: int, parts: list[str]) -> dict[s
     # The door's memory check would count this process's own evaluations against the estimate it makes below.
     cfg = make_cfg(size, layers, "task.memory_check=false")
     module = build(cfg, targets="ours" in parts)
-    runtime.configure(RuntimeSettings())  # as stylize.run does, once the weights are loaded
+    runtime.configure(ALL_ON)  # as stylize.run does, once the weights are loaded
     timers: dict[str, Callable[[], Any]] = {}
     result: dict[str, Any] = {"size": list(module.image.shape[-2:]), "layers": layers}
     if "ours" in parts:
@@ -258,7 +261,7 @@ def speed_child(size: int, layers: str, rounds: int, parts: list[str]) -> dict[s
             cfg,
             tuple(module.image.shape[-2:]),
             style_hw(module),
-            heap_block_limit=RuntimeSettings().heap_block_limit("cpu"),
+            heap_block_limit=ALL_ON.heap_block_limit("cpu"),
             fast_convs=winograd.runs_on("cpu"),
         )
         result["estimate_mib"] = (est.peak_bytes - est.parts["optimizer"]) / 2**20
@@ -465,7 +468,7 @@ def schedule(
 
 
 def quality(args: argparse.Namespace) -> None:
-    runtime.configure(RuntimeSettings())
+    runtime.configure(ALL_ON)
     print(
         f"== time to quality at {args.size} px, layers={args.layers}, model.weights={weights()}\nmachine: {machine()}"
     )
@@ -513,7 +516,7 @@ def convs(args: argparse.Namespace) -> None:
     """Each VGG conv shape from conv3_1 on: Winograd (``winograd.WinogradConv2d``) against the direct
     convolution it replaces, forward plus input gradient, so that the channel threshold
     (``winograd.MIN_CHANNELS``) can be checked on another CPU."""
-    runtime.configure(RuntimeSettings())
+    runtime.configure(ALL_ON)
     print(
         f"== VGG convs, forward + input gradient: direct (channels-last) vs Winograd, best of {args.rounds}\n"
         f"machine: {machine()}; Winograd is used from {winograd.MIN_CHANNELS} input channels"
@@ -554,14 +557,12 @@ def memory_child(size: int, layers: str, optimizer: str, history: int, steps: in
     reset_peak()
     module = build(cfg, targets=False)
     if not live:
-        runtime.configure(
-            RuntimeSettings()
-        )  # as stylize.run does once the weights are loaded: freed blocks are kept for reuse
+        runtime.configure(ALL_ON)  # as stylize.run does once the weights are loaded: freed blocks are kept for reuse
     est = estimate_for(
         cfg,
         tuple(module.image.shape[-2:]),
         style_hw(module),
-        heap_block_limit=0 if live else RuntimeSettings().heap_block_limit("cpu"),
+        heap_block_limit=0 if live else ALL_ON.heap_block_limit("cpu"),
         fast_convs=winograd.runs_on("cpu"),
     )
     start = time.perf_counter()
@@ -736,7 +737,7 @@ def overhead(args: argparse.Namespace) -> None:
     one process. Both sides take the same sequence of steps, so their step times compare like with like: the
     figure is the median step time over every step after the first of every round, which a descheduled thread
     in one step does not move (a mean over a run of 1.5 s moves by several percent)."""
-    runtime.configure(RuntimeSettings())
+    runtime.configure(ALL_ON)
     print(
         f"== per-step overhead: Lightning fit vs a plain PyTorch loop, L-BFGS, VGG19 {args.layers}"
         f"\nmachine: {machine()}"
@@ -792,7 +793,7 @@ def compile_child(size: int, layers: str, steps: int, variant: str) -> dict[str,
     the deepest layer, Gram matrices, losses; the backward follows) compiled by inductor or not."""
     fast_convs, compiled = COMPILE_VARIANTS[variant]
     cfg = make_cfg(size, layers, f"runtime.winograd={str(fast_convs).lower()}")
-    runtime.configure(checks.runtime_settings(cfg))
+    runtime.configure(groups.runtime(cfg))
     module = build(cfg, targets=False)
     if compiled:
         module.losses = torch.compile(module.losses)
@@ -835,7 +836,7 @@ def compiled(args: argparse.Namespace) -> None:
 
 
 def precision(args: argparse.Namespace) -> None:
-    runtime.configure(RuntimeSettings())
+    runtime.configure(ALL_ON)
     print(f"== bf16-mixed against fp32\nmachine: {machine()}")
     amx = "AMX" in torch.backends.cpu.get_cpu_capability()
     if not (torch.cuda.is_available() or amx or args.force):

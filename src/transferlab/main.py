@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue
 
 import transferlab
-from transferlab import checks, entry_checks, fetch
+from transferlab import entry_checks, fetch, groups
 from transferlab.errors import TransferLabError
 
 # Each task is a module with run(cfg, output_dir), imported only when chosen.
@@ -57,9 +57,7 @@ def run_task(cfg: DictConfig, output_dir: Path) -> float | None:
         raise TransferLabError(f"task.name={name!r} is unknown; choose one of {', '.join(TASKS)}")
     entry_checks.ckpt_path(cfg.get("ckpt_path"))
     if "fetch" in cfg:
-        fetch.configure(
-            checks.positive(cfg.fetch.timeout_s, "fetch.timeout_s"), checks.positive(cfg.fetch.max_mb, "fetch.max_mb")
-        )
+        fetch.configure(*groups.fetch(cfg))
     return importlib.import_module(TASKS[name]).run(cfg, output_dir)
 
 

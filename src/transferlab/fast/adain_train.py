@@ -16,7 +16,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, TensorDataset
 from torchvision.utils import make_grid
 
-from transferlab import checkpoints, images
+from transferlab import checkpoints, images, runtime
 from transferlab.errors import WeightsError
 from transferlab.fast import data
 from transferlab.fast.adain_net import TRAINING_ONLY, AdaINNet
@@ -59,9 +59,10 @@ class AdaINModule(pl.LightningModule):
         weight_decay: float,
         previews: Tensor | None = None,
         preview_size: int = 128,
+        fast_convs: bool = True,
     ) -> None:
         super().__init__()
-        self.net = AdaINNet(**network)
+        self.net = AdaINNet(**network, fast_convs=fast_convs)  # how this process computes: not saved
         # Rebuilt without a download from a checkpoint: random init, then the saved encoder weights.
         spec = {**network, "weights": None, "normalization": self.net.normalization}
         self.save_hyperparameters(
@@ -177,7 +178,9 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
         s.training.weight_decay,
         previews,
         s.preview_size,
+        s.runtime.winograd,
     )
+    runtime.configure(s.runtime)  # after loading the weights: the heap would keep the checkpoint's memory
     val = TensorDataset(data.validation_batch(val_files, s.photos.val_size))
     log.info(
         "train_adain: %d training photos, %d validation photos, %d styles (%d in the preview grid)",

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from torch import Tensor
 from tqdm import tqdm
 
-from transferlab import backbone, images
+from transferlab import backbone, images, runtime
 from transferlab.fast.apply import load_stylizer
 from transferlab.files import write_json
 from transferlab.video import io
@@ -40,7 +40,8 @@ def frame_name(i: int) -> str:
 
 def build_optimizer(s: VideoSettings) -> OptimizedFrames:
     m = s.model
-    features, normalization = backbone.build_features(m.arch, m.weights, m.pooling, m.normalization)
+    features, normalization = backbone.build_features(m.arch, m.weights, m.pooling, m.normalization, s.runtime.winograd)
+    runtime.configure(s.runtime)  # after loading the weights: the heap would keep the checkpoint's memory
     encoder = backbone.VGGFeatures(
         features, m.arch, [*s.content_layers, *s.style_layers], normalization, m.feature_scale
     )
