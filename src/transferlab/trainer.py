@@ -19,7 +19,7 @@ PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 
 @dataclass(frozen=True)
 class TrainerSettings:
-    """Where and how a task trains: built once at the task's door (``checks.trainer_settings``)."""
+    """Where and how a task trains: built once at the task's door (``groups.trainer``)."""
 
     accelerator: str  # resolved: cpu | cuda | mps, never auto
     devices: int | str

@@ -1,5 +1,6 @@
 """The doors of the AdaIN tasks (train_adain, apply_adain, export_adain): each task's config checked and
-turned into frozen plain values, once. Shares the photo-data and schedule checks of fast/settings.py."""
+turned into frozen plain values, once. The shared groups come from groups.py, the schedule checks from
+fast/settings.py."""
 
 from __future__ import annotations
 
