@@ -20,9 +20,13 @@ from typing import Any
 
 import torch
 
+from transferlab.runtime import RuntimeSettings
+
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data"  # the project's shared photos, styles and datasets
 RESULTS = ROOT / "outputs" / "benchmarks"  # results kept between runs (git-ignored)
+# Every process setting on, as the config's defaults are (configs/config.yaml runtime.*).
+ALL_ON = RuntimeSettings(flush_denormal=True, keep_freed_memory=True, winograd=True)
 
 
 def add_warnings_switch(parser: argparse.ArgumentParser) -> None:

@@ -28,7 +28,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from bench.common import ROOT, SHARED, add_warnings_switch, load, machine, quiet
-from transferlab import checks, main, trainer
+from transferlab import groups, main, trainer
 from transferlab.classify import data, finetune
 from transferlab.classify import module as classifier
 from transferlab.classify.settings import FinetuneSettings
@@ -139,7 +139,7 @@ def lightning_rate(cfg: DictConfig, steps: int, warmup: int, out: Path) -> float
     module, datamodule = build(cfg)
     clock = BatchClock()
     fit = trainer.make_trainer(
-        checks.trainer_settings(cfg),
+        groups.trainer(cfg),
         out,
         max_steps=steps,
         callbacks=[clock],

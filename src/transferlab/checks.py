@@ -1,18 +1,17 @@
-"""The checks every task's door uses: each turns an invalid config value into one ConfigError naming
-the key and what is valid. Only settings modules (the doors) and the entry import this module."""
+"""The primitive checks every door and every group parser uses (groups.py): each turns an invalid config
+value into one ConfigError naming the key and what is valid. Only the doors, groups.py and the entry
+import this module."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from transferlab import backbone
 from transferlab.errors import ConfigError
-from transferlab.runtime import RuntimeSettings
-from transferlab.trainer import PRECISIONS, TrainerSettings, available_accelerators
 
 
 def choice(value: Any, choices: Iterable[Any], key: str) -> Any:
@@ -47,13 +46,38 @@ def at_least(value: Any, minimum: int, key: str) -> int:
     return value
 
 
+def normalized(weights: Sequence[float], all_zero: str) -> list[float]:
+    """Weights already checked >= 0, scaled to sum to 1 (none stay none); ``all_zero``: the error when
+    every one is 0. Divided by the largest first, so that weights as large as 1e308 do not overflow
+    their sum to inf and every share to 0."""
+    largest = max(weights, default=0.0)
+    if weights and largest == 0:
+        raise ConfigError(all_zero)
+    scaled = [w / largest for w in weights]
+    return [w / sum(scaled) for w in scaled]
+
+
 def layer_weights(weights: Mapping[str, Any] | None, key: str) -> dict[str, float]:
-    """Per-layer weights, normalized to sum to 1 (an empty set stays empty)."""
-    weights = {str(layer): non_negative(w, f"{key}.{layer}") for layer, w in (weights or {}).items()}
-    total = sum(weights.values())
-    if weights and total == 0:
-        raise ConfigError(f"{key}: all layer weights are 0; give at least one a positive weight")
-    return {layer: w / total for layer, w in weights.items() if w > 0}
+    """Per-layer weights (each >= 0) normalized to sum to 1, the zero ones left out; an empty set stays empty."""
+    given = {str(layer): non_negative(w, f"{key}.{layer}") for layer, w in (weights or {}).items()}
+    shares = normalized(list(given.values()), f"{key}: all layer weights are 0; give at least one a positive weight")
+    return {layer: w for layer, w in zip(given, shares) if w > 0}
+
+
+def as_list(value: object) -> list:
+    """A value that may be one item or a list (``task.style=a.jpg`` or ``[a.jpg, b.jpg]``) as a list."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple, ListConfig)) else [value]
+
+
+def style_weights(value: Any, count: int) -> tuple[float, ...]:
+    """``task.style_weights``: one weight >= 0 per style, normalized to sum to 1 (null: equal weights)."""
+    weights = [non_negative(w, f"task.style_weights[{i}]") for i, w in enumerate(as_list(value))]
+    if weights and len(weights) != count:
+        raise ConfigError(f"task.style_weights has {len(weights)} values for {count} styles; give one per style")
+    all_zero = "task.style_weights are all 0; give at least one style a positive weight"
+    return tuple(normalized(weights or [1.0] * count, all_zero))
 
 
 def hparams(cfg: DictConfig, keys: Iterable[str]) -> dict[str, Any]:
@@ -68,55 +92,3 @@ def vgg_layers(arch: str, layers: Iterable[str], key: str) -> None:
     for layer in layers:
         if layer not in valid:
             raise ConfigError(f"{key}: layer {layer!r} does not exist in {arch}; valid names are {', '.join(valid)}")
-
-
-def model_settings(model: DictConfig) -> backbone.ModelSettings:
-    """``model.*``: an architecture we know, weights that exist for it, a pooling and a normalization."""
-    arch = model.arch
-    if arch not in backbone.ARCHS:
-        raise ConfigError(
-            f"model.arch={arch!r} is not supported here; choose one of {', '.join(backbone.ARCHS)} "
-            "(other torchvision models are for task=finetune, predict, export and extract)"
-        )
-    weights = None if model.weights is None else str(model.weights)
-    if weights is not None and not backbone.is_weights_file(weights) and weights not in backbone.weight_names(arch):
-        choices = [*backbone.weight_names(arch), "a path to a .pth state dict", "null (random)"]
-        raise ConfigError(f"model.weights={weights!r} is not a {arch} weight set; choose one of {choices}")
-    return backbone.ModelSettings(
-        arch,
-        weights,
-        choice(model.pooling, backbone.POOLINGS, "model.pooling"),
-        choice(model.normalization, ["auto", *backbone.NORMALIZATIONS], "model.normalization"),
-        positive(model.feature_scale, "model.feature_scale"),
-    )
-
-
-def runtime_settings(cfg: DictConfig) -> RuntimeSettings:
-    """``runtime.*``: the process-wide settings a task may apply, each with its off switch."""
-    runtime = cfg.get("runtime") or {}
-    return RuntimeSettings(
-        **{
-            key: choice(runtime.get(key, default), [True, False], f"runtime.{key}")
-            for key, default in (("flush_denormal", True), ("keep_freed_memory", True), ("winograd", True))
-        }
-    )
-
-
-def trainer_settings(cfg: DictConfig) -> TrainerSettings:
-    """``trainer.*`` and ``precision`` checked, with ``trainer.accelerator=auto`` resolved for this machine."""
-    available = available_accelerators()
-    requested = choice(cfg.trainer.accelerator, ["auto", *available], "trainer.accelerator")
-    if requested == "auto":
-        accelerator = "cuda" if available["cuda"] else "mps" if available["mps"] else "cpu"
-    elif not available[requested]:
-        raise ConfigError(
-            f"trainer.accelerator={requested}: no {requested} device on this machine; use trainer.accelerator=auto"
-        )
-    else:
-        accelerator = requested
-    precision = choice(str(cfg.precision), PRECISIONS, "precision")
-    if precision == "16-mixed" and accelerator != "cuda":
-        raise ConfigError(
-            f"precision=16-mixed needs a CUDA GPU (this run is on {accelerator}); use precision=bf16-mixed or 32"
-        )
-    return TrainerSettings(accelerator, cfg.trainer.devices, cfg.trainer.strategy, precision)

@@ -22,11 +22,9 @@ from urllib.parse import urldefrag, urlparse
 
 from transferlab.errors import FetchError
 
-# Defaults of the config keys fetch.timeout_s and fetch.max_mb (configs/config.yaml); the entry applies
-# the configured values with ``configure`` so that every download of the run uses them.
-TIMEOUT_S = 30.0
-MAX_MB = 1024.0
-_limits = {"timeout_s": TIMEOUT_S, "max_mb": MAX_MB}
+# The entry applies the run's fetch.timeout_s and fetch.max_mb with ``configure``; until then (tests,
+# scripts) the values of configs/config.yaml hold, read from there: their one home.
+_limits: dict[str, float] = {}
 CHUNK = 1 << 20
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 PARTIAL = ".partial"
@@ -40,6 +38,13 @@ def configure(timeout_s: float, max_mb: float) -> None:
 
 
 def limits() -> tuple[float, float]:
+    if not _limits:
+        import yaml
+
+        from transferlab import CONFIGS
+
+        defaults = yaml.safe_load((CONFIGS / "config.yaml").read_text())["fetch"]
+        configure(defaults["timeout_s"], defaults["max_mb"])
     return _limits["timeout_s"], _limits["max_mb"]
 
 

@@ -21,7 +21,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandat
 from pytorch_lightning.utilities import rank_zero_only
 
 import transferlab
-from transferlab import checks, entry_checks, fetch
+from transferlab import entry_checks, fetch, groups
 from transferlab.errors import TransferLabError
 from transferlab.result import TaskResult, record, swept_keys
 
@@ -63,9 +63,7 @@ def run_task(cfg: DictConfig, output_dir: Path, overrides: Sequence[str] = (), s
         raise TransferLabError(f"task.name={name!r} is unknown; choose one of {', '.join(TASKS)}")
     entry_checks.ckpt_path(cfg.get("ckpt_path"))
     if "fetch" in cfg:
-        fetch.configure(
-            checks.positive(cfg.fetch.timeout_s, "fetch.timeout_s"), checks.positive(cfg.fetch.max_mb, "fetch.max_mb")
-        )
+        fetch.configure(*groups.fetch(cfg))
     outcome = importlib.import_module(TASKS[name]).run(cfg, output_dir)
     if not isinstance(outcome, TaskResult):
         return outcome

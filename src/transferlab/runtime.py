@@ -1,5 +1,5 @@
-"""Process-wide CPU settings for the style optimization, which evaluates the same network on the
-same image sizes hundreds of times."""
+"""Process-wide CPU settings for the tasks that build the backbone: the style optimization evaluates the
+same network on the same image sizes hundreds of times, and the trainers and video as many."""
 
 from __future__ import annotations
 
@@ -29,11 +29,12 @@ _INT_MAX = 2**31 - 1
 
 @dataclass(frozen=True)
 class RuntimeSettings:
-    """Process-wide settings a style run applies (``runtime.*`` in the config; each can be turned off)."""
+    """Process-wide settings every task that builds the backbone applies (``runtime.*`` in the config,
+    where their defaults live; each can be turned off)."""
 
-    flush_denormal: bool = True
-    keep_freed_memory: bool = True
-    winograd: bool = True  # VGG's deep convolutions as winograd.WinogradConv2d on CPU
+    flush_denormal: bool
+    keep_freed_memory: bool
+    winograd: bool  # VGG's deep convolutions as winograd.WinogradConv2d on CPU
 
     def heap_block_limit(self, device: str | torch.device) -> float:
         """The largest freed block a run on ``device`` keeps in its heap (counted in the memory estimate):

@@ -20,7 +20,7 @@ TENSORBOARD = "tensorboard"  # the run's events, in the run directory
 
 @dataclass(frozen=True)
 class TrainerSettings:
-    """Where and how a task trains: built once at the task's door (``checks.trainer_settings``)."""
+    """Where and how a task trains: built once at the task's door (``groups.trainer``)."""
 
     accelerator: str  # resolved: cpu | cuda | mps, never auto
     devices: int | str

@@ -132,7 +132,7 @@ def test_experiment_paths_exist_from_the_repo_root():
 
     cfg = compose_cfg("experiment=fast_starry")
     s = TrainSettings.from_cfg(cfg)
-    assert s.network.arch == "johnson" and s.arch == "vgg16" and list(s.content_layers) == ["relu2_2"]
+    assert s.network.arch == "johnson" and s.model.arch == "vgg16" and list(s.content_layers) == ["relu2_2"]
     shared = ROOT.parent / "shared" / "data"
     if shared.is_dir():  # present in the project's checkouts
         assert (ROOT / s.photos.root).is_dir() and (ROOT / s.style).is_file()

@@ -118,7 +118,7 @@ def test_a_stock_glibc_heap_keeps_spare_blocks_up_to_its_mmap_threshold() -> Non
     large = {"size": (384, 512), **kwargs}  # relu1_1: 48 MiB, above it: four spare blocks of the threshold's size
     stock = estimate.estimate(heap_block_limit=runtime.GLIBC_MMAP_THRESHOLD_MAX, **large)
     assert stock.parts["heap"] == 4 * runtime.GLIBC_MMAP_THRESHOLD_MAX
-    assert RuntimeSettings(keep_freed_memory=False).heap_block_limit("cuda") == 0
+    assert RuntimeSettings(flush_denormal=True, keep_freed_memory=False, winograd=True).heap_block_limit("cuda") == 0
 
 
 def test_winograd_kernels_estimate_is_what_the_encoder_holds() -> None:

@@ -71,7 +71,7 @@ def test_ssim_of_a_flat_pair_follows_the_formula() -> None:
 def encoder() -> backbone.VGGFeatures:
     torch.manual_seed(0)
     features, normalization = backbone.build_features("vgg19", None)
-    return quality.reference_encoder(features, "vgg19", normalization)
+    return backbone.VGGFeatures(features, "vgg19", quality.REFERENCE_LAYERS, normalization)
 
 
 def test_gram_distances_per_reference_layer(encoder: backbone.VGGFeatures) -> None:
@@ -89,7 +89,7 @@ def test_gram_distances_per_reference_layer(encoder: backbone.VGGFeatures) -> No
 def test_gram_distances_needs_every_reference_layer() -> None:
     features, normalization = backbone.build_features("vgg16", None)
     run_encoder = backbone.VGGFeatures(features, "vgg16", ["relu1_1", "relu3_1"], normalization)
-    with pytest.raises(ValueError, match="reference_encoder"):
+    with pytest.raises(ValueError, match="build one on quality.REFERENCE_LAYERS"):
         quality.gram_distances(run_encoder, image(8, 32, 32), image(9, 32, 32))
     # The same layers are available from VGG16 too, with a subset on request.
     values = quality.gram_distances(run_encoder, image(8, 32, 32), image(9, 32, 32), layers=["relu1_1", "relu3_1"])

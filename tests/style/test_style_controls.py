@@ -258,7 +258,9 @@ def test_auto_size_is_the_largest_that_fits_the_memory_budget(content_path, styl
             hw,
             "lbfgs",
             100,
-            heap_block_limit=runtime.RuntimeSettings().heap_block_limit("cpu"),
+            heap_block_limit=runtime.RuntimeSettings(
+                flush_denormal=True, keep_freed_memory=True, winograd=True
+            ).heap_block_limit("cpu"),
             fast_convs=True,
         ).peak_bytes
 

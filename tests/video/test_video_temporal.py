@@ -6,7 +6,7 @@ import torch
 
 from tests.video.conftest import pan_frames, textured
 from transferlab import backbone
-from transferlab.style.settings import LossWeights, OptimizerSettings
+from transferlab.groups import LossWeights, OptimizerSettings
 from transferlab.video.temporal import OptimizedFrames
 
 
@@ -26,7 +26,7 @@ def test_style_grams_are_computed_once_for_all_frames() -> None:
         {"relu2_1": 1.0},
         {"relu1_1": 0.5, "relu2_1": 0.5},
         LossWeights(1, 1e3, 0),
-        OptimizerSettings("adam", 0.01),
+        OptimizerSettings("adam", 0.01, betas=(0.9, 0.999), weight_decay=0.0),
     )
     frames = pan_frames(n=3)
     results = [stylize(frame, 1, frame, None, 0.0) for frame in frames]

@@ -9,7 +9,7 @@ import torch
 
 from bench.common import load, machine
 from bench.stylize.runs import build, fit, make_cfg, run_child
-from transferlab import checks, runtime
+from transferlab import groups, runtime
 
 COMPILE_VARIANTS = {  # variant: (runtime.winograd, torch.compile of module.losses)
     "eager": (True, False),
@@ -24,7 +24,7 @@ def compile_child(size: int, layers: str, steps: int, variant: str) -> dict[str,
     the deepest layer, Gram matrices, losses; the backward follows) compiled by inductor or not."""
     fast_convs, compiled = COMPILE_VARIANTS[variant]
     cfg = make_cfg(size, layers, f"runtime.winograd={str(fast_convs).lower()}")
-    runtime.configure(checks.runtime_settings(cfg))
+    runtime.configure(groups.runtime(cfg))
     module = build(cfg, targets=False)
     if compiled:
         module.losses = torch.compile(module.losses)

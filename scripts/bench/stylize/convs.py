@@ -6,16 +6,15 @@ import argparse
 
 import torch
 
-from bench.common import machine, timed
+from bench.common import ALL_ON, machine, timed
 from transferlab import runtime, winograd
-from transferlab.runtime import RuntimeSettings
 
 
 def convs(args: argparse.Namespace) -> None:
     """Each VGG conv shape from conv3_1 on: Winograd (``winograd.WinogradConv2d``) against the direct
     convolution it replaces, forward plus input gradient, so that the channel threshold
     (``winograd.MIN_CHANNELS``) can be checked on another CPU."""
-    runtime.configure(RuntimeSettings())
+    runtime.configure(ALL_ON)
     print(
         f"== VGG convs, forward + input gradient: direct (channels-last) vs Winograd, best of {args.rounds}\n"
         f"machine: {machine()}; Winograd is used from {winograd.MIN_CHANNELS} input channels"

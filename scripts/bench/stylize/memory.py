@@ -6,10 +6,9 @@ import argparse
 import time
 from typing import Any
 
-from bench.common import load, machine, reset_peak, rss_mib
+from bench.common import ALL_ON, load, machine, reset_peak, rss_mib
 from bench.stylize.runs import build, estimate_for, fit, make_cfg, run_child, style_hw
 from transferlab import runtime, winograd
-from transferlab.runtime import RuntimeSettings
 
 # glibc otherwise raises its mmap threshold as large blocks are freed and keeps later ones in its
 # heap, so the resident peak also holds memory no tensor uses any more.
@@ -24,14 +23,12 @@ def memory_child(size: int, layers: str, optimizer: str, history: int, steps: in
     reset_peak()
     module = build(cfg, targets=False)
     if not live:
-        runtime.configure(
-            RuntimeSettings()
-        )  # as stylize.run does once the weights are loaded: freed blocks are kept for reuse
+        runtime.configure(ALL_ON)  # as stylize.run does once the weights are loaded: freed blocks are kept for reuse
     est = estimate_for(
         cfg,
         tuple(module.image.shape[-2:]),
         style_hw(module),
-        heap_block_limit=0 if live else RuntimeSettings().heap_block_limit("cpu"),
+        heap_block_limit=0 if live else ALL_ON.heap_block_limit("cpu"),
         fast_convs=winograd.runs_on("cpu"),
     )
     start = time.perf_counter()

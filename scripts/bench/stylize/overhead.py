@@ -8,10 +8,9 @@ import time
 
 from torch import Tensor
 
-from bench.common import load, machine
+from bench.common import ALL_ON, load, machine
 from bench.stylize.runs import build, fit, make_cfg
 from transferlab import runtime
-from transferlab.runtime import RuntimeSettings
 from transferlab.style.module import StyleTransfer
 from transferlab.trainer import RunLogger
 
@@ -35,7 +34,7 @@ def overhead(args: argparse.Namespace) -> None:
     one process. Both sides take the same sequence of steps, so their step times compare like with like: the
     figure is the median step time over every step after the first of every round, which a descheduled thread
     in one step does not move (a mean over a run of 1.5 s moves by several percent)."""
-    runtime.configure(RuntimeSettings())
+    runtime.configure(ALL_ON)
     print(
         f"== per-step overhead: Lightning fit vs a plain PyTorch loop, L-BFGS, VGG19 {args.layers}"
         f"\nmachine: {machine()}"

@@ -7,14 +7,13 @@ import time
 
 import torch
 
-from bench.common import machine
+from bench.common import ALL_ON, machine
 from bench.stylize.runs import build, fit, make_cfg
 from transferlab import runtime
-from transferlab.runtime import RuntimeSettings
 
 
 def precision(args: argparse.Namespace) -> None:
-    runtime.configure(RuntimeSettings())
+    runtime.configure(ALL_ON)
     print(f"== bf16-mixed against fp32\nmachine: {machine()}")
     amx = "AMX" in torch.backends.cpu.get_cpu_capability()
     if not (torch.cuda.is_available() or amx or args.force):

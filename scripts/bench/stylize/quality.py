@@ -10,10 +10,9 @@ from typing import Any
 
 import torch
 
-from bench.common import RESULTS, machine
+from bench.common import ALL_ON, RESULTS, machine
 from bench.stylize.runs import build, fit, layer_sets, make_cfg, weights
 from transferlab import runtime
-from transferlab.runtime import RuntimeSettings
 from transferlab.style import estimate
 
 
@@ -84,7 +83,7 @@ def schedule(
 
 
 def quality(args: argparse.Namespace) -> None:
-    runtime.configure(RuntimeSettings())
+    runtime.configure(ALL_ON)
     print(
         f"== time to quality at {args.size} px, layers={args.layers}, model.weights={weights()}\nmachine: {machine()}"
     )

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from bench.common import load, machine, reset_peak, rss_mib, timed
+from bench.common import ALL_ON, load, machine, reset_peak, rss_mib, timed
 from bench.stylize.runs import (
     PlainGatys,
     build,
@@ -19,7 +19,6 @@ from bench.stylize.runs import (
     weights,
 )
 from transferlab import backbone, runtime, winograd
-from transferlab.runtime import RuntimeSettings
 from transferlab.style import estimate
 
 
@@ -29,7 +28,7 @@ def speed_child(size: int, layers: str, rounds: int, parts: list[str]) -> dict[s
     # The door's memory check would count this process's own evaluations against the estimate it makes below.
     cfg = make_cfg(size, layers, "task.memory_check=false")
     module = build(cfg, targets="ours" in parts)
-    runtime.configure(RuntimeSettings())  # as stylize.run does, once the weights are loaded
+    runtime.configure(ALL_ON)  # as stylize.run does, once the weights are loaded
     timers: dict[str, Callable[[], Any]] = {}
     result: dict[str, Any] = {"size": list(module.image.shape[-2:]), "layers": layers}
     if "ours" in parts:
@@ -41,7 +40,7 @@ def speed_child(size: int, layers: str, rounds: int, parts: list[str]) -> dict[s
             cfg,
             tuple(module.image.shape[-2:]),
             style_hw(module),
-            heap_block_limit=RuntimeSettings().heap_block_limit("cpu"),
+            heap_block_limit=ALL_ON.heap_block_limit("cpu"),
             fast_convs=winograd.runs_on("cpu"),
         )
         result["estimate_mib"] = (est.peak_bytes - est.parts["optimizer"]) / 2**20

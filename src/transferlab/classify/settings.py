@@ -13,11 +13,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from transferlab import backbone, checks
+from transferlab import backbone, checks, groups
 from transferlab.backbone import ModelSettings
 from transferlab.classify import module as classifier
 from transferlab.classify import networks
 from transferlab.errors import ConfigError, DataError
+from transferlab.groups import OptimizerSettings
 from transferlab.trainer import TrainerSettings
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -50,18 +51,6 @@ class DataSettings:
 
 
 @dataclass(frozen=True)
-class Optimizer:
-    """Plain values, saved in the checkpoint's hyper-parameters as a dict (see ``as_dict``)."""
-
-    name: str
-    lr: float  # the new last layer's (task.lr)
-    momentum: float = 0.9  # sgd
-    nesterov: bool = False  # sgd
-    betas: tuple[float, float] = (0.9, 0.999)  # adam, adamw
-    weight_decay: float = 0.0
-
-
-@dataclass(frozen=True)
 class Scheduler:
     name: str
     step_size: int = 0  # step
@@ -74,7 +63,7 @@ class FinetuneSettings:
     model: ModelSettings
     data: DataSettings
     sizes: dict[str, int]  # eval resize and crop: the config's, else the weights' own
-    optimizer: Optimizer
+    optimizer: OptimizerSettings
     scheduler: Scheduler
     backbone_lr: float
     epochs: int
@@ -99,7 +88,7 @@ class FinetuneSettings:
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> FinetuneSettings:
         task = cfg.task
-        model = model_settings(cfg.model)
+        model = model_settings(cfg)
         data = data_settings(cfg.data)
         freeze = task.freeze
         try:
@@ -130,7 +119,7 @@ class FinetuneSettings:
             model=model,
             data=data,
             sizes=preprocessing(model, cfg.data.resize_size, cfg.data.crop_size),
-            optimizer=optimizer(cfg.optimizer, task.lr),
+            optimizer=groups.optimizer(cfg, OPTIMIZERS),
             scheduler=scheduler(cfg.scheduler),
             backbone_lr=checks.non_negative(task.backbone_lr, "task.backbone_lr"),
             epochs=checks.at_least(task.epochs, 1, "task.epochs"),
@@ -147,7 +136,7 @@ class FinetuneSettings:
             cache_features=cache,
             cache_max_gb=checks.non_negative(task.cache_max_gb, "task.cache_max_gb"),
             cache_dir=Path(str(task.cache_dir)).expanduser() if task.cache_dir else None,
-            trainer=checks.trainer_settings(cfg),
+            trainer=groups.trainer(cfg),
             seed=int(cfg.seed),
             ckpt_path=Path(str(cfg.ckpt_path)).expanduser() if cfg.ckpt_path else None,
             hparams=checks.hparams(cfg, ["task", "model", "data", "optimizer", "scheduler", "seed", "precision"]),
@@ -171,23 +160,15 @@ class FinetuneSettings:
         }
 
 
-def model_settings(model: DictConfig) -> ModelSettings:
+def model_settings(cfg: DictConfig) -> ModelSettings:
     """``model.*`` for a classifier: any torchvision classification model (VGG by our config files or
     ``model.arch=resnet50``, ...) with one of its weight sets, a file, or null (random)."""
-    arch = checks.choice(model.arch, networks.ARCHS, "model.arch")
-    if networks.is_vgg(arch):
-        vgg = checks.model_settings(model)
-        if vgg.pooling != "max":
-            raise ConfigError(
-                f"model.pooling={vgg.pooling} is for stylize; the VGG classifier was trained with max pooling"
-            )
-        return vgg
-    weights = None if model.weights is None else str(model.weights)
-    if weights is not None and not backbone.is_weights_file(weights) and weights not in backbone.weight_names(arch):
-        choices = [*backbone.weight_names(arch), "a path to a .pth state dict", "null (random)"]
-        raise ConfigError(f"model.weights={weights!r} is not a {arch} weight set; choose one of {choices}")
-    normalization = checks.choice(model.get("normalization", "auto"), ["auto", "imagenet"], "model.normalization")
-    return ModelSettings(arch, weights, "max", normalization, 1.0)
+    settings = groups.model(cfg, networks.ARCHS)
+    if settings.pooling != "max":
+        raise ConfigError(
+            f"model.pooling={settings.pooling} is for stylize; the VGG classifier was trained with max pooling"
+        )
+    return settings
 
 
 def data_settings(data: DictConfig) -> DataSettings:
@@ -228,19 +209,6 @@ def preprocessing(model: ModelSettings, resize: int | None, crop: int | None) ->
         resize = resize or spec.resize_size[0]
         crop = crop or spec.crop_size[0]
     return {"resize": resize or DEFAULT_RESIZE, "crop": crop or DEFAULT_CROP}
-
-
-def optimizer(opt: DictConfig, lr: Any) -> Optimizer:
-    name = checks.choice(opt.name, OPTIMIZERS, "optimizer.name")
-    decay = checks.non_negative(opt.weight_decay, "optimizer.weight_decay")
-    lr = checks.non_negative(lr, "task.lr")
-    if name == "sgd":
-        momentum = checks.non_negative(opt.momentum, "optimizer.momentum")
-        return Optimizer(
-            name, lr, momentum, checks.choice(opt.nesterov, [True, False], "optimizer.nesterov"), weight_decay=decay
-        )
-    betas = tuple(checks.number(b, f"optimizer.betas[{i}]") for i, b in enumerate(opt.betas))
-    return Optimizer(name, lr, betas=betas, weight_decay=decay)  # type: ignore[arg-type]
 
 
 def scheduler(sched: DictConfig) -> Scheduler:
@@ -375,7 +343,7 @@ class PredictSettings:
             checkpoint(cfg, needed=True),  # type: ignore[arg-type]
             ImagesIn.from_task(cfg.task),
             checks.at_least(cfg.task.top_k, 1, "task.top_k"),
-            checks.trainer_settings(cfg).device,
+            groups.trainer(cfg).device,
         )
 
 
@@ -424,13 +392,13 @@ class ExtractSettings:
         }
         return cls(
             checkpoint(cfg, needed=False),
-            model_settings(cfg.model),
+            model_settings(cfg),
             ImagesIn.from_task(task),
             layers,
             checks.choice(task.pool, [True, False], "task.pool"),
             sizes["resize_size"],
             sizes["crop_size"],
-            checks.trainer_settings(cfg).device,
+            groups.trainer(cfg).device,
         )
 
 

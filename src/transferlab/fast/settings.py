@@ -8,11 +8,13 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from transferlab import backbone, checks
+from transferlab import checks, groups
+from transferlab.backbone import ModelSettings
 from transferlab.errors import ConfigError
 from transferlab.fast.arbitrary.networks import MIN_SIZE as STYLE_MIN_SIZE
 from transferlab.fast.per_style.networks import ARCHS, MAX_BLOCKS, MAX_WIDTH, MIN_SIZE
-from transferlab.style.settings import layer_sets
+from transferlab.groups import LossWeights, Photos
+from transferlab.runtime import RuntimeSettings
 from transferlab.trainer import TrainerSettings
 
 COLORS = ("none", "luminance", "histogram")
@@ -50,17 +52,12 @@ class NetworkSettings:
 @dataclass(frozen=True)
 class TrainSettings:
     network: NetworkSettings
-    # loss network
-    arch: str
-    weights: str | None
-    pooling: str
-    normalization: str
-    feature_scale: float
+    # the loss network and loss (groups.py)
+    model: ModelSettings
     content_layers: dict[str, float]
     style_layers: dict[str, float]
-    content_weight: float
-    style_weight: float
-    tv_weight: float
+    loss: LossWeights
+    runtime: RuntimeSettings
     # data
     style: str  # a local path or pinned URL, resolved by the task (fetching is work, not a check)
     style_size: int
@@ -70,57 +67,20 @@ class TrainSettings:
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> TrainSettings:
-        task, model, loss = cfg.task, cfg.model, cfg.loss
-        arch = model.arch
-        if arch not in backbone.ARCHS:
-            raise ConfigError(f"model.arch={arch!r} is not supported; choose one of {', '.join(backbone.ARCHS)}")
-        content, style = layer_sets(cfg, arch)
+        model = groups.model(cfg)
+        layers = groups.layers(cfg, model.arch)
         return cls(
             network=NetworkSettings.from_cfg(cfg),
-            arch=arch,
-            weights=model.weights,
-            pooling=checks.choice(model.pooling, ["max", "avg"], "model.pooling"),
-            normalization=model.normalization,
-            feature_scale=checks.positive(model.feature_scale, "model.feature_scale"),
-            content_layers=content,
-            style_layers=style,
-            content_weight=checks.non_negative(loss.content_weight, "loss.content_weight"),
-            style_weight=checks.non_negative(loss.style_weight, "loss.style_weight"),
-            tv_weight=checks.non_negative(loss.tv_weight, "loss.tv_weight"),
-            style=str(task.style),
-            style_size=checks.at_least(task.style_size, 32, "task.style_size"),
-            photos=Photos.from_cfg(cfg),
+            model=model,
+            content_layers=layers.content,
+            style_layers=layers.style,
+            loss=groups.loss(cfg, ("content", "style", "tv")),
+            runtime=groups.runtime(cfg),
+            style=str(cfg.task.style),
+            style_size=checks.at_least(cfg.task.style_size, 32, "task.style_size"),
+            photos=groups.photos(cfg),
             training=Training.from_cfg(cfg, "a train_fast checkpoint (.ckpt) to resume"),
             hparams=checks.hparams(cfg, ["task", "fastnet", "model", "layers", "loss", "data", "optimizer", "seed"]),
-        )
-
-
-@dataclass(frozen=True)
-class Photos:
-    """``data.*`` (configs/data/photos.yaml): the content photos every photo-trained network learns from."""
-
-    root: Path
-    crop: int
-    resize: int | None
-    val_count: int
-    val_size: int
-    batch_size: int
-    num_workers: int
-    max_bad_fraction: float
-
-    @classmethod
-    def from_cfg(cls, cfg: DictConfig) -> Photos:
-        data = cfg.data
-        crop = checks.at_least(data.crop, 16, "data.crop")
-        return cls(
-            root=Path(str(data.root)),
-            crop=crop,
-            resize=None if data.resize is None else checks.at_least(data.resize, crop, "data.resize"),
-            val_count=checks.at_least(data.val_count, 1, "data.val_count"),
-            val_size=checks.at_least(data.val_size, 16, "data.val_size"),
-            batch_size=checks.at_least(data.batch_size, 1, "data.batch_size"),
-            num_workers=checks.at_least(data.num_workers, 0, "data.num_workers"),
-            max_bad_fraction=checks.non_negative(data.max_bad_fraction, "data.max_bad_fraction"),
         )
 
 
@@ -143,11 +103,7 @@ class Training:
     @classmethod
     def from_cfg(cls, cfg: DictConfig, expected: str) -> Training:
         """``expected`` describes the checkpoint a resume takes, for messages."""
-        task, opt = cfg.task, cfg.optimizer
-        checks.choice(opt.name, ["adam"], "optimizer.name")
-        betas = tuple(checks.number(b, "optimizer.betas") for b in opt.betas)
-        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
-            raise ConfigError(f"optimizer.betas={list(opt.betas)} is invalid; give two numbers in [0, 1)")
+        task, opt = cfg.task, groups.optimizer(cfg, ["adam"])
         ckpt = None
         if cfg.ckpt_path:
             from transferlab import checkpoints
@@ -155,12 +111,12 @@ class Training:
             ckpt = checkpoints.local_file(cfg.ckpt_path, "ckpt_path", expected)
         steps = checks.at_least(task.steps, 1, "task.steps")
         return cls(
-            trainer=checks.trainer_settings(cfg),
+            trainer=groups.trainer(cfg, opt.name),
             seed=int(cfg.seed),
             steps=steps,
-            lr=checks.positive(task.lr, "task.lr"),
-            betas=betas,  # type: ignore[arg-type]
-            weight_decay=checks.non_negative(opt.weight_decay, "optimizer.weight_decay"),
+            lr=opt.lr,
+            betas=opt.betas,  # type: ignore[arg-type]
+            weight_decay=opt.weight_decay,  # type: ignore[arg-type]
             val_every=min(checks.at_least(task.val_every, 1, "task.val_every"), steps),
             checkpoint_every=checks.at_least(task.checkpoint_every, 0, "task.checkpoint_every"),
             log_every=checks.at_least(task.log_every, 1, "task.log_every"),
@@ -226,7 +182,7 @@ class ApplySettings:
     def from_cfg(cls, cfg: DictConfig) -> ApplySettings:
         task = cfg.task
         model = checkpoint_file(cfg, (".ckpt", ".onnx"), NETWORK_FILE)
-        device = "cpu" if model.suffix.lower() == ".onnx" else checks.trainer_settings(cfg).accelerator
+        device = "cpu" if model.suffix.lower() == ".onnx" else groups.trainer(cfg).accelerator
         return cls(
             model,
             ImagesToStylize.from_task(task, MIN_SIZE),

@@ -16,9 +16,9 @@ from torch.utils.data import DataLoader
 
 from transferlab import backbone, color, images
 from transferlab.errors import TransferLabError
+from transferlab.groups import LossWeights, OptimizerSettings
 from transferlab.losses import content_loss, gram_matrix, style_loss, total_variation
 from transferlab.style import quality, scene
-from transferlab.style.settings import LossWeights, OptimizerSettings
 
 LINE_SEARCH_EVALS = 25  # torch's own bound on a strong-Wolfe line search
 # TensorBoard's Time Series tab orders its groups by tag prefix and expands the first two: "loss"
@@ -156,8 +156,13 @@ class StyleTransfer(pl.LightningModule):
         """Every loss term of the current image, weighted, keyed by its metric name."""
         image = self.rendered()
         features = self.encoder(image)
+        zero = image.new_zeros((), dtype=torch.float32)  # the sum of an empty set (layers.content={}): a tensor
         content = sum(
-            w * content_loss(features[layer], self.content_targets[layer]) for layer, w in self.content_layers.items()
+            (
+                w * content_loss(features[layer], self.content_targets[layer])
+                for layer, w in self.content_layers.items()
+            ),
+            zero,
         )
         per_layer = {
             layer: w
@@ -169,7 +174,7 @@ class StyleTransfer(pl.LightningModule):
         }
         terms = {
             "loss/content": self.weights.content * content,
-            "loss/style": self.weights.style * sum(per_layer.values()),
+            "loss/style": self.weights.style * sum(per_layer.values(), zero),
         }
         if self.weights.tv > 0:  # at weight 0 (the default) a flat zero chart would lead the loss group
             terms["loss/tv"] = self.weights.tv * total_variation(image)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from transferlab import backbone, color, images
 from transferlab.losses import gram_matrix, style_loss
@@ -74,14 +74,6 @@ def ssim(a: Tensor, b: Tensor) -> Tensor:
     return ssim_map.mean(dim=(-3, -2, -1)).reshape(a.shape[:-3]).float()
 
 
-def reference_encoder(
-    features: nn.Sequential, arch: str, normalization: backbone.Normalization
-) -> backbone.VGGFeatures:
-    """A ``VGGFeatures`` on ``REFERENCE_LAYERS`` sharing ``features`` (and so the run's weights);
-    use it when the run's own encoder stops before relu5_1 or lacks one of the layers."""
-    return backbone.VGGFeatures(features, arch, REFERENCE_LAYERS, normalization)
-
-
 def _batched(image: Tensor) -> Tensor:
     return image if image.dim() == 4 else image.unsqueeze(0)
 
@@ -113,7 +105,7 @@ def style_grams(
     if missing:
         raise ValueError(
             f"the encoder given to gram_distances does not return {missing}; "
-            "build one with quality.reference_encoder(features, arch, normalization)"
+            "build one on quality.REFERENCE_LAYERS: VGGFeatures(features, arch, REFERENCE_LAYERS, normalization)"
         )
     return {layer: gram_matrix(features[layer]) for layer in layers}
 
@@ -131,8 +123,9 @@ def figures(
     reference: backbone.VGGFeatures, image: Tensor, scene: Scene, grams: list[dict[str, Tensor]] | None = None
 ) -> dict[str, float]:
     """``ssim`` of ``image`` ``[3, H, W]`` (any scale of the scene) to the content, ``gram_<layer>`` to
-    the (blend of) styles on ``REFERENCE_LAYERS`` and their mean ``gram_mean``; ``reference`` on the
-    image's device (``reference_encoder``); ``grams``: each style's ``style_grams``, when computed before."""
+    the (blend of) styles on ``REFERENCE_LAYERS`` and their mean ``gram_mean``; ``reference``: a
+    ``VGGFeatures`` on ``REFERENCE_LAYERS``, on the image's device; ``grams``: each style's
+    ``style_grams``, when computed before."""
     content = scene.original if scene.original is not None else scene.content
     out = {"ssim": float(ssim(image, images.resize(content, tuple(image.shape[-2:]))))}
     seen = color.luminance_image(image) if scene.original is not None else image

@@ -13,11 +13,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig
 
-from transferlab import backbone, checkpoints, checks, color, fetch, images
+from transferlab import backbone, checkpoints, checks, color, fetch, groups, images
 from transferlab.backbone import ModelSettings
 from transferlab.errors import ConfigError, WeightsError
+from transferlab.groups import LossWeights, OptimizerSettings
 from transferlab.runtime import RuntimeSettings
 from transferlab.style import estimate
 from transferlab.trainer import TrainerSettings
@@ -27,25 +28,9 @@ log = logging.getLogger(__name__)
 OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("content", "noise", "style")
 COLORS = ("none", "luminance", "histogram")
+LOSS_TERMS = ("content", "style", "tv")
 MIN_SIZE = 32
 PREVIEWS = 10  # task.image_every=auto: about this many preview images over a run
-
-
-@dataclass(frozen=True)
-class OptimizerSettings:
-    name: str  # lbfgs | adam
-    lr: float
-    history_size: int = 0  # lbfgs
-    line_search: str | None = None  # lbfgs
-    betas: tuple[float, float] = (0.9, 0.999)  # adam
-    weight_decay: float = 0.0  # adam
-
-
-@dataclass(frozen=True)
-class LossWeights:
-    content: float
-    style: float
-    tv: float
 
 
 @dataclass(frozen=True)
@@ -65,6 +50,26 @@ class Inputs:
     @property
     def style_keys(self) -> list[str]:
         return [f"task.style[{i}]" for i in range(len(self.styles))] if len(self.styles) > 1 else ["task.style"]
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """``task.steps``, ``task.tile`` and ``task.tile_overlap`` checked against each other."""
+
+    steps: int
+    tile: int
+    overlap: int
+
+    @classmethod
+    def from_task(cls, task: DictConfig) -> Tiling:
+        steps = checks.at_least(task.steps, 1, "task.steps")
+        tile = checks.at_least(task.tile, 0, "task.tile")
+        overlap = checks.at_least(task.tile_overlap, 0, "task.tile_overlap")
+        if tile:
+            checks.at_least(tile, 64, "task.tile")
+            if overlap >= tile // 2:
+                raise ConfigError(f"task.tile_overlap={overlap} must be below half of task.tile={tile}")
+        return cls(steps, tile, overlap)
 
 
 @dataclass(frozen=True)
@@ -105,99 +110,47 @@ class StyleSettings:
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> StyleSettings:
+        """The shared groups (groups.py), then the task's own checks, in phases: the tiling, the inputs,
+        the output size and schedule (checked against VGG's depth and the device's memory), the resume."""
         task = cfg.task
-        model = checks.model_settings(cfg.model)
-        optimizer = optimizer_settings(cfg.optimizer, cfg.task.lr)
-        if str(cfg.precision) == "16-mixed" and optimizer.name == "lbfgs":
-            raise ConfigError(
-                "precision=16-mixed cannot drive optimizer=lbfgs (fp16 loss scaling breaks its line search); "
-                "use precision=bf16-mixed or 32, or optimizer=adam"
-            )
-        trainer = checks.trainer_settings(cfg)
-        runtime = checks.runtime_settings(cfg)
-        content_layers, style_layers = layer_sets(cfg, model.arch)
-        loss = loss_weights(cfg.loss)
-        memory_budget = checks.number(task.memory_budget, "task.memory_budget")
-        if not 0 < memory_budget <= 1:
-            raise ConfigError(
-                f"task.memory_budget={memory_budget} is invalid; it must be a share of free memory in (0, 1]"
-            )
-        steps = checks.at_least(task.steps, 1, "task.steps")
-        tile = checks.at_least(task.tile, 0, "task.tile")
-        overlap = checks.at_least(task.tile_overlap, 0, "task.tile_overlap")
-        if tile:
-            checks.at_least(tile, 64, "task.tile")
-            if overlap >= tile // 2:
-                raise ConfigError(f"task.tile_overlap={overlap} must be below half of task.tile={tile}")
+        model = groups.model(cfg)
+        optimizer = groups.optimizer(cfg, OPTIMIZERS)
+        trainer = groups.trainer(cfg, optimizer.name)
+        runtime = groups.runtime(cfg)
+        layers = groups.layers(cfg, model.arch)
+        loss = groups.loss(cfg, LOSS_TERMS)
+        tiling = Tiling.from_task(task)
         if task.size != "auto":
             checks.at_least(task.size, MIN_SIZE, "task.size")
         memory = MemoryModel(
             model.arch,
-            content_layers,
-            style_layers,
+            layers.content,
+            layers.style,
             optimizer.name,
-            optimizer.history_size,
+            optimizer.history_size or 0,
             runtime.heap_block_limit(trainer.device),
             runtime.fast_convs(trainer.device),
         )
         inputs = input_settings(task)
-        content_wh = images.open_rgb(inputs.content).size
-        if task.size == "auto":
-            size = auto_size(memory, inputs, content_wh, trainer.accelerator, memory_budget)
-        else:
-            size = checks.at_least(task.size, MIN_SIZE, "task.size")
-        plan = schedule(task.scales, task.scale_steps, size, steps)
-        tiled = bool(tile) and size > tile
-        ckpt_path = None
-        if cfg.ckpt_path:
-            if tiled and len(plan) == 1:
-                raise ConfigError(
-                    "ckpt_path resumes the whole-image scales, and this tiled run has none; "
-                    "set task.scales or drop ckpt_path"
-                )
-            ckpt_path = checkpoints.local_file(
-                str(cfg.ckpt_path), "ckpt_path", "a checkpoint of a stylize run (checkpoints/step*.ckpt)"
-            )
-        check_feature_sizes(model.arch, [*content_layers, *style_layers], inputs, content_wh, size, plan)
-        if checks.choice(task.memory_check, [True, False], "task.memory_check"):
-            check_memory(memory, inputs, content_wh, trainer.accelerator, size, plan, tile)
-        fingerprint = {
-            "task.content": fetch.sha256_of(inputs.content),
-            "task.style": [fetch.sha256_of(p) for p in inputs.styles],
-            "task.style_weights": list(inputs.style_weights),
-            "task.style_masks": [fetch.sha256_of(p) for p in inputs.style_masks],
-            "task.strength_map": fetch.sha256_of(inputs.strength_map) if inputs.strength_map else None,
-            "task.size": size,
-            # The coarser scales and their steps; task.steps (the last scale's) may grow on a resume.
-            "task.scales": [list(s) for s in plan[:-1]],
-            "task.style_scale": inputs.style_scale,
-            "task.init": inputs.init,
-            "task.color": inputs.color,
-            "task.histogram_method": inputs.histogram_method,
-            "model": asdict(model),
-            "layers.content": content_layers,
-            "layers.style": style_layers,
-            "loss": asdict(loss),
-            "optimizer": asdict(optimizer) | {"betas": list(optimizer.betas)},
-            "seed": cfg.seed,
-        }
-        # JSON round trip: the fingerprint is compared with the one a checkpoint holds.
-        fingerprint = json.loads(json.dumps(fingerprint))
+        size, plan = output_plan(task, memory, inputs, trainer.accelerator, tiling)
+        ckpt_path = resume_path(cfg, bool(tiling.tile) and size > tiling.tile and len(plan) == 1)
+        values = {"model": model, "layers": layers, "loss": loss, "optimizer": optimizer, "seed": cfg.seed}
+        fingerprint = resume_fingerprint(inputs, size, plan, **values)
         settings = cls(
             model=model,
             trainer=trainer,
             runtime=runtime,
             memory=memory,
             inputs=inputs,
-            content_layers=content_layers,
-            style_layers=style_layers,
+            content_layers=layers.content,
+            style_layers=layers.style,
             loss=loss,
             optimizer=optimizer,
             size=size,
             schedule=tuple(plan),
-            steps=steps,
-            tile=tile,
-            tile_overlap=overlap,
+            steps=tiling.steps,
+            tile=tiling.tile,
+            tile_overlap=tiling.overlap,
             image_every=image_cadence(task.image_every, sum(n for _, n in plan)),
             image_log_size=checks.at_least(task.image_log_size, MIN_SIZE, "task.image_log_size"),
             checkpoint_every=checks.at_least(task.checkpoint_every, 0, "task.checkpoint_every"),
@@ -210,6 +163,76 @@ class StyleSettings:
         return settings
 
 
+def output_plan(
+    task: DictConfig, memory: MemoryModel, inputs: Inputs, device: str, tiling: Tiling
+) -> tuple[int, list[tuple[float, int]]]:
+    """The output size (``task.size=auto`` resolved within ``task.memory_budget``) and the coarse-to-fine
+    schedule, checked against the depth of the layers in use and, with ``task.memory_check``, the memory
+    the device has."""
+    budget = checks.number(task.memory_budget, "task.memory_budget")
+    if not 0 < budget <= 1:
+        raise ConfigError(f"task.memory_budget={budget} is invalid; it must be a share of free memory in (0, 1]")
+    content_wh = images.open_rgb(inputs.content).size
+    if task.size == "auto":
+        size = auto_size(memory, inputs, content_wh, device, budget)
+    else:
+        size = checks.at_least(task.size, MIN_SIZE, "task.size")
+    plan = schedule(task.scales, task.scale_steps, size, tiling.steps)
+    layers = [*memory.content_layers, *memory.style_layers]
+    check_feature_sizes(memory.arch, layers, inputs, content_wh, size, plan)
+    if checks.choice(task.memory_check, [True, False], "task.memory_check"):
+        check_memory(memory, inputs, content_wh, device, size, plan, tiling.tile)
+    return size, plan
+
+
+def resume_path(cfg: DictConfig, tiles_only: bool) -> Path | None:
+    """``ckpt_path``: a local stylize checkpoint, for a run that has whole-image scales to resume."""
+    if not cfg.ckpt_path:
+        return None
+    if tiles_only:
+        raise ConfigError(
+            "ckpt_path resumes the whole-image scales, and this tiled run has none; set task.scales or drop ckpt_path"
+        )
+    return checkpoints.local_file(
+        str(cfg.ckpt_path), "ckpt_path", "a checkpoint of a stylize run (checkpoints/step*.ckpt)"
+    )
+
+
+def resume_fingerprint(
+    inputs: Inputs,
+    size: int,
+    plan: list[tuple[float, int]],
+    model: ModelSettings,
+    layers: groups.Layers,
+    loss: LossWeights,
+    optimizer: OptimizerSettings,
+    seed: int,
+) -> dict[str, Any]:
+    """What a checkpoint must have been made with to resume this run, as JSON values (the checkpoint
+    holds it as such)."""
+    fingerprint = {
+        "task.content": fetch.sha256_of(inputs.content),
+        "task.style": [fetch.sha256_of(p) for p in inputs.styles],
+        "task.style_weights": list(inputs.style_weights),
+        "task.style_masks": [fetch.sha256_of(p) for p in inputs.style_masks],
+        "task.strength_map": fetch.sha256_of(inputs.strength_map) if inputs.strength_map else None,
+        "task.size": size,
+        # The coarser scales and their steps; task.steps (the last scale's) may grow on a resume.
+        "task.scales": [list(s) for s in plan[:-1]],
+        "task.style_scale": inputs.style_scale,
+        "task.init": inputs.init,
+        "task.color": inputs.color,
+        "task.histogram_method": inputs.histogram_method,
+        "model": asdict(model),
+        "layers.content": layers.content,
+        "layers.style": layers.style,
+        "loss": {term: getattr(loss, term) for term in LOSS_TERMS},
+        "optimizer": asdict(optimizer),
+        "seed": seed,
+    }
+    return json.loads(json.dumps(fingerprint))
+
+
 def image_cadence(value: Any, total_steps: int) -> int:
     """``task.image_every``: K steps, 0 (only the final image), or auto: about ``PREVIEWS`` previews over the run."""
     if value == "auto":
@@ -219,61 +242,13 @@ def image_cadence(value: Any, total_steps: int) -> int:
     return checks.at_least(value, 0, "task.image_every")
 
 
-def loss_weights(loss: DictConfig) -> LossWeights:
-    """``loss.content_weight``, ``loss.style_weight`` and ``loss.tv_weight``, each >= 0."""
-    return LossWeights(
-        *(checks.non_negative(loss[k], f"loss.{k}") for k in ("content_weight", "style_weight", "tv_weight"))
-    )
-
-
-def optimizer_settings(optimizer: DictConfig, first_order_lr: Any) -> OptimizerSettings:
-    """``optimizer.*``; L-BFGS's step scale is ``optimizer.lr``, Adam's learning rate is the task's ``task.lr``."""
-    name = checks.choice(optimizer.name, OPTIMIZERS, "optimizer.name")
-    lr = checks.positive(*((optimizer.lr, "optimizer.lr") if name == "lbfgs" else (first_order_lr, "task.lr")))
-    if name == "lbfgs":
-        line_search = optimizer.line_search
-        checks.choice(line_search, ["strong_wolfe", None], "optimizer.line_search")
-        return OptimizerSettings(
-            name, lr, checks.at_least(optimizer.history_size, 1, "optimizer.history_size"), line_search
-        )
-    betas = tuple(checks.number(b, f"optimizer.betas[{i}]") for i, b in enumerate(optimizer.betas))
-    if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
-        raise ConfigError(f"optimizer.betas={list(betas)} is invalid; give two numbers in [0, 1)")
-    return OptimizerSettings(
-        name, lr, betas=betas, weight_decay=checks.non_negative(optimizer.weight_decay, "optimizer.weight_decay")
-    )
-
-
-def layer_sets(cfg: DictConfig, arch: str) -> tuple[dict[str, float], dict[str, float]]:
-    layers = cfg.get("layers") or {}
-    sets = []
-    for kind in ("content", "style"):
-        weights = checks.layer_weights(layers.get(kind), f"layers.{kind}")
-        checks.vgg_layers(arch, weights, f"layers.{kind}")
-        sets.append(weights)
-    if not sets[0] and not sets[1]:
-        raise ConfigError("layers.content and layers.style are both empty; name at least one layer, e.g. layers=gatys")
-    return sets[0], sets[1]
-
-
-def as_list(value: object) -> list:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, (list, tuple, ListConfig)) else [value]
-
-
 def input_settings(task: DictConfig) -> Inputs:
     """Counts and values of the style inputs; pinned URLs are fetched (once, into the cache)."""
-    styles = as_list(task.style)
+    styles = checks.as_list(task.style)
     if not styles:
         raise ConfigError("task.style is empty; give one style image or a list: task.style=[a.jpg,b.jpg]")
-    weights = [checks.non_negative(w, f"task.style_weights[{i}]") for i, w in enumerate(as_list(task.style_weights))]
-    if weights and len(weights) != len(styles):
-        raise ConfigError(f"task.style_weights has {len(weights)} values for {len(styles)} styles; give one per style")
-    if weights and sum(weights) == 0:
-        raise ConfigError("task.style_weights are all 0; give at least one style a positive weight")
-    weights = weights or [1.0] * len(styles)
-    masks = as_list(task.style_masks)
+    weights = checks.style_weights(task.style_weights, len(styles))
+    masks = checks.as_list(task.style_masks)
     if masks and len(masks) != len(styles):
         raise ConfigError(f"task.style_masks has {len(masks)} masks for {len(styles)} styles; give one per style")
     init = checks.choice(task.init, INITS, "task.init")
@@ -284,7 +259,7 @@ def input_settings(task: DictConfig) -> Inputs:
     return Inputs(
         content=fetch.resolve(str(task.content), "task.content"),
         styles=tuple(fetch.resolve(str(s), style_key.format(i)) for i, s in enumerate(styles)),
-        style_weights=tuple(w / sum(weights) for w in weights),
+        style_weights=weights,
         style_masks=tuple(fetch.resolve(str(m), f"task.style_masks[{i}]") for i, m in enumerate(masks)),
         strength_map=fetch.resolve(str(task.strength_map), "task.strength_map") if task.strength_map else None,
         style_scale=style_scale,

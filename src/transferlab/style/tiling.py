@@ -3,8 +3,8 @@
 A 4096 px output does not fit VGG plus L-BFGS history in memory at once; optimizing it in
 tiles of at most ``tile`` px bounds the memory. The stylize task computes the Gram targets
 once from the whole style image and optimizes each tile against them; this module says where
-the tiles are (``tile_boxes``) and puts the optimized tiles back together (``blend``,
-``Blender``) so that seams are smooth and tiles cut from one image give that image back.
+the tiles are (``tile_boxes``) and puts the optimized tiles back together (``Blender``) so
+that seams are smooth and tiles cut from one image give that image back.
 
 Boxes are ``(top, left, height, width)`` in pixels. Tiles are ``[..., C, h, w]`` tensors.
 """
@@ -12,7 +12,6 @@ Boxes are ``(top, left, height, width)`` in pixels. Tiles are ``[..., C, h, w]``
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -128,14 +127,3 @@ class Blender:
         if not (self.weight > 0).all():
             raise ValueError("the tiles do not cover the whole image")
         return self.sum / self.weight
-
-
-def blend(tiles: Sequence[Tensor], boxes: Sequence[Box], height: int, width: int, overlap: int) -> Tensor:
-    """Put ``tiles`` (``[..., C, h, w]``, optimized in ``boxes``) back into one ``[..., C, height, width]``
-    image, each seam a raised-cosine cross-fade over ``overlap`` px."""
-    if len(tiles) != len(boxes):
-        raise ValueError(f"{len(tiles)} tiles but {len(boxes)} boxes")
-    blender = Blender(height, width, overlap)
-    for tile, box in zip(tiles, boxes):
-        blender.add(tile, box)
-    return blender.result()

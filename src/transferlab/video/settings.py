@@ -8,17 +8,13 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from transferlab import checks, fetch
+from transferlab import checks, fetch, groups
 from transferlab.backbone import ModelSettings
 from transferlab.errors import ConfigError
 from transferlab.fast.settings import NETWORK_FILE, model_file
-from transferlab.style.settings import (
-    LossWeights,
-    OptimizerSettings,
-    layer_sets,
-    loss_weights,
-    optimizer_settings,
-)
+from transferlab.groups import LossWeights, OptimizerSettings
+from transferlab.runtime import RuntimeSettings
+from transferlab.style.settings import LOSS_TERMS, OPTIMIZERS
 from transferlab.video.flow import METHODS as FLOW_METHODS
 
 METHODS = ("optimize", "fast")
@@ -41,11 +37,12 @@ class VideoSettings:
     max_frames: int | None
     network: Path | None  # method=fast: any stylizer file (fast/stylizer.py)
     device: str  # cpu | cuda | mps (an ONNX network runs on the CPU)
-    model: ModelSettings  # the style wing's door checks the shared groups (model, layers, loss, optimizer)
+    model: ModelSettings  # the shared groups (groups.py), as stylize takes them
     content_layers: dict[str, float]
     style_layers: dict[str, float]
     loss: LossWeights
     optimizer: OptimizerSettings
+    runtime: RuntimeSettings
     seed: int
 
     @classmethod
@@ -77,11 +74,12 @@ class VideoSettings:
             network = model_file(str(task.network), "task.network", (".ckpt", ".onnx"), NETWORK_FILE)
             if task.style:  # an arbitrary-style network's style
                 style = Path(fetch.resolve(str(task.style), "task.style"))
-        device = checks.trainer_settings(cfg).accelerator
+        optimizer = groups.optimizer(cfg, OPTIMIZERS)
+        device = groups.trainer(cfg, optimizer.name if task.method == "optimize" else None).accelerator
         if network is not None and network.suffix.lower() == ".onnx":
             device = "cpu"
-        model = checks.model_settings(cfg.model)
-        content_layers, style_layers = layer_sets(cfg, model.arch)
+        model = groups.model(cfg)
+        layers = groups.layers(cfg, model.arch)
         return cls(
             input=Path(str(task.input)),
             style=style,
@@ -99,17 +97,18 @@ class VideoSettings:
             network=network,
             device=device,
             model=model,
-            content_layers=content_layers,
-            style_layers=style_layers,
-            loss=loss_weights(cfg.loss),
-            optimizer=optimizer_settings(cfg.optimizer, task.lr),
+            content_layers=layers.content,
+            style_layers=layers.style,
+            loss=groups.loss(cfg, LOSS_TERMS),
+            optimizer=optimizer,
+            runtime=groups.runtime(cfg),
             seed=int(cfg.seed),
         )
 
     def fingerprint(self) -> dict[str, Any]:
         """What the finished frames belong to: a resumed run must match it (input file by size and mtime)."""
         stat = self.input.stat()
-        skip = ("max_frames", "device")
+        skip = ("max_frames", "device", "runtime")  # how this process computes, not what
         values = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items() if k not in skip}
         saved = {"settings": repr(sorted(values.items())), "input_size": stat.st_size, "input_mtime": stat.st_mtime}
         return saved | ({"network": fetch.sha256_of(self.network)} if self.network is not None else {})

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from torch import Tensor
 from tqdm import tqdm
 
-from transferlab import backbone, checks, images
+from transferlab import backbone, checks, images, runtime
 from transferlab.fast import stylizer
 from transferlab.files import write_json
 from transferlab.result import TaskResult
@@ -43,7 +43,8 @@ def frame_name(i: int) -> str:
 
 def build_optimizer(s: VideoSettings) -> OptimizedFrames:
     m = s.model
-    features, normalization = backbone.build_features(m.arch, m.weights, m.pooling, m.normalization)
+    features, normalization = backbone.build_features(m.arch, m.weights, m.pooling, m.normalization, s.runtime.winograd)
+    runtime.configure(s.runtime)  # after loading the weights: the heap would keep the checkpoint's memory
     encoder = backbone.VGGFeatures(
         features, m.arch, [*s.content_layers, *s.style_layers], normalization, m.feature_scale
     )

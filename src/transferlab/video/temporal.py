@@ -13,9 +13,9 @@ import torch
 from torch import Tensor
 
 from transferlab import backbone
+from transferlab.groups import LossWeights, OptimizerSettings
 from transferlab.style.module import StyleTransfer, style_targets
 from transferlab.style.scene import Scene
-from transferlab.style.settings import LossWeights, OptimizerSettings
 
 Stylizer = Callable[[Tensor], Tensor]  # [3, H, W] in [0, 1] -> [3, H, W] in [0, 1]
 

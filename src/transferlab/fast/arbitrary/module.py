@@ -51,9 +51,10 @@ class AdaINModule(ValidatedModule):
         weight_decay: float,
         previews: Tensor | None = None,
         preview_size: int = 128,
+        fast_convs: bool = True,
     ) -> None:
         super().__init__()
-        self.net = AdaINNet(**network)
+        self.net = AdaINNet(**network, fast_convs=fast_convs)  # how this process computes: not saved
         # Rebuilt without a download from a checkpoint: random init, then the saved encoder weights.
         spec = {**network, "weights": None, "normalization": self.net.normalization}
         self.save_hyperparameters(

@@ -138,9 +138,10 @@ class Teacher(nn.Module):
 
 class AdaINNet(nn.Module):
     """``style_layers`` (``{layer: weight}`` up to relu4_1, or a list: weight 1 each) are the layers of
-    the style loss; ``normalization``/``pooling`` as in ``backbone.build_features``. ``encoder``: ``vgg19``
-    (frozen, also the loss network) or ``light`` (``LightEncoder`` of ``width`` with ``LIGHT_CONVS``, trained,
-    VGG19 the loss network); ``loss_net=False`` leaves a light network's training-only parts out (apply, export)."""
+    the style loss; ``normalization``/``pooling``/``fast_convs`` as in ``backbone.build_features``. ``encoder``:
+    ``vgg19`` (frozen, also the loss network) or ``light`` (``LightEncoder`` of ``width`` with ``LIGHT_CONVS``,
+    trained, VGG19 the loss network); ``loss_net=False`` leaves a light network's training-only parts out (apply,
+    export)."""
 
     def __init__(
         self,
@@ -152,6 +153,7 @@ class AdaINNet(nn.Module):
         encoder: str = "vgg19",
         width: float = 1.0,
         loss_net: bool = True,
+        fast_convs: bool = True,
     ) -> None:
         super().__init__()
         if arch not in ARCHS:
@@ -166,7 +168,7 @@ class AdaINNet(nn.Module):
         self.normalization = normalization
         vgg = None
         if encoder == "vgg19" or loss_net:
-            features, norm = backbone.build_features("vgg19", weights, pooling, normalization)
+            features, norm = backbone.build_features("vgg19", weights, pooling, normalization, fast_convs)
             self.normalization = normalization_name(norm)
             vgg = backbone.VGGFeatures(features, "vgg19", [*self.style_layers, "relu4_1"], norm)
         self.teacher = None

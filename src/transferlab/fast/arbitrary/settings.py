@@ -1,5 +1,6 @@
 """The doors of the AdaIN tasks (train_adain, apply_adain, export_adain): each task's config checked and
-turned into frozen plain values, once. Shares the photo-data and schedule checks of fast/settings.py."""
+turned into frozen plain values, once. The shared groups come from groups.py, the schedule checks from
+fast/settings.py."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from transferlab import backbone, checks
+from transferlab import backbone, checks, groups
 from transferlab.errors import ConfigError
 from transferlab.fast.arbitrary.networks import ARCHS, ENCODERS, MIN_SIZE, MULTIPLE
-from transferlab.fast.settings import ImagesToStylize, Photos, Training, checkpoint_file
-from transferlab.style.settings import as_list, layer_sets
+from transferlab.fast.settings import ImagesToStylize, Training, checkpoint_file
+from transferlab.groups import Photos
+from transferlab.runtime import RuntimeSettings
 
 CHECKPOINT = "a train_adain checkpoint (.ckpt)"
 EXPORTED = "an export_adain model.onnx"
@@ -32,6 +34,7 @@ class TrainAdaINSettings:
     content_weight: float
     style_weight: float
     distill_weight: float  # light encoder only
+    runtime: RuntimeSettings
     # data: content photos (data.*) and style images
     photos: Photos
     styles: Path
@@ -43,10 +46,11 @@ class TrainAdaINSettings:
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> TrainAdaINSettings:
-        task, model, loss = cfg.task, cfg.model, cfg.loss
+        task, model = cfg.task, groups.model(cfg)
         if model.arch != "vgg19":
             raise ConfigError(f"model.arch={model.arch!r}: the AdaIN decoder mirrors VGG19; use model=vgg19")
-        content, style = layer_sets(cfg, "vgg19")
+        content, style = groups.layers(cfg, "vgg19")
+        loss = groups.loss(cfg, ("content", "style", "distill"))
         if list(content) != ["relu4_1"]:
             raise ConfigError(
                 f"layers.content={list(content)}: AdaIN's content target is relu4_1; use layers=adain "
@@ -60,7 +64,7 @@ class TrainAdaINSettings:
             raise ConfigError(
                 f"layers.style: {', '.join(deeper)} lie past relu4_1, where the encoder ends; use layers up to relu4_1"
             )
-        photos = Photos.from_cfg(cfg)
+        photos = groups.photos(cfg)
         for key in ("crop", "val_size"):
             if getattr(photos, key) % MULTIPLE:
                 raise ConfigError(
@@ -82,12 +86,13 @@ class TrainAdaINSettings:
             encoder=encoder,
             width=width if encoder == "light" else 1.0,
             weights=model.weights,
-            pooling=checks.choice(model.pooling, ["max", "avg"], "model.pooling"),
-            normalization=checks.choice(model.normalization, ["auto", "imagenet", "caffe"], "model.normalization"),
+            pooling=model.pooling,
+            normalization=model.normalization,
             style_layers=style,
-            content_weight=checks.non_negative(loss.content_weight, "loss.content_weight"),
-            style_weight=checks.non_negative(loss.style_weight, "loss.style_weight"),
-            distill_weight=checks.non_negative(loss.distill_weight, "loss.distill_weight"),
+            content_weight=loss.content,
+            style_weight=loss.style,
+            distill_weight=loss.distill,
+            runtime=groups.runtime(cfg),
             styles=Path(str(task.styles)),
             style_resize=checks.at_least(task.style_resize, photos.crop, "task.style_resize"),
             preview_styles=checks.at_least(task.preview_styles, 1, "task.preview_styles"),
@@ -114,27 +119,18 @@ class ApplyAdaINSettings:
     def from_cfg(cls, cfg: DictConfig) -> ApplyAdaINSettings:
         task = cfg.task
         model = checkpoint_file(cfg, (".ckpt", ".onnx"), f"{CHECKPOINT} or {EXPORTED}")
-        styles = tuple(map(str, as_list(task.style)))
+        styles = tuple(map(str, checks.as_list(task.style)))
         if not styles:
             raise ConfigError("task.style is empty; give one style image or a list: task.style=[a.jpg,b.jpg]")
-        weights = [
-            checks.non_negative(w, f"task.style_weights[{i}]") for i, w in enumerate(as_list(task.style_weights))
-        ]
-        masks = tuple(map(str, as_list(task.style_masks)))
-        if weights and masks:
+        masks = tuple(map(str, checks.as_list(task.style_masks)))
+        if checks.as_list(task.style_weights) and masks:
             raise ConfigError(
                 "task.style_weights and task.style_masks both set; with masks each mask says how much of its "
                 "style goes where: drop task.style_weights (or scale a mask's grey level)"
             )
-        if weights and len(weights) != len(styles):
-            raise ConfigError(
-                f"task.style_weights has {len(weights)} values for {len(styles)} styles; give one per style"
-            )
-        if weights and sum(weights) == 0:
-            raise ConfigError("task.style_weights are all 0; give at least one style a positive weight")
+        weights = checks.style_weights(task.style_weights, len(styles))
         if masks and len(masks) != len(styles):
             raise ConfigError(f"task.style_masks has {len(masks)} masks for {len(styles)} styles; give one per style")
-        weights = weights or [1.0] * len(styles)
         alpha = checks.number(task.alpha, "task.alpha")
         if not 0 <= alpha <= 1:
             raise ConfigError(f"task.alpha={alpha} is invalid; it must be in [0, 1] (0 content, 1 full style)")
@@ -154,12 +150,12 @@ class ApplyAdaINSettings:
             model=model,
             styles=styles,
             style_size=checks.at_least(task.style_size, MIN_SIZE, "task.style_size"),
-            style_weights=tuple(w / sum(weights) for w in weights),
+            style_weights=weights,
             style_masks=masks,
             strength_map=str(task.strength_map) if task.strength_map else None,
             alpha=alpha,
             images=ImagesToStylize.from_task(task, MIN_SIZE),
-            device=checks.trainer_settings(cfg).accelerator,
+            device=groups.trainer(cfg).accelerator,
         )
 
 

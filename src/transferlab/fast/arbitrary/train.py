@@ -14,7 +14,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig
 from torch.utils.data import TensorDataset
 
-from transferlab import images
+from transferlab import images, runtime
 from transferlab.fast import data
 from transferlab.fast.arbitrary.module import AdaINModule, Pairs
 from transferlab.fast.arbitrary.settings import TrainAdaINSettings
@@ -49,7 +49,9 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
         s.training.weight_decay,
         previews,
         s.preview_size,
+        s.runtime.winograd,
     )
+    runtime.configure(s.runtime)  # after loading the weights: the heap would keep the checkpoint's memory
     val = TensorDataset(data.validation_batch(val_files, s.photos.val_size))
     log.info(
         "train_adain: %d training photos, %d validation photos, %d styles (%d in the preview grid)",

@@ -65,8 +65,10 @@ def make_loss(
     content_layers: dict[str, float],
     style_layers: dict[str, float],
     loss_weights: tuple[float, float, float],
+    fast_convs: bool = True,
 ) -> PerceptualLoss:
-    features, norm = backbone.build_features(arch, weights, pooling, normalization)
+    """``fast_convs``: VGG's deep convolutions as Winograd convolutions on CPU (``runtime.winograd``)."""
+    features, norm = backbone.build_features(arch, weights, pooling, normalization, fast_convs)
     vgg = backbone.VGGFeatures(features, arch, [*content_layers, *style_layers], norm, feature_scale)
     return PerceptualLoss(vgg, style, content_layers, style_layers, loss_weights)
 

@@ -13,7 +13,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig
 from torch.utils.data import TensorDataset
 
-from transferlab import fetch, images
+from transferlab import fetch, images, runtime
 from transferlab.fast import data
 from transferlab.fast.per_style.module import FastStyleModule, PerceptualLoss, make_loss
 from transferlab.fast.settings import TrainSettings
@@ -30,17 +30,21 @@ def perceptual_loss(s: TrainSettings) -> PerceptualLoss:
     """The run's loss: its VGG (random weights are drawn from torch's generator: ``run`` seeds it just
     before) with the Gram targets of its style image."""
     style = images.load_image(fetch.resolve(s.style, "task.style"), s.style_size)
-    return make_loss(
-        s.arch,
-        s.weights,
-        s.pooling,
-        s.normalization,
-        s.feature_scale,
+    m = s.model
+    loss = make_loss(
+        m.arch,
+        m.weights,
+        m.pooling,
+        m.normalization,
+        m.feature_scale,
         style,
         s.content_layers,
         s.style_layers,
-        (s.content_weight, s.style_weight, s.tv_weight),
+        (s.loss.content, s.loss.style, s.loss.tv),
+        s.runtime.winograd,
     )
+    runtime.configure(s.runtime)  # after loading the weights: the heap would keep the checkpoint's memory
+    return loss
 
 
 def run(cfg: DictConfig, output_dir: Path) -> TaskResult:

@@ -1,0 +1,223 @@
+"""The shared config groups, each parsed here and nowhere else, into one frozen value with one set of rules:
+``model``, ``optimizer``, ``runtime``, ``trainer`` with ``precision``, ``loss``, ``layers``, the photo
+``data`` of the trainers, and ``fetch``. A task's door composes these values and adds only its own checks.
+
+The defaults live in configs/ (config.yaml and the group files): a parser reads every key it needs from
+the composed config and has no fallback of its own. Only the doors and the entry import this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+from omegaconf import DictConfig
+
+from transferlab import backbone, checks
+from transferlab.backbone import ModelSettings
+from transferlab.errors import ConfigError
+from transferlab.runtime import RuntimeSettings
+from transferlab.trainer import PRECISIONS, TrainerSettings, available_accelerators
+
+FIRST_ORDER = ("adam", "adamw", "sgd")  # their learning rate is the task's task.lr
+OPTIMIZERS = ("lbfgs", *FIRST_ORDER)
+LOSS_TERMS = ("content", "style", "tv", "distill")
+
+
+def model(cfg: DictConfig, archs: Sequence[str] | None = None) -> ModelSettings:
+    """``model.*``: an architecture of ``archs`` (default: the backbone's VGGs), weights that exist for it
+    (a torchvision name, a state dict file, or null for random), and for a VGG its pooling,
+    normalization and feature scale; other torchvision models take ImageNet normalization, max pooling."""
+    node = cfg.model
+    arch = node.arch
+    if archs is None:
+        if arch not in backbone.ARCHS:
+            raise ConfigError(
+                f"model.arch={arch!r} is not supported here; choose one of {', '.join(backbone.ARCHS)} "
+                "(other torchvision models are for task=finetune, predict, export and extract)"
+            )
+    else:
+        checks.choice(arch, archs, "model.arch")
+    weights = None if node.weights is None else str(node.weights)
+    if weights is not None and not backbone.is_weights_file(weights) and weights not in backbone.weight_names(arch):
+        choices = [*backbone.weight_names(arch), "a path to a .pth state dict", "null (random)"]
+        raise ConfigError(f"model.weights={weights!r} is not a {arch} weight set; choose one of {choices}")
+    if arch not in backbone.ARCHS:
+        normalization = checks.choice(node.normalization, ["auto", "imagenet"], "model.normalization")
+        return ModelSettings(arch, weights, "max", normalization, 1.0)
+    return ModelSettings(
+        arch,
+        weights,
+        checks.choice(node.pooling, backbone.POOLINGS, "model.pooling"),
+        checks.choice(node.normalization, ["auto", *backbone.NORMALIZATIONS], "model.normalization"),
+        checks.positive(node.feature_scale, "model.feature_scale"),
+    )
+
+
+@dataclass(frozen=True)
+class OptimizerSettings:
+    """``optimizer.*`` checked; the fields another optimizer uses are None."""
+
+    name: str  # lbfgs | adam | adamw | sgd
+    lr: float  # lbfgs: optimizer.lr (its step scale); the others: task.lr (its one home)
+    history_size: int | None = None  # lbfgs
+    line_search: str | None = None  # lbfgs: strong_wolfe | None (a fixed step)
+    betas: tuple[float, float] | None = None  # adam, adamw
+    weight_decay: float | None = None  # adam, adamw, sgd
+    momentum: float | None = None  # sgd
+    nesterov: bool | None = None  # sgd
+
+
+def optimizer(cfg: DictConfig, names: Sequence[str]) -> OptimizerSettings:
+    """``optimizer.*`` for a task that can use the optimizers ``names``; a first-order optimizer's learning
+    rate is ``task.lr``, > 0 wherever it is written."""
+    node = cfg.optimizer
+    name = checks.choice(node.name, names, "optimizer.name")
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer {name!r} has no parser; known: {OPTIMIZERS}")
+    if name == "lbfgs":
+        return OptimizerSettings(
+            name,
+            checks.positive(node.lr, "optimizer.lr"),
+            history_size=checks.at_least(node.history_size, 1, "optimizer.history_size"),
+            line_search=checks.choice(node.line_search, ["strong_wolfe", None], "optimizer.line_search"),
+        )
+    lr = checks.positive(cfg.task.lr, "task.lr")
+    decay = checks.non_negative(node.weight_decay, "optimizer.weight_decay")
+    if name == "sgd":
+        momentum = checks.non_negative(node.momentum, "optimizer.momentum")
+        if momentum >= 1:
+            raise ConfigError(f"optimizer.momentum={momentum} is invalid; it must be in [0, 1)")
+        nesterov = checks.choice(node.nesterov, [True, False], "optimizer.nesterov")
+        if nesterov and momentum == 0:
+            raise ConfigError("optimizer.nesterov=true needs optimizer.momentum > 0")
+        return OptimizerSettings(name, lr, weight_decay=decay, momentum=momentum, nesterov=nesterov)
+    betas = tuple(checks.number(b, f"optimizer.betas[{i}]") for i, b in enumerate(node.betas))
+    if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+        raise ConfigError(f"optimizer.betas={list(betas)} is invalid; give two numbers in [0, 1)")
+    return OptimizerSettings(name, lr, betas=betas, weight_decay=decay)  # type: ignore[arg-type]
+
+
+def runtime(cfg: DictConfig) -> RuntimeSettings:
+    """``runtime.*``: the process-wide settings every task that builds the backbone applies, each with
+    its off switch."""
+    node = cfg.runtime
+    return RuntimeSettings(
+        **{
+            key: checks.choice(node[key], [True, False], f"runtime.{key}")
+            for key in ("flush_denormal", "keep_freed_memory", "winograd")
+        }
+    )
+
+
+def trainer(cfg: DictConfig, optimizer: str | None = None) -> TrainerSettings:
+    """``trainer.*`` and ``precision`` checked, with ``trainer.accelerator=auto`` resolved for this machine;
+    ``optimizer``: the run's, when it has one (fp16 loss scaling cannot drive L-BFGS)."""
+    precision = checks.choice(str(cfg.precision), PRECISIONS, "precision")
+    if precision == "16-mixed" and optimizer == "lbfgs":
+        raise ConfigError(
+            "precision=16-mixed cannot drive optimizer=lbfgs (fp16 loss scaling breaks its line search); "
+            "use precision=bf16-mixed or 32, or optimizer=adam"
+        )
+    available = available_accelerators()
+    requested = checks.choice(cfg.trainer.accelerator, ["auto", *available], "trainer.accelerator")
+    if requested == "auto":
+        accelerator = "cuda" if available["cuda"] else "mps" if available["mps"] else "cpu"
+    elif not available[requested]:
+        raise ConfigError(
+            f"trainer.accelerator={requested}: no {requested} device on this machine; use trainer.accelerator=auto"
+        )
+    else:
+        accelerator = requested
+    if precision == "16-mixed" and accelerator != "cuda":
+        raise ConfigError(
+            f"precision=16-mixed needs a CUDA GPU (this run is on {accelerator}); use precision=bf16-mixed or 32"
+        )
+    return TrainerSettings(accelerator, cfg.trainer.devices, cfg.trainer.strategy, precision)
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """``loss.<term>_weight``, each >= 0; a term the task's loss config does not name weighs 0."""
+
+    content: float
+    style: float
+    tv: float = 0.0
+    distill: float = 0.0
+
+
+def loss(cfg: DictConfig, terms: Iterable[str]) -> LossWeights:
+    """``loss.*``: the weight of each of the task's ``terms`` (required), and no other key."""
+    terms = list(terms)
+    node = cfg.loss
+    extra = sorted(set(map(str, node)) - {f"{t}_weight" for t in terms})
+    if extra:
+        raise ConfigError(
+            f"loss.{extra[0]} is not a loss weight of task={cfg.task.name}; "
+            f"its terms are {', '.join(f'loss.{t}_weight' for t in terms)}"
+        )
+    return LossWeights(**{t: checks.non_negative(node[f"{t}_weight"], f"loss.{t}_weight") for t in terms})
+
+
+class Layers(NamedTuple):
+    """``layers.content`` and ``layers.style``: per-layer weights, each set normalized to sum to 1."""
+
+    content: dict[str, float]
+    style: dict[str, float]
+
+
+def layers(cfg: DictConfig, arch: str) -> Layers:
+    """``layers.*`` for ``arch``: every layer named as in the papers (``relu4_2``), weights >= 0. A deleted
+    set (``~layers.style``) is an empty one: that term is left out; both empty is refused."""
+    node = cfg.get("layers") or {}
+    sets = []
+    for kind in ("content", "style"):
+        given = node.get(kind) or {}
+        checks.vgg_layers(arch, map(str, given), f"layers.{kind}")
+        sets.append(checks.layer_weights(given, f"layers.{kind}"))
+    if not sets[0] and not sets[1]:
+        raise ConfigError("layers.content and layers.style are both empty; name at least one layer, e.g. layers=gatys")
+    return Layers(*sets)
+
+
+@dataclass(frozen=True)
+class Photos:
+    """``data.*`` (configs/data/photos.yaml): the content photos every photo-trained network learns from."""
+
+    root: Path
+    crop: int
+    resize: int | None
+    val_count: int
+    val_size: int
+    batch_size: int
+    num_workers: int
+    max_bad_fraction: float
+
+
+def photos(cfg: DictConfig) -> Photos:
+    data = cfg.data
+    crop = checks.at_least(data.crop, 16, "data.crop")
+    return Photos(
+        root=Path(str(data.root)),
+        crop=crop,
+        resize=None if data.resize is None else checks.at_least(data.resize, crop, "data.resize"),
+        val_count=checks.at_least(data.val_count, 1, "data.val_count"),
+        val_size=checks.at_least(data.val_size, 16, "data.val_size"),
+        batch_size=checks.at_least(data.batch_size, 1, "data.batch_size"),
+        num_workers=checks.at_least(data.num_workers, 0, "data.num_workers"),
+        max_bad_fraction=checks.non_negative(data.max_bad_fraction, "data.max_bad_fraction"),
+    )
+
+
+class FetchLimits(NamedTuple):
+    timeout_s: float
+    max_mb: float
+
+
+def fetch(cfg: DictConfig) -> FetchLimits:
+    """``fetch.*``: the timeout and size limit of every download of the run."""
+    return FetchLimits(
+        checks.positive(cfg.fetch.timeout_s, "fetch.timeout_s"), checks.positive(cfg.fetch.max_mb, "fetch.max_mb")
+    )
