@@ -57,6 +57,17 @@ def log_summary(logger: RunLogger, hparams: dict[str, Any], metrics: dict[str, f
     summary.finalize("success")
 
 
+class ResumeRecord(pl.Callback):
+    """Writes into every full checkpoint the task that made it and its resume fingerprint (what the run
+    depends on), which ``checkpoints.check_resume`` compares before a run resumes from it."""
+
+    def __init__(self, task: str, fingerprint: dict[str, Any]) -> None:
+        self.task, self.fingerprint = task, fingerprint
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        checkpoint[self.task] = {"fingerprint": self.fingerprint}
+
+
 def make_trainer(settings: TrainerSettings, output_dir: Path, **kwargs: Any) -> pl.Trainer:
     kwargs.setdefault(
         "logger", RunLogger(save_dir=str(output_dir), name="tensorboard", version="", default_hp_metric=False)

@@ -10,7 +10,7 @@ import torch
 
 from helpers import ADAIN_LIGHT, ROOT, adain_train_cfg, compose_cfg, lively, make_image
 from transferlab import images, main
-from transferlab.errors import DataError, WeightsError
+from transferlab.errors import ConfigError, DataError, WeightsError
 from transferlab.fast import adain as A
 from transferlab.fast.adain_net import AdaINNet
 from transferlab.fast.adain_settings import ApplyAdaINSettings, TrainAdaINSettings
@@ -52,6 +52,24 @@ def test_resume_is_exact(trained, encoder, photos, styles, tmp_path):
     a = load_adain(trained / "checkpoints" / "last.ckpt").state_dict()
     b = load_adain(tmp_path / "checkpoints" / "last.ckpt").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_from_another_family_or_with_other_styles_is_refused(trained, encoder, photos, styles, tmp_path):
+    """Issue 32 items 1-2: train_adain checks its checkpoint and fingerprint (style folder, data, network)
+    before Lightning; before, a train_fast checkpoint was a traceback and other styles were accepted."""
+    ckpt = torch.load(trained / "checkpoints" / "step1.ckpt", weights_only=True)
+    ckpt["train_fast"] = ckpt.pop("train_adain")
+    torch.save(ckpt, tmp_path / "fast.ckpt")
+    with pytest.raises(WeightsError, match=r"not written by a task=train_adain run"):
+        main.run_task(adain_train_cfg(photos, styles, *encoder, f"ckpt_path={tmp_path / 'fast.ckpt'}"), tmp_path / "a")
+    other = tmp_path / "styles"
+    make_image(other / "s0.png", size=(44, 40), seed=1)
+    make_image(other / "s1.png", size=(48, 40), seed=2)
+    resume = f"ckpt_path={trained / 'checkpoints' / 'step1.ckpt'}"
+    with pytest.raises(ConfigError, match=r"was made with other task.styles\b"):
+        main.run_task(adain_train_cfg(photos, other, *encoder, resume), tmp_path / "b")
+    with pytest.raises(ConfigError, match=r"was made with other loss\b"):
+        main.run_task(adain_train_cfg(photos, styles, *encoder, resume, "loss.style_weight=3"), tmp_path / "c")
 
 
 @pytest.fixture(scope="module")

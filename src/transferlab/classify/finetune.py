@@ -60,6 +60,7 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
         last,
         LearningRateMonitor(logging_interval="epoch"),
         report.EvalReport(classes, images, s.misclassified, output_dir),
+        trainer.ResumeRecord("finetune", s.fingerprint()),
     ]
     if s.patience:
         callbacks.append(EarlyStopping(s.monitor, min_delta=s.min_delta, patience=s.patience, mode=s.monitor_mode))

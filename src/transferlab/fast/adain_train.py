@@ -187,7 +187,12 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
         len(previews),
     )
     datamodule = StepData(pairs, val, s.photos.batch_size, s.photos.num_workers)
-    metrics = fit(module, datamodule, s.training, s.hparams, output_dir, "train_adain")
+    depends = {
+        "data.files": images.listing_digest([*train_files, *val_files], s.photos.root),
+        "task.styles": images.listing_digest(style_files, s.styles),
+    }
+    fingerprint = checkpoints.fingerprint(s.fingerprint() | depends)
+    metrics = fit(module, datamodule, s.training, s.hparams, output_dir, "train_adain", fingerprint)
     with atomic_write(output_dir / "val_files.txt", "w") as f:
         f.write("".join(f"{p}\n" for p in val_files))
     return metrics["val/loss"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,19 @@ class TrainSettings:
     training: Training
     hparams: dict[str, Any]
 
+    def fingerprint(self) -> dict[str, Any]:
+        """The settings a resumed run must share with the checkpoint's (the task adds its files')."""
+        return {
+            "fastnet": asdict(self.network),
+            "model": {k: getattr(self, k) for k in ("arch", "weights", "pooling", "normalization", "feature_scale")},
+            "layers.content": self.content_layers,
+            "layers.style": self.style_layers,
+            "loss": [self.content_weight, self.style_weight, self.tv_weight],
+            "task.style_size": self.style_size,
+            **self.photos.fingerprint(),
+            **self.training.fingerprint(),
+        }
+
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> TrainSettings:
         task, model, loss = cfg.task, cfg.model, cfg.loss
@@ -96,6 +109,12 @@ class Photos:
     num_workers: int
     max_bad_fraction: float
 
+    def fingerprint(self) -> dict[str, Any]:
+        """What the training batches depend on (a resume must keep it; the folder and workers may change)."""
+        return {
+            "data": {k: getattr(self, k) for k in ("crop", "resize", "val_count", "batch_size", "max_bad_fraction")}
+        }
+
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> Photos:
         data = cfg.data
@@ -127,6 +146,10 @@ class Training:
     checkpoint_every: int
     log_every: int
     ckpt_path: Path | None
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What a resume must keep: the optimizer and the seed (``task.steps`` may grow)."""
+        return {"optimizer": {"lr": self.lr, "betas": self.betas, "weight_decay": self.weight_decay}, "seed": self.seed}
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig, expected: str) -> Training:

@@ -15,12 +15,12 @@ from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
-from transferlab import fetch, images, sweep
+from transferlab import checkpoints, fetch, images, sweep
 from transferlab.fast import data
 from transferlab.fast.module import FastStyleModule, PerceptualLoss, make_loss
 from transferlab.fast.settings import Training, TrainSettings
 from transferlab.files import atomic_write, write_json
-from transferlab.trainer import log_summary, make_trainer
+from transferlab.trainer import ResumeRecord, log_summary, make_trainer
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +57,18 @@ def fit(
     hparams: dict[str, Any],
     output_dir: Path,
     task: str,
+    fingerprint: dict[str, Any],
+    rebuilt: tuple[str, ...] = (),
 ) -> dict[str, float]:
     """Train ``module`` for ``training.steps`` steps (validation every ``val_every``, checkpoints every
     ``checkpoint_every``, resumed from ``ckpt_path``) through the one Trainer factory; then write
     checkpoints/last.ckpt atomically, validate once more, log ``hparams`` with the final metrics and
-    write metrics.json."""
+    write metrics.json. ``fingerprint``: what the run depends on (``checkpoints.check_resume``);
+    ``rebuilt``: the prefixes of the module's tensors its checkpoints leave out."""
+    if training.ckpt_path:
+        expected = f"a checkpoint of a task={task} run (checkpoints/*.ckpt)"
+        saved = checkpoints.check_resume(training.ckpt_path, task, fingerprint, expected)
+        checkpoints.check_state(training.ckpt_path, saved["state_dict"], module.state_dict(), expected, rebuilt)
     checkpoint = ModelCheckpoint(
         dirpath=output_dir / "checkpoints",
         filename="step{step}",
@@ -79,7 +86,7 @@ def fit(
         check_val_every_n_epoch=None,
         num_sanity_val_steps=0,
         log_every_n_steps=training.log_every,
-        callbacks=[checkpoint],
+        callbacks=[ResumeRecord(task, fingerprint), checkpoint],
         enable_model_summary=False,
     )
     trainer.fit(
@@ -148,7 +155,12 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
         len(val_files),
         s.network.arch,
     )
-    metrics = fit(module, datamodule, s.training, s.hparams, output_dir, "train_fast")
+    depends = {
+        "task.style": fetch.sha256_of(fetch.resolve(s.style, "task.style")),
+        "data.files": images.listing_digest([*train_files, *val_files], s.photos.root),
+    }
+    fingerprint = checkpoints.fingerprint(s.fingerprint() | depends)
+    metrics = fit(module, datamodule, training, s.hparams, output_dir, "train_fast", fingerprint, ("perceptual.vgg.",))
     with atomic_write(output_dir / "val_files.txt", "w") as f:
         f.write("".join(f"{p}\n" for p in val_files))
     if module.last_val_images is not None:  # from fit's final validation

@@ -45,7 +45,6 @@ def build(settings: StyleSettings) -> tuple[StyleTransfer, backbone.VGGFeatures]
         settings.loss,
         settings.optimizer,
         settings.whole_schedule,
-        settings.fingerprint,
     )
     return module, reference
 
@@ -160,6 +159,8 @@ def stylize(
     callbacks: list[pl.Callback] = [
         ProgressBar(),
         ImageLogger(settings.image_every, settings.image_log_size, reference),
+        # What the run depends on: a resume with other inputs or settings is refused (style.settings).
+        trainer.ResumeRecord("stylize", settings.fingerprint),
     ]
     if settings.checkpoint_every:
         checkpoints = output_dir / "checkpoints"
