@@ -78,7 +78,10 @@ def main(cfg: DictConfig) -> float | None:
     code, details = EXIT_BAD_INPUT, None
     try:
         entry_checks.overrides(cfg, overrides)
-        return run_task(cfg, output_dir)
+        result = run_task(cfg, output_dir)
+        # A finished run that resumed a failed or stopped one is no failure (a sweep's sheet reads error.txt).
+        (output_dir / ERROR_FILE).unlink(missing_ok=True)
+        return result
     except MissingMandatoryValue:
         missing = sorted(OmegaConf.missing_keys(cfg))
         message = (
