@@ -14,6 +14,8 @@ from pytorch_lightning.utilities import rank_zero_only
 from tensorboard.compat.proto.summary_pb2 import Summary
 from torch import Tensor
 
+from transferlab.errors import DivergedError
+
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 
 
@@ -68,7 +70,26 @@ class ResumeRecord(pl.Callback):
         checkpoint[self.task] = {"fingerprint": self.fingerprint}
 
 
+class FiniteLoss(pl.Callback):
+    """Stops a run whose training loss is no longer finite (a learning rate far too high), in one line and
+    before any checkpoint of that step is written (Lightning runs checkpoint callbacks last): its weights
+    would be NaN, and a run that diverged must not end as if it had finished."""
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+        if isinstance(loss, Tensor) and not bool(torch.isfinite(loss.detach()).all()):
+            raise DivergedError(
+                f"the training loss became {float(loss.detach().float().mean())} at step {trainer.global_step}: "
+                "training diverged; lower the learning rate (task.lr) or the loss weights, and start afresh or "
+                "resume from an earlier checkpoint (none of this step was saved)"
+            )
+
+
 def make_trainer(settings: TrainerSettings, output_dir: Path, **kwargs: Any) -> pl.Trainer:
+    """The Trainer of every task: TensorBoard in ``output_dir``, and ``FiniteLoss`` among the callbacks."""
+    kwargs["callbacks"] = [FiniteLoss(), *(kwargs.get("callbacks") or [])]
     kwargs.setdefault(
         "logger", RunLogger(save_dir=str(output_dir), name="tensorboard", version="", default_hp_metric=False)
     )
