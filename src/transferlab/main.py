@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 
@@ -75,6 +76,7 @@ def main(cfg: DictConfig) -> float | None:
     overrides = list(hydra_cfg.overrides.task)
     sweeping = hydra_cfg.mode == RunMode.MULTIRUN
     _fail_on_full_disk(logging.getLogger())
+    threading.excepthook = _thread_failed
     code, details = EXIT_BAD_INPUT, None
     try:
         entry_checks.overrides(cfg, overrides)
@@ -176,6 +178,14 @@ def _fail_on_full_disk(logger: logging.Logger) -> None:
 
             handler.handleError = handle_error
             handler._transferlab = True
+
+
+def _thread_failed(args: threading.ExceptHookArgs) -> None:
+    """A full disk in a writer's thread (TensorBoard's event writer) is not printed as a traceback: the
+    writer raises it again in the run's thread at its next write, which the entry reports in one line."""
+    if isinstance(args.exc_value, OSError) and args.exc_value.errno in DISK_FULL:
+        return
+    threading.__excepthook__(args)
 
 
 def _on_signal(signum: int, frame: object) -> None:

