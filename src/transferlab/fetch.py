@@ -1,10 +1,12 @@
 """Input files named by local path or by pinned URL (``https://...#sha256=<hex>``), and the one download
 loop of the project (torchvision's weights come through it too).
 
-A download has connect and read timeouts and a size limit (``fetch.timeout_s``, ``fetch.max_mb``); it
-streams into a temporary ``.partial`` file beside its target, hashing as it goes, and renames it only
-when it is complete and verified: on any failure (timeout, limit, wrong hash, Ctrl-C) nothing is left
-in the cache. Temporary files left by a killed process are cleared on the next download.
+A download has connect and read timeouts (``fetch.timeout_s``), a minimum rate (``MIN_RATE`` over every
+``fetch.timeout_s`` window: a server dripping a byte per read timeout would hold it forever; so a download
+ends within ``fetch.max_mb`` / ``MIN_RATE``) and a size limit (``fetch.max_mb``); it streams into a
+temporary ``.partial`` file beside its target, hashing as it goes, and renames it only when it is complete
+and verified: on any failure (timeout, limit, wrong hash, Ctrl-C) nothing is left in the cache.
+Temporary files left by a killed process are cleared on the next download.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ _limits = {"timeout_s": TIMEOUT_S, "max_mb": MAX_MB}
 CHUNK = 1 << 20
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 PARTIAL = ".partial"
+MIN_RATE = 1024  # bytes per second, averaged over each fetch.timeout_s window
 
 
 def configure(timeout_s: float, max_mb: float) -> None:
@@ -112,13 +115,20 @@ def download(
             length = response.headers.get("Content-Length")
             if length and length.isdigit() and int(length) > max_bytes:
                 raise _TooLargeError(f"the server announces {int(length) / 2**20:.1f} MB")
-            size = 0
-            while chunk := response.read(CHUNK):
+            size, window_start, window_bytes = 0, time.monotonic(), 0
+            # read1: what has arrived (read(n) would wait for n bytes, however slowly they drip).
+            while chunk := response.read1(CHUNK):
                 size += len(chunk)
                 if size > max_bytes:
                     raise _TooLargeError(f"more than {max_bytes / 2**20:g} MB arrived")
                 digest.update(chunk)
                 out.write(chunk)
+                window_bytes += len(chunk)
+                elapsed = time.monotonic() - window_start
+                if elapsed >= timeout_s:
+                    if window_bytes < MIN_RATE * elapsed:
+                        raise _TooSlowError(f"{window_bytes} bytes in the last {elapsed:.1f} s")
+                    window_start, window_bytes = time.monotonic(), 0
             if length and length.isdigit() and size != int(length):
                 raise http.client.IncompleteRead(b"", int(length) - size)
         if sha256_prefix and not digest.hexdigest().startswith(sha256_prefix.lower()):
@@ -130,6 +140,11 @@ def download(
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
         return target
+    except _TooSlowError as exc:
+        raise FetchError(
+            f"{key}: {url} sends too slowly ({exc}; under {MIN_RATE // 1024} KB/s over fetch.timeout_s="
+            f"{timeout_s:g} s); try again later, or use a local file, e.g. {key}=/path/to/{_name(url)}"
+        ) from None
     except _TooLargeError as exc:
         raise FetchError(
             f"{key}: {url} is larger than the fetch.max_mb={max_bytes / 2**20:g} MB limit ({exc}); "
@@ -154,6 +169,10 @@ def download(
 
 
 class _TooLargeError(Exception):
+    pass
+
+
+class _TooSlowError(Exception):
     pass
 
 
