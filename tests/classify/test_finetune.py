@@ -227,6 +227,18 @@ def test_resume_refuses_other_classes(trained: Path, tmp_path: Path) -> None:
         settings.check_resume(trained / "checkpoints" / "best.ckpt", "resnet18", list(CLASSES), {})
 
 
+def test_resume_refuses_other_settings_through_the_floor_fingerprint(trained: Path, dataset: Path) -> None:
+    """Issue 32 item 2 for finetune: the run's settings are recorded in last.ckpt and compared on a resume."""
+    last = trained / "checkpoints" / "last.ckpt"
+    common = [*FAST, f"data.root={dataset}", "data.max_bad_fraction=0.2"]
+    same = FinetuneSettings.from_cfg(compose_cfg(*common, "task.epochs=5", "data.num_workers=1")).fingerprint()
+    settings.check_resume(last, "resnet18", list(CLASSES), same)  # more epochs, other workers: accepted
+    for override, key in (("task.label_smoothing=0.1", "task"), ("seed=7", "seed"), ("data.batch_size=3", "data")):
+        other = FinetuneSettings.from_cfg(compose_cfg(*common, override)).fingerprint()
+        with pytest.raises(ConfigError, match=rf"was made with other {key}\b"):
+            settings.check_resume(last, "resnet18", list(CLASSES), other)
+
+
 def test_gif_is_a_dataset_image(tmp_path: Path) -> None:
     make_dataset(tmp_path, {"train": 2, "val": 1})
     make_image(tmp_path / "train" / "ants" / "extra.gif")
