@@ -106,7 +106,7 @@ def check_state(
     """Refuse in one line a checkpoint's ``state_dict`` (``saved``) whose tensors are not the module's:
     a key missing (but those under the prefixes ``rebuilt``, which the module restores itself) or extra,
     a value that is not a tensor, or another shape."""
-    missing = [k for k in module_state if k not in saved and not k.startswith(rebuilt or ("\0",))]
+    missing = [k for k in module_state if k not in saved and not k.startswith(rebuilt)]
     extra = [k for k in saved if k not in module_state]
     wrong = [
         k
@@ -116,4 +116,6 @@ def check_state(
     for what, keys in (("lacks", missing), ("has unexpected", extra), ("has other shapes for", wrong)):
         if keys:
             shown = ", ".join(keys[:3]) + (f" (and {len(keys) - 3} more)" if len(keys) > 3 else "")
-            raise WeightsError(f"ckpt_path={path} {what} tensors {shown} of this run's network; give {expected}")
+            raise WeightsError(
+                f"ckpt_path={path} {what} tensors {shown} of the network it must load into; give {expected}"
+            )
