@@ -1,5 +1,6 @@
 """The checks every task's door uses: each turns an invalid config value into one ConfigError naming
-the key and what is valid. Only settings modules (the doors) and the entry import this module."""
+the key and what is valid. Only settings modules (the doors), the entry, and the readers of settings saved
+in a checkpoint (which check them with the same rules as the config that made them) import this module."""
 
 from __future__ import annotations
 
