@@ -46,18 +46,21 @@ def files_under(root: str | Path, recursive: bool = True) -> list[Path]:
         if (stat.st_dev, stat.st_ino) in seen:
             continue
         seen.add((stat.st_dev, stat.st_ino))
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                if entry.name.startswith("."):
-                    continue  # .DS_Store, editor swap files, our own temporary files
-                try:
-                    is_dir, is_file = entry.is_dir(), entry.is_file()
-                except OSError:
-                    continue  # a link to itself (ELOOP): nothing there
-                if is_dir and recursive:
-                    pending.append(Path(entry.path))
-                elif is_file:
-                    found.append(Path(entry.path))
+        try:
+            entries = list(os.scandir(folder))
+        except PermissionError:
+            continue  # an unreadable folder holds nothing we can read (as os.walk and rglob skip it)
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue  # .DS_Store, editor swap files, our own temporary files
+            try:
+                is_dir, is_file = entry.is_dir(), entry.is_file()
+            except OSError:
+                continue  # a link to itself (ELOOP): nothing there
+            if is_dir and recursive:
+                pending.append(Path(entry.path))
+            elif is_file:
+                found.append(Path(entry.path))
     return sorted(found, key=lambda p: natural_key(p.relative_to(root)))
 
 
