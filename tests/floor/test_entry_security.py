@@ -155,6 +155,6 @@ def test_a_finished_resume_clears_the_error_of_the_run_it_continued(tmp_path, mo
 
     (tmp_path / "error.txt").write_text("interrupted: SIGTERM: latest checkpoint ...\n")
     monkeypatch.setattr(main.HydraConfig, "get", staticmethod(lambda: Hydra))
-    monkeypatch.setattr(main, "run_task", lambda cfg, output_dir: 0.5)
+    monkeypatch.setattr(main, "run_task", lambda *args: 0.5)
     assert main.main(compose_cfg()) == 0.5
     assert not (tmp_path / "error.txt").exists()
