@@ -170,9 +170,10 @@ def test_other_url_schemes_are_refused(source):
         fetch.resolve(source, "task.style")
 
 
-@pytest.fixture
-def dripping_server():
-    """Answers, then sends one byte every 0.2 s forever: under any read timeout (issue 32 item 9)."""
+@pytest.fixture(params=["body", "headers"])
+def dripping_server(request):
+    """Sends one byte every 0.2 s forever, under any read timeout (issue 32 item 9): the body after its
+    headers, or a header line that never ends."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
@@ -187,7 +188,11 @@ def dripping_server():
                 continue
             with contextlib.suppress(OSError), conn:
                 conn.recv(65536)
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\n\r\n")
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\n")
+                if request.param == "body":
+                    conn.sendall(b"\r\n")
+                else:
+                    conn.sendall(b"X-Drip: ")
                 while not stop.wait(0.2):
                     conn.sendall(b"x")
 
