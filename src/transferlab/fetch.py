@@ -117,7 +117,7 @@ def download(
     try:
         digest = hashlib.sha256()
         request = urllib.request.Request(url, headers={"User-Agent": "transferlab"})
-        with os.fdopen(fd, "wb") as out, _open(request, timeout_s) as response:
+        with os.fdopen(fd, "wb") as out, open_url(request, timeout_s) as response:
             length = response.headers.get("Content-Length")
             if length and length.isdigit() and int(length) > max_bytes:
                 raise _TooLargeError(f"the server announces {int(length) / 2**20:.1f} MB")
@@ -174,7 +174,7 @@ def download(
         Path(tmp).unlink(missing_ok=True)
 
 
-def _open(request: urllib.request.Request, timeout_s: float) -> http.client.HTTPResponse:
+def open_url(request: urllib.request.Request, timeout_s: float) -> http.client.HTTPResponse:
     """``urlopen`` whose answer (status line and headers) must be complete within ``ANSWER_WITHIN`` x
     ``timeout_s``: read timeouts alone let a server dripping its headers hold a download for days. At the
     deadline a watchdog shuts the connection's sockets (redirects included), which ends the blocked read."""
