@@ -1,6 +1,6 @@
-"""The primitive checks every door and every group parser uses (groups.py): each turns an invalid config
-value into one ConfigError naming the key and what is valid. Only the doors, groups.py and the entry
-import this module."""
+"""The primitive checks every door and every group parser (groups.py) uses: each turns an invalid config
+value into one ConfigError naming the key and what is valid. Only the doors, groups.py, the entry and the
+readers of settings saved in a checkpoint (checked with the rules of the config that made them) import it."""
 
 from __future__ import annotations
 

@@ -36,3 +36,7 @@ class ExportError(TransferLabError):
 
 class VideoError(TransferLabError):
     """A video or frame folder is missing, empty, or cannot be decoded or encoded."""
+
+
+class DivergedError(TransferLabError):
+    """Training's loss stopped being a finite number: the run stops before it saves such weights."""

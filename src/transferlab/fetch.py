@@ -1,19 +1,26 @@
 """Input files named by local path or by pinned URL (``https://...#sha256=<hex>``), and the one download
 loop of the project (torchvision's weights come through it too).
 
-A download has connect and read timeouts and a size limit (``fetch.timeout_s``, ``fetch.max_mb``); it
-streams into a temporary ``.partial`` file beside its target, hashing as it goes, and renames it only
-when it is complete and verified: on any failure (timeout, limit, wrong hash, Ctrl-C) nothing is left
-in the cache. Temporary files left by a killed process are cleared on the next download.
+A download has connect and read timeouts (``fetch.timeout_s``), a deadline for the server's answer
+(``ANSWER_WITHIN`` x ``fetch.timeout_s``), a minimum rate (``MIN_RATE`` over every
+``fetch.timeout_s`` window: a server dripping a byte per read timeout would hold it forever; so a download
+ends within ``fetch.max_mb`` / ``MIN_RATE``) and a size limit (``fetch.max_mb``); it streams into a
+temporary ``.partial`` file beside its target, hashing as it goes, and renames it only when it is complete
+and verified: on any failure (timeout, limit, wrong hash, Ctrl-C) nothing is left in the cache.
+Temporary files left by a killed process are cleared on the next download.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import http.client
 import os
+import socket
+import ssl
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -28,6 +35,8 @@ _limits: dict[str, float] = {}
 CHUNK = 1 << 20
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 PARTIAL = ".partial"
+MIN_RATE = 1024  # bytes per second, averaged over each fetch.timeout_s window
+ANSWER_WITHIN = 2  # x fetch.timeout_s: the connection and the server's status line and headers
 
 
 def configure(timeout_s: float, max_mb: float) -> None:
@@ -113,17 +122,24 @@ def download(
     try:
         digest = hashlib.sha256()
         request = urllib.request.Request(url, headers={"User-Agent": "transferlab"})
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout_s) as response:
+        with os.fdopen(fd, "wb") as out, open_url(request, timeout_s) as response:
             length = response.headers.get("Content-Length")
             if length and length.isdigit() and int(length) > max_bytes:
                 raise _TooLargeError(f"the server announces {int(length) / 2**20:.1f} MB")
-            size = 0
-            while chunk := response.read(CHUNK):
+            size, window_start, window_bytes = 0, time.monotonic(), 0
+            # read1: what has arrived (read(n) would wait for n bytes, however slowly they drip).
+            while chunk := response.read1(CHUNK):
                 size += len(chunk)
                 if size > max_bytes:
                     raise _TooLargeError(f"more than {max_bytes / 2**20:g} MB arrived")
                 digest.update(chunk)
                 out.write(chunk)
+                window_bytes += len(chunk)
+                elapsed = time.monotonic() - window_start
+                if elapsed >= timeout_s:
+                    if window_bytes < MIN_RATE * elapsed:
+                        raise _TooSlowError(f"{window_bytes} bytes in the last {elapsed:.1f} s")
+                    window_start, window_bytes = time.monotonic(), 0
             if length and length.isdigit() and size != int(length):
                 raise http.client.IncompleteRead(b"", int(length) - size)
         if sha256_prefix and not digest.hexdigest().startswith(sha256_prefix.lower()):
@@ -135,6 +151,11 @@ def download(
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
         return target
+    except _TooSlowError as exc:
+        raise FetchError(
+            f"{key}: {url} sends too slowly ({exc}; under {MIN_RATE // 1024} KB/s over fetch.timeout_s="
+            f"{timeout_s:g} s); try again later, or use a local file, e.g. {key}=/path/to/{_name(url)}"
+        ) from None
     except _TooLargeError as exc:
         raise FetchError(
             f"{key}: {url} is larger than the fetch.max_mb={max_bytes / 2**20:g} MB limit ({exc}); "
@@ -158,7 +179,60 @@ def download(
         Path(tmp).unlink(missing_ok=True)
 
 
+def open_url(request: urllib.request.Request, timeout_s: float) -> http.client.HTTPResponse:
+    """``urlopen`` whose answer (status line and headers) must be complete within ``ANSWER_WITHIN`` x
+    ``timeout_s``: read timeouts alone let a server dripping its headers hold a download for days. At the
+    deadline a watchdog shuts the connection's sockets (redirects included), which ends the blocked read."""
+    sockets: list[socket.socket] = []
+
+    class Connection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            super().connect()
+            sockets.append(self.sock)
+
+    class SecureConnection(http.client.HTTPSConnection):
+        def connect(self) -> None:
+            super().connect()
+            sockets.append(self.sock)
+
+    class Handler(urllib.request.HTTPHandler):
+        def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+            return self.do_open(Connection, req)
+
+    class SecureHandler(urllib.request.HTTPSHandler):
+        def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+            return self.do_open(SecureConnection, req, context=ssl.create_default_context())
+
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    watchdog = threading.Timer(ANSWER_WITHIN * timeout_s, expire)
+    watchdog.start()
+    too_slow = _TooSlowError(f"no complete answer within {ANSWER_WITHIN * timeout_s:g} s")
+    try:
+        response = urllib.request.build_opener(Handler, SecureHandler).open(request, timeout=timeout_s)
+    except (urllib.error.URLError, OSError, http.client.HTTPException):
+        if expired.is_set():
+            raise too_slow from None
+        raise
+    finally:
+        watchdog.cancel()
+    if expired.is_set():  # the shut socket ended the headers early: what came is not the answer
+        response.close()
+        raise too_slow
+    return response
+
+
 class _TooLargeError(Exception):
+    pass
+
+
+class _TooSlowError(Exception):
     pass
 
 

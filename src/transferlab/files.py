@@ -13,7 +13,8 @@ from typing import IO, Any
 
 @contextmanager
 def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
-    """Open a temporary file beside ``path``; rename it to ``path`` only if the block succeeds."""
+    """Open a temporary file beside ``path``; rename it to ``path`` only if the block succeeds. A failed
+    write (a full disk) names ``path``, not the temporary file, which is gone."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -22,6 +23,11 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
             yield f
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual mode
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if exc.errno is None or exc.filename not in (None, tmp):
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from omegaconf import DictConfig
 
@@ -194,6 +194,12 @@ class Photos:
     batch_size: int
     num_workers: int
     max_bad_fraction: float
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What the training batches depend on (a resume must keep it; the folder and workers may change)."""
+        return {
+            "data": {k: getattr(self, k) for k in ("crop", "resize", "val_count", "batch_size", "max_bad_fraction")}
+        }
 
 
 def photos(cfg: DictConfig) -> Photos:

@@ -6,6 +6,9 @@ orientation, whatever the file's mode (grayscale, palette, alpha, CMYK, 16-bit) 
 
 from __future__ import annotations
 
+import hashlib
+import os
+import re
 import warnings
 from pathlib import Path
 
@@ -16,6 +19,61 @@ from torchvision.transforms.functional import pil_to_tensor, to_pil_image
 
 from transferlab.errors import ImageError
 from transferlab.files import atomic_write
+
+# The image files every task reads from a folder (open_rgb decodes them all; of a GIF, its first frame).
+EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
+
+
+def is_image_name(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in EXTENSIONS
+
+
+def natural_key(path: str | Path) -> list[str | int]:
+    """Sort key that orders the numbers in names by value: ``frame_2`` before ``frame_10``."""
+    return [int(t) if i % 2 else t for i, t in enumerate(re.split(r"(\d+)", str(path)))]
+
+
+def files_under(root: str | Path, recursive: bool = True) -> list[Path]:
+    """Every file in the folder ``root`` (and its subfolders when ``recursive``), hidden names left out,
+    in natural order. Symlinks are followed, each folder once (by device and inode): a link loop or a
+    second link to a folder adds nothing, and a dangling link is no file."""
+    seen: set[tuple[int, int]] = set()
+    found: list[Path] = []
+    pending = [Path(root)]
+    while pending:
+        folder = pending.pop()
+        stat = folder.stat()
+        if (stat.st_dev, stat.st_ino) in seen:
+            continue
+        seen.add((stat.st_dev, stat.st_ino))
+        try:
+            entries = list(os.scandir(folder))
+        except PermissionError:
+            continue  # an unreadable folder holds nothing we can read (as os.walk and rglob skip it)
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue  # .DS_Store, editor swap files, our own temporary files
+            try:
+                is_dir, is_file = entry.is_dir(), entry.is_file()
+            except OSError:
+                continue  # a link to itself (ELOOP): nothing there
+            if is_dir and recursive:
+                pending.append(Path(entry.path))
+            elif is_file:
+                found.append(Path(entry.path))
+    return sorted(found, key=lambda p: natural_key(p.relative_to(root)))
+
+
+def list_images(root: str | Path, recursive: bool = True) -> list[Path]:
+    """The image files (``EXTENSIONS``) of ``files_under(root, recursive)``, in natural order."""
+    return [p for p in files_under(root, recursive) if is_image_name(p)]
+
+
+def listing_digest(files: list[Path], root: str | Path) -> str:
+    """sha256 of the names (relative to ``root``) and sizes of ``files``: which images a run read, cheaply
+    (a resume fingerprint; the folder may move)."""
+    lines = "".join(f"{p.relative_to(root).as_posix()}\t{p.stat().st_size}\n" for p in files)
+    return hashlib.sha256(lines.encode()).hexdigest()
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import traceback
 from collections.abc import Collection, Sequence
 from pathlib import Path
@@ -44,6 +45,7 @@ TASKS = {
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1  # the machine failed the run (a full disk), not its input
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process SIGTERM ended
 ERROR_FILE = "error.txt"
 DISK_FULL = fetch.DISK_FULL
 
@@ -51,7 +53,9 @@ DISK_FULL = fetch.DISK_FULL
 # directories unique between processes started at the same moment, on one machine or several.
 OmegaConf.register_new_resolver("transferlab_pid", lambda: str(os.getpid()), replace=True)
 
-_interrupted = False
+# Which signal stopped the run ("Ctrl-C" or "SIGTERM"), or None: Lightning turns the KeyboardInterrupt our
+# handlers raise into exit(1), and a SIGTERM it receives itself into SystemExit(0).
+_interrupted: str | None = None
 
 
 def run_task(cfg: DictConfig, output_dir: Path, overrides: Sequence[str] = (), swept: Collection[str] = ()) -> Any:
@@ -81,10 +85,14 @@ def main(cfg: DictConfig) -> Any:
     overrides = list(hydra_cfg.overrides.task)
     sweeping = hydra_cfg.mode == RunMode.MULTIRUN
     _fail_on_full_disk(logging.getLogger())
+    threading.excepthook = _thread_failed
     code, details = EXIT_BAD_INPUT, None
     try:
         entry_checks.overrides(cfg, overrides)
-        return run_task(cfg, output_dir, overrides, swept_keys())
+        result = run_task(cfg, output_dir, overrides, swept_keys())
+        # A finished run that resumed a failed or stopped one is no failure (a sweep's sheet reads error.txt).
+        (output_dir / ERROR_FILE).unlink(missing_ok=True)
+        return result
     except MissingMandatoryValue:
         missing = sorted(OmegaConf.missing_keys(cfg))
         message = (
@@ -110,14 +118,17 @@ def main(cfg: DictConfig) -> Any:
     except (KeyboardInterrupt, SystemExit) as exc:
         if not (isinstance(exc, KeyboardInterrupt) or _interrupted):
             raise  # a task's own exit
-        code, message = EXIT_INTERRUPTED, interrupted_message(output_dir)
+        how = _interrupted or "Ctrl-C"
+        code = EXIT_TERMINATED if how == "SIGTERM" else EXIT_INTERRUPTED
+        message = interrupted_message(output_dir, how)
     except Exception as exc:  # noqa: BLE001 - a bug: the traceback goes to error.txt (and the console)
         code, message, details = _unexpected(exc, output_dir, sweeping)
-    if sweeping and code != EXIT_INTERRUPTED:
+    stopped = code in (EXIT_INTERRUPTED, EXIT_TERMINATED)
+    if sweeping and not stopped:
         message = f"job {hydra_cfg.job.num} ({' '.join(overrides)}): {message}"
-    print(f"{'interrupted' if code == EXIT_INTERRUPTED else 'error'}: {message}", file=sys.stderr)
+    print(f"{'interrupted' if stopped else 'error'}: {message}", file=sys.stderr)
     keep_error(output_dir, message, details)
-    if sweeping and code != EXIT_INTERRUPTED:
+    if sweeping and not stopped:
         return None  # the sweep goes on; ContactSheet marks this job and the sweep exits non-zero
     if details is not None:
         raise SystemExit(EXIT_FAILED)
@@ -132,14 +143,15 @@ def _unexpected(exc: BaseException, output_dir: Path, sweeping: bool) -> tuple[i
     return EXIT_FAILED, f"{type(exc).__name__}: {first} (traceback in {output_dir / ERROR_FILE})", details
 
 
-def interrupted_message(output_dir: Path) -> str:
-    """Where a run stopped by Ctrl-C left its latest image and checkpoint, and how to continue it."""
+def interrupted_message(output_dir: Path, how: str = "Ctrl-C") -> str:
+    """Where a run stopped by ``how`` (Ctrl-C, SIGTERM) left its latest image and checkpoint, and how to
+    continue it."""
     image = output_dir / "final.png"
     ckpts = sorted(output_dir.glob("checkpoints/*.ckpt"), key=lambda p: p.stat().st_mtime)
     parts = [f"latest image {image}" if image.is_file() else "no image was written yet"]
     if ckpts:
         parts.append(f"latest checkpoint {ckpts[-1]}; continue with ckpt_path={ckpts[-1]} hydra.run.dir={output_dir}")
-    return "Ctrl-C: " + "; ".join(parts)
+    return f"{how}: " + "; ".join(parts)
 
 
 def keep_error(output_dir: Path, message: str, details: str | None) -> None:
@@ -177,9 +189,18 @@ def _fail_on_full_disk(logger: logging.Logger) -> None:
             handler._transferlab = True
 
 
-def _on_sigint(signum: int, frame: object) -> None:
+def _thread_failed(args: threading.ExceptHookArgs) -> None:
+    """A full disk in a writer's thread (TensorBoard's event writer) is not printed as a traceback: the
+    writer raises it again in the run's thread at its next write, which the entry reports in one line."""
+    if isinstance(args.exc_value, OSError) and args.exc_value.errno in DISK_FULL:
+        return
+    threading.__excepthook__(args)
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    """Ctrl-C and SIGTERM stop the run where it is: the task's cleanup runs, the entry says which stopped it."""
     global _interrupted
-    _interrupted = True  # Lightning turns the KeyboardInterrupt into exit(1): remember it was Ctrl-C
+    _interrupted = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
     raise KeyboardInterrupt
 
 
@@ -200,9 +221,12 @@ def cli() -> None:
         print(f"error: {message}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        signal.signal(signal.SIGINT, _on_sigint)
+        signal.signal(signal.SIGINT, _on_signal)
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        # Lightning's own SIGTERM handler (called before this one, inside fit) would end fit quietly.
+        signal.signal(signal.SIGTERM, _on_signal)
     try:
         _hydra_main()
     except KeyboardInterrupt:
-        print("interrupted: Ctrl-C", file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
+        print(f"interrupted: {_interrupted or 'Ctrl-C'}", file=sys.stderr)
+        sys.exit(EXIT_TERMINATED if _interrupted == "SIGTERM" else EXIT_INTERRUPTED)

@@ -1,7 +1,8 @@
 """Two runs never share a directory: before Hydra writes ``.hydra/`` or opens the log, a run directory
 (or sweep directory) that already holds a run is refused in one line, unless the run continues it
 through a ``ckpt_path`` inside it. A directory left by a run that failed before writing anything but
-its error is reused."""
+its error is reused. A directory on a disk with almost no space left is refused there too (Hydra's own
+writes would end in its traceback)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,21 @@ from omegaconf import DictConfig, OmegaConf
 
 # What a run that failed at its door leaves (main.keep_error): nothing worth keeping from it.
 FAILED_ONLY = {".hydra", "run.log", "error.txt"}
+# Below this, Hydra cannot even write .hydra/ and the log (about 40 KB in 4 KB blocks).
+MIN_FREE_BYTES = 256 * 1024
+
+
+def no_space(directory: Path, key: str) -> str | None:
+    """Why ``directory``'s disk cannot take a run (under ``MIN_FREE_BYTES`` free), or None."""
+    existing = next(p for p in (directory, *directory.parents) if p.exists())
+    stat = os.statvfs(existing)
+    free = stat.f_bavail * stat.f_frsize
+    if free >= MIN_FREE_BYTES:
+        return None
+    return (
+        f"no space left on device writing {directory} (only {free // 1024} KB free); free space there, "
+        f"or write the run elsewhere with {key}=..."
+    )
 
 
 def refusal(directory: Path, ckpt_path: str | None, key: str) -> str | None:
@@ -46,10 +62,11 @@ def _directory(config: DictConfig, key: str) -> Path | None:
         return None
 
 
-def _refuse(message: str) -> None:
-    # A callback's exception would reach Hydra's traceback printer; exit as the entry does for bad input.
+def _refuse(message: str, code: int = 2) -> None:
+    # A callback's exception would reach Hydra's traceback printer; exit as the entry does (2: bad input,
+    # 1: the machine cannot run it).
     print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(code)
 
 
 class FreshRunDir(Callback):
@@ -61,6 +78,9 @@ class FreshRunDir(Callback):
             message = refusal(directory, OmegaConf.select(config, "ckpt_path", default=None), "hydra.run.dir")
             if message:
                 _refuse(message)
+            message = no_space(directory, "hydra.run.dir")
+            if message:
+                _refuse(message, 1)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         directory = _directory(config, "hydra.sweep.dir")
@@ -68,3 +88,6 @@ class FreshRunDir(Callback):
             message = refusal(directory, None, "hydra.sweep.dir")
             if message:
                 _refuse(message)
+            message = no_space(directory, "hydra.sweep.dir")
+            if message:
+                _refuse(message, 1)

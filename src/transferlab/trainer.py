@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,9 +11,13 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.utilities import rank_zero_only
 from tensorboard.compat.proto.summary_pb2 import Summary
 from torch import Tensor
+
+from transferlab.errors import DivergedError
+from transferlab.files import atomic_write
 
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 TENSORBOARD = "tensorboard"  # the run's events, in the run directory
@@ -58,7 +63,54 @@ def log_summary(output_dir: Path, hparams: dict[str, Any], metrics: dict[str, fl
     summary.finalize("success")
 
 
+class ResumeRecord(pl.Callback):
+    """Writes into every full checkpoint the task that made it and its resume fingerprint (what the run
+    depends on), which ``checkpoints.check_resume`` compares before a run resumes from it."""
+
+    def __init__(self, task: str, fingerprint: dict[str, Any]) -> None:
+        self.task, self.fingerprint = task, fingerprint
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        checkpoint[self.task] = {"fingerprint": self.fingerprint}
+
+
+class FiniteLoss(pl.Callback):
+    """Stops a run whose training loss is no longer finite (a learning rate far too high), in one line and
+    before any checkpoint of that step is written (Lightning runs checkpoint callbacks last): its weights
+    would be NaN, and a run that diverged must not end as if it had finished."""
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+        if isinstance(loss, Tensor) and not bool(torch.isfinite(loss.detach()).all()):
+            raise DivergedError(
+                f"the training loss became {float(loss.detach().float().mean())} at step {trainer.global_step}: "
+                "training diverged; lower the learning rate (task.lr) or the loss weights, and start afresh or "
+                "resume from an earlier checkpoint (none of this step was saved)"
+            )
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written through ``files.atomic_write``: Lightning's own writer stages them in the system's
+    temporary folder and moves them across file systems, which on a full disk left a truncated checkpoint
+    under its final name and named the temporary path in the error."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        if storage_options is not None:
+            raise ValueError("storage_options are not supported")
+        # Serialized in memory first: torch's zip writer turns a full disk into an opaque RuntimeError.
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        with atomic_write(path) as f:
+            f.write(buffer.getbuffer())
+
+
 def make_trainer(settings: TrainerSettings, output_dir: Path, **kwargs: Any) -> pl.Trainer:
+    """The Trainer of every task: TensorBoard in ``output_dir``, checkpoints written atomically
+    (``AtomicCheckpointIO``), and ``FiniteLoss`` among the callbacks."""
+    kwargs["callbacks"] = [FiniteLoss(), *(kwargs.get("callbacks") or [])]
+    kwargs["plugins"] = [AtomicCheckpointIO(), *(kwargs.get("plugins") or [])]
     kwargs.setdefault(
         "logger", RunLogger(save_dir=str(output_dir), name=TENSORBOARD, version="", default_hp_metric=False)
     )

@@ -234,10 +234,22 @@ def test_resume_matches_an_uninterrupted_run(trained: Path, dataset: Path, tmp_p
 
 def test_resume_refuses_other_classes(trained: Path, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="trained on 2 classes"):
-        settings.check_resume(trained / "checkpoints" / "last.ckpt", "resnet18", ["a", "b", "c"])
+        settings.check_resume(trained / "checkpoints" / "last.ckpt", "resnet18", ["a", "b", "c"], {})
     # best.ckpt is weights only (smaller): resuming from it is refused in one line.
     with pytest.raises(ConfigError, match="holds weights only .*resume from checkpoints/last.ckpt"):
-        settings.check_resume(trained / "checkpoints" / "best.ckpt", "resnet18", list(CLASSES))
+        settings.check_resume(trained / "checkpoints" / "best.ckpt", "resnet18", list(CLASSES), {})
+
+
+def test_resume_refuses_other_settings_through_the_floor_fingerprint(trained: Path, dataset: Path) -> None:
+    """Issue 32 item 2 for finetune: the run's settings are recorded in last.ckpt and compared on a resume."""
+    last = trained / "checkpoints" / "last.ckpt"
+    common = [*FAST, f"data.root={dataset}", "data.max_bad_fraction=0.2"]
+    same = FinetuneSettings.from_cfg(compose_cfg(*common, "task.epochs=5", "data.num_workers=1")).fingerprint()
+    settings.check_resume(last, "resnet18", list(CLASSES), same)  # more epochs, other workers: accepted
+    for override, key in (("task.label_smoothing=0.1", "task"), ("seed=7", "seed"), ("data.batch_size=3", "data")):
+        other = FinetuneSettings.from_cfg(compose_cfg(*common, override)).fingerprint()
+        with pytest.raises(ConfigError, match=rf"was made with other {key}\b"):
+            settings.check_resume(last, "resnet18", list(CLASSES), other)
 
 
 def test_gif_is_a_dataset_image(tmp_path: Path) -> None:
@@ -254,3 +266,12 @@ def test_an_empty_validation_split_is_refused_before_training(tmp_path: Path) ->
     with pytest.raises(DataError, match="the val split of .* has no images; add a val/ folder") as error:
         load(root)
     assert "\n" not in str(error.value)
+
+
+def test_a_symlink_loop_in_a_class_folder_adds_nothing(tmp_path: Path) -> None:
+    """Issue 32 item 10: torchvision's walk followed the loop until the path was too long (the class 40
+    times over) or forever; the project's lister follows each folder once."""
+    make_dataset(tmp_path, {"train": 2, "val": 1})
+    (tmp_path / "train" / "ants" / "again").symlink_to(tmp_path / "train" / "ants")
+    (tmp_path / "train" / "bees" / "self").symlink_to(tmp_path / "train" / "bees" / "self")
+    assert len(load(tmp_path).train) == 4

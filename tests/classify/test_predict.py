@@ -34,7 +34,7 @@ def test_top_k_above_classes_is_stated_and_gif_is_read(
     trained: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     folder = tmp_path / "in"
-    make_image(folder / "a.gif")  # finetune's FileCheck accepts GIF too (data.EXTENSIONS)
+    make_image(folder / "a.gif")  # finetune's FileCheck accepts GIF too (images.EXTENSIONS)
     cfg = compose_cfg(
         "task=predict",
         f"ckpt_path={trained / 'checkpoints' / 'best.ckpt'}",

@@ -14,7 +14,7 @@ from torchvision import models
 from helpers import FAST, compose_cfg, resnet18_classifier
 from transferlab import backbone, main
 from transferlab.classify import module as classifier
-from transferlab.errors import WeightsError
+from transferlab.errors import ConfigError, WeightsError
 
 
 def fake_weights(path: Path, seed: int = 0) -> Path:
@@ -143,3 +143,61 @@ def test_resume_from_a_slim_checkpoint_matches_an_uninterrupted_run(
     )
     best = torch.load(straight / "checkpoints" / "best.ckpt", weights_only=True)
     assert "optimizer_states" not in best and best[classifier.SOURCE]["keys"]
+
+
+def _crafted(case: str, weights_file: Path) -> dict:
+    ckpt = saved(resnet18_classifier(str(weights_file)))
+    hp = ckpt["hyper_parameters"]
+    if case == "huge_crop":  # 200,000 px: 240 GB before any check
+        hp["preprocessing"] = {"resize": 200_000, "crop": 200_000}
+    elif case == "hparams_list":
+        ckpt["hyper_parameters"] = list(hp.items())
+    elif case == "state_list":
+        ckpt["state_dict"] = list(ckpt["state_dict"].items())
+    elif case == "no_arch":
+        del hp["arch"]
+    elif case == "other_class_count":
+        hp["classes"] = ["a", "b", "c"]
+    elif case == "unknown_arch":
+        hp["arch"] = "os.system"
+    elif case == "nan_mean":
+        hp["normalization"] = {**hp["normalization"], "mean": [float("nan"), 0.0, 0.0]}
+    elif case == "bad_freeze":
+        hp["freeze"] = "layer99"
+    elif case == "extra_argument":
+        hp["network"] = "injected"
+    elif case == "bad_source":
+        ckpt[classifier.SOURCE] = {"weights": 3, "keys": "all", "sha256": None}
+    return ckpt
+
+
+@pytest.mark.parametrize(
+    "case,message",
+    [
+        ("huge_crop", r"preprocessing.resize=200000 is invalid; it must be at most 4096 px"),
+        ("hparams_list", r"is not a transferlab finetune checkpoint"),
+        ("state_list", r"is not a transferlab finetune checkpoint"),
+        ("no_arch", r"missing \['arch'\]"),
+        ("other_class_count", r"has other shapes for tensors fc.weight, fc.bias"),
+        ("unknown_arch", r"arch='os.system' is invalid"),
+        ("nan_mean", r"normalization.mean=nan is invalid"),
+        ("bad_freeze", r"layer99"),
+        ("extra_argument", r"unknown \['network'\]"),
+        ("bad_source", r"source_weights is invalid"),
+    ],
+)
+def test_crafted_saved_settings_are_refused_before_anything_is_built(
+    case: str, message: str, weights_file: Path, tmp_path: Path
+) -> None:
+    """Issue 32 item 3: every value a finetune checkpoint holds is checked with the config's rules before a
+    network or an image is allocated from it; for predict, export and extract alike (one loader)."""
+    path = tmp_path / f"{case}.ckpt"
+    torch.save(_crafted(case, weights_file), path)
+    with pytest.raises(WeightsError, match=message) as error:
+        classifier.load(path)
+    assert "\n" not in str(error.value) and str(path) in str(error.value)
+
+
+def test_the_config_has_the_same_size_limit() -> None:
+    with pytest.raises(ConfigError, match=r"data.crop_size=200000 is invalid; it must be at most 4096 px"):
+        main.run_task(compose_cfg(*FAST, "data.crop_size=200000"), Path("/nonexistent"))

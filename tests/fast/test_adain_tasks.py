@@ -21,7 +21,7 @@ from helpers import (
     sweep_in_process,
 )
 from transferlab import images, main, sweep
-from transferlab.errors import DataError, WeightsError
+from transferlab.errors import ConfigError, DataError, WeightsError
 from transferlab.fast.arbitrary import ops as A
 from transferlab.fast.arbitrary.networks import AdaINNet
 from transferlab.fast.arbitrary.settings import ApplyAdaINSettings, TrainAdaINSettings
@@ -73,6 +73,24 @@ def test_sweep_of_two_jobs_writes_a_contact_sheet(photos, styles, tmp_path):
     assert images.open_rgb(tmp_path / "0" / "val_grid.png").size == (3 * 26 + 2, 3 * 26 + 2)
     assert sweep.labels(sweep.job_dirs(tmp_path))[1][0] == "loss.style_weight=10"
     assert hparams_columns(tmp_path / "0")[0] == "* loss.style_weight"
+
+
+def test_resume_from_another_family_or_with_other_styles_is_refused(trained, encoder, photos, styles, tmp_path):
+    """Issue 32 items 1-2: train_adain checks its checkpoint and fingerprint (style folder, data, network)
+    before Lightning; before, a train_fast checkpoint was a traceback and other styles were accepted."""
+    ckpt = torch.load(trained / "checkpoints" / "step1.ckpt", weights_only=True)
+    ckpt["train_fast"] = ckpt.pop("train_adain")
+    torch.save(ckpt, tmp_path / "fast.ckpt")
+    with pytest.raises(WeightsError, match=r"not written by a task=train_adain run"):
+        main.run_task(adain_train_cfg(photos, styles, *encoder, f"ckpt_path={tmp_path / 'fast.ckpt'}"), tmp_path / "a")
+    other = tmp_path / "styles"
+    make_image(other / "s0.png", size=(44, 40), seed=1)
+    make_image(other / "s1.png", size=(48, 40), seed=2)
+    resume = f"ckpt_path={trained / 'checkpoints' / 'step1.ckpt'}"
+    with pytest.raises(ConfigError, match=r"was made with other task.styles\b"):
+        main.run_task(adain_train_cfg(photos, other, *encoder, resume), tmp_path / "b")
+    with pytest.raises(ConfigError, match=r"was made with other loss\b"):
+        main.run_task(adain_train_cfg(photos, styles, *encoder, resume, "loss.style_weight=3"), tmp_path / "c")
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from PIL import Image
 from helpers import compose_cfg, hparams_columns, make_image, sweep_in_process
 from tests.fast.conftest import TINY
 from transferlab import images, main, sweep
-from transferlab.errors import DataError
+from transferlab.errors import DataError, DivergedError
 from transferlab.fast import data
 from transferlab.fast.per_style.module import make_loss
 from transferlab.fast.per_style.networks import build_network
@@ -141,3 +141,14 @@ def test_experiment_paths_exist_from_the_repo_root():
 def test_small_image_is_cropped_from_an_upscaled_photo(tmp_path):
     crops = data.ContentCrops([make_image(tmp_path / "a.png", size=(20, 12))], 32, 2, seed=0)
     assert crops[0].shape == (3, 32, 32)
+
+
+def test_a_run_that_diverges_stops_in_one_line_without_a_nan_checkpoint(train_cfg, photos, style_image, tmp_path):
+    """Issue 32 item 10: lr=1e6 drove the loss to NaN and the run exited 0 with NaN weights in last.ckpt."""
+    cfg = train_cfg(photos, style_image, "task.steps=8", "task.checkpoint_every=1", "task.lr=1e6", "loss.tv_weight=0")
+    with pytest.raises(DivergedError, match=r"the training loss became (nan|inf) at step \d+: training diverged"):
+        main.run_task(cfg, tmp_path)
+    assert not (tmp_path / "checkpoints" / "last.ckpt").exists()
+    for path in (tmp_path / "checkpoints").glob("*.ckpt"):
+        state = torch.load(path, weights_only=True)["state_dict"]
+        assert all(bool(torch.isfinite(v).all()) for v in state.values() if v.is_floating_point()), path

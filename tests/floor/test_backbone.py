@@ -2,7 +2,7 @@ import pytest
 import torch
 from torchvision.models import vgg
 
-from transferlab import backbone, checks
+from transferlab import backbone, checks, fetch
 from transferlab.errors import ConfigError, WeightsError
 
 
@@ -96,13 +96,12 @@ def test_torchvision_weights_come_from_the_torch_home_cache(tmp_path, monkeypatc
 
 def test_missing_torchvision_weights_say_how_to_fix(tmp_path, monkeypatch):
     import urllib.error
-    import urllib.request
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network")
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    monkeypatch.setattr(fetch, "open_url", offline)  # every download opens its URL there
     with pytest.raises(WeightsError) as error:
         backbone.build_features("vgg19", "IMAGENET1K_V1")
     message = str(error.value)

@@ -136,3 +136,25 @@ def test_full_disk_is_one_line_and_leaves_no_empty_files(tmp_path, monkeypatch, 
         "(free space there, or write the run elsewhere with hydra.run.dir=...)"
     ]
     assert not (tmp_path / "run.log").exists() and (tmp_path / "error.txt").read_text().startswith("no space")
+
+
+def test_a_finished_resume_clears_the_error_of_the_run_it_continued(tmp_path, monkeypatch):
+    """Issue 32 item 10: a completed resume kept the old error.txt, and a sweep's sheet counted it as FAILED."""
+
+    class Hydra:
+        class runtime:  # noqa: N801
+            output_dir = str(tmp_path)
+
+        class overrides:  # noqa: N801
+            task: list[str] = []
+
+        class job:  # noqa: N801
+            num = 0
+
+        mode = None
+
+    (tmp_path / "error.txt").write_text("interrupted: SIGTERM: latest checkpoint ...\n")
+    monkeypatch.setattr(main.HydraConfig, "get", staticmethod(lambda: Hydra))
+    monkeypatch.setattr(main, "run_task", lambda *args: 0.5)
+    assert main.main(compose_cfg()) == 0.5
+    assert not (tmp_path / "error.txt").exists()

@@ -168,3 +168,47 @@ def test_stale_partial_files_are_cleared_and_fresh_ones_kept(server, tmp_path):
 def test_other_url_schemes_are_refused(source):
     with pytest.raises(FetchError, match="only local paths and pinned https:// or http:// URLs"):
         fetch.resolve(source, "task.style")
+
+
+@pytest.fixture(params=["body", "headers"])
+def dripping_server(request):
+    """Sends one byte every 0.2 s forever, under any read timeout (issue 32 item 9): the body after its
+    headers, or a header line that never ends."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    stop = threading.Event()
+
+    def drip():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn = listener.accept()[0]
+            except OSError:
+                continue
+            with contextlib.suppress(OSError), conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\n")
+                if request.param == "body":
+                    conn.sendall(b"\r\n")
+                else:
+                    conn.sendall(b"X-Drip: ")
+                while not stop.wait(0.2):
+                    conn.sendall(b"x")
+
+    thread = threading.Thread(target=drip, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    listener.close()
+
+
+def test_a_dripping_server_is_stopped_in_one_line_and_leaves_nothing(dripping_server, tmp_path):
+    start = time.monotonic()
+    with pytest.raises(FetchError) as error:
+        fetch.resolve(f"{dripping_server}/image.png#sha256={SHA}", "task.style", tmp_path, timeout_s=0.5)
+    assert time.monotonic() - start < 10
+    message = str(error.value)
+    assert "sends too slowly" in message and "fetch.timeout_s=0.5 s" in message and "\n" not in message
+    assert list(tmp_path.iterdir()) == []

@@ -135,3 +135,28 @@ def test_contact_sheet_labels_are_truetype_and_scale_with_the_tile(tile):
     assert text_height >= max(8, tile // 24)
     assert text_height <= sheet.height - tile
     assert int(cols.max()) < tile  # the label stays inside its tile at every size
+
+
+def test_the_lister_orders_names_naturally_and_skips_hidden_and_other_files(tmp_path):
+    """Issue 32 item 10 and issue 23 item 4: one lister, one extension list, frame_2 before frame_10."""
+    for name in ("frame_10.png", "frame_2.png", "frame_1.jpg", ".hidden.png", "notes.txt", "sub/frame_3.png"):
+        make_image(tmp_path / name) if name.endswith((".png", ".jpg")) else (tmp_path / name).write_text("x")
+    assert [p.name for p in images.list_images(tmp_path, recursive=False)] == [
+        "frame_1.jpg",
+        "frame_2.png",
+        "frame_10.png",
+    ]
+    assert [p.relative_to(tmp_path).as_posix() for p in images.list_images(tmp_path)][-1] == "sub/frame_3.png"
+    assert images.natural_key("a10b2") > images.natural_key("a2b10")
+
+
+def test_the_lister_follows_each_folder_once(tmp_path):
+    """Symlink loops (a link to a parent, a link to itself) and a dangling link add nothing and end."""
+    make_image(tmp_path / "cls" / "a.png")
+    (tmp_path / "cls" / "loop").symlink_to(tmp_path / "cls")
+    (tmp_path / "cls" / "self").symlink_to(tmp_path / "cls" / "self")
+    (tmp_path / "cls" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    (tmp_path / "elsewhere").mkdir()
+    make_image(tmp_path / "elsewhere" / "b.png")
+    (tmp_path / "cls" / "linked").symlink_to(tmp_path / "elsewhere")
+    assert [p.name for p in images.list_images(tmp_path / "cls")] == ["a.png", "b.png"]

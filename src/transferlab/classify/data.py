@@ -17,7 +17,6 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision.datasets import ImageFolder
-from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension
 from torchvision.transforms import v2
 
 from transferlab import images
@@ -29,9 +28,6 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 SHOWN = 5  # bad files named in a message
-# torchvision's list plus GIF (its first frame, as images.open_rgb decodes it), so that every task, finetune
-# and predict alike, reads the same files.
-EXTENSIONS = (*IMG_EXTENSIONS, ".gif")
 
 
 def eval_transform(resize: int, crop: int) -> v2.Compose:
@@ -60,11 +56,9 @@ class FileCheck:
         self.seen = 0
 
     def __call__(self, path: str) -> bool:
-        if Path(path).name.startswith("."):
-            return False  # hidden files (.DS_Store, editor swap files) are not part of a dataset
         self.seen += 1
-        if not has_file_allowed_extension(path, EXTENSIONS):
-            self.bad.append((path, f"not one of {' '.join(EXTENSIONS)}"))
+        if not images.is_image_name(path):
+            self.bad.append((path, f"not one of {' '.join(images.EXTENSIONS)}"))
             return False
         if self.verify:
             try:
@@ -103,6 +97,26 @@ class Folder(ImageFolder):
 
     def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
         return self.given, {name: i for i, name in enumerate(self.given)}
+
+    @staticmethod
+    def make_dataset(
+        directory: str | Path,
+        class_to_idx: dict[str, int],
+        extensions: tuple[str, ...] | None = None,
+        is_valid_file: Callable[[str], bool] | None = None,
+        allow_empty: bool = False,
+    ) -> list[tuple[str, int]]:
+        # The project's lister, not torchvision's walk: that one follows a symlink loop until the path is
+        # too long (a class repeated 40 times) or forever; ours follows each folder once.
+        check = is_valid_file or images.is_image_name
+        folders = [(Path(directory) / name, index) for name, index in class_to_idx.items()]
+        return [
+            (str(path), index)
+            for folder, index in folders
+            if folder.is_dir()
+            for path in images.files_under(folder)
+            if check(str(path))
+        ]
 
 
 def load_split(directory: Path, classes: list[str] | None, data: DataSettings) -> Folder:
@@ -318,7 +332,7 @@ def image_files(path: Path, max_bad_fraction: float, key: str, fraction_key: str
     if not path.is_dir():
         raise DataError(f"{key}={path} does not exist; give an image or a folder of images")
     check = FileCheck(verify=True)
-    files = [p for p in sorted(path.rglob("*")) if p.is_file() and check(str(p))]
+    files = [p for p in images.files_under(path) if check(str(p))]
     check.report(str(path), max_bad_fraction, fraction_key)
     if not files:
         raise DataError(f"{key}={path} has no readable images")

@@ -85,6 +85,7 @@ def train(
         *checkpoints,
         LearningRateMonitor(logging_interval="epoch"),
         report.EvalReport(module.classes, images, s.misclassified, output_dir),
+        trainer.ResumeRecord("finetune", s.fingerprint()),
     ]
     if s.patience:
         callbacks.append(EarlyStopping(s.monitor, min_delta=s.min_delta, patience=s.patience, mode=s.monitor_mode))

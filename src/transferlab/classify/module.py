@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 import time
 from collections.abc import Iterable
@@ -18,9 +19,9 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from transferlab import backbone, checkpoints
+from transferlab import backbone, checkpoints, checks
 from transferlab.classify import metrics, networks
-from transferlab.errors import WeightsError
+from transferlab.errors import ConfigError, WeightsError
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,18 @@ FORMAT = "transferlab.classifier/2"
 READABLE = (FORMAT, "transferlab.classifier/1")
 # The checkpoint entry that names the frozen tensors left out of its state dict: equal to the source weights'.
 SOURCE = "source_weights"
+# Eval resize and crop (data.resize_size, data.crop_size, a checkpoint's preprocessing): one image of 4096 px
+# through VGG's first block is 4 GB of activations.
+MIN_SIZE, MAX_SIZE = 32, 4096
+FINETUNE_CHECKPOINT = "a checkpoint of a task=finetune run (checkpoints/best.ckpt or last.ckpt)"
+
+
+def image_size(value: Any, key: str) -> int:
+    """An eval resize or crop size, in [MIN_SIZE, MAX_SIZE]: the same rule for a config and a checkpoint."""
+    size = checks.at_least(value, MIN_SIZE, key)
+    if size > MAX_SIZE:
+        raise ConfigError(f"{key}={size} is invalid; it must be at most {MAX_SIZE} px")
+    return size
 
 
 @dataclass(frozen=True)
@@ -295,29 +308,95 @@ def refill(checkpoint: dict[str, Any], name: str) -> None:
     checkpoint["state_dict"].update(zip(keys, tensors))
 
 
-FINETUNE_CHECKPOINT = "a checkpoint of a task=finetune run (checkpoints/best.ckpt or last.ckpt)"
-
-
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A checkpoint of a finetune run, loaded with ``weights_only=True``; anything else is refused."""
+    """A checkpoint of a finetune run, loaded with ``weights_only=True``, its saved settings checked with the
+    rules of the config that made them (before anything is built from them); anything else is refused."""
     ckpt = checkpoints.load(path, "ckpt_path", FINETUNE_CHECKPOINT)
     hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
-    if not isinstance(hp, dict) or hp.get("format") not in READABLE or "state_dict" not in ckpt:
+    if not isinstance(hp, dict) or hp.get("format") not in READABLE or not isinstance(ckpt.get("state_dict"), dict):
         raise WeightsError(
             f"ckpt_path={path} is not a transferlab finetune checkpoint; "
             "give checkpoints/best.ckpt or last.ckpt of a task=finetune run"
         )
+    try:
+        check_saved_settings(hp, ckpt.get(SOURCE))
+    except (ConfigError, ValueError) as exc:
+        raise WeightsError(
+            f"ckpt_path={path} holds an invalid saved setting: {exc}; give {FINETUNE_CHECKPOINT}"
+        ) from None
     return ckpt
+
+
+# What a checkpoint's hyper-parameters must hold (the constructor's arguments that have no default).
+REQUIRED = ("arch", "classes", "normalization", "preprocessing", "freeze", "dropout")
+
+
+def check_saved_settings(hp: dict[str, Any], source: Any) -> None:
+    """The Classifier's saved arguments (and the source-weights entry), checked as the config was."""
+    allowed = set(inspect.signature(Classifier.__init__).parameters) - {"self", "network"}
+    unknown, missing = sorted(set(hp) - allowed), [k for k in REQUIRED if k not in hp]
+    if unknown or missing:
+        raise ConfigError(f"hyper_parameters: unknown {unknown}, missing {missing}")
+    arch = checks.choice(hp["arch"], networks.ARCHS, "arch")
+    classes = hp["classes"]
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        raise ConfigError(f"classes={classes!r} is invalid; it must be a non-empty list of names")
+    if len(set(classes)) != len(classes):
+        raise ConfigError("classes name a class twice")
+    norm = hp["normalization"]
+    if not isinstance(norm, dict) or set(norm) != {"mean", "std", "bgr"}:
+        raise ConfigError(f"normalization={norm!r} is invalid; it must hold mean, std and bgr")
+    for key in ("mean", "std"):
+        if not isinstance(norm[key], list) or len(norm[key]) != 3:
+            raise ConfigError(f"normalization.{key}={norm[key]!r} is invalid; give 3 numbers")
+        for value in norm[key]:
+            (checks.positive if key == "std" else checks.number)(value, f"normalization.{key}")
+    checks.choice(norm["bgr"], [True, False], "normalization.bgr")
+    sizes = hp["preprocessing"]
+    if not isinstance(sizes, dict) or set(sizes) != {"resize", "crop"}:
+        raise ConfigError(f"preprocessing={sizes!r} is invalid; it must hold resize and crop")
+    for key, value in sizes.items():
+        image_size(value, f"preprocessing.{key}")
+    networks.body_frozen(arch, hp["freeze"])  # ValueError names a freeze this network does not have
+    for key in ("dropout", "label_smoothing"):
+        if hp.get(key) is not None and not 0 <= checks.number(hp[key], key) < 1:
+            raise ConfigError(f"{key}={hp[key]} is invalid; it must be in [0, 1)")
+    weights = hp.get("class_weights")
+    if weights is not None and (not isinstance(weights, list) or len(weights) != len(classes)):
+        raise ConfigError(f"class_weights={weights!r} is invalid; give one weight per class")
+    for value in weights or []:
+        checks.non_negative(value, "class_weights")
+    if not isinstance(hp.get("weights"), (str, type(None))):
+        raise ConfigError(f"weights={hp['weights']!r} is invalid; it must name the source weights or be null")
+    checks.at_least(hp.get("misclassified", 0), 0, "misclassified")
+    if source is not None and not (
+        isinstance(source, dict)
+        and isinstance(source.get("weights"), str)
+        and isinstance(source.get("keys"), list)
+        and all(isinstance(k, str) for k in source["keys"])
+        and isinstance(source.get("sha256"), str)
+    ):
+        raise ConfigError(f"{SOURCE} is invalid; it must name the source weights, the keys and their sha256")
+
+
+def saved_network(ckpt: dict[str, Any], path: str | Path) -> tuple[nn.Module, dict[str, Tensor]]:
+    """The network a checked checkpoint (``read_checkpoint``) names, built on the meta device (nothing is
+    allocated), and its state dict from the checkpoint, refilled and checked against the network's tensors."""
+    refill(ckpt, f"ckpt_path={path}")
+    hp = ckpt["hyper_parameters"]
+    with torch.device("meta"):
+        network, _ = networks.build(hp["arch"], None, "auto", len(hp["classes"]), hp["dropout"])
+    state = ckpt["state_dict"]
+    prefix = next((p for p in ("network.", "vgg.") if any(k.startswith(p) for k in state)), "network.")
+    state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    checkpoints.check_state(Path(path), state, network.state_dict(), FINETUNE_CHECKPOINT)
+    return network, state
 
 
 def load(path: str | Path) -> Classifier:
     """The classifier saved in ``path``, in eval mode on the CPU."""
     ckpt = read_checkpoint(path)
-    refill(ckpt, f"ckpt_path={path}")
-    hp = dict(ckpt["hyper_parameters"])
     # No pretrained weights (the checkpoint holds every weight) and no random initialization either.
-    with torch.device("meta"):
-        network, _ = networks.build(hp["arch"], None, "auto", len(hp["classes"]), hp["dropout"])
-    prefix = next(p for p in ("network.", "vgg.") if any(k.startswith(p) for k in ckpt["state_dict"]))
-    checkpoints.load_weights(network, ckpt["state_dict"], prefix, f"ckpt_path={path}", FINETUNE_CHECKPOINT, assign=True)
-    return Classifier(network, **hp).eval()
+    network, state = saved_network(ckpt, path)
+    checkpoints.load_weights(network, state, "", f"ckpt_path={path}", FINETUNE_CHECKPOINT, assign=True)
+    return Classifier(network, **ckpt["hyper_parameters"]).eval()

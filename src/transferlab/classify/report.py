@@ -3,11 +3,13 @@ misclassified images of every direction (each true class), in TensorBoard and as
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from PIL.Image import Image
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.trainer.states import TrainerFn
@@ -15,26 +17,46 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from transferlab import images
+from transferlab.files import atomic_write
 
 MAX_KEPT = 256  # misclassified images held during one evaluation
+MAX_DRAWN = 100  # classes drawn in the confusion image (about 4000 px square); beyond, SHOWN_OF_MANY of them
+SHOWN_OF_MANY = 40
 
 
 def confusion_image(counts: Tensor, classes: list[str]) -> Image:
     """Row = true class, column = predicted class; each cell shows its count and its share of the
     row, and is shaded by that share (so the diagonal shows per-class recall). Up to 12 classes the
     columns carry the names; beyond, indices (the rows name them), smaller type, and beyond 40
-    classes the shading alone."""
+    classes the shading alone. Beyond ``MAX_DRAWN`` classes only the ``SHOWN_OF_MANY`` classes in the
+    most confusions are drawn (shares still of their whole rows): 1000 classes drawn whole were a
+    27,500 px image nobody could read; the whole matrix is data (``write_confusion_csv``)."""
     rows = counts.double().cpu()
     shares = rows / rows.sum(dim=1, keepdim=True).clamp(min=1)
     n = len(classes)
+    title = "rows: true class, columns: predicted; count (share of the row)"
+    shown = list(range(n))
+    if n > MAX_DRAWN:
+        errors = rows.clone().fill_diagonal_(0)
+        shown = sorted(torch.topk(errors.sum(0) + errors.sum(1), SHOWN_OF_MANY).indices.tolist())
+        title = f"the {SHOWN_OF_MANY} of {n} classes in the most confusions (all: confusion_matrix_*.csv); {title}"
+    rows, shares = rows[shown][:, shown], shares[shown][:, shown]
     if n <= 12:
         values = [[f"{int(c)} ({s:.0%})" for c, s in zip(r, q)] for r, q in zip(rows.tolist(), shares.tolist())]
         labels, columns, font = [f"true {name}" for name in classes], [f"pred {name}" for name in classes], 16
     else:
-        values = [[str(int(c)) if n <= 40 else "" for c in r] for r in rows.tolist()]
-        labels, columns, font = [f"{i} {name}" for i, name in enumerate(classes)], [str(i) for i in range(n)], 11
-    title = "rows: true class, columns: predicted; count (share of the row)"
+        values = [[str(int(c)) if len(shown) <= 40 else "" for c in r] for r in rows.tolist()]
+        labels, columns, font = [f"{i} {classes[i]}" for i in shown], [str(i) for i in shown], 11
     return images.shaded_table(values, shares.tolist(), labels, columns, title, font_size=font)
+
+
+def write_confusion_csv(counts: Tensor, classes: list[str], path: Path) -> None:
+    """The whole confusion matrix as data: a header of the predicted classes, then a row per true class."""
+    with atomic_write(path, "w") as f:
+        writer = csv.writer(f)
+        writer.writerow(["true \\ predicted", *classes])
+        for name, row in zip(classes, counts.cpu().tolist()):
+            writer.writerow([name, *row])
 
 
 @dataclass(frozen=True)
@@ -70,8 +92,8 @@ class EvalReport(pl.Callback):
     """Collects up to ``per_class`` misclassified images of each confusion (true -> predicted class)
     during every evaluation (at most ``MAX_KEPT`` in all);
     at its end logs them and the confusion matrix (from the module's ``last_eval``) to TensorBoard, and
-    after ``trainer.validate`` / ``trainer.test`` also writes confusion_matrix_{split}.png and
-    misclassified_{split}.png into ``output_dir``.
+    after ``trainer.validate`` / ``trainer.test`` also writes confusion_matrix_{split}.png (and .csv: every
+    class) and misclassified_{split}.png into ``output_dir``.
 
     ``images`` holds each split's dataset of (image, target): a batch of cached features carries
     sample indices instead of images, and the images are read from there."""
@@ -109,6 +131,7 @@ class EvalReport(pl.Callback):
                 board.add_image(f"{evaluation.prefix}/misclassified", images.to_tensor(sheet), trainer.global_step)
         if trainer.state.fn in (TrainerFn.VALIDATING, TrainerFn.TESTING):
             images.save_atomic(confusion, confusion_path(self.output_dir, split))
+            write_confusion_csv(evaluation.counts, self.classes, self.output_dir / f"confusion_matrix_{split}.csv")
             if sheet is not None:
                 images.save_atomic(sheet, self.output_dir / f"misclassified_{split}.png")
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from transferlab import backbone, checks, groups
+from transferlab import backbone, checkpoints, checks, groups
 from transferlab.backbone import ModelSettings
 from transferlab.classify import module as classifier
 from transferlab.classify import networks
@@ -142,6 +142,29 @@ class FinetuneSettings:
             hparams=checks.hparams(cfg, ["task", "model", "data", "optimizer", "scheduler", "seed", "precision"]),
         )
 
+    def fingerprint(self) -> dict[str, Any]:
+        """What a resumed run must share with its checkpoint (``task.epochs`` may grow)."""
+        return checkpoints.fingerprint(
+            {
+                "model": {
+                    "arch": self.model.arch,
+                    "weights": backbone.weights_source(self.model.arch, self.model.weights),
+                },
+                "data": {k: v for k, v in asdict(self.data).items() if k not in ("root", "num_workers")},
+                "preprocessing": self.sizes,
+                "task": {
+                    "freeze": self.freeze,
+                    "dropout": self.dropout,
+                    "label_smoothing": self.label_smoothing,
+                    "class_weights": self.class_weights,
+                    "backbone_lr": self.backbone_lr,
+                },
+                "optimizer": asdict(self.optimizer),
+                "scheduler": asdict(self.scheduler),
+                "seed": self.seed,
+            }
+        )
+
     def classifier_options(self) -> dict[str, Any]:
         """The Classifier's constructor arguments that come from the config as they are."""
         return {
@@ -174,7 +197,7 @@ def model_settings(cfg: DictConfig) -> ModelSettings:
 def data_settings(data: DictConfig) -> DataSettings:
     for key in ("resize_size", "crop_size"):
         if data[key] is not None:
-            checks.at_least(data[key], 32, f"data.{key}")
+            classifier.image_size(data[key], f"data.{key}")
     augment = data.augment
     scale = tuple(checks.positive(s, "data.augment.scale") for s in augment.scale)
     if len(scale) != 2 or not scale[0] <= scale[1] <= 1:
@@ -250,7 +273,7 @@ def for_dataset(s: FinetuneSettings, classes: list[str], train_targets: list[int
     valid = ["val/loss", "val/acc_micro", "val/acc_macro", *(f"val/acc_{c}" for c in classes)]
     checks.choice(s.monitor, [*valid, "train/loss", "train/acc_micro", "train/acc_macro"], "task.monitor")
     if s.ckpt_path is not None:
-        check_resume(s.ckpt_path, s.model.arch, classes)
+        check_resume(s.ckpt_path, s.model.arch, classes, s.fingerprint())
     reason = cache_unusable(s.freeze, networks.body_frozen(s.model.arch, s.freeze), s.data.augment)
     if s.cache_features is False:
         reason = "task.cache_features=false"
@@ -280,8 +303,9 @@ def class_weights(spec: str | tuple[float, ...] | None, classes: list[str], targ
     return list(spec)
 
 
-def check_resume(path: Path, arch: str, classes: list[str]) -> None:
-    """Refuse a checkpoint that is not ours or was trained on other classes, before Lightning loads it."""
+def check_resume(path: Path, arch: str, classes: list[str], fingerprint: dict[str, Any]) -> None:
+    """Refuse a checkpoint that is not ours, was trained on other classes or with other settings, or holds
+    tensors that are not its network's, before Lightning loads it."""
     ckpt = classifier.read_checkpoint(path)
     if "optimizer_states" not in ckpt:
         raise ConfigError(
@@ -297,6 +321,8 @@ def check_resume(path: Path, arch: str, classes: list[str]) -> None:
             f"ckpt_path={path} was trained on {len(hp['classes'])} classes ({', '.join(hp['classes'])}) but "
             f"data.root has {len(classes)} ({', '.join(classes)}); resume only on the dataset it was trained on"
         )
+    checkpoints.check_resume(path, "finetune", fingerprint, classifier.FINETUNE_CHECKPOINT, ckpt)
+    classifier.saved_network(ckpt, path)
 
 
 # predict, export, extract ---------------------------------------------------------------------
@@ -387,7 +413,7 @@ class ExtractSettings:
         if not layers:
             raise ConfigError("task.layers is empty; name at least one layer, such as task.layers=[relu7]")
         sizes = {
-            k: None if task[k] is None else checks.at_least(task[k], 32, f"task.{k}")
+            k: None if task[k] is None else classifier.image_size(task[k], f"task.{k}")
             for k in ("resize_size", "crop_size")
         }
         return cls(

@@ -16,18 +16,17 @@ from torch.utils.data import Dataset
 from transferlab import images
 from transferlab.errors import DataError, ImageError
 
-# The formats Pillow decodes that photo folders hold (torchvision's ImageFolder list, without .gif).
-EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-
 
 def list_images(root: str | Path, key: str = "data.root") -> list[Path]:
-    """Every image file under ``root`` (subfolders too), sorted; a DataError when there is none."""
+    """Every image file under ``root`` (subfolders too, ``images.list_images``); a DataError when there is none."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{key}={root} does not exist or is not a folder; point it at a folder of photos")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in EXTENSIONS)
+    files = images.list_images(root)
     if not files:
-        raise DataError(f"{key}={root} holds no images ({', '.join(EXTENSIONS)}); point it at a folder of photos")
+        raise DataError(
+            f"{key}={root} holds no images ({', '.join(images.EXTENSIONS)}); point it at a folder of photos"
+        )
     return files
 
 

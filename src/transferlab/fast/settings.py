@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,19 @@ class TrainSettings:
     training: Training
     hparams: dict[str, Any]
 
+    def fingerprint(self) -> dict[str, Any]:
+        """The settings a resumed run must share with the checkpoint's (the task adds its files')."""
+        return {
+            "fastnet": asdict(self.network),
+            "model": asdict(self.model),
+            "layers.content": self.content_layers,
+            "layers.style": self.style_layers,
+            "loss": [self.loss.content, self.loss.style, self.loss.tv],
+            "task.style_size": self.style_size,
+            **self.photos.fingerprint(),
+            **self.training.fingerprint(),
+        }
+
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> TrainSettings:
         model = groups.model(cfg)
@@ -99,6 +112,10 @@ class Training:
     checkpoint_every: int
     log_every: int
     ckpt_path: Path | None
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What a resume must keep: the optimizer and the seed (``task.steps`` may grow)."""
+        return {"optimizer": {"lr": self.lr, "betas": self.betas, "weight_decay": self.weight_decay}, "seed": self.seed}
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig, expected: str) -> Training:

@@ -14,9 +14,10 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from transferlab import checkpoints
 from transferlab.fast.settings import Training
 from transferlab.result import TaskResult
-from transferlab.trainer import make_trainer
+from transferlab.trainer import ResumeRecord, make_trainer
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +79,19 @@ def fit(
     hparams: dict[str, Any],
     output_dir: Path,
     task: str,
+    fingerprint: dict[str, Any],
+    rebuilt: tuple[str, ...] = (),
 ) -> TaskResult:
     """Train ``module`` for ``training.steps`` steps (validation every ``val_every``, checkpoints every
     ``checkpoint_every``, resumed from ``ckpt_path``) through the one Trainer factory; then write
     checkpoints/last.ckpt atomically and validate once more. The result (without images: the task adds
-    its own) holds the final validation's metrics, captioned by the loss and its content and style terms."""
+    its own) holds the final validation's metrics, captioned by the loss and its content and style terms.
+    ``fingerprint``: what the run depends on (``checkpoints.check_resume``); ``rebuilt``: the prefixes of
+    the module's tensors its checkpoints leave out."""
+    if training.ckpt_path:
+        expected = f"a checkpoint of a task={task} run (checkpoints/*.ckpt)"
+        saved = checkpoints.check_resume(training.ckpt_path, task, fingerprint, expected)
+        checkpoints.check_state(training.ckpt_path, saved["state_dict"], module.state_dict(), expected, rebuilt)
     checkpoint = ModelCheckpoint(
         dirpath=output_dir / "checkpoints",
         filename="step{step}",
@@ -100,7 +109,7 @@ def fit(
         check_val_every_n_epoch=None,
         num_sanity_val_steps=0,
         log_every_n_steps=training.log_every,
-        callbacks=[checkpoint],
+        callbacks=[ResumeRecord(task, fingerprint), checkpoint],
         enable_model_summary=False,
     )
     trainer.fit(
@@ -110,9 +119,7 @@ def fit(
         weights_only=True,
     )
     last = output_dir / "checkpoints" / "last.ckpt"
-    tmp = last.with_name(".last.ckpt.tmp")
-    trainer.save_checkpoint(tmp, weights_only=False)  # the full state: resume from it is exact
-    tmp.replace(last)  # atomic: a reader never sees half a checkpoint
+    trainer.save_checkpoint(last, weights_only=False)  # the full state: resume from it is exact; atomic
     final = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
     metrics = {k: float(v) for k, v in final.items()}
     return TaskResult(

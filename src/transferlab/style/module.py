@@ -57,7 +57,6 @@ class StyleTransfer(pl.LightningModule):
         weights: LossWeights,
         optimizer: OptimizerSettings,
         schedule: list[tuple[float, int]] | tuple[tuple[float, int], ...],
-        fingerprint: dict[str, Any] | None = None,
         gram_targets: list[dict[str, Tensor]] | None = None,
     ) -> None:
         """``gram_targets``: ``style_targets`` of the scene's styles at full scale, computed once by a
@@ -75,7 +74,6 @@ class StyleTransfer(pl.LightningModule):
         self.weights = weights
         self.optimizer_settings = optimizer
         self.schedule = list(schedule)
-        self.fingerprint = fingerprint or {}
         self.ends = list(accumulate(steps for _, steps in schedule))
         self.scale = 0
         # L-BFGS flattens the gradient with view(-1): the image must be contiguous.
@@ -295,8 +293,6 @@ class StyleTransfer(pl.LightningModule):
         for key in [k for k in state if k.startswith("encoder.")]:
             del state[key]  # rebuilt from the config; saves 80 MB per checkpoint
         checkpoint["evaluations"] = self.evaluations
-        # What the run depends on: a resume with other inputs or settings is refused (style.settings).
-        checkpoint["stylize"] = {"fingerprint": self.fingerprint}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The image was saved after step `global_step`, i.e. at the scale of the step before it.

@@ -7,12 +7,12 @@ memory estimate against the device). Below this module nothing reads the config.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig
 
 from transferlab import backbone, checkpoints, checks, color, fetch, groups, images
@@ -230,7 +230,7 @@ def resume_fingerprint(
         "optimizer": asdict(optimizer),
         "seed": seed,
     }
-    return json.loads(json.dumps(fingerprint))
+    return checkpoints.fingerprint(fingerprint)
 
 
 def image_cadence(value: Any, total_steps: int) -> int:
@@ -406,16 +406,9 @@ def check_resume(path: Path, fingerprint: dict[str, Any]) -> None:
     """Refuse a checkpoint that is not a stylize checkpoint, or was made with other inputs or settings,
     before Lightning loads it (nothing is written into the new run directory)."""
     expected = "a checkpoint of a stylize run (checkpoints/step*.ckpt)"
-    ckpt = checkpoints.load(path, "ckpt_path", expected)
-    saved = ckpt.get("stylize") if isinstance(ckpt, dict) else None
-    if not isinstance(saved, dict) or "state_dict" not in ckpt or "image" not in ckpt.get("state_dict", {}):
-        raise WeightsError(f"ckpt_path={path} is not {expected}")
-    differ = [key for key in fingerprint if saved.get("fingerprint", {}).get(key) != fingerprint[key]]
-    if differ:
-        raise ConfigError(
-            f"ckpt_path={path} was made with other {', '.join(differ)}; resume with the config it was made with "
-            "(its run directory's .hydra/overrides.yaml), or start afresh without ckpt_path"
-        )
+    ckpt = checkpoints.check_resume(path, "stylize", fingerprint, expected)
+    if not isinstance(ckpt["state_dict"].get("image"), torch.Tensor):
+        raise WeightsError(f"ckpt_path={path} is not {expected} (it holds no image)")
 
 
 def hparams(settings: StyleSettings) -> dict[str, Any]:

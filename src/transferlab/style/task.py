@@ -42,7 +42,6 @@ def build(settings: StyleSettings) -> tuple[StyleTransfer, backbone.VGGFeatures]
         settings.loss,
         settings.optimizer,
         settings.whole_schedule,
-        settings.fingerprint,
     )
     return module, reference
 
@@ -140,8 +139,14 @@ def stylize(settings: StyleSettings, output_dir: Path) -> TaskResult:
 
 
 def callbacks(settings: StyleSettings, reference: backbone.VGGFeatures, output_dir: Path) -> list[pl.Callback]:
-    """The progress bar, the preview images and, with ``task.checkpoint_every``, the checkpoints."""
-    out: list[pl.Callback] = [ProgressBar(), ImageLogger(settings.image_every, settings.image_log_size, reference)]
+    """The progress bar, the preview images, the resume record and, with ``task.checkpoint_every``, the
+    checkpoints."""
+    out: list[pl.Callback] = [
+        ProgressBar(),
+        ImageLogger(settings.image_every, settings.image_log_size, reference),
+        # What the run depends on: a resume with other inputs or settings is refused (style.settings).
+        trainer.ResumeRecord("stylize", settings.fingerprint),
+    ]
     if settings.checkpoint_every:
         checkpoints = output_dir / "checkpoints"
         out += [

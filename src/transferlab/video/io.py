@@ -15,8 +15,6 @@ from torch import Tensor
 from transferlab import images
 from transferlab.errors import ImageError, VideoError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-
 
 @dataclass(frozen=True)
 class VideoInfo:
@@ -30,7 +28,7 @@ class VideoInfo:
 
 
 def _frame_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    return images.list_images(folder, recursive=False)  # natural order: frame_2 before frame_10
 
 
 def probe(path: Path, folder_fps: float = 25.0) -> VideoInfo:
@@ -41,7 +39,7 @@ def probe(path: Path, folder_fps: float = 25.0) -> VideoInfo:
     if path.is_dir():
         files = _frame_files(path)
         if not files:
-            raise VideoError(f"{path}: the folder holds no frames ({', '.join(IMAGE_SUFFIXES)}); check task.input")
+            raise VideoError(f"{path}: the folder holds no frames ({', '.join(images.EXTENSIONS)}); check task.input")
         w, h = images.open_rgb(files[0]).size
         return VideoInfo(Fraction(folder_fps).limit_denominator(1001), w, h, len(files), False)
     try:

@@ -44,6 +44,17 @@ class TrainAdaINSettings:
     training: Training
     hparams: dict[str, Any]
 
+    def fingerprint(self) -> dict[str, Any]:
+        """The settings a resumed run must share with the checkpoint's (the task adds its files')."""
+        return {
+            "task": {k: getattr(self, k) for k in ("arch", "encoder", "width", "style_resize")},
+            "model": {k: getattr(self, k) for k in ("weights", "pooling", "normalization")},
+            "layers.style": self.style_layers,
+            "loss": [self.content_weight, self.style_weight, self.distill_weight],
+            **self.photos.fingerprint(),
+            **self.training.fingerprint(),
+        }
+
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> TrainAdaINSettings:
         task, model = cfg.task, groups.model(cfg)

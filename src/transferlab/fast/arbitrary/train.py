@@ -14,7 +14,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig
 from torch.utils.data import TensorDataset
 
-from transferlab import images, runtime
+from transferlab import checkpoints, images, runtime
 from transferlab.fast import data
 from transferlab.fast.arbitrary.module import AdaINModule, Pairs
 from transferlab.fast.arbitrary.settings import TrainAdaINSettings
@@ -61,7 +61,12 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
         len(previews),
     )
     datamodule = StepData(pairs, val, s.photos.batch_size, s.photos.num_workers)
-    result = fit(module, datamodule, s.training, s.hparams, output_dir, "train_adain")
+    depends = {
+        "data.files": images.listing_digest([*train_files, *val_files], s.photos.root),
+        "task.styles": images.listing_digest(style_files, s.styles),
+    }
+    fingerprint = checkpoints.fingerprint(s.fingerprint() | depends)
+    result = fit(module, datamodule, s.training, s.hparams, output_dir, "train_adain", fingerprint)
     with atomic_write(output_dir / "val_files.txt", "w") as f:
         f.write("".join(f"{p}\n" for p in val_files))
     grid = () if module.last_grid is None else (images.save_image(module.last_grid, output_dir / VAL_GRID),)

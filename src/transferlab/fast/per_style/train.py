@@ -13,7 +13,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig
 from torch.utils.data import TensorDataset
 
-from transferlab import fetch, images, runtime
+from transferlab import checkpoints, fetch, images, runtime
 from transferlab.fast import data
 from transferlab.fast.per_style.module import FastStyleModule, PerceptualLoss, make_loss
 from transferlab.fast.settings import TrainSettings
@@ -76,7 +76,12 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
         len(val_files),
         s.network.arch,
     )
-    result = fit(module, datamodule, s.training, s.hparams, output_dir, "train_fast")
+    depends = {
+        "task.style": fetch.sha256_of(fetch.resolve(s.style, "task.style")),
+        "data.files": images.listing_digest([*train_files, *val_files], s.photos.root),
+    }
+    fingerprint = checkpoints.fingerprint(s.fingerprint() | depends)
+    result = fit(module, datamodule, training, s.hparams, output_dir, "train_fast", fingerprint, ("perceptual.vgg.",))
     with atomic_write(output_dir / "val_files.txt", "w") as f:
         f.write("".join(f"{p}\n" for p in val_files))
     finals = [  # from fit's final validation
