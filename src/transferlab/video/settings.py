@@ -2,26 +2,35 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
-from transferlab import checks, fetch
+from transferlab import checks, fetch, images
 from transferlab.backbone import ModelSettings
 from transferlab.errors import ConfigError
 from transferlab.fast.settings import NETWORK_FILE, model_file
+from transferlab.style import estimate
 from transferlab.style.settings import (
     LossWeights,
+    MemoryModel,
     OptimizerSettings,
     layer_sets,
     loss_weights,
     optimizer_settings,
+    output_hw,
 )
+from transferlab.video import io
 from transferlab.video.flow import METHODS as FLOW_METHODS
 
 METHODS = ("optimize", "fast")
+# A frame folder's rate: an mp4 holds 1/100 (a slide every 100 s) to 1000 frames per second.
+FPS_RANGE = (0.01, 1000.0)
+RESUME_FILE = "progress.json"
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,9 @@ class VideoSettings:
     loss: LossWeights
     optimizer: OptimizerSettings
     seed: int
+    info: io.VideoInfo  # the input's rate, displayed size, frame count and audio
+    hw: tuple[int, int]  # (H, W) of the processed frames: every frame is resized to it
+    resume: Path | None  # ckpt_path: the progress.json of the run directory this run continues
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> VideoSettings:
@@ -60,10 +72,9 @@ class VideoSettings:
         checks.non_negative(task.temporal_weight, "task.temporal_weight")
         if not 0 <= checks.number(task.blend, "task.blend") < 1:
             raise ConfigError(f"task.blend={task.blend} is invalid; it must be in [0, 1) (0: no smoothing)")
-        long_term = tuple(int(j) for j in (task.long_term or [1]))
-        if any(j < 1 for j in long_term) or list(long_term) != sorted(set(long_term)):
-            raise ConfigError(f"task.long_term={list(long_term)} must be increasing distances >= 1, e.g. [1, 2, 4]")
-        checks.positive(task.fps, "task.fps")
+        long_term = long_term_distances(task.long_term)
+        if not FPS_RANGE[0] <= checks.positive(task.fps, "task.fps") <= FPS_RANGE[1]:
+            raise ConfigError(f"task.fps={task.fps} is invalid; a frame folder's rate must be in {list(FPS_RANGE)}")
         if task.max_frames is not None:
             checks.at_least(task.max_frames, 1, "task.max_frames")
         style = network = None
@@ -80,7 +91,9 @@ class VideoSettings:
             device = "cpu"
         model = checks.model_settings(cfg.model)
         content_layers, style_layers = layer_sets(cfg, model.arch)
-        return cls(
+        info = io.probe(Path(str(task.input)), float(task.fps))
+        hw = (info.height, info.width) if task.size is None else output_hw((info.width, info.height), task.size)
+        settings = cls(
             input=Path(str(task.input)),
             style=style,
             method=task.method,
@@ -102,12 +115,114 @@ class VideoSettings:
             loss=loss_weights(cfg.loss),
             optimizer=optimizer_settings(cfg.optimizer, task.lr),
             seed=int(cfg.seed),
+            info=info,
+            hw=hw,
+            resume=resume_file(cfg.get("ckpt_path")),
         )
+        if checks.choice(task.memory_check, [True, False], "task.memory_check"):
+            check_memory(settings)
+        if settings.resume is not None:
+            check_resume(settings.resume, settings.fingerprint())
+        return settings
 
     def fingerprint(self) -> dict[str, Any]:
         """What the finished frames belong to: a resumed run must match it (input file by size and mtime)."""
         stat = self.input.stat()
-        skip = ("max_frames", "device")
+        skip = ("max_frames", "device", "resume", "info")
         values = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items() if k not in skip}
         saved = {"settings": repr(sorted(values.items())), "input_size": stat.st_size, "input_mtime": stat.st_mtime}
         return saved | ({"network": fetch.sha256_of(self.network)} if self.network is not None else {})
+
+
+def long_term_distances(value: Any) -> tuple[int, ...]:
+    """``task.long_term``: increasing integer distances >= 1 (1: the previous frame)."""
+    if value is None:
+        return (1,)
+    items = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else []
+    if (
+        not items
+        or not all(isinstance(j, int) and not isinstance(j, bool) and j >= 1 for j in items)
+        or items != sorted(set(items))
+    ):
+        raise ConfigError(
+            f"task.long_term={value!r} is invalid; give increasing integer distances >= 1, e.g. [1, 2, 4]"
+        )
+    return tuple(items)
+
+
+def resume_file(value: Any) -> Path | None:
+    """``ckpt_path``: a video run continues from its run directory's progress.json (the entry lets a run
+    into an occupied directory only when ckpt_path lies inside it)."""
+    if value is None or value == "":
+        return None
+    path = Path(str(value))
+    if path.name != RESUME_FILE or not path.is_file():
+        raise ConfigError(
+            f"ckpt_path={value}: a video run continues from the {RESUME_FILE} of its run directory; "
+            f"pass ckpt_path=RUN/{RESUME_FILE} hydra.run.dir=RUN"
+        )
+    return path
+
+
+# Frame-sized fp32 planes a frame's step holds besides the history: per earlier frame its backward
+# and forward flows (2 + 2), the mask and the warped result (1 + 3); the combined target (4), the
+# consistency mask's temporaries (about 8) and OpenCV's flow pyramids (about 8). Counted for the
+# nearest frame; each further distance adds its own 8.
+FLOW_PLANES = 28
+# A feed-forward network's peak per pixel: the input and output of its widest full-resolution layer
+# (64 channels in the fast wing's networks: AdaIN's VGG to relu1_2 and its decoder's last block).
+NETWORK_PLANES = 128
+
+
+def peak_memory(s: VideoSettings) -> int:
+    """Estimated peak bytes of a video run: the stylizer at the frame size (the style wing's estimate of
+    one optimization, or a network's widest layer), the flow work, and the frames held for long-term
+    consistency (input, result and baseline of each, up to the largest distance or the video's length)."""
+    h, w = s.hw
+    plane = h * w * estimate.FP32
+    if s.method == "optimize":
+        style_wh = images.open_rgb(s.style).size  # the style image is loaded at task.size as well
+        style_hw = output_hw(style_wh, s.size) if s.size else (style_wh[1], style_wh[0])
+        memory = MemoryModel(
+            s.model.arch,
+            s.content_layers,
+            s.style_layers,
+            s.optimizer.name,
+            s.optimizer.history_size,
+            heap_block_limit=0,  # video builds VGG without the runtime's heap or Winograd settings
+            fast_convs=False,
+        )
+        stylizer = memory.estimate(s.hw, style_hw).peak_bytes
+    else:
+        stylizer = NETWORK_PLANES * plane + estimate.RUNTIME
+    depth = min(max(s.long_term), s.info.frames or max(s.long_term))
+    history = depth * (9 if s.baseline else 6) * plane
+    flow = (FLOW_PLANES + 8 * (len(s.long_term) - 1)) * plane
+    return stylizer + history + flow
+
+
+def check_memory(s: VideoSettings) -> None:
+    """Refuse, before anything is allocated, a run whose estimated peak exceeds what the device has."""
+    peak, available = peak_memory(s), estimate.available_memory(s.device)
+    if peak > available:
+        h, w = s.hw
+        raise ConfigError(
+            f"task.size={s.size}: {w}x{h} frames need an estimated {peak / 2**30:.1f} GiB at the peak "
+            f"(long_term up to {max(s.long_term)} frames held) but {s.device} has {available / 2**30:.1f} GiB "
+            "available; use a smaller task.size, shorter task.long_term distances, or task.memory_check=false "
+            "to run anyway"
+        )
+
+
+def check_resume(path: Path, fingerprint: dict[str, Any]) -> None:
+    """Refuse to continue a run made with another input or config (without ckpt_path a run directory's
+    progress.json that does not match is started over instead)."""
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        saved = None
+    if not isinstance(saved, dict) or saved.get("fingerprint") != fingerprint:
+        raise ConfigError(
+            f"ckpt_path={path} belongs to another input or config (or is not a video run's {RESUME_FILE}); "
+            "resume with the config it was made with (its run directory's .hydra/overrides.yaml)"
+        )
