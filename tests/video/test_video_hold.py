@@ -12,10 +12,12 @@ import threading
 from fractions import Fraction
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 import torch
 
-from tests.helpers import ROOT, make_image, run_cli
+from tests.helpers import ROOT, compose_cfg, make_image, run_cli
 from tests.video.conftest import pan_frames, textured, variable_size_clip, write_clip
 from tests.video.test_video_task import SHALLOW, video_cfg
 from transferlab import images
@@ -257,3 +259,50 @@ def test_the_cli_resumes_a_video_run_in_its_own_directory(tmp_path: Path, pan_cl
     logged = resumed.stderr + "".join(log.read_text() for log in run_dir.glob("*.log"))
     assert "resuming: 2 frames already finished" in logged
     assert json.loads((run_dir / "metrics.json").read_text())["frames"] == 4
+
+
+def test_frames_too_thin_for_the_stylizer_are_refused_at_the_door(tmp_path: Path, tiny_network: Path) -> None:
+    """Gatys' layers pool four times before relu5_1 (16 px); the fast networks need 8 px."""
+    clip = write_clip(tmp_path / "strip.mp4", [textured(8, 160, seed=t) for t in range(2)])
+    style = make_image(tmp_path / "style.png", (40, 40))
+    gatys = compose_cfg("task=video", "model.weights=null", f"task.input={clip}", f"task.style={style}")
+    with pytest.raises(ConfigError, match="below the 16 px that relu5_1 needs") as err:
+        VideoSettings.from_cfg(gatys)
+    one_line(err)
+    thin_style = make_image(tmp_path / "thin_style.png", (400, 8))
+    with pytest.raises(ConfigError, match="task.style=.*relu5_1") as err:
+        VideoSettings.from_cfg(
+            compose_cfg(
+                "task=video",
+                "model.weights=null",
+                f"task.input={tmp_path / 'strip.mp4'}",
+                f"task.style={thin_style}",
+                "task.size=640",
+            )
+        )
+    strip = write_clip(tmp_path / "strip6.mp4", [textured(6, 160, seed=t) for t in range(2)])
+    with pytest.raises(ConfigError, match="8 px that the network needs"):
+        VideoSettings.from_cfg(video_cfg(strip, None, "task.method=fast", f"task.network={tiny_network}"))
+
+
+def test_audio_that_mp4_cannot_hold_is_reencoded(tmp_path: Path) -> None:
+    """An AVI's ADPCM sound (old cameras): MP4 has no place for it; the frames stylized so far must not be lost."""
+    source = tmp_path / "camera.avi"
+    with av.open(str(source), "w") as out:
+        video = out.add_stream("libx264", rate=10)
+        video.width = video.height = 32
+        video.pix_fmt = "yuv420p"
+        sound = out.add_stream("adpcm_ms", rate=16000)
+        sound.layout = "mono"
+        for _ in range(3):
+            out.mux(video.encode(av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")))
+        out.mux(video.encode())
+        n = sound.codec_context.frame_size
+        for start in range(0, 4800, n):
+            chunk = av.AudioFrame.from_ndarray(np.zeros((1, n), np.int16), format="s16", layout="mono")
+            chunk.sample_rate, chunk.pts = 16000, start
+            out.mux(sound.encode(chunk))
+        out.mux(sound.encode())
+    written = tmp_path / "stylized.mp4"
+    assert io.write_video(iter(pan_frames(n=3)), written, Fraction(10), source) == 3
+    assert io.probe(written).has_audio

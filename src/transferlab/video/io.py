@@ -170,7 +170,7 @@ def _encode(
     source = av.open(str(audio_from)) if audio_from is not None else None
     try:
         audio_in = source.streams.audio[0] if source is not None and source.streams.audio else None
-        audio_out = out.add_stream_from_template(audio_in) if audio_in is not None else None
+        audio_out, transcode = _audio_stream(out, audio_in) if audio_in is not None else (None, False)
         stream, count = None, 0
         for frame in frames:
             if stream is None:
@@ -190,12 +190,43 @@ def _encode(
             raise VideoError(f"{path}: no frames to write")
         out.mux(stream.encode())
         if audio_out is not None:
-            for packet in source.demux(audio_in):
-                if packet.dts is None:
-                    continue  # the demuxer's flush packet
-                packet.stream = audio_out
-                out.mux(packet)
+            _copy_audio(source, audio_in, out, audio_out, transcode)
         return count
     finally:
         if source is not None:
             source.close()
+
+
+def _audio_stream(
+    out: av.container.OutputContainer, audio_in: av.audio.stream.AudioStream
+) -> tuple[av.stream.Stream, bool]:
+    """The output's audio stream, and whether it is re-encoded: the input's codec as it is where MP4
+    holds it, else AAC (an AVI's ADPCM or a MOV's mu-law: MP4 has no place for them)."""
+    try:
+        return out.add_stream_from_template(audio_in), False
+    except ValueError:
+        aac = out.add_stream("aac", rate=audio_in.rate)
+        aac.layout = (
+            f"{audio_in.layout.nb_channels}c"  # the default order: "1 channels" (unordered) leaves AAC unopened
+        )
+        return aac, True
+
+
+def _copy_audio(
+    source: av.container.InputContainer,
+    audio_in: av.audio.stream.AudioStream,
+    out: av.container.OutputContainer,
+    audio_out: av.stream.Stream,
+    transcode: bool,
+) -> None:
+    if transcode:
+        for frame in source.decode(audio_in):
+            frame.pts = None  # the encoder numbers its own samples
+            out.mux(audio_out.encode(frame))
+        out.mux(audio_out.encode())
+        return
+    for packet in source.demux(audio_in):
+        if packet.dts is None:
+            continue  # the demuxer's flush packet
+        packet.stream = audio_out
+        out.mux(packet)

@@ -10,9 +10,10 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from transferlab import checks, fetch, images
+from transferlab import backbone, checks, fetch, images
 from transferlab.backbone import ModelSettings
 from transferlab.errors import ConfigError
+from transferlab.fast.networks import MIN_SIZE as NETWORK_MIN_SIDE
 from transferlab.fast.settings import NETWORK_FILE, model_file
 from transferlab.style import estimate
 from transferlab.style.settings import (
@@ -119,6 +120,7 @@ class VideoSettings:
             hw=hw,
             resume=resume_file(cfg.get("ckpt_path")),
         )
+        check_sides(settings)
         if checks.choice(task.memory_check, [True, False], "task.memory_check"):
             check_memory(settings)
         if settings.resume is not None:
@@ -174,6 +176,32 @@ FLOW_PLANES = 28
 NETWORK_PLANES = 128
 
 
+def style_hw(s: VideoSettings) -> tuple[int, int]:
+    """(H, W) of the style image as the optimization loads it: at task.size, or its own size."""
+    width, height = images.open_rgb(s.style).size
+    return output_hw((width, height), s.size) if s.size else (height, width)
+
+
+def check_sides(s: VideoSettings) -> None:
+    """Refuse frames (or a style image) so thin that the stylizer's layers would shrink a side to nothing."""
+    if s.method == "optimize":
+        layers = [*s.content_layers, *s.style_layers]
+        minimum, needs = backbone.min_side(s.model.arch, layers), backbone.deepest(s.model.arch, layers)
+        if min(style_hw(s)) < minimum:
+            h, w = style_hw(s)
+            raise ConfigError(
+                f"task.style={s.style}: at {w}x{h} its short side is below the {minimum} px that {needs} needs; "
+                "crop it to a less extreme aspect ratio or raise task.size"
+            )
+    else:
+        minimum, needs = NETWORK_MIN_SIDE, "the network"
+    if min(s.hw) < minimum:
+        raise ConfigError(
+            f"task.input={s.input}: its frames at {s.hw[1]}x{s.hw[0]} have a short side below the {minimum} px "
+            f"that {needs} needs; raise task.size or crop the video to a less extreme aspect ratio"
+        )
+
+
 def peak_memory(s: VideoSettings) -> int:
     """Estimated peak bytes of a video run: the stylizer at the frame size (the style wing's estimate of
     one optimization, or a network's widest layer), the flow work, and the frames held for long-term
@@ -181,8 +209,6 @@ def peak_memory(s: VideoSettings) -> int:
     h, w = s.hw
     plane = h * w * estimate.FP32
     if s.method == "optimize":
-        style_wh = images.open_rgb(s.style).size  # the style image is loaded at task.size as well
-        style_hw = output_hw(style_wh, s.size) if s.size else (style_wh[1], style_wh[0])
         memory = MemoryModel(
             s.model.arch,
             s.content_layers,
@@ -192,7 +218,7 @@ def peak_memory(s: VideoSettings) -> int:
             heap_block_limit=0,  # video builds VGG without the runtime's heap or Winograd settings
             fast_convs=False,
         )
-        stylizer = memory.estimate(s.hw, style_hw).peak_bytes
+        stylizer = memory.estimate(s.hw, style_hw(s)).peak_bytes
     else:
         stylizer = NETWORK_PLANES * plane + estimate.RUNTIME
     depth = min(max(s.long_term), s.info.frames or max(s.long_term))
