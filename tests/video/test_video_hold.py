@@ -228,6 +228,9 @@ def test_ckpt_path_resumes_only_this_runs_progress(tmp_path: Path, pan_clip: Pat
             VideoSettings.from_cfg(video_cfg(pan_clip, style_image, f"ckpt_path={ckpt}"))
     with pytest.raises(ConfigError, match="belongs to another input or config"):
         VideoSettings.from_cfg(video_cfg(pan_clip, style_image, "task.steps=5", f"ckpt_path={progress}"))
+    progress.write_text("{not json")  # edited by hand: started over, in one piece
+    task.run(video_cfg(pan_clip, style_image, "task.baseline=false", "task.max_frames=1"), out)
+    assert json.loads(progress.read_text())["done"] == 1
     other = tmp_path / "other"
     other.mkdir()
     with pytest.raises(VideoError, match="is not the progress.json of this run's directory"):

@@ -108,9 +108,12 @@ def load_progress(s: VideoSettings, output_dir: Path) -> dict[str, Any]:
     fresh = {"fingerprint": fingerprint, "done": 0, "sums": {"video": [0.0, 0.0], "baseline": [0.0, 0.0]}}
     if not path.exists():
         return fresh
-    saved = json.loads(path.read_text())
-    if saved.get("fingerprint") != fingerprint:
-        log.warning("%s belongs to another input or config: starting over", path)
+    try:
+        saved = json.loads(path.read_text())
+    except ValueError:
+        saved = None  # not written by a run (they write it atomically): nothing to continue from
+    if not isinstance(saved, dict) or saved.get("fingerprint") != fingerprint:
+        log.warning("%s belongs to another input or config (or is not a run's): starting over", path)
         return fresh
     log.info("resuming: %d frames already finished in %s", saved["done"], output_dir / "frames")
     return saved
