@@ -171,9 +171,11 @@ def resume_file(value: Any) -> Path | None:
 # consistency mask's temporaries (about 8) and OpenCV's flow pyramids (about 8). Counted for the
 # nearest frame; each further distance adds its own 8.
 FLOW_PLANES = 28
-# A feed-forward network's peak per pixel: the input and output of its widest full-resolution layer
-# (64 channels in the fast wing's networks: AdaIN's VGG to relu1_2 and its decoder's last block).
-NETWORK_PLANES = 128
+# A feed-forward network's peak per pixel, measured: a video run with the Johnson network (width 1,
+# 5 blocks, long_term [1, 2]) on CPU grew by 366 MiB at 512x384 and 1178 MiB at 1024x768, 361 planes a
+# pixel beyond a fixed 95 MiB; less the 54 planes of frames and flow counted here, about 307 (its
+# full-resolution 32-channel layers and oneDNN's working buffers for the 9x9 convolutions).
+NETWORK_PLANES = 320
 
 
 def style_hw(s: VideoSettings) -> tuple[int, int]:
