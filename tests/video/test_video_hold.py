@@ -309,3 +309,20 @@ def test_audio_that_mp4_cannot_hold_is_reencoded(tmp_path: Path) -> None:
     written = tmp_path / "stylized.mp4"
     assert io.write_video(iter(pan_frames(n=3)), written, Fraction(10), source) == 3
     assert io.probe(written).has_audio
+
+
+def test_a_run_on_another_thread_leaves_sigterm_alone(tmp_path: Path, pan_clip: Path, tiny_network: Path) -> None:
+    """Only the main thread may set a signal handler: a run started on another thread (an embedding
+    application) must not fail for trying."""
+    errors: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            task.run(video_cfg(pan_clip, None, "task.method=fast", f"task.network={tiny_network}"), tmp_path / "run")
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            errors.append(exc)
+
+    worker = threading.Thread(target=body)
+    worker.start()
+    worker.join(timeout=120)
+    assert not errors and (tmp_path / "run" / "stylized.mp4").is_file()

@@ -9,6 +9,7 @@ import logging
 import shutil
 import signal
 import sys
+import threading
 import time
 import warnings
 from collections import deque
@@ -239,8 +240,11 @@ def finished_frames(frames_dir: Path, count: int, hw: tuple[int, int]) -> Iterat
 def sigterm_as_exit(output_dir: Path) -> Iterator[None]:
     """SIGTERM (a scheduler or ``kill``) ends the run as an exception, so that the atomic writers remove
     their temporary files, with one line and exit status 143, instead of the default instant death.
-    Left alone where the process already handles SIGTERM."""
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+    Left alone where the process already handles SIGTERM, and off the main thread (only it may set one)."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
         yield
         return
 
