@@ -143,7 +143,7 @@ def test_long_term_distances_are_counted_in_the_memory_check(tmp_path: Path, sty
     """``long_term=[1,100000]`` holds up to 100000 frames: refused where the video may be that long (an
     MPEG-TS stream does not say how many frames it has); a clip that says it is short holds its length."""
     clip = variable_size_clip(tmp_path / "stream.ts", pan_frames(n=2))
-    with pytest.raises(ConfigError, match="long_term up to 100000") as err:
+    with pytest.raises(ConfigError, match="holding up to 100000 earlier frames") as err:
         VideoSettings.from_cfg(video_cfg(clip, style_image, "task.size=512", "task.long_term=[1,100000]"))
     one_line(err)
     short = write_clip(tmp_path / "short.mp4", pan_frames(n=2))

@@ -223,10 +223,14 @@ def peak_memory(s: VideoSettings) -> int:
         stylizer = memory.estimate(s.hw, style_hw(s)).peak_bytes
     else:
         stylizer = NETWORK_PLANES * plane + estimate.RUNTIME
-    depth = min(max(s.long_term), s.info.frames or max(s.long_term))
-    history = depth * (9 if s.baseline else 6) * plane
+    history = held_frames(s) * (9 if s.baseline else 6) * plane
     flow = (FLOW_PLANES + 8 * (len(s.long_term) - 1)) * plane
     return stylizer + history + flow
+
+
+def held_frames(s: VideoSettings) -> int:
+    """Earlier frames kept for long-term consistency: the largest distance, or the video's length if it is shorter."""
+    return min(max(s.long_term), s.info.frames or max(s.long_term))
 
 
 def check_memory(s: VideoSettings) -> None:
@@ -236,7 +240,8 @@ def check_memory(s: VideoSettings) -> None:
         h, w = s.hw
         raise ConfigError(
             f"task.size={s.size}: {w}x{h} frames need an estimated {peak / 2**30:.1f} GiB at the peak "
-            f"(long_term up to {max(s.long_term)} frames held) but {s.device} has {available / 2**30:.1f} GiB "
+            f"(holding up to {held_frames(s)} earlier frames for task.long_term={list(s.long_term)}) but {s.device} "
+            f"has {available / 2**30:.1f} GiB "
             "available; use a smaller task.size, shorter task.long_term distances, or task.memory_check=false "
             "to run anyway"
         )
