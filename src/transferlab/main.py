@@ -144,10 +144,11 @@ def _unexpected(exc: BaseException, output_dir: Path, sweeping: bool) -> tuple[i
 
 
 def interrupted_message(output_dir: Path, how: str = "Ctrl-C") -> str:
-    """Where a run stopped by ``how`` (Ctrl-C, SIGTERM) left its latest image and checkpoint, and how to
-    continue it."""
+    """Where a run stopped by ``how`` (Ctrl-C, SIGTERM) left its latest image and checkpoint (a video run's
+    progress.json: its finished frames), and how to continue it."""
     image = output_dir / "final.png"
-    ckpts = sorted(output_dir.glob("checkpoints/*.ckpt"), key=lambda p: p.stat().st_mtime)
+    resumable = [*output_dir.glob("checkpoints/*.ckpt"), *output_dir.glob("progress.json")]
+    ckpts = sorted(resumable, key=lambda p: p.stat().st_mtime)
     parts = [f"latest image {image}" if image.is_file() else "no image was written yet"]
     if ckpts:
         parts.append(f"latest checkpoint {ckpts[-1]}; continue with ckpt_path={ckpts[-1]} hydra.run.dir={output_dir}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import av
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from tests.helpers import make_image
+from transferlab.fast.per_style.networks import build_network
 
 
 def textured(h: int, w: int, seed: int = 0) -> torch.Tensor:
@@ -36,12 +38,18 @@ def square_frames(n: int = 4, h: int = 48, w: int = 64, shift: int = 3, side: in
     return frames
 
 
-def write_clip(path: Path, frames: list[torch.Tensor], fps: int = 10, audio: bool = False) -> Path:
+def write_clip(
+    path: Path, frames: list[torch.Tensor], fps: int = 10, audio: bool = False, rotation: int | None = None
+) -> Path:
+    """An H.264 clip of ``frames``; ``rotation``: the display matrix's counterclockwise degrees (a phone
+    held upright records landscape frames with -90)."""
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=fps)
         stream.height, stream.width = frames[0].shape[-2:]
         stream.pix_fmt = "yuv420p"
         stream.options = {"crf": "10"}
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
         if audio:
             sound = out.add_stream("aac", rate=16000)
             sound.layout = "mono"
@@ -58,6 +66,51 @@ def write_clip(path: Path, frames: list[torch.Tensor], fps: int = 10, audio: boo
                 chunk.pts = start
                 out.mux(sound.encode(chunk))
             out.mux(sound.encode())
+    return path
+
+
+def variable_size_clip(path: Path, *parts: list[torch.Tensor]) -> Path:
+    """One H.264 stream whose frame size changes between ``parts``: MPEG-TS segments back to back, as a
+    broadcast or a screen recording that changes resolution is."""
+    data = b""
+    for k, frames in enumerate(parts):
+        segment = path.with_name(f"{path.stem}.part{k}.ts")
+        with av.open(str(segment), "w", format="mpegts") as out:
+            stream = out.add_stream("libx264", rate=10)
+            stream.height, stream.width = frames[0].shape[-2:]
+            stream.pix_fmt = "yuv420p"
+            for f in frames:
+                array = (f * 255).round().byte().permute(1, 2, 0).contiguous().numpy()
+                out.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
+            out.mux(stream.encode())
+        data += segment.read_bytes()
+        segment.unlink()
+    path.write_bytes(data)
+    return path
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 600 KB tmpfs: a real full disk (root only; skipped where mounting is not allowed)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+@pytest.fixture
+def tiny_network(tmp_path: Path) -> Path:
+    """A randomly initialised light network saved as train_fast saves it (the mechanics, not the look)."""
+    torch.manual_seed(0)
+    spec = {"arch": "light", "width": 0.25, "blocks": 1}
+    state = {f"network.{k}": v for k, v in build_network(**spec).state_dict().items()}
+    path = tmp_path / "tiny.ckpt"
+    torch.save({"state_dict": state, "hyper_parameters": {"network": spec}}, path)
     return path
 
 

@@ -15,7 +15,6 @@ from tests.helpers import compose_cfg, hparams_columns, sweep_in_process
 from tests.video.conftest import pan_frames, square_frames, write_clip
 from transferlab import images, main, sweep
 from transferlab.errors import ConfigError, VideoError, WeightsError
-from transferlab.fast.per_style.networks import build_network
 from transferlab.video import io, task
 from transferlab.video.settings import VideoSettings
 from transferlab.video.temporal import BlendedFrames
@@ -124,17 +123,6 @@ def test_long_term_consistency_runs(tmp_path: Path, pan_clip: Path, style_image:
         video_cfg(pan_clip, style_image, "task.long_term=[1,2]", "task.baseline=false", "task.max_frames=3"), out
     )
     assert json.loads((out / "metrics.json").read_text())["frames"] == 3
-
-
-@pytest.fixture
-def tiny_network(tmp_path: Path) -> Path:
-    """A randomly initialised light network saved as train_fast saves it (the mechanics, not the look)."""
-    torch.manual_seed(0)
-    spec = {"arch": "light", "width": 0.25, "blocks": 1}
-    state = {f"network.{k}": v for k, v in build_network(**spec).state_dict().items()}
-    path = tmp_path / "tiny.ckpt"
-    torch.save({"state_dict": state, "hyper_parameters": {"network": spec}}, path)
-    return path
 
 
 def test_fast_method_blends_and_reports_the_flicker(tmp_path: Path, tiny_network: Path) -> None:

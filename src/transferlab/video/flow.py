@@ -1,4 +1,4 @@
-"""Optical flow behind a small interface, warping, Ruder et al.'s forward-backward consistency
+"""Optical flow (OpenCV), warping, Ruder et al.'s forward-backward consistency
 mask, and the flicker metric.
 
 Convention: ``flow(a, b)`` is the backward flow of ``a`` into ``b``: pixel ``x`` of ``a`` is seen
@@ -8,8 +8,6 @@ looks like ``a``: the previous stylized frame is warped into the current one wit
 
 from __future__ import annotations
 
-from typing import Protocol
-
 import cv2
 import numpy as np
 import torch
@@ -17,13 +15,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 METHODS = ("dis", "farneback")
-
-
-class FlowEstimator(Protocol):
-    """Two ``[3, H, W]`` frames in [0, 1] -> ``[2, H, W]`` flow in pixels (see the module's convention).
-    A learned model (RAFT, ...) fits here where a user has its weights."""
-
-    def __call__(self, a: Tensor, b: Tensor) -> Tensor: ...
 
 
 def _gray(image: Tensor) -> np.ndarray:

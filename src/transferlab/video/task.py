@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -19,17 +21,22 @@ from torch import Tensor
 from tqdm import tqdm
 
 from transferlab import backbone, checks, images, runtime
+from transferlab.errors import VideoError
 from transferlab.fast import stylizer
 from transferlab.files import write_json
 from transferlab.result import TaskResult
 from transferlab.video import io
 from transferlab.video.flow import OpenCVFlow, consistency_mask, warp, warping_error
-from transferlab.video.settings import VideoSettings
+from transferlab.video.settings import RESUME_FILE, VideoSettings
 from transferlab.video.temporal import BlendedFrames, OptimizedFrames, combine
 
 log = logging.getLogger(__name__)
 
 SHEET_FRAMES = 4  # the frames that show a run in a sweep's contact sheet, first to last
+# Disk a finished frame's PNG takes at most: PNG is lossless, about the raw 3 bytes a pixel for a
+# stylized frame's texture (less for flat content). H.264 at crf 18 keeps the video under a tenth of raw.
+PNG_BYTES_PER_PIXEL = 3
+MP4_BYTES_PER_PIXEL = 0.3
 
 
 def quantized(image: Tensor) -> Tensor:
@@ -54,6 +61,7 @@ def build_optimizer(s: VideoSettings) -> OptimizedFrames:
 
 Targets = list[tuple[Tensor, Tensor]]  # earlier results warped into this frame and their masks, nearest first
 FrameStep = Callable[[Tensor, Targets], tuple[Tensor, Tensor | None]]
+History = deque[tuple[Tensor, Tensor, Tensor | None]]  # (input, result, baseline), nearest first
 
 
 def frame_step(s: VideoSettings, clock: dict[str, float]) -> FrameStep:
@@ -89,56 +97,90 @@ def frame_step(s: VideoSettings, clock: dict[str, float]) -> FrameStep:
     return optimize
 
 
-def stylize_video(s: VideoSettings, output_dir: Path) -> dict[str, float]:
-    """Stylize every frame into ``output_dir/frames`` (and the independent baseline into
-    ``output_dir/baseline``), resuming from ``progress.json`` when it matches; returns the metrics."""
-    info = io.probe(s.input, s.fps)
-    frames_dir, baseline_dir = output_dir / "frames", output_dir / "baseline"
-    frames_dir.mkdir(parents=True, exist_ok=True)
-    if s.baseline:
-        baseline_dir.mkdir(exist_ok=True)
-    progress_path = output_dir / "progress.json"
+def load_progress(s: VideoSettings, output_dir: Path) -> dict[str, Any]:
+    """The frames finished and flicker sums so far: ``progress.json`` when it belongs to this input and
+    config (the door refused a ``ckpt_path`` that does not), else a fresh start."""
+    path = output_dir / RESUME_FILE
+    if s.resume is not None and s.resume.resolve() != path.resolve():
+        raise VideoError(
+            f"ckpt_path={s.resume} is not the {RESUME_FILE} of this run's directory {output_dir}; "
+            f"continue it with hydra.run.dir={s.resume.parent}"
+        )
     fingerprint = s.fingerprint()
-    progress = {"fingerprint": fingerprint, "done": 0, "sums": {"video": [0.0, 0.0], "baseline": [0.0, 0.0]}}
-    if progress_path.exists():
-        saved = json.loads(progress_path.read_text())
-        if saved.get("fingerprint") == fingerprint:
-            progress = saved
-            log.info("resuming: %d frames already finished in %s", saved["done"], frames_dir)
-        else:
-            log.warning("%s belongs to another input or config: starting over", progress_path)
-    clock = {"baseline": 0.0, "frames": 0}  # the independent per-frame stylization (optimize only)
-    step = frame_step(s, clock)
-    flow = OpenCVFlow(s.flow)
-    depth = max(s.long_term)
-    history: deque[tuple[Tensor, Tensor, Tensor | None]] = deque(maxlen=depth)  # (input, result, baseline)
-    flow_seconds = total_seconds = 0.0
-    done = progress["done"]
-    total = min(info.frames or 0, s.max_frames or 10**9) or None
-    count = 0
-    for i, frame in enumerate(tqdm(io.read_frames(s.input), total=total, desc="frames", unit="frame")):
+    fresh = {"fingerprint": fingerprint, "done": 0, "sums": {"video": [0.0, 0.0], "baseline": [0.0, 0.0]}}
+    if not path.exists():
+        return fresh
+    try:
+        saved = json.loads(path.read_text())
+    except ValueError:
+        saved = None  # not written by a run (they write it atomically): nothing to continue from
+    if not isinstance(saved, dict) or saved.get("fingerprint") != fingerprint:
+        log.warning("%s belongs to another input or config (or is not a run's): starting over", path)
+        return fresh
+    log.info("resuming: %d frames already finished in %s", saved["done"], output_dir / "frames")
+    return saved
+
+
+def check_space(s: VideoSettings, output_dir: Path, done: int) -> None:
+    """Refuse a run whose frames (two PNGs each with the baseline) and video would not fit the free
+    space of ``output_dir``'s disk, before the first frame is stylized."""
+    total = min(s.info.frames or done + 1, s.max_frames or 10**12)
+    pixels = s.hw[0] * s.hw[1]
+    need = max(total - done, 0) * pixels * PNG_BYTES_PER_PIXEL * (2 if s.baseline else 1)
+    need += int(total * pixels * MP4_BYTES_PER_PIXEL)
+    free = shutil.disk_usage(output_dir).free
+    if need > free:
+        raise VideoError(
+            f"{output_dir}: {total - done} frames of {s.hw[1]}x{s.hw[0]} need up to {need / 2**30:.2f} GiB "
+            f"(frames/{', baseline/' if s.baseline else ''} and stylized.mp4) but the disk has "
+            f"{free / 2**30:.2f} GiB free; free space, write elsewhere (hydra.run.dir), or lower "
+            "task.size or task.max_frames" + (" (task.baseline=false halves it)" if s.baseline else "")
+        )
+
+
+class FlowTargets:
+    """For each frame, the earlier results at ``task.long_term`` distances warped into it with their
+    consistency masks, and the nearest one's flow for the flicker metric; times the flow work."""
+
+    def __init__(self, s: VideoSettings) -> None:
+        self.flow, self.long_term, self.seconds = OpenCVFlow(s.flow), s.long_term, 0.0
+
+    def __call__(self, frame: Tensor, history: History) -> tuple[Targets, list[tuple[Tensor, ...]]]:
+        targets, pairs = [], []
+        for j in self.long_term:
+            if j > len(history):
+                break
+            earlier, result, base = history[j - 1]
+            start = time.perf_counter()
+            backward, forward = self.flow(frame, earlier), self.flow(earlier, frame)
+            mask = consistency_mask(backward, forward)
+            self.seconds += time.perf_counter() - start
+            targets.append((warp(result, backward), mask))
+            if j == 1:
+                pairs = [(result, base, backward, mask)]
+        return targets, pairs
+
+
+def stylize_frames(s: VideoSettings, output_dir: Path, progress: dict[str, Any]) -> dict[str, float]:
+    """Stylize every frame not finished yet into ``frames/`` (and ``baseline/``), keeping ``progress``
+    (saved after each frame) up to date; returns the frame count and the seconds spent."""
+    frames_dir, baseline_dir = output_dir / "frames", output_dir / "baseline"
+    clock = {"baseline": 0.0, "frames": 0, "total": 0.0}  # baseline: the independent stylization (optimize)
+    step, flow = frame_step(s, clock), FlowTargets(s)
+    history: History = deque(maxlen=max(s.long_term))
+    done, count = progress["done"], 0
+    total = min(s.info.frames or 0, s.max_frames or 10**9) or None
+    for i, frame in enumerate(tqdm(io.read_frames(s.input, s.hw), total=total, desc="frames", unit="frame")):
         if s.max_frames is not None and i >= s.max_frames:
             break
-        count = i + 1
-        frame = (frame if s.size is None else images.resize_long_side(frame, s.size)).to(s.device)
+        count, frame = i + 1, frame.to(s.device)
         if i < done:  # finished before: only its result is needed, for the next frames
             result = images.load_image(frames_dir / frame_name(i)).to(s.device)
             base = images.load_image(baseline_dir / frame_name(i)).to(s.device) if s.baseline else None
             history.appendleft((frame, result, base))
             continue
         start = time.perf_counter()
-        targets, pairs = [], []
-        for j in s.long_term:
-            if j > len(history):
-                break
-            earlier, result, base = history[j - 1]
-            t0 = time.perf_counter()
-            backward, forward = flow(frame, earlier), flow(earlier, frame)
-            mask = consistency_mask(backward, forward)
-            flow_seconds += time.perf_counter() - t0
-            targets.append((warp(result, backward), mask))
-            if j == 1:
-                pairs = [(result, base, backward, mask)]
+        targets, pairs = flow(frame, history)
         result, base = step(frame, targets)
         images.save_image(result, frames_dir / frame_name(i))
         if base is not None:
@@ -148,18 +190,22 @@ def stylize_video(s: VideoSettings, output_dir: Path) -> dict[str, float]:
             if base is not None:
                 add(progress["sums"]["baseline"], warping_error(base, previous_base, backward, mask))
         history.appendleft((frame, result, base))
-        total_seconds += time.perf_counter() - start
+        clock["total"] += time.perf_counter() - start
         progress["done"] = i + 1
-        write_json(progress, progress_path)
-    sums = progress["sums"]
+        write_json(progress, output_dir / RESUME_FILE)
+    return clock | {"count": count, "done": done, "flow": flow.seconds}
+
+
+def summarize(s: VideoSettings, fps: float, progress: dict[str, Any], clock: dict[str, float]) -> dict[str, float]:
+    """metrics.json: the flicker of the video (and of independent frames), the seconds per frame."""
+    sums, own = progress["sums"], clock["total"] - clock["baseline"]  # the method's time, flow included
     metrics = {
         "method": s.method,
-        "frames": count,
-        "fps": float(info.fps),
+        "frames": clock["count"],
+        "fps": fps,
         "flicker": sums["video"][0] / sums["video"][1] if sums["video"][1] else 0.0,
-        # The method's own time (flow included), without the independent baseline's.
-        "seconds_per_frame": (total_seconds - clock["baseline"]) / max(count - done, 1),
-        "flow_share": flow_seconds / (total_seconds - clock["baseline"]) if total_seconds else 0.0,
+        "seconds_per_frame": own / max(clock["count"] - clock["done"], 1),
+        "flow_share": clock["flow"] / own if clock["total"] else 0.0,
     }
     if s.baseline:
         # per frame it ran on (the first frame's is the first result)
@@ -168,12 +214,24 @@ def stylize_video(s: VideoSettings, output_dir: Path) -> dict[str, float]:
     return metrics
 
 
+def stylize_video(s: VideoSettings, output_dir: Path) -> dict[str, float]:
+    """Stylize every frame into ``output_dir/frames`` (and the independent baseline into
+    ``output_dir/baseline``), resuming from ``progress.json`` when it matches; returns the metrics."""
+    (output_dir / "frames").mkdir(parents=True, exist_ok=True)
+    if s.baseline:
+        (output_dir / "baseline").mkdir(exist_ok=True)
+    progress = load_progress(s, output_dir)
+    check_space(s, output_dir, progress["done"])
+    clock = stylize_frames(s, output_dir, progress)
+    return summarize(s, float(s.info.fps), progress, clock)
+
+
 def add(total: list[float], part: tuple[float, float]) -> None:
     total[0] += part[0]
     total[1] += part[1]
 
 
-def finished_frames(frames_dir: Path, count: int, hw: tuple[int, int]):
+def finished_frames(frames_dir: Path, count: int, hw: tuple[int, int]) -> Iterator[Tensor]:
     """The finished PNGs at the input's size, one at a time."""
     for i in range(count):
         yield images.resize(images.load_image(frames_dir / frame_name(i)), hw)
@@ -186,14 +244,13 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     pl.seed_everything(s.seed, verbose=False)
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")
     torch.manual_seed(s.seed)
-    info = io.probe(s.input, s.fps)
+    info = s.info
     metrics = stylize_video(s, output_dir)
-    audio = s.input if info.has_audio else None
     io.write_video(
         finished_frames(output_dir / "frames", metrics["frames"], (info.height, info.width)),
         output_dir / "stylized.mp4",
         info.fps,
-        audio,
+        s.input if info.has_audio else None,
     )
     baseline = f"{metrics['flicker_baseline']:.4g}" if "flicker_baseline" in metrics else "not measured"
     log.info(
