@@ -12,13 +12,14 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor
 
-from transferlab import fetch, images
+from transferlab import fetch, images, memory
 from transferlab.fast import adain as A
 from transferlab.fast.adain_export import INPUTS
 from transferlab.fast.adain_net import MIN_SIZE
 from transferlab.fast.adain_settings import EXPORTED, ApplyAdaINSettings
 from transferlab.fast.adain_train import load_adain
 from transferlab.fast.apply import gather, load_onnx, stylize_files
+from transferlab.fast.tiled import Bounded
 from transferlab.files import write_json
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,13 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, str]:
     s = ApplyAdaINSettings.from_cfg(cfg)
     files = gather(s.images.inputs)
     stylize = exported_stylizer(s) if s.model.suffix.lower() == ".onnx" else checkpoint_stylizer(s)
+    # The checkpoint's network is measured; an image beyond memory is refused, not tiled (fast/tiled.py: the
+    # content's global feature statistics).
+    bound = None
+    if s.model.suffix.lower() != ".onnx":
+        bound = Bounded(
+            stylize, memory.footprint(stylize, MIN_SIZE), memory.budget(s.device), MIN_SIZE, False, s.device
+        )
     out_dir = output_dir / "stylized"
     names = stylize_files(
         files,
@@ -72,6 +80,7 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, str]:
         s.images.format,
         min_size=MIN_SIZE,
         desc="apply_adain",
+        bound=bound,
     )
     write_json(
         {

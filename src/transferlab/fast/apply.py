@@ -14,13 +14,14 @@ from omegaconf import DictConfig
 from torch import Tensor
 from tqdm import tqdm
 
-from transferlab import color, images
+from transferlab import color, images, memory
 from transferlab.errors import ImageError, WeightsError
+from transferlab.exporter import onnx_runner
 from transferlab.fast import data
-from transferlab.fast.export import onnx_runner
 from transferlab.fast.module import load_network
 from transferlab.fast.networks import MIN_SIZE
 from transferlab.fast.settings import ApplySettings
+from transferlab.fast.tiled import Bounded
 from transferlab.files import write_json
 
 log = logging.getLogger(__name__)
@@ -79,10 +80,12 @@ def stylize_files(
     fmt: str,
     min_size: int = MIN_SIZE,
     desc: str = "apply_fast",
+    bound: Bounded | None = None,
 ) -> dict[str, str]:
     """``stylize`` (``[N, 3, H, W] -> [N, 3, H, W]``) over ``files``: each resized to long side ``size``
     (None: its own size), batched by size, colours kept per ``color_mode``, written atomically as
-    ``out_dir/<stem>.<fmt>`` (a stem seen twice gets ``_1``, ...); returns ``{input: output}``."""
+    ``out_dir/<stem>.<fmt>`` (a stem seen twice gets ``_1``, ...); returns ``{input: output}``. ``bound``
+    checks every image's size against memory before any is decoded, and runs ``stylize`` within it."""
     out_dir.mkdir(parents=True, exist_ok=True)
     # Decode lazily per size group: one pass over headers to group, then batches of equal size.
     groups: dict[tuple[int, int], list[Path]] = defaultdict(list)
@@ -95,7 +98,10 @@ def stylize_files(
             raise ImageError(
                 f"image {path} is {width}x{height} px; the network needs at least {min_size} px a side (upscale it)"
             )
+        if bound is not None:
+            bound.check(path, height, width)
         groups[(height, width)].append(path)
+    stylize = bound or stylize
     names: dict[str, str] = {}
     used: set[str] = set()
     with tqdm(total=len(files), desc=desc, unit="img") as bar:
@@ -120,8 +126,15 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, str]:
     s = ApplySettings.from_cfg(cfg)
     files = gather(s.images.inputs)
     stylize = load_stylizer(s.model, s.device)
+    # A checkpoint's network is measured (an ONNX model's memory is ONNX Runtime's): its pixels are local,
+    # so an image too large for memory is stylized in tiles.
+    bound = None
+    if s.model.suffix.lower() != ".onnx":
+        bound = Bounded(stylize, memory.footprint(stylize, MIN_SIZE), memory.budget(s.device), MIN_SIZE, True, s.device)
     out_dir = output_dir / "stylized"
-    names = stylize_files(files, stylize, out_dir, s.images.size, s.images.batch_size, s.images.color, s.images.format)
+    names = stylize_files(
+        files, stylize, out_dir, s.images.size, s.images.batch_size, s.images.color, s.images.format, bound=bound
+    )
     write_json({"model": str(s.model), "color": s.images.color, "outputs": names}, output_dir / "apply.json")
     log.info("apply_fast: %d images into %s", len(names), out_dir)
     return names

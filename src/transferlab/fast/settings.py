@@ -8,14 +8,14 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from transferlab import backbone, checks
+from transferlab import backbone, checks, exporter
 from transferlab.errors import ConfigError
+from transferlab.exporter import ExportOptions
 from transferlab.fast.networks import ARCHS, MIN_SIZE
 from transferlab.style.settings import layer_sets
 from transferlab.trainer import TrainerSettings
 
 COLORS = ("none", "luminance", "histogram")
-FORMATS = ("onnx", "pt2", "int8")
 
 
 @dataclass(frozen=True)
@@ -218,28 +218,20 @@ class ApplySettings:
 @dataclass(frozen=True)
 class ExportSettings:
     checkpoint: Path
-    formats: tuple[str, ...]
-    opset: int
+    export: ExportOptions
     example_size: int
     check_size: tuple[int, int]
-    atol: float
     seed: int
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> ExportSettings:
         task = cfg.task
-        formats = tuple(checks.choice(f, FORMATS, "task.formats") for f in task.formats)
-        if "int8" in formats and "onnx" not in formats:
-            raise ConfigError("task.formats: int8 quantizes the ONNX model; list onnx too")
-        check = tuple(checks.at_least(s, MIN_SIZE, "task.check_size") for s in task.check_size)
-        if len(check) != 2:
-            raise ConfigError(f"task.check_size={list(task.check_size)} is invalid; give [height, width]")
         return cls(
             checkpoint=checkpoint_file(cfg, (".ckpt",), "a train_fast checkpoint (.ckpt)"),
-            formats=formats,
-            opset=checks.at_least(task.opset, 18, "task.opset"),
-            example_size=checks.at_least(task.example_size, 16, "task.example_size"),
-            check_size=check,  # type: ignore[arg-type]
-            atol=checks.non_negative(task.atol, "task.atol"),
+            export=ExportOptions.from_cfg(task),
+            example_size=exporter.side(
+                checks.at_least(task.example_size, 16, "task.example_size"), "task.example_size"
+            ),
+            check_size=exporter.side_pair(task.check_size, "task.check_size", MIN_SIZE),
             seed=int(cfg.seed),
         )

@@ -1,0 +1,83 @@
+"""A feed-forward stylizer run within the device's memory: batches split into chunks that fit, and an image
+that alone does not fit stylized in overlapping tiles, cross-faded (``style/tiling.py``), or refused in one
+line with the longest side that fits.
+
+Tiling suits the per-style networks: each output pixel depends on a bounded neighbourhood, apart from
+instance norm's statistics, which a tile takes from itself (tiles of hundreds of pixels keep them close to
+the whole image's). AdaIN is refused instead: its output depends on the mean and standard deviation of
+the whole content's features, so tiles decoded from their own statistics would each get a different
+transfer; doing it right takes two passes (encode every tile, pool the statistics, decode every tile).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from transferlab.memory import Footprint, MemoryLimitError
+from transferlab.style import tiling
+
+log = logging.getLogger(__name__)
+
+# Pixels neighbouring tiles share and cross-fade over.
+OVERLAP = 32
+
+
+class Bounded:
+    """``stylize`` (``[N, 3, H, W] -> [N, 3, H, W]``) whose peak memory, ``footprint``, is kept within
+    ``budget`` bytes; ``tile``: whether an image too large alone may be stylized in tiles."""
+
+    def __init__(
+        self,
+        stylize: Callable[[Tensor], Tensor],
+        footprint: Footprint,
+        budget: int,
+        min_side: int,
+        tile: bool,
+        device: str = "cpu",
+    ) -> None:
+        self.stylize, self.footprint, self.budget, self.tile, self.device = stylize, footprint, budget, tile, device
+        # The largest square tile that fits, its overlaps included.
+        self.tile_side = math.isqrt(footprint.largest_pixels(budget))
+        self.min_tile = max(min_side, 4 * OVERLAP)
+
+    def fits(self, height: int, width: int, count: int = 1) -> bool:
+        return self.footprint.peak(count * height * width) <= self.budget
+
+    def check(self, path: Path, height: int, width: int) -> None:
+        """Refuse, before anything is decoded, an image of ``height x width`` this run cannot stylize."""
+        if self.fits(height, width) or (self.tile and self.tile_side >= self.min_tile):
+            return
+        longest = self.footprint.largest_side(self.budget, height, width)
+        fix = f"free memory on {self.device}"
+        if longest >= self.min_tile:
+            fix = f"set task.size={longest} (the longest side that fits) or {fix}"
+        need = self.footprint.peak(height * width)
+        raise MemoryLimitError(
+            f"image {path} at {width}x{height} px needs an estimated {need / 2**30:.1f} GiB at its peak but "
+            f"{self.device} has {self.budget / 2**30:.1f} GiB to plan with; {fix}"
+        )
+
+    def __call__(self, batch: Tensor) -> Tensor:
+        n, _, height, width = batch.shape
+        if self.fits(height, width, n):
+            return self.stylize(batch)
+        if self.fits(height, width):
+            per_chunk = max(1, self.footprint.largest_pixels(self.budget) // (height * width))
+            return torch.cat([self.stylize(chunk) for chunk in batch.split(per_chunk)])
+        return torch.cat([self.tiled(image[None]) for image in batch])
+
+    def tiled(self, image: Tensor) -> Tensor:
+        """One ``[1, 3, H, W]`` image stylized in overlapping tiles of at most ``tile_side`` px."""
+        height, width = image.shape[-2:]
+        boxes = tiling.tile_boxes(height, width, self.tile_side, OVERLAP)
+        log.info("%dx%d px in %d tiles of %d px (memory)", width, height, len(boxes), self.tile_side)
+        blender = tiling.Blender(height, width, OVERLAP)
+        for box in boxes:
+            blender.add(self.stylize(tiling.crop(image, box).contiguous()), box)
+        return blender.result()
