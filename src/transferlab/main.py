@@ -47,7 +47,7 @@ DISK_FULL = fetch.DISK_FULL
 # directories unique between processes started at the same moment, on one machine or several.
 OmegaConf.register_new_resolver("transferlab_pid", lambda: str(os.getpid()), replace=True)
 
-_interrupted = False
+_interrupted: str | None = None  # what stopped the run: Ctrl-C or SIGTERM
 
 
 def run_task(cfg: DictConfig, output_dir: Path) -> float | None:
@@ -130,7 +130,7 @@ def interrupted_message(output_dir: Path) -> str:
     parts = [f"latest image {image}" if image.is_file() else "no image was written yet"]
     if ckpts:
         parts.append(f"latest checkpoint {ckpts[-1]}; continue with ckpt_path={ckpts[-1]} hydra.run.dir={output_dir}")
-    return "Ctrl-C: " + "; ".join(parts)
+    return f"{_interrupted or 'Ctrl-C'}: " + "; ".join(parts)
 
 
 def keep_error(output_dir: Path, message: str, details: str | None) -> None:
@@ -168,9 +168,11 @@ def _fail_on_full_disk(logger: logging.Logger) -> None:
             handler._transferlab = True
 
 
-def _on_sigint(signum: int, frame: object) -> None:
+def _on_interrupt(signum: int, frame: object) -> None:
     global _interrupted
-    _interrupted = True  # Lightning turns the KeyboardInterrupt into exit(1): remember it was Ctrl-C
+    # Lightning turns the KeyboardInterrupt into exit(1): remember it was a signal. SIGTERM is stopped the
+    # same way, so that a terminated run unwinds (its temporary files go) and says so instead of vanishing.
+    _interrupted = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
     raise KeyboardInterrupt
 
 
@@ -191,9 +193,11 @@ def cli() -> None:
         print(f"error: {message}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        signal.signal(signal.SIGINT, _on_sigint)
+        signal.signal(signal.SIGINT, _on_interrupt)
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _on_interrupt)
     try:
         _hydra_main()
     except KeyboardInterrupt:
-        print("interrupted: Ctrl-C", file=sys.stderr)
+        print(f"interrupted: {_interrupted or 'Ctrl-C'}", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)

@@ -133,6 +133,8 @@ def footprint(fn: Callable[[Tensor], Any], min_side: int = 1, device: str | torc
     """``fn``'s footprint on ``[1, 3, s, s]`` images, measured at two probe sides (each at least ``min_side``)."""
     small = max(PROBES[0], min_side)
     large = max(PROBES[1], 2 * small)
+    with torch.inference_mode():  # a warm-up: what a first call caches (converted kernels) is not per pixel
+        fn(torch.rand(1, 3, small, small, device=device))
     peaks = [peak_bytes(fn, torch.rand(1, 3, s, s, device=device)) for s in (small, large)]
     per_pixel = max(0.0, (peaks[1] - peaks[0]) / (large**2 - small**2))
     return Footprint(max(0, int(peaks[0] - per_pixel * small**2)), per_pixel)

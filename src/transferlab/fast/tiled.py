@@ -24,8 +24,10 @@ from transferlab.style import tiling
 
 log = logging.getLogger(__name__)
 
-# Pixels neighbouring tiles share and cross-fade over.
+# Pixels neighbouring tiles share and cross-fade over (at most a quarter of a tile).
 OVERLAP = 32
+# The smallest tile worth running: below it the overlaps would be most of the work.
+MIN_TILE = 16
 
 
 class Bounded:
@@ -44,7 +46,8 @@ class Bounded:
         self.stylize, self.footprint, self.budget, self.tile, self.device = stylize, footprint, budget, tile, device
         # The largest square tile that fits, its overlaps included.
         self.tile_side = math.isqrt(footprint.largest_pixels(budget))
-        self.min_tile = max(min_side, 4 * OVERLAP)
+        self.overlap = min(OVERLAP, self.tile_side // 4)
+        self.min_tile = max(min_side, MIN_TILE)
 
     def fits(self, height: int, width: int, count: int = 1) -> bool:
         return self.footprint.peak(count * height * width) <= self.budget
@@ -75,9 +78,9 @@ class Bounded:
     def tiled(self, image: Tensor) -> Tensor:
         """One ``[1, 3, H, W]`` image stylized in overlapping tiles of at most ``tile_side`` px."""
         height, width = image.shape[-2:]
-        boxes = tiling.tile_boxes(height, width, self.tile_side, OVERLAP)
+        boxes = tiling.tile_boxes(height, width, self.tile_side, self.overlap)
         log.info("%dx%d px in %d tiles of %d px (memory)", width, height, len(boxes), self.tile_side)
-        blender = tiling.Blender(height, width, OVERLAP)
+        blender = tiling.Blender(height, width, self.overlap)
         for box in boxes:
             blender.add(self.stylize(tiling.crop(image, box).contiguous()), box)
         return blender.result()
