@@ -10,6 +10,7 @@ the pixels (every activation scales with them), so two probes give both; sizes a
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
@@ -97,10 +98,10 @@ class _Live(TorchDispatchMode):
             self.live -= size
 
 
-def peak_bytes(fn: Callable[..., Any], *args: Any) -> int:
+def peak_bytes(fn: Callable[..., Any], *args: Any, grad: bool = False) -> int:
     """The most bytes of tensors that ``fn(*args)`` creates and holds at once (its arguments and
-    parameters not counted), its output included."""
-    with torch.inference_mode():
+    parameters not counted), its output included; ``grad``: with autograd (``fn`` may call backward)."""
+    with contextlib.nullcontext() if grad else torch.inference_mode():
         mode = _Live()
         with mode:
             out = fn(*args)
@@ -129,12 +130,34 @@ class Footprint:
         return math.floor(math.sqrt(pixels * max(height, width) / min(height, width)))
 
 
-def footprint(fn: Callable[[Tensor], Any], min_side: int = 1, device: str | torch.device = "cpu") -> Footprint:
-    """``fn``'s footprint on ``[1, 3, s, s]`` images, measured at two probe sides (each at least ``min_side``)."""
+def footprint(
+    fn: Callable[[Tensor], Any], min_side: int = 1, device: str | torch.device = "cpu", grad: bool = False
+) -> Footprint:
+    """``fn``'s footprint on ``[1, 3, s, s]`` images, measured at two probe sides (each at least ``min_side``);
+    ``grad``: with autograd (``fn`` may call backward). The probes come from their own generator: measuring
+    does not move the seeded random numbers of a run."""
     small = max(PROBES[0], min_side)
     large = max(PROBES[1], 2 * small)
-    with torch.inference_mode():  # a warm-up: what a first call caches (converted kernels) is not per pixel
-        fn(torch.rand(1, 3, small, small, device=device))
-    peaks = [peak_bytes(fn, torch.rand(1, 3, s, s, device=device)) for s in (small, large)]
+    g = torch.Generator().manual_seed(0)
+
+    def probe(side: int) -> Tensor:
+        return torch.rand(1, 3, side, side, generator=g).to(device)
+
+    with contextlib.nullcontext() if grad else torch.inference_mode():
+        fn(probe(small))  # a warm-up: what a first call caches (converted kernels) is not per pixel
+    peaks = [peak_bytes(fn, probe(s), grad=grad) for s in (small, large)]
     per_pixel = max(0.0, (peaks[1] - peaks[0]) / (large**2 - small**2))
     return Footprint(max(0, int(peaks[0] - per_pixel * small**2)), per_pixel)
+
+
+def check_training(
+    loss: Callable[[Tensor], Tensor], module: nn.Module, pixels: int, device: str, what: str, min_side: int = 1
+) -> None:
+    """Refuse a training run whose step on ``pixels`` input pixels (a batch's crops together) would not fit
+    ``device``: ``loss`` (an image batch to a scalar) forward and backward measured at the probes, ``module``'s
+    gradients cleared after. A run no larger than the largest probe is not measured: that would cost as much."""
+    if pixels <= max(PROBES[1], 2 * max(PROBES[0], min_side)) ** 2:
+        return
+    measured = footprint(lambda x: loss(x).backward(), min_side, grad=True)
+    module.zero_grad(set_to_none=True)
+    check(measured.peak(pixels), device, what, "choose a smaller data.crop or data.batch_size")

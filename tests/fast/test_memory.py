@@ -9,7 +9,7 @@ import logging
 import pytest
 import torch
 
-from helpers import compose_cfg, lively, make_image
+from helpers import adain_train_cfg, compose_cfg, lively, make_image
 from transferlab import images, main, memory
 from transferlab.fast.adain_net import AdaINNet
 from transferlab.fast.apply import load_stylizer
@@ -89,3 +89,19 @@ def test_an_export_check_size_beyond_memory_is_refused(task, trained, tmp_path, 
     with pytest.raises(MemoryLimitError, match=r"task.check_size=\[16000, 16000\]: the run needs an estimated"):
         main.run_task(cfg, tmp_path)
     assert not list(tmp_path.iterdir())
+
+
+def test_train_fast_refuses_a_crop_beyond_memory_before_training(train_cfg, photos, style_image, tmp_path, monkeypatch):
+    monkeypatch.setattr(memory, "available_memory", lambda device: 2**30)
+    cfg = train_cfg(photos, style_image, "data.crop=8192", "data.batch_size=4")
+    with pytest.raises(MemoryLimitError, match=r"data.crop=8192 with data.batch_size=4: the run needs an estimated"):
+        main.run_task(cfg, tmp_path)
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_train_adain_refuses_a_crop_beyond_memory_before_training(photos, styles, tmp_path, monkeypatch):
+    monkeypatch.setattr(memory, "available_memory", lambda device: 2**30)
+    cfg = adain_train_cfg(photos, styles, "data.crop=8192", "data.batch_size=2", "task.style_resize=8192")
+    with pytest.raises(MemoryLimitError, match=r"data.crop=8192 with data.batch_size=2: the run needs an estimated"):
+        main.run_task(cfg, tmp_path)
+    assert not (tmp_path / "checkpoints").exists()

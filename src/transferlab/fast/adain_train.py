@@ -16,10 +16,10 @@ from torch import Tensor
 from torch.utils.data import Dataset, TensorDataset
 from torchvision.utils import make_grid
 
-from transferlab import checkpoints, images
+from transferlab import checkpoints, images, memory
 from transferlab.errors import WeightsError
 from transferlab.fast import data
-from transferlab.fast.adain_net import TRAINING_ONLY, AdaINNet
+from transferlab.fast.adain_net import MIN_SIZE, TRAINING_ONLY, AdaINNet
 from transferlab.fast.adain_settings import CHECKPOINT, TrainAdaINSettings
 from transferlab.fast.train import StepData, fit
 from transferlab.files import atomic_write
@@ -177,6 +177,15 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
         s.training.weight_decay,
         previews,
         s.preview_size,
+    )
+    # The probe stands for both the content and the style crops.
+    memory.check_training(
+        lambda x: module._loss(x, x)[1]["loss"],
+        module,
+        s.photos.batch_size * s.photos.crop**2,
+        s.training.trainer.accelerator,
+        f"data.crop={s.photos.crop} with data.batch_size={s.photos.batch_size}",
+        MIN_SIZE,
     )
     val = TensorDataset(data.validation_batch(val_files, s.photos.val_size))
     log.info(

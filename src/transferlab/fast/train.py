@@ -15,9 +15,10 @@ from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
-from transferlab import fetch, images, sweep
+from transferlab import fetch, images, memory, sweep
 from transferlab.fast import data
 from transferlab.fast.module import FastStyleModule, PerceptualLoss, make_loss
+from transferlab.fast.networks import MIN_SIZE
 from transferlab.fast.settings import Training, TrainSettings
 from transferlab.files import atomic_write, write_json
 from transferlab.trainer import log_summary, make_trainer
@@ -132,6 +133,14 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
         s.training.weight_decay,
     )
     photos, training = s.photos, s.training
+    memory.check_training(
+        lambda x: module.perceptual(module.network(x), x)["loss"],
+        module,
+        photos.batch_size * photos.crop**2,
+        training.trainer.accelerator,
+        f"data.crop={photos.crop} with data.batch_size={photos.batch_size}",
+        MIN_SIZE,
+    )
     crops = data.ContentCrops(
         train_files,
         photos.crop,
