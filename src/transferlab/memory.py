@@ -130,14 +130,20 @@ class Footprint:
         return math.floor(math.sqrt(pixels * max(height, width) / min(height, width)))
 
 
+def probe_sides(min_side: int = 1) -> tuple[int, int]:
+    """The two sides a footprint is measured at. A run of no more pixels than the larger one's square is
+    not measured: measuring would allocate as much as the run."""
+    small = max(PROBES[0], min_side)
+    return small, max(PROBES[1], 2 * small)
+
+
 def footprint(
     fn: Callable[[Tensor], Any], min_side: int = 1, device: str | torch.device = "cpu", grad: bool = False
 ) -> Footprint:
     """``fn``'s footprint on ``[1, 3, s, s]`` images, measured at two probe sides (each at least ``min_side``);
     ``grad``: with autograd (``fn`` may call backward). The probes come from their own generator: measuring
     does not move the seeded random numbers of a run."""
-    small = max(PROBES[0], min_side)
-    large = max(PROBES[1], 2 * small)
+    small, large = probe_sides(min_side)
     g = torch.Generator().manual_seed(0)
 
     def probe(side: int) -> Tensor:
@@ -156,7 +162,7 @@ def check_training(
     """Refuse a training run whose step on ``pixels`` input pixels (a batch's crops together) would not fit
     ``device``: ``loss`` (an image batch to a scalar) forward and backward measured at the probes, ``module``'s
     gradients cleared after. A run no larger than the largest probe is not measured: that would cost as much."""
-    if pixels <= max(PROBES[1], 2 * max(PROBES[0], min_side)) ** 2:
+    if pixels <= probe_sides(min_side)[1] ** 2:
         return
     measured = footprint(lambda x: loss(x).backward(), min_side, grad=True)
     module.zero_grad(set_to_none=True)

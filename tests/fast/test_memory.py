@@ -34,7 +34,7 @@ def test_an_image_beyond_memory_is_tiled_and_matches_the_whole(tmp_path):
     net = build_network("johnson").eval()
     image = images.load_image(make_image(tmp_path / "a.png", size=(200, 160), seed=3))[None]
     footprint = memory.footprint(net, MIN_SIZE)
-    bound = Bounded(net, footprint, footprint.peak(160 * 160 + 100), MIN_SIZE, tile=True)
+    bound = Bounded(net, lambda: footprint, footprint.peak(160 * 160 + 100), MIN_SIZE, tile=True)
     assert not bound.fits(160, 200) and bound.tile_side == 160
     bound.check(tmp_path / "a.png", 160, 200)  # tiling makes it fit: no refusal
     with torch.inference_mode():
@@ -51,15 +51,15 @@ def test_an_image_beyond_memory_is_tiled_and_matches_the_whole(tmp_path):
 def test_apply_fast_tiles_an_image_beyond_memory(trained, tmp_path, monkeypatch, caplog):
     ckpt = trained / "checkpoints" / "last.ckpt"
     footprint = memory.footprint(load_stylizer(ckpt), MIN_SIZE)  # as apply_fast measures it
-    # Memory for a 48 px tile at BUDGET_SHARE: a 96 x 72 image does not fit whole.
+    # Memory for a 96 px tile at BUDGET_SHARE: a 200 x 150 image does not fit whole.
     monkeypatch.setattr(
-        memory, "available_memory", lambda device: int(footprint.peak(48 * 48 + 50) / memory.BUDGET_SHARE)
+        memory, "available_memory", lambda device: int(footprint.peak(96 * 96 + 50) / memory.BUDGET_SHARE)
     )
-    make_image(tmp_path / "in" / "big.png", size=(96, 72), seed=4)
+    make_image(tmp_path / "in" / "big.png", size=(200, 150), seed=4)
     with caplog.at_level(logging.INFO):
         main.run_task(compose_cfg("task=apply_fast", f"ckpt_path={ckpt}", f"task.input={tmp_path / 'in'}"), tmp_path)
-    assert images.load_image(tmp_path / "stylized" / "big.png").shape == (3, 72, 96)
-    assert any("tiles of 48 px (memory)" in r.getMessage() for r in caplog.records)
+    assert images.load_image(tmp_path / "stylized" / "big.png").shape == (3, 150, 200)
+    assert any("tiles of 96 px (memory)" in r.getMessage() for r in caplog.records)
 
 
 def test_adain_refuses_an_image_beyond_memory_with_the_size_that_fits(tmp_path):
@@ -70,7 +70,7 @@ def test_adain_refuses_an_image_beyond_memory_with_the_size_that_fits(tmp_path):
         code = net.code(torch.rand(1, 3, 32, 32))
     stylize = lambda batch: net.stylize(batch, [code])  # noqa: E731
     footprint = memory.footprint(stylize, 16)
-    bound = Bounded(stylize, footprint, footprint.peak(64 * 64), 16, tile=False)
+    bound = Bounded(stylize, lambda: footprint, footprint.peak(64 * 64), 16, tile=False)
     bound.check(tmp_path / "small.png", 48, 64)
     with pytest.raises(MemoryLimitError) as error:
         bound.check(tmp_path / "photo.jpg", 300, 400)
@@ -105,3 +105,9 @@ def test_train_adain_refuses_a_crop_beyond_memory_before_training(photos, styles
     with pytest.raises(MemoryLimitError, match=r"data.crop=8192 with data.batch_size=2: the run needs an estimated"):
         main.run_task(cfg, tmp_path)
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_images_no_larger_than_the_probes_are_not_measured(tmp_path):
+    bound = Bounded(lambda batch: batch * 0.5, lambda: pytest.fail("measured"), 0, MIN_SIZE, tile=False)
+    bound.check(tmp_path / "small.png", 128, 128)
+    torch.testing.assert_close(bound(torch.ones(1, 3, 128, 128)), torch.full((1, 3, 128, 128), 0.5))

@@ -67,7 +67,7 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, str]:
     bound = None
     if s.model.suffix.lower() != ".onnx":
         bound = Bounded(
-            stylize, memory.footprint(stylize, MIN_SIZE), memory.budget(s.device), MIN_SIZE, False, s.device
+            stylize, lambda: memory.footprint(stylize, MIN_SIZE), memory.budget(s.device), MIN_SIZE, False, s.device
         )
     out_dir = output_dir / "stylized"
     names = stylize_files(

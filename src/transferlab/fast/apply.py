@@ -130,7 +130,9 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, str]:
     # so an image too large for memory is stylized in tiles.
     bound = None
     if s.model.suffix.lower() != ".onnx":
-        bound = Bounded(stylize, memory.footprint(stylize, MIN_SIZE), memory.budget(s.device), MIN_SIZE, True, s.device)
+        bound = Bounded(
+            stylize, lambda: memory.footprint(stylize, MIN_SIZE), memory.budget(s.device), MIN_SIZE, True, s.device
+        )
     out_dir = output_dir / "stylized"
     names = stylize_files(
         files, stylize, out_dir, s.images.size, s.images.batch_size, s.images.color, s.images.format, bound=bound

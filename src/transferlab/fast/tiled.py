@@ -2,15 +2,20 @@
 that alone does not fit stylized in overlapping tiles, cross-faded (``style/tiling.py``), or refused in one
 line with the longest side that fits.
 
-Tiling suits the per-style networks: each output pixel depends on a bounded neighbourhood, apart from
-instance norm's statistics, which a tile takes from itself (tiles of hundreds of pixels keep them close to
-the whole image's). AdaIN is refused instead: its output depends on the mean and standard deviation of
-the whole content's features, so tiles decoded from their own statistics would each get a different
-transfer; doing it right takes two passes (encode every tile, pool the statistics, decode every tile).
+Tiling suits the per-style networks, whose output pixels depend on a bounded neighbourhood, with one
+exception: instance norm's statistics, which each tile takes from itself. Tiles are therefore as large as
+memory allows (a photo that needs tiling is cut into few). On a 200 x 160 test image, Johnson's network
+with random weights, 128 px tiles differed from the whole image by 0.047 on average (max 0.28), 160 px
+tiles by 0.026 (max 0.16); 128 px tiles given the whole image's statistics by 0.003 (max 0.06): nearly
+all of the difference is the statistics.
+AdaIN is refused instead: its output depends on the mean and standard deviation of the whole content's
+features, so tiles decoded from their own statistics would each get a different transfer; doing it
+right takes two passes (encode every tile, pool the statistics, decode every tile).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Callable
@@ -19,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from transferlab.memory import Footprint, MemoryLimitError
+from transferlab.memory import Footprint, MemoryLimitError, probe_sides
 from transferlab.style import tiling
 
 log = logging.getLogger(__name__)
@@ -31,26 +36,34 @@ MIN_TILE = 16
 
 
 class Bounded:
-    """``stylize`` (``[N, 3, H, W] -> [N, 3, H, W]``) whose peak memory, ``footprint``, is kept within
-    ``budget`` bytes; ``tile``: whether an image too large alone may be stylized in tiles."""
+    """``stylize`` (``[N, 3, H, W] -> [N, 3, H, W]``) whose peak memory, ``measure()``, is kept within
+    ``budget`` bytes; ``tile``: whether an image too large alone may be stylized in tiles. The footprint is
+    measured on the first batch larger than the probes (smaller ones fit wherever the probes did)."""
 
     def __init__(
         self,
         stylize: Callable[[Tensor], Tensor],
-        footprint: Footprint,
+        measure: Callable[[], Footprint],
         budget: int,
         min_side: int,
         tile: bool,
         device: str = "cpu",
     ) -> None:
-        self.stylize, self.footprint, self.budget, self.tile, self.device = stylize, footprint, budget, tile, device
-        # The largest square tile that fits, its overlaps included.
-        self.tile_side = math.isqrt(footprint.largest_pixels(budget))
-        self.overlap = min(OVERLAP, self.tile_side // 4)
-        self.min_tile = max(min_side, MIN_TILE)
+        self.stylize, self.measure, self.budget, self.tile, self.device = stylize, measure, budget, tile, device
+        self.min_side, self.min_tile = min_side, max(min_side, MIN_TILE)
+
+    @functools.cached_property
+    def footprint(self) -> Footprint:
+        return self.measure()
+
+    @functools.cached_property
+    def tile_side(self) -> int:
+        """The largest square tile that fits, its overlaps included."""
+        return math.isqrt(self.footprint.largest_pixels(self.budget))
 
     def fits(self, height: int, width: int, count: int = 1) -> bool:
-        return self.footprint.peak(count * height * width) <= self.budget
+        pixels = count * height * width
+        return pixels <= probe_sides(self.min_side)[1] ** 2 or self.footprint.peak(pixels) <= self.budget
 
     def check(self, path: Path, height: int, width: int) -> None:
         """Refuse, before anything is decoded, an image of ``height x width`` this run cannot stylize."""
@@ -78,9 +91,10 @@ class Bounded:
     def tiled(self, image: Tensor) -> Tensor:
         """One ``[1, 3, H, W]`` image stylized in overlapping tiles of at most ``tile_side`` px."""
         height, width = image.shape[-2:]
-        boxes = tiling.tile_boxes(height, width, self.tile_side, self.overlap)
+        overlap = min(OVERLAP, self.tile_side // 4)
+        boxes = tiling.tile_boxes(height, width, self.tile_side, overlap)
         log.info("%dx%d px in %d tiles of %d px (memory)", width, height, len(boxes), self.tile_side)
-        blender = tiling.Blender(height, width, self.overlap)
+        blender = tiling.Blender(height, width, overlap)
         for box in boxes:
             blender.add(self.stylize(tiling.crop(image, box).contiguous()), box)
         return blender.result()
