@@ -15,7 +15,7 @@ from torch import Tensor
 from transferlab import fetch, images, memory
 from transferlab.fast import adain as A
 from transferlab.fast.adain_export import INPUTS
-from transferlab.fast.adain_net import MIN_SIZE
+from transferlab.fast.adain_net import MIN_SIZE, AdaINNet
 from transferlab.fast.adain_settings import EXPORTED, ApplyAdaINSettings
 from transferlab.fast.adain_train import load_adain
 from transferlab.fast.apply import gather, load_onnx, stylize_files
@@ -37,15 +37,23 @@ def exported_stylizer(s: ApplyAdaINSettings) -> Callable[[Tensor], Tensor]:
     return lambda batch: pipeline(batch, style)
 
 
+def check_style_size(net: AdaINNet, paths: list[Path], size: int, device: str) -> None:
+    """Refuse, before any style is encoded, a ``task.style_size`` whose largest style would not fit ``device``."""
+    sides = [images.open_rgb(p).size for p in paths]
+    pixels = max(round(size * size * min(wh) / max(wh)) for wh in sides)
+    if pixels > memory.probe_sides(MIN_SIZE)[1] ** 2:
+        need = memory.footprint(net.code, MIN_SIZE, device).peak(pixels)
+        memory.check(need, device, f"task.style_size={size}", "choose a smaller task.style_size (512 by default)")
+
+
 def checkpoint_stylizer(s: ApplyAdaINSettings) -> Callable[[Tensor], Tensor]:
     """The checkpoint's network with every control: styles blended or masked, alpha, strength map."""
     net = load_adain(s.model).to(s.device)
     key = "task.style" if len(s.styles) == 1 else "task.style[{}]"
+    paths = [fetch.resolve(p, key.format(i)) for i, p in enumerate(s.styles)]
+    check_style_size(net, paths, s.style_size, s.device)
     with torch.inference_mode():  # once per style, not per image
-        codes = [
-            net.code(images.load_image(fetch.resolve(p, key.format(i)), s.style_size).unsqueeze(0).to(s.device))
-            for i, p in enumerate(s.styles)
-        ]
+        codes = [net.code(images.load_image(p, s.style_size).unsqueeze(0).to(s.device)) for p in paths]
     masks = [_map(m, f"task.style_masks[{i}]").to(s.device) for i, m in enumerate(s.style_masks)] or None
     strength = _map(s.strength_map, "task.strength_map").to(s.device) if s.strength_map else None
     if masks is None and len(codes) > 1:
