@@ -5,6 +5,7 @@ SIGTERM (issue 23 item 4, issue 32 items 8 and 10)."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 import subprocess
@@ -180,3 +181,16 @@ def test_sigterm_during_an_export_stops_it_and_leaves_no_temporary_file(tmp_path
     assert "Traceback" not in stderr and process.returncode == 130 and "interrupted: SIGTERM" in stderr
     assert [p.name for p in run_dir.glob(".*")] == [".hydra"]
     assert not (run_dir / "model.int8.onnx").exists() and (run_dir / "model.onnx").is_file()
+
+
+def test_an_export_that_gives_nan_fails_and_its_report_stays_json(tmp_path, monkeypatch):
+    """An exported model whose output is NaN fails the check ('NaN > atol' was false: it passed)."""
+    monkeypatch.setattr(exporter, "save_program", lambda program, path: (path.write_bytes(b"x"), nan_model)[1])
+
+    def nan_model(*x):
+        return torch.full((3, 3, 13, 11), float("nan"))
+
+    with pytest.raises(ExportError, match=r"pt2 export .* differs from PyTorch \(shape \[3, 3, 13, 11\], or values"):
+        exporter.export(tiny(), *example(), SIGNATURE, options("pt2"), tmp_path, {})
+    report = json.loads((tmp_path / "export.json").read_text())
+    assert report["pt2"]["max_abs_diff"] is None and report["pt2"]["within_tolerance"] is False
