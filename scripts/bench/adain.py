@@ -67,8 +67,8 @@ def applied_params(net: AdaINNet) -> int:
 
 def inference(sizes: list[int], style_size: int, repeats: int, device: str, tmp: Path, widths: list[float]) -> None:
     """Seconds per image, a table row per size and network, the peer's row below each size's."""
-    from transferlab.fast import export
-    from transferlab.fast.adain_export import INPUTS, dynamic_shapes
+    from transferlab import exporter
+    from transferlab.fast.adain_export import SIGNATURE
     from transferlab.fast.arbitrary.networks import Pipeline
 
     sync = torch.cuda.synchronize if device == "cuda" else lambda: None
@@ -78,12 +78,11 @@ def inference(sizes: list[int], style_size: int, repeats: int, device: str, tmp:
         net, ort = build().eval().to(device), None
         if device == "cpu":
             t = time.perf_counter()
-            ort = export.export_onnx(
+            ort = exporter.export_onnx(
                 Pipeline(build().eval()).eval(),  # plain convolutions: what is exported
                 (torch.rand(2, 3, 64, 64), torch.rand(1, 3, 64, 80)),
                 tmp / f"adain_{len(rows)}.onnx",
-                input_names=INPUTS,
-                dynamic_shapes=dynamic_shapes(),
+                SIGNATURE,
             )
             print(f"{name}: ONNX export {time.perf_counter() - t:.1f} s")
         rows[name] = (net, ort, applied_params(net))

@@ -31,7 +31,8 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from bench.common import ROOT, SHARED, add_warnings_switch, median_time, quiet
-from transferlab.fast import export
+from transferlab import exporter
+from transferlab.fast.export import SIGNATURE
 from transferlab.fast.per_style.module import FastStyleModule, make_loss
 from transferlab.fast.per_style.networks import build_network
 
@@ -71,12 +72,12 @@ def inference(size: int, repeats: int, tmp: Path, widths: list[float]) -> None:
         with torch.inference_mode():
             eager = median_time(lambda net=net: net(image), repeats)
         onnx_path = tmp / f"{arch}_{width:g}.onnx"
-        run = export.export_onnx(net, torch.rand(2, 3, 64, 64), onnx_path)
+        run = exporter.export_onnx(net, (torch.rand(2, 3, 64, 64),), onnx_path, SIGNATURE)
         ort = median_time(lambda run=run: run(image), repeats)
         params = sum(p.numel() for p in net.parameters())
         print(f"{arch:8s} w={width:<4g} ({params:,} params): eager {eager:.3f} s, onnxruntime {ort:.3f} s")
         if arch == "light" and width == widths[0]:
-            q = export.quantize_int8(onnx_path, tmp / "light.int8.onnx")
+            q = exporter.quantize_int8(onnx_path, tmp / "light.int8.onnx")
             print(
                 f"light w={width:g} int8 (ORT dynamic quantization): {median_time(lambda q=q: q(image), repeats):.3f} s"
             )
@@ -202,8 +203,8 @@ def compare(args: argparse.Namespace, tmp: Path) -> None:
         int8 = ""
         if spec["arch"] == "light":  # the compression step's loss cost: its int8 ONNX model on the same photos
             onnx = tmp / f"{arch}.onnx"
-            export.export_onnx(net, torch.rand(2, 3, 64, 64), onnx)
-            quantized = export.quantize_int8(onnx, tmp / f"{arch}.int8.onnx")
+            exporter.export_onnx(net, (torch.rand(2, 3, 64, 64),), onnx, SIGNATURE)
+            quantized = exporter.quantize_int8(onnx, tmp / f"{arch}.int8.onnx")
             with torch.inference_mode():
                 int8 = f"{float(loss(quantized(val), val)['loss']) / held - 1:+11.1%}"
         print(

@@ -324,3 +324,19 @@ def test_the_exported_pipeline_takes_one_style_and_no_controls(photos, styles, t
     with pytest.raises(WeightsError, match="is not a readable ONNX model of this task") as info:
         main.run_task(cfg, tmp_path / "run")
     assert "\n" not in str(info.value)
+
+
+def test_sizes_beyond_memory_are_refused_before_they_are_allocated(trained, styles, tmp_path, monkeypatch):
+    """export_adain's check sizes and apply_adain's style size, against a device with 1 GiB (issue 32 item 7)."""
+    from transferlab import memory
+
+    monkeypatch.setattr(memory, "available_memory", lambda device: 2**30)
+    ckpt = f"ckpt_path={trained / 'checkpoints' / 'last.ckpt'}"
+    sizes = "task.check_size=[12000,12000]"
+    with pytest.raises(memory.MemoryLimitError, match=r"task.check_size=\[12000, 12000\], .*: the run needs an"):
+        main.run_task(compose_cfg("task=export_adain", ckpt, sizes), tmp_path / "export")
+    assert not (tmp_path / "export").exists() or not list((tmp_path / "export").iterdir())
+    make_image(tmp_path / "a.png", size=(33, 21), seed=1)
+    apply = ("task=apply_adain", ckpt, f"task.input={tmp_path / 'a.png'}", f"task.style={styles / 's0.png'}")
+    with pytest.raises(memory.MemoryLimitError, match=r"task.style_size=20000: the run needs an estimated"):
+        main.run_task(compose_cfg(*apply, "task.style_size=20000", "trainer.accelerator=cpu"), tmp_path / "apply")

@@ -239,10 +239,11 @@ def test_tiles_cover_a_large_output_in_bounded_pieces(tmp_path, content_path, st
 
 
 def test_auto_size_is_the_largest_that_fits_the_memory_budget(content_path, style_path, monkeypatch):
+    from transferlab import memory as device_memory
     from transferlab import runtime
     from transferlab.style import estimate
 
-    monkeypatch.setattr(estimate, "available_memory", lambda device: 800 * 2**20)
+    monkeypatch.setattr(device_memory, "available_memory", lambda device: 800 * 2**20)
     cfg = cfg_for(content_path, style_path, "task.size=auto", "task.memory_budget=0.5")
     size, budget = StyleSettings.from_cfg(cfg).size, 400 * 2**20
 

@@ -11,8 +11,8 @@ import torch
 
 from helpers import make_image, stylize_cfg
 from transferlab import main
+from transferlab import memory as device_memory
 from transferlab.errors import ConfigError, TransferLabError, WeightsError
-from transferlab.style import estimate
 from transferlab.style.module import NonFiniteLossError, StyleTransfer
 from transferlab.style.settings import StyleSettings
 
@@ -24,7 +24,7 @@ def one_line(error: pytest.ExceptionInfo) -> str:
 
 
 def test_an_explicit_size_beyond_the_devices_memory_is_refused(content_path, style_path, monkeypatch):
-    monkeypatch.setattr(estimate, "available_memory", lambda device: 2**30)
+    monkeypatch.setattr(device_memory, "available_memory", lambda device: 2**30)
     with pytest.raises(ConfigError) as error:
         StyleSettings.from_cfg(stylize_cfg(content_path, style_path, size=6000))
     message = one_line(error)

@@ -18,13 +18,13 @@ from transferlab.backbone import ModelSettings
 from transferlab.classify import module as classifier
 from transferlab.classify import networks
 from transferlab.errors import ConfigError, DataError
+from transferlab.exporter import ExportOptions
 from transferlab.groups import OptimizerSettings
 from transferlab.trainer import TrainerSettings
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("step", "cosine", "none")
 CACHE_SETTINGS = ("auto", True, False)
-EXPORT_FORMATS = ("export", "onnx")  # torch.export (model.pt2) and ONNX; TorchScript is deprecated
 
 
 @dataclass(frozen=True)
@@ -376,23 +376,12 @@ class PredictSettings:
 @dataclass(frozen=True)
 class ExportSettings:
     checkpoint: Path
-    formats: tuple[str, ...]
-    atol: float
-    rtol: float
-    opset: int
+    export: ExportOptions
     seed: int
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> ExportSettings:
-        task = cfg.task
-        return cls(
-            checkpoint(cfg, needed=True),  # type: ignore[arg-type]
-            tuple(checks.choice(name, EXPORT_FORMATS, "task.formats") for name in task.formats),
-            checks.non_negative(task.atol, "task.atol"),
-            checks.non_negative(task.rtol, "task.rtol"),
-            checks.at_least(task.opset, 18, "task.opset"),
-            int(cfg.seed),
-        )
+        return cls(checkpoint(cfg, needed=True), ExportOptions.from_cfg(cfg.task), int(cfg.seed))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

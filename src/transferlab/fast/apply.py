@@ -15,11 +15,12 @@ from omegaconf import DictConfig
 from torch import Tensor
 from tqdm import tqdm
 
-from transferlab import color, images
+from transferlab import color, images, memory
 from transferlab.errors import ImageError
 from transferlab.fast import data, stylizer
 from transferlab.fast.per_style.networks import MIN_SIZE
 from transferlab.fast.settings import ApplySettings
+from transferlab.fast.tiled import Bounded
 from transferlab.files import write_json
 
 log = logging.getLogger(__name__)
@@ -52,10 +53,12 @@ def stylize_files(
     fmt: str,
     min_size: int = MIN_SIZE,
     desc: str = "apply_fast",
+    bound: Bounded | None = None,
 ) -> dict[str, str]:
     """``stylize`` (``[N, 3, H, W] -> [N, 3, H, W]``) over ``files``: each resized to long side ``size``
     (None: its own size), batched by size, colours kept per ``color_mode``, written atomically as
-    ``out_dir/<stem>.<fmt>`` (a stem seen twice gets ``_1``, ...); returns ``{input: output}``."""
+    ``out_dir/<stem>.<fmt>`` (a stem seen twice gets ``_1``, ...); returns ``{input: output}``. ``bound``
+    checks every image's size against memory before any is decoded, and runs ``stylize`` within it."""
     out_dir.mkdir(parents=True, exist_ok=True)
     # Decode lazily per size group: one pass over headers to group, then batches of equal size.
     groups: dict[tuple[int, int], list[Path]] = defaultdict(list)
@@ -68,7 +71,10 @@ def stylize_files(
             raise ImageError(
                 f"image {path} is {width}x{height} px; the network needs at least {min_size} px a side (upscale it)"
             )
+        if bound is not None:
+            bound.check(path, height, width)
         groups[(height, width)].append(path)
+    stylize = bound or stylize
     names: dict[str, str] = {}
     used: set[str] = set()
     with tqdm(total=len(files), desc=desc, unit="img") as bar:
@@ -94,9 +100,18 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, str]:
     files = gather(s.images.inputs)
     style = stylizer.style_image(s.style, "task.style", s.style_size) if s.style else None
     stylize = stylizer.load(s.model, "ckpt_path", s.device, style)
+    # A checkpoint's network is measured (an ONNX model's memory is ONNX Runtime's, bounded by the loader). A
+    # per-style network's pixels are local, so an image too large for memory is stylized in tiles; an
+    # arbitrary-style one's are not (fast/tiled.py), so such an image is refused.
+    bound = None
+    if s.model.suffix.lower() != ".onnx":
+        side, tile = stylize.min_size, stylize.family == "per_style"
+        bound = Bounded(stylize, lambda: memory.footprint(stylize, side), memory.budget(s.device), side, tile, s.device)
     out_dir = output_dir / "stylized"
     im = s.images
-    names = stylize_files(files, stylize, out_dir, im.size, im.batch_size, im.color, im.format, stylize.min_size)
+    names = stylize_files(
+        files, stylize, out_dir, im.size, im.batch_size, im.color, im.format, stylize.min_size, bound=bound
+    )
     write_json(
         {"model": str(s.model), "family": stylize.family, "style": s.style, "color": im.color, "outputs": names},
         output_dir / "apply.json",

@@ -8,9 +8,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from transferlab import checks, groups
+from transferlab import checks, exporter, groups
 from transferlab.backbone import ModelSettings
 from transferlab.errors import ConfigError
+from transferlab.exporter import ExportOptions
 from transferlab.fast.arbitrary.networks import MIN_SIZE as STYLE_MIN_SIZE
 from transferlab.fast.per_style.networks import ARCHS, MAX_BLOCKS, MAX_WIDTH, MIN_SIZE
 from transferlab.groups import LossWeights, Photos
@@ -18,7 +19,6 @@ from transferlab.runtime import RuntimeSettings
 from transferlab.trainer import TrainerSettings
 
 COLORS = ("none", "luminance", "histogram")
-FORMATS = ("onnx", "pt2", "int8")
 
 
 @dataclass(frozen=True)
@@ -212,28 +212,20 @@ class ApplySettings:
 @dataclass(frozen=True)
 class ExportSettings:
     checkpoint: Path
-    formats: tuple[str, ...]
-    opset: int
+    export: ExportOptions
     example_size: int
     check_size: tuple[int, int]
-    atol: float
     seed: int
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> ExportSettings:
         task = cfg.task
-        formats = tuple(checks.choice(f, FORMATS, "task.formats") for f in task.formats)
-        if "int8" in formats and "onnx" not in formats:
-            raise ConfigError("task.formats: int8 quantizes the ONNX model; list onnx too")
-        check = tuple(checks.at_least(s, MIN_SIZE, "task.check_size") for s in task.check_size)
-        if len(check) != 2:
-            raise ConfigError(f"task.check_size={list(task.check_size)} is invalid; give [height, width]")
         return cls(
             checkpoint=checkpoint_file(cfg, (".ckpt",), "a train_fast checkpoint (.ckpt)"),
-            formats=formats,
-            opset=checks.at_least(task.opset, 18, "task.opset"),
-            example_size=checks.at_least(task.example_size, 16, "task.example_size"),
-            check_size=check,  # type: ignore[arg-type]
-            atol=checks.non_negative(task.atol, "task.atol"),
+            export=ExportOptions.from_cfg(task),
+            example_size=exporter.side(
+                checks.at_least(task.example_size, 16, "task.example_size"), "task.example_size"
+            ),
+            check_size=exporter.side_pair(task.check_size, "task.check_size", MIN_SIZE),
             seed=int(cfg.seed),
         )

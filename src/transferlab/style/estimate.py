@@ -13,12 +13,9 @@ alive during the backward pass. All sizes assume fp32.
 
 from __future__ import annotations
 
-import os
-import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -230,16 +227,3 @@ def conv_throughput(device: str | torch.device = "cpu", channels_last: bool = Tr
             if i:  # the first run is a warm-up (oneDNN/cuDNN pick and cache their kernels)
                 times.append(time.perf_counter() - start)
     return flops / sorted(times)[len(times) // 2]
-
-
-def available_memory(device: str | torch.device) -> int:
-    """Bytes a run may use on ``device``: free CUDA memory, MPS's recommended limit, or the system's
-    available memory (all of it where the OS does not say what is available)."""
-    kind = torch.device(device).type
-    if kind == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    if kind == "mps":
-        return torch.mps.recommended_max_memory() - torch.mps.current_allocated_memory()
-    meminfo = Path("/proc/meminfo")
-    found = re.search(r"MemAvailable:\s+(\d+) kB", meminfo.read_text()) if meminfo.is_file() else None
-    return int(found.group(1)) * 1024 if found else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

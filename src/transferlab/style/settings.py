@@ -16,6 +16,7 @@ import torch
 from omegaconf import DictConfig
 
 from transferlab import backbone, checkpoints, checks, color, fetch, groups, images
+from transferlab import memory as device_memory
 from transferlab.backbone import ModelSettings
 from transferlab.errors import ConfigError, WeightsError
 from transferlab.groups import LossWeights, OptimizerSettings
@@ -364,7 +365,7 @@ def auto_size(
     """``task.size=auto``: the largest output whose estimated peak memory fits ``task.memory_budget``
     of the device's free memory."""
     width, height = content_wh
-    budget = int(budget_share * estimate.available_memory(device))
+    budget = int(budget_share * device_memory.available_memory(device))
     size = memory.largest_size(budget, width / height, inputs.style_scale)
     if size is None:
         raise ConfigError(
@@ -393,13 +394,13 @@ def check_memory(
         ).peak_bytes
         for s in sides
     )
-    available = estimate.available_memory(device)
-    if peak > available:
-        raise ConfigError(
-            f"task.size={size}: the run needs an estimated {peak / 2**30:.1f} GiB at its peak but {device} has "
-            f"{available / 2**30:.1f} GiB available; use task.size=auto, optimize in tiles (task.tile=1024 with "
-            "task.scales), a smaller task.size, or task.memory_check=false to run anyway"
-        )
+    device_memory.check(
+        peak,
+        device,
+        f"task.size={size}",
+        "use task.size=auto, optimize in tiles (task.tile=1024 with task.scales), a smaller task.size, or "
+        "task.memory_check=false to run anyway",
+    )
 
 
 def check_resume(path: Path, fingerprint: dict[str, Any]) -> None:

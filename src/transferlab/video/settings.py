@@ -10,7 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from transferlab import backbone, checks, fetch, groups, images
+from transferlab import backbone, checks, fetch, groups, images, memory
 from transferlab.backbone import ModelSettings
 from transferlab.errors import ConfigError
 from transferlab.fast.per_style.networks import MIN_SIZE as NETWORK_MIN_SIDE
@@ -234,16 +234,14 @@ def held_frames(s: VideoSettings) -> int:
 
 def check_memory(s: VideoSettings) -> None:
     """Refuse, before anything is allocated, a run whose estimated peak exceeds what the device has."""
-    peak, available = peak_memory(s), estimate.available_memory(s.device)
-    if peak > available:
-        h, w = s.hw
-        raise ConfigError(
-            f"task.size={s.size}: {w}x{h} frames need an estimated {peak / 2**30:.1f} GiB at the peak "
-            f"(holding up to {held_frames(s)} earlier frames for task.long_term={list(s.long_term)}) but {s.device} "
-            f"has {available / 2**30:.1f} GiB "
-            "available; use a smaller task.size, shorter task.long_term distances, or task.memory_check=false "
-            "to run anyway"
-        )
+    h, w = s.hw
+    memory.check(
+        peak_memory(s),
+        s.device,
+        f"task.size={s.size} ({w}x{h} frames, holding up to {held_frames(s)} earlier frames for "
+        f"task.long_term={list(s.long_term)})",
+        "use a smaller task.size, shorter task.long_term distances, or task.memory_check=false to run anyway",
+    )
 
 
 def check_resume(path: Path, fingerprint: dict[str, Any]) -> None:

@@ -12,12 +12,13 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor
 
-from transferlab import fetch, images
+from transferlab import fetch, images, memory
 from transferlab.fast import stylizer
 from transferlab.fast.apply import gather, stylize_files
 from transferlab.fast.arbitrary import ops as A
-from transferlab.fast.arbitrary.networks import MIN_SIZE
+from transferlab.fast.arbitrary.networks import MIN_SIZE, AdaINNet
 from transferlab.fast.arbitrary.settings import ApplyAdaINSettings
+from transferlab.fast.tiled import Bounded
 from transferlab.files import write_json
 
 log = logging.getLogger(__name__)
@@ -34,10 +35,21 @@ def exported_stylizer(s: ApplyAdaINSettings) -> Callable[[Tensor], Tensor]:
     return stylizer.load(s.model, "ckpt_path", "cpu", style, family="arbitrary")
 
 
+def check_style_size(net: AdaINNet, paths: list[Path], size: int, device: str) -> None:
+    """Refuse, before any style is encoded, a ``task.style_size`` whose largest style would not fit ``device``."""
+    sides = [images.open_rgb(p).size for p in paths]
+    pixels = max(round(size * size * min(wh) / max(wh)) for wh in sides)
+    if pixels > memory.probe_sides(MIN_SIZE)[1] ** 2:
+        need = memory.footprint(net.code, MIN_SIZE, device).peak(pixels)
+        memory.check(need, device, f"task.style_size={size}", "choose a smaller task.style_size (512 by default)")
+
+
 def checkpoint_stylizer(s: ApplyAdaINSettings) -> Callable[[Tensor], Tensor]:
     """The checkpoint's network with every control: styles blended or masked, alpha, strength map."""
     net = stylizer.read_network(s.model, "ckpt_path", "arbitrary")[1].to(s.device)
     key = "task.style" if len(s.styles) == 1 else "task.style[{}]"
+    paths = [fetch.resolve(p, key.format(i)) for i, p in enumerate(s.styles)]
+    check_style_size(net, paths, s.style_size, s.device)
     with torch.inference_mode():  # once per style, not per image
         codes = [
             net.code(stylizer.style_image(p, key.format(i), s.style_size).to(s.device)) for i, p in enumerate(s.styles)
@@ -58,6 +70,13 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, str]:
     s = ApplyAdaINSettings.from_cfg(cfg)
     files = gather(s.images.inputs)
     stylize = exported_stylizer(s) if s.model.suffix.lower() == ".onnx" else checkpoint_stylizer(s)
+    # The checkpoint's network is measured; an image beyond memory is refused, not tiled (fast/tiled.py: the
+    # content's global feature statistics).
+    bound = None
+    if s.model.suffix.lower() != ".onnx":
+        bound = Bounded(
+            stylize, lambda: memory.footprint(stylize, MIN_SIZE), memory.budget(s.device), MIN_SIZE, False, s.device
+        )
     out_dir = output_dir / "stylized"
     names = stylize_files(
         files,
@@ -69,6 +88,7 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, str]:
         s.images.format,
         min_size=MIN_SIZE,
         desc="apply_adain",
+        bound=bound,
     )
     write_json(
         {

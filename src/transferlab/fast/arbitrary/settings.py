@@ -10,8 +10,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from transferlab import backbone, checks, groups
+from transferlab import backbone, checks, exporter, groups
 from transferlab.errors import ConfigError
+from transferlab.exporter import ExportOptions
 from transferlab.fast.arbitrary.networks import ARCHS, ENCODERS, MIN_SIZE, MULTIPLE
 from transferlab.fast.settings import ImagesToStylize, Training, checkpoint_file
 from transferlab.groups import Photos
@@ -173,36 +174,32 @@ class ApplyAdaINSettings:
 @dataclass(frozen=True)
 class ExportAdaINSettings:
     checkpoint: Path
-    formats: tuple[str, ...]
+    export: ExportOptions
     alpha: float
-    opset: int
     example_size: int
     check_size: tuple[int, int]
     style_check_size: tuple[int, int]
-    atol: float
     seed: int
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> ExportAdaINSettings:
         task = cfg.task
-        formats = tuple(checks.choice(f, ["onnx", "pt2"], "task.formats") for f in task.formats)
-        sizes = {}
-        for key in ("check_size", "style_check_size"):
-            values = tuple(checks.at_least(v, MIN_SIZE, f"task.{key}") for v in task[key])
-            if len(values) != 2:
-                raise ConfigError(f"task.{key}={list(task[key])} is invalid; give [height, width]")
-            sizes[key] = values
         alpha = checks.number(task.alpha, "task.alpha")
         if not 0 <= alpha <= 1:
             raise ConfigError(f"task.alpha={alpha} is invalid; it must be in [0, 1] (0 content, 1 full style)")
+        example = checks.at_least(task.example_size, MIN_SIZE, "task.example_size")
+        if example > exporter.MAX_SIDE - 16:
+            raise ConfigError(
+                f"task.example_size={example} is invalid; it must be at most {exporter.MAX_SIDE - 16} "
+                "(the traced style is 16 px wider, and an exported program accepts sides up to "
+                f"{exporter.MAX_SIDE} px)"
+            )
         return cls(
             checkpoint=checkpoint_file(cfg, (".ckpt",), CHECKPOINT),
-            formats=formats,
+            export=ExportOptions.from_cfg(task),
             alpha=alpha,
-            opset=checks.at_least(task.opset, 18, "task.opset"),
-            example_size=checks.at_least(task.example_size, MIN_SIZE, "task.example_size"),
-            check_size=sizes["check_size"],  # type: ignore[arg-type]
-            style_check_size=sizes["style_check_size"],  # type: ignore[arg-type]
-            atol=checks.non_negative(task.atol, "task.atol"),
+            example_size=example,
+            check_size=exporter.side_pair(task.check_size, "task.check_size", MIN_SIZE),
+            style_check_size=exporter.side_pair(task.style_check_size, "task.style_check_size", MIN_SIZE),
             seed=int(cfg.seed),
         )

@@ -14,9 +14,10 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig
 from torch.utils.data import TensorDataset
 
-from transferlab import checkpoints, images, runtime
+from transferlab import checkpoints, images, memory, runtime
 from transferlab.fast import data
 from transferlab.fast.arbitrary.module import AdaINModule, Pairs
+from transferlab.fast.arbitrary.networks import MIN_SIZE
 from transferlab.fast.arbitrary.settings import TrainAdaINSettings
 from transferlab.fast.train import StepData, fit
 from transferlab.files import atomic_write
@@ -52,6 +53,15 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
         s.runtime.winograd,
     )
     runtime.configure(s.runtime)  # after loading the weights: the heap would keep the checkpoint's memory
+    # The probe stands for both the content and the style crops.
+    memory.check_training(
+        lambda x: module._loss(x, x)[1]["loss"],
+        module,
+        s.photos.batch_size * s.photos.crop**2,
+        s.training.trainer.accelerator,
+        f"data.crop={s.photos.crop} with data.batch_size={s.photos.batch_size}",
+        MIN_SIZE,
+    )
     val = TensorDataset(data.validation_batch(val_files, s.photos.val_size))
     log.info(
         "train_adain: %d training photos, %d validation photos, %d styles (%d in the preview grid)",

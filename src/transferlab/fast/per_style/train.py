@@ -13,9 +13,10 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig
 from torch.utils.data import TensorDataset
 
-from transferlab import checkpoints, fetch, images, runtime
+from transferlab import checkpoints, fetch, images, memory, runtime
 from transferlab.fast import data
 from transferlab.fast.per_style.module import FastStyleModule, PerceptualLoss, make_loss
+from transferlab.fast.per_style.networks import MIN_SIZE
 from transferlab.fast.settings import TrainSettings
 from transferlab.fast.train import StepData, fit
 from transferlab.files import atomic_write
@@ -60,6 +61,14 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
         s.training.weight_decay,
     )
     photos, training = s.photos, s.training
+    memory.check_training(
+        lambda x: module.perceptual(module.network(x), x)["loss"],
+        module,
+        photos.batch_size * photos.crop**2,
+        training.trainer.accelerator,
+        f"data.crop={photos.crop} with data.batch_size={photos.batch_size}",
+        MIN_SIZE,
+    )
     crops = data.ContentCrops(
         train_files,
         photos.crop,
