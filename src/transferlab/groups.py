@@ -21,9 +21,7 @@ from transferlab.errors import ConfigError
 from transferlab.runtime import RuntimeSettings
 from transferlab.trainer import PRECISIONS, TrainerSettings, available_accelerators
 
-FIRST_ORDER = ("adam", "adamw", "sgd")  # their learning rate is the task's task.lr
-OPTIMIZERS = ("lbfgs", *FIRST_ORDER)
-LOSS_TERMS = ("content", "style", "tv", "distill")
+OPTIMIZERS = ("lbfgs", "adam", "adamw", "sgd")  # lbfgs's step scale is optimizer.lr; the others' task.lr
 
 
 def model(cfg: DictConfig, archs: Sequence[str] | None = None) -> ModelSettings:
