@@ -196,7 +196,7 @@ class PlainGatys:
         self.vgg = vgg19().features.eval().requires_grad_(False)
         self.vgg.load_state_dict(module.encoder.stack.state_dict(), strict=False)
         self.outputs: dict[str, Tensor] = {}
-        wanted = {*module.content_layers, *module.style_layers}
+        wanted = {*module.perceptual.content_layers, *module.perceptual.style_layers}
         for name, layer in zip(backbone.layer_names("vgg19"), self.vgg):
             if name in wanted:
                 layer.register_forward_hook(lambda _m, _i, out, name=name: self.outputs.__setitem__(name, out))
@@ -215,19 +215,19 @@ class PlainGatys:
         return flat @ flat.transpose(1, 2) / (h * w)
 
     def evaluate(self) -> float:
-        m = self.module
+        m, p = self.module, self.module.perceptual
         image = m.image
         image.grad = None
         with torch.no_grad():
             style = self.features(m.scene.styles[0].unsqueeze(0))
-            style_grams = {ly: self.gram(style[ly]) for ly in m.style_layers}
+            style_grams = {ly: self.gram(style[ly]) for ly in p.style_layers}
         features = self.features(image)
-        content = sum(w * F.mse_loss(features[ly], self.content_targets[ly]) for ly, w in m.content_layers.items())
-        style_loss = sum(w * F.mse_loss(self.gram(features[ly]), style_grams[ly]) for ly, w in m.style_layers.items())
+        content = sum(w * F.mse_loss(features[ly], self.content_targets[ly]) for ly, w in p.content_layers.items())
+        style_loss = sum(w * F.mse_loss(self.gram(features[ly]), style_grams[ly]) for ly, w in p.style_layers.items())
         loss = (
-            m.weights.content * content
-            + m.weights.style * style_loss
-            + m.weights.tv
+            p.content_weight * content
+            + p.style_weight * style_loss
+            + p.tv_weight
             * (
                 (image[..., 1:, :] - image[..., :-1, :]).pow(2).mean()
                 + (image[..., 1:] - image[..., :-1]).pow(2).mean()
@@ -271,7 +271,7 @@ def speed_child(size: int, layers: str, rounds: int, parts: list[str]) -> dict[s
             result["plain_grad_err"] = float((module.image.grad - grad).abs().max() / grad.abs().max())
         else:
             plain.evaluate()  # warm-up
-            module.encoder = None  # PlainGatys holds its own VGG
+            module.perceptual.encoder = None  # PlainGatys holds its own VGG
     content, style = layer_sets(cfg)
     flops = estimate.evaluation_flops(cfg.model.arch, content + style, style, *module.image.shape[-2:])
     plan = estimate.layer_plan(
@@ -406,12 +406,12 @@ def balanced_weights(size: int, layers: str) -> list[str]:
     content image 1e3, and the content weight makes a noise image cost as much in content."""
     module = build(make_cfg(size, layers))
     with torch.no_grad():
-        scale = {ly: float(module.gram_targets[0][ly].pow(2).mean()) for ly in module.style_layers}
+        scale = {ly: float(module.perceptual.gram(0, ly).pow(2).mean()) for ly in module.perceptual.style_layers}
         overrides = [f"layers.style.{ly}={1 / v:.6g}" for ly, v in scale.items()]
         module = build(make_cfg(size, layers, *overrides))
-        style = float(module.losses()["loss/style"]) / module.weights.style
+        style = float(module.losses()["loss/style"]) / module.perceptual.style_weight
         module.image.copy_(torch.rand_like(module.image))
-        content = float(module.losses()["loss/content"]) / module.weights.content
+        content = float(module.losses()["loss/content"]) / module.perceptual.content_weight
     return overrides + [f"loss.style_weight={1e3 / style:.6g}", f"loss.content_weight={1e3 / content:.6g}"]
 
 
@@ -648,7 +648,7 @@ def switches_child(size: int, layers: str, history: int, steps: int, variant: st
     est = s.memory.estimate(hw, style_hw(module))
     if SWITCHES[variant] is None:
         plain = PlainGatys(module)
-        module.encoder = None  # the baseline holds its own VGG
+        module.perceptual.encoder = None  # the baseline holds its own VGG
         opt = module.optimizer_settings
         lbfgs = torch.optim.LBFGS(
             [module.image], lr=opt.lr, max_iter=1, max_eval=25, history_size=history, line_search_fn=opt.line_search

@@ -14,10 +14,11 @@ from torch.utils.data import TensorDataset
 
 from transferlab import fetch, images, sweep
 from transferlab.fast import data
-from transferlab.fast.per_style.module import FastStyleModule, PerceptualLoss, make_loss
+from transferlab.fast.per_style.module import FastStyleModule, make_loss
 from transferlab.fast.settings import TrainSettings
 from transferlab.fast.train import StepData, fit
 from transferlab.files import atomic_write
+from transferlab.perceptual import PerceptualLoss
 
 log = logging.getLogger(__name__)
 
