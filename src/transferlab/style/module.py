@@ -51,7 +51,8 @@ class StyleTransfer(pl.LightningModule):
         ``perceptual.style_grams`` of the scene's styles at full scale, computed once by a caller that
         optimizes many images against the same styles (video frames); None: computed here."""
         super().__init__()
-        self.given_grams = gram_targets
+        # The styles' targets at full scale: given, or kept once computed (every tile matches them).
+        self.full_grams = gram_targets
         # L-BFGS evaluates the loss several times per step; manual optimization lets us
         # count those evaluations and log each step exactly once.
         self.automatic_optimization = False
@@ -75,16 +76,19 @@ class StyleTransfer(pl.LightningModule):
     def tile(self, box: tuple[int, int, int, int], start: Tensor, steps: int) -> StyleTransfer:
         """A module that optimizes the part of the output under ``box``, from ``start``, at full scale."""
         scene = self.scene.crop(box, start)
-        return StyleTransfer(self.perceptual.like(), scene, self.optimizer_settings, [(1.0, steps)])
+        return StyleTransfer(
+            self.perceptual.like(), scene, self.optimizer_settings, [(1.0, steps)], gram_targets=self.full_grams
+        )
 
     @property
     def encoder(self) -> backbone.VGGFeatures:
         return self.perceptual.encoder
 
     def count_tile(self, tile: StyleTransfer) -> None:
-        """Add a finished tile's evaluations, and keep its losses as the latest."""
+        """Add a finished tile's evaluations, keep its losses as the latest and its style targets for the next tiles."""
         self.evaluations += tile.evaluations
         self.last_losses = tile.last_losses
+        self.full_grams = tile.full_grams
 
     def hw(self, scale: int) -> tuple[int, int]:
         h, w = self.scene.content.shape[-2:]
@@ -100,8 +104,10 @@ class StyleTransfer(pl.LightningModule):
         s, perceptual = self.scene, self.perceptual
         self.content = images.resize(s.content, hw).unsqueeze(0)
         self.strength = None if s.strength is None else images.resize(s.strength, hw).unsqueeze(0)
-        given = self.given_grams is not None and factor == 1.0
-        grams = self.given_grams if given else style_grams(self.encoder, s.styles, perceptual.style_layers, factor)
+        given = self.full_grams is not None and factor == 1.0
+        grams = self.full_grams if given else style_grams(self.encoder, s.styles, perceptual.style_layers, factor)
+        if factor == 1.0:
+            self.full_grams = grams
         perceptual.set_styles(grams, s.style_weights)
         masks = s.masks
         if s.strength is not None:
