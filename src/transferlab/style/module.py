@@ -48,7 +48,7 @@ class StyleTransfer(pl.LightningModule):
         gram_targets: list[dict[str, Tensor]] | None = None,
     ) -> None:
         """``perceptual``: a composition of its own (its targets are set here); ``gram_targets``:
-        ``perceptual.style_grams`` of the scene's styles at full scale, computed once by a caller that
+        ``transferlab.perceptual.style_grams`` of the scene's styles at full scale, computed once by a caller that
         optimizes many images against the same styles (video frames); None: computed here."""
         super().__init__()
         # The styles' targets at full scale: given, or kept once computed (every tile matches them).
