@@ -110,7 +110,7 @@ def training(steps: int, batch: int = 4, size: int = 256) -> None:
             t = time.perf_counter()  # the first step warms up
         x = data[i * batch : (i + 1) * batch]
         opt.zero_grad()
-        perceptual(net(x), x)["loss"].backward()
+        perceptual(net(x), x)["loss/total"].backward()
         opt.step()
     plain = (steps - 1) * batch / (time.perf_counter() - t)
 
@@ -176,7 +176,7 @@ def compare(args: argparse.Namespace, tmp: Path) -> None:
     val = data.validation_batch(held_out, s.photos.val_size)
     image = torch.rand(1, 3, args.compare_size, args.compare_size)
     with torch.inference_mode():
-        identity = float(loss(val, val)["loss"])
+        identity = float(loss(val, val)["loss/total"])
     print(
         f"light vs Johnson after equal training: {args.compare_steps} steps x batch {args.batch} of {args.crop} px "
         f"crops from {args.photos}, style {Path(args.style).name}, {len(held_out)} held-out photos at "
@@ -191,7 +191,7 @@ def compare(args: argparse.Namespace, tmp: Path) -> None:
     for arch, (_, seconds) in runs.items():
         _, net, spec = read_network(tmp / arch / "checkpoints" / "last.ckpt", family="per_style")
         with torch.inference_mode():
-            held = float(loss(net(val), val)["loss"])
+            held = float(loss(net(val), val)["loss/total"])
             ms = 1000 * median_time(lambda net=net: net(image), args.repeats)
         logged = json.loads((tmp / arch / "metrics.json").read_text())["val/loss"]
         if abs(held - logged) > 1e-3 * abs(logged):

@@ -34,14 +34,14 @@ def test_training_beats_the_identity_on_held_out_images(photos):
     val = data.validation_batch(held_out, 32)
     opt = torch.optim.Adam(net.parameters(), lr=5e-3)
     with torch.no_grad():
-        before, identity = float(loss(net(val), val)["loss"]), float(loss(val, val)["loss"])
+        before, identity = float(loss(net(val), val)["loss/total"]), float(loss(val, val)["loss/total"])
     for step in range(8):
         batch = torch.stack([crops[step * 4 + i] for i in range(4)])
         opt.zero_grad()
-        loss(net(batch), batch)["loss"].backward()
+        loss(net(batch), batch)["loss/total"].backward()
         opt.step()
     with torch.no_grad():
-        after = float(loss(net(val), val)["loss"])
+        after = float(loss(net(val), val)["loss/total"])
     assert after < before and after < identity, (before, after, identity)
 
 
@@ -56,7 +56,7 @@ def test_run_writes_metrics_checkpoints_and_tensorboard(trained):
     assert spec == {"arch": "light", "width": 0.25, "blocks": 1}
     # The frozen VGG is not stored in checkpoints.
     state = torch.load(trained / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
-    assert not any(k.startswith("perceptual.vgg.") for k in state)
+    assert not any(k.startswith("perceptual.encoder.") for k in state)
 
 
 def test_sweep_contact_sheet_has_a_row_of_validation_photos_per_job(trained, tmp_path):

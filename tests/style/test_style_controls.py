@@ -99,7 +99,7 @@ def test_several_styles_blend_by_normalized_weights(tmp_path, content_path, styl
     blended = module.losses()["loss/style"]
     parts = []
     for weights in ([1.0, 0.0], [0.0, 1.0]):
-        module.scene.style_weights = weights
+        module.perceptual.style_weights = weights
         parts.append(module.losses()["loss/style"])
     torch.testing.assert_close(blended, 0.75 * parts[0] + 0.25 * parts[1])
 
@@ -113,7 +113,7 @@ def test_masks_restrict_each_style_to_its_region(tmp_path, content_path, style_p
     )
     module, _ = stylize.build(StyleSettings.from_cfg(cfg))
     module.on_fit_start()
-    relu1 = module.layer_masks[0]["relu1_1"][0, 0]
+    relu1 = module.perceptual.mask(0, "relu1_1")[0, 0]
     assert relu1[:, :20].min() > 0.99 and relu1[:, 28:].max() < 0.01
     # Changing the right half of the image does not change the left style's Gram statistics there.
     features = module.encoder(module.image.detach())["relu1_1"]
@@ -122,7 +122,7 @@ def test_masks_restrict_each_style_to_its_region(tmp_path, content_path, style_p
     changed = module.image.detach().clone()
     changed[..., 30:] = torch.rand_like(changed[..., 30:])
     features_changed = module.encoder(changed)["relu1_1"]
-    left = module.layer_masks[0]["relu1_1"]
+    left = module.perceptual.mask(0, "relu1_1")
     torch.testing.assert_close(gram_matrix(features, left), gram_matrix(features_changed, left), atol=1e-4, rtol=1e-3)
 
 

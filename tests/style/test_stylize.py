@@ -37,6 +37,18 @@ def test_targets_are_computed_once(content_path, style_path):
     assert len(calls) == 3  # one pass per evaluation; targets are not recomputed
 
 
+def test_tiles_share_the_style_targets(content_path, style_path):
+    module, _ = stylize.build(StyleSettings.from_cfg(small_cfg(content_path, style_path)))
+    style_hw = tuple(module.scene.styles[0].shape[-2:])
+    seen = []
+    module.encoder.register_forward_pre_hook(lambda _, args: seen.append(tuple(args[0].shape[-2:])))
+    for box in [(0, 0, 16, 16), (0, 16, 16, 16)]:
+        tile = module.tile(box, module.scene.init, 1)
+        tile.prepare_scale()
+        module.count_tile(tile)
+    assert seen.count(style_hw) == 1 and seen.count((16, 16)) == 2  # the styles once; each tile's content
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 def test_optimizers_reduce_the_loss(tmp_path, content_path, style_path, optimizer):

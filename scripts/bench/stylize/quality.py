@@ -24,12 +24,12 @@ def balanced_weights(size: int, layers: str) -> list[str]:
     content image 1e3, and the content weight makes a noise image cost as much in content."""
     module = build(make_cfg(size, layers))
     with torch.no_grad():
-        scale = {ly: float(module.gram_targets[0][ly].pow(2).mean()) for ly in module.style_layers}
+        scale = {ly: float(module.perceptual.gram(0, ly).pow(2).mean()) for ly in module.perceptual.style_layers}
         overrides = [f"layers.style.{ly}={1 / v:.6g}" for ly, v in scale.items()]
         module = build(make_cfg(size, layers, *overrides))
-        style = float(module.losses()["loss/style"]) / module.weights.style
+        style = float(module.losses()["loss/style"]) / module.perceptual.style_weight
         module.image.copy_(torch.rand_like(module.image))
-        content = float(module.losses()["loss/content"]) / module.weights.content
+        content = float(module.losses()["loss/content"]) / module.perceptual.content_weight
     return overrides + [f"loss.style_weight={1e3 / style:.6g}", f"loss.content_weight={1e3 / content:.6g}"]
 
 

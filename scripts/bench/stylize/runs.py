@@ -122,7 +122,7 @@ class PlainGatys:
         self.vgg = vgg19().features.eval().requires_grad_(False)
         self.vgg.load_state_dict(module.encoder.stack.state_dict(), strict=False)
         self.outputs: dict[str, Tensor] = {}
-        wanted = {*module.content_layers, *module.style_layers}
+        wanted = {*module.perceptual.content_layers, *module.perceptual.style_layers}
         for name, layer in zip(backbone.layer_names("vgg19"), self.vgg):
             if name in wanted:
                 layer.register_forward_hook(lambda _m, _i, out, name=name: self.outputs.__setitem__(name, out))
@@ -141,19 +141,19 @@ class PlainGatys:
         return flat @ flat.transpose(1, 2) / (h * w)
 
     def evaluate(self) -> float:
-        m = self.module
+        m, p = self.module, self.module.perceptual
         image = m.image
         image.grad = None
         with torch.no_grad():
             style = self.features(m.scene.styles[0].unsqueeze(0))
-            style_grams = {ly: self.gram(style[ly]) for ly in m.style_layers}
+            style_grams = {ly: self.gram(style[ly]) for ly in p.style_layers}
         features = self.features(image)
-        content = sum(w * F.mse_loss(features[ly], self.content_targets[ly]) for ly, w in m.content_layers.items())
-        style_loss = sum(w * F.mse_loss(self.gram(features[ly]), style_grams[ly]) for ly, w in m.style_layers.items())
+        content = sum(w * F.mse_loss(features[ly], self.content_targets[ly]) for ly, w in p.content_layers.items())
+        style_loss = sum(w * F.mse_loss(self.gram(features[ly]), style_grams[ly]) for ly, w in p.style_layers.items())
         loss = (
-            m.weights.content * content
-            + m.weights.style * style_loss
-            + m.weights.tv
+            p.content_weight * content
+            + p.style_weight * style_loss
+            + p.tv_weight
             * (
                 (image[..., 1:, :] - image[..., :-1, :]).pow(2).mean()
                 + (image[..., 1:] - image[..., :-1]).pow(2).mean()

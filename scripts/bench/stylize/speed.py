@@ -53,7 +53,7 @@ def speed_child(size: int, layers: str, rounds: int, parts: list[str]) -> dict[s
             result["plain_grad_err"] = float((module.image.grad - grad).abs().max() / grad.abs().max())
         else:
             plain.evaluate()  # warm-up
-            module.encoder = None  # PlainGatys holds its own VGG
+            module.perceptual.encoder = None  # PlainGatys holds its own VGG
     content, style = layer_sets(cfg)
     flops = estimate.evaluation_flops(cfg.model.arch, content + style, style, *module.image.shape[-2:])
     plan = estimate.layer_plan(

@@ -42,7 +42,7 @@ def switches_child(size: int, layers: str, history: int, steps: int, variant: st
     est = s.memory.estimate(hw, style_hw(module))
     if SWITCHES[variant] is None:
         plain = PlainGatys(module)
-        module.encoder = None  # the baseline holds its own VGG
+        module.perceptual.encoder = None  # the baseline holds its own VGG
         opt = module.optimizer_settings
         lbfgs = torch.optim.LBFGS(
             [module.image], lr=opt.lr, max_iter=1, max_eval=25, history_size=history, line_search_fn=opt.line_search

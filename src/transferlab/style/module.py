@@ -16,8 +16,8 @@ from torch.utils.data import DataLoader
 
 from transferlab import backbone, color, images
 from transferlab.errors import TransferLabError
-from transferlab.groups import LossWeights, OptimizerSettings
-from transferlab.losses import content_loss, gram_matrix, style_loss, total_variation
+from transferlab.groups import OptimizerSettings
+from transferlab.perceptual import PerceptualLoss, style_grams
 from transferlab.style import quality, scene
 
 LINE_SEARCH_EVALS = 25  # torch's own bound on a strong-Wolfe line search
@@ -32,46 +32,32 @@ class NonFiniteLossError(TransferLabError):
     """The loss became nan or inf during the optimization."""
 
 
-def style_targets(
-    encoder: backbone.VGGFeatures, styles: list[Tensor], style_layers: dict[str, float], factor: float = 1.0
-) -> list[dict[str, Tensor]]:
-    """Per style, the Gram matrix of each style layer, with the style resized by ``factor``."""
-    with torch.no_grad():
-        features = [
-            encoder(images.resize_long_side(x, max(1, round(max(x.shape[-2:]) * factor))).unsqueeze(0)) for x in styles
-        ]
-    return [{layer: gram_matrix(f[layer]) for layer in style_layers} for f in features]
-
-
 class StyleTransfer(pl.LightningModule):
-    """Optimizes ``image`` so that its features match the content's and its Gram matrices match
-    the styles'. ``schedule`` is ``[(scale, steps), ...]``: the image is optimized at each scale
-    of the scene in turn (coarse to fine), upsampled in between; targets are computed once per scale."""
+    """Optimizes ``image`` against the perceptual loss ``perceptual``: its features match the
+    content's and its Gram matrices the styles'. ``schedule`` is ``[(scale, steps), ...]``: the image
+    is optimized at each scale of the scene in turn (coarse to fine), upsampled in between; the
+    loss's targets are set once per scale."""
 
     def __init__(
         self,
-        encoder: backbone.VGGFeatures,
+        perceptual: PerceptualLoss,
         scene: scene.Scene,
-        content_layers: dict[str, float],
-        style_layers: dict[str, float],
-        weights: LossWeights,
         optimizer: OptimizerSettings,
         schedule: list[tuple[float, int]] | tuple[tuple[float, int], ...],
         gram_targets: list[dict[str, Tensor]] | None = None,
     ) -> None:
-        """``gram_targets``: ``style_targets`` of the scene's styles at full scale, computed once by a
-        caller that optimizes many images against the same styles (video frames); None: computed here."""
+        """``perceptual``: a composition of its own (its targets are set here); ``gram_targets``:
+        ``transferlab.perceptual.style_grams`` of the scene's styles at full scale, computed once by a caller that
+        optimizes many images against the same styles (video frames); None: computed here."""
         super().__init__()
-        self.given_grams = gram_targets
+        # The styles' targets at full scale: given, or kept once computed (every tile matches them).
+        self.full_grams = gram_targets
         # L-BFGS evaluates the loss several times per step; manual optimization lets us
         # count those evaluations and log each step exactly once.
         self.automatic_optimization = False
-        self.strict_loading = False  # checkpoints leave out the frozen VGG
-        self.encoder = encoder
+        self.strict_loading = False  # checkpoints leave out the frozen VGG and the targets
+        self.perceptual = perceptual
         self.scene = scene
-        self.content_layers = content_layers
-        self.style_layers = style_layers
-        self.weights = weights
         self.optimizer_settings = optimizer
         self.schedule = list(schedule)
         self.ends = list(accumulate(steps for _, steps in schedule))
@@ -89,19 +75,18 @@ class StyleTransfer(pl.LightningModule):
         """A module that optimizes the part of the output under ``box``, from ``start``, at full scale."""
         scene = self.scene.crop(box, start)
         return StyleTransfer(
-            self.encoder,
-            scene,
-            self.content_layers,
-            self.style_layers,
-            self.weights,
-            self.optimizer_settings,
-            [(1.0, steps)],
+            self.perceptual.like(), scene, self.optimizer_settings, [(1.0, steps)], gram_targets=self.full_grams
         )
 
+    @property
+    def encoder(self) -> backbone.VGGFeatures:
+        return self.perceptual.encoder
+
     def count_tile(self, tile: StyleTransfer) -> None:
-        """Add a finished tile's evaluations, and keep its losses as the latest."""
+        """Add a finished tile's evaluations, keep its losses as the latest and its style targets for the next tiles."""
         self.evaluations += tile.evaluations
         self.last_losses = tile.last_losses
+        self.full_grams = tile.full_grams
 
     def hw(self, scale: int) -> tuple[int, int]:
         h, w = self.scene.content.shape[-2:]
@@ -112,29 +97,21 @@ class StyleTransfer(pl.LightningModule):
         return next((i for i, end in enumerate(self.ends) if step < end), len(self.ends) - 1)
 
     def prepare_scale(self) -> None:
-        """Content features, Gram targets and masks at the current scale, computed once."""
+        """The loss's content features, Gram targets and masks at the current scale, computed once."""
         hw, factor = self.hw(self.scale), self.schedule[self.scale][0]
-        s = self.scene
+        s, perceptual = self.scene, self.perceptual
         self.content = images.resize(s.content, hw).unsqueeze(0)
         self.strength = None if s.strength is None else images.resize(s.strength, hw).unsqueeze(0)
-        with torch.no_grad():
-            content = self.encoder(self.content)
-        self.content_targets = {layer: content[layer] for layer in self.content_layers}
-        given = self.given_grams is not None and factor == 1.0
-        self.gram_targets = (
-            self.given_grams if given else style_targets(self.encoder, s.styles, self.style_layers, factor)
-        )
-        masks = s.masks or [None] * len(s.styles)
+        given = self.full_grams is not None and factor == 1.0
+        grams = self.full_grams if given else style_grams(self.encoder, s.styles, perceptual.style_layers, factor)
+        if factor == 1.0:
+            self.full_grams = grams
+        perceptual.set_styles(grams, s.style_weights)
+        masks = s.masks
         if s.strength is not None:
             # Style statistics are taken where the style applies, in proportion to its strength.
-            masks = [s.strength if m is None else m * s.strength for m in masks]
-        self.layer_masks = [
-            {
-                layer: None if m is None else images.resize(m, tuple(content[layer].shape[-2:])).unsqueeze(0)
-                for layer in self.style_layers
-            }
-            for m in masks
-        ]
+            masks = [s.strength if m is None else m * s.strength for m in masks or [None] * len(s.styles)]
+        perceptual.set_content(self.content, masks)
 
     def rendered(self) -> Tensor:
         """The image VGG sees: where a strength map is given, ``content + strength * (image - content)``,
@@ -152,48 +129,7 @@ class StyleTransfer(pl.LightningModule):
 
     def losses(self) -> dict[str, Tensor]:
         """Every loss term of the current image, weighted, keyed by its metric name."""
-        image = self.rendered()
-        features = self.encoder(image)
-        zero = image.new_zeros((), dtype=torch.float32)  # the sum of an empty set (layers.content={}): a tensor
-        content = sum(
-            (
-                w * content_loss(features[layer], self.content_targets[layer])
-                for layer, w in self.content_layers.items()
-            ),
-            zero,
-        )
-        per_layer = {
-            layer: w
-            * sum(
-                sw * style_loss(features[layer], targets[layer], masks[layer])
-                for sw, targets, masks in zip(self.scene.style_weights, self.gram_targets, self.layer_masks)
-            )
-            for layer, w in self.style_layers.items()
-        }
-        terms = {
-            "loss/content": self.weights.content * content,
-            "loss/style": self.weights.style * sum(per_layer.values(), zero),
-        }
-        if self.weights.tv > 0:  # at weight 0 (the default) a flat zero chart would lead the loss group
-            terms["loss/tv"] = self.weights.tv * total_variation(image)
-        if self.temporal is not None:
-            terms["loss/temporal"] = self.temporal_loss(image)
-        terms["loss/total"] = sum(terms.values())
-        terms.update({f"style/loss_{layer}": self.weights.style * v for layer, v in per_layer.items()})
-        return terms
-
-    # --- temporal consistency (the video wing): an optional target the image should stay near ---
-    temporal: tuple[Tensor, Tensor, float] | None = None
-
-    def set_temporal(self, target: Tensor | None, mask: Tensor | None = None, weight: float = 0.0) -> None:
-        """Add ``weight * mean(mask * (image - target)^2)`` to the losses (Ruder et al.'s temporal
-        loss: ``target`` is the previous result warped by the flow, ``mask`` its reliable pixels,
-        ``[1, H, W]``); ``target=None`` removes it."""
-        self.temporal = None if target is None else (target.unsqueeze(0), mask.unsqueeze(0), float(weight))
-
-    def temporal_loss(self, image: Tensor) -> Tensor:
-        target, mask, weight = self.temporal
-        return weight * (mask * (image - target).pow(2)).mean()
+        return self.perceptual(self.rendered())
 
     def upsampled(self, hw: tuple[int, int]) -> Tensor:
         """The image at the finer size ``hw``: its own low frequencies plus the detail the initial
@@ -290,8 +226,8 @@ class StyleTransfer(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint["state_dict"]
-        for key in [k for k in state if k.startswith("encoder.")]:
-            del state[key]  # rebuilt from the config; saves 80 MB per checkpoint
+        for key in [k for k in state if k.startswith("perceptual.")]:
+            del state[key]  # the VGG and the targets, rebuilt from the config and inputs; saves 80 MB per checkpoint
         checkpoint["evaluations"] = self.evaluations
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

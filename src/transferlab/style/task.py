@@ -16,6 +16,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint, OnExceptionCheckpoint
 from torch import Tensor
 
 from transferlab import backbone, color, images, runtime, trainer
+from transferlab.perceptual import PerceptualLoss
 from transferlab.result import TaskResult
 from transferlab.style import estimate, quality, scene, tiling
 from transferlab.style.module import FINAL_TAG, QUALITY_TAGS, ImageLogger, ProgressBar, StyleTransfer
@@ -34,12 +35,18 @@ def build(settings: StyleSettings) -> tuple[StyleTransfer, backbone.VGGFeatures]
     layers = [*settings.content_layers, *settings.style_layers]
     encoder = backbone.VGGFeatures(features, model.arch, layers, normalization, model.feature_scale)
     reference = backbone.VGGFeatures(features, model.arch, quality.REFERENCE_LAYERS, normalization, model.feature_scale)
-    module = StyleTransfer(
+    loss = settings.loss
+    perceptual = PerceptualLoss(
         encoder,
-        scene.load(settings.inputs, settings.size),
         settings.content_layers,
         settings.style_layers,
-        settings.loss,
+        content_weight=loss.content,
+        style_weight=loss.style,
+        tv_weight=loss.tv,
+    )
+    module = StyleTransfer(
+        perceptual,
+        scene.load(settings.inputs, settings.size),
         settings.optimizer,
         settings.whole_schedule,
     )

@@ -1,7 +1,8 @@
 """The two ways of stylizing a frame with temporal consistency.
 
 ``OptimizedFrames``: Gatys et al. per frame through the style wing's module, started from the
-previous result warped by the flow and held near it by the temporal loss (Ruder et al., 2016).
+previous result warped by the flow and held near it by the temporal loss (Ruder et al., 2016), a
+term this wing adds to the perceptual loss.
 ``BlendedFrames``: any feed-forward stylizer (a callable frame -> stylized frame), its output
 blended with the previous output warped by the flow where the flow is reliable."""
 
@@ -14,7 +15,8 @@ from torch import Tensor
 
 from transferlab import backbone
 from transferlab.groups import LossWeights, OptimizerSettings
-from transferlab.style.module import StyleTransfer, style_targets
+from transferlab.perceptual import PerceptualLoss, Term, style_grams
+from transferlab.style.module import StyleTransfer
 from transferlab.style.scene import Scene
 
 Stylizer = Callable[[Tensor], Tensor]  # [3, H, W] in [0, 1] -> [3, H, W] in [0, 1]
@@ -35,6 +37,13 @@ def combine(targets: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor] | Non
     return target, covered
 
 
+def temporal_term(target: Tensor, mask: Tensor, weight: float) -> Term:
+    """Ruder et al.'s temporal loss ``weight * mean(mask * (image - target)^2)``: ``target`` ``[3, H, W]``
+    is the previous result warped by the flow, ``mask`` ``[1, H, W]`` its reliable pixels."""
+    target, mask, weight = target.unsqueeze(0), mask.unsqueeze(0), float(weight)
+    return lambda image: weight * (mask * (image - target).pow(2)).mean()
+
+
 class OptimizedFrames:
     """Stylize frames by optimization with the style wing's ``StyleTransfer`` module."""
 
@@ -47,28 +56,25 @@ class OptimizedFrames:
         weights: LossWeights,
         optimizer: OptimizerSettings,
     ) -> None:
-        self.encoder, self.style = encoder, style
-        self.content_layers, self.style_layers = content_layers, style_layers
-        self.weights, self.optimizer = weights, optimizer
-        self.grams = style_targets(encoder, [style], style_layers)  # the same for every frame: once
+        self.style, self.optimizer = style, optimizer
+        self.perceptual = PerceptualLoss(
+            encoder,
+            content_layers,
+            style_layers,
+            content_weight=weights.content,
+            style_weight=weights.style,
+            tv_weight=weights.tv,
+        )
+        self.grams = style_grams(encoder, [style], style_layers)  # the same for every frame: once
 
     def __call__(
         self, frame: Tensor, steps: int, init: Tensor, temporal: tuple[Tensor, Tensor] | None, weight: float
     ) -> Tensor:
         scene = Scene(frame, [self.style], [1.0], None, None, init, None)
-        module = StyleTransfer(
-            self.encoder,
-            scene,
-            self.content_layers,
-            self.style_layers,
-            self.weights,
-            self.optimizer,
-            [(1.0, steps)],
-            gram_targets=self.grams,
-        )
+        extra = {"loss/temporal": temporal_term(*temporal, weight)} if temporal is not None and weight > 0 else None
+        perceptual = self.perceptual.like(extra)
+        module = StyleTransfer(perceptual, scene, self.optimizer, [(1.0, steps)], gram_targets=self.grams)
         module.prepare_scale()
-        if temporal is not None and weight > 0:
-            module.set_temporal(temporal[0], temporal[1], weight)
         optimizer = module.configure_optimizers()
         for _ in range(steps):
             module.step(optimizer, Tensor.backward)

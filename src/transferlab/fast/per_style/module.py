@@ -1,58 +1,18 @@
-"""The perceptual loss of Johnson et al. over our frozen VGG, and the LightningModule that trains a
-transformation network with it (fast/stylizer.py loads the trained network from its checkpoint)."""
+"""The perceptual loss of Johnson et al. over our frozen VGG (the floor's composition, transferlab/perceptual.py),
+and the LightningModule that trains a transformation network with it (fast/stylizer.py loads the trained
+network from its checkpoint)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from transferlab import backbone, images, losses
+from transferlab import backbone, images
 from transferlab.fast.per_style.networks import TransformNet, build_network
 from transferlab.fast.train import ValidatedModule
-
-
-class PerceptualLoss(nn.Module):
-    """Weighted content (features of the input photo), style (Gram targets of one style image,
-    computed once, kept as buffers) and total-variation terms. ``forward`` returns every term:
-    ``loss``, ``content``, ``style``, ``tv`` and ``content_<layer>`` / ``style_<layer>``."""
-
-    def __init__(
-        self,
-        vgg: backbone.VGGFeatures,
-        style: Tensor,
-        content_layers: dict[str, float],
-        style_layers: dict[str, float],
-        weights: tuple[float, float, float],
-    ) -> None:
-        super().__init__()
-        self.vgg, self.content_layers, self.style_layers = vgg, dict(content_layers), dict(style_layers)
-        self.weights = weights
-        with torch.no_grad():
-            feats = vgg(style.unsqueeze(0) if style.dim() == 3 else style)
-        for layer in self.style_layers:
-            self.register_buffer(f"gram_{layer}", losses.gram_matrix(feats[layer]))
-
-    def forward(self, output: Tensor, content: Tensor) -> dict[str, Tensor]:
-        out = self.vgg(output)
-        terms: dict[str, Tensor] = {}
-        if self.content_layers:
-            with torch.no_grad():
-                target = self.vgg(content)
-        total_c = output.new_zeros((), dtype=torch.float32)
-        for layer, w in self.content_layers.items():
-            terms[f"content_{layer}"] = losses.content_loss(out[layer].float(), target[layer].float())
-            total_c = total_c + w * terms[f"content_{layer}"]
-        total_s = output.new_zeros((), dtype=torch.float32)
-        for layer, w in self.style_layers.items():
-            gram = getattr(self, f"gram_{layer}")
-            terms[f"style_{layer}"] = losses.style_loss(out[layer], gram.expand(output.shape[0], -1, -1))
-            total_s = total_s + w * terms[f"style_{layer}"]
-        tv = losses.total_variation(output.float())
-        cw, sw, tw = self.weights
-        terms.update(content=total_c, style=total_s, tv=tv, loss=cw * total_c + sw * total_s + tw * tv)
-        return terms
+from transferlab.perceptual import PerceptualLoss, style_grams
 
 
 def make_loss(
@@ -67,10 +27,17 @@ def make_loss(
     loss_weights: tuple[float, float, float],
     fast_convs: bool = True,
 ) -> PerceptualLoss:
-    """``fast_convs``: VGG's deep convolutions as Winograd convolutions on CPU (``runtime.winograd``)."""
+    """The loss of one style image ``[3, H, W]``, its Gram targets computed once; ``loss_weights``:
+    content, style and total-variation weights; ``fast_convs``: VGG's deep convolutions as Winograd
+    convolutions on CPU (``runtime.winograd``)."""
     features, norm = backbone.build_features(arch, weights, pooling, normalization, fast_convs)
     vgg = backbone.VGGFeatures(features, arch, [*content_layers, *style_layers], norm, feature_scale)
-    return PerceptualLoss(vgg, style, content_layers, style_layers, loss_weights)
+    content_weight, style_weight, tv_weight = loss_weights
+    loss = PerceptualLoss(
+        vgg, content_layers, style_layers, content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight
+    )
+    loss.set_styles(style_grams(vgg, [style], style_layers))
+    return loss
 
 
 class FastStyleModule(ValidatedModule):
@@ -97,15 +64,21 @@ class FastStyleModule(ValidatedModule):
     def forward(self, image: Tensor) -> Tensor:
         return self.network(image)
 
+    def terms(self, output: Tensor, photos: Tensor) -> dict[str, Tensor]:
+        """The loss of ``output`` for ``photos`` under train_fast's metric names: ``loss`` (the total) and
+        the unweighted ``content``, ``style``, ``tv``, ``content_<layer>``, ``style_<layer>``."""
+        parts = self.perceptual.parts(output, photos)
+        return parts | {"loss": self.perceptual.weighted(parts, output)["loss/total"]}
+
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
-        terms = self.perceptual(self.network(batch), batch)
+        terms = self.terms(self.network(batch), batch)
         self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, prog_bar=False, on_step=True)
         self.log("train/loss_bar", terms["loss"].detach(), prog_bar=True, logger=False)
         return terms["loss"]
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:
         output = self.network(batch)
-        terms = self.perceptual(output, batch)
+        terms = self.terms(output, batch)
         self.val_terms.append({k: v.detach() for k, v in terms.items()})
         self.val_outputs.append(output.detach().float().cpu())
 
@@ -125,9 +98,9 @@ class FastStyleModule(ValidatedModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The frozen VGG is rebuilt from its weights; 30-80 MB per checkpoint would be a copy of them.
         checkpoint["state_dict"] = {
-            k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("perceptual.vgg.")
+            k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("perceptual.encoder.")
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        vgg = {f"perceptual.vgg.{k}": v for k, v in self.perceptual.vgg.state_dict().items()}
+        vgg = {f"perceptual.encoder.{k}": v for k, v in self.perceptual.encoder.state_dict().items()}
         checkpoint["state_dict"] = {**checkpoint["state_dict"], **vgg}

@@ -15,11 +15,12 @@ from torch.utils.data import TensorDataset
 
 from transferlab import checkpoints, fetch, images, memory, runtime
 from transferlab.fast import data
-from transferlab.fast.per_style.module import FastStyleModule, PerceptualLoss, make_loss
+from transferlab.fast.per_style.module import FastStyleModule, make_loss
 from transferlab.fast.per_style.networks import MIN_SIZE
 from transferlab.fast.settings import TrainSettings
 from transferlab.fast.train import StepData, fit
 from transferlab.files import atomic_write
+from transferlab.perceptual import PerceptualLoss
 from transferlab.result import TaskResult
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,9 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
         "data.files": images.listing_digest([*train_files, *val_files], s.photos.root),
     }
     fingerprint = checkpoints.fingerprint(s.fingerprint() | depends)
-    result = fit(module, datamodule, training, s.hparams, output_dir, "train_fast", fingerprint, ("perceptual.vgg.",))
+    result = fit(
+        module, datamodule, training, s.hparams, output_dir, "train_fast", fingerprint, ("perceptual.encoder.",)
+    )
     with atomic_write(output_dir / "val_files.txt", "w") as f:
         f.write("".join(f"{p}\n" for p in val_files))
     finals = [  # from fit's final validation
