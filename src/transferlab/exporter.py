@@ -28,6 +28,7 @@ from torch.export import ExportedProgram
 from transferlab import checks
 from transferlab.errors import ConfigError, ExportError
 from transferlab.files import atomic_write, write_json
+from transferlab.result import TaskResult, settings_hparams
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +161,23 @@ def export(
             )
     write_json(report, output_dir / "export.json")
     return report
+
+
+def task_result(report: dict[str, Any], settings: Any) -> TaskResult:
+    """An export task's result: export.json's ``report`` as its metrics, no images, the formats and their
+    largest differences from PyTorch as its caption, the task's door ``settings`` as its HParams."""
+    done = [name for name in FORMATS if name in report]
+    diffs = ", ".join(f"{name} {_diff(report[name]['max_abs_diff'])}" for name in done)
+    return TaskResult(
+        metrics=report,
+        objective=None,
+        caption=(" ".join(done), f"max |diff| {diffs}"),
+        hparams=settings_hparams(settings),
+    )
+
+
+def _diff(value: float | None) -> str:
+    return "not finite" if value is None else f"{value:.2g}"
 
 
 def trace(network: nn.Module, example: Example, signature: Signature) -> ExportedProgram:

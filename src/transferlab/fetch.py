@@ -25,6 +25,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any, BinaryIO
 from urllib.parse import urldefrag, urlparse
 
 from transferlab.errors import FetchError
@@ -123,25 +124,7 @@ def download(
         digest = hashlib.sha256()
         request = urllib.request.Request(url, headers={"User-Agent": "transferlab"})
         with os.fdopen(fd, "wb") as out, open_url(request, timeout_s) as response:
-            length = response.headers.get("Content-Length")
-            if length and length.isdigit() and int(length) > max_bytes:
-                raise _TooLargeError(f"the server announces {int(length) / 2**20:.1f} MB")
-            size, window_start, window_bytes = 0, time.monotonic(), 0
-            # read1: what has arrived (read(n) would wait for n bytes, however slowly they drip).
-            while chunk := response.read1(CHUNK):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise _TooLargeError(f"more than {max_bytes / 2**20:g} MB arrived")
-                digest.update(chunk)
-                out.write(chunk)
-                window_bytes += len(chunk)
-                elapsed = time.monotonic() - window_start
-                if elapsed >= timeout_s:
-                    if window_bytes < MIN_RATE * elapsed:
-                        raise _TooSlowError(f"{window_bytes} bytes in the last {elapsed:.1f} s")
-                    window_start, window_bytes = time.monotonic(), 0
-            if length and length.isdigit() and size != int(length):
-                raise http.client.IncompleteRead(b"", int(length) - size)
+            receive(response, out, digest, timeout_s, max_bytes)
         if sha256_prefix and not digest.hexdigest().startswith(sha256_prefix.lower()):
             raise FetchError(
                 f"{key}: {url} does not match its checksum (expected sha256 {sha256_prefix}..., got "
@@ -151,32 +134,70 @@ def download(
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
         return target
-    except _TooSlowError as exc:
-        raise FetchError(
-            f"{key}: {url} sends too slowly ({exc}; under {MIN_RATE // 1024} KB/s over fetch.timeout_s="
-            f"{timeout_s:g} s); try again later, or use a local file, e.g. {key}=/path/to/{_name(url)}"
-        ) from None
-    except _TooLargeError as exc:
-        raise FetchError(
-            f"{key}: {url} is larger than the fetch.max_mb={max_bytes / 2**20:g} MB limit ({exc}); "
-            f"raise fetch.max_mb if the file is expected to be this large, or use a local file"
-        ) from None
-    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
-        # A read that times out raises TimeoutError; a connect that times out, a URLError around one.
-        reason = getattr(exc, "reason", None) or exc
-        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
-            raise OSError(exc.errno, os.strerror(exc.errno), str(target)) from None  # the entry's one line
-        if isinstance(reason, TimeoutError):
-            raise FetchError(
-                f"{key}: {url} did not answer within fetch.timeout_s={timeout_s:g} s; try again, raise "
-                f"fetch.timeout_s, or use a local file, e.g. {key}=/path/to/{_name(url)}"
-            ) from None
-        raise FetchError(
-            f"{key}: could not fetch {url} ({reason}). Fix: connect to the internet once, "
-            f"or use a local file, e.g. {key}=/path/to/{_name(url)}"
-        ) from None
+    except (
+        _TooSlowError,
+        _TooLargeError,
+        urllib.error.URLError,
+        OSError,
+        ValueError,
+        http.client.HTTPException,
+    ) as exc:
+        raise failure(exc, url, target, key, timeout_s, max_bytes) from None
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def receive(response: http.client.HTTPResponse, out: BinaryIO, digest: Any, timeout_s: float, max_bytes: int) -> None:
+    """Copy ``response`` into ``out`` and ``digest``; a _TooLargeError beyond ``max_bytes`` (announced or
+    arrived), a _TooSlowError under ``MIN_RATE`` over a ``timeout_s`` window, an IncompleteRead when fewer
+    bytes than announced arrive."""
+    length = response.headers.get("Content-Length")
+    if length and length.isdigit() and int(length) > max_bytes:
+        raise _TooLargeError(f"the server announces {int(length) / 2**20:.1f} MB")
+    size, window_start, window_bytes = 0, time.monotonic(), 0
+    # read1: what has arrived (read(n) would wait for n bytes, however slowly they drip).
+    while chunk := response.read1(CHUNK):
+        size += len(chunk)
+        if size > max_bytes:
+            raise _TooLargeError(f"more than {max_bytes / 2**20:g} MB arrived")
+        digest.update(chunk)
+        out.write(chunk)
+        window_bytes += len(chunk)
+        elapsed = time.monotonic() - window_start
+        if elapsed >= timeout_s:
+            if window_bytes < MIN_RATE * elapsed:
+                raise _TooSlowError(f"{window_bytes} bytes in the last {elapsed:.1f} s")
+            window_start, window_bytes = time.monotonic(), 0
+    if length and length.isdigit() and size != int(length):
+        raise http.client.IncompleteRead(b"", int(length) - size)
+
+
+def failure(exc: Exception, url: str, target: Path, key: str, timeout_s: float, max_bytes: int) -> Exception:
+    """The one-line error for a download of ``url`` into ``target`` that failed with ``exc``: a FetchError
+    naming ``key`` and the fix, or a full disk's OSError naming ``target`` (the entry's one line)."""
+    if isinstance(exc, _TooSlowError):
+        return FetchError(
+            f"{key}: {url} sends too slowly ({exc}; under {MIN_RATE // 1024} KB/s over fetch.timeout_s="
+            f"{timeout_s:g} s); try again later, or use a local file, e.g. {key}=/path/to/{_name(url)}"
+        )
+    if isinstance(exc, _TooLargeError):
+        return FetchError(
+            f"{key}: {url} is larger than the fetch.max_mb={max_bytes / 2**20:g} MB limit ({exc}); "
+            f"raise fetch.max_mb if the file is expected to be this large, or use a local file"
+        )
+    # A read that times out raises TimeoutError; a connect that times out, a URLError around one.
+    reason = getattr(exc, "reason", None) or exc
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+        return OSError(exc.errno, os.strerror(exc.errno), str(target))
+    if isinstance(reason, TimeoutError):
+        return FetchError(
+            f"{key}: {url} did not answer within fetch.timeout_s={timeout_s:g} s; try again, raise "
+            f"fetch.timeout_s, or use a local file, e.g. {key}=/path/to/{_name(url)}"
+        )
+    return FetchError(
+        f"{key}: could not fetch {url} ({reason}). Fix: connect to the internet once, "
+        f"or use a local file, e.g. {key}=/path/to/{_name(url)}"
+    )
 
 
 def open_url(request: urllib.request.Request, timeout_s: float) -> http.client.HTTPResponse:

@@ -58,10 +58,12 @@ OmegaConf.register_new_resolver("transferlab_pid", lambda: str(os.getpid()), rep
 _interrupted: str | None = None
 
 
-def run_task(cfg: DictConfig, output_dir: Path, overrides: Sequence[str] = (), swept: Collection[str] = ()) -> Any:
-    """Run ``cfg.task.name`` writing into ``output_dir``. A task that returns a ``TaskResult`` has it
+def run_task(
+    cfg: DictConfig, output_dir: Path, overrides: Sequence[str] = (), swept: Collection[str] = ()
+) -> float | None:
+    """Run ``cfg.task.name`` writing into ``output_dir``. Every task returns a ``TaskResult``: it is
     recorded (metrics.json, result.json, the HParams session led by the user's ``overrides``, the
-    ``swept`` keys first) and its objective returned (for sweepers); any other return passes through."""
+    ``swept`` keys first) and its objective returned (for sweepers)."""
     name = cfg.task.name
     if name not in TASKS:
         raise TransferLabError(f"task.name={name!r} is unknown; choose one of {', '.join(TASKS)}")
@@ -70,7 +72,7 @@ def run_task(cfg: DictConfig, output_dir: Path, overrides: Sequence[str] = (), s
         fetch.configure(*groups.fetch(cfg))
     outcome = importlib.import_module(TASKS[name]).run(cfg, output_dir)
     if not isinstance(outcome, TaskResult):
-        return outcome
+        raise ValueError(f"task {name} returned {type(outcome).__name__}, not a TaskResult (transferlab.result)")
     if rank_zero_only.rank == 0:  # under DDP every process has the result; one writes it
         record(outcome, output_dir, overrides, swept)
     return outcome.objective

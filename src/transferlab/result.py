@@ -1,10 +1,11 @@
-"""The one task contract: every training task returns a ``TaskResult``, and the entry (``main.run_task``)
+"""The one task contract: every task returns a ``TaskResult``, and the entry (``main.run_task``)
 writes the run's ``metrics.json``, its ``result.json`` (which images represent it, their caption, the
 objective) and its TensorBoard HParams session from it, the same way for every task. A sweep's contact
 sheet (``sweep.py``) reads each job's ``result.json``: it knows no task's file names or metric keys."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -73,6 +74,18 @@ def flat(hparams: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{key}"] = value
     return out
+
+
+def settings_hparams(settings: Any) -> dict[str, Any]:
+    """A task's door values (a frozen settings dataclass) as HParams: nested settings as ``group.key``,
+    paths and lists as text (TensorBoard shows numbers, text and booleans only)."""
+    return {key: _shown(value) for key, value in flat(dataclasses.asdict(settings)).items()}
+
+
+def _shown(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return str(value) if isinstance(value, Path) else value
 
 
 def leading_hparams(hp: dict[str, Any], overrides: Sequence[str], swept: Collection[str] = ()) -> dict[str, Any]:

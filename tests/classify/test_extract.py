@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import torch
@@ -25,6 +26,8 @@ def test_extract_named_layers_from_checkpoint(trained: Path, dataset: Path, tmp_
     main.run_task(cfg, tmp_path)
     saved = torch.load(tmp_path / "features.pt", weights_only=True)
     shapes = {k: tuple(v.shape) for k, v in saved["layers"].items()}
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["images"] == 6 and {k: tuple(v) for k, v in metrics["layers"].items()} == shapes
     assert shapes == {"layer3": (6, 256), "flatten": (6, 512), "fc": (6, 2)}
     manifest = list(csv.DictReader((tmp_path / "manifest.csv").open()))
     assert [m["file"] for m in manifest] == saved["files"] == [f"{c}/{i}.png" for c in CLASSES for i in range(3)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
 from pathlib import Path
 
@@ -22,6 +23,8 @@ def test_predict_writes_top_k_csv(trained: Path, dataset: Path, tmp_path: Path) 
         "trainer.accelerator=cpu",
     )
     main.run_task(cfg, tmp_path)
+    assert json.loads((tmp_path / "metrics.json").read_text()) == {"images": 6, "top_k": 2, "classes": 2}
+    assert json.loads((tmp_path / "result.json").read_text())["images"] == []
     rows = list(csv.DictReader((tmp_path / "predictions.csv").open()))
     assert [r["file"] for r in rows] == [f"{c}/{i}.png" for c in CLASSES for i in range(3)]
     for row in rows:

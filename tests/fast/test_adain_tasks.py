@@ -156,7 +156,8 @@ def test_apply_with_masks_strength_and_colour_keeps_sizes(trained, styles, tmp_p
         "task.color=luminance",
         "trainer.accelerator=cpu",
     )
-    outputs = main.run_task(cfg, tmp_path / "run")
+    main.run_task(cfg, tmp_path / "run")
+    outputs = json.loads((tmp_path / "run" / "apply.json").read_text())["outputs"]
     assert len(outputs) == 2
     for source, target in outputs.items():
         assert images.open_rgb(target).size == images.open_rgb(source).size
@@ -174,7 +175,8 @@ def test_export_parity_onnx_and_torch_export(trained, tmp_path):
         x = net.stylize(torch.rand(2, 3, 32, 32), [net.code(torch.rand(1, 3, 32, 32))])
     assert x.std() > 1e-2 and 0 < x.mean() < 1
     cfg = compose_cfg("task=export_adain", f"ckpt_path={tmp_path / 'lively.ckpt'}")
-    report = main.run_task(cfg, tmp_path)
+    main.run_task(cfg, tmp_path)
+    report = json.loads((tmp_path / "metrics.json").read_text())
     assert report["check_shape"] == [[3, 3, 67, 45], [1, 3, 50, 61]]
     assert report["onnx"]["max_abs_diff"] < 1e-4 and report["pt2"]["max_abs_diff"] < 1e-4
     assert json.loads((tmp_path / "export.json").read_text())["inputs"]["style"]["shape"] == [1, 3, "h", "w"]
@@ -280,9 +282,11 @@ def test_sanet_is_a_task_option_end_to_end(photos, styles, tmp_path):
         "task.style_size=32",
         "trainer.accelerator=cpu",
     )
-    outputs = main.run_task(cfg, tmp_path / "apply")
+    main.run_task(cfg, tmp_path / "apply")
+    outputs = json.loads((tmp_path / "apply" / "apply.json").read_text())["outputs"]
     assert outputs and all(images.open_rgb(t).size == images.open_rgb(s).size for s, t in outputs.items())
-    report = main.run_task(compose_cfg("task=export_adain", f"ckpt_path={ckpt}"), tmp_path / "export")
+    main.run_task(compose_cfg("task=export_adain", f"ckpt_path={ckpt}"), tmp_path / "export")
+    report = json.loads((tmp_path / "export" / "export.json").read_text())
     assert report["onnx"]["max_abs_diff"] < 1e-4 and report["pt2"]["max_abs_diff"] < 1e-4
 
 
@@ -305,7 +309,8 @@ def test_apply_from_the_exported_pipeline_matches_the_checkpoint(trained, photos
     outputs = {}
     for name in ("lively.ckpt", "model.onnx"):
         cfg = compose_cfg(*apply, f"ckpt_path={tmp_path / name}", "trainer.accelerator=cpu")
-        outputs[name] = main.run_task(cfg, tmp_path / name.replace(".", "_"))
+        main.run_task(cfg, tmp_path / name.replace(".", "_"))
+        outputs[name] = json.loads((tmp_path / name.replace(".", "_") / "apply.json").read_text())["outputs"]
     assert outputs["lively.ckpt"].keys() == outputs["model.onnx"].keys()
     for source in outputs["model.onnx"]:
         a, b = (images.load_image(outputs[n][source]) for n in outputs)

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from helpers import compose_cfg, make_image
-from transferlab import images, main
+from transferlab import images, main, result
 from transferlab.errors import ImageError, WeightsError
 
 
@@ -26,6 +26,8 @@ def folder(tmp_path):
 
 def test_export_parity_onnx_pt2_int8(exported):
     report = json.loads((exported / "export.json").read_text())
+    assert json.loads((exported / "metrics.json").read_text()) == report
+    assert result.read_index(exported)["caption"][0] == "onnx pt2 int8"
     assert report["check_shape"] == [3, 3, 67, 45]
     assert report["onnx"]["max_abs_diff"] < 1e-4 and report["pt2"]["max_abs_diff"] < 1e-4
     assert report["int8"]["max_abs_diff"] < 0.5 and report["int8"]["bytes"] < report["onnx"]["bytes"]
@@ -42,11 +44,15 @@ def test_apply_on_a_folder_keeps_sizes(model, trained, exported, folder, tmp_pat
         "trainer.accelerator=cpu",
         "task.batch_size=2",
     )
-    outputs = main.run_task(cfg, tmp_path / "run")
+    main.run_task(cfg, tmp_path / "run")
+    outputs = json.loads((tmp_path / "run" / "apply.json").read_text())["outputs"]
     assert len(outputs) == 3
     for source, target in outputs.items():
         assert images.open_rgb(target).size == images.open_rgb(source).size
     assert (tmp_path / "run" / "apply.json").is_file()
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["images"] == 3 and metrics["outputs"] == outputs and metrics["seconds_per_image"] > 0
+    assert len(result.read_index(tmp_path / "run")["images"]) == 3
 
 
 def test_model_of_another_architecture_is_one_line(trained, folder, tmp_path):

@@ -1,13 +1,20 @@
 """The task contract on the floor: what the entry writes from a TaskResult, the one HParams convention,
 and a sweep's contact sheet read from each job's result.json (no task's file names)."""
 
+import importlib
 import json
+import typing
+from pathlib import Path
 
+import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
-from helpers import hparams_columns, make_image
-from transferlab import result, sweep
+from helpers import compose_cfg, hparams_columns, make_image
+from transferlab import main, result, sweep
+from transferlab.classify import predict
+from transferlab.classify.settings import ExportSettings
+from transferlab.exporter import ExportOptions
 from transferlab.result import TaskResult
 
 
@@ -54,3 +61,31 @@ def test_contact_sheet_reads_each_jobs_result(tmp_path):
     sheet = Image.open(sweep.write_contact_sheet(tmp_path))
     assert sheet.width == 2 * 256
     assert sheet.getpixel((128, 128)) != (255, 255, 255) and sheet.getpixel((384, 128)) == (255, 255, 255)
+
+
+def test_every_task_returns_a_task_result():
+    """Each task's run says so (each task's own tests run it through main.run_task, which refuses any other)."""
+    for name, module in main.TASKS.items():
+        run = importlib.import_module(module).run
+        assert typing.get_type_hints(run)["return"] is TaskResult, name
+
+
+def test_run_task_refuses_another_return_as_a_programming_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(predict, "run", lambda cfg, output_dir: {"outputs": 1})
+    cfg = compose_cfg("task=predict", "ckpt_path=x.ckpt", "task.input=x")
+    with pytest.raises(ValueError, match="task predict returned dict, not a TaskResult"):
+        main.run_task(cfg, tmp_path)
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_settings_hparams_are_the_doors_values_flat():
+    options = ExportOptions(("onnx", "pt2"), 18, 1e-4, 1e-4)
+    hp = result.settings_hparams(ExportSettings(Path("a/b.ckpt"), options, 0))
+    assert hp == {
+        "checkpoint": "a/b.ckpt",
+        "export.formats": "onnx,pt2",
+        "export.opset": 18,
+        "export.atol": 1e-4,
+        "export.rtol": 1e-4,
+        "seed": 0,
+    }

@@ -16,11 +16,12 @@ from omegaconf import DictConfig
 from transferlab import exporter
 from transferlab.classify import module as classifier
 from transferlab.classify.settings import ExportSettings
+from transferlab.result import TaskResult
 
 SIGNATURE = exporter.Signature(("image",), "logits", ({0: torch.export.Dim("batch", min=1, max=exporter.MAX_BATCH)},))
 
 
-def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
+def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     """Writes model.pt2 (torch.export), model.onnx and export.json into ``output_dir``."""
     s = ExportSettings.from_cfg(cfg)
     module = classifier.load(s.checkpoint)
@@ -42,4 +43,4 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         },
         "output": {"name": "logits", "shape": ["N", len(module.classes)]},
     }
-    return exporter.export(network, example, check, SIGNATURE, s.export, output_dir, report)
+    return exporter.task_result(exporter.export(network, example, check, SIGNATURE, s.export, output_dir, report), s)

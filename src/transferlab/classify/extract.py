@@ -20,6 +20,7 @@ from transferlab.classify import data, networks, settings
 from transferlab.classify import module as classifier
 from transferlab.classify.settings import ExtractSettings
 from transferlab.files import atomic_write
+from transferlab.result import TaskResult, settings_hparams
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ def nodes(network: nn.Module, arch: str) -> dict[str, str]:
     return {name: name for name in [*u.paths, *get_graph_node_names(network)[1]] if name != "x"}
 
 
-def run(cfg: DictConfig, output_dir: Path) -> None:
+def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     s = ExtractSettings.from_cfg(cfg)
     if s.checkpoint is not None:
         module = classifier.load(s.checkpoint)
@@ -73,3 +74,15 @@ def run(cfg: DictConfig, output_dir: Path) -> None:
         writer.writerows(enumerate(names_out))
     shapes = ", ".join(f"{layer} {tuple(v.shape)}" for layer, v in features.items())
     log.info("features of %d images (%s): %s", len(files), shapes, output_dir / "features.pt")
+    return TaskResult(
+        metrics={
+            "images": len(files),
+            "arch": arch,
+            "pooled": s.pool,
+            **sizes,
+            "layers": {layer: list(v.shape) for layer, v in features.items()},
+        },
+        objective=None,
+        caption=(f"{len(files)} images, {arch}", shapes),
+        hparams=settings_hparams(s),
+    )

@@ -13,11 +13,12 @@ from transferlab.classify import data
 from transferlab.classify import module as classifier
 from transferlab.classify.settings import PredictSettings
 from transferlab.files import atomic_write
+from transferlab.result import TaskResult, settings_hparams
 
 log = logging.getLogger(__name__)
 
 
-def run(cfg: DictConfig, output_dir: Path) -> None:
+def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     """Writes predictions.csv: file, then class_i and prob_i for i = 1..top_k, most probable first."""
     s = PredictSettings.from_cfg(cfg)
     module = classifier.load(s.checkpoint)
@@ -39,3 +40,9 @@ def run(cfg: DictConfig, output_dir: Path) -> None:
             name = file.relative_to(s.images.source) if s.images.source.is_dir() else file
             writer.writerow([str(name), *(v for c, q in zip(idx, p) for v in (module.classes[c], f"{q:.6f}"))])
     log.info("predictions for %d images: %s", len(files), path)
+    return TaskResult(
+        metrics={"images": len(files), "top_k": k, "classes": len(module.classes)},
+        objective=None,
+        caption=(f"{len(files)} images, top {k} of {len(module.classes)} classes",),
+        hparams=settings_hparams(s),
+    )

@@ -15,6 +15,7 @@ from transferlab import exporter, memory
 from transferlab.fast.arbitrary.networks import MIN_SIZE, Pipeline
 from transferlab.fast.arbitrary.settings import ExportAdaINSettings
 from transferlab.fast.stylizer import read_network
+from transferlab.result import TaskResult
 
 INPUTS = ("content", "style")
 # Content: dynamic N, H, W; style: batch 1, dynamic h, w; every side >= MIN_SIZE.
@@ -23,7 +24,7 @@ SIGNATURE = exporter.Signature(
 )
 
 
-def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
+def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     s = ExportAdaINSettings.from_cfg(cfg)
     pipeline = Pipeline(read_network(s.checkpoint, family="arbitrary")[1], s.alpha).eval()
     side = s.example_size
@@ -49,4 +50,4 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         "output": {"name": "stylized", "shape": ["N", 3, "H", "W"], "values": "RGB in [0, 1]"},
         "min_side": MIN_SIZE,
     }
-    return exporter.export(pipeline, example, check, SIGNATURE, s.export, output_dir, report)
+    return exporter.task_result(exporter.export(pipeline, example, check, SIGNATURE, s.export, output_dir, report), s)

@@ -6,9 +6,11 @@ any size (output size = input size), batched by size, with a progress bar; outpu
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from omegaconf import DictConfig
@@ -22,8 +24,11 @@ from transferlab.fast.per_style.networks import MIN_SIZE
 from transferlab.fast.settings import ApplySettings
 from transferlab.fast.tiled import Bounded
 from transferlab.files import write_json
+from transferlab.result import TaskResult, settings_hparams
 
 log = logging.getLogger(__name__)
+
+SHOWN = 4  # outputs that represent an apply run (a sweep's contact sheet shows each)
 
 
 def gather(inputs: tuple[str, ...]) -> list[Path]:
@@ -95,7 +100,22 @@ def stylize_files(
     return names
 
 
-def run(cfg: DictConfig, output_dir: Path) -> dict[str, str]:
+def applied(task: str, report: dict[str, Any], seconds: float, settings: Any, output_dir: Path) -> TaskResult:
+    """The result of apply task ``task``: its apply.json ``report`` and the time per image as metrics, the first
+    outputs as its images, the task's door ``settings`` as its HParams."""
+    outputs = report["outputs"]
+    each = seconds / max(len(outputs), 1)
+    log.info("%s: %d images into %s, %.3g s each", task, len(outputs), output_dir, each)
+    return TaskResult(
+        metrics={**report, "images": len(outputs), "seconds_per_image": each},
+        objective=None,
+        images=tuple(Path(p) for p in list(outputs.values())[:SHOWN]),
+        caption=(f"{len(outputs)} images, {each:.2g} s each",),
+        hparams=settings_hparams(settings),
+    )
+
+
+def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     s = ApplySettings.from_cfg(cfg)
     files = gather(s.images.inputs)
     style = stylizer.style_image(s.style, "task.style", s.style_size) if s.style else None
@@ -109,12 +129,11 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, str]:
         bound = Bounded(stylize, lambda: memory.footprint(stylize, side), memory.budget(s.device), side, tile, s.device)
     out_dir = output_dir / "stylized"
     im = s.images
+    start = time.perf_counter()
     names = stylize_files(
         files, stylize, out_dir, im.size, im.batch_size, im.color, im.format, stylize.min_size, bound=bound
     )
-    write_json(
-        {"model": str(s.model), "family": stylize.family, "style": s.style, "color": im.color, "outputs": names},
-        output_dir / "apply.json",
-    )
-    log.info("apply_fast: %d images into %s", len(names), out_dir)
-    return names
+    seconds = time.perf_counter() - start
+    report = {"model": str(s.model), "family": stylize.family, "style": s.style, "color": im.color, "outputs": names}
+    write_json(report, output_dir / "apply.json")
+    return applied("apply_fast", report, seconds, s, out_dir)

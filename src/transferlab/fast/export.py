@@ -14,11 +14,12 @@ from transferlab import exporter, memory
 from transferlab.fast.per_style.networks import MIN_SIZE
 from transferlab.fast.settings import ExportSettings
 from transferlab.fast.stylizer import read_network
+from transferlab.result import TaskResult
 
 SIGNATURE = exporter.Signature(("image",), "stylized", (exporter.image_dims(MIN_SIZE),))
 
 
-def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
+def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     s = ExportSettings.from_cfg(cfg)
     _, network, spec = read_network(s.checkpoint, family="per_style")
     side = s.example_size
@@ -39,4 +40,4 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         "output": {"name": "stylized", "shape": ["N", 3, "H", "W"], "values": "RGB in [0, 1]"},
         "min_side": MIN_SIZE,
     }
-    return exporter.export(network, example, check, SIGNATURE, s.export, output_dir, report)
+    return exporter.task_result(exporter.export(network, example, check, SIGNATURE, s.export, output_dir, report), s)

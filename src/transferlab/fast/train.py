@@ -88,10 +88,34 @@ def fit(
     its own) holds the final validation's metrics, captioned by the loss and its content and style terms.
     ``fingerprint``: what the run depends on (``checkpoints.check_resume``); ``rebuilt``: the prefixes of
     the module's tensors its checkpoints leave out."""
+    check_resume(module, training, task, fingerprint, rebuilt)
+    trainer = stepped_trainer(training, output_dir, task, fingerprint)
+    trainer.fit(
+        module,
+        datamodule=datamodule,
+        ckpt_path=str(training.ckpt_path) if training.ckpt_path else None,
+        weights_only=True,
+    )
+    last = output_dir / "checkpoints" / "last.ckpt"
+    trainer.save_checkpoint(last, weights_only=False)  # the full state: resume from it is exact; atomic
+    final = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+    return result(task, {k: float(v) for k, v in final.items()}, trainer.global_step, last, hparams)
+
+
+def check_resume(
+    module: pl.LightningModule, training: Training, task: str, fingerprint: dict[str, Any], rebuilt: tuple[str, ...]
+) -> None:
+    """Refuse, before Lightning loads it, a ``ckpt_path`` of another task, inputs or settings, or whose
+    tensors do not fit ``module`` (besides the ``rebuilt`` ones)."""
     if training.ckpt_path:
         expected = f"a checkpoint of a task={task} run (checkpoints/*.ckpt)"
         saved = checkpoints.check_resume(training.ckpt_path, task, fingerprint, expected)
         checkpoints.check_state(training.ckpt_path, saved["state_dict"], module.state_dict(), expected, rebuilt)
+
+
+def stepped_trainer(training: Training, output_dir: Path, task: str, fingerprint: dict[str, Any]) -> pl.Trainer:
+    """The one Trainer factory's Trainer on a step schedule: validation every ``val_every``, checkpoints
+    every ``checkpoint_every`` (each recording ``task`` and its ``fingerprint``)."""
     checkpoint = ModelCheckpoint(
         dirpath=output_dir / "checkpoints",
         filename="step{step}",
@@ -100,7 +124,7 @@ def fit(
         save_top_k=-1,
         save_last=False,
     )
-    trainer = make_trainer(
+    return make_trainer(
         training.trainer,
         output_dir,
         max_steps=training.steps,
@@ -112,18 +136,12 @@ def fit(
         callbacks=[ResumeRecord(task, fingerprint), checkpoint],
         enable_model_summary=False,
     )
-    trainer.fit(
-        module,
-        datamodule=datamodule,
-        ckpt_path=str(training.ckpt_path) if training.ckpt_path else None,
-        weights_only=True,
-    )
-    last = output_dir / "checkpoints" / "last.ckpt"
-    trainer.save_checkpoint(last, weights_only=False)  # the full state: resume from it is exact; atomic
-    final = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
-    metrics = {k: float(v) for k, v in final.items()}
+
+
+def result(task: str, metrics: dict[str, float], steps: int, last: Path, hparams: dict[str, Any]) -> TaskResult:
+    """The final validation's ``metrics`` as the result, captioned by the loss and its content and style terms."""
     return TaskResult(
-        metrics={"task": task, "steps": trainer.global_step, "checkpoint": str(last), **metrics},
+        metrics={"task": task, "steps": steps, "checkpoint": str(last), **metrics},
         objective=metrics["val/loss"],
         caption=(
             f"val loss {metrics['val/loss']:.4g}",
@@ -131,5 +149,5 @@ def fit(
         ),
         hparams=hparams,
         summary=metrics,
-        step=trainer.global_step,
+        step=steps,
     )

@@ -4,7 +4,7 @@ map, colour preservation. Each style's statistics are computed once and reused f
 
 from __future__ import annotations
 
-import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,14 +14,13 @@ from torch import Tensor
 
 from transferlab import fetch, images, memory
 from transferlab.fast import stylizer
-from transferlab.fast.apply import gather, stylize_files
+from transferlab.fast.apply import applied, gather, stylize_files
 from transferlab.fast.arbitrary import ops as A
 from transferlab.fast.arbitrary.networks import MIN_SIZE, AdaINNet
 from transferlab.fast.arbitrary.settings import ApplyAdaINSettings
 from transferlab.fast.tiled import Bounded
 from transferlab.files import write_json
-
-log = logging.getLogger(__name__)
+from transferlab.result import TaskResult
 
 
 def _map(source: str, key: str) -> Tensor:
@@ -66,7 +65,7 @@ def checkpoint_stylizer(s: ApplyAdaINSettings) -> Callable[[Tensor], Tensor]:
     return stylize
 
 
-def run(cfg: DictConfig, output_dir: Path) -> dict[str, str]:
+def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     s = ApplyAdaINSettings.from_cfg(cfg)
     files = gather(s.images.inputs)
     stylize = exported_stylizer(s) if s.model.suffix.lower() == ".onnx" else checkpoint_stylizer(s)
@@ -78,30 +77,21 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, str]:
             stylize, lambda: memory.footprint(stylize, MIN_SIZE), memory.budget(s.device), MIN_SIZE, False, s.device
         )
     out_dir = output_dir / "stylized"
+    im = s.images
+    start = time.perf_counter()
     names = stylize_files(
-        files,
-        stylize,
-        out_dir,
-        s.images.size,
-        s.images.batch_size,
-        s.images.color,
-        s.images.format,
-        min_size=MIN_SIZE,
-        desc="apply_adain",
-        bound=bound,
+        files, stylize, out_dir, im.size, im.batch_size, im.color, im.format, MIN_SIZE, "apply_adain", bound
     )
-    write_json(
-        {
-            "model": str(s.model),
-            "styles": list(s.styles),
-            "style_weights": None if s.style_masks else list(s.style_weights),
-            "style_masks": list(s.style_masks) or None,
-            "strength_map": s.strength_map,
-            "alpha": s.alpha,
-            "color": s.images.color,
-            "outputs": names,
-        },
-        output_dir / "apply.json",
-    )
-    log.info("apply_adain: %d images into %s", len(names), out_dir)
-    return names
+    seconds = time.perf_counter() - start
+    report = {
+        "model": str(s.model),
+        "styles": list(s.styles),
+        "style_weights": None if s.style_masks else list(s.style_weights),
+        "style_masks": list(s.style_masks) or None,
+        "strength_map": s.strength_map,
+        "alpha": s.alpha,
+        "color": im.color,
+        "outputs": names,
+    }
+    write_json(report, output_dir / "apply.json")
+    return applied("apply_adain", report, seconds, s, out_dir)
