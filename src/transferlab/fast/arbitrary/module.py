@@ -71,21 +71,22 @@ class AdaINModule(ValidatedModule):
         self.val_tiles: list[Tensor] = []
         self.last_grid: Tensor | None = None  # the latest validation's grid (``grid``), on the CPU
 
-    def _loss(self, content: Tensor, style: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def terms(self, content: Tensor, style: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The stylized batch and its loss terms, with ``loss`` their weighted sum (what training minimizes)."""
         output, terms = self.net.terms(content, style)
         weights = zip(("content", "style", "distill"), self.hparams.loss_weights)
         terms["loss"] = sum(w * terms[k] for k, w in weights if k in terms)
         return output, terms
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        _, terms = self._loss(*batch)
+        _, terms = self.terms(*batch)
         self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, on_step=True)
         self.log("train/loss_bar", terms["loss"].detach(), prog_bar=True, logger=False)
         return terms["loss"]
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:
         for style in self.previews:
-            output, terms = self._loss(batch, style.expand_as(batch))
+            output, terms = self.terms(batch, style.expand_as(batch))
             self.val_terms.append({k: v.detach() for k, v in terms.items()})
             self.val_tiles.append(output.detach().float().clamp(0, 1).cpu())
         self.val_tiles.append(batch.detach().float().cpu())  # the photos, first in each grid row

@@ -55,7 +55,7 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     runtime.configure(s.runtime)  # after loading the weights: the heap would keep the checkpoint's memory
     # The probe stands for both the content and the style crops.
     memory.check_training(
-        lambda x: module._loss(x, x)[1]["loss"],
+        lambda x: module.terms(x, x)[1]["loss"],
         module,
         s.photos.batch_size * s.photos.crop**2,
         s.training.trainer.accelerator,

@@ -63,7 +63,7 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     )
     photos, training = s.photos, s.training
     memory.check_training(
-        lambda x: module.perceptual(module.network(x), x)["loss"],
+        lambda x: module.terms(module.network(x), x)["loss"],
         module,
         photos.batch_size * photos.crop**2,
         training.trainer.accelerator,
