@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -87,6 +88,16 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+def apply_outputs(run_dir: Path) -> dict[str, str]:
+    """An apply run's outputs by source image (its apply.json), each checked to keep its source's size."""
+    from transferlab import images
+
+    outputs = json.loads((run_dir / "apply.json").read_text())["outputs"]
+    for source, target in outputs.items():
+        assert images.open_rgb(target).size == images.open_rgb(source).size
+    return outputs
 
 
 def start_cli(*args: str, cwd: Path) -> subprocess.Popen:
