@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
@@ -83,6 +88,45 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+def apply_outputs(run_dir: Path) -> dict[str, str]:
+    """An apply run's outputs by source image (its apply.json), each checked to keep its source's size."""
+    from transferlab import images
+
+    outputs = json.loads((run_dir / "apply.json").read_text())["outputs"]
+    for source, target in outputs.items():
+        assert images.open_rgb(target).size == images.open_rgb(source).size
+    return outputs
+
+
+def start_cli(*args: str, cwd: Path) -> subprocess.Popen:
+    """`python run.py ARGS` started in a subprocess on one CPU thread, its stderr piped as text."""
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "run.py"), *args],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def interrupt_cli(*args: str, cwd: Path, ready: Callable[[], bool], sig: int) -> tuple[int, str]:
+    """`python run.py ARGS` (``start_cli``) sent ``sig`` once ``ready()`` holds (or it ended, or 120 s
+    passed): its exit code and stderr."""
+    process = start_cli(*args, cwd=cwd)
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None and not ready():
+        time.sleep(0.01)  # short: a stage such as an int8 export lasts a fraction of a second
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=120)
+    return process.returncode, stderr
+
+
+def logged(run_dir: Path, tag: bytes) -> bool:
+    """Whether the run's TensorBoard event files hold ``tag`` (it has trained and logged)."""
+    return any(tag in p.read_bytes() for p in run_dir.glob("tensorboard/events*"))
 
 
 CLASSES = ("ants", "bees")
@@ -179,3 +223,17 @@ def lively(state: dict, seed: int = 0) -> dict:
         if bias in state and k != convs[-1]:
             out[bias] = torch.zeros_like(state[bias])
     return out
+
+
+@contextmanager
+def tmpfs(mount: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` (mount's -o size=, e.g. 600k) mounted at ``mount``: a real full disk, not an
+    OSError-raising fake. Unmounted afterwards; the test is skipped where mounting is not allowed (not root)."""
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)

@@ -1,15 +1,12 @@
 """Real `python run.py ...` runs in a subprocess: the main command, errors, a sweep, Ctrl-C."""
 
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
-from helpers import ROOT, run_cli
+from helpers import interrupt_cli, logged, run_cli
 from transferlab import images
 
 pytestmark = pytest.mark.slow
@@ -81,26 +78,13 @@ def test_sweep_runs_each_job_in_its_own_directory_and_writes_a_contact_sheet(tmp
 
 def test_ctrl_c_stops_cleanly_and_keeps_the_latest_image(tmp_path, content_path, style_path):
     run_dir = tmp_path / "run"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "run.py"),
-            *stylize_args(content_path, style_path, "task.steps=100000", f"hydra.run.dir={run_dir}"),
-        ],
+    code, stderr = interrupt_cli(
+        *stylize_args(content_path, style_path, "task.steps=100000", f"hydra.run.dir={run_dir}"),
         cwd=tmp_path,
-        env={**__import__("os").environ, "PYTHONPATH": str(ROOT / "src")},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+        ready=lambda: logged(run_dir, b"loss/total"),
+        sig=signal.SIGINT,
     )
-    deadline = time.time() + 120
-    while time.time() < deadline and not any(
-        b"loss/total" in p.read_bytes() for p in run_dir.glob("tensorboard/events*")
-    ):
-        time.sleep(0.5)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
-    assert "Traceback" not in stderr and process.returncode == 130
+    assert "Traceback" not in stderr and code == 130
     assert f"interrupted: Ctrl-C: latest image {run_dir / 'final.png'}" in stderr
     assert images.load_image(run_dir / "final.png").shape[-1] == 32
     assert not [p for p in run_dir.rglob(".*") if p.is_file() and p.suffix == ".tmp"]

@@ -8,14 +8,13 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from helpers import ROOT, TINY_DATA, make_image
+from helpers import TINY_DATA, make_image, start_cli, tmpfs
 
 pytestmark = pytest.mark.slow
 
@@ -23,13 +22,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def small_disk(tmp_path: Path):
     """A 5 MB tmpfs mounted at tmp_path / "disk", unmounted afterwards."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=5m", "tmpfs", str(mount)], capture_output=True)
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", str(mount)], check=True)
+    with tmpfs(tmp_path / "disk", "5m") as mount:
+        yield mount
 
 
 def fill(disk: Path, leave_kb: int) -> None:
@@ -57,14 +51,7 @@ def train_fast(tmp_path: Path, run_dir: Path, checkpoint_every: int) -> subproce
         "fastnet.blocks=1",
         f"hydra.run.dir={run_dir}",
     ]
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "run.py"), *args],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_cli(*args, cwd=tmp_path)
 
 
 @pytest.mark.parametrize("case", ["start", "checkpoint", "events"])

@@ -3,35 +3,20 @@ item 8: it exited 0): one line naming it and where the run was left, exit 143, n
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, TINY_DATA, make_image
+from helpers import TINY_DATA, interrupt_cli, logged, make_image
 
 pytestmark = pytest.mark.slow
 
 
-def _terminate_when_training(args: list[str], run_dir: Path, tag: bytes, cwd: Path) -> tuple[int, str]:
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "run.py"), *args, f"hydra.run.dir={run_dir}"],
-        cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.time() + 120
-    while time.time() < deadline and not any(tag in p.read_bytes() for p in run_dir.glob("tensorboard/events*")):
-        time.sleep(0.5)
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=120)
-    return process.returncode, stderr
+def terminate_when_logged(args: list[str], run_dir: Path, tag: bytes) -> tuple[int, str]:
+    """A run into ``run_dir`` sent SIGTERM once it has logged ``tag`` (it is training): exit code, stderr."""
+    ready = lambda: logged(run_dir, tag)  # noqa: E731
+    return interrupt_cli(*args, f"hydra.run.dir={run_dir}", cwd=run_dir.parent, ready=ready, sig=signal.SIGTERM)
 
 
 def test_sigterm_stops_stylize_and_train_fast_with_a_non_zero_exit(tmp_path: Path) -> None:
@@ -44,7 +29,7 @@ def test_sigterm_stops_stylize_and_train_fast_with_a_non_zero_exit(tmp_path: Pat
         "task.steps=100000",
         "trainer.accelerator=cpu",
     ]
-    code, stderr = _terminate_when_training(stylize, tmp_path / "stylize", b"loss/total", tmp_path)
+    code, stderr = terminate_when_logged(stylize, tmp_path / "stylize", b"loss/total")
     assert code == 143 and "Traceback" not in stderr, stderr
     assert f"interrupted: SIGTERM: latest image {tmp_path / 'stylize' / 'final.png'}" in stderr
     assert "SIGTERM" in (tmp_path / "stylize" / "error.txt").read_text()
@@ -63,6 +48,6 @@ def test_sigterm_stops_stylize_and_train_fast_with_a_non_zero_exit(tmp_path: Pat
         "fastnet.width=0.25",
         "fastnet.blocks=1",
     ]
-    code, stderr = _terminate_when_training(train, tmp_path / "fast", b"train/", tmp_path)
+    code, stderr = terminate_when_logged(train, tmp_path / "fast", b"train/")
     assert code == 143 and "Traceback" not in stderr, stderr
     assert "interrupted: SIGTERM" in stderr and not (tmp_path / "fast" / "metrics.json").exists()

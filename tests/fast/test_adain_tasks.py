@@ -14,6 +14,7 @@ from helpers import (
     ADAIN_TINY,
     ROOT,
     adain_train_cfg,
+    apply_outputs,
     compose_cfg,
     hparams_columns,
     lively,
@@ -157,10 +158,7 @@ def test_apply_with_masks_strength_and_colour_keeps_sizes(trained, styles, tmp_p
         "trainer.accelerator=cpu",
     )
     main.run_task(cfg, tmp_path / "run")
-    outputs = json.loads((tmp_path / "run" / "apply.json").read_text())["outputs"]
-    assert len(outputs) == 2
-    for source, target in outputs.items():
-        assert images.open_rgb(target).size == images.open_rgb(source).size
+    assert len(apply_outputs(tmp_path / "run")) == 2
     report = json.loads((tmp_path / "run" / "apply.json").read_text())
     assert report["alpha"] == 0.7 and report["style_weights"] is None and len(report["style_masks"]) == 2
 
@@ -283,8 +281,7 @@ def test_sanet_is_a_task_option_end_to_end(photos, styles, tmp_path):
         "trainer.accelerator=cpu",
     )
     main.run_task(cfg, tmp_path / "apply")
-    outputs = json.loads((tmp_path / "apply" / "apply.json").read_text())["outputs"]
-    assert outputs and all(images.open_rgb(t).size == images.open_rgb(s).size for s, t in outputs.items())
+    assert apply_outputs(tmp_path / "apply")
     main.run_task(compose_cfg("task=export_adain", f"ckpt_path={ckpt}"), tmp_path / "export")
     report = json.loads((tmp_path / "export" / "export.json").read_text())
     assert report["onnx"]["max_abs_diff"] < 1e-4 and report["pt2"]["max_abs_diff"] < 1e-4

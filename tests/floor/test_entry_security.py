@@ -7,6 +7,7 @@ import threading
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -108,24 +109,23 @@ def test_default_run_dir_is_unique_per_process():
     assert "%f" in text and "transferlab_pid" in text
 
 
+def single_run_in(output_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let ``main`` see Hydra's runtime config of a single run (no sweep, no task overrides) into ``output_dir``."""
+    hydra = SimpleNamespace(
+        runtime=SimpleNamespace(output_dir=str(output_dir)),
+        overrides=SimpleNamespace(task=[]),
+        job=SimpleNamespace(num=0),
+        mode=None,
+    )
+    monkeypatch.setattr(main.HydraConfig, "get", staticmethod(lambda: hydra))
+
+
 def test_full_disk_is_one_line_and_leaves_no_empty_files(tmp_path, monkeypatch, capsys):
     def full(cfg, output_dir, *recording):
         (output_dir / "run.log").touch()
         raise OSError(errno.ENOSPC, "No space left on device", str(output_dir / "final.png"))
 
-    class Hydra:
-        class runtime:  # noqa: N801
-            output_dir = str(tmp_path)
-
-        class overrides:  # noqa: N801
-            task: list[str] = []
-
-        class job:  # noqa: N801
-            num = 0
-
-        mode = None
-
-    monkeypatch.setattr(main.HydraConfig, "get", staticmethod(lambda: Hydra))
+    single_run_in(tmp_path, monkeypatch)
     monkeypatch.setattr(main, "run_task", full)
     with pytest.raises(SystemExit) as exit_:
         main.main(compose_cfg())
@@ -140,21 +140,8 @@ def test_full_disk_is_one_line_and_leaves_no_empty_files(tmp_path, monkeypatch, 
 
 def test_a_finished_resume_clears_the_error_of_the_run_it_continued(tmp_path, monkeypatch):
     """Issue 32 item 10: a completed resume kept the old error.txt, and a sweep's sheet counted it as FAILED."""
-
-    class Hydra:
-        class runtime:  # noqa: N801
-            output_dir = str(tmp_path)
-
-        class overrides:  # noqa: N801
-            task: list[str] = []
-
-        class job:  # noqa: N801
-            num = 0
-
-        mode = None
-
     (tmp_path / "error.txt").write_text("interrupted: SIGTERM: latest checkpoint ...\n")
-    monkeypatch.setattr(main.HydraConfig, "get", staticmethod(lambda: Hydra))
+    single_run_in(tmp_path, monkeypatch)
     monkeypatch.setattr(main, "run_task", lambda *args: 0.5)
     assert main.main(compose_cfg()) == 0.5
     assert not (tmp_path / "error.txt").exists()

@@ -11,14 +11,13 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from helpers import ROOT, compose_cfg
+from helpers import ROOT, compose_cfg, interrupt_cli, tmpfs
 from transferlab import exporter
 from transferlab.errors import ConfigError, ExportError
 from transferlab.fast.arbitrary.settings import ExportAdaINSettings
@@ -112,15 +111,9 @@ def test_ctrl_c_during_int8_leaves_no_temporary_file(tmp_path, monkeypatch):
 @pytest.fixture
 def full_disk(tmp_path):
     """A 256 KiB tmpfs, nearly filled: a real ENOSPC, not an OSError-raising fake (skipped where no mount)."""
-    mount = tmp_path / "tmpfs"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True).returncode:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
+    with tmpfs(tmp_path / "tmpfs", "256k") as mount:
         (mount / "filler").write_bytes(b"\0" * (250 * 1024))
         yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
 
 
 def test_int8_on_a_full_disk_leaves_nothing(tmp_path, full_disk):
@@ -158,27 +151,16 @@ def test_ctrl_c_during_an_export_stops_it_and_leaves_no_temporary_file(tmp_path)
     spec = {"arch": "light", "width": 0.25, "blocks": 1}
     state = {f"network.{k}": v for k, v in build_network(**spec).state_dict().items()}
     torch.save({"hyper_parameters": {"network": spec}, "state_dict": state}, ckpt)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "run.py"),
-            "task=export_fast",
-            "task.formats=[onnx,int8]",
-            f"ckpt_path={ckpt}",
-            f"hydra.run.dir={run_dir}",
-        ],
+    code, stderr = interrupt_cli(
+        "task=export_fast",
+        "task.formats=[onnx,int8]",
+        f"ckpt_path={ckpt}",
+        f"hydra.run.dir={run_dir}",
         cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+        ready=lambda: bool(list(run_dir.glob(".int8.*"))),
+        sig=signal.SIGINT,
     )
-    deadline = time.time() + 120
-    while time.time() < deadline and process.poll() is None and not list(run_dir.glob(".int8.*")):
-        time.sleep(0.01)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
-    assert "Traceback" not in stderr and process.returncode != 0 and "interrupted: Ctrl-C" in stderr
+    assert "Traceback" not in stderr and code != 0 and "interrupted: Ctrl-C" in stderr
     assert [p.name for p in run_dir.glob(".*")] == [".hydra"]
     assert not (run_dir / "model.int8.onnx").exists() and (run_dir / "model.onnx").is_file()
 

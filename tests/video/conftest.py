@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import av
@@ -10,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import make_image
+from tests.helpers import make_image, tmpfs
 from transferlab.fast.per_style.networks import build_network
 
 
@@ -92,15 +91,8 @@ def variable_size_clip(path: Path, *parts: list[torch.Tensor]) -> Path:
 @pytest.fixture
 def small_disk(tmp_path: Path):
     """A 600 KB tmpfs: a real full disk (root only; skipped where mounting is not allowed)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (not root)")
-    try:
+    with tmpfs(tmp_path / "disk", "600k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)
 
 
 @pytest.fixture

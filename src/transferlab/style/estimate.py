@@ -115,6 +115,28 @@ class Estimate:
         )
 
 
+def activation_bytes(plan: list[Layer], used: Iterable[str]) -> int:
+    """Activation memory at the peak of an evaluation through ``plan`` returning the layers ``used``."""
+    by_name = {layer.name: layer for layer in plan}
+    # Saved for backward: every ReLU output (also the next conv's input), every pooling output
+    # and its int64 indices, and a conv output whose ReLU cannot run in place (it is returned).
+    saved = sum(layer.numel for layer in plan if layer.kind == "relu") * FP32
+    saved += sum(layer.numel * (FP32 + INT64) for layer in plan if layer.kind == "pool")
+    saved += sum(by_name[name].numel * FP32 for name in used if name.startswith("conv"))
+    # Backward: the incoming and outgoing gradients of the largest layer.
+    backward = 2 * max(layer.numel for layer in plan) * FP32
+    return saved + backward
+
+
+def optimizer_values(optimizer: str, history_size: int, pixels: int) -> int:
+    """Values the optimizer holds for an image of ``pixels`` values."""
+    if optimizer == "lbfgs":
+        return (2 * history_size + LBFGS_VECTORS) * pixels
+    if optimizer == "adam":
+        return ADAM_VECTORS * pixels
+    raise ValueError(f"optimizer {optimizer!r}: choose lbfgs or adam")
+
+
 def estimate(
     arch: str,
     content_layers: Iterable[str],
@@ -140,29 +162,16 @@ def estimate(
     plan = layer_plan(arch, backbone.deepest(arch, used), height, width)
     by_name = {layer.name: layer for layer in plan}
     weights = sum(9 * layer.in_channels * layer.channels + layer.channels for layer in plan if layer.kind == "conv")
-    # Saved for backward: every ReLU output (also the next conv's input), every pooling output
-    # and its int64 indices, and a conv output whose ReLU cannot run in place (it is returned).
-    saved = sum(layer.numel for layer in plan if layer.kind == "relu") * FP32
-    saved += sum(layer.numel * (FP32 + INT64) for layer in plan if layer.kind == "pool")
-    saved += sum(by_name[name].numel * FP32 for name in used if name.startswith("conv"))
-    # Backward: the incoming and outgoing gradients of the largest layer.
     largest = max(layer.numel for layer in plan)
-    backward = 2 * largest * FP32
     targets = sum(by_name[name].numel for name in content_layers) + sum(
         by_name[name].channels ** 2 for name in style_layers
     )
-    if optimizer == "lbfgs":
-        state = (2 * history_size + LBFGS_VECTORS) * pixels
-    elif optimizer == "adam":
-        state = ADAM_VECTORS * pixels
-    else:
-        raise ValueError(f"optimizer {optimizer!r}: choose lbfgs or adam")
     parts = {
-        "activations": saved + backward,
+        "activations": activation_bytes(plan, used),
         "weights": weights * FP32,
         "images": (IMAGE_TENSORS * pixels + 3 * style_size[0] * style_size[1]) * FP32,
         "targets": targets * FP32,
-        "optimizer": state * FP32,
+        "optimizer": optimizer_values(optimizer, history_size, pixels) * FP32,
         "runtime": RUNTIME,
     }
     if heap_block_limit:

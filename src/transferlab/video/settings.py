@@ -59,31 +59,8 @@ class VideoSettings:
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> VideoSettings:
         task = cfg.task
-        checks.choice(task.method, METHODS, "task.method")
-        checks.choice(task.flow, FLOW_METHODS, "task.flow")
-        if task.size is not None:
-            checks.at_least(task.size, 32, "task.size")
-        checks.at_least(task.steps, 1, "task.steps")
-        checks.at_least(task.first_steps, 1, "task.first_steps")
-        checks.non_negative(task.temporal_weight, "task.temporal_weight")
-        if not 0 <= checks.number(task.blend, "task.blend") < 1:
-            raise ConfigError(f"task.blend={task.blend} is invalid; it must be in [0, 1) (0: no smoothing)")
-        long_term = long_term_distances(task.long_term)
-        if not FPS_RANGE[0] <= checks.positive(task.fps, "task.fps") <= FPS_RANGE[1]:
-            raise ConfigError(f"task.fps={task.fps} is invalid; a frame folder's rate must be in {list(FPS_RANGE)}")
-        if task.max_frames is not None:
-            checks.at_least(task.max_frames, 1, "task.max_frames")
-        style = network = None
-        if task.method == "optimize":
-            if not task.style:
-                raise ConfigError("task.method=optimize needs task.style=<a style image: a local path or pinned URL>")
-            style = Path(fetch.resolve(str(task.style), "task.style"))
-        else:
-            if not task.network:
-                raise ConfigError(f"task.method=fast needs task.network=<{NETWORK_FILE}>")
-            network = model_file(str(task.network), "task.network", (".ckpt", ".onnx"), NETWORK_FILE)
-            if task.style:  # an arbitrary-style network's style
-                style = Path(fetch.resolve(str(task.style), "task.style"))
+        long_term = checked_task(task)
+        style, network = task_sources(task)
         optimizer = groups.optimizer(cfg, OPTIMIZERS)
         device = groups.trainer(cfg, optimizer.name if task.method == "optimize" else None).accelerator
         if network is not None and network.suffix.lower() == ".onnx":
@@ -133,6 +110,41 @@ class VideoSettings:
         values = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items() if k not in skip}
         saved = {"settings": repr(sorted(values.items())), "input_size": stat.st_size, "input_mtime": stat.st_mtime}
         return saved | ({"network": fetch.sha256_of(self.network)} if self.network is not None else {})
+
+
+def checked_task(task: DictConfig) -> tuple[int, ...]:
+    """Check ``task``'s plain values; return its long-term distances."""
+    checks.choice(task.method, METHODS, "task.method")
+    checks.choice(task.flow, FLOW_METHODS, "task.flow")
+    if task.size is not None:
+        checks.at_least(task.size, 32, "task.size")
+    checks.at_least(task.steps, 1, "task.steps")
+    checks.at_least(task.first_steps, 1, "task.first_steps")
+    checks.non_negative(task.temporal_weight, "task.temporal_weight")
+    if not 0 <= checks.number(task.blend, "task.blend") < 1:
+        raise ConfigError(f"task.blend={task.blend} is invalid; it must be in [0, 1) (0: no smoothing)")
+    long_term = long_term_distances(task.long_term)
+    if not FPS_RANGE[0] <= checks.positive(task.fps, "task.fps") <= FPS_RANGE[1]:
+        raise ConfigError(f"task.fps={task.fps} is invalid; a frame folder's rate must be in {list(FPS_RANGE)}")
+    if task.max_frames is not None:
+        checks.at_least(task.max_frames, 1, "task.max_frames")
+    return long_term
+
+
+def task_sources(task: DictConfig) -> tuple[Path | None, Path | None]:
+    """The (style image, network file) the method reads, resolved."""
+    style = network = None
+    if task.method == "optimize":
+        if not task.style:
+            raise ConfigError("task.method=optimize needs task.style=<a style image: a local path or pinned URL>")
+        style = Path(fetch.resolve(str(task.style), "task.style"))
+    else:
+        if not task.network:
+            raise ConfigError(f"task.method=fast needs task.network=<{NETWORK_FILE}>")
+        network = model_file(str(task.network), "task.network", (".ckpt", ".onnx"), NETWORK_FILE)
+        if task.style:  # an arbitrary-style network's style
+            style = Path(fetch.resolve(str(task.style), "task.style"))
+    return style, network
 
 
 def long_term_distances(value: Any) -> tuple[int, ...]:
