@@ -5,6 +5,7 @@ bad values in one line."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,10 @@ from PIL import Image
 
 from helpers import compose_cfg, make_image
 from tests.fast.test_stylizer import apply_cfg, arbitrary_ckpt, per_style_ckpt
-from transferlab import images, main
+from transferlab import images, main, memory
 from transferlab.errors import ConfigError
+from transferlab.fast import stylizer
+from transferlab.fast.per_style.networks import MIN_SIZE
 
 
 def grey(path: Path, level: int, size: tuple[int, int] = (40, 24)) -> Path:
@@ -53,6 +56,26 @@ def test_alpha_and_strength_map_interpolate_in_pixel_space(setup, tmp_path):
     for run, overrides in (("h", [half]), ("a", ["task.alpha=0.5"])):
         between = output(model, content, extra, tmp_path / run, *overrides)
         torch.testing.assert_close(between, (original + plain) / 2, atol=2 / 255, rtol=0)  # 8-bit rounding
+
+
+def test_a_strength_map_applies_to_the_whole_tiled_output(tmp_path, monkeypatch, caplog):
+    """The map weighs the tiled network's output of the whole image: where it is 0 the content comes back
+    exactly, however the image was cut."""
+    model = per_style_ckpt(tmp_path / "p.ckpt")
+    footprint = memory.footprint(stylizer.load(model), MIN_SIZE)  # as apply_fast measures it
+    monkeypatch.setattr(
+        memory, "available_memory", lambda device: int(footprint.peak(96 * 96 + 50) / memory.BUDGET_SHARE)
+    )
+    content = make_image(tmp_path / "in" / "big.png", (200, 150), seed=4)
+    half = Image.new("L", (20, 10), 255)
+    half.paste(0, (0, 0, 10, 10))  # left half 0, right half 1
+    half.save(tmp_path / "half.png")
+    with caplog.at_level(logging.INFO):
+        out = output(model, content, [], tmp_path / "run", f"task.strength_map={tmp_path / 'half.png'}")
+    assert any("tiles of 96 px (memory)" in r.getMessage() for r in caplog.records)
+    original = images.load_image(content)
+    assert torch.equal(out[..., :80], original[..., :80])
+    assert (out - original)[..., 120:].abs().mean() > 0.01
 
 
 @pytest.mark.parametrize("setup", ["per_style", "arbitrary"], indirect=True)

@@ -141,7 +141,7 @@ class Training:
         )
 
 
-def alpha(task: DictConfig) -> float:
+def checked_alpha(task: DictConfig) -> float:
     """``task.alpha``, the overall strength of the style in [0, 1]."""
     value = checks.number(task.alpha, "task.alpha")
     if not 0 <= value <= 1:
@@ -221,7 +221,7 @@ class ApplySettings:
             device,
             str(task.style) if task.style else None,
             checks.at_least(task.style_size, STYLE_MIN_SIZE, "task.style_size"),
-            alpha(task),
+            checked_alpha(task),
             saliency.strength_source(task.strength_map, "task.strength_map"),
         )
 

@@ -14,8 +14,7 @@ from transferlab import backbone, checks, exporter, groups, saliency
 from transferlab.errors import ConfigError
 from transferlab.exporter import ExportOptions
 from transferlab.fast.arbitrary.networks import ARCHS, ENCODERS, MIN_SIZE, MULTIPLE
-from transferlab.fast.settings import ImagesToStylize, Training, checkpoint_file
-from transferlab.fast.settings import alpha as checked_alpha
+from transferlab.fast.settings import ImagesToStylize, Training, checked_alpha, checkpoint_file
 from transferlab.groups import Photos
 from transferlab.runtime import RuntimeSettings
 
