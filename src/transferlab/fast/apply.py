@@ -53,9 +53,10 @@ def interpolate(content: Tensor, stylized: Tensor, strength: Tensor) -> Tensor:
     """``content`` where ``strength`` (broadcast over ``[N, 3, H, W]``) is 0, ``stylized`` exactly where it is 1.
 
     A per-style network has no content/style feature split to interpolate (its style is in every weight), so
-    its strength is a blend in pixel space, what users of jcjohnson/fast-neural-style#12 asked for; an
-    arbitrary-style network loaded through ``stylizer.load`` is run whole, so it gets the same rule (apply_adain
-    blends its features instead)."""
+    its strength is a blend in pixel space, what users of jcjohnson/fast-neural-style#12 asked for. An
+    arbitrary-style network gets the same rule here: ``stylizer.load`` gives every stylizer as one call on a batch
+    with no alpha, and one rule keeps alpha=0 the content exactly for every family (apply_adain blends the
+    features instead, where alpha=0 is the decoder's reconstruction of the content)."""
     return torch.lerp(content, stylized, strength.to(stylized.dtype))
 
 
