@@ -1,7 +1,8 @@
 """The apply_fast task: stylize an image, a list or a folder with any stylizer through the one loader (a
 train_fast or train_adain checkpoint, or an exported ONNX model; an arbitrary-style one with ``task.style``);
 any size (output size = input size), batched by size, with a progress bar; outputs written atomically into
-<run dir>/stylized/."""
+<run dir>/stylized/. ``task.alpha`` and ``task.strength_map`` (a grayscale image, or ``auto``: saliency.py)
+weaken the style overall and per pixel (``interpolate``)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from omegaconf import DictConfig
 from torch import Tensor
 from tqdm import tqdm
 
-from transferlab import color, images, memory
+from transferlab import color, fetch, images, memory, saliency
 from transferlab.errors import ImageError
 from transferlab.fast import data, stylizer
 from transferlab.fast.per_style.networks import MIN_SIZE
@@ -48,6 +49,28 @@ def preserve_colors(stylized: Tensor, content: Tensor, mode: str) -> Tensor:
     return stylized
 
 
+def interpolate(content: Tensor, stylized: Tensor, strength: Tensor) -> Tensor:
+    """``content`` where ``strength`` (broadcast over ``[N, 3, H, W]``) is 0, ``stylized`` exactly where it is 1.
+
+    A per-style network has no content/style feature split to interpolate (its style is in every weight), so
+    its strength is a blend in pixel space, what users of jcjohnson/fast-neural-style#12 asked for. An
+    arbitrary-style network gets the same rule here: ``stylizer.load`` gives every stylizer as one call on a batch
+    with no alpha, and one rule keeps alpha=0 the content exactly for every family (apply_adain blends the
+    features instead, where alpha=0 is the decoder's reconstruction of the content)."""
+    return torch.lerp(content, stylized, strength.to(stylized.dtype))
+
+
+def strength_maps(alpha: float, source: str | None) -> Callable[[Tensor], Tensor] | None:
+    """The strength per pixel for a content batch ``[N, 3, H, W]``: ``alpha`` times the map ``source`` (resized
+    to the batch) or the saliency's (``auto``); None when the style is whole everywhere."""
+    if source is None:
+        return None if alpha == 1 else lambda batch: torch.tensor(alpha)
+    if source == saliency.AUTO:
+        return lambda batch: alpha * saliency.auto_strength(batch)
+    loaded = images.load_map(fetch.resolve(source, "task.strength_map"))
+    return lambda batch: alpha * images.resize(loaded, tuple(batch.shape[-2:]))
+
+
 def stylize_files(
     files: list[Path],
     stylize: Callable[[Tensor], Tensor],
@@ -59,11 +82,13 @@ def stylize_files(
     min_size: int = MIN_SIZE,
     desc: str = "apply_fast",
     bound: Bounded | None = None,
+    strength: Callable[[Tensor], Tensor] | None = None,
 ) -> dict[str, str]:
     """``stylize`` (``[N, 3, H, W] -> [N, 3, H, W]``) over ``files``: each resized to long side ``size``
     (None: its own size), batched by size, colours kept per ``color_mode``, written atomically as
     ``out_dir/<stem>.<fmt>`` (a stem seen twice gets ``_1``, ...); returns ``{input: output}``. ``bound``
-    checks every image's size against memory before any is decoded, and runs ``stylize`` within it."""
+    checks every image's size against memory before any is decoded, and runs ``stylize`` within it.
+    ``strength`` maps a content batch to how much of the style each pixel keeps (``interpolate``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     # Decode lazily per size group: one pass over headers to group, then batches of equal size.
     groups: dict[tuple[int, int], list[Path]] = defaultdict(list)
@@ -88,6 +113,8 @@ def stylize_files(
                 chunk = paths[i : i + batch_size]
                 batch = torch.stack([images.resize(images.load_image(p), hw) for p in chunk])
                 result = preserve_colors(stylize(batch), batch, color_mode)
+                if strength is not None:  # after the whole image's output, so tiles need no cut of the map
+                    result = interpolate(batch, result, strength(batch))
                 for path, image in zip(chunk, result):
                     name = f"{path.stem}.{fmt}"
                     k = 1
@@ -131,9 +158,26 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     im = s.images
     start = time.perf_counter()
     names = stylize_files(
-        files, stylize, out_dir, im.size, im.batch_size, im.color, im.format, stylize.min_size, bound=bound
+        files,
+        stylize,
+        out_dir,
+        im.size,
+        im.batch_size,
+        im.color,
+        im.format,
+        stylize.min_size,
+        bound=bound,
+        strength=strength_maps(s.alpha, s.strength_map),
     )
     seconds = time.perf_counter() - start
-    report = {"model": str(s.model), "family": stylize.family, "style": s.style, "color": im.color, "outputs": names}
+    report = {
+        "model": str(s.model),
+        "family": stylize.family,
+        "style": s.style,
+        "alpha": s.alpha,
+        "strength_map": s.strength_map,
+        "color": im.color,
+        "outputs": names,
+    }
     write_json(report, output_dir / "apply.json")
     return applied("apply_fast", report, seconds, s, out_dir)

@@ -8,7 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from transferlab import checks, exporter, groups
+from transferlab import checks, exporter, groups, saliency
 from transferlab.backbone import ModelSettings
 from transferlab.errors import ConfigError
 from transferlab.exporter import ExportOptions
@@ -141,6 +141,14 @@ class Training:
         )
 
 
+def checked_alpha(task: DictConfig) -> float:
+    """``task.alpha``, the overall strength of the style in [0, 1]."""
+    value = checks.number(task.alpha, "task.alpha")
+    if not 0 <= value <= 1:
+        raise ConfigError(f"task.alpha={value} is invalid; it must be in [0, 1] (0 content, 1 full style)")
+    return value
+
+
 NETWORK_FILE = "a train_fast or train_adain checkpoint (.ckpt), or an export_fast or export_adain model.onnx"
 
 
@@ -194,11 +202,18 @@ class ApplySettings:
     device: str
     style: str | None  # an arbitrary-style model's style: a local path or pinned URL, resolved by the task
     style_size: int
+    alpha: float
+    strength_map: str | None  # auto, or a local path or pinned URL, resolved by the task
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> ApplySettings:
         task = cfg.task
         model = checkpoint_file(cfg, (".ckpt", ".onnx"), NETWORK_FILE)
+        if OmegaConf.is_list(task.style):
+            raise ConfigError(
+                "task.style takes one style image in apply_fast; several styles, blended or placed by masks, "
+                "need task=apply_adain with a train_adain checkpoint"
+            )
         device = "cpu" if model.suffix.lower() == ".onnx" else groups.trainer(cfg).accelerator
         return cls(
             model,
@@ -206,6 +221,8 @@ class ApplySettings:
             device,
             str(task.style) if task.style else None,
             checks.at_least(task.style_size, STYLE_MIN_SIZE, "task.style_size"),
+            checked_alpha(task),
+            saliency.strength_source(task.strength_map, "task.strength_map"),
         )
 
 

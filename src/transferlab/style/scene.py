@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from transferlab import color, images
+from transferlab import color, images, saliency
 from transferlab.errors import ImageError
 from transferlab.style import tiling
 from transferlab.style.settings import Inputs
@@ -73,7 +73,10 @@ def load(inputs: Inputs, size: int) -> Scene:
                 f"task.style_masks leave {uncovered:.1%} of the image uncovered (every mask is 0 there); "
                 "extend a mask, or keep the content there with task.strength_map"
             )
-    strength = _map(inputs.strength_map, hw) if inputs.strength_map else None
+    if inputs.strength_map == saliency.AUTO:
+        strength = saliency.auto_strength(content.unsqueeze(0))[0]
+    else:
+        strength = _map(inputs.strength_map, hw) if inputs.strength_map else None
     if inputs.color == "histogram":
         styles = [color.match_histogram(s, content, method=inputs.histogram_method) for s in styles]
     if inputs.init == "content":

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from transferlab import backbone, checkpoints, checks, color, fetch, groups, images
+from transferlab import backbone, checkpoints, checks, color, fetch, groups, images, saliency
 from transferlab import memory as device_memory
 from transferlab.backbone import ModelSettings
 from transferlab.errors import ConfigError, WeightsError
@@ -42,7 +42,7 @@ class Inputs:
     styles: tuple[Path, ...]
     style_weights: tuple[float, ...]  # sum to 1
     style_masks: tuple[Path, ...]  # empty, or one per style
-    strength_map: Path | None
+    strength_map: Path | str | None  # a file, or saliency.AUTO (computed from the content)
     style_scale: float
     init: str
     color: str
@@ -216,7 +216,9 @@ def resume_fingerprint(
         "task.style": [fetch.sha256_of(p) for p in inputs.styles],
         "task.style_weights": list(inputs.style_weights),
         "task.style_masks": [fetch.sha256_of(p) for p in inputs.style_masks],
-        "task.strength_map": fetch.sha256_of(inputs.strength_map) if inputs.strength_map else None,
+        "task.strength_map": (
+            fetch.sha256_of(inputs.strength_map) if isinstance(inputs.strength_map, Path) else inputs.strength_map
+        ),
         "task.size": size,
         # The coarser scales and their steps; task.steps (the last scale's) may grow on a resume.
         "task.scales": [list(s) for s in plan[:-1]],
@@ -243,6 +245,12 @@ def image_cadence(value: Any, total_steps: int) -> int:
     return checks.at_least(value, 0, "task.image_every")
 
 
+def strength_map(task: DictConfig) -> Path | str | None:
+    """``task.strength_map``: None, ``auto``, or the local file (a pinned URL fetched)."""
+    source = saliency.strength_source(task.strength_map, "task.strength_map")
+    return source if source in (None, saliency.AUTO) else fetch.resolve(source, "task.strength_map")
+
+
 def input_settings(task: DictConfig) -> Inputs:
     """Counts and values of the style inputs; pinned URLs are fetched (once, into the cache)."""
     styles = checks.as_list(task.style)
@@ -262,7 +270,7 @@ def input_settings(task: DictConfig) -> Inputs:
         styles=tuple(fetch.resolve(str(s), style_key.format(i)) for i, s in enumerate(styles)),
         style_weights=weights,
         style_masks=tuple(fetch.resolve(str(m), f"task.style_masks[{i}]") for i, m in enumerate(masks)),
-        strength_map=fetch.resolve(str(task.strength_map), "task.strength_map") if task.strength_map else None,
+        strength_map=strength_map(task),
         style_scale=style_scale,
         init=init,
         color=mode,

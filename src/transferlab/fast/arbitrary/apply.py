@@ -12,7 +12,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor
 
-from transferlab import fetch, images, memory
+from transferlab import fetch, images, memory, saliency
 from transferlab.fast import stylizer
 from transferlab.fast.apply import applied, gather, stylize_files
 from transferlab.fast.arbitrary import ops as A
@@ -54,13 +54,16 @@ def checkpoint_stylizer(s: ApplyAdaINSettings) -> Callable[[Tensor], Tensor]:
             net.code(stylizer.style_image(p, key.format(i), s.style_size).to(s.device)) for i, p in enumerate(s.styles)
         ]
     masks = [_map(m, f"task.style_masks[{i}]").to(s.device) for i, m in enumerate(s.style_masks)] or None
-    strength = _map(s.strength_map, "task.strength_map").to(s.device) if s.strength_map else None
+    auto = s.strength_map == saliency.AUTO
+    strength = _map(s.strength_map, "task.strength_map").to(s.device) if s.strength_map and not auto else None
     if masks is None and len(codes) > 1:
         masks = [m.to(s.device) for m in A.blend_masks(list(s.style_weights))]
 
     def stylize(batch: Tensor) -> Tensor:
         with torch.inference_mode():
-            return net.stylize(batch.to(s.device), codes, s.alpha, masks, strength).float().cpu()
+            batch = batch.to(s.device)
+            own = saliency.auto_strength(batch) if auto else strength  # auto: each image's own map
+            return net.stylize(batch, codes, s.alpha, masks, own).float().cpu()
 
     return stylize
 

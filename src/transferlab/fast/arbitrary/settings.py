@@ -10,11 +10,11 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from transferlab import backbone, checks, exporter, groups
+from transferlab import backbone, checks, exporter, groups, saliency
 from transferlab.errors import ConfigError
 from transferlab.exporter import ExportOptions
 from transferlab.fast.arbitrary.networks import ARCHS, ENCODERS, MIN_SIZE, MULTIPLE
-from transferlab.fast.settings import ImagesToStylize, Training, checkpoint_file
+from transferlab.fast.settings import ImagesToStylize, Training, checked_alpha, checkpoint_file
 from transferlab.groups import Photos
 from transferlab.runtime import RuntimeSettings
 
@@ -143,9 +143,7 @@ class ApplyAdaINSettings:
         weights = checks.style_weights(task.style_weights, len(styles))
         if masks and len(masks) != len(styles):
             raise ConfigError(f"task.style_masks has {len(masks)} masks for {len(styles)} styles; give one per style")
-        alpha = checks.number(task.alpha, "task.alpha")
-        if not 0 <= alpha <= 1:
-            raise ConfigError(f"task.alpha={alpha} is invalid; it must be in [0, 1] (0 content, 1 full style)")
+        alpha = checked_alpha(task)
         if model.suffix.lower() == ".onnx":
             controls = {
                 "several styles": len(styles) > 1,
@@ -164,7 +162,7 @@ class ApplyAdaINSettings:
             style_size=checks.at_least(task.style_size, MIN_SIZE, "task.style_size"),
             style_weights=weights,
             style_masks=masks,
-            strength_map=str(task.strength_map) if task.strength_map else None,
+            strength_map=saliency.strength_source(task.strength_map, "task.strength_map"),
             alpha=alpha,
             images=ImagesToStylize.from_task(task, MIN_SIZE),
             device=groups.trainer(cfg).accelerator,
@@ -184,9 +182,7 @@ class ExportAdaINSettings:
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> ExportAdaINSettings:
         task = cfg.task
-        alpha = checks.number(task.alpha, "task.alpha")
-        if not 0 <= alpha <= 1:
-            raise ConfigError(f"task.alpha={alpha} is invalid; it must be in [0, 1] (0 content, 1 full style)")
+        alpha = checked_alpha(task)
         example = checks.at_least(task.example_size, MIN_SIZE, "task.example_size")
         if example > exporter.MAX_SIDE - 16:
             raise ConfigError(
