@@ -160,7 +160,8 @@ def interrupted_message(output_dir: Path, how: str = "Ctrl-C") -> str:
 
 def keep_error(output_dir: Path, message: str, details: str | None) -> None:
     """Leave the error in the run directory (``error.txt``) and no empty files (a run.log or event file
-    opened on a full disk): never an unexplained directory."""
+    opened on a full disk) or folders (an output folder made before the input failed, which would make
+    rundir refuse the run directory again): never an unexplained directory."""
     from transferlab.files import atomic_write
 
     try:
@@ -168,10 +169,14 @@ def keep_error(output_dir: Path, message: str, details: str | None) -> None:
             f.write(message + "\n" + (f"\n{details}" if details else ""))
     except OSError:
         pass  # the disk is full: the console line is all there is
-    for path in output_dir.rglob("*"):
+    for path in sorted(output_dir.rglob("*"), reverse=True):  # a folder's contents before the folder
         try:
-            if path.is_file() and not path.is_symlink() and path.stat().st_size == 0:
+            if path.is_symlink():
+                continue
+            if path.is_file() and path.stat().st_size == 0:
                 path.unlink()
+            elif path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
         except OSError:
             pass
 
