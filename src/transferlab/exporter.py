@@ -54,9 +54,10 @@ class ExportOptions:
     @classmethod
     def from_cfg(cls, task: DictConfig) -> ExportOptions:
         """``task.formats``, ``task.opset``, ``task.atol`` and ``task.rtol`` of any export task."""
-        if not list(task.formats):
+        given = checks.as_list(task.formats)  # task.formats=onnx is one format, not the letters o, n, n, x
+        if not given:
             raise ConfigError(f"task.formats=[] exports nothing; list some of {', '.join(FORMATS)}")
-        formats = tuple(dict.fromkeys(checks.choice(f, FORMATS, "task.formats") for f in task.formats))
+        formats = tuple(dict.fromkeys(checks.choice(f, FORMATS, "task.formats") for f in given))
         if "int8" in formats and "onnx" not in formats:
             raise ConfigError("task.formats: int8 quantizes the ONNX model; list onnx too")
         opset = checks.at_least(task.opset, OPSETS[0], "task.opset")

@@ -16,9 +16,10 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 from pytorch_lightning.utilities import rank_zero_only
 
 import transferlab
@@ -159,7 +160,8 @@ def interrupted_message(output_dir: Path, how: str = "Ctrl-C") -> str:
 
 def keep_error(output_dir: Path, message: str, details: str | None) -> None:
     """Leave the error in the run directory (``error.txt``) and no empty files (a run.log or event file
-    opened on a full disk): never an unexplained directory."""
+    opened on a full disk) or folders (an output folder made before the input failed, which would make
+    rundir refuse the run directory again): never an unexplained directory."""
     from transferlab.files import atomic_write
 
     try:
@@ -167,10 +169,14 @@ def keep_error(output_dir: Path, message: str, details: str | None) -> None:
             f.write(message + "\n" + (f"\n{details}" if details else ""))
     except OSError:
         pass  # the disk is full: the console line is all there is
-    for path in output_dir.rglob("*"):
+    for path in sorted(output_dir.rglob("*"), reverse=True):  # a folder's contents before the folder
         try:
-            if path.is_file() and not path.is_symlink() and path.stat().st_size == 0:
+            if path.is_symlink():
+                continue
+            if path.is_file() and path.stat().st_size == 0:
                 path.unlink()
+            elif path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
         except OSError:
             pass
 
@@ -198,6 +204,15 @@ def _thread_failed(args: threading.ExceptHookArgs) -> None:
     if isinstance(args.exc_value, OSError) and args.exc_value.errno in DISK_FULL:
         return
     threading.__excepthook__(args)
+
+
+def hydra_message(exc: BaseException) -> str:
+    """Hydra's error (and the OmegaConf error under it) in one line, without its advice to append a key
+    with ``+``: the configs' schema refuses a key it does not know either way."""
+    parts = [str(exc), str(exc.__cause__) if isinstance(exc.__cause__, OmegaConfBaseException) else ""]
+    lines = [line.strip() for part in parts for line in part.splitlines()]
+    lines = lines[: lines.index("Config search path:")] if "Config search path:" in lines else lines
+    return " ".join(line for line in lines if line and not line.startswith("To append to your config"))
 
 
 def _on_signal(signum: int, frame: object) -> None:
@@ -228,8 +243,17 @@ def cli() -> None:
     if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
         # Lightning's own SIGTERM handler (called before this one, inside fit) would end fit quietly.
         signal.signal(signal.SIGTERM, _on_signal)
+    # Hydra prints an error of its own (a misspelt key, an unknown option) in several lines and exits 1;
+    # told to raise it, it comes here as one line and exit 2. A user who set HYDRA_FULL_ERROR gets the trace.
+    full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         _hydra_main()
+    except (HydraException, OmegaConfBaseException) as exc:
+        if full_error:
+            raise
+        print(f"error: {hydra_message(exc)}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
     except KeyboardInterrupt:
         print(f"interrupted: {_interrupted or 'Ctrl-C'}", file=sys.stderr)
         sys.exit(EXIT_TERMINATED if _interrupted == "SIGTERM" else EXIT_INTERRUPTED)

@@ -15,7 +15,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 # What a run that failed at its door leaves (main.keep_error): nothing worth keeping from it.
-FAILED_ONLY = {".hydra", "run.log", "error.txt"}
+# The log is named after the job: main.log from run.py and the console command (hydra.main is in main.py).
+FAILED_ONLY = {".hydra", "main.log", "run.log", "error.txt"}
 # Below this, Hydra cannot even write .hydra/ and the log (about 40 KB in 4 KB blocks).
 MIN_FREE_BYTES = 256 * 1024
 

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import torch
 
-from helpers import CLASSES, compose_cfg
+from helpers import CLASSES, compose_cfg, make_image
 from transferlab import images, main
 from transferlab.classify import data
 from transferlab.classify import module as classifier
+from transferlab.classify.settings import ExtractSettings
 
 
 def test_extract_named_layers_from_checkpoint(trained: Path, dataset: Path, tmp_path: Path) -> None:
@@ -56,3 +57,9 @@ def test_extract_unpooled_maps_without_checkpoint(dataset: Path, tmp_path: Path)
     assert tuple(saved["layers"]["conv1_1"].shape) == (1, 64, 32, 32)
     assert tuple(saved["layers"]["pool5"].shape) == (1, 512, 1, 1)
     assert saved["layers"]["conv1_1"].min() < 0  # a conv output, not overwritten by the in-place ReLU after it
+
+
+def test_one_layer_given_as_a_string_is_that_layer_not_its_letters(tmp_path: Path) -> None:
+    image = make_image(tmp_path / "a.png")
+    cfg = compose_cfg("task=extract", "model.weights=null", f"task.input={image}", "task.layers=relu7")
+    assert ExtractSettings.from_cfg(cfg).layers == ("relu7",)

@@ -60,6 +60,16 @@ def test_unknown_optimizer_lists_the_choices(tmp_path):
     assert "Could not find 'optimizer/sgdx'" in result.stderr and "lbfgs" in result.stderr
 
 
+@pytest.mark.slow
+def test_misspelt_key_is_one_line_and_exit_2(tmp_path):
+    result = run_cli("model.weights=null", "task.sise=1", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: Could not override 'task.sise'. Key 'sise' not in 'StylizeTask' full_key: task.sise "
+        "object_type=StylizeTask"
+    ]
+
+
 def test_sweep_runs_each_job_in_its_own_directory_and_writes_a_contact_sheet(tmp_path, content_path, style_path):
     sweep_dir = tmp_path / "sweep"
     result = run_cli(

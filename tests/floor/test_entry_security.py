@@ -145,3 +145,14 @@ def test_a_finished_resume_clears_the_error_of_the_run_it_continued(tmp_path, mo
     monkeypatch.setattr(main, "run_task", lambda *args: 0.5)
     assert main.main(compose_cfg()) == 0.5
     assert not (tmp_path / "error.txt").exists()
+
+
+def test_a_run_failed_at_its_door_leaves_only_its_error_and_the_directory_takes_the_next_run(tmp_path):
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text("x: 1\n")
+    (run / "main.log").write_text("a warning\n")
+    (run / "stylized" / "sub").mkdir(parents=True)  # made before the input failed
+    main.keep_error(run, "bad input", None)
+    assert sorted(p.name for p in run.iterdir()) == [".hydra", "error.txt", "main.log"]
+    assert rundir.refusal(run, None, "hydra.run.dir") is None

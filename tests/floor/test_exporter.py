@@ -61,6 +61,11 @@ def test_the_door_refuses_in_one_line(task, settings, override, message, tmp_pat
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
+@pytest.mark.parametrize("task", ["export", "export_fast", "export_adain"])
+def test_one_format_given_as_a_string_is_that_format_not_its_letters(task):
+    assert exporter.ExportOptions.from_cfg(compose_cfg(f"task={task}", "task.formats=onnx").task).formats == ("onnx",)
+
+
 def test_every_export_task_names_its_formats_alike():
     for task in ("export", "export_fast", "export_adain"):
         cfg = compose_cfg(f"task={task}")

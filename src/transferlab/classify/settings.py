@@ -398,7 +398,7 @@ class ExtractSettings:
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> ExtractSettings:
         task = cfg.task
-        layers = tuple(dict.fromkeys(str(layer) for layer in task.layers or []))
+        layers = tuple(dict.fromkeys(str(layer) for layer in checks.as_list(task.layers)))  # one name or a list
         if not layers:
             raise ConfigError("task.layers is empty; name at least one layer, such as task.layers=[relu7]")
         sizes = {
