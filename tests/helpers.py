@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -100,11 +101,19 @@ def apply_outputs(run_dir: Path) -> dict[str, str]:
     return outputs
 
 
+def _default_sigint() -> None:
+    # A suite started in the background (`cmd &` in a script) inherits SIGINT ignored, and so would the
+    # child: Python installs its Ctrl-C handler only where SIGINT is at its default.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_cli(*args: str, cwd: Path) -> subprocess.Popen:
-    """`python run.py ARGS` started in a subprocess on one CPU thread, its stderr piped as text."""
+    """`python run.py ARGS` started in a subprocess on one CPU thread, its stderr piped as text, with
+    SIGINT at its default (as a terminal's foreground process has it)."""
     return subprocess.Popen(
         [sys.executable, str(ROOT / "run.py"), *args],
         cwd=cwd,
+        preexec_fn=_default_sigint,
         env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
