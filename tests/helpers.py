@@ -91,6 +91,18 @@ def run_cli(
     )
 
 
+# What a normal run must not print (transferlab.console): third-party warnings, Lightning's tips, summary, info.
+NOISE = ("Warning", "warn(", "deprecated", "Tip:", "Trainable params", "GPU available", "`Trainer.fit` stopped")
+
+
+def assert_quiet(result: subprocess.CompletedProcess, run_dir: Path) -> None:
+    """A normal run prints no third-party noise, and its last log line says where its results are."""
+    printed = result.stdout + result.stderr
+    assert not [n for n in NOISE if n in printed], printed[-3000:]
+    logged = [line for line in result.stdout.splitlines() if "][INFO] - " in line]
+    assert f"done: {run_dir}" in logged[-1], logged[-3:]
+
+
 def apply_outputs(run_dir: Path) -> dict[str, str]:
     """An apply run's outputs by source image (its apply.json), each checked to keep its source's size."""
     from transferlab import images

@@ -228,12 +228,15 @@ def quantize_int8(source: Path, path: Path) -> Callable[..., Tensor]:
     """int8 weights (dynamic quantization: activations quantized at run time, no calibration data)
     of the ONNX model ``source``, written to ``path``; returns a session on it."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     # The quantizer writes its own file: into a folder beside ``path`` that goes whatever happens, and then
     # through the atomic writer, so that a full disk or Ctrl-C leaves neither a part nor a temporary file.
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".int8.") as tmp:
-        staged = Path(tmp) / path.name
-        quantize_dynamic(str(source), str(staged), weight_type=QuantType.QInt8, op_types_to_quantize=["Conv"])
+        staged, prepared = Path(tmp) / path.name, Path(tmp) / "prepared.onnx"
+        # ONNX Runtime's pre-processing (shape inference, graph optimization) first, as its quantizer asks.
+        quant_pre_process(str(source), str(prepared))
+        quantize_dynamic(str(prepared), str(staged), weight_type=QuantType.QInt8, op_types_to_quantize=["Conv"])
         with atomic_write(path) as f:
             f.write(staged.read_bytes())
     return onnx_runner(path)

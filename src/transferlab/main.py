@@ -23,7 +23,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandat
 from pytorch_lightning.utilities import rank_zero_only
 
 import transferlab
-from transferlab import entry_checks, fetch, groups
+from transferlab import checks, console, entry_checks, fetch, groups
 from transferlab.errors import TransferLabError
 from transferlab.result import TaskResult, record, swept_keys
 
@@ -71,11 +71,14 @@ def run_task(
     entry_checks.ckpt_path(cfg.get("ckpt_path"))
     if "fetch" in cfg:
         fetch.configure(*groups.fetch(cfg))
-    outcome = importlib.import_module(TASKS[name]).run(cfg, output_dir)
+    console.configure(checks.choice(cfg.get("verbose", False), [True, False], "verbose"))
+    with console.bars_below_logs():
+        outcome = importlib.import_module(TASKS[name]).run(cfg, output_dir)
     if not isinstance(outcome, TaskResult):
         raise ValueError(f"task {name} returned {type(outcome).__name__}, not a TaskResult (transferlab.result)")
     if rank_zero_only.rank == 0:  # under DDP every process has the result; one writes it
         record(outcome, output_dir, overrides, swept)
+        console.last_line(name, output_dir, outcome.caption)
     return outcome.objective
 
 

@@ -6,7 +6,7 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
-from helpers import interrupt_cli, logged, run_cli
+from helpers import assert_quiet, interrupt_cli, logged, run_cli
 from transferlab import images
 
 pytestmark = pytest.mark.slow
@@ -29,6 +29,7 @@ def test_main_command_writes_the_run_directory_under_outputs(tmp_path, content_p
     assert result.returncode == 0, result.stderr
     (run_dir,) = (tmp_path / "outputs" / "stylize").glob("*/*")
     assert images.load_image(run_dir / "final.png").shape[-1] == 32
+    assert_quiet(result, run_dir)
     assert (run_dir / "metrics.json").is_file() and (run_dir / ".hydra" / "config.yaml").is_file()
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from helpers import TINY_DATA, make_image, run_cli
+from helpers import TINY_DATA, assert_quiet, make_image, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -74,3 +74,4 @@ def test_style_weight_sweep_writes_a_contact_sheet_then_apply(tmp_path: Path) ->
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(list((tmp_path / "apply" / "stylized").glob("*.png"))) == 5
+    assert_quiet(result, tmp_path / "apply")

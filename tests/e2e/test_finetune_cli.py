@@ -33,6 +33,7 @@ def test_ddp_two_cpu_processes_gloo(tmp_path: Path) -> None:
         f"hydra.run.dir={run}",
         "trainer.devices=2",
         "trainer.strategy=ddp",
+        "verbose=true",  # Lightning's lines name the backend and the processes
         cwd=tmp_path,
         timeout=400,
     )

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import ROOT, compose_cfg, make_image, run_cli
+from tests.helpers import ROOT, assert_quiet, compose_cfg, make_image, run_cli
 from tests.video.conftest import pan_frames, textured, variable_size_clip, write_clip
 from tests.video.test_video_task import SHALLOW, video_cfg
 from transferlab import images
@@ -266,6 +266,7 @@ def test_the_cli_resumes_a_video_run_in_its_own_directory(tmp_path: Path, pan_cl
     assert refused.returncode == 2 and "already holds a run" in refused.stderr
     resumed = run_cli(*args, f"ckpt_path={run_dir / 'progress.json'}", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
+    assert_quiet(resumed, run_dir)
     logged = resumed.stderr + "".join(log.read_text() for log in run_dir.glob("*.log"))
     assert "resuming: 2 frames already finished" in logged
     assert json.loads((run_dir / "metrics.json").read_text())["frames"] == 4

@@ -5,7 +5,6 @@ optimization itself is style/module.py."""
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -83,11 +82,7 @@ def log_estimate(settings: StyleSettings, module: StyleTransfer) -> None:
 
 def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     """The stylize task: writes final.png and TensorBoard events into ``output_dir``; the entry writes its result."""
-    settings = StyleSettings.from_cfg(cfg)
-    with warnings.catch_warnings():
-        # The frozen VGG is in eval mode on purpose.
-        warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")
-        return stylize(settings, output_dir)
+    return stylize(StyleSettings.from_cfg(cfg), output_dir)
 
 
 # TensorBoard's Custom Scalars tab: the loss terms on one chart, the per-layer style losses on another.

@@ -8,7 +8,6 @@ import json
 import logging
 import shutil
 import time
-import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -242,7 +241,6 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     from the result: its images are up to ``SHEET_FRAMES`` frames spread over the video)."""
     s = VideoSettings.from_cfg(cfg)
     pl.seed_everything(s.seed, verbose=False)
-    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")
     torch.manual_seed(s.seed)
     info = s.info
     metrics = stylize_video(s, output_dir)
