@@ -6,6 +6,7 @@ import shutil
 import pytest
 import torch
 from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from helpers import compose_cfg, hparams_columns, make_image, sweep_in_process
 from tests.fast.conftest import TINY
@@ -57,6 +58,14 @@ def test_run_writes_metrics_checkpoints_and_tensorboard(trained):
     # The frozen VGG is not stored in checkpoints.
     state = torch.load(trained / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert not any(k.startswith("perceptual.encoder.") for k in state)
+
+
+def test_the_final_network_is_validated_once(trained):
+    """val_every=2 of 4 steps: validations at steps 2 and 4, and no third, repeated one after training."""
+    events = EventAccumulator(str(trained / "tensorboard")).Reload()
+    assert len(events.Scalars("val/loss")) == 2
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert metrics["val/loss"] == pytest.approx(events.Scalars("val/loss")[-1].value)
 
 
 def test_sweep_contact_sheet_has_a_row_of_validation_photos_per_job(trained, tmp_path):

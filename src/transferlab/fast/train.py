@@ -31,6 +31,7 @@ class ValidatedModule(pl.LightningModule):
     def __init__(self) -> None:
         super().__init__()
         self.val_terms: list[dict[str, Tensor]] = []
+        self.validated_at: int | None = None  # the step of the last validation (not a sanity check)
 
     def end_validation(self, writer: Any | None) -> None:
         """Log this validation's images to ``writer`` (when not None) and drop what the steps kept."""
@@ -45,6 +46,8 @@ class ValidatedModule(pl.LightningModule):
         live = logger is not None and hasattr(logger, "experiment") and not self.trainer.sanity_checking
         self.end_validation(logger.experiment if live else None)
         self.val_terms.clear()
+        if not self.trainer.sanity_checking:
+            self.validated_at = self.trainer.global_step
 
 
 class StepData(pl.LightningDataModule):
@@ -84,10 +87,11 @@ def fit(
 ) -> TaskResult:
     """Train ``module`` for ``training.steps`` steps (validation every ``val_every``, checkpoints every
     ``checkpoint_every``, resumed from ``ckpt_path``) through the one Trainer factory; then write
-    checkpoints/last.ckpt atomically and validate once more. The result (without images: the task adds
-    its own) holds the final validation's metrics, captioned by the loss and its content and style terms.
-    ``fingerprint``: what the run depends on (``checkpoints.check_resume``); ``rebuilt``: the prefixes of
-    the module's tensors its checkpoints leave out."""
+    checkpoints/last.ckpt atomically and validate the final network, unless the schedule's last validation
+    was at the last step. The result (without images: the task adds its own) holds that validation's
+    metrics, captioned by the loss and its content and style terms. ``fingerprint``: what the run depends
+    on (``checkpoints.check_resume``); ``rebuilt``: the prefixes of the module's tensors its checkpoints
+    leave out."""
     check_resume(module, training, task, fingerprint, rebuilt)
     trainer = stepped_trainer(training, output_dir, task, fingerprint)
     trainer.fit(
@@ -98,7 +102,10 @@ def fit(
     )
     last = output_dir / "checkpoints" / "last.ckpt"
     trainer.save_checkpoint(last, weights_only=False)  # the full state: resume from it is exact; atomic
-    final = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+    if module.validated_at == trainer.global_step:  # the schedule validated the final network already
+        final = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    else:
+        final = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
     return result(task, {k: float(v) for k, v in final.items()}, trainer.global_step, last, hparams)
 
 
