@@ -170,7 +170,11 @@ def test_bundled_samples_and_the_shipped_manifest():
     ]
     manifest = archives.read_manifest(fetch.ASSETS / fetch.DATASETS["hymenoptera"].manifest)
     assert len(manifest) == 398 and "train/ants/ant photos.jpg" in manifest
-    shared = Path(__file__).resolve().parents[3] / "shared" / "data" / "hymenoptera"
-    if shared.is_dir():  # the byte-identical copy the manifest was computed from (the project's workspace)
-        name = "val/bees/abeja.jpg"
-        assert hashlib.sha256((shared / name).read_bytes()).hexdigest() == manifest[name]
+    here = Path(__file__).resolve()
+    shared = next(
+        (p / "shared/data/hymenoptera" for p in here.parents if (p / "shared/data/hymenoptera").is_dir()), None
+    )
+    if shared:  # the byte-identical copy the manifest was computed from (the project's workspace)
+        files = {p.relative_to(shared).as_posix(): p for p in shared.rglob("*") if p.is_file()}
+        assert sorted(files) == sorted(manifest)
+        assert all(hashlib.sha256(files[name].read_bytes()).hexdigest() == manifest[name] for name in manifest)
