@@ -49,7 +49,9 @@ def install(tmp: Path) -> Path:
     )
     shutil.copytree(ROOT / "configs", source / "configs")
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", tmp / "dist", source], check=True)
+    subprocess.run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", tmp / "dist", source], check=True
+    )
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", tmp / "venv"], check=True)
     wheel = next((tmp / "dist").glob("transferlab-*.whl"))
     subprocess.run(

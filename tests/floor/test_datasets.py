@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import stat
 import threading
+import time
 import zipfile
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -125,6 +127,16 @@ def test_corrupt_member_is_refused(toy):
     with pytest.raises(FetchError, match="not a readable zip archive|does not match its pinned sha256"):
         fetch.resolve("dataset:toy", "data.root", cache_dir=cache)
     assert leftovers(cache) == []
+
+
+def test_stale_partial_folders_of_killed_fetches_are_cleared(toy):
+    served, _, cache = toy
+    make_zip(served / "toy_data.zip", FILES)
+    stale = cache / "datasets" / ".toy-0123.abc.partial"
+    (stale / "train").mkdir(parents=True)
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    root = fetch.resolve("dataset:toy", "data.root", cache_dir=cache)
+    assert leftovers(cache) == [root.name]
 
 
 def test_ctrl_c_while_extracting_leaves_nothing(toy, monkeypatch):
