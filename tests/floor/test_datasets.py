@@ -53,7 +53,7 @@ def toy(tmp_path, monkeypatch):
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(served)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     monkeypatch.setenv(fetch.MIRROR, f"http://127.0.0.1:{server.server_address[1]}/mirror/")
     served.joinpath("mirror").mkdir()
     yield served / "mirror", requests, tmp_path / "cache"
@@ -137,6 +137,20 @@ def test_stale_partial_folders_of_killed_fetches_are_cleared(toy):
     os.utime(stale, (time.time() - 7200, time.time() - 7200))
     root = fetch.resolve("dataset:toy", "data.root", cache_dir=cache)
     assert leftovers(cache) == [root.name]
+
+
+def test_of_two_processes_fetching_at_once_the_second_uses_the_first_ones_copy(toy, monkeypatch):
+    served, _, cache = toy
+    make_zip(served / "toy_data.zip", FILES)
+    extract = archives.extract
+
+    def another_process_finishes_first(archive, dest, *args):
+        extract(archive, dest, *args)
+        (fetch.dataset_dir("toy", cache / "datasets") / "train").mkdir(parents=True)
+
+    monkeypatch.setattr(archives, "extract", another_process_finishes_first)
+    root = fetch.resolve("dataset:toy", "data.root", cache_dir=cache)
+    assert leftovers(cache) == [root.name] and [p.name for p in root.iterdir()] == ["train"]
 
 
 def test_ctrl_c_while_extracting_leaves_nothing(toy, monkeypatch):
