@@ -8,6 +8,13 @@ ends within ``fetch.max_mb`` / ``MIN_RATE``) and a size limit (``fetch.max_mb``)
 temporary ``.partial`` file beside its target, hashing as it goes, and renames it only when it is complete
 and verified: on any failure (timeout, limit, wrong hash, Ctrl-C) nothing is left in the cache.
 Temporary files left by a killed process are cleared on the next download.
+
+Besides paths and pinned URLs, ``resolve`` reads two kinds of names: ``sample:<name>``, an image (or the
+folder ``styles``) shipped in the package (``assets/samples``), and ``dataset:<name>[/<subfolder>]``, a dataset
+of ``DATASETS`` downloaded once from its official URL, extracted safely (``archives``: every file verified
+against the manifest shipped in the package) into the cache, renamed into place only when complete.
+``$TRANSFERLAB_MIRROR`` (a base URL) makes every download read ``<mirror>/<file name>`` instead of the
+official URL (a proxy, a local mirror), still verified against the same pins.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import errno
 import hashlib
 import http.client
 import os
+import shutil
 import socket
 import ssl
 import tempfile
@@ -25,9 +33,10 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 from urllib.parse import urldefrag, urlparse
 
+from transferlab import archives
 from transferlab.errors import FetchError
 
 # The entry applies the run's fetch.timeout_s and fetch.max_mb with ``configure``; until then (tests,
@@ -38,6 +47,28 @@ DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 PARTIAL = ".partial"
 MIN_RATE = 1024  # bytes per second, averaged over each fetch.timeout_s window
 ANSWER_WITHIN = 2  # x fetch.timeout_s: the connection and the server's status line and headers
+MIRROR = "TRANSFERLAB_MIRROR"
+ASSETS = Path(__file__).resolve().parent / "assets"
+SAMPLES = ASSETS / "samples"
+
+
+class Dataset(NamedTuple):
+    url: str  # the official archive (its contents are pinned by the manifest, not its bytes)
+    prefix: str  # the dataset's folder inside the archive
+    manifest: str  # in assets/: sha256sum lines of every file the dataset is made of
+    limits: archives.Limits
+
+
+# The archive's own SHA-256 is published nowhere we could read; its 398 files are pinned instead, from a
+# byte-identical copy (assets/samples/SOURCES.md).
+DATASETS = {
+    "hymenoptera": Dataset(
+        "https://download.pytorch.org/tutorial/hymenoptera_data.zip",
+        "hymenoptera_data/",
+        "hymenoptera.sha256",
+        archives.Limits(max_files=2000, max_bytes=200 * 2**20, max_ratio=20),
+    ),
+}
 
 
 def configure(timeout_s: float, max_mb: float) -> None:
@@ -92,15 +123,21 @@ def pinned(source: str, key: str) -> tuple[str, str]:
 
 
 def clear_stale(directory: Path, older_than_s: float) -> None:
-    """Remove ``*.partial`` files not written to for ``older_than_s`` (a live download writes at least
-    once per read timeout, so these belong to killed processes; ours and torch.hub's)."""
+    """Remove ``*.partial`` files and folders not written to for ``older_than_s`` (a live download writes
+    at least once per read timeout, so these belong to killed processes; ours and torch.hub's)."""
     now = time.time()
     for path in directory.glob(f"*{PARTIAL}"):
         try:
             if now - path.stat().st_mtime > older_than_s:
-                path.unlink()
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
         except OSError:
             pass  # another process removed or renamed it first
+
+
+def mirrored(url: str) -> str:
+    """``url``, or its file on the mirror ``$TRANSFERLAB_MIRROR`` names (the pins still apply)."""
+    base = os.environ.get(MIRROR, "").strip()
+    return f"{base.rstrip('/')}/{_name(url)}" if base else url
 
 
 def download(
@@ -110,10 +147,13 @@ def download(
     sha256_prefix: str | None = None,
     timeout_s: float | None = None,
     max_mb: float | None = None,
+    local: str | None = None,
 ) -> Path:
     """Download ``url`` to ``target`` (verified against ``sha256_prefix`` if given); a one-line FetchError
     on an unreachable server, an HTTP error, a silent server (``timeout_s`` per connect and per read),
-    more than ``max_mb`` MB, or a wrong hash. Nothing is left behind on failure."""
+    more than ``max_mb`` MB, or a wrong hash, whose fix names a local ``local`` (default: the URL's file name).
+    Nothing is left behind on failure."""
+    url = mirrored(url)
     default_timeout, default_max = limits()
     timeout_s = timeout_s or default_timeout
     max_bytes = int((max_mb or default_max) * 2**20)
@@ -142,7 +182,7 @@ def download(
         ValueError,
         http.client.HTTPException,
     ) as exc:
-        raise failure(exc, url, target, key, timeout_s, max_bytes) from None
+        raise failure(exc, url, target, key, timeout_s, max_bytes, local) from None
     finally:
         Path(tmp).unlink(missing_ok=True)
 
@@ -172,13 +212,16 @@ def receive(response: http.client.HTTPResponse, out: BinaryIO, digest: Any, time
         raise http.client.IncompleteRead(b"", int(length) - size)
 
 
-def failure(exc: Exception, url: str, target: Path, key: str, timeout_s: float, max_bytes: int) -> Exception:
+def failure(
+    exc: Exception, url: str, target: Path, key: str, timeout_s: float, max_bytes: int, local: str | None = None
+) -> Exception:
     """The one-line error for a download of ``url`` into ``target`` that failed with ``exc``: a FetchError
     naming ``key`` and the fix, or a full disk's OSError naming ``target`` (the entry's one line)."""
+    local = local or _name(url)
     if isinstance(exc, _TooSlowError):
         return FetchError(
             f"{key}: {url} sends too slowly ({exc}; under {MIN_RATE // 1024} KB/s over fetch.timeout_s="
-            f"{timeout_s:g} s); try again later, or use a local file, e.g. {key}=/path/to/{_name(url)}"
+            f"{timeout_s:g} s); try again later, or use a local file, e.g. {key}=/path/to/{local}"
         )
     if isinstance(exc, _TooLargeError):
         return FetchError(
@@ -192,11 +235,11 @@ def failure(exc: Exception, url: str, target: Path, key: str, timeout_s: float, 
     if isinstance(reason, TimeoutError):
         return FetchError(
             f"{key}: {url} did not answer within fetch.timeout_s={timeout_s:g} s; try again, raise "
-            f"fetch.timeout_s, or use a local file, e.g. {key}=/path/to/{_name(url)}"
+            f"fetch.timeout_s, or use a local file, e.g. {key}=/path/to/{local}"
         )
     return FetchError(
-        f"{key}: could not fetch {url} ({reason}). Fix: connect to the internet once, "
-        f"or use a local file, e.g. {key}=/path/to/{_name(url)}"
+        f"{key}: could not fetch {url} ({reason}). Fix: connect to the internet once, set ${MIRROR} to a "
+        f"server that holds {_name(url)}, or use a local file, e.g. {key}=/path/to/{local}"
     )
 
 
@@ -268,13 +311,19 @@ def resolve(
     timeout_s: float | None = None,
     max_mb: float | None = None,
 ) -> Path:
-    """The local file for ``source``: a path as it is, a pinned URL fetched into the cache first
-    (``timeout_s`` and ``max_mb`` default to the run's ``fetch.timeout_s`` and ``fetch.max_mb``)."""
+    """The local file or folder for ``source``: a path as it is, a pinned URL fetched into the cache first
+    (``timeout_s`` and ``max_mb`` default to the run's ``fetch.timeout_s`` and ``fetch.max_mb``), a bundled
+    ``sample:<name>``, a ``dataset:<name>[/<subfolder>]`` fetched and extracted into the cache first."""
+    kind, _, name = source.partition(":")
+    if kind == "sample":
+        return sample(name, key)
+    if kind == "dataset":
+        return dataset(name, key, cache_dir or default_cache_dir())
     if not is_url(source):
         if has_scheme(source):
             raise FetchError(
-                f"{key}={source!r}: only local paths and pinned https:// or http:// URLs are read; "
-                "download it and pass its path"
+                f"{key}={source!r}: only local paths and pinned https:// or http:// URLs are read (and the "
+                "names sample:<name>, dataset:<name>); download it and pass its path"
             )
         return Path(source).expanduser()
     url, digest = pinned(source, key)
@@ -283,3 +332,59 @@ def resolve(
     if target.is_file() and sha256_of(target) == digest:
         return target
     return download(url, target, key, digest, timeout_s, max_mb)
+
+
+def sample_names() -> list[str]:
+    return sorted([p.name for p in SAMPLES.iterdir() if p.is_dir()] + [p.stem for p in SAMPLES.glob("*/*.jpg")])
+
+
+def sample(name: str, key: str) -> Path:
+    """The bundled image ``name`` (a file stem under assets/samples), or the bundled folder ``name``."""
+    if name in sample_names():
+        return SAMPLES / name if (SAMPLES / name).is_dir() else next(SAMPLES.glob(f"*/{name}.jpg"))
+    raise FetchError(
+        f"{key}=sample:{name} is not a bundled sample; choose one of sample:{', sample:'.join(sample_names())}"
+    )
+
+
+def dataset(spec: str, key: str, cache_dir: Path) -> Path:
+    """The folder of ``spec`` (``name`` or ``name/subfolder``), the dataset fetched into the cache first."""
+    name, _, subfolder = spec.partition("/")
+    if name not in DATASETS:
+        raise FetchError(
+            f"{key}=dataset:{spec}: no dataset {name!r}; choose one of dataset:{', dataset:'.join(DATASETS)}"
+        )
+    found = fetch_dataset(name, key, cache_dir / "datasets")
+    return found / subfolder if subfolder else found
+
+
+def dataset_dir(name: str, directory: Path) -> Path:
+    """Where the dataset ``name`` is kept in ``directory``: named by its manifest, so a new pin fetches anew."""
+    return directory / f"{name}-{sha256_of(ASSETS / DATASETS[name].manifest)[:12]}"
+
+
+def fetch_dataset(name: str, key: str, directory: Path) -> Path:
+    """The extracted dataset ``name`` in ``directory``: there already (no network), or downloaded, extracted
+    into a temporary folder and renamed into place when complete and verified (a failure or Ctrl-C leaves
+    nothing; of two processes fetching at once, the first to finish wins and the other uses its copy)."""
+    spec = DATASETS[name]
+    manifest = ASSETS / spec.manifest
+    root = dataset_dir(name, directory)
+    if root.is_dir():
+        return root
+    directory.mkdir(parents=True, exist_ok=True)
+    clear_stale(directory, 3600.0)
+    archive = directory / f".{root.name}.{os.getpid()}.zip{PARTIAL}"
+    staging = Path(tempfile.mkdtemp(dir=directory, prefix=f".{root.name}.", suffix=PARTIAL))
+    try:
+        download(spec.url, archive, key, local=spec.prefix.rstrip("/"))  # the folder it unzips to
+        archives.extract(archive, staging, key, archives.read_manifest(manifest), spec.prefix, spec.limits)
+        try:
+            staging.rename(root)
+        except OSError:
+            if not root.is_dir():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        archive.unlink(missing_ok=True)
+    return root

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from transferlab import backbone, checks
 from transferlab.backbone import ModelSettings
 from transferlab.errors import ConfigError
+from transferlab.fetch import resolve
 from transferlab.runtime import RuntimeSettings
 from transferlab.trainer import PRECISIONS, TrainerSettings, available_accelerators
 
@@ -204,7 +205,7 @@ def photos(cfg: DictConfig) -> Photos:
     data = cfg.data
     crop = checks.at_least(data.crop, 16, "data.crop")
     return Photos(
-        root=Path(str(data.root)),
+        root=resolve(str(data.root), "data.root"),  # a folder, a sample: or a dataset: name
         crop=crop,
         resize=None if data.resize is None else checks.at_least(data.resize, crop, "data.resize"),
         val_count=checks.at_least(data.val_count, 1, "data.val_count"),

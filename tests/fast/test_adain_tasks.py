@@ -237,15 +237,14 @@ def test_bad_files_are_one_line(photos, styles, tmp_path):
     assert "\n" not in str(info.value)
 
 
-def test_configs_compose_and_the_experiment_paths_exist():
+def test_configs_compose_and_the_experiment_paths_exist(hymenoptera):
     for task in ("train_adain", "apply_adain", "export_adain"):
         assert compose_cfg(f"task={task}").task.name == task
     s = TrainAdaINSettings.from_cfg(compose_cfg("experiment=adain_hymenoptera"))
     assert s.weights == "IMAGENET1K_V1" and list(s.style_layers) == ["relu1_1", "relu2_1", "relu3_1", "relu4_1"]
     assert s.style_weight == 40.0 and abs(sum(s.style_layers.values()) - 1) < 1e-9
-    shared = ROOT.parent / "shared" / "data"
-    if shared.is_dir():  # present in the project's checkouts
-        assert (ROOT / s.photos.root).is_dir() and (ROOT / s.styles).is_dir()
+    assert s.photos.root.is_dir() and s.styles.is_dir()  # the fetched dataset and the bundled paintings
+    assert len(list(s.styles.glob("*.jpg"))) == 5
 
 
 def test_sanet_stylizes_with_attention_and_blends_its_targets():

@@ -136,15 +136,14 @@ def test_bad_config_is_one_line(override, message):
     assert "\n" not in str(info.value)
 
 
-def test_experiment_paths_exist_from_the_repo_root():
-    from helpers import ROOT
+def test_experiment_data_exists_from_any_directory(hymenoptera):
+    from transferlab import fetch
 
     cfg = compose_cfg("experiment=fast_starry")
     s = TrainSettings.from_cfg(cfg)
     assert s.network.arch == "johnson" and s.model.arch == "vgg16" and list(s.content_layers) == ["relu2_2"]
-    shared = ROOT.parent / "shared" / "data"
-    if shared.is_dir():  # present in the project's checkouts
-        assert (ROOT / s.photos.root).is_dir() and (ROOT / s.style).is_file()
+    assert s.photos.root.is_dir() and fetch.resolve(s.style, "task.style").is_file()
+    assert s.photos.root == hymenoptera / "train"
 
 
 def test_small_image_is_cropped_from_an_upscaled_photo(tmp_path):

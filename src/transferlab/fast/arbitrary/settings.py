@@ -10,7 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from transferlab import backbone, checks, exporter, groups, saliency
+from transferlab import backbone, checks, exporter, fetch, groups, saliency
 from transferlab.errors import ConfigError
 from transferlab.exporter import ExportOptions
 from transferlab.fast.arbitrary.networks import ARCHS, ENCODERS, MIN_SIZE, MULTIPLE
@@ -105,7 +105,7 @@ class TrainAdaINSettings:
             style_weight=loss.style,
             distill_weight=loss.distill,
             runtime=groups.runtime(cfg),
-            styles=Path(str(task.styles)),
+            styles=fetch.resolve(str(task.styles), "task.styles"),  # a folder, or sample:styles
             style_resize=checks.at_least(task.style_resize, photos.crop, "task.style_resize"),
             preview_styles=checks.at_least(task.preview_styles, 1, "task.preview_styles"),
             preview_size=checks.at_least(task.preview_size, 16, "task.preview_size"),
