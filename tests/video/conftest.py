@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from tests.helpers import make_image, tmpfs
+from transferlab import images
+from transferlab.fast.arbitrary.networks import AdaINNet
 from transferlab.fast.per_style.networks import build_network
 
 
@@ -103,6 +105,36 @@ def tiny_network(tmp_path: Path) -> Path:
     state = {f"network.{k}": v for k, v in build_network(**spec).state_dict().items()}
     path = tmp_path / "tiny.ckpt"
     torch.save({"state_dict": state, "hyper_parameters": {"network": spec}}, path)
+    return path
+
+
+# A light AdaIN network as small as it builds: random weights, the mechanics of arbitrary style, not the look.
+ADAIN = {
+    "arch": "adain",
+    "weights": None,
+    "normalization": "imagenet",
+    "pooling": "max",
+    "style_layers": {"relu1_1": 1.0},
+    "encoder": "light",
+    "width": 0.125,
+}
+
+
+@pytest.fixture
+def adain_network(tmp_path: Path) -> Path:
+    """A randomly initialised light AdaIN network saved as train_adain saves it (without its teacher)."""
+    torch.manual_seed(0)
+    state = {f"net.{k}": v for k, v in AdaINNet(**ADAIN, loss_net=False).state_dict().items()}
+    path = tmp_path / "adain.ckpt"
+    torch.save({"state_dict": state, "hyper_parameters": {"network": ADAIN}}, path)
+    return path
+
+
+def frame_folder(path: Path, frames: list[torch.Tensor]) -> Path:
+    """``frames`` as lossless PNGs in a folder (an input the tests can compare outputs with exactly)."""
+    path.mkdir(parents=True, exist_ok=True)
+    for i, frame in enumerate(frames):
+        images.save_image(frame, path / f"frame_{i}.png")
     return path
 
 

@@ -4,9 +4,10 @@ frame's colours, and for an arbitrary-style network several styles and the clip'
 
 Order for a feed-forward network (``network_frames``): stylize, keep the frame's colours, lerp from the frame by
 the strength (apply_fast's order), and only then blend with the previous output warped by the flow
-(``temporal.BlendedFrames``). The blend sees the pixels that are written, so whatever the controls add from
-frame to frame (a saliency map recomputed per frame, a colour transform fitted per frame) is smoothed with
-the network's own flicker instead of being added after the smoothing. An optimization takes masks, strength
+(``temporal.BlendedFrames``), in proportion to the strength (``styled_only``). The blend sees the pixels that
+are written, so whatever the controls add from frame to frame (a saliency map recomputed per frame, a colour
+transform fitted per frame) is smoothed with the network's own flicker instead of being added after the
+smoothing, and a pixel without style stays exactly the content frame. An optimization takes masks, strength
 and colour inside its loss (``style.scene.compose``), with the temporal loss on the final pixels likewise."""
 
 from __future__ import annotations
@@ -87,6 +88,16 @@ def network_frames(s: VideoSettings) -> Callable[[Tensor, Maps], Tensor]:
         return out if maps.strength is None else interpolate(frame, out, maps.strength)
 
     return stylize
+
+
+def styled_only(temporal: tuple[Tensor, Tensor] | None, maps: Maps) -> tuple[Tensor, Tensor] | None:
+    """The temporal blend's ``(warped, mask)`` with the mask scaled by the frame's strength: a pixel is blended
+    with the previous output in proportion to the style it carries. Where the strength is 0 the output is the
+    content frame, as steady as the input already; blending it would only blur it by the warp's interpolation
+    (and alpha=0 would no longer give the content)."""
+    if temporal is None or maps.strength is None:
+        return temporal
+    return temporal[0], temporal[1] * maps.strength
 
 
 def style_images(s: VideoSettings) -> list[Tensor]:

@@ -203,9 +203,12 @@ def frame_controls(task: DictConfig, styles: tuple[Path, ...], network: Path | N
             f"task.network={network} is an exported pipeline with one style; several styles or task.style_masks "
             "need a train_adain checkpoint (.ckpt)"
         )
+    mask_files = tuple(Path(fetch.resolve(str(m), f"task.style_masks[{i}]")) for i, m in enumerate(masks))
+    for path in mask_files:
+        images.open_rgb(path)  # a missing or unreadable mask in one line before any frame is stylized
     return FrameControls(
         style_weights=checks.style_weights(task.style_weights, len(styles)) if styles else (),
-        style_masks=tuple(Path(fetch.resolve(str(m), f"task.style_masks[{i}]")) for i, m in enumerate(masks)),
+        style_masks=mask_files,
         strength_map=strength_map(task),
         alpha=checked_alpha(task),
         color=checks.choice(task.color, COLORS, "task.color"),

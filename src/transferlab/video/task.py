@@ -83,7 +83,7 @@ def frame_step(s: VideoSettings, clock: dict[str, float]) -> FrameStep:
         blended = BlendedFrames(controls.network_frames(s), s.blend)
 
         def fast(frame: Tensor, targets: Targets, maps: Maps) -> tuple[Tensor, Tensor | None]:
-            result, own = blended(frame, combine(targets), maps)
+            result, own = blended(frame, controls.styled_only(combine(targets), maps), maps)
             return quantized(result), quantized(own) if s.baseline else None
 
         return fast
