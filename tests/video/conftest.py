@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import make_image, tmpfs
+from tests.helpers import lively, make_image, tmpfs
 from transferlab import images
 from transferlab.fast.arbitrary.networks import AdaINNet
 from transferlab.fast.per_style.networks import build_network
@@ -122,9 +122,14 @@ ADAIN = {
 
 @pytest.fixture
 def adain_network(tmp_path: Path) -> Path:
-    """A randomly initialised light AdaIN network saved as train_adain saves it (without its teacher)."""
+    """A randomly initialised light AdaIN network saved as train_adain saves it (without its teacher), with
+    weights that keep the activations' scale (``lively``; by default its output is flat whatever the style),
+    the last layer 10x lively's so that two styles' outputs differ by about 0.02 a value."""
     torch.manual_seed(0)
-    state = {f"net.{k}": v for k, v in AdaINNet(**ADAIN, loss_net=False).state_dict().items()}
+    weights = lively(AdaINNet(**ADAIN, loss_net=False).state_dict())
+    last = [k for k, v in weights.items() if k.endswith(".weight") and v.dim() == 4][-1]
+    weights[last] = weights[last] * 10
+    state = {f"net.{k}": v for k, v in weights.items()}
     path = tmp_path / "adain.ckpt"
     torch.save({"state_dict": state, "hyper_parameters": {"network": ADAIN}}, path)
     return path

@@ -47,6 +47,13 @@ def half_map(path: Path, h: int, w: int, left: float, right: float) -> Path:
     return gray_map(path, value)
 
 
+def two_styles(tmp_path: Path) -> tuple[Path, Path]:
+    """Two style images far apart (the second the first's negative, from another seed)."""
+    a, b = make_image(tmp_path / "a.png", (40, 40), seed=3), make_image(tmp_path / "b.png", (40, 40), seed=9)
+    Image.eval(Image.open(b), lambda v: 255 - v).save(b)
+    return a, b
+
+
 @pytest.fixture
 def clip(tmp_path: Path) -> Path:
     return frame_folder(tmp_path / "clip", pan_frames(n=3))
@@ -123,9 +130,7 @@ def test_a_fixed_map_stays_and_a_flow_map_moves_with_the_pan(tmp_path: Path, cli
 
 def test_masks_route_two_styles_with_an_adain_network(tmp_path: Path, clip: Path, adain_network: Path) -> None:
     """Style A where its mask is white (left), B on the right: each side close to that style alone."""
-    a, b = make_image(tmp_path / "a.png", (40, 40), seed=3), make_image(tmp_path / "b.png", (40, 40), seed=9)
-    b_img = Image.open(b)
-    Image.eval(b_img, lambda v: 255 - v).save(b)  # a style far from A
+    a, b = two_styles(tmp_path)
     masks = half_map(tmp_path / "ma.png", 48, 64, 1.0, 0.0), half_map(tmp_path / "mb.png", 48, 64, 0.0, 1.0)
     common = (*FAST, f"task.network={adain_network}", "task.blend=0")
     routed = run_video(
@@ -275,3 +280,31 @@ def test_blending_after_the_controls_still_lowers_the_flicker(tmp_path: Path, ti
     main.run_task(video_cfg(clip, None, "task.method=fast", f"task.network={tiny_network}", *controls_on), out)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["flicker"] < 0.5 * metrics["flicker_baseline"]
+
+
+def test_a_resumed_run_moves_its_maps_through_the_finished_frames(
+    tmp_path: Path, clip: Path, tiny_network: Path
+) -> None:
+    half = half_map(tmp_path / "half.png", 48, 64, left=0.0, right=1.0)
+    cfg = video_cfg(
+        clip, None, *FAST, f"task.network={tiny_network}", f"task.strength_map={half}", "task.map_motion=flow"
+    )
+    out = tmp_path / "run"
+    main.run_task(cfg, out)
+    last = (out / "frames" / "frame_000002.png").read_bytes()
+    progress = json.loads((out / "progress.json").read_text())
+    progress["done"] = 2  # as if killed before the last frame
+    (out / "progress.json").write_text(json.dumps(progress))
+    (out / "frames" / "frame_000002.png").unlink()
+    main.run_task(cfg, out)
+    assert (out / "frames" / "frame_000002.png").read_bytes() == last
+
+
+def test_style_weights_blend_styles_with_an_adain_network(tmp_path: Path, clip: Path, adain_network: Path) -> None:
+    """Weights [1, 0]: the first style alone (Huang & Belongie's interpolation, as apply_adain blends)."""
+    a, b = two_styles(tmp_path)
+    common = (*FAST, f"task.network={adain_network}", "task.blend=0")
+    weighted = run_video(tmp_path, clip, None, *common, f"task.style=[{a},{b}]", "task.style_weights=[1,0]")
+    alone = {k: run_video(tmp_path, clip, p, *common, name=k) for k, p in (("a", a), ("b", b))}
+    assert all((w - s).abs().max() <= 1 / 255 + 1e-6 for w, s in zip(weighted, alone["a"]))
+    assert (alone["a"][0] - alone["b"][0]).abs().mean() > 0.01
