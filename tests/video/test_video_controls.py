@@ -308,3 +308,37 @@ def test_style_weights_blend_styles_with_an_adain_network(tmp_path: Path, clip: 
     alone = {k: run_video(tmp_path, clip, p, *common, name=k) for k, p in (("a", a), ("b", b))}
     assert all((w - s).abs().max() <= 1 / 255 + 1e-6 for w, s in zip(weighted, alone["a"]))
     assert (alone["a"][0] - alone["b"][0]).abs().mean() > 0.01
+
+
+def test_blending_the_final_pixels_flickers_less_than_blending_before_the_strength() -> None:
+    """The order chosen (stylize, strength, then blend, weighted by the strength) against blending the network's
+    output before the strength lerp, with a flickering stylizer and auto strength on a panning clip."""
+    from transferlab import saliency
+    from transferlab.video.flow import OpenCVFlow, consistency_mask, warp, warping_error
+    from transferlab.video.temporal import BlendedFrames
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 3, 3, padding=1), torch.nn.Sigmoid())
+    noisy = lambda x: net((x + 0.2 * torch.randn_like(x)).unsqueeze(0))[0].detach()  # noqa: E731
+    frames, flow, blend = pan_frames(n=6, h=96, w=128), OpenCVFlow(), 0.5
+    chosen = BlendedFrames(lambda frame, maps: torch.lerp(frame, noisy(frame), maps.strength), blend)
+    errors = {"chosen": [0.0, 0.0], "before": [0.0, 0.0]}
+    prev: dict[str, torch.Tensor] = {}
+    for i, frame in enumerate(frames):
+        maps = controls.Maps(None, saliency.auto_strength(frame.unsqueeze(0))[0])
+        if i == 0:
+            out = {"chosen": chosen(frame, None, maps)[0]}
+            stylized = noisy(frame)
+            out["before"] = torch.lerp(frame, stylized, maps.strength)
+        else:
+            backward = flow(frame, frames[i - 1])
+            mask = consistency_mask(backward, flow(frames[i - 1], frame))
+            temporal = controls.styled_only((warp(prev["chosen"], backward), mask), maps)
+            out = {"chosen": chosen(frame, temporal, maps)[0]}
+            stylized = BlendedFrames(noisy, blend)(frame, (warp(stylized, backward), mask))[0]
+            out["before"] = torch.lerp(frame, stylized, maps.strength)
+            for k in errors:
+                e = warping_error(out[k], prev[k], backward, mask)
+                errors[k] = [errors[k][0] + e[0], errors[k][1] + e[1]]
+        prev = out
+    assert errors["chosen"][0] < 0.9 * errors["before"][0]  # measured 0.82 (8 frames at 96x128: 0.72)

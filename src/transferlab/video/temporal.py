@@ -3,8 +3,9 @@
 ``OptimizedFrames``: Gatys et al. per frame through the style wing's module, started from the
 previous result warped by the flow and held near it by the temporal loss (Ruder et al., 2016), a
 term this wing adds to the perceptual loss.
-``BlendedFrames``: any feed-forward stylizer (a callable frame -> stylized frame), its output
-blended with the previous output warped by the flow where the flow is reliable."""
+``BlendedFrames``: any feed-forward stylizer (a callable frame -> stylized frame, with the frame's
+controls: video/controls.py), its output blended with the previous output warped by the flow where the
+flow is reliable."""
 
 from __future__ import annotations
 
