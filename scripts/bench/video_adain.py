@@ -3,9 +3,9 @@ blending, with the clip's content statistics (``task.global_stats``), and both; 
 flicker next to independent frames, on bench.video's synthetic clip (a square crossing a panning
 background) and on a static clip (one frame repeated), where global statistics must give zero flicker.
 
-Random weights (an untrained network with a light encoder, or VGG19's layers with ``--encoder vgg19``): speed
-does not depend on them; the flicker figures do (an untrained decoder's output is nearly flat, so its flicker
-is small in absolute terms: compare rows, not with a trained network's).
+Random weights (an untrained network with a light encoder, or VGG19's layers with ``--encoder vgg19``, He-
+initialized so that the output follows the frame): speed does not depend on them; the flicker figures do
+(compare rows, not with a trained network's).
 
     python scripts/benchmark_video_adain.py [--sizes 256 512] [--frames 6] [--encoder light]
 """
@@ -34,7 +34,9 @@ ROWS = {
 
 
 def adain_checkpoint(path: Path, encoder: str) -> Path:
-    """An untrained AdaIN network saved as train_adain saves it (without a light encoder's teacher)."""
+    """An untrained AdaIN network saved as train_adain saves it (without a light encoder's teacher), its
+    convolutions He-initialized (zero bias) but the decoder's last: with PyTorch's default init its output
+    is flat whatever the frame, and every flicker figure would be about nothing."""
     spec = {
         "arch": "adain",
         "weights": None,
@@ -44,7 +46,12 @@ def adain_checkpoint(path: Path, encoder: str) -> Path:
         "encoder": encoder,
         "width": 0.5 if encoder == "light" else 1.0,
     }
-    state = {f"net.{k}": v for k, v in AdaINNet(**spec, loss_net=False).state_dict().items()}
+    net = AdaINNet(**spec, loss_net=False)
+    with torch.no_grad():
+        for conv in [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)][:-1]:
+            torch.nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+            conv.bias.zero_()
+    state = {f"net.{k}": v for k, v in net.state_dict().items()}
     torch.save({"state_dict": state, "hyper_parameters": {"network": spec}}, path)
     return path
 
