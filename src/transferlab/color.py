@@ -193,3 +193,13 @@ def match_histogram(source: Tensor, reference: Tensor, method: str = "sqrt", cla
     matched = _match_cdf(source, reference) if method == "cdf" else _match_linear(source, reference, method)
     matched = matched.to(source.dtype)
     return matched.clamp(0, 1) if clamp else matched
+
+
+def preserve(stylized: Tensor, content: Tensor, mode: str) -> Tensor:
+    """A feed-forward stylizer's output with the content's colours kept after the fact (``mode``: ``luminance``,
+    the content's chroma under the stylized luminance; ``histogram``, the content's colour statistics; ``none``)."""
+    if mode == "luminance":
+        return recombine(stylized, content)
+    if mode == "histogram":
+        return match_histogram(stylized, content)
+    return stylized

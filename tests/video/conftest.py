@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import make_image, tmpfs
+from tests.helpers import lively, make_image, tmpfs
+from transferlab import images
+from transferlab.fast.arbitrary.networks import AdaINNet
 from transferlab.fast.per_style.networks import build_network
 
 
@@ -103,6 +105,41 @@ def tiny_network(tmp_path: Path) -> Path:
     state = {f"network.{k}": v for k, v in build_network(**spec).state_dict().items()}
     path = tmp_path / "tiny.ckpt"
     torch.save({"state_dict": state, "hyper_parameters": {"network": spec}}, path)
+    return path
+
+
+# A light AdaIN network as small as it builds: random weights, the mechanics of arbitrary style, not the look.
+ADAIN = {
+    "arch": "adain",
+    "weights": None,
+    "normalization": "imagenet",
+    "pooling": "max",
+    "style_layers": {"relu1_1": 1.0},
+    "encoder": "light",
+    "width": 0.125,
+}
+
+
+@pytest.fixture
+def adain_network(tmp_path: Path) -> Path:
+    """A randomly initialised light AdaIN network saved as train_adain saves it (without its teacher), with
+    weights that keep the activations' scale (``lively``; by default its output is flat whatever the style),
+    the last layer 10x lively's so that two styles' outputs differ by about 0.02 a value."""
+    torch.manual_seed(0)
+    weights = lively(AdaINNet(**ADAIN, loss_net=False).state_dict())
+    last = [k for k, v in weights.items() if k.endswith(".weight") and v.dim() == 4][-1]
+    weights[last] = weights[last] * 10
+    state = {f"net.{k}": v for k, v in weights.items()}
+    path = tmp_path / "adain.ckpt"
+    torch.save({"state_dict": state, "hyper_parameters": {"network": ADAIN}}, path)
+    return path
+
+
+def frame_folder(path: Path, frames: list[torch.Tensor]) -> Path:
+    """``frames`` as lossless PNGs in a folder (an input the tests can compare outputs with exactly)."""
+    path.mkdir(parents=True, exist_ok=True)
+    for i, frame in enumerate(frames):
+        images.save_image(frame, path / f"frame_{i}.png")
     return path
 
 

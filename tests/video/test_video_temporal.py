@@ -22,7 +22,7 @@ def test_style_grams_are_computed_once_for_all_frames() -> None:
     style = textured(40, 40, seed=3)
     stylize = OptimizedFrames(
         encoder,
-        style,
+        [style],
         {"relu2_1": 1.0},
         {"relu1_1": 0.5, "relu2_1": 0.5},
         LossWeights(1, 1e3, 0),
@@ -41,7 +41,7 @@ def test_lbfgs_frames_do_not_reevaluate_the_accepted_point() -> None:
     encoder.register_forward_pre_hook(lambda _, args: seen.append(tuple(args[0].shape[-2:])))
     stylize = OptimizedFrames(
         encoder,
-        textured(40, 40, seed=3),
+        [textured(40, 40, seed=3)],
         {"relu2_1": 1.0},
         {"relu1_1": 0.5, "relu2_1": 0.5},
         LossWeights(1, 1e3, 0),

@@ -40,15 +40,6 @@ def gather(inputs: tuple[str, ...]) -> list[Path]:
     return files
 
 
-def preserve_colors(stylized: Tensor, content: Tensor, mode: str) -> Tensor:
-    """Keep the content's colours: its chroma under the stylized luminance, or its colour statistics."""
-    if mode == "luminance":
-        return color.recombine(stylized, content)
-    if mode == "histogram":
-        return color.match_histogram(stylized, content)
-    return stylized
-
-
 def interpolate(content: Tensor, stylized: Tensor, strength: Tensor) -> Tensor:
     """``content`` where ``strength`` (broadcast over ``[N, 3, H, W]``) is 0, ``stylized`` exactly where it is 1.
 
@@ -112,7 +103,7 @@ def stylize_files(
             for i in range(0, len(paths), batch_size):
                 chunk = paths[i : i + batch_size]
                 batch = torch.stack([images.resize(images.load_image(p), hw) for p in chunk])
-                result = preserve_colors(stylize(batch), batch, color_mode)
+                result = color.preserve(stylize(batch), batch, color_mode)
                 if strength is not None:  # after the whole image's output, so tiles need no cut of the map
                     result = interpolate(batch, result, strength(batch))
                 for path, image in zip(chunk, result):

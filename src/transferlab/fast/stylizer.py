@@ -67,7 +67,7 @@ def load(
         family, run = _onnx(path, key, style, style_key, family)
     else:
         family, network, _ = read_network(path, key, family)
-        _style_fits(family, style, key, path, style_key)
+        style_fits(family, style, key, path, style_key)
         network = network.to(device)
         if family == "arbitrary":
             with torch.inference_mode():  # the style's code once, not per batch
@@ -87,7 +87,7 @@ def load(
     return Stylizer(stylize, family, MIN_SIZES[family])
 
 
-def _style_fits(family: str, style: Tensor | None, key: str, path: Path, style_key: str) -> None:
+def style_fits(family: str, style: Tensor | None, key: str, path: Path, style_key: str) -> None:
     """An arbitrary-style network needs a style; a per-style one has its own and refuses another."""
     if family == "arbitrary" and style is None:
         raise ConfigError(f"{key}={path} is an arbitrary-style network: give {style_key}=<a style image>")
@@ -198,7 +198,7 @@ def _onnx(
     if family and found != family:
         raise WeightsError(f"{key}={path} is {EXPORTS[found]}, not {EXPORTS[family]}; give {EXPORTS[family]}")
     family = found
-    _style_fits(family, style, key, path, style_key)
+    style_fits(family, style, key, path, style_key)
     session = onnx_session(path, key)
     if family == "arbitrary":
         return family, lambda batch: session(batch, style)

@@ -59,6 +59,19 @@ def _map(path: Path, hw: tuple[int, int]) -> Tensor:
     return images.resize(images.load_map(path), hw)
 
 
+def check_coverage(masks: list[Tensor] | None) -> None:
+    """Refuse style masks that leave part of the image without any style (an optimization has no content
+    to fall back on there)."""
+    if masks is None:
+        return
+    uncovered = (torch.stack(masks).sum(0) <= 1e-3).float().mean().item()
+    if uncovered > 0:
+        raise ImageError(
+            f"task.style_masks leave {uncovered:.1%} of the image uncovered (every mask is 0 there); "
+            "extend a mask, or keep the content there with task.strength_map"
+        )
+
+
 def load(inputs: Inputs, size: int) -> Scene:
     """Read and prepare every input at the output size (long side ``size``)."""
     content = images.load_image(inputs.content, size)
@@ -66,28 +79,44 @@ def load(inputs: Inputs, size: int) -> Scene:
     style_size = max(32, round(size * inputs.style_scale))
     styles = [images.load_image(path, style_size) for path in inputs.styles]
     masks = [_map(path, hw) for path in inputs.style_masks] or None
-    if masks is not None:
-        uncovered = (torch.stack(masks).sum(0) <= 1e-3).float().mean().item()
-        if uncovered > 0:
-            raise ImageError(
-                f"task.style_masks leave {uncovered:.1%} of the image uncovered (every mask is 0 there); "
-                "extend a mask, or keep the content there with task.strength_map"
-            )
+    check_coverage(masks)
     if inputs.strength_map == saliency.AUTO:
         strength = saliency.auto_strength(content.unsqueeze(0))[0]
     else:
         strength = _map(inputs.strength_map, hw) if inputs.strength_map else None
-    if inputs.color == "histogram":
-        styles = [color.match_histogram(s, content, method=inputs.histogram_method) for s in styles]
-    if inputs.init == "content":
-        init = content
-    elif inputs.init == "style":
-        init = images.resize(styles[0], hw)
+    return compose(
+        content, styles, list(inputs.style_weights), masks, strength, inputs.init, inputs.color, inputs.histogram_method
+    )
+
+
+def compose(
+    content: Tensor,
+    styles: list[Tensor],
+    style_weights: list[float],
+    masks: list[Tensor] | None,
+    strength: Tensor | None,
+    init: str | Tensor,
+    mode: str,
+    histogram_method: str = "sqrt",
+) -> Scene:
+    """The scene of ``content`` (``[3, H, W]``, with masks and strength at its size) in colour mode ``mode``:
+    ``histogram`` recolours the styles to the content, ``luminance`` makes VGG see luminance images (the
+    styles' matched to the content's) and keeps the content for its colour. ``init``: content, noise, style
+    (the first style, recoloured) or an image ``[3, H, W]`` (a video's warped previous frame)."""
+    hw = tuple(content.shape[-2:])
+    if mode == "histogram":
+        styles = [color.match_histogram(s, content, method=histogram_method) for s in styles]
+    if isinstance(init, Tensor):
+        start = init
+    elif init == "content":
+        start = content
+    elif init == "style":
+        start = images.resize(styles[0], hw)
     else:
-        init = torch.rand_like(content)
+        start = torch.rand_like(content)
     original = None
-    if inputs.color == "luminance":
+    if mode == "luminance":
         original = content
         styles = [color.luminance_image(s, reference=content) for s in styles]
-        content, init = color.luminance_image(content), color.luminance_image(init)
-    return Scene(content, styles, list(inputs.style_weights), masks, strength, init, original)
+        content, start = color.luminance_image(content), color.luminance_image(start)
+    return Scene(content, styles, style_weights, masks, strength, start, original)

@@ -14,24 +14,48 @@ from transferlab import backbone, checks, fetch, groups, images, memory
 from transferlab.backbone import ModelSettings
 from transferlab.errors import ConfigError
 from transferlab.fast.per_style.networks import MIN_SIZE as NETWORK_MIN_SIDE
-from transferlab.fast.settings import NETWORK_FILE, model_file
+from transferlab.fast.settings import NETWORK_FILE, checked_alpha, model_file
 from transferlab.groups import LossWeights, OptimizerSettings
 from transferlab.runtime import RuntimeSettings
 from transferlab.style import estimate
-from transferlab.style.settings import LOSS_TERMS, OPTIMIZERS, MemoryModel, output_hw
+from transferlab.style.settings import COLORS, LOSS_TERMS, OPTIMIZERS, MemoryModel, output_hw, strength_map
 from transferlab.video import io
 from transferlab.video.flow import METHODS as FLOW_METHODS
 
 METHODS = ("optimize", "fast")
+MAP_MOTIONS = ("fixed", "flow")  # task.map_motion: maps given once stay put, or follow the flow frame to frame
 # A frame folder's rate: an mp4 holds 1/100 (a slide every 100 s) to 1000 frames per second.
 FPS_RANGE = (0.01, 1000.0)
 RESUME_FILE = "progress.json"
 
 
 @dataclass(frozen=True)
+class FrameControls:
+    """Where and how much style each frame gets, with the image tasks' keys and meaning: ``task.style_weights``,
+    ``task.style_masks`` (one per style), ``task.strength_map`` (a file, ``auto``: each frame's saliency, or
+    None), ``task.alpha``, ``task.color``; ``task.map_motion``, whether masks and a strength map file stay
+    fixed or follow the flow; ``task.global_stats``, an AdaIN network normalizing every frame with the
+    clip's content statistics."""
+
+    style_weights: tuple[float, ...]  # sum to 1; () without styles (a per-style network)
+    style_masks: tuple[Path, ...]  # () or one per style
+    strength_map: Path | str | None
+    alpha: float
+    color: str
+    map_motion: str
+    global_stats: bool
+
+    @property
+    def moving(self) -> bool:
+        """Whether maps given once follow the flow (``auto`` is each frame's own and never moves)."""
+        has_file = bool(self.style_masks) or isinstance(self.strength_map, Path)
+        return self.map_motion == "flow" and has_file
+
+
+@dataclass(frozen=True)
 class VideoSettings:
     input: Path
-    style: Path | None  # method=optimize, or method=fast with an arbitrary-style network
+    styles: tuple[Path, ...]  # method=optimize, or method=fast with an arbitrary-style network; else ()
     method: str
     size: int | None  # long side of the processed frames; None: the input's size
     steps: int
@@ -44,6 +68,7 @@ class VideoSettings:
     fps: float  # frame rate of a frame folder
     max_frames: int | None
     network: Path | None  # method=fast: any stylizer file (fast/stylizer.py)
+    controls: FrameControls
     device: str  # cpu | cuda | mps (an ONNX network runs on the CPU)
     model: ModelSettings  # the shared groups (groups.py), as stylize takes them
     content_layers: dict[str, float]
@@ -60,7 +85,8 @@ class VideoSettings:
     def from_cfg(cls, cfg: DictConfig) -> VideoSettings:
         task = cfg.task
         long_term = checked_task(task)
-        style, network = task_sources(task)
+        styles, network = task_sources(task)
+        controls = frame_controls(task, styles, network)
         optimizer = groups.optimizer(cfg, OPTIMIZERS)
         device = groups.trainer(cfg, optimizer.name if task.method == "optimize" else None).accelerator
         if network is not None and network.suffix.lower() == ".onnx":
@@ -71,7 +97,7 @@ class VideoSettings:
         hw = (info.height, info.width) if task.size is None else output_hw((info.width, info.height), task.size)
         settings = cls(
             input=Path(str(task.input)),
-            style=style,
+            styles=styles,
             method=task.method,
             size=task.size,
             steps=task.steps,
@@ -84,6 +110,7 @@ class VideoSettings:
             fps=float(task.fps),
             max_frames=task.max_frames,
             network=network,
+            controls=controls,
             device=device,
             model=model,
             content_layers=layers.content,
@@ -131,20 +158,63 @@ def checked_task(task: DictConfig) -> tuple[int, ...]:
     return long_term
 
 
-def task_sources(task: DictConfig) -> tuple[Path | None, Path | None]:
-    """The (style image, network file) the method reads, resolved."""
-    style = network = None
+def task_sources(task: DictConfig) -> tuple[tuple[Path, ...], Path | None]:
+    """The (style images, network file) the method reads, resolved."""
+    sources = checks.as_list(task.style)
+    key = "task.style" if len(sources) == 1 else "task.style[{}]"
+    styles = tuple(Path(fetch.resolve(str(v), key.format(i))) for i, v in enumerate(sources))
+    network = None
     if task.method == "optimize":
-        if not task.style:
+        if not styles:
             raise ConfigError("task.method=optimize needs task.style=<a style image: a local path or pinned URL>")
-        style = Path(fetch.resolve(str(task.style), "task.style"))
     else:
         if not task.network:
             raise ConfigError(f"task.method=fast needs task.network=<{NETWORK_FILE}>")
         network = model_file(str(task.network), "task.network", (".ckpt", ".onnx"), NETWORK_FILE)
-        if task.style:  # an arbitrary-style network's style
-            style = Path(fetch.resolve(str(task.style), "task.style"))
-    return style, network
+    return styles, network
+
+
+def frame_controls(task: DictConfig, styles: tuple[Path, ...], network: Path | None) -> FrameControls:
+    """``task.style_weights`` ... ``task.global_stats`` checked against the styles and the method; what only
+    the network's file tells (a per-style or SANet network) is refused when it is read (video/controls.py)."""
+    masks = checks.as_list(task.style_masks)
+    if masks and task.style_weights is not None:
+        raise ConfigError(
+            "task.style_weights and task.style_masks both set; with masks each mask says how much of its "
+            "style goes where: drop task.style_weights (or scale a mask's grey level)"
+        )
+    weights = checks.as_list(task.style_weights)
+    if (masks and len(masks) != len(styles)) or (weights and not styles):
+        what, count = ("task.style_masks", len(masks)) if masks else ("task.style_weights", len(weights))
+        raise ConfigError(
+            f"{what} has {count} entries for {len(styles)} styles in task.style; give one per style (a per-style "
+            "network has its one style: say where it applies with task.strength_map)"
+        )
+    global_stats = checks.choice(task.global_stats, [True, False], "task.global_stats")
+    exported = network is not None and network.suffix.lower() == ".onnx"
+    if global_stats and (network is None or exported):
+        raise ConfigError(
+            f"task.global_stats=true shares an AdaIN network's content statistics over the clip; "
+            f"{'an exported pipeline normalizes each frame itself' if exported else 'task.method=optimize has none'}"
+            ": give task.method=fast with a train_adain checkpoint, or drop it"
+        )
+    if exported and (masks or len(styles) > 1):
+        raise ConfigError(
+            f"task.network={network} is an exported pipeline with one style; several styles or task.style_masks "
+            "need a train_adain checkpoint (.ckpt)"
+        )
+    mask_files = tuple(Path(fetch.resolve(str(m), f"task.style_masks[{i}]")) for i, m in enumerate(masks))
+    for path in mask_files:
+        images.open_rgb(path)  # a missing or unreadable mask in one line before any frame is stylized
+    return FrameControls(
+        style_weights=checks.style_weights(task.style_weights, len(styles)) if styles else (),
+        style_masks=mask_files,
+        strength_map=strength_map(task),
+        alpha=checked_alpha(task),
+        color=checks.choice(task.color, COLORS, "task.color"),
+        map_motion=checks.choice(task.map_motion, MAP_MOTIONS, "task.map_motion"),
+        global_stats=global_stats,
+    )
 
 
 def long_term_distances(value: Any) -> tuple[int, ...]:
@@ -189,9 +259,9 @@ FLOW_PLANES = 28
 NETWORK_PLANES = 320
 
 
-def style_hw(s: VideoSettings) -> tuple[int, int]:
-    """(H, W) of the style image as the optimization loads it: at task.size, or its own size."""
-    width, height = images.open_rgb(s.style).size
+def style_hw(s: VideoSettings, style: Path) -> tuple[int, int]:
+    """(H, W) of a style image as the optimization loads it: at task.size, or its own size."""
+    width, height = images.open_rgb(style).size
     return output_hw((width, height), s.size) if s.size else (height, width)
 
 
@@ -200,12 +270,13 @@ def check_sides(s: VideoSettings) -> None:
     if s.method == "optimize":
         layers = [*s.content_layers, *s.style_layers]
         minimum, needs = backbone.min_side(s.model.arch, layers), backbone.deepest(s.model.arch, layers)
-        if min(style_hw(s)) < minimum:
-            h, w = style_hw(s)
-            raise ConfigError(
-                f"task.style={s.style}: at {w}x{h} its short side is below the {minimum} px that {needs} needs; "
-                "crop it to a less extreme aspect ratio or raise task.size"
-            )
+        for style in s.styles:
+            h, w = style_hw(s, style)
+            if min(h, w) < minimum:
+                raise ConfigError(
+                    f"task.style={style}: at {w}x{h} its short side is below the {minimum} px that {needs} needs; "
+                    "crop it to a less extreme aspect ratio or raise task.size"
+                )
     else:
         minimum, needs = NETWORK_MIN_SIDE, "the network"
     if min(s.hw) < minimum:
@@ -231,7 +302,7 @@ def peak_memory(s: VideoSettings) -> int:
             heap_block_limit=s.runtime.heap_block_limit(s.device),
             fast_convs=s.runtime.winograd,
         )
-        stylizer = memory.estimate(s.hw, style_hw(s)).peak_bytes
+        stylizer = max(memory.estimate(s.hw, style_hw(s, style)).peak_bytes for style in s.styles)
     else:
         stylizer = NETWORK_PLANES * plane + estimate.RUNTIME
     history = held_frames(s) * (9 if s.baseline else 6) * plane

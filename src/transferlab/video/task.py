@@ -21,10 +21,10 @@ from tqdm import tqdm
 
 from transferlab import backbone, checks, images, runtime
 from transferlab.errors import VideoError
-from transferlab.fast import stylizer
 from transferlab.files import write_json
 from transferlab.result import TaskResult
-from transferlab.video import io
+from transferlab.video import controls, io
+from transferlab.video.controls import Maps
 from transferlab.video.flow import OpenCVFlow, consistency_mask, warp, warping_error
 from transferlab.video.settings import RESUME_FILE, VideoSettings
 from transferlab.video.temporal import BlendedFrames, OptimizedFrames, combine
@@ -54,41 +54,48 @@ def build_optimizer(s: VideoSettings) -> OptimizedFrames:
     encoder = backbone.VGGFeatures(
         features, m.arch, [*s.content_layers, *s.style_layers], normalization, m.feature_scale
     )
-    style = images.load_image(s.style, s.size).to(s.device)
-    return OptimizedFrames(encoder.to(s.device), style, s.content_layers, s.style_layers, s.loss, s.optimizer)
+    styles = [images.load_image(style, s.size).to(s.device) for style in s.styles]
+    return OptimizedFrames(
+        encoder.to(s.device),
+        styles,
+        s.content_layers,
+        s.style_layers,
+        s.loss,
+        s.optimizer,
+        list(s.controls.style_weights),
+        s.controls.color,
+    )
 
 
 Targets = list[tuple[Tensor, Tensor]]  # earlier results warped into this frame and their masks, nearest first
-FrameStep = Callable[[Tensor, Targets], tuple[Tensor, Tensor | None]]
+FrameStep = Callable[[Tensor, Targets, Maps], tuple[Tensor, Tensor | None]]
 History = deque[tuple[Tensor, Tensor, Tensor | None]]  # (input, result, baseline), nearest first
 
 
 def frame_step(s: VideoSettings, clock: dict[str, float]) -> FrameStep:
-    """``step(frame, targets) -> (result, independent)``: the frame stylized with temporal consistency,
-    and stylized on its own (``None`` without ``task.baseline``), by the method of ``task.method``;
+    """``step(frame, targets, maps) -> (result, independent)``: the frame stylized with temporal consistency,
+    and stylized on its own (``None`` without ``task.baseline``), by the method of ``task.method``, both
+    under the frame's controls ``maps`` (video/controls.py);
     the seconds the independent stylization alone takes are added to ``clock["baseline"]`` and the
     frames it ran on to ``clock["frames"]``."""
     if s.method == "fast":
-        # An arbitrary-style network takes task.style at the frames' long side (its own size without task.size).
-        style = stylizer.style_image(str(s.style), "task.style", s.size) if s.style else None
-        network = stylizer.load(s.network, "task.network", s.device, style)
-        blended = BlendedFrames(lambda frame: network(frame.unsqueeze(0))[0].to(frame.device), s.blend)
+        blended = BlendedFrames(controls.network_frames(s), s.blend)
 
-        def fast(frame: Tensor, targets: Targets) -> tuple[Tensor, Tensor | None]:
-            result, own = blended(frame, combine(targets))
+        def fast(frame: Tensor, targets: Targets, maps: Maps) -> tuple[Tensor, Tensor | None]:
+            result, own = blended(frame, controls.styled_only(combine(targets), maps), maps)
             return quantized(result), quantized(own) if s.baseline else None
 
         return fast
     stylize = build_optimizer(s)
 
-    def optimize(frame: Tensor, targets: Targets) -> tuple[Tensor, Tensor | None]:
+    def optimize(frame: Tensor, targets: Targets, maps: Maps) -> tuple[Tensor, Tensor | None]:
         init = targets[0][0] if targets else frame
         steps = s.steps if targets else s.first_steps
-        result = quantized(stylize(frame, steps, init, combine(targets), s.temporal_weight))
+        result = quantized(stylize(frame, steps, init, combine(targets), s.temporal_weight, maps.masks, maps.strength))
         if not s.baseline or not targets:  # without an earlier frame the independent result is this one
             return result, result if s.baseline else None
         start = time.perf_counter()
-        own = quantized(stylize(frame, s.first_steps, frame, None, 0.0))
+        own = quantized(stylize(frame, s.first_steps, frame, None, 0.0, maps.masks, maps.strength))
         clock["baseline"] += time.perf_counter() - start
         clock["frames"] += 1
         return result, own
@@ -165,7 +172,7 @@ def stylize_frames(s: VideoSettings, output_dir: Path, progress: dict[str, Any])
     (saved after each frame) up to date; returns the frame count and the seconds spent."""
     frames_dir, baseline_dir = output_dir / "frames", output_dir / "baseline"
     clock = {"baseline": 0.0, "frames": 0, "total": 0.0}  # baseline: the independent stylization (optimize)
-    step, flow = frame_step(s, clock), FlowTargets(s)
+    step, flow, maps = frame_step(s, clock), FlowTargets(s), controls.FrameMaps(s)
     history: History = deque(maxlen=max(s.long_term))
     done, count = progress["done"], 0
     total = min(s.info.frames or 0, s.max_frames or 10**9) or None
@@ -173,6 +180,7 @@ def stylize_frames(s: VideoSettings, output_dir: Path, progress: dict[str, Any])
         if s.max_frames is not None and i >= s.max_frames:
             break
         count, frame = i + 1, frame.to(s.device)
+        frame_maps = maps(frame)  # every frame, finished or not: maps that follow the flow move through each
         if i < done:  # finished before: only its result is needed, for the next frames
             result = images.load_image(frames_dir / frame_name(i)).to(s.device)
             base = images.load_image(baseline_dir / frame_name(i)).to(s.device) if s.baseline else None
@@ -180,7 +188,7 @@ def stylize_frames(s: VideoSettings, output_dir: Path, progress: dict[str, Any])
             continue
         start = time.perf_counter()
         targets, pairs = flow(frame, history)
-        result, base = step(frame, targets)
+        result, base = step(frame, targets, frame_maps)
         images.save_image(result, frames_dir / frame_name(i))
         if base is not None:
             images.save_image(base, baseline_dir / frame_name(i))

@@ -3,23 +3,25 @@
 ``OptimizedFrames``: Gatys et al. per frame through the style wing's module, started from the
 previous result warped by the flow and held near it by the temporal loss (Ruder et al., 2016), a
 term this wing adds to the perceptual loss.
-``BlendedFrames``: any feed-forward stylizer (a callable frame -> stylized frame), its output
-blended with the previous output warped by the flow where the flow is reliable."""
+``BlendedFrames``: any feed-forward stylizer (a callable frame -> stylized frame, with the frame's
+controls: video/controls.py), its output blended with the previous output warped by the flow where the
+flow is reliable."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from transferlab import backbone
+from transferlab import backbone, color
 from transferlab.groups import LossWeights, OptimizerSettings
 from transferlab.perceptual import PerceptualLoss, Term, style_grams
 from transferlab.style.module import StyleTransfer
-from transferlab.style.scene import Scene
+from transferlab.style.scene import compose
 
-Stylizer = Callable[[Tensor], Tensor]  # [3, H, W] in [0, 1] -> [3, H, W] in [0, 1]
+Stylizer = Callable[..., Tensor]  # [3, H, W] in [0, 1] (and the frame's context) -> [3, H, W] in [0, 1]
 
 
 def combine(targets: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor] | None:
@@ -45,18 +47,23 @@ def temporal_term(target: Tensor, mask: Tensor, weight: float) -> Term:
 
 
 class OptimizedFrames:
-    """Stylize frames by optimization with the style wing's ``StyleTransfer`` module."""
+    """Stylize frames by optimization with the style wing's ``StyleTransfer`` module, with the stylize task's
+    styles (blended by weights or placed by masks), strength and colour mode (``style.scene.compose``)."""
 
     def __init__(
         self,
         encoder: backbone.VGGFeatures,
-        style: Tensor,
+        styles: list[Tensor],
         content_layers: dict[str, float],
         style_layers: dict[str, float],
         weights: LossWeights,
         optimizer: OptimizerSettings,
+        style_weights: list[float] | None = None,
+        color_mode: str = "none",
     ) -> None:
-        self.style, self.optimizer = style, optimizer
+        """``style_weights``: one per style, summing to 1 (None: equal)."""
+        self.styles, self.optimizer, self.color = styles, optimizer, color_mode
+        self.style_weights = style_weights or [1 / len(styles)] * len(styles)
         self.perceptual = PerceptualLoss(
             encoder,
             content_layers,
@@ -65,12 +72,22 @@ class OptimizedFrames:
             style_weight=weights.style,
             tv_weight=weights.tv,
         )
-        self.grams = style_grams(encoder, [style], style_layers)  # the same for every frame: once
+        # The same for every frame: once. A colour mode matches the styles to each frame, so they are per frame.
+        self.grams = style_grams(encoder, styles, style_layers) if color_mode == "none" else None
 
     def __call__(
-        self, frame: Tensor, steps: int, init: Tensor, temporal: tuple[Tensor, Tensor] | None, weight: float
+        self,
+        frame: Tensor,
+        steps: int,
+        init: Tensor,
+        temporal: tuple[Tensor, Tensor] | None,
+        weight: float,
+        masks: list[Tensor] | None = None,
+        strength: Tensor | None = None,
     ) -> Tensor:
-        scene = Scene(frame, [self.style], [1.0], None, None, init, None)
+        scene = compose(frame, self.styles, self.style_weights, masks, strength, init, self.color)
+        if temporal is not None and self.color == "luminance":  # VGG and the loss see luminance images
+            temporal = (color.luminance_image(temporal[0]), temporal[1])
         extra = {"loss/temporal": temporal_term(*temporal, weight)} if temporal is not None and weight > 0 else None
         perceptual = self.perceptual.like(extra)
         module = StyleTransfer(perceptual, scene, self.optimizer, [(1.0, steps)], gram_targets=self.grams)
@@ -82,16 +99,17 @@ class OptimizedFrames:
 
 
 class BlendedFrames:
-    """``stylizer(frame)`` blended with the previous output warped into this frame:
+    """``stylizer(frame, *context)`` blended with the previous output warped into this frame:
     ``mask * (blend * warped + (1 - blend) * out) + (1 - mask) * out``. Returns the blended frame and
-    the network's own output, which is what independent per-frame stylization gives (computed once)."""
+    the network's own output, which is what independent per-frame stylization gives (computed once).
+    ``context``: what the stylizer takes besides the frame (the frame's maps, video/controls.py)."""
 
     def __init__(self, stylizer: Stylizer, blend: float) -> None:
         self.stylizer, self.blend = stylizer, blend
 
     @torch.no_grad()
-    def __call__(self, frame: Tensor, temporal: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor]:
-        out = self.stylizer(frame).clamp(0, 1)
+    def __call__(self, frame: Tensor, temporal: tuple[Tensor, Tensor] | None, *context: Any) -> tuple[Tensor, Tensor]:
+        out = self.stylizer(frame, *context).clamp(0, 1)
         if temporal is None or self.blend == 0:
             return out, out
         warped, mask = temporal

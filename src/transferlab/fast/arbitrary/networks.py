@@ -238,10 +238,23 @@ class AdaINNet(nn.Module):
         SANet, its relu4_1 map too."""
         return ops.style_code(self.encode(style)["relu4_1"], keep_features=self.sanet is not None)
 
-    def transform(self, content_feat: Tensor, code: ops.StyleCode) -> Tensor:
+    def transform(
+        self, content_feat: Tensor, code: ops.StyleCode, content_stats: tuple[Tensor, Tensor] | None = None
+    ) -> Tensor:
+        """The content features aligned to the style ``code``; with AdaIN, ``content_stats`` (mean, std) replace
+        the features' own statistics (a video's statistics over the whole clip: ``ops.mean_std_over``)."""
         if self.sanet is not None:
+            if content_stats is not None:
+                raise ValueError("SANet attends over the style: it takes no shared content statistics")
             return self.sanet(content_feat, code.features)
-        return ops.adain_code(content_feat, code)
+        if content_stats is None:
+            return ops.adain_code(content_feat, code)
+        return ops.adain_stats(content_feat, code.mean, code.std, *content_stats)
+
+    def content_features(self, content: Tensor) -> Tensor:
+        """The relu4_1 features ``stylize`` aligns: of ``content`` edge-padded to a multiple of ``MULTIPLE``."""
+        h, w = content.shape[-2:]
+        return self.encode(F.pad(content, (0, _padded(w) - w, 0, _padded(h) - h), mode="replicate"))["relu4_1"]
 
     def stylize(
         self,
@@ -250,25 +263,25 @@ class AdaINNet(nn.Module):
         alpha: float = 1.0,
         masks: list[Tensor] | None = None,
         strength: Tensor | None = None,
+        content_stats: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor:
         """``[N, 3, H, W]`` in [0, 1] to the stylized images in [0, 1], any H, W >= MIN_SIZE: the content is
         edge-padded to a multiple of 8 and the output cropped back. ``masks`` (one per code) and
         ``strength`` are ``[1 or N, 1, h, w]`` maps of any size, resized to the content
-        (``ops.stylize_features``: alpha, masks, strength)."""
+        (``ops.stylize_features``: alpha, masks, strength); ``content_stats`` as ``transform`` takes them."""
         h, w = content.shape[-2:]
         pad = (0, _padded(w) - w, 0, _padded(h) - h)
 
         def fit(m: Tensor) -> Tensor:
             return F.pad(F.interpolate(m, size=(h, w), mode="bilinear", align_corners=False), pad, mode="replicate")
 
-        feat = self.encode(F.pad(content, pad, mode="replicate"))["relu4_1"]
         t = ops.stylize_features(
-            feat,
+            self.content_features(content),
             codes,
             alpha,
             None if masks is None else [fit(m) for m in masks],
             None if strength is None else fit(strength),
-            self.transform,
+            lambda feat, code: self.transform(feat, code, content_stats),
         )
         # Cropped by negative padding: torch.export proves the size (padded - pad = h) where it
         # cannot prove that a slice [:h] fits.

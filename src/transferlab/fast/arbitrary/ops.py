@@ -24,6 +24,24 @@ def mean_std(feat: Tensor, eps: float = EPS) -> tuple[Tensor, Tensor]:
     return mean, (var + eps).sqrt()
 
 
+def mean_std_over(feats: Iterable[Tensor], eps: float = EPS) -> tuple[Tensor, Tensor]:
+    """``mean_std`` of every position of every map in ``feats`` (``(N, C, H, W)`` each, any N, H, W) taken
+    together, in one streaming pass (float64 sums): one set of content statistics for a whole clip (ReReVST's
+    global feature sharing), so that AdaIN normalizes every frame alike."""
+    total = squares = None
+    count = 0
+    for feat in feats:
+        wide = feat.detach().double()
+        part, part_sq = wide.sum(dim=(0, 2, 3)), wide.square().sum(dim=(0, 2, 3))
+        total, squares = (part, part_sq) if total is None else (total + part, squares + part_sq)
+        count += feat.shape[0] * feat.shape[2] * feat.shape[3]
+    if total is None:
+        raise ValueError("no feature maps to take statistics over")
+    mean = total / count
+    var = (squares / count - mean.square()).clamp_min(0)
+    return mean.float().view(1, -1, 1, 1), (var + eps).sqrt().float().view(1, -1, 1, 1)
+
+
 def adain(content_feat: Tensor, style_feat: Tensor, eps: float = EPS) -> Tensor:
     """Align the content features' channel mean/std to the style features' (same N and C)."""
     if content_feat.shape[:2] != style_feat.shape[:2]:
