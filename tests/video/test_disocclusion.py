@@ -14,6 +14,7 @@ from tests.video.conftest import pan_frames, write_clip
 from tests.video.test_video_task import video_cfg
 from transferlab import images, main
 from transferlab.errors import ConfigError
+from transferlab.fast.arbitrary.networks import AdaINNet
 from transferlab.video import task
 from transferlab.video.settings import VideoSettings
 from transferlab.video.temporal import initial_image
@@ -78,3 +79,20 @@ def test_loss_terms_need_a_style_image(tmp_path: Path, wide_pan: Path, tiny_netw
     with pytest.raises(ConfigError, match="task.loss_terms='sometimes' is invalid"):
         VideoSettings.from_cfg(video_cfg(wide_pan, None, *fast, "task.loss_terms=sometimes"))
     assert not VideoSettings.from_cfg(video_cfg(wide_pan, None, *fast)).loss_terms
+
+
+def test_an_arbitrary_style_network_reports_the_loss_terms_it_pays(
+    tmp_path: Path, wide_pan: Path, style_image: Path
+) -> None:
+    """task.loss_terms=true with AdaIN: the content and style terms of the blended and the independent frames."""
+    torch.manual_seed(0)
+    spec = {"arch": "adain", "weights": None, "normalization": "imagenet", "pooling": "max"}
+    spec |= {"style_layers": {"relu1_1": 1.0}, "encoder": "light", "width": 0.125}
+    state = {f"net.{k}": v for k, v in AdaINNet(**spec, loss_net=False).state_dict().items()}
+    network = tmp_path / "adain.ckpt"
+    torch.save({"state_dict": state, "hyper_parameters": {"network": spec, "loss_weights": [1.0, 10.0, 1.0]}}, network)
+    out = tmp_path / "run"
+    fast = ("task.method=fast", f"task.network={network}", "task.loss_terms=true", "task.max_frames=2")
+    main.run_task(video_cfg(wide_pan, style_image, *fast), out)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert all(math.isfinite(metrics[k]) and metrics[k] >= 0 for k in (*FIGURES, *TERMS))

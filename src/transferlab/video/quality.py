@@ -100,3 +100,23 @@ def summary(sums: Sums) -> dict[str, float]:
     if "skipped_ssim" in sums and not sums["skipped_ssim"][1]:
         means["skipped_ssim"] = 1.0
     return means
+
+
+def describe(metrics: dict[str, float]) -> str:
+    """One log line of the figures beside the flicker, those ``metrics`` holds."""
+    parts = []
+    if "skipped_share" in metrics:
+        part = f"the flicker skips {metrics['skipped_share']:.1%} of the pixels"
+        if "skipped_ssim" in metrics:
+            part += f" (SSIM to the independent frames there {metrics['skipped_ssim']:.3f})"
+        parts.append(part)
+    if "sharpness_baseline" in metrics:
+        parts.append(f"sharpness {metrics['sharpness']:.4g} (independent {metrics['sharpness_baseline']:.4g})")
+    for term in ("content", "style"):
+        if f"{term}_loss" in metrics:
+            independent = metrics.get(f"{term}_loss_baseline")
+            parts.append(
+                f"{term} loss {metrics[f'{term}_loss']:.4g}"
+                + (f" (independent {independent:.4g})" if independent is not None else "")
+            )
+    return "; ".join(parts)

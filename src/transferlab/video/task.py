@@ -1,6 +1,12 @@
 """The video task: stylize a video frame by frame with temporal consistency (Ruder et al., 2016),
 stream frames (memory independent of length), write each frame as it finishes, resume a killed
-run, report the flicker metric next to independent per-frame stylization, write stylized.mp4."""
+run, report the flicker metric next to independent per-frame stylization, write stylized.mp4.
+
+Not Ruder et al.'s multi-pass (alternate forward and backward passes over the whole clip, each frame
+blended with both neighbours): it needs every frame's result held or re-read and re-optimized several
+times, which streaming, writing each frame once and resuming rule out, at several times the cost. The
+damage it repairs, edges a pan uncovers filled from the previous frame's border, is avoided here
+instead: those pixels start from the content (temporal.initial_image)."""
 
 from __future__ import annotations
 
@@ -292,6 +298,7 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
         metrics["flicker"],
         baseline,
     )
+    log.info("%s", quality.describe(metrics))
     count = metrics["frames"]
     n = min(count, SHEET_FRAMES)
     shown = [round(i * (count - 1) / max(n - 1, 1)) for i in range(n)]
