@@ -106,15 +106,17 @@ def frame_step(s: VideoSettings, clock: dict[str, float], encoder: backbone.VGGF
 
     def optimize(frame: Tensor, targets: Targets) -> tuple[Tensor, Tensor | None]:
         temporal = combine(targets)
-        steps = s.steps if targets else s.first_steps
-        result = quantized(stylize(frame, steps, initial_image(frame, temporal), temporal, s.temporal_weight))
-        if not s.baseline or not targets:  # without an earlier frame the independent result is this one
+        if not targets:  # the first frame: its independent result is this one
+            result = quantized(stylize(frame, s.first_steps, frame, None, s.temporal_weight))
             return result, result if s.baseline else None
-        start = time.perf_counter()
-        own = quantized(stylize(frame, s.first_steps, frame, None, 0.0))
-        clock["baseline"] += time.perf_counter() - start
-        clock["frames"] += 1
-        return result, own
+        own = None
+        if s.baseline:
+            start = time.perf_counter()
+            own = quantized(stylize(frame, s.first_steps, frame, None, 0.0))
+            clock["baseline"] += time.perf_counter() - start
+            clock["frames"] += 1
+        init = initial_image(frame, temporal, own)
+        return quantized(stylize(frame, s.steps, init, temporal, s.temporal_weight)), own
 
     return optimize
 
