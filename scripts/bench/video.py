@@ -87,8 +87,11 @@ def photo_frames(photo: Path, size: int, n: int):
         yield torch.nn.functional.grid_sample(image.unsqueeze(0), grid, align_corners=True)[0].clamp(0, 1)
 
 
-def adain_checkpoint(path: Path, encoder: str) -> Path:
-    """An untrained AdaIN network (``encoder``: vgg19 with its decoder, or light) saved as train_adain saves it."""
+def adain_checkpoint(path: Path, encoder: str, calibration: torch.Tensor, style: torch.Tensor) -> Path:
+    """An untrained AdaIN network (``encoder``: vgg19 with its decoder, or light) saved as train_adain saves
+    it; its decoder He-initialized and its last convolution rescaled so that on ``calibration`` (a frame)
+    with ``style`` each channel has mean 0.5 and deviation 0.2: PyTorch's default init shrinks the signal
+    layer by layer to a flat grey frame (+-0.02 before the 8-bit frames), with nothing to flicker."""
     spec = {
         "arch": "adain",
         "weights": None,
@@ -98,7 +101,22 @@ def adain_checkpoint(path: Path, encoder: str) -> Path:
         "encoder": encoder,
         "width": 1.0 if encoder == "vgg19" else 0.25,
     }
-    state = {f"net.{k}": v for k, v in AdaINNet(**spec, loss_net=False).state_dict().items()}
+    torch.manual_seed(0)
+    net = AdaINNet(**spec, loss_net=False).eval()
+    convs = [layer for layer in net.decoder.modules() if isinstance(layer, torch.nn.Conv2d)]
+    for conv in convs:
+        torch.nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+        torch.nn.init.zeros_(conv.bias)
+    seen = []
+    handle = net.decoder.register_forward_hook(lambda module, args, out: seen.append(out))
+    with torch.no_grad():
+        net.stylize(calibration.unsqueeze(0), [net.code(style.unsqueeze(0))])
+        handle.remove()
+        mean, std = seen[0].mean(dim=(0, 2, 3)), seen[0].std(dim=(0, 2, 3))
+        last = convs[-1]
+        last.weight.mul_((0.2 / std).view(-1, 1, 1, 1))
+        last.bias.copy_((last.bias - mean) * 0.2 / std + 0.5)
+    state = {f"net.{k}": v for k, v in net.state_dict().items()}
     torch.save({"state_dict": state, "hyper_parameters": {"network": spec, "loss_weights": [1.0, 10.0, 1.0]}}, path)
     return path
 
@@ -144,7 +162,8 @@ def quality_row(label: str, m: dict) -> str:
 def quality(tmp: Path, args: argparse.Namespace) -> None:
     """Issue 24 (b) and item 5: what the flicker skips, sharpness and the loss terms, per method and clip."""
     style, size, n = Path(args.style), args.quality_size, args.frames
-    adain = adain_checkpoint(tmp / "adain.ckpt", "vgg19")
+    calibration = (next(clip_frames(size, 1)), images.load_image(style, size))
+    adain = adain_checkpoint(tmp / "adain.ckpt", "vgg19", *calibration)
     light = tiny_checkpoint(tmp / "light.ckpt", "light", 0.35)
     clips = {
         "synthetic clip": lambda: clip_frames(size, n),
@@ -153,7 +172,7 @@ def quality(tmp: Path, args: argparse.Namespace) -> None:
     print(
         f"=== quality at {size}x{size * 3 // 4}, {n} frames, style {style.name}. optimize: layers relu1_1-relu2_1 "
         f"(its loss terms in them), {args.first_steps_quality} steps on the first and each independent frame; "
-        "AdaIN: VGG19 encoder + decoder, untrained (its output is grey +-0.02: little to flicker), loss terms at "
+        "AdaIN: VGG19 encoder + decoder, untrained (decoder He-initialized and rescaled), loss terms at "
         "Gatys' layers; the light per-style network: untrained, no style image, so no loss terms; random VGG weights"
     )
     for name, frames in clips.items():
@@ -192,11 +211,15 @@ def fps(tmp: Path, args: argparse.Namespace) -> None:
     size, n = args.fps_size, args.frames
     clip = tmp / f"fps{size}.mp4"
     io.write_video(clip_frames(size, n), clip, 10)
+    calibration = (next(clip_frames(256, 1)), images.load_image(args.style, 256))
     nets = {
         "light per-style network (w=0.35)": (tiny_checkpoint(tmp / "light.ckpt", "light", 0.35), []),
-        "AdaIN, VGG19 encoder + decoder": (adain_checkpoint(tmp / "adain.ckpt", "vgg19"), [f"task.style={args.style}"]),
+        "AdaIN, VGG19 encoder + decoder": (
+            adain_checkpoint(tmp / "adain.ckpt", "vgg19", *calibration),
+            [f"task.style={args.style}"],
+        ),
         "AdaIN, light encoder (w=0.25)": (
-            adain_checkpoint(tmp / "lightadain.ckpt", "light"),
+            adain_checkpoint(tmp / "lightadain.ckpt", "light", *calibration),
             [f"task.style={args.style}"],
         ),
     }
