@@ -54,9 +54,11 @@ class LossTerms:
         self.perceptual.set_styles(style_grams(encoder, [style], style_layers))
 
     @torch.no_grad()
-    def __call__(self, image: Tensor, content: Tensor) -> tuple[float, float]:
-        terms = self.perceptual(image.unsqueeze(0), content.unsqueeze(0))
-        return float(terms["loss/content"]), float(terms["loss/style"])
+    def __call__(self, content: Tensor, *frames: Tensor) -> list[tuple[float, float]]:
+        """(content term, style term) of each of ``frames``, stylizations of ``content`` (encoded once)."""
+        self.perceptual.set_content(content.unsqueeze(0))
+        terms = [self.perceptual(frame.unsqueeze(0)) for frame in frames]
+        return [(float(t["loss/content"]), float(t["loss/style"])) for t in terms]
 
 
 def skipped_ssim(result: Tensor, independent: Tensor, mask: Tensor) -> tuple[float, float]:
@@ -87,11 +89,10 @@ def measure(
         if mask is not None:
             add(sums, "skipped_ssim", *skipped_ssim(result, base, mask))
     if terms is not None:
-        for suffix, image in (("", result), ("_baseline", base)):
-            if image is not None:
-                content, style = terms(image, frame)
-                add(sums, "content_loss" + suffix, content)
-                add(sums, "style_loss" + suffix, style)
+        judged = {"": result} | ({"_baseline": base} if base is not None else {})
+        for suffix, (content, style) in zip(judged, terms(frame, *judged.values())):
+            add(sums, "content_loss" + suffix, content)
+            add(sums, "style_loss" + suffix, style)
 
 
 def summary(sums: Sums) -> dict[str, float]:
