@@ -224,9 +224,9 @@ def fps(tmp: Path, args: argparse.Namespace) -> None:
         ),
     }
     print(f"=== frames per second at {size}x{size * 3 // 4}, {n} frames, blend 0.5, DIS flow, untrained networks")
-    for label, (path, style) in nets.items():
+    for k, (label, (path, style)) in enumerate(nets.items()):
         common = [f"task.input={clip}", f"task.max_frames={n}", f"task.size={size}", "task.baseline=false"]
-        m = run(tmp, f"fps{label[:5]}", *common, "task.method=fast", f"task.network={path}", *style)
+        m = run(tmp, f"fps{size}_{k}", *common, "task.method=fast", f"task.network={path}", *style)
         print(
             f"{label:34s} {1 / m['seconds_per_frame']:6.2f} fps ({m['seconds_per_frame']:.3f} s/frame), "
             f"flow {m['flow_share']:5.1%} of it",
