@@ -15,8 +15,8 @@ figures do (and on the steps: unconverged frames keep moving). Runs go through t
 and zooming a photo (``--photo``: every pixel moves by a fractional flow), the flicker beside what it
 skips (``skipped_share``, ``skipped_ssim`` to independent frames there), the sharpness against the
 independent frames' and the content and style terms paid for the stability (video/quality.py), for the
-optimization method (8 and 50 steps a frame) and AdaIN (VGG19 encoder and decoder, an untrained
-network) per frame, with blending, and with sequence-level statistics (``task.global_stats``, where this
+optimization method (8 and 50 steps a frame), the light per-style network and AdaIN (VGG19 encoder
+and decoder, untrained, the decoder rescaled to give contrast: ``adain_checkpoint``) per frame, with blending, and with sequence-level statistics (``task.global_stats``, where this
 checkout has the key); then frames per second at ``--fps-size`` px of method=fast with the light
 per-style network and AdaIN (VGG19, and the light encoder), flow included, and the flow's share.
 Random weights everywhere (VGG and networks): the loss terms and SSIM compare methods under the same

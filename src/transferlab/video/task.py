@@ -6,7 +6,7 @@ Not Ruder et al.'s multi-pass (alternate forward and backward passes over the wh
 blended with both neighbours): it needs every frame's result held or re-read and re-optimized several
 times, which streaming, writing each frame once and resuming rule out, at several times the cost. The
 damage it repairs, edges a pan uncovers filled from the previous frame's border, is avoided here
-instead: those pixels start from the content (temporal.initial_image)."""
+instead: those pixels start from the independent result or the content (temporal.initial_image)."""
 
 from __future__ import annotations
 
