@@ -9,23 +9,38 @@ everywhere (model.weights=null, an untrained network): speed does not depend on 
 figures do (and on the steps: unconverged frames keep moving). Runs go through the task itself
 (task=video, in process); each frame's time leaves out the independent baseline's, given apart.
 
-    python scripts/benchmark_video.py [--sizes 256 512] [--frames 4] [--first-steps 10] [--steps 3]
+    python scripts/benchmark_video.py [--study sizes] [--sizes 256 512] [--frames 4] [--first-steps 10] [--steps 3]
+
+``--study quality`` and ``--study fps`` (issue 24's figure (b), item 5): on the synthetic clip and on a clip made by panning
+and zooming a photo (``--photo``: every pixel moves by a fractional flow), the flicker beside what it
+skips (``skipped_share``, ``skipped_ssim`` to independent frames there), the sharpness against the
+independent frames' and the content and style terms paid for the stability (video/quality.py), for the
+optimization method (8 and 50 steps a frame), the light per-style network and AdaIN (VGG19 encoder
+and decoder, untrained, the decoder rescaled to give contrast: ``adain_checkpoint``) per frame, with blending, and with sequence-level statistics (``task.global_stats``, where this
+checkout has the key); then frames per second at ``--fps-size`` px of method=fast with the light
+per-style network and AdaIN (VGG19, and the light encoder), flow included, and the flow's share.
+Random weights everywhere (VGG and networks): the loss terms and SSIM compare methods under the same
+random loss network, not how good a stylization looks.
+
+    python scripts/benchmark_video.py --study quality|fps|all [--photo PHOTO] [--style STYLE] [--quality-size 256]
+                                      [--frames 6] [--fps-size 512]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
-from bench.common import ROOT, add_warnings_switch, quiet
+from bench.common import ROOT, SHARED, add_warnings_switch, machine, quiet
 from transferlab import images
 from transferlab import main as tasks
+from transferlab.fast.arbitrary.networks import AdaINNet
 from transferlab.fast.per_style.networks import build_network
 from transferlab.video import io
 
@@ -57,6 +72,55 @@ def tiny_checkpoint(path: Path, arch: str, width: float) -> Path:
     return path
 
 
+def photo_frames(photo: Path, size: int, n: int):
+    """``n`` frames ``size`` wide (4:3) of ``photo``: a window that pans right by 1% of the photo's width
+    and zooms in by 2% a frame (fractional motion at every pixel, as a hand-held camera gives)."""
+    image = images.resize_long_side(images.load_image(photo), 2 * size)  # antialiased once, sampled below
+    _, height, width = image.shape
+    h, w = size * 3 // 4, size
+    for t in range(n):
+        share = 0.8 * 0.98**t  # of the photo's width that the window spans
+        ws, hs = share, share * width * 3 / 4 / height
+        cx = (t - n / 2) * 0.02  # in grid units ([-1, 1] spans the photo): 1% of its width a frame
+        ys, xs = torch.meshgrid(torch.linspace(-hs, hs, h), torch.linspace(cx - ws, cx + ws, w), indexing="ij")
+        grid = torch.stack([xs, ys], dim=-1).unsqueeze(0)
+        yield torch.nn.functional.grid_sample(image.unsqueeze(0), grid, align_corners=True)[0].clamp(0, 1)
+
+
+def adain_checkpoint(path: Path, encoder: str, calibration: torch.Tensor, style: torch.Tensor) -> Path:
+    """An untrained AdaIN network (``encoder``: vgg19 with its decoder, or light) saved as train_adain saves
+    it; its decoder He-initialized and its last convolution rescaled so that on ``calibration`` (a frame)
+    with ``style`` each channel has mean 0.5 and deviation 0.2: PyTorch's default init shrinks the signal
+    layer by layer to a flat grey frame (+-0.02 before the 8-bit frames), with nothing to flicker."""
+    spec = {
+        "arch": "adain",
+        "weights": None,
+        "normalization": "imagenet",
+        "pooling": "max",
+        "style_layers": {"relu1_1": 0.25, "relu2_1": 0.25, "relu3_1": 0.25, "relu4_1": 0.25},
+        "encoder": encoder,
+        "width": 1.0 if encoder == "vgg19" else 0.25,
+    }
+    torch.manual_seed(0)
+    net = AdaINNet(**spec, loss_net=False).eval()
+    convs = [layer for layer in net.decoder.modules() if isinstance(layer, torch.nn.Conv2d)]
+    for conv in convs:
+        torch.nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+        torch.nn.init.zeros_(conv.bias)
+    seen = []
+    handle = net.decoder.register_forward_hook(lambda module, args, out: seen.append(out))
+    with torch.no_grad():
+        net.stylize(calibration.unsqueeze(0), [net.code(style.unsqueeze(0))])
+        handle.remove()
+        mean, std = seen[0].mean(dim=(0, 2, 3)), seen[0].std(dim=(0, 2, 3))
+        last = convs[-1]
+        last.weight.mul_((0.2 / std).view(-1, 1, 1, 1))
+        last.bias.copy_((last.bias - mean) * 0.2 / std + 0.5)
+    state = {f"net.{k}": v for k, v in net.state_dict().items()}
+    torch.save({"state_dict": state, "hyper_parameters": {"network": spec, "loss_weights": [1.0, 10.0, 1.0]}}, path)
+    return path
+
+
 def run(tmp: Path, name: str, *overrides: str) -> dict:
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("config", overrides=["task=video", "model.weights=null", "trainer.accelerator=cpu", *overrides])
@@ -76,34 +140,142 @@ def row(label: str, m: dict) -> str:
     )
 
 
+def has_global_stats() -> bool:
+    """Whether this checkout's video task has ``task.global_stats`` (AdaIN statistics over the whole clip)."""
+    return "global_stats" in OmegaConf.load(ROOT / "configs" / "task" / "video.yaml")
+
+
+def quality_row(label: str, m: dict) -> str:
+    terms = ""
+    if "content_loss" in m:
+        terms = (
+            f"; content {m['content_loss']:.3g} (independent {m['content_loss_baseline']:.3g}), "
+            f"style {m['style_loss']:.3g} (independent {m['style_loss_baseline']:.3g})"
+        )
+    return (
+        f"{label:40s} flicker {m['flicker']:.3g} (independent {m['flicker_baseline']:.3g}); it skips "
+        f"{m['skipped_share']:.1%} of the pixels, SSIM to independent there {m['skipped_ssim']:.3f}; sharpness "
+        f"{m['sharpness']:.3g} (independent {m['sharpness_baseline']:.3g})" + terms
+    )
+
+
+def quality(tmp: Path, args: argparse.Namespace) -> None:
+    """Issue 24 (b) and item 5: what the flicker skips, sharpness and the loss terms, per method and clip."""
+    style, size, n = Path(args.style), args.quality_size, args.frames
+    calibration = (next(clip_frames(size, 1)), images.load_image(style, size))
+    adain = adain_checkpoint(tmp / "adain.ckpt", "vgg19", *calibration)
+    light = tiny_checkpoint(tmp / "light.ckpt", "light", 0.35)
+    clips = {
+        "synthetic clip": lambda: clip_frames(size, n),
+        f"{Path(args.photo).name} panned and zoomed": lambda: photo_frames(Path(args.photo), size, n),
+    }
+    print(
+        f"=== quality at {size}x{size * 3 // 4}, {n} frames, style {style.name}. optimize: layers relu1_1-relu2_1 "
+        f"(its loss terms in them), {args.first_steps_quality} steps on the first and each independent frame; "
+        "AdaIN: VGG19 encoder + decoder, untrained (decoder He-initialized and rescaled), loss terms at "
+        "Gatys' layers; the light per-style network: untrained, no style image, so no loss terms; random VGG weights"
+    )
+    for name, frames in clips.items():
+        clip = tmp / f"{name.split()[0]}{size}.mp4"
+        io.write_video(frames(), clip, 10)
+        source = [f"task.input={clip}", f"task.max_frames={n}", f"task.size={size}"]
+        common = [*source, f"task.style={style}"]
+        print(f"--- {name}", flush=True)
+        for steps in (8, 50):
+            optimize = [f"task.first_steps={args.first_steps_quality}", f"task.steps={steps}", *SHALLOW]
+            m = run(tmp, f"q{name[:3]}{steps}", *common, *optimize)
+            print(quality_row(f"optimize, {steps} steps a frame", m), flush=True)
+        for blend in (0, 0.5):
+            m = run(
+                tmp,
+                f"q{name[:3]}light{blend}",
+                *source,
+                "task.method=fast",
+                f"task.network={light}",
+                f"task.blend={blend}",
+            )
+            print(quality_row(f"light per-style network, blend {blend}", m), flush=True)
+        fast = [*common, "task.method=fast", f"task.network={adain}", "task.loss_terms=true"]
+        for blend in (0, 0.5):
+            m = run(tmp, f"q{name[:3]}adain{blend}", *fast, f"task.blend={blend}")
+            print(quality_row(f"AdaIN, blend {blend}" + " (per frame)" * (blend == 0), m), flush=True)
+        if has_global_stats():
+            m = run(tmp, f"q{name[:3]}global", *fast, "task.blend=0.5", "task.global_stats=true")
+            print(quality_row("AdaIN, blend 0.5, global statistics", m), flush=True)
+        else:  # the lead fills this row after merging video-controls (which adds the key)
+            print(f"{'AdaIN, blend 0.5, global statistics':40s} - (task.global_stats is not in this checkout)")
+
+
+def fps(tmp: Path, args: argparse.Namespace) -> None:
+    """Frames per second of method=fast at ``--fps-size`` px, flow, blending and writing the frames included."""
+    size, n = args.fps_size, args.frames
+    clip = tmp / f"fps{size}.mp4"
+    io.write_video(clip_frames(size, n), clip, 10)
+    calibration = (next(clip_frames(256, 1)), images.load_image(args.style, 256))
+    nets = {
+        "light per-style network (w=0.35)": (tiny_checkpoint(tmp / "light.ckpt", "light", 0.35), []),
+        "AdaIN, VGG19 encoder + decoder": (
+            adain_checkpoint(tmp / "adain.ckpt", "vgg19", *calibration),
+            [f"task.style={args.style}"],
+        ),
+        "AdaIN, light encoder (w=0.25)": (
+            adain_checkpoint(tmp / "lightadain.ckpt", "light", *calibration),
+            [f"task.style={args.style}"],
+        ),
+    }
+    print(f"=== frames per second at {size}x{size * 3 // 4}, {n} frames, blend 0.5, DIS flow, untrained networks")
+    for k, (label, (path, style)) in enumerate(nets.items()):
+        common = [f"task.input={clip}", f"task.max_frames={n}", f"task.size={size}", "task.baseline=false"]
+        m = run(tmp, f"fps{size}_{k}", *common, "task.method=fast", f"task.network={path}", *style)
+        print(
+            f"{label:34s} {1 / m['seconds_per_frame']:6.2f} fps ({m['seconds_per_frame']:.3f} s/frame), "
+            f"flow {m['flow_share']:5.1%} of it",
+            flush=True,
+        )
+
+
+def sizes(tmp: Path, args: argparse.Namespace) -> None:
+    """Seconds per frame at each size, flow share and flicker, for both methods (the module's first table)."""
+    print(
+        f"=== sizes: {args.frames} frames; optimize: L-BFGS, {args.first_steps} steps on the first frame (and on "
+        f"each independent frame), {args.steps} after; fast: untrained networks; DIS flow; random weights"
+    )
+    style = images.save_image(texture(128, 128, 3), tmp / "style.png")
+    nets = {f"{a} w={w}": tiny_checkpoint(tmp / f"{a}.ckpt", a, w) for a, w in (("johnson", 1.0), ("light", 0.5))}
+    for size in args.sizes:
+        clip = tmp / f"clip{size}.mp4"
+        io.write_video(clip_frames(size, args.frames), clip, 10)
+        common = [f"task.input={clip}", f"task.max_frames={args.frames}"]
+        steps = [f"task.style={style}", f"task.first_steps={args.first_steps}", f"task.steps={args.steps}"]
+        print(f"--- {size} px")
+        for label, layers in (("optimize, Gatys layers (to relu5_1)", []), ("optimize, relu1_1-relu2_1", SHALLOW)):
+            print(row(label, run(tmp, f"opt{size}{len(layers)}", *common, *steps, *layers)), flush=True)
+        for label, path in nets.items():
+            m = run(tmp, f"fast{size}{label}", *common, "task.method=fast", f"task.network={path}")
+            print(row(f"fast, {label}, blend 0.5", m), flush=True)
+
+
+STUDIES = {"sizes": sizes, "quality": quality, "fps": fps}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--study", choices=[*STUDIES, "all"], default="sizes")
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--frames", type=int, default=4)
     parser.add_argument("--first-steps", type=int, default=10)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--photo", default=str(SHARED / "content" / "tubingen.jpg"), help="quality: the photo clip's")
+    parser.add_argument("--style", default=str(SHARED / "styles" / "starry_night.jpg"), help="quality and fps")
+    parser.add_argument("--quality-size", type=int, default=256)
+    parser.add_argument("--first-steps-quality", type=int, default=100)
+    parser.add_argument("--fps-size", type=int, default=512)
     add_warnings_switch(parser)
     args = parser.parse_args()
     quiet(args.warnings)
     torch.set_num_threads(args.threads)
-    print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} threads")
-    print(
-        f"{args.frames} frames; optimize: L-BFGS, {args.first_steps} steps on the first frame (and on each "
-        f"independent frame), {args.steps} after; fast: untrained networks; DIS flow; random weights"
-    )
+    print(machine())
     with tempfile.TemporaryDirectory() as name:
-        tmp = Path(name)
-        style = images.save_image(texture(128, 128, 3), tmp / "style.png")
-        nets = {f"{a} w={w}": tiny_checkpoint(tmp / f"{a}.ckpt", a, w) for a, w in (("johnson", 1.0), ("light", 0.5))}
-        for size in args.sizes:
-            clip = tmp / f"clip{size}.mp4"
-            io.write_video(clip_frames(size, args.frames), clip, 10)
-            common = [f"task.input={clip}", f"task.max_frames={args.frames}"]
-            steps = [f"task.style={style}", f"task.first_steps={args.first_steps}", f"task.steps={args.steps}"]
-            print(f"--- {size} px")
-            for label, layers in (("optimize, Gatys layers (to relu5_1)", []), ("optimize, relu1_1-relu2_1", SHALLOW)):
-                print(row(label, run(tmp, f"opt{size}{len(layers)}", *common, *steps, *layers)), flush=True)
-            for label, path in nets.items():
-                m = run(tmp, f"fast{size}{label}", *common, "task.method=fast", f"task.network={path}")
-                print(row(f"fast, {label}, blend 0.5", m), flush=True)
+        for study in STUDIES if args.study == "all" else [args.study]:
+            STUDIES[study](Path(name), args)

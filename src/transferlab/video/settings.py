@@ -65,6 +65,7 @@ class VideoSettings:
     flow: str
     blend: float
     baseline: bool
+    loss_terms: bool  # content and style terms of every frame in metrics.json (video/quality.py)
     fps: float  # frame rate of a frame folder
     max_frames: int | None
     network: Path | None  # method=fast: any stylizer file (fast/stylizer.py)
@@ -107,6 +108,7 @@ class VideoSettings:
             flow=task.flow,
             blend=float(task.blend),
             baseline=bool(task.baseline),
+            loss_terms=loss_terms(task, styles),
             fps=float(task.fps),
             max_frames=task.max_frames,
             network=network,
@@ -215,6 +217,19 @@ def frame_controls(task: DictConfig, styles: tuple[Path, ...], network: Path | N
         map_motion=checks.choice(task.map_motion, MAP_MOTIONS, "task.map_motion"),
         global_stats=global_stats,
     )
+
+
+def loss_terms(task: DictConfig, styles: tuple[Path, ...]) -> bool:
+    """``task.loss_terms``: null is on where VGG is loaded anyway (method=optimize); they need a style image."""
+    if task.loss_terms is None:
+        return task.method == "optimize"
+    on = checks.choice(task.loss_terms, [True, False], "task.loss_terms")
+    if on and not styles:
+        raise ConfigError(
+            "task.loss_terms=true needs task.style=<the style image the style term compares with>; "
+            "a per-style network has none: leave task.loss_terms=null"
+        )
+    return on
 
 
 def long_term_distances(value: Any) -> tuple[int, ...]:

@@ -1,6 +1,12 @@
 """The video task: stylize a video frame by frame with temporal consistency (Ruder et al., 2016),
 stream frames (memory independent of length), write each frame as it finishes, resume a killed
-run, report the flicker metric next to independent per-frame stylization, write stylized.mp4."""
+run, report the flicker metric next to independent per-frame stylization, write stylized.mp4.
+
+Not Ruder et al.'s multi-pass (alternate forward and backward passes over the whole clip, each frame
+blended with both neighbours): it needs every frame's result held or re-read and re-optimized several
+times, which streaming, writing each frame once and resuming rule out, at several times the cost. The
+damage it repairs, edges a pan uncovers filled from the previous frame's border, is avoided here
+instead: those pixels start from the independent result or the content (temporal.initial_image)."""
 
 from __future__ import annotations
 
@@ -23,11 +29,11 @@ from transferlab import backbone, checks, images, runtime
 from transferlab.errors import VideoError
 from transferlab.files import write_json
 from transferlab.result import TaskResult
-from transferlab.video import controls, io
+from transferlab.video import controls, io, quality
 from transferlab.video.controls import Maps
 from transferlab.video.flow import OpenCVFlow, consistency_mask, warp, warping_error
 from transferlab.video.settings import RESUME_FILE, VideoSettings
-from transferlab.video.temporal import BlendedFrames, OptimizedFrames, combine
+from transferlab.video.temporal import BlendedFrames, OptimizedFrames, combine, initial_image
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +53,24 @@ def frame_name(i: int) -> str:
     return f"frame_{i:06d}.png"
 
 
-def build_optimizer(s: VideoSettings) -> OptimizedFrames:
+def build_encoder(s: VideoSettings) -> backbone.VGGFeatures | None:
+    """The VGG of the optimization and of the loss terms (one for both), to the deepest layer in use;
+    None where neither needs it."""
+    if s.method != "optimize" and not s.loss_terms:
+        return None
     m = s.model
     features, normalization = backbone.build_features(m.arch, m.weights, m.pooling, m.normalization, s.runtime.winograd)
     runtime.configure(s.runtime)  # after loading the weights: the heap would keep the checkpoint's memory
     encoder = backbone.VGGFeatures(
         features, m.arch, [*s.content_layers, *s.style_layers], normalization, m.feature_scale
     )
-    styles = [images.load_image(style, s.size).to(s.device) for style in s.styles]
+    return encoder.to(s.device)
+
+
+def build_optimizer(s: VideoSettings, encoder: backbone.VGGFeatures) -> OptimizedFrames:
     return OptimizedFrames(
-        encoder.to(s.device),
-        styles,
+        encoder,
+        load_styles(s),
         s.content_layers,
         s.style_layers,
         s.loss,
@@ -67,12 +80,24 @@ def build_optimizer(s: VideoSettings) -> OptimizedFrames:
     )
 
 
+def load_styles(s: VideoSettings) -> list[Tensor]:
+    return [images.load_image(style, s.size).to(s.device) for style in s.styles]
+
+
+def build_loss_terms(s: VideoSettings, encoder: backbone.VGGFeatures | None) -> quality.LossTerms | None:
+    """The content and style terms metrics.json reports (``task.loss_terms``), over the task's VGG."""
+    if not s.loss_terms or encoder is None:
+        return None
+    weights = list(s.controls.style_weights)
+    return quality.LossTerms(encoder, load_styles(s), weights, s.content_layers, s.style_layers, s.loss)
+
+
 Targets = list[tuple[Tensor, Tensor]]  # earlier results warped into this frame and their masks, nearest first
 FrameStep = Callable[[Tensor, Targets, Maps], tuple[Tensor, Tensor | None]]
 History = deque[tuple[Tensor, Tensor, Tensor | None]]  # (input, result, baseline), nearest first
 
 
-def frame_step(s: VideoSettings, clock: dict[str, float]) -> FrameStep:
+def frame_step(s: VideoSettings, clock: dict[str, float], encoder: backbone.VGGFeatures | None) -> FrameStep:
     """``step(frame, targets, maps) -> (result, independent)``: the frame stylized with temporal consistency,
     and stylized on its own (``None`` without ``task.baseline``), by the method of ``task.method``, both
     under the frame's controls ``maps`` (video/controls.py);
@@ -86,19 +111,21 @@ def frame_step(s: VideoSettings, clock: dict[str, float]) -> FrameStep:
             return quantized(result), quantized(own) if s.baseline else None
 
         return fast
-    stylize = build_optimizer(s)
+    stylize = build_optimizer(s, encoder)
 
     def optimize(frame: Tensor, targets: Targets, maps: Maps) -> tuple[Tensor, Tensor | None]:
-        init = targets[0][0] if targets else frame
-        steps = s.steps if targets else s.first_steps
-        result = quantized(stylize(frame, steps, init, combine(targets), s.temporal_weight, maps.masks, maps.strength))
-        if not s.baseline or not targets:  # without an earlier frame the independent result is this one
+        temporal, masks, strength = combine(targets), maps.masks, maps.strength
+        if not targets:  # the first frame: its independent result is this one
+            result = quantized(stylize(frame, s.first_steps, frame, None, s.temporal_weight, masks, strength))
             return result, result if s.baseline else None
-        start = time.perf_counter()
-        own = quantized(stylize(frame, s.first_steps, frame, None, 0.0, maps.masks, maps.strength))
-        clock["baseline"] += time.perf_counter() - start
-        clock["frames"] += 1
-        return result, own
+        own = None
+        if s.baseline:
+            start = time.perf_counter()
+            own = quantized(stylize(frame, s.first_steps, frame, None, 0.0, masks, strength))
+            clock["baseline"] += time.perf_counter() - start
+            clock["frames"] += 1
+        init = initial_image(frame, temporal, own)
+        return quantized(stylize(frame, s.steps, init, temporal, s.temporal_weight, masks, strength)), own
 
     return optimize
 
@@ -161,7 +188,7 @@ class FlowTargets:
             backward, forward = self.flow(frame, earlier), self.flow(earlier, frame)
             mask = consistency_mask(backward, forward)
             self.seconds += time.perf_counter() - start
-            targets.append((warp(result, backward), mask))
+            targets.append((warp(result, backward, "bicubic").clamp(0, 1), mask))  # bilinear blurs (flow.warp)
             if j == 1:
                 pairs = [(result, base, backward, mask)]
         return targets, pairs
@@ -172,7 +199,9 @@ def stylize_frames(s: VideoSettings, output_dir: Path, progress: dict[str, Any])
     (saved after each frame) up to date; returns the frame count and the seconds spent."""
     frames_dir, baseline_dir = output_dir / "frames", output_dir / "baseline"
     clock = {"baseline": 0.0, "frames": 0, "total": 0.0}  # baseline: the independent stylization (optimize)
-    step, flow, maps = frame_step(s, clock), FlowTargets(s), controls.FrameMaps(s)
+    encoder = build_encoder(s)
+    step, flow, terms = frame_step(s, clock, encoder), FlowTargets(s), build_loss_terms(s, encoder)
+    maps = controls.FrameMaps(s)
     history: History = deque(maxlen=max(s.long_term))
     done, count = progress["done"], 0
     total = min(s.info.frames or 0, s.max_frames or 10**9) or None
@@ -198,13 +227,28 @@ def stylize_frames(s: VideoSettings, output_dir: Path, progress: dict[str, Any])
                 add(progress["sums"]["baseline"], warping_error(base, previous_base, backward, mask))
         history.appendleft((frame, result, base))
         clock["total"] += time.perf_counter() - start
+        measure_frame(progress, frame, result, base, pairs, terms)  # after the clock: not the method's time
         progress["done"] = i + 1
         write_json(progress, output_dir / RESUME_FILE)
     return clock | {"count": count, "done": done, "flow": flow.seconds}
 
 
+def measure_frame(
+    progress: dict[str, Any],
+    frame: Tensor,
+    result: Tensor,
+    base: Tensor | None,
+    pairs: list[tuple[Tensor, ...]],
+    terms: quality.LossTerms | None,
+) -> None:
+    """Add the frame's figures beside the flicker (video/quality.py) to ``progress``."""
+    mask = pairs[0][3] if pairs else None  # the nearest earlier frame's: the pixels the flicker skips
+    quality.measure(progress.setdefault("quality", {}), frame, result, base, mask, terms)
+
+
 def summarize(s: VideoSettings, fps: float, progress: dict[str, Any], clock: dict[str, float]) -> dict[str, float]:
-    """metrics.json: the flicker of the video (and of independent frames), the seconds per frame."""
+    """metrics.json: the flicker of the video (and of independent frames), the seconds per frame, and the
+    figures of video/quality.py (what the flicker skips, sharpness, loss terms)."""
     sums, own = progress["sums"], clock["total"] - clock["baseline"]  # the method's time, flow included
     metrics = {
         "method": s.method,
@@ -218,7 +262,7 @@ def summarize(s: VideoSettings, fps: float, progress: dict[str, Any], clock: dic
         # per frame it ran on (the first frame's is the first result)
         metrics["baseline_seconds_per_frame"] = clock["baseline"] / max(clock["frames"], 1)
         metrics["flicker_baseline"] = sums["baseline"][0] / sums["baseline"][1] if sums["baseline"][1] else 0.0
-    return metrics
+    return metrics | quality.summary(progress.get("quality", {}))
 
 
 def stylize_video(s: VideoSettings, output_dir: Path) -> dict[str, float]:
@@ -266,6 +310,7 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
         metrics["flicker"],
         baseline,
     )
+    log.info("%s", quality.describe(metrics))
     count = metrics["frames"]
     n = min(count, SHEET_FRAMES)
     shown = [round(i * (count - 1) / max(n - 1, 1)) for i in range(n)]

@@ -39,6 +39,21 @@ def combine(targets: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor] | Non
     return target, covered
 
 
+def initial_image(frame: Tensor, temporal: tuple[Tensor, Tensor] | None, fill: Tensor | None = None) -> Tensor:
+    """Where the optimization of ``frame`` starts: the earlier results warped into it where the flow is
+    reliable (``temporal``: combine's target and mask), and elsewhere ``fill``, the frame's independent
+    stylization when it is computed anyway (``task.baseline``), else the content to repaint. At a
+    disocclusion, a motion boundary or where the flow leaves the frame the warp holds a smear of the edge
+    or of the occluder, which the few steps per frame, with no temporal term there, left as streaks.
+    Measured on 48x64 clips at 8 steps a frame: from the independent result the skipped pixels come out
+    closest to it and the style term lowest; from the content the style term is up to 3x the warped
+    start's (the steps do not finish painting them), though the streaks are gone."""
+    if temporal is None:
+        return frame
+    target, mask = temporal
+    return target + (1 - mask) * (frame if fill is None else fill)  # combine's target is 0 there
+
+
 def temporal_term(target: Tensor, mask: Tensor, weight: float) -> Term:
     """Ruder et al.'s temporal loss ``weight * mean(mask * (image - target)^2)``: ``target`` ``[3, H, W]``
     is the previous result warped by the flow, ``mask`` ``[1, H, W]`` its reliable pixels."""
