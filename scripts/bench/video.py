@@ -16,14 +16,20 @@ and zooming a photo (``--photo``: every pixel moves by a fractional flow), the f
 skips (``skipped_share``, ``skipped_ssim`` to independent frames there), the sharpness against the
 independent frames' and the content and style terms paid for the stability (video/quality.py), for the
 optimization method (8 and 50 steps a frame), the light per-style network and AdaIN (VGG19 encoder
-and decoder, untrained, the decoder rescaled to give contrast: ``adain_checkpoint``) per frame, with blending, and with sequence-level statistics (``task.global_stats``, where this
-checkout has the key); then frames per second at ``--fps-size`` px of method=fast with the light
+and decoder, untrained, the decoder rescaled to give contrast: ``adain_checkpoint``) per frame, with blending, and with sequence-level statistics (``task.global_stats``); then frames per second at ``--fps-size`` px of method=fast with the light
 per-style network and AdaIN (VGG19, and the light encoder), flow included, and the flow's share.
 Random weights everywhere (VGG and networks): the loss terms and SSIM compare methods under the same
 random loss network, not how good a stylization looks.
 
     python scripts/benchmark_video.py --study quality|fps|all [--photo PHOTO] [--style STYLE] [--quality-size 256]
                                       [--frames 6] [--fps-size 512]
+
+``--study adain`` (issue 24 item 3): an untrained AdaIN network (``--adain-encoder light|vgg19``) per frame, with
+flow-warped blending, with the clip's content statistics (``task.global_stats``), and both, at each of
+``--sizes``: seconds per frame and the flicker, on the synthetic clip and on a static clip (one frame
+repeated), where global statistics must give zero flicker.
+
+    python scripts/benchmark_video.py --study adain [--sizes 256 512] [--frames 6] [--adain-encoder light]
 """
 
 from __future__ import annotations
@@ -35,7 +41,6 @@ from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
 from bench.common import ROOT, SHARED, add_warnings_switch, machine, quiet
 from transferlab import images
@@ -140,11 +145,6 @@ def row(label: str, m: dict) -> str:
     )
 
 
-def has_global_stats() -> bool:
-    """Whether this checkout's video task has ``task.global_stats`` (AdaIN statistics over the whole clip)."""
-    return "global_stats" in OmegaConf.load(ROOT / "configs" / "task" / "video.yaml")
-
-
 def quality_row(label: str, m: dict) -> str:
     terms = ""
     if "content_loss" in m:
@@ -199,11 +199,8 @@ def quality(tmp: Path, args: argparse.Namespace) -> None:
         for blend in (0, 0.5):
             m = run(tmp, f"q{name[:3]}adain{blend}", *fast, f"task.blend={blend}")
             print(quality_row(f"AdaIN, blend {blend}" + " (per frame)" * (blend == 0), m), flush=True)
-        if has_global_stats():
-            m = run(tmp, f"q{name[:3]}global", *fast, "task.blend=0.5", "task.global_stats=true")
-            print(quality_row("AdaIN, blend 0.5, global statistics", m), flush=True)
-        else:  # the lead fills this row after merging video-controls (which adds the key)
-            print(f"{'AdaIN, blend 0.5, global statistics':40s} - (task.global_stats is not in this checkout)")
+        m = run(tmp, f"q{name[:3]}global", *fast, "task.blend=0.5", "task.global_stats=true")
+        print(quality_row("AdaIN, blend 0.5, global statistics", m), flush=True)
 
 
 def fps(tmp: Path, args: argparse.Namespace) -> None:
@@ -255,7 +252,35 @@ def sizes(tmp: Path, args: argparse.Namespace) -> None:
             print(row(f"fast, {label}, blend 0.5", m), flush=True)
 
 
-STUDIES = {"sizes": sizes, "quality": quality, "fps": fps}
+ADAIN_ROWS = {
+    "per frame": ["task.blend=0"],
+    "blend 0.5": ["task.blend=0.5"],
+    "global stats": ["task.blend=0", "task.global_stats=true"],
+    "global stats + blend 0.5": ["task.blend=0.5", "task.global_stats=true"],
+}
+
+
+def adain(tmp: Path, args: argparse.Namespace) -> None:
+    """Arbitrary-style video (issue 24 item 3): an AdaIN network (``--adain-encoder``) per frame, blended, with
+    the clip's content statistics, and both, at each of ``--sizes``, on the synthetic clip and on a static
+    clip (one frame repeated, lossless), where global statistics must give zero flicker."""
+    style = images.save_image(texture(128, 128, 3), tmp / "adain_style.png")
+    for size in args.sizes:
+        moving, static = tmp / f"adain{size}.mp4", tmp / f"static{size}"
+        io.write_video(clip_frames(size, args.frames), moving, 10)
+        first = next(clip_frames(size, 1))
+        for i in range(args.frames):
+            images.save_image(first, static / f"frame_{i}.png")
+        net = adain_checkpoint(tmp / f"adain{size}.ckpt", args.adain_encoder, first, images.load_image(style, 128))
+        for clip_name, clip in (("moving", moving), ("static", static)):
+            print(f"--- AdaIN ({args.adain_encoder} encoder), {size} px, {clip_name} clip", flush=True)
+            common = [f"task.input={clip}", "task.method=fast", f"task.network={net}", f"task.style={style}"]
+            for label, overrides in ADAIN_ROWS.items():
+                m = run(tmp, f"{clip_name}{size}{label}", *common, *overrides)
+                print(row(f"adain, {label}", m), flush=True)
+
+
+STUDIES = {"sizes": sizes, "quality": quality, "fps": fps, "adain": adain}
 
 
 def main() -> None:
@@ -271,6 +296,7 @@ def main() -> None:
     parser.add_argument("--quality-size", type=int, default=256)
     parser.add_argument("--first-steps-quality", type=int, default=100)
     parser.add_argument("--fps-size", type=int, default=512)
+    parser.add_argument("--adain-encoder", choices=["light", "vgg19"], default="light", help="adain: the network's")
     add_warnings_switch(parser)
     args = parser.parse_args()
     quiet(args.warnings)
