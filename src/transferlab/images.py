@@ -89,6 +89,29 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+# Where a missing input image can come from instead; the example experiments name images that work anywhere.
+INPUT_HINT = (
+    "give a local image file (a relative path starts where you run the command) or a pinned URL "
+    "(https://...#sha256=<hex>), or run an example: experiment=vangogh"
+)
+
+
+def check_input(path: str | Path, key: str) -> Path:
+    """``path`` (the value of ``key``) is a file whose header Pillow reads as an image: the cheap check a
+    door runs on every input image before any work (``open_rgb`` decodes it later)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(
+            f"image {path} {'is a directory' if path.is_dir() else 'does not exist'} ({key}); {INPUT_HINT}"
+        )
+    try:
+        with Image.open(path):
+            pass
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise ImageError(f"image {path} is not an image format Pillow can read ({key}); {INPUT_HINT}") from None
+    return path
+
+
 def open_rgb(path: str | Path) -> Image.Image:
     """Decode ``path`` fully into an RGB PIL image, or raise one ImageError that says why not."""
     path = Path(path)

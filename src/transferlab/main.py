@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -23,7 +24,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandat
 from pytorch_lightning.utilities import rank_zero_only
 
 import transferlab
-from transferlab import entry_checks, fetch, groups, keys
+from transferlab import checks, entry_checks, fetch, groups, keys
 from transferlab.errors import TransferLabError
 from transferlab.result import TaskResult, record, swept_keys
 
@@ -217,6 +218,10 @@ def hydra_message(exc: BaseException) -> str:
     node = getattr(cause, "parent_node", None)
     if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and isinstance(node, DictConfig) and cause.full_key:
         return keys.message(str(cause.full_key), [str(k) for k in node])
+    launcher = re.search(r"Could not find 'hydra/launcher/(\w+)'", str(exc))
+    if launcher:  # launcher=joblib or submitit_*: its Hydra plugin (and the config it ships) is an extra
+        name, hint = launcher.group(1), checks.install("launchers")
+        return f"launcher={name} needs its Hydra plugin, which is not installed; {hint}"
     parts = [str(exc), str(exc.__cause__) if isinstance(exc.__cause__, OmegaConfBaseException) else ""]
     lines = [line.strip() for part in parts for line in part.splitlines()]
     lines = lines[: lines.index("Config search path:")] if "Config search path:" in lines else lines

@@ -381,7 +381,11 @@ class ExportSettings:
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> ExportSettings:
-        return cls(checkpoint(cfg, needed=True), ExportOptions.from_cfg(cfg.task), int(cfg.seed))  # type: ignore[arg-type]
+        problems = checks.Problems()  # a missing checkpoint and a missing extra at once
+        path = problems.run(checkpoint, cfg, True)
+        export = problems.run(ExportOptions.from_cfg, cfg.task)
+        problems.raise_all()
+        return cls(path, export, int(cfg.seed))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

@@ -159,6 +159,8 @@ def model_file(source: str, key: str, suffixes: tuple[str, ...], expected: str) 
     path = checkpoints.local_file(source, key, expected)
     if path.suffix.lower() not in suffixes:
         raise ConfigError(f"{key}={path} is not a {' or '.join(suffixes)} file; give {expected}")
+    if path.suffix.lower() == ".onnx":  # checked (onnx) and run (onnxruntime) by fast.stylizer
+        checks.requires(f"{key}={path} (an ONNX model)", ("onnx", "onnxruntime"))
     return path
 
 
@@ -237,9 +239,13 @@ class ExportSettings:
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> ExportSettings:
         task = cfg.task
+        problems = checks.Problems()  # a missing checkpoint and a missing extra at once
+        path = problems.run(checkpoint_file, cfg, (".ckpt",), "a train_fast checkpoint (.ckpt)")
+        export = problems.run(ExportOptions.from_cfg, task)
+        problems.raise_all()
         return cls(
-            checkpoint=checkpoint_file(cfg, (".ckpt",), "a train_fast checkpoint (.ckpt)"),
-            export=ExportOptions.from_cfg(task),
+            checkpoint=path,
+            export=export,
             example_size=exporter.side(
                 checks.at_least(task.example_size, 16, "task.example_size"), "task.example_size"
             ),

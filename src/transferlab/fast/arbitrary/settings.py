@@ -190,9 +190,13 @@ class ExportAdaINSettings:
                 "(the traced style is 16 px wider, and an exported program accepts sides up to "
                 f"{exporter.MAX_SIDE} px)"
             )
+        problems = checks.Problems()  # a missing checkpoint and a missing extra at once
+        path = problems.run(checkpoint_file, cfg, (".ckpt",), CHECKPOINT)
+        export = problems.run(ExportOptions.from_cfg, task)
+        problems.raise_all()
         return cls(
-            checkpoint=checkpoint_file(cfg, (".ckpt",), CHECKPOINT),
-            export=ExportOptions.from_cfg(task),
+            checkpoint=path,
+            export=export,
             alpha=alpha,
             example_size=example,
             check_size=exporter.side_pair(task.check_size, "task.check_size", MIN_SIZE),
