@@ -11,6 +11,7 @@ import os
 import re
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
@@ -110,6 +111,17 @@ def check_input(path: str | Path, key: str) -> Path:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise ImageError(f"image {path} is not an image format Pillow can read ({key}); {INPUT_HINT}") from None
     return path
+
+
+def check_source(source: Any, key: str, folder: bool = False) -> None:
+    """A door's check of ``key``'s input given as a local path or a pinned URL: a local one must be an image
+    file (or, with ``folder``, a folder); a URL is the task's to fetch and check (fetching is work)."""
+    from transferlab.fetch import has_scheme
+
+    path = Path(str(source)).expanduser()
+    if has_scheme(str(source)) or (folder and path.is_dir()):
+        return
+    check_input(path, key)
 
 
 def open_rgb(path: str | Path) -> Image.Image:

@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from transferlab import backbone, checkpoints, checks, groups
+from transferlab import backbone, checkpoints, checks, groups, images
 from transferlab.backbone import ModelSettings
 from transferlab.classify import module as classifier
 from transferlab.classify import networks
@@ -115,6 +115,13 @@ class FinetuneSettings:
                     f"task.class_weights={class_weights} is invalid; give null, balanced, or one weight per class"
                 )
             class_weights = tuple(checks.non_negative(w, "task.class_weights") for w in class_weights)
+        problems = checks.Problems()  # a resumed checkpoint and the weights at once
+        if cfg.ckpt_path:
+            resume = problems.run(
+                checkpoints.local_file, str(cfg.ckpt_path), "ckpt_path", classifier.FINETUNE_CHECKPOINT
+            )
+        problems.run(backbone.check_weights, model.arch, model.weights, bool(problems.errors))
+        problems.raise_all()
         return cls(
             model=model,
             data=data,
@@ -138,7 +145,7 @@ class FinetuneSettings:
             cache_dir=Path(str(task.cache_dir)).expanduser() if task.cache_dir else None,
             trainer=groups.trainer(cfg),
             seed=int(cfg.seed),
-            ckpt_path=Path(str(cfg.ckpt_path)).expanduser() if cfg.ckpt_path else None,
+            ckpt_path=resume if cfg.ckpt_path else None,
             hparams=checks.hparams(cfg, ["task", "model", "data", "optimizer", "scheduler", "seed", "precision"]),
         )
 
@@ -334,7 +341,7 @@ def checkpoint(cfg: DictConfig, needed: bool) -> Path | None:
         if needed:
             raise ConfigError(f"task={cfg.task.name} needs ckpt_path=<a finetune run's checkpoints/best.ckpt>")
         return None
-    return Path(str(cfg.ckpt_path)).expanduser()
+    return checkpoints.local_file(str(cfg.ckpt_path), "ckpt_path", classifier.FINETUNE_CHECKPOINT)
 
 
 @dataclass(frozen=True)
@@ -365,8 +372,12 @@ class PredictSettings:
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> PredictSettings:
+        problems = checks.Problems()  # the checkpoint and the images at once
+        path = problems.run(checkpoint, cfg, True)
+        problems.run(images.check_source, cfg.task.input, "task.input", True)
+        problems.raise_all()
         return cls(
-            checkpoint(cfg, needed=True),  # type: ignore[arg-type]
+            path,  # type: ignore[arg-type]
             ImagesIn.from_task(cfg.task),
             checks.at_least(cfg.task.top_k, 1, "task.top_k"),
             groups.trainer(cfg).device,
@@ -409,9 +420,16 @@ class ExtractSettings:
             k: None if task[k] is None else classifier.image_size(task[k], f"task.{k}")
             for k in ("resize_size", "crop_size")
         }
+        model = model_settings(cfg)
+        problems = checks.Problems()  # the checkpoint or weights and the images at once
+        path = problems.run(checkpoint, cfg, False)
+        problems.run(images.check_source, task.input, "task.input", True)
+        if not cfg.ckpt_path:
+            problems.run(backbone.check_weights, model.arch, model.weights, bool(problems.errors))
+        problems.raise_all()
         return cls(
-            checkpoint(cfg, needed=False),
-            model_settings(cfg),
+            path,
+            model,
             ImagesIn.from_task(task),
             layers,
             checks.choice(task.pool, [True, False], "task.pool"),

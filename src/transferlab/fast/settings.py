@@ -8,7 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from transferlab import checks, exporter, groups, saliency
+from transferlab import backbone, checks, exporter, groups, images, saliency
 from transferlab.backbone import ModelSettings
 from transferlab.errors import ConfigError
 from transferlab.exporter import ExportOptions
@@ -82,6 +82,11 @@ class TrainSettings:
     def from_cfg(cls, cfg: DictConfig) -> TrainSettings:
         model = groups.model(cfg)
         layers = groups.layers(cfg, model.arch)
+        problems = checks.Problems()  # the style image, a resumed checkpoint and the weights at once
+        problems.run(images.check_source, cfg.task.style, "task.style")
+        training = problems.run(Training.from_cfg, cfg, "a train_fast checkpoint (.ckpt) to resume")
+        problems.run(backbone.check_weights, model.arch, model.weights, bool(problems.errors))
+        problems.raise_all()
         return cls(
             network=NetworkSettings.from_cfg(cfg),
             model=model,
@@ -92,7 +97,7 @@ class TrainSettings:
             style=str(cfg.task.style),
             style_size=checks.at_least(cfg.task.style_size, 32, "task.style_size"),
             photos=groups.photos(cfg),
-            training=Training.from_cfg(cfg, "a train_fast checkpoint (.ckpt) to resume"),
+            training=training,
             hparams=checks.hparams(cfg, ["task", "fastnet", "model", "layers", "loss", "data", "optimizer", "seed"]),
         )
 
@@ -196,6 +201,13 @@ class ImagesToStylize:
             format=checks.choice(task.format, ["png", "jpg"], "task.format"),
         )
 
+    def check_files(self, problems: checks.Problems) -> None:
+        """Each local input is an image file or a folder (whose images the task lists), its problems kept."""
+        for i, source in enumerate(self.inputs):
+            problems.run(
+                images.check_source, source, "task.input" if len(self.inputs) == 1 else f"task.input[{i}]", True
+            )
+
 
 @dataclass(frozen=True)
 class ApplySettings:
@@ -210,21 +222,28 @@ class ApplySettings:
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> ApplySettings:
         task = cfg.task
-        model = checkpoint_file(cfg, (".ckpt", ".onnx"), NETWORK_FILE)
         if OmegaConf.is_list(task.style):
             raise ConfigError(
                 "task.style takes one style image in apply_fast; several styles, blended or placed by masks, "
                 "need task=apply_adain with a train_adain checkpoint"
             )
+        to_stylize = ImagesToStylize.from_task(task, MIN_SIZE)
+        problems = checks.Problems()  # the model, the images, the style and the strength map at once
+        model = problems.run(checkpoint_file, cfg, (".ckpt", ".onnx"), NETWORK_FILE)
+        to_stylize.check_files(problems)
+        if task.style:
+            problems.run(images.check_source, task.style, "task.style")
+        strength = problems.run(saliency.strength_source, task.strength_map, "task.strength_map")
+        problems.raise_all()
         device = "cpu" if model.suffix.lower() == ".onnx" else groups.trainer(cfg).accelerator
         return cls(
             model,
-            ImagesToStylize.from_task(task, MIN_SIZE),
+            to_stylize,
             device,
             str(task.style) if task.style else None,
             checks.at_least(task.style_size, STYLE_MIN_SIZE, "task.style_size"),
             checked_alpha(task),
-            saliency.strength_source(task.strength_map, "task.strength_map"),
+            strength,
         )
 
 

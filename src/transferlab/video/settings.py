@@ -60,14 +60,19 @@ class VideoSettings:
     def from_cfg(cls, cfg: DictConfig) -> VideoSettings:
         task = cfg.task
         long_term = checked_task(task)
-        style, network = task_sources(task)
         optimizer = groups.optimizer(cfg, OPTIMIZERS)
+        model = groups.model(cfg)
+        layers = groups.layers(cfg, model.arch)
+        problems = checks.Problems()  # the video, the style or network and the weights at once
+        info = problems.run(io.probe, Path(str(task.input)), float(task.fps))
+        sources = problems.run(task_sources, task)
+        if task.method == "optimize":
+            problems.run(backbone.check_weights, model.arch, model.weights, bool(problems.errors))
+        problems.raise_all()
+        style, network = sources
         device = groups.trainer(cfg, optimizer.name if task.method == "optimize" else None).accelerator
         if network is not None and network.suffix.lower() == ".onnx":
             device = "cpu"
-        model = groups.model(cfg)
-        layers = groups.layers(cfg, model.arch)
-        info = io.probe(Path(str(task.input)), float(task.fps))
         hw = (info.height, info.width) if task.size is None else output_hw((info.width, info.height), task.size)
         settings = cls(
             input=Path(str(task.input)),
@@ -137,13 +142,13 @@ def task_sources(task: DictConfig) -> tuple[Path | None, Path | None]:
     if task.method == "optimize":
         if not task.style:
             raise ConfigError("task.method=optimize needs task.style=<a style image: a local path or pinned URL>")
-        style = Path(fetch.resolve(str(task.style), "task.style"))
+        style = images.check_input(fetch.resolve(str(task.style), "task.style"), "task.style")
     else:
         if not task.network:
             raise ConfigError(f"task.method=fast needs task.network=<{NETWORK_FILE}>")
         network = model_file(str(task.network), "task.network", (".ckpt", ".onnx"), NETWORK_FILE)
         if task.style:  # an arbitrary-style network's style
-            style = Path(fetch.resolve(str(task.style), "task.style"))
+            style = images.check_input(fetch.resolve(str(task.style), "task.style"), "task.style")
     return style, network
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from transferlab import backbone, checks, exporter, groups, saliency
+from transferlab import backbone, checks, exporter, groups, images, saliency
 from transferlab.errors import ConfigError
 from transferlab.exporter import ExportOptions
 from transferlab.fast.arbitrary.networks import ARCHS, ENCODERS, MIN_SIZE, MULTIPLE
@@ -93,6 +93,10 @@ class TrainAdaINSettings:
         width = checks.positive(task.width, "task.width")
         if width > 1:
             raise ConfigError(f"task.width={width} is invalid; it must be in (0, 1] (1 is VGG19's channels)")
+        problems = checks.Problems()  # a resumed checkpoint and the weights at once
+        training = problems.run(Training.from_cfg, cfg, f"{CHECKPOINT} to resume")
+        problems.run(backbone.check_weights, model.arch, model.weights, bool(problems.errors))
+        problems.raise_all()
         return cls(
             arch=arch,
             encoder=encoder,
@@ -110,7 +114,7 @@ class TrainAdaINSettings:
             preview_styles=checks.at_least(task.preview_styles, 1, "task.preview_styles"),
             preview_size=checks.at_least(task.preview_size, 16, "task.preview_size"),
             photos=photos,
-            training=Training.from_cfg(cfg, f"{CHECKPOINT} to resume"),
+            training=training,
             hparams=checks.hparams(cfg, ["task", "model", "layers", "loss", "data", "optimizer", "seed"]),
         )
 
@@ -130,7 +134,8 @@ class ApplyAdaINSettings:
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> ApplyAdaINSettings:
         task = cfg.task
-        model = checkpoint_file(cfg, (".ckpt", ".onnx"), f"{CHECKPOINT} or {EXPORTED}")
+        problems = checks.Problems()  # the model, the images, styles, masks and strength map at once
+        model = problems.run(checkpoint_file, cfg, (".ckpt", ".onnx"), f"{CHECKPOINT} or {EXPORTED}")
         styles = tuple(map(str, checks.as_list(task.style)))
         if not styles:
             raise ConfigError("task.style is empty; give one style image or a list: task.style=[a.jpg,b.jpg]")
@@ -144,6 +149,13 @@ class ApplyAdaINSettings:
         if masks and len(masks) != len(styles):
             raise ConfigError(f"task.style_masks has {len(masks)} masks for {len(styles)} styles; give one per style")
         alpha = checked_alpha(task)
+        to_stylize = ImagesToStylize.from_task(task, MIN_SIZE)
+        to_stylize.check_files(problems)
+        for key, sources in (("task.style", styles), ("task.style_masks", masks)):
+            for i, source in enumerate(sources):
+                problems.run(images.check_source, source, key if len(sources) == 1 else f"{key}[{i}]")
+        strength = problems.run(saliency.strength_source, task.strength_map, "task.strength_map")
+        problems.raise_all()
         if model.suffix.lower() == ".onnx":
             controls = {
                 "several styles": len(styles) > 1,
@@ -162,9 +174,9 @@ class ApplyAdaINSettings:
             style_size=checks.at_least(task.style_size, MIN_SIZE, "task.style_size"),
             style_weights=weights,
             style_masks=masks,
-            strength_map=saliency.strength_source(task.strength_map, "task.strength_map"),
+            strength_map=strength,
             alpha=alpha,
-            images=ImagesToStylize.from_task(task, MIN_SIZE),
+            images=to_stylize,
             device=groups.trainer(cfg).accelerator,
         )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import run_cli, stylize_cfg
+from helpers import compose_cfg, run_cli, stylize_cfg
 from transferlab import backbone, checks, fetch
 from transferlab.errors import FetchError, ImageError, InputProblemsError, WeightsError
 from transferlab.style.settings import StyleSettings
@@ -78,3 +78,68 @@ def test_the_cli_prints_each_problem_on_its_line_and_leaves_one_directory(tmp_pa
     ]
     assert sorted(p.name for p in run.iterdir()) == [".hydra", "error.txt"]
     assert (run / "error.txt").read_text().splitlines()[:3] == [line.removeprefix("error: ") for line in lines]
+
+
+@pytest.mark.parametrize(
+    "task,door,overrides,keys",
+    [
+        (
+            "apply_fast",
+            "transferlab.fast.settings:ApplySettings",
+            ["ckpt_path={t}/no.ckpt", "task.input={t}/no.png", "task.style={t}/no.jpg"],
+            ["ckpt_path", "task.input", "task.style"],
+        ),
+        (
+            "apply_adain",
+            "transferlab.fast.arbitrary.settings:ApplyAdaINSettings",
+            ["ckpt_path={t}/no.ckpt", "task.input=[{t}/a.png,{t}]", "task.style={t}/no.jpg"],
+            ["ckpt_path", "task.input[0]", "task.style"],
+        ),
+        (
+            "train_fast",
+            "transferlab.fast.settings:TrainSettings",
+            ["task.style={t}/no.jpg", "ckpt_path={t}/no.ckpt", "model.weights={t}/no.pth", "data.root={t}"],
+            ["task.style", "ckpt_path", "model.weights"],
+        ),
+        (
+            "train_adain",
+            "transferlab.fast.arbitrary.settings:TrainAdaINSettings",
+            ["task.styles={t}", "ckpt_path={t}/no.ckpt", "model.weights={t}/no.pth", "data.root={t}"],
+            ["ckpt_path", "model.weights"],
+        ),
+        (
+            "video",
+            "transferlab.video.settings:VideoSettings",
+            ["task.input={t}/no.mp4", "task.style={t}/no.jpg", "model.weights={t}/no.pth"],
+            ["task.input", "task.style", "model.weights"],
+        ),
+        (
+            "finetune",
+            "transferlab.classify.settings:FinetuneSettings",
+            ["model=resnet18", "model.weights={t}/no.pth", "ckpt_path={t}/no.ckpt", "data.root={t}"],
+            ["ckpt_path", "model.weights"],
+        ),
+        (
+            "predict",
+            "transferlab.classify.settings:PredictSettings",
+            ["ckpt_path={t}/no.ckpt", "task.input={t}/no"],
+            ["ckpt_path", "task.input"],
+        ),
+        (
+            "extract",
+            "transferlab.classify.settings:ExtractSettings",
+            ["model=resnet18", "model.weights={t}/no.pth", "task.input={t}/no"],
+            ["task.input", "model.weights"],
+        ),
+    ],
+)
+def test_each_door_reports_its_missing_files_together(tmp_path, task, door, overrides, keys):
+    import importlib
+
+    module, name = door.split(":")
+    settings = getattr(importlib.import_module(module), name)
+    cfg = compose_cfg(f"task={task}", "trainer.accelerator=cpu", *(o.format(t=tmp_path) for o in overrides))
+    with pytest.raises(InputProblemsError) as info:
+        settings.from_cfg(cfg)
+    lines = str(info.value).splitlines()
+    assert len(lines) == len(keys) and all(key in line for key, line in zip(keys, lines)), str(info.value)
