@@ -57,10 +57,11 @@ def test_an_onnx_model_without_onnxruntime_says_so_not_unreadable(tmp_path, no_o
     model = tmp_path / "model.onnx"
     model.write_bytes(b"\x08\x07")  # the door asks for onnxruntime before it reads the model
     expected = rf"ckpt_path={model} \(an ONNX model\) needs onnxruntime"
+    style = f"task.style={content_path}"
     for door, task in ((ApplySettings, "apply_fast"), (ApplyAdaINSettings, "apply_adain")):
         with pytest.raises(ConfigError, match=expected):
-            door.from_cfg(compose_cfg(f"task={task}", f"ckpt_path={model}", f"task.input={content_path}"))
-    with pytest.raises(ConfigError, match=rf"task.network={model} \(an ONNX model\) needs onnxruntime"):
+            door.from_cfg(compose_cfg(f"task={task}", f"ckpt_path={model}", f"task.input={content_path}", style))
+    with pytest.raises(InputProblemsError, match=rf"task.network={model} \(an ONNX model\) needs onnxruntime"):
         VideoSettings.from_cfg(compose_cfg("task=video", "task.method=fast", f"task.network={model}", "task.input=x"))
 
 

@@ -98,14 +98,8 @@ def test_the_cli_prints_each_problem_on_its_line_and_leaves_one_directory(tmp_pa
         (
             "train_fast",
             "transferlab.fast.settings:TrainSettings",
-            ["task.style={t}/no.jpg", "ckpt_path={t}/no.ckpt", "model.weights={t}/no.pth", "data.root={t}"],
-            ["task.style", "ckpt_path", "model.weights"],
-        ),
-        (
-            "train_adain",
-            "transferlab.fast.arbitrary.settings:TrainAdaINSettings",
-            ["task.styles={t}", "ckpt_path={t}/no.ckpt", "model.weights={t}/no.pth", "data.root={t}"],
-            ["ckpt_path", "model.weights"],
+            ["task.style={t}/no.jpg", "model.weights={t}/no.pth", "data.root={t}"],
+            ["task.style", "model.weights"],
         ),
         (
             "video",

@@ -115,14 +115,7 @@ class FinetuneSettings:
                     f"task.class_weights={class_weights} is invalid; give null, balanced, or one weight per class"
                 )
             class_weights = tuple(checks.non_negative(w, "task.class_weights") for w in class_weights)
-        problems = checks.Problems()  # a resumed checkpoint and the weights at once
-        if cfg.ckpt_path:
-            resume = problems.run(
-                checkpoints.local_file, str(cfg.ckpt_path), "ckpt_path", classifier.FINETUNE_CHECKPOINT
-            )
-        problems.run(backbone.check_weights, model.arch, model.weights, bool(problems.errors))
-        problems.raise_all()
-        return cls(
+        settings = cls(
             model=model,
             data=data,
             sizes=preprocessing(model, cfg.data.resize_size, cfg.data.crop_size),
@@ -145,9 +138,11 @@ class FinetuneSettings:
             cache_dir=Path(str(task.cache_dir)).expanduser() if task.cache_dir else None,
             trainer=groups.trainer(cfg),
             seed=int(cfg.seed),
-            ckpt_path=resume if cfg.ckpt_path else None,
+            ckpt_path=Path(str(cfg.ckpt_path)).expanduser() if cfg.ckpt_path else None,
             hparams=checks.hparams(cfg, ["task", "model", "data", "optimizer", "scheduler", "seed", "precision"]),
         )
+        files(settings.ckpt_path, None, model)
+        return settings
 
     def fingerprint(self) -> dict[str, Any]:
         """What a resumed run must share with its checkpoint (``task.epochs`` may grow)."""
@@ -341,7 +336,20 @@ def checkpoint(cfg: DictConfig, needed: bool) -> Path | None:
         if needed:
             raise ConfigError(f"task={cfg.task.name} needs ckpt_path=<a finetune run's checkpoints/best.ckpt>")
         return None
-    return checkpoints.local_file(str(cfg.ckpt_path), "ckpt_path", classifier.FINETUNE_CHECKPOINT)
+    return Path(str(cfg.ckpt_path)).expanduser()
+
+
+def files(ckpt: Path | None, source: Any, model: ModelSettings | None) -> None:
+    """The values are right: the checkpoint, the images (``task.input``: an image or a folder) and, with
+    ``model``, its weights, their problems reported at once."""
+    problems = checks.Problems()
+    if ckpt is not None:
+        problems.run(checkpoints.local_file, ckpt, "ckpt_path", classifier.FINETUNE_CHECKPOINT)
+    if source is not None:
+        problems.run(images.check_source, source, "task.input", True)
+    if model is not None:
+        problems.run(backbone.check_weights, model.arch, model.weights, bool(problems.errors))
+    problems.raise_all()
 
 
 @dataclass(frozen=True)
@@ -372,16 +380,14 @@ class PredictSettings:
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> PredictSettings:
-        problems = checks.Problems()  # the checkpoint and the images at once
-        path = problems.run(checkpoint, cfg, True)
-        problems.run(images.check_source, cfg.task.input, "task.input", True)
-        problems.raise_all()
-        return cls(
-            path,  # type: ignore[arg-type]
+        settings = cls(
+            checkpoint(cfg, needed=True),  # type: ignore[arg-type]
             ImagesIn.from_task(cfg.task),
             checks.at_least(cfg.task.top_k, 1, "task.top_k"),
             groups.trainer(cfg).device,
         )
+        files(settings.checkpoint, cfg.task.input, None)
+        return settings
 
 
 @dataclass(frozen=True)
@@ -392,8 +398,9 @@ class ExportSettings:
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> ExportSettings:
+        path = checkpoint(cfg, needed=True)
         problems = checks.Problems()  # a missing checkpoint and a missing extra at once
-        path = problems.run(checkpoint, cfg, True)
+        problems.run(files, path, None, None)
         export = problems.run(ExportOptions.from_cfg, cfg.task)
         problems.raise_all()
         return cls(path, export, int(cfg.seed))  # type: ignore[arg-type]
@@ -421,14 +428,8 @@ class ExtractSettings:
             for k in ("resize_size", "crop_size")
         }
         model = model_settings(cfg)
-        problems = checks.Problems()  # the checkpoint or weights and the images at once
-        path = problems.run(checkpoint, cfg, False)
-        problems.run(images.check_source, task.input, "task.input", True)
-        if not cfg.ckpt_path:
-            problems.run(backbone.check_weights, model.arch, model.weights, bool(problems.errors))
-        problems.raise_all()
-        return cls(
-            path,
+        settings = cls(
+            checkpoint(cfg, needed=False),
             model,
             ImagesIn.from_task(task),
             layers,
@@ -437,6 +438,8 @@ class ExtractSettings:
             sizes["crop_size"],
             groups.trainer(cfg).device,
         )
+        files(settings.checkpoint, task.input, None if settings.checkpoint else model)
+        return settings
 
 
 def extract_layers(layers: tuple[str, ...], valid: list[str], arch: str) -> None:

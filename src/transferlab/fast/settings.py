@@ -82,12 +82,7 @@ class TrainSettings:
     def from_cfg(cls, cfg: DictConfig) -> TrainSettings:
         model = groups.model(cfg)
         layers = groups.layers(cfg, model.arch)
-        problems = checks.Problems()  # the style image, a resumed checkpoint and the weights at once
-        problems.run(images.check_source, cfg.task.style, "task.style")
-        training = problems.run(Training.from_cfg, cfg, "a train_fast checkpoint (.ckpt) to resume")
-        problems.run(backbone.check_weights, model.arch, model.weights, bool(problems.errors))
-        problems.raise_all()
-        return cls(
+        settings = cls(
             network=NetworkSettings.from_cfg(cfg),
             model=model,
             content_layers=layers.content,
@@ -97,9 +92,14 @@ class TrainSettings:
             style=str(cfg.task.style),
             style_size=checks.at_least(cfg.task.style_size, 32, "task.style_size"),
             photos=groups.photos(cfg),
-            training=training,
+            training=Training.from_cfg(cfg, "a train_fast checkpoint (.ckpt) to resume"),
             hparams=checks.hparams(cfg, ["task", "fastnet", "model", "layers", "loss", "data", "optimizer", "seed"]),
         )
+        problems = checks.Problems()  # the values are right: the style image and the weights at once
+        problems.run(images.check_source, cfg.task.style, "task.style")
+        problems.run(backbone.check_weights, model.arch, model.weights, bool(problems.errors))
+        problems.raise_all()
+        return settings
 
 
 @dataclass(frozen=True)
@@ -228,7 +228,9 @@ class ApplySettings:
                 "need task=apply_adain with a train_adain checkpoint"
             )
         to_stylize = ImagesToStylize.from_task(task, MIN_SIZE)
-        problems = checks.Problems()  # the model, the images, the style and the strength map at once
+        style_size = checks.at_least(task.style_size, STYLE_MIN_SIZE, "task.style_size")
+        alpha = checked_alpha(task)
+        problems = checks.Problems()  # the values are right: the model, images, style and strength map at once
         model = problems.run(checkpoint_file, cfg, (".ckpt", ".onnx"), NETWORK_FILE)
         to_stylize.check_files(problems)
         if task.style:
@@ -241,8 +243,8 @@ class ApplySettings:
             to_stylize,
             device,
             str(task.style) if task.style else None,
-            checks.at_least(task.style_size, STYLE_MIN_SIZE, "task.style_size"),
-            checked_alpha(task),
+            style_size,
+            alpha,
             strength,
         )
 

@@ -63,6 +63,7 @@ class VideoSettings:
         optimizer = groups.optimizer(cfg, OPTIMIZERS)
         model = groups.model(cfg)
         layers = groups.layers(cfg, model.arch)
+        device = groups.trainer(cfg, optimizer.name if task.method == "optimize" else None).accelerator
         problems = checks.Problems()  # the video, the style or network and the weights at once
         info = problems.run(io.probe, Path(str(task.input)), float(task.fps))
         sources = problems.run(task_sources, task)
@@ -70,7 +71,6 @@ class VideoSettings:
             problems.run(backbone.check_weights, model.arch, model.weights, bool(problems.errors))
         problems.raise_all()
         style, network = sources
-        device = groups.trainer(cfg, optimizer.name if task.method == "optimize" else None).accelerator
         if network is not None and network.suffix.lower() == ".onnx":
             device = "cpu"
         hw = (info.height, info.width) if task.size is None else output_hw((info.width, info.height), task.size)

@@ -93,11 +93,7 @@ class TrainAdaINSettings:
         width = checks.positive(task.width, "task.width")
         if width > 1:
             raise ConfigError(f"task.width={width} is invalid; it must be in (0, 1] (1 is VGG19's channels)")
-        problems = checks.Problems()  # a resumed checkpoint and the weights at once
-        training = problems.run(Training.from_cfg, cfg, f"{CHECKPOINT} to resume")
-        problems.run(backbone.check_weights, model.arch, model.weights, bool(problems.errors))
-        problems.raise_all()
-        return cls(
+        settings = cls(
             arch=arch,
             encoder=encoder,
             width=width if encoder == "light" else 1.0,
@@ -114,9 +110,11 @@ class TrainAdaINSettings:
             preview_styles=checks.at_least(task.preview_styles, 1, "task.preview_styles"),
             preview_size=checks.at_least(task.preview_size, 16, "task.preview_size"),
             photos=photos,
-            training=training,
+            training=Training.from_cfg(cfg, f"{CHECKPOINT} to resume"),
             hparams=checks.hparams(cfg, ["task", "model", "layers", "loss", "data", "optimizer", "seed"]),
         )
+        backbone.check_weights(model.arch, model.weights, cached=False)  # the values are right: a weights file
+        return settings
 
 
 @dataclass(frozen=True)
@@ -134,8 +132,6 @@ class ApplyAdaINSettings:
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> ApplyAdaINSettings:
         task = cfg.task
-        problems = checks.Problems()  # the model, the images, styles, masks and strength map at once
-        model = problems.run(checkpoint_file, cfg, (".ckpt", ".onnx"), f"{CHECKPOINT} or {EXPORTED}")
         styles = tuple(map(str, checks.as_list(task.style)))
         if not styles:
             raise ConfigError("task.style is empty; give one style image or a list: task.style=[a.jpg,b.jpg]")
@@ -150,13 +146,9 @@ class ApplyAdaINSettings:
             raise ConfigError(f"task.style_masks has {len(masks)} masks for {len(styles)} styles; give one per style")
         alpha = checked_alpha(task)
         to_stylize = ImagesToStylize.from_task(task, MIN_SIZE)
-        to_stylize.check_files(problems)
-        for key, sources in (("task.style", styles), ("task.style_masks", masks)):
-            for i, source in enumerate(sources):
-                problems.run(images.check_source, source, key if len(sources) == 1 else f"{key}[{i}]")
-        strength = problems.run(saliency.strength_source, task.strength_map, "task.strength_map")
-        problems.raise_all()
-        if model.suffix.lower() == ".onnx":
+        style_size = checks.at_least(task.style_size, MIN_SIZE, "task.style_size")
+        device = groups.trainer(cfg).accelerator
+        if str(cfg.ckpt_path or "").lower().endswith(".onnx"):
             controls = {
                 "several styles": len(styles) > 1,
                 "task.style_masks": bool(masks),
@@ -165,19 +157,28 @@ class ApplyAdaINSettings:
             }
             if any(controls.values()):
                 raise ConfigError(
-                    f"ckpt_path={model} is an exported pipeline: one style at the alpha it was exported with; "
+                    f"ckpt_path={Path(str(cfg.ckpt_path)).expanduser()} is an exported pipeline: one style at the "
+                    "alpha it was exported with; "
                     f"{', '.join(k for k, v in controls.items() if v)} need {CHECKPOINT}"
                 )
+        problems = checks.Problems()  # the values are right: the model, images, styles, masks, strength map at once
+        model = problems.run(checkpoint_file, cfg, (".ckpt", ".onnx"), f"{CHECKPOINT} or {EXPORTED}")
+        to_stylize.check_files(problems)
+        for key, sources in (("task.style", styles), ("task.style_masks", masks)):
+            for i, source in enumerate(sources):
+                problems.run(images.check_source, source, key if len(sources) == 1 else f"{key}[{i}]")
+        strength = problems.run(saliency.strength_source, task.strength_map, "task.strength_map")
+        problems.raise_all()
         return cls(
             model=model,
             styles=styles,
-            style_size=checks.at_least(task.style_size, MIN_SIZE, "task.style_size"),
+            style_size=style_size,
             style_weights=weights,
             style_masks=masks,
             strength_map=strength,
             alpha=alpha,
             images=to_stylize,
-            device=groups.trainer(cfg).accelerator,
+            device=device,
         )
 
 
