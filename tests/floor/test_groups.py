@@ -135,8 +135,8 @@ def test_huge_weights_are_normalized_not_zeroed(doors, tmp_path, style_path):
         compose_cfg(
             "task=apply_adain",
             f"ckpt_path={ckpt}",
-            "task.input=x.png",
-            "task.style=[a.png,b.png,c.png]",
+            f"task.input={style_path}",  # the door checks the files exist
+            f"task.style=[{style_path},{style_path},{style_path}]",
             "task.style_weights=[1e308,1e308,0]",
         )
     )
