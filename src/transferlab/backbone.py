@@ -184,6 +184,29 @@ def weights_source(arch: str, weights: str | None) -> str | None:
     return torchvision_weights(arch, weights).name
 
 
+def check_weights(arch: str, weights: str | None, cached: bool) -> None:
+    """A door's check of ``model.weights``: a weights file must exist; torchvision's weights, which a run
+    downloads when it builds the network, must be in torch hub's cache when ``cached`` (a run refused for
+    other problems names them too, so that an offline machine learns every missing input at once)."""
+    if weights is None:
+        return
+    if is_weights_file(weights):
+        checkpoints.local_file(weights, "model.weights", f"a {arch} state dict (.pth)")
+        return
+    spec = torchvision_weights(arch, weights)
+    if cached and not hub_file(spec).is_file():
+        raise WeightsError(
+            f"model.weights={weights}: {arch}'s weights are not in the cache ({hub_file(spec)}); a run downloads "
+            f"them from {spec.url}; offline, put that file there (or set TORCH_HOME), or model.weights=null "
+            "gives random weights (tests only)"
+        )
+
+
+def hub_file(spec: models.WeightsEnum) -> Path:
+    """Where torch hub's cache keeps torchvision's weights ``spec``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(spec.url)
+
+
 def load_state_dict(arch: str, weights: str) -> tuple[dict[str, Tensor], Normalization | None]:
     """The state dict for ``weights`` (a torchvision weight name or a file path) and, for
     torchvision weights, the normalization they were trained with."""
@@ -205,7 +228,7 @@ def cached_weights(arch: str, spec: models.WeightsEnum) -> Path:
     """The file of torchvision weights in torch hub's cache (where torchvision keeps it), downloaded
     through ``fetch.download`` when missing (timeouts, verified against the hash prefix in its name,
     limited to the size torchvision records), so that it is then loaded by ``checkpoints.load``."""
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(spec.url)
+    cached = hub_file(spec)
     if cached.is_file():
         return cached
     match = torch.hub.HASH_REGEX.search(cached.name)

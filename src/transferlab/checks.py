@@ -4,14 +4,61 @@ readers of settings saved in a checkpoint (checked with the rules of the config 
 
 from __future__ import annotations
 
+import importlib
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from transferlab import backbone
-from transferlab.errors import ConfigError
+from transferlab.errors import ConfigError, InputProblemsError, TransferLabError
+
+T = TypeVar("T")
+
+
+class Problems:
+    """The input problems a door finds before any heavy work, reported together: the door runs each
+    independent check through ``run`` and calls ``raise_all`` before it uses their results, so that a run
+    with a missing content image, style image and weights file says all three at once (one line each)."""
+
+    def __init__(self) -> None:
+        self.errors: list[TransferLabError] = []
+
+    def run(self, check: Callable[..., T], *args: Any) -> T | None:
+        """``check(*args)``, or None with its error kept."""
+        try:
+            return check(*args)
+        except InputProblemsError as exc:
+            self.errors.extend(exc.errors)
+        except TransferLabError as exc:
+            self.errors.append(exc)
+        return None
+
+    def raise_all(self) -> None:
+        """Raise the one error found as it is, several as one InputProblemsError; nothing when there is none."""
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        if self.errors:
+            raise InputProblemsError(self.errors)
+
+
+def requires(feature: str, modules: Iterable[str], extra: str = "export") -> None:
+    """Refuse ``feature`` before any work when one of the ``modules`` it needs does not import (not
+    installed, or broken), naming the extra that installs them."""
+    missing = []
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            missing.append(f"{name} ({str(exc).splitlines()[0] if str(exc) else 'does not import'})")
+    if missing:
+        raise ConfigError(f"{feature} needs {', '.join(missing)}; {install(extra)}")
+
+
+def install(extra: str) -> str:
+    """The command that installs the optional dependencies of ``extra`` (pyproject's optional-dependencies)."""
+    return f'pip install "transferlab[{extra}]"'
 
 
 def choice(value: Any, choices: Iterable[Any], key: str) -> Any:

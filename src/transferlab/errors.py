@@ -10,6 +10,14 @@ class TransferLabError(Exception):
     """Base class: the message is shown to the user as it is, without a traceback."""
 
 
+class InputProblemsError(TransferLabError):
+    """Several problems with a run's input, found at once (``checks.Problems``): one line each."""
+
+    def __init__(self, errors: list[TransferLabError]) -> None:
+        self.errors = tuple(errors)
+        super().__init__("\n".join(str(e) for e in self.errors))
+
+
 class ConfigError(TransferLabError):
     """A config value is invalid or two values cannot be combined."""
 

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 FORMATS = ("onnx", "pt2", "int8")
 FILES = {"onnx": "model.onnx", "pt2": "model.pt2", "int8": "model.int8.onnx"}
+ONNX_MODULES = ("onnx", "onnxscript", "onnxruntime")  # the export extra; reading a model needs onnx, onnxruntime
 # torch.export guards every dynamic dimension with this bound; a larger check input fails its guard.
 MAX_SIDE = 16384
 MAX_BATCH = 1024
@@ -60,6 +61,8 @@ class ExportOptions:
         formats = tuple(dict.fromkeys(checks.choice(f, FORMATS, "task.formats") for f in given))
         if "int8" in formats and "onnx" not in formats:
             raise ConfigError("task.formats: int8 quantizes the ONNX model; list onnx too")
+        if "onnx" in formats:  # torch's dynamo exporter writes it with onnxscript; its check runs onnxruntime
+            checks.requires("task.formats=onnx (ONNX export)", ONNX_MODULES)
         opset = checks.at_least(task.opset, OPSETS[0], "task.opset")
         if opset > OPSETS[1]:
             raise ConfigError(

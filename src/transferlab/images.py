@@ -11,6 +11,7 @@ import os
 import re
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
@@ -87,6 +88,43 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
     return image.convert("RGB")
+
+
+# Where a missing input image can come from instead; the example experiments name images that work anywhere.
+INPUT_HINT = (
+    "give a local image file (a relative path starts where you run the command) or a pinned URL "
+    "(https://...#sha256=<hex>), or run an example: experiment=vangogh"
+)
+
+
+def check_input(path: str | Path, key: str) -> Path:
+    """``path`` (the value of ``key``) is a file whose header Pillow reads as an image: the cheap check a
+    door runs on every input image before any work (``open_rgb`` decodes it later)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(
+            f"image {path} {'is a directory' if path.is_dir() else 'does not exist'} ({key}); {INPUT_HINT}"
+        )
+    try:
+        with Image.open(path):
+            pass
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise ImageError(f"image {path} is not an image format Pillow can read ({key}); {INPUT_HINT}") from None
+    return path
+
+
+def check_source(source: Any, key: str, folder: bool = False) -> None:
+    """A door's check of ``key``'s input given as a local path, a bundled ``sample:<name>`` or a pinned URL: a
+    local one must be an image file (or, with ``folder``, a folder); a URL or a ``dataset:`` is the task's to
+    fetch and check (fetching is work)."""
+    from transferlab import fetch
+
+    text = str(source)
+    if fetch.is_url(text) or text.startswith("dataset:"):
+        return
+    path = fetch.resolve(text, key)  # a local path or a bundled sample: no download
+    if not (folder and path.is_dir()):
+        check_input(path, key)
 
 
 def open_rgb(path: str | Path) -> Image.Image:

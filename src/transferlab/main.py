@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -23,7 +24,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandat
 from pytorch_lightning.utilities import rank_zero_only
 
 import transferlab
-from transferlab import checks, console, entry_checks, fetch, groups
+from transferlab import checks, console, entry_checks, fetch, groups, keys
 from transferlab.errors import TransferLabError
 from transferlab.result import TaskResult, record, swept_keys
 
@@ -94,6 +95,7 @@ def main(cfg: DictConfig) -> Any:
     threading.excepthook = _thread_failed
     code, details = EXIT_BAD_INPUT, None
     try:
+        keys.check(cfg, overrides, hydra_cfg.job.config_name, hydra_cfg.overrides.hydra)
         entry_checks.overrides(cfg, overrides)
         result = run_task(cfg, output_dir, overrides, swept_keys())
         # A finished run that resumed a failed or stopped one is no failure (a sweep's sheet reads error.txt).
@@ -131,8 +133,10 @@ def main(cfg: DictConfig) -> Any:
         code, message, details = _unexpected(exc, output_dir, sweeping)
     stopped = code in (EXIT_INTERRUPTED, EXIT_TERMINATED)
     if sweeping and not stopped:
-        message = f"job {hydra_cfg.job.num} ({' '.join(overrides)}): {message}"
-    print(f"{'interrupted' if stopped else 'error'}: {message}", file=sys.stderr)
+        job = f"job {hydra_cfg.job.num} ({' '.join(overrides)})"
+        message = "\n".join(f"{job}: {line}" for line in message.splitlines())
+    for line in message.splitlines():  # several input problems found at once: one line each
+        print(f"{'interrupted' if stopped else 'error'}: {line}", file=sys.stderr)
     keep_error(output_dir, message, details)
     if sweeping and not stopped:
         return None  # the sweep goes on; ContactSheet marks this job and the sweep exits non-zero
@@ -211,7 +215,16 @@ def _thread_failed(args: threading.ExceptHookArgs) -> None:
 
 def hydra_message(exc: BaseException) -> str:
     """Hydra's error (and the OmegaConf error under it) in one line, without its advice to append a key
-    with ``+``: the configs' schema refuses a key it does not know either way."""
+    with ``+`` (keys.check refuses a key no config file defines either way); a key Hydra could not
+    override is named with the nearest one its node has."""
+    cause = exc.__cause__
+    node = getattr(cause, "parent_node", None)
+    if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and isinstance(node, DictConfig) and cause.full_key:
+        return keys.message(str(cause.full_key), [str(k) for k in node])
+    launcher = re.search(r"Could not find 'hydra/launcher/(\w+)'", str(exc))
+    if launcher:  # launcher=joblib or submitit_*: its Hydra plugin (and the config it ships) is an extra
+        name, hint = launcher.group(1), checks.install("launchers")
+        return f"launcher={name} needs its Hydra plugin, which is not installed; {hint}"
     parts = [str(exc), str(exc.__cause__) if isinstance(exc.__cause__, OmegaConfBaseException) else ""]
     lines = [line.strip() for part in parts for line in part.splitlines()]
     lines = lines[: lines.index("Config search path:")] if "Config search path:" in lines else lines

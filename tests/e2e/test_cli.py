@@ -66,8 +66,7 @@ def test_misspelt_key_is_one_line_and_exit_2(tmp_path):
     result = run_cli("model.weights=null", "task.sise=1", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
-        "error: Could not override 'task.sise'. Key 'sise' not in 'StylizeTask' full_key: task.sise "
-        "object_type=StylizeTask"
+        "error: task.sise is not a known key of task; did you mean task.size?"
     ]
 
 

@@ -131,11 +131,12 @@ def test_blend_weights_sum_to_one_and_blend_the_codes(photos, styles):
         ApplyAdaINSettings.from_cfg(cfg)
     ckpt = photos / "fake.ckpt"
     ckpt.write_bytes(b"")
+    a, b = (make_image(photos.parent / f"{name}.png") for name in "ab")  # the door checks the files exist
     cfg = compose_cfg(
         "task=apply_adain",
         f"ckpt_path={ckpt}",
-        "task.input=x.png",
-        "task.style=[a.png,b.png]",
+        f"task.input={a}",
+        f"task.style=[{a},{b}]",
         "task.style_weights=[2,6]",
     )
     assert ApplyAdaINSettings.from_cfg(cfg).style_weights == (0.25, 0.75)

@@ -116,7 +116,8 @@ def test_apply_adain_auto_strength_map_runs(tmp_path):
 def test_bad_controls_are_one_line(tmp_path, task, override, message):
     model = per_style_ckpt(tmp_path / "p.ckpt") if task == "apply_fast" else arbitrary_ckpt(tmp_path / "a.ckpt")
     style = [] if task == "apply_fast" else [f"task.style={make_image(tmp_path / 's.png', (40, 40))}"]
-    cfg = compose_cfg(f"task={task}", f"ckpt_path={model}", "task.input=x.png", *style, override)
+    content = make_image(tmp_path / "c.png")  # the door reports every missing input at once: only the control fails
+    cfg = compose_cfg(f"task={task}", f"ckpt_path={model}", f"task.input={content}", *style, override)
     with pytest.raises(ConfigError, match=message) as info:
         main.run_task(cfg, tmp_path / "run")
     assert "\n" not in str(info.value)

@@ -206,7 +206,7 @@ def test_door_refuses_bad_values(tmp_path: Path, pan_clip: Path, style_image: Pa
     ):
         with pytest.raises(ConfigError, match=key):
             VideoSettings.from_cfg(video_cfg(pan_clip, style_image, *override.split()))
-    with pytest.raises(ConfigCompositionException, match="task.tempral_weight"):  # the task's schema
+    with pytest.raises(ConfigCompositionException, match="task.tempral_weight"):  # Hydra's closed config
         video_cfg(pan_clip, style_image, "task.tempral_weight=1")
     with pytest.raises(ConfigError, match="task.method=optimize needs task.style"):
         VideoSettings.from_cfg(video_cfg(pan_clip, None))

@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from transferlab import backbone, checkpoints, checks, fetch, groups
+from transferlab import backbone, checkpoints, checks, fetch, groups, images
 from transferlab.backbone import ModelSettings
 from transferlab.classify import module as classifier
 from transferlab.classify import networks
@@ -115,7 +115,7 @@ class FinetuneSettings:
                     f"task.class_weights={class_weights} is invalid; give null, balanced, or one weight per class"
                 )
             class_weights = tuple(checks.non_negative(w, "task.class_weights") for w in class_weights)
-        return cls(
+        settings = cls(
             model=model,
             data=data,
             sizes=preprocessing(model, cfg.data.resize_size, cfg.data.crop_size),
@@ -141,6 +141,8 @@ class FinetuneSettings:
             ckpt_path=Path(str(cfg.ckpt_path)).expanduser() if cfg.ckpt_path else None,
             hparams=checks.hparams(cfg, ["task", "model", "data", "optimizer", "scheduler", "seed", "precision"]),
         )
+        files(settings.ckpt_path, None, model)
+        return settings
 
     def fingerprint(self) -> dict[str, Any]:
         """What a resumed run must share with its checkpoint (``task.epochs`` may grow)."""
@@ -337,6 +339,19 @@ def checkpoint(cfg: DictConfig, needed: bool) -> Path | None:
     return Path(str(cfg.ckpt_path)).expanduser()
 
 
+def files(ckpt: Path | None, source: Any, model: ModelSettings | None) -> None:
+    """The values are right: the checkpoint, the images (``task.input``: an image or a folder) and, with
+    ``model``, its weights, their problems reported at once."""
+    problems = checks.Problems()
+    if ckpt is not None:
+        problems.run(checkpoints.local_file, ckpt, "ckpt_path", classifier.FINETUNE_CHECKPOINT)
+    if source is not None:
+        problems.run(images.check_source, source, "task.input", True)
+    if model is not None:
+        problems.run(backbone.check_weights, model.arch, model.weights, bool(problems.errors))
+    problems.raise_all()
+
+
 @dataclass(frozen=True)
 class ImagesIn:
     """The images a task reads: an image, or a folder searched recursively; unreadable ones skipped."""
@@ -365,12 +380,14 @@ class PredictSettings:
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> PredictSettings:
-        return cls(
+        settings = cls(
             checkpoint(cfg, needed=True),  # type: ignore[arg-type]
             ImagesIn.from_task(cfg.task),
             checks.at_least(cfg.task.top_k, 1, "task.top_k"),
             groups.trainer(cfg).device,
         )
+        files(settings.checkpoint, cfg.task.input, None)
+        return settings
 
 
 @dataclass(frozen=True)
@@ -381,7 +398,12 @@ class ExportSettings:
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> ExportSettings:
-        return cls(checkpoint(cfg, needed=True), ExportOptions.from_cfg(cfg.task), int(cfg.seed))  # type: ignore[arg-type]
+        path = checkpoint(cfg, needed=True)
+        problems = checks.Problems()  # a missing checkpoint and a missing extra at once
+        problems.run(files, path, None, None)
+        export = problems.run(ExportOptions.from_cfg, cfg.task)
+        problems.raise_all()
+        return cls(path, export, int(cfg.seed))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -405,9 +427,10 @@ class ExtractSettings:
             k: None if task[k] is None else classifier.image_size(task[k], f"task.{k}")
             for k in ("resize_size", "crop_size")
         }
-        return cls(
+        model = model_settings(cfg)
+        settings = cls(
             checkpoint(cfg, needed=False),
-            model_settings(cfg),
+            model,
             ImagesIn.from_task(task),
             layers,
             checks.choice(task.pool, [True, False], "task.pool"),
@@ -415,6 +438,8 @@ class ExtractSettings:
             sizes["crop_size"],
             groups.trainer(cfg).device,
         )
+        files(settings.checkpoint, task.input, None if settings.checkpoint else model)
+        return settings
 
 
 def extract_layers(layers: tuple[str, ...], valid: list[str], arch: str) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from transferlab import checks, exporter, groups, saliency
+from transferlab import backbone, checks, exporter, groups, images, saliency
 from transferlab.backbone import ModelSettings
 from transferlab.errors import ConfigError
 from transferlab.exporter import ExportOptions
@@ -82,7 +82,7 @@ class TrainSettings:
     def from_cfg(cls, cfg: DictConfig) -> TrainSettings:
         model = groups.model(cfg)
         layers = groups.layers(cfg, model.arch)
-        return cls(
+        settings = cls(
             network=NetworkSettings.from_cfg(cfg),
             model=model,
             content_layers=layers.content,
@@ -95,6 +95,11 @@ class TrainSettings:
             training=Training.from_cfg(cfg, "a train_fast checkpoint (.ckpt) to resume"),
             hparams=checks.hparams(cfg, ["task", "fastnet", "model", "layers", "loss", "data", "optimizer", "seed"]),
         )
+        problems = checks.Problems()  # the values are right: the style image and the weights at once
+        problems.run(images.check_source, cfg.task.style, "task.style")
+        problems.run(backbone.check_weights, model.arch, model.weights, bool(problems.errors))
+        problems.raise_all()
+        return settings
 
 
 @dataclass(frozen=True)
@@ -159,6 +164,8 @@ def model_file(source: str, key: str, suffixes: tuple[str, ...], expected: str) 
     path = checkpoints.local_file(source, key, expected)
     if path.suffix.lower() not in suffixes:
         raise ConfigError(f"{key}={path} is not a {' or '.join(suffixes)} file; give {expected}")
+    if path.suffix.lower() == ".onnx":  # checked (onnx) and run (onnxruntime) by fast.stylizer
+        checks.requires(f"{key}={path} (an ONNX model)", ("onnx", "onnxruntime"))
     return path
 
 
@@ -194,6 +201,13 @@ class ImagesToStylize:
             format=checks.choice(task.format, ["png", "jpg"], "task.format"),
         )
 
+    def check_files(self, problems: checks.Problems) -> None:
+        """Each local input is an image file or a folder (whose images the task lists), its problems kept."""
+        for i, source in enumerate(self.inputs):
+            problems.run(
+                images.check_source, source, "task.input" if len(self.inputs) == 1 else f"task.input[{i}]", True
+            )
+
 
 @dataclass(frozen=True)
 class ApplySettings:
@@ -208,21 +222,30 @@ class ApplySettings:
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> ApplySettings:
         task = cfg.task
-        model = checkpoint_file(cfg, (".ckpt", ".onnx"), NETWORK_FILE)
         if OmegaConf.is_list(task.style):
             raise ConfigError(
                 "task.style takes one style image in apply_fast; several styles, blended or placed by masks, "
                 "need task=apply_adain with a train_adain checkpoint"
             )
+        to_stylize = ImagesToStylize.from_task(task, MIN_SIZE)
+        style_size = checks.at_least(task.style_size, STYLE_MIN_SIZE, "task.style_size")
+        alpha = checked_alpha(task)
+        problems = checks.Problems()  # the values are right: the model, images, style and strength map at once
+        model = problems.run(checkpoint_file, cfg, (".ckpt", ".onnx"), NETWORK_FILE)
+        to_stylize.check_files(problems)
+        if task.style:
+            problems.run(images.check_source, task.style, "task.style")
+        strength = problems.run(saliency.strength_source, task.strength_map, "task.strength_map")
+        problems.raise_all()
         device = "cpu" if model.suffix.lower() == ".onnx" else groups.trainer(cfg).accelerator
         return cls(
             model,
-            ImagesToStylize.from_task(task, MIN_SIZE),
+            to_stylize,
             device,
             str(task.style) if task.style else None,
-            checks.at_least(task.style_size, STYLE_MIN_SIZE, "task.style_size"),
-            checked_alpha(task),
-            saliency.strength_source(task.strength_map, "task.strength_map"),
+            style_size,
+            alpha,
+            strength,
         )
 
 
@@ -237,9 +260,13 @@ class ExportSettings:
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> ExportSettings:
         task = cfg.task
+        problems = checks.Problems()  # a missing checkpoint and a missing extra at once
+        path = problems.run(checkpoint_file, cfg, (".ckpt",), "a train_fast checkpoint (.ckpt)")
+        export = problems.run(ExportOptions.from_cfg, task)
+        problems.raise_all()
         return cls(
-            checkpoint=checkpoint_file(cfg, (".ckpt",), "a train_fast checkpoint (.ckpt)"),
-            export=ExportOptions.from_cfg(task),
+            checkpoint=path,
+            export=export,
             example_size=exporter.side(
                 checks.at_least(task.example_size, 16, "task.example_size"), "task.example_size"
             ),

@@ -132,7 +132,10 @@ class StyleSettings:
             runtime.heap_block_limit(trainer.device),
             runtime.fast_convs(trainer.device),
         )
-        inputs = input_settings(task)
+        problems = checks.Problems()  # every input file and the weights, reported at once
+        inputs = input_settings(task, problems)
+        problems.run(backbone.check_weights, model.arch, model.weights, bool(problems.errors))
+        problems.raise_all()
         size, plan = output_plan(task, memory, inputs, trainer.accelerator, tiling)
         ckpt_path = resume_path(cfg, bool(tiling.tile) and size > tiling.tile and len(plan) == 1)
         values = {"model": model, "layers": layers, "loss": loss, "optimizer": optimizer, "seed": cfg.seed}
@@ -248,11 +251,16 @@ def image_cadence(value: Any, total_steps: int) -> int:
 def strength_map(task: DictConfig) -> Path | str | None:
     """``task.strength_map``: None, ``auto``, or the local file (a pinned URL fetched)."""
     source = saliency.strength_source(task.strength_map, "task.strength_map")
-    return source if source in (None, saliency.AUTO) else fetch.resolve(source, "task.strength_map")
+    return source if source in (None, saliency.AUTO) else input_image(source, "task.strength_map")
 
 
-def input_settings(task: DictConfig) -> Inputs:
-    """Counts and values of the style inputs; pinned URLs are fetched (once, into the cache)."""
+def input_image(source: Any, key: str) -> Path:
+    """``key``'s image, a pinned URL fetched (once, into the cache), checked to be an image file."""
+    return images.check_input(fetch.resolve(str(source), key), key)
+
+
+def input_settings(task: DictConfig, problems: checks.Problems) -> Inputs:
+    """Counts and values of the style inputs; every image checked, its problems kept in ``problems``."""
     styles = checks.as_list(task.style)
     if not styles:
         raise ConfigError("task.style is empty; give one style image or a list: task.style=[a.jpg,b.jpg]")
@@ -266,11 +274,11 @@ def input_settings(task: DictConfig) -> Inputs:
     style_scale = checks.positive(task.style_scale, "task.style_scale")
     style_key = "task.style" if len(styles) == 1 else "task.style[{}]"
     return Inputs(
-        content=fetch.resolve(str(task.content), "task.content"),
-        styles=tuple(fetch.resolve(str(s), style_key.format(i)) for i, s in enumerate(styles)),
+        content=problems.run(input_image, task.content, "task.content"),
+        styles=tuple(problems.run(input_image, s, style_key.format(i)) for i, s in enumerate(styles)),
         style_weights=weights,
-        style_masks=tuple(fetch.resolve(str(m), f"task.style_masks[{i}]") for i, m in enumerate(masks)),
-        strength_map=strength_map(task),
+        style_masks=tuple(problems.run(input_image, m, f"task.style_masks[{i}]") for i, m in enumerate(masks)),
+        strength_map=problems.run(strength_map, task),
         style_scale=style_scale,
         init=init,
         color=mode,

@@ -86,15 +86,20 @@ class VideoSettings:
     def from_cfg(cls, cfg: DictConfig) -> VideoSettings:
         task = cfg.task
         long_term = checked_task(task)
-        styles, network = task_sources(task)
-        controls = frame_controls(task, styles, network)
         optimizer = groups.optimizer(cfg, OPTIMIZERS)
-        device = groups.trainer(cfg, optimizer.name if task.method == "optimize" else None).accelerator
-        if network is not None and network.suffix.lower() == ".onnx":
-            device = "cpu"
         model = groups.model(cfg)
         layers = groups.layers(cfg, model.arch)
-        info = io.probe(Path(str(task.input)), float(task.fps))
+        device = groups.trainer(cfg, optimizer.name if task.method == "optimize" else None).accelerator
+        problems = checks.Problems()  # the video, the style or network and the weights at once
+        info = problems.run(io.probe, Path(str(task.input)), float(task.fps))
+        sources = problems.run(task_sources, task)
+        if task.method == "optimize":
+            problems.run(backbone.check_weights, model.arch, model.weights, bool(problems.errors))
+        problems.raise_all()
+        styles, network = sources
+        controls = frame_controls(task, styles, network)
+        if network is not None and network.suffix.lower() == ".onnx":
+            device = "cpu"
         hw = (info.height, info.width) if task.size is None else output_hw((info.width, info.height), task.size)
         settings = cls(
             input=Path(str(task.input)),
@@ -161,18 +166,20 @@ def checked_task(task: DictConfig) -> tuple[int, ...]:
 
 
 def task_sources(task: DictConfig) -> tuple[tuple[Path, ...], Path | None]:
-    """The (style images, network file) the method reads, resolved."""
+    """The (style images, network file) the method reads, resolved; every one missing or unreadable at once."""
     sources = checks.as_list(task.style)
     key = "task.style" if len(sources) == 1 else "task.style[{}]"
-    styles = tuple(Path(fetch.resolve(str(v), key.format(i))) for i, v in enumerate(sources))
+    problems = checks.Problems()
+    styles = tuple(problems.run(style_image, v, key.format(i)) for i, v in enumerate(sources))
     network = None
     if task.method == "optimize":
-        if not styles:
+        if not sources:
             raise ConfigError("task.method=optimize needs task.style=<a style image: a local path or pinned URL>")
     else:
         if not task.network:
             raise ConfigError(f"task.method=fast needs task.network=<{NETWORK_FILE}>")
-        network = model_file(str(task.network), "task.network", (".ckpt", ".onnx"), NETWORK_FILE)
+        network = problems.run(model_file, str(task.network), "task.network", (".ckpt", ".onnx"), NETWORK_FILE)
+    problems.raise_all()
     return styles, network
 
 
@@ -230,6 +237,10 @@ def loss_terms(task: DictConfig, styles: tuple[Path, ...]) -> bool:
             "a per-style network has none: leave task.loss_terms=null"
         )
     return on
+
+
+def style_image(source: Any, key: str) -> Path:
+    return images.check_input(fetch.resolve(str(source), key), key)
 
 
 def long_term_distances(value: Any) -> tuple[int, ...]:

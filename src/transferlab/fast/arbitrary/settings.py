@@ -10,7 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from transferlab import backbone, checks, exporter, fetch, groups, saliency
+from transferlab import backbone, checks, exporter, fetch, groups, images, saliency
 from transferlab.errors import ConfigError
 from transferlab.exporter import ExportOptions
 from transferlab.fast.arbitrary.networks import ARCHS, ENCODERS, MIN_SIZE, MULTIPLE
@@ -93,7 +93,7 @@ class TrainAdaINSettings:
         width = checks.positive(task.width, "task.width")
         if width > 1:
             raise ConfigError(f"task.width={width} is invalid; it must be in (0, 1] (1 is VGG19's channels)")
-        return cls(
+        settings = cls(
             arch=arch,
             encoder=encoder,
             width=width if encoder == "light" else 1.0,
@@ -113,6 +113,8 @@ class TrainAdaINSettings:
             training=Training.from_cfg(cfg, f"{CHECKPOINT} to resume"),
             hparams=checks.hparams(cfg, ["task", "model", "layers", "loss", "data", "optimizer", "seed"]),
         )
+        backbone.check_weights(model.arch, model.weights, cached=False)  # the values are right: a weights file
+        return settings
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,6 @@ class ApplyAdaINSettings:
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> ApplyAdaINSettings:
         task = cfg.task
-        model = checkpoint_file(cfg, (".ckpt", ".onnx"), f"{CHECKPOINT} or {EXPORTED}")
         styles = tuple(map(str, checks.as_list(task.style)))
         if not styles:
             raise ConfigError("task.style is empty; give one style image or a list: task.style=[a.jpg,b.jpg]")
@@ -144,7 +145,10 @@ class ApplyAdaINSettings:
         if masks and len(masks) != len(styles):
             raise ConfigError(f"task.style_masks has {len(masks)} masks for {len(styles)} styles; give one per style")
         alpha = checked_alpha(task)
-        if model.suffix.lower() == ".onnx":
+        to_stylize = ImagesToStylize.from_task(task, MIN_SIZE)
+        style_size = checks.at_least(task.style_size, MIN_SIZE, "task.style_size")
+        device = groups.trainer(cfg).accelerator
+        if str(cfg.ckpt_path or "").lower().endswith(".onnx"):
             controls = {
                 "several styles": len(styles) > 1,
                 "task.style_masks": bool(masks),
@@ -153,19 +157,28 @@ class ApplyAdaINSettings:
             }
             if any(controls.values()):
                 raise ConfigError(
-                    f"ckpt_path={model} is an exported pipeline: one style at the alpha it was exported with; "
+                    f"ckpt_path={Path(str(cfg.ckpt_path)).expanduser()} is an exported pipeline: one style at the "
+                    "alpha it was exported with; "
                     f"{', '.join(k for k, v in controls.items() if v)} need {CHECKPOINT}"
                 )
+        problems = checks.Problems()  # the values are right: the model, images, styles, masks, strength map at once
+        model = problems.run(checkpoint_file, cfg, (".ckpt", ".onnx"), f"{CHECKPOINT} or {EXPORTED}")
+        to_stylize.check_files(problems)
+        for key, sources in (("task.style", styles), ("task.style_masks", masks)):
+            for i, source in enumerate(sources):
+                problems.run(images.check_source, source, key if len(sources) == 1 else f"{key}[{i}]")
+        strength = problems.run(saliency.strength_source, task.strength_map, "task.strength_map")
+        problems.raise_all()
         return cls(
             model=model,
             styles=styles,
-            style_size=checks.at_least(task.style_size, MIN_SIZE, "task.style_size"),
+            style_size=style_size,
             style_weights=weights,
             style_masks=masks,
-            strength_map=saliency.strength_source(task.strength_map, "task.strength_map"),
+            strength_map=strength,
             alpha=alpha,
-            images=ImagesToStylize.from_task(task, MIN_SIZE),
-            device=groups.trainer(cfg).accelerator,
+            images=to_stylize,
+            device=device,
         )
 
 
@@ -190,9 +203,13 @@ class ExportAdaINSettings:
                 "(the traced style is 16 px wider, and an exported program accepts sides up to "
                 f"{exporter.MAX_SIDE} px)"
             )
+        problems = checks.Problems()  # a missing checkpoint and a missing extra at once
+        path = problems.run(checkpoint_file, cfg, (".ckpt",), CHECKPOINT)
+        export = problems.run(ExportOptions.from_cfg, task)
+        problems.raise_all()
         return cls(
-            checkpoint=checkpoint_file(cfg, (".ckpt",), CHECKPOINT),
-            export=ExportOptions.from_cfg(task),
+            checkpoint=path,
+            export=export,
             alpha=alpha,
             example_size=example,
             check_size=exporter.side_pair(task.check_size, "task.check_size", MIN_SIZE),
