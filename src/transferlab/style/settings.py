@@ -22,6 +22,7 @@ from transferlab.errors import ConfigError, WeightsError
 from transferlab.groups import LossWeights, OptimizerSettings
 from transferlab.runtime import RuntimeSettings
 from transferlab.style import estimate
+from transferlab.style.module import Convergence
 from transferlab.trainer import TrainerSettings
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ class StyleSettings:
     image_every: int
     image_log_size: int
     checkpoint_every: int
+    convergence: Convergence
     seed: int
     ckpt_path: Path | None
     fingerprint: dict[str, Any]  # what a checkpoint must have been made with to resume this run
@@ -155,6 +157,11 @@ class StyleSettings:
             image_every=image_cadence(task.image_every, sum(n for _, n in plan)),
             image_log_size=checks.at_least(task.image_log_size, MIN_SIZE, "task.image_log_size"),
             checkpoint_every=checks.at_least(task.checkpoint_every, 0, "task.checkpoint_every"),
+            convergence=Convergence(
+                checks.choice(task.stop_at_convergence, [True, False], "task.stop_at_convergence"),
+                checks.non_negative(task.tolerance, "task.tolerance"),
+                checks.at_least(task.tolerance_window, 1, "task.tolerance_window"),
+            ),
             seed=cfg.seed,
             ckpt_path=ckpt_path,
             fingerprint=fingerprint,

@@ -4,6 +4,7 @@ optimization itself is style/module.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import warnings
 from collections.abc import Callable
@@ -49,6 +50,7 @@ def build(settings: StyleSettings) -> tuple[StyleTransfer, backbone.VGGFeatures]
         scene.load(settings.inputs, settings.size),
         settings.optimizer,
         settings.whole_schedule,
+        convergence=settings.convergence,
     )
     return module, reference
 
@@ -122,11 +124,13 @@ def stylize(settings: StyleSettings, output_dir: Path) -> TaskResult:
     fit.logger.experiment.add_image(FINAL_TAG, images.fits_in(image.cpu(), settings.image_log_size), fit.global_step)
     fit.logger.finalize("success")
     log.info(
-        "final image: %s (loss %.4g after %d steps, %d evaluations; SSIM to content %.3f, style distance %.4g)",
+        "final image: %s (loss %.4g after %d of %d steps, %d evaluations%s; SSIM to content %.3f, style distance %.4g)",
         final,
         metrics["loss_total"],
         metrics["steps"],
+        module.ends[-1],
         module.evaluations,
+        "".join(f"; {c.describe()}" for c in module.converged),
         metrics["quality_ssim"],
         metrics["quality_gram_mean"],
     )
@@ -217,4 +221,6 @@ def final_metrics(
     metrics |= {f"quality_{k}": v for k, v in figures.items()}
     metrics["evaluations"] = module.evaluations
     metrics["steps"] = steps
+    # Where each scale (or tile) that converged did so; empty: every scale ran all its steps unconverged.
+    metrics["converged"] = [dataclasses.asdict(c) for c in module.converged]
     return metrics
