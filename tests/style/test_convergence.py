@@ -5,6 +5,7 @@ import logging
 
 import pytest
 import pytorch_lightning as pl
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from helpers import stylize_cfg
@@ -94,3 +95,22 @@ def test_a_converged_coarse_scale_moves_on_to_the_next(tmp_path, content_path, s
     scales = [s.value for s in EventAccumulator(str(tmp_path / "tensorboard")).Reload().Scalars("train/scale")]
     assert scales == [0] * coarse["step"] + [1] * (fine["step"] - coarse["step"])
     assert images.load_image(tmp_path / "final.png").shape == (3, 40, 48)
+
+
+@pytest.mark.slow
+def test_a_run_resumed_after_a_converged_scale_ends_at_the_same_image(tmp_path, content_path, style_path):
+    common = ("task.scales=[32]", "task.scale_steps=[20]", "optimizer=adam", "task.tolerance=0.05")
+    common += ("task.tolerance_window=3", "task.image_every=0")
+    main.run_task(stylize_cfg(content_path, style_path, *common, "task.steps=6", size=48), tmp_path / "whole")
+    whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    coarse = whole["converged"][0]["step"]
+    every = f"task.checkpoint_every={coarse + 2}"  # two steps into the finer scale
+    main.run_task(stylize_cfg(content_path, style_path, *common, every, "task.steps=2", size=48), tmp_path / "first")
+    checkpoint = next((tmp_path / "first" / "checkpoints").glob("step*.ckpt"))
+    resume = (*common, "task.steps=6", f"ckpt_path={checkpoint}")
+    main.run_task(stylize_cfg(content_path, style_path, *resume, size=48), tmp_path / "resumed")
+    resumed = json.loads((tmp_path / "resumed" / "metrics.json").read_text())
+    assert resumed["steps"] == whole["steps"] and resumed["converged"][0] == whole["converged"][0]
+    assert torch.equal(
+        images.load_image(tmp_path / "whole" / "final.png"), images.load_image(tmp_path / "resumed" / "final.png")
+    )
