@@ -21,6 +21,7 @@ from transferlab.errors import TransferLabError
 from transferlab.groups import OptimizerSettings
 from transferlab.perceptual import PerceptualLoss, style_grams
 from transferlab.style import quality, scene
+from transferlab.style.settings import Convergence
 
 log = logging.getLogger(__name__)
 
@@ -42,20 +43,6 @@ NO_CHANGE = "no change"  # L-BFGS: the last step moved no pixel, or changed the 
 
 class NonFiniteLossError(TransferLabError):
     """The loss became nan or inf during the optimization."""
-
-
-@dataclass(frozen=True)
-class Convergence:
-    """When a scale counts as converged and what then happens. L-BFGS uses torch's own tolerances
-    (optimizer.tolerance_grad, optimizer.tolerance_change). A first-order optimizer (Adam) has converged
-    at step n when its best loss so far fell by less than ``tolerance`` (relative) over the last
-    ``window`` steps: ``best[n - window] - best[n] <= tolerance * |best[n - window]|``, ``best`` being
-    the running minimum of the loss, so that its step-to-step wobble neither stops nor delays it.
-    ``stop``: a converged scale ends (the next scale starts; the last ends the run); False runs every step."""
-
-    stop: bool
-    tolerance: float
-    window: int
 
 
 @dataclass(frozen=True)

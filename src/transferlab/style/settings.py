@@ -22,7 +22,6 @@ from transferlab.errors import ConfigError, WeightsError
 from transferlab.groups import LossWeights, OptimizerSettings
 from transferlab.runtime import RuntimeSettings
 from transferlab.style import estimate
-from transferlab.style.module import Convergence
 from transferlab.trainer import TrainerSettings
 
 log = logging.getLogger(__name__)
@@ -72,6 +71,20 @@ class Tiling:
             if overlap >= tile // 2:
                 raise ConfigError(f"task.tile_overlap={overlap} must be below half of task.tile={tile}")
         return cls(steps, tile, overlap)
+
+
+@dataclass(frozen=True)
+class Convergence:
+    """When a scale counts as converged and what then happens. L-BFGS uses torch's own tolerances
+    (optimizer.tolerance_grad, optimizer.tolerance_change). A first-order optimizer (Adam) has converged
+    at step n when its best loss so far fell by less than ``tolerance`` (relative) over the last
+    ``window`` steps: ``best[n - window] - best[n] <= tolerance * |best[n - window]|``, ``best`` being
+    the running minimum of the loss, so that its step-to-step wobble neither stops nor delays it.
+    ``stop``: a converged scale ends (the next scale starts; the last ends the run); False runs every step."""
+
+    stop: bool
+    tolerance: float
+    window: int
 
 
 @dataclass(frozen=True)

@@ -73,14 +73,21 @@ def fit_tiles(settings: StyleSettings, module: StyleTransfer, start: Tensor, mak
 
 
 def log_estimate(settings: StyleSettings, module: StyleTransfer) -> None:
-    """Peak memory and time per evaluation expected at the largest whole-image scale, with the conv
-    throughput of this device measured now (about a second)."""
-    last = len(module.schedule) - 1
-    factor = module.schedule[last][0]
-    style_hw = tuple(max(1, round(n * factor)) for n in module.scene.styles[0].shape[-2:])
+    """Peak memory and time per evaluation expected at the largest whole-image scale, and the time of the
+    whole run over every scale and tile, with the conv throughput of this device measured now (two
+    convolutions: a fraction of a second on a CPU)."""
     throughput = estimate.conv_throughput(settings.trainer.device, repeats=1)
-    est = settings.memory.estimate(module.hw(last), style_hw, throughput)
-    log.info(est.describe())
+    height, width = module.scene.content.shape[-2:]
+    scales = []
+    for i, (factor, steps) in enumerate(settings.schedule):
+        style_hw = tuple(max(1, round(n * factor)) for n in module.scene.styles[0].shape[-2:])
+        hw, count = (max(1, round(height * factor)), max(1, round(width * factor))), 1
+        if settings.tiled and i == len(settings.schedule) - 1:
+            boxes = tiling.tile_boxes(height, width, settings.tile, settings.tile_overlap)
+            hw, count = boxes[0][2:], len(boxes)
+        scales.append((settings.memory.estimate(hw, style_hw, throughput), steps * count))
+    whole = len(module.schedule) - 1  # the largest whole-image scale
+    log.info("%s; %s", scales[whole][0].describe(), estimate.describe_total(scales))
 
 
 def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
