@@ -94,7 +94,8 @@ class StyleTransfer(pl.LightningModule):
         """``perceptual``: a composition of its own (its targets are set here); ``gram_targets``:
         ``transferlab.perceptual.style_grams`` of the scene's styles at full scale, computed once by a caller that
         optimizes many images against the same styles (video frames); None: computed here. ``convergence``:
-        when a scale has converged under Lightning (``converged`` lists where); None: never checked."""
+        when a scale counts as converged (``converged`` lists where) and, under Lightning, whether it then
+        ends; None: never checked."""
         super().__init__()
         # The styles' targets at full scale: given, or kept once computed (every tile matches them).
         self.full_grams = gram_targets
