@@ -75,7 +75,7 @@ def fit_tiles(settings: StyleSettings, module: StyleTransfer, start: Tensor, mak
 def log_estimate(settings: StyleSettings, module: StyleTransfer) -> None:
     """Peak memory and time per evaluation expected at the largest whole-image scale, and the time of the
     whole run over every scale and tile, with the conv throughput of this device measured now (two
-    convolutions: a fraction of a second on a CPU)."""
+    convolutions of 9.7 GFLOP: 1 s in all on 2 cores at a load average of 9, less on an idle machine)."""
     throughput = estimate.conv_throughput(settings.trainer.device, repeats=1)
     height, width = module.scene.content.shape[-2:]
     scales = []
