@@ -17,6 +17,7 @@ from transferlab.style.settings import StyleSettings
 
 def fitted(content_path, style_path, *overrides, steps=20):
     settings = StyleSettings.from_cfg(stylize_cfg(content_path, style_path, f"task.steps={steps}", *overrides))
+    pl.seed_everything(settings.seed, verbose=False)  # the same random VGG weights in every call
     module, _ = stylize.build(settings)
     trainer = pl.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False)
     trainer.fit(module)
