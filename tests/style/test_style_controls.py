@@ -313,7 +313,7 @@ def test_estimate_shows_the_total_time_over_every_scale_and_tile(content_path, s
     tiles = len(tiling.tile_boxes(107, 128, 64, 8))  # the 128 px scale (107 x 128) in tiles of 64 px: 3 steps each
     tile = settings.memory.estimate((64, 64), (128, 128), 1e9).seconds
     total = estimate.duration(5 * coarse + tiles * 3 * tile)
-    assert tiles > 1 and f"total at least {total} for {5 + 3 * tiles} evaluations over 2 scales (one per step)" in line
+    assert tiles > 1 and f"total at least {total} for {5 + 3 * tiles} evaluations over 2 scales (one per step;" in line
     assert "assuming the machine stays idle" in line and "measured just now (one 3x3 convolution" in line
     assert estimate.duration(42.4) == "42 s" and estimate.duration(185) == "3 min 05 s"
     assert estimate.duration(3720) == "1 h 02 min"

@@ -52,6 +52,8 @@ HEAP_BLOCKS = 4
 WINOGRAD_SPARE = 80 * 2**20
 # Assumed conv throughput (FLOP/s) when none is measured: 2 cores of a recent x86 server.
 DEFAULT_THROUGHPUT = 150e9
+# How conv_throughput measures, as the estimate's line says it.
+MEASURED = "one 3x3 convolution, 256 channels at 128 x 128 px, after a warm-up"
 
 
 @dataclass(frozen=True)
@@ -242,12 +244,10 @@ def describe_total(scales: list[tuple[Estimate, int]]) -> str:
     evaluations = sum(n for _, n in scales)
     return (
         f"total at least {duration(seconds)} for {evaluations} evaluations over {len(scales)} "
-        f"scale{'s' if len(scales) > 1 else ''} (one per step), at the conv throughput measured just now "
+        f"scale{'s' if len(scales) > 1 else ''} (one per step; fewer where a scale converges early), "
+        "at the conv throughput measured just now "
         f"({MEASURED}), assuming the machine stays idle: other load on its cores slows every evaluation"
     )
-
-
-MEASURED = "one 3x3 convolution, 256 channels at 128 x 128 px, after a warm-up"
 
 
 def conv_throughput(device: str | torch.device = "cpu", channels_last: bool = True, repeats: int = 3) -> float:
