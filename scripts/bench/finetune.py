@@ -2,6 +2,7 @@
 
     python scripts/benchmark_finetune.py cache       # epoch times with and without the feature cache (freeze=all, no augmentation)
     python scripts/benchmark_finetune.py throughput  # training images/s: our Lightning path vs a plain PyTorch loop, and loading alone
+    python scripts/benchmark_finetune.py checkpoints # bytes of best.ckpt and last.ckpt after one epoch, per model and task.save_last
     python scripts/benchmark_finetune.py all
 
 Both run the project's own code: ``cache`` runs the whole finetune task (``main.run_task``, with its
@@ -25,6 +26,7 @@ import pytorch_lightning as pl
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+from PIL import Image
 from torch.utils.data import DataLoader
 
 from bench.common import ROOT, SHARED, add_warnings_switch, load, machine, quiet
@@ -209,9 +211,47 @@ def throughput(args: argparse.Namespace) -> None:
     )
 
 
+# ---------------------------------------------------------------------------------------- checkpoints
+
+
+def tiny_dataset(into: Path) -> Path:
+    """Two classes, two 48 px images each in train/ and val/: one epoch is one batch (the checkpoints' size
+    does not depend on the data)."""
+    for split in ("train", "val"):
+        for c, name in enumerate(("ants", "bees")):
+            (into / split / name).mkdir(parents=True)
+            for i in range(2):
+                Image.new("RGB", (48, 48), (60 * c + 40 * i, 120, 200 - 60 * c)).save(into / split / name / f"{i}.png")
+    return into
+
+
+def checkpoints(args: argparse.Namespace) -> None:
+    """One epoch of the finetune task on random weights at 32 px crops, freeze=auto, SGD with momentum
+    (the task's defaults otherwise), for each model and task.save_last; the checkpoint files' bytes."""
+    print(f"machine: {machine()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = tiny_dataset(Path(tmp) / "data")
+        for arch in args.models:
+            for save_last in ("true", "false"):
+                out = Path(tmp) / f"{arch}-{save_last}"
+                overrides = ["task=finetune", f"model={arch}", "model.weights=null", f"data.root={root}"]
+                overrides += ["trainer.accelerator=cpu", "data.resize_size=36", "data.crop_size=32"]
+                with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+                    cfg = compose(
+                        "config",
+                        overrides=[*overrides, "data.batch_size=4", "data.num_workers=0", "task.epochs=1"]
+                        + ["task.misclassified=0", f"task.save_last={save_last}"],
+                    )
+                main.run_task(cfg, out)
+                files = {p.name: p.stat().st_size for p in sorted((out / "checkpoints").glob("*.ckpt"))}
+                sizes = ", ".join(f"{name} {n / 1e6:.1f} MB" for name, n in files.items())
+                print(f"{arch} task.save_last={save_last}: {sizes}; total {sum(files.values()) / 1e6:.1f} MB")
+
+
 def main_() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("section", choices=["cache", "throughput", "all"])
+    parser.add_argument("section", choices=["cache", "throughput", "checkpoints", "all"])
+    parser.add_argument("--models", nargs="+", default=["resnet18", "vgg16"], help="checkpoints: model configs")
     parser.add_argument("--root", type=Path, default=HYMENOPTERA, help="ImageFolder dataset with train/ and val/")
     parser.add_argument(
         "--images", type=int, default=None, help="cache: use only this many train and val images each (default all)"
@@ -232,3 +272,5 @@ def main_() -> None:
         cache(args)
     if args.section in ("throughput", "all"):
         throughput(args)
+    if args.section in ("checkpoints", "all"):
+        checkpoints(args)

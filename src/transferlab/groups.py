@@ -63,6 +63,8 @@ class OptimizerSettings:
     lr: float  # lbfgs: optimizer.lr (its step scale); the others: task.lr (its one home)
     history_size: int | None = None  # lbfgs
     line_search: str | None = None  # lbfgs: strong_wolfe | None (a fixed step)
+    tolerance_grad: float | None = None  # lbfgs: converged where no gradient value exceeds it (torch's criterion)
+    tolerance_change: float | None = None  # lbfgs: converged where a step changes no pixel or the loss by more
     betas: tuple[float, float] | None = None  # adam, adamw
     weight_decay: float | None = None  # adam, adamw, sgd
     momentum: float | None = None  # sgd
@@ -82,6 +84,8 @@ def optimizer(cfg: DictConfig, names: Sequence[str]) -> OptimizerSettings:
             checks.positive(node.lr, "optimizer.lr"),
             history_size=checks.at_least(node.history_size, 1, "optimizer.history_size"),
             line_search=checks.choice(node.line_search, ["strong_wolfe", None], "optimizer.line_search"),
+            tolerance_grad=checks.non_negative(node.tolerance_grad, "optimizer.tolerance_grad"),
+            tolerance_change=checks.non_negative(node.tolerance_change, "optimizer.tolerance_change"),
         )
     lr = checks.positive(cfg.task.lr, "task.lr")
     decay = checks.non_negative(node.weight_decay, "optimizer.weight_decay")

@@ -275,3 +275,14 @@ def test_a_symlink_loop_in_a_class_folder_adds_nothing(tmp_path: Path) -> None:
     (tmp_path / "train" / "ants" / "again").symlink_to(tmp_path / "train" / "ants")
     (tmp_path / "train" / "bees" / "self").symlink_to(tmp_path / "train" / "bees" / "self")
     assert len(load(tmp_path).train) == 4
+
+
+def test_without_save_last_only_the_best_weights_are_kept_and_predict_reads_them(dataset: Path, tmp_path: Path) -> None:
+    common = [*FAST, f"data.root={dataset}", "data.max_bad_fraction=0.2", "task.epochs=1", "task.misclassified=0"]
+    main.run_task(compose_cfg(*common, "task.save_last=false"), tmp_path / "run")
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["best.ckpt"]
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["last_checkpoint"] is None
+    best = tmp_path / "run" / "checkpoints" / "best.ckpt"
+    predict = ["task=predict", f"ckpt_path={best}", f"task.input={dataset / 'val'}", "task.num_workers=0"]
+    main.run_task(compose_cfg(*predict, "trainer.accelerator=cpu"), tmp_path / "predict")
+    assert json.loads((tmp_path / "predict" / "metrics.json").read_text())["images"] == 6

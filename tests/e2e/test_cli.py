@@ -89,7 +89,10 @@ def test_sweep_runs_each_job_in_its_own_directory_and_writes_a_contact_sheet(tmp
 def test_ctrl_c_stops_cleanly_and_keeps_the_latest_image(tmp_path, content_path, style_path):
     run_dir = tmp_path / "run"
     code, stderr = interrupt_cli(
-        *stylize_args(content_path, style_path, "task.steps=100000", f"hydra.run.dir={run_dir}"),
+        # Every step, so that the run is still going when the signal comes (a tiny run may converge early).
+        *stylize_args(
+            content_path, style_path, "task.steps=100000", "task.stop_at_convergence=false", f"hydra.run.dir={run_dir}"
+        ),
         cwd=tmp_path,
         ready=lambda: logged(run_dir, b"loss/total"),
         sig=signal.SIGINT,

@@ -295,3 +295,25 @@ def test_winograd_can_be_switched_off(content_path, style_path):
     assert fast_on and not fast_off
     assert "winograd kernels" in parts_on and "winograd kernels" not in parts_off
     torch.testing.assert_close(grad_off, grad_on, rtol=1e-4, atol=1e-4 * float(grad_on.abs().max()))
+
+
+def test_estimate_shows_the_total_time_over_every_scale_and_tile(content_path, style_path, caplog, monkeypatch):
+    import logging
+
+    from transferlab.style import estimate, tiling
+
+    monkeypatch.setattr(estimate, "conv_throughput", lambda *args, **kwargs: 1e9)  # 1 GFLOP/s: seconds = GFLOP
+    common = ("task.size=128", "task.scales=[64]", "task.scale_steps=[5]", "task.steps=3")
+    settings = StyleSettings.from_cfg(cfg_for(content_path, style_path, *common, "task.tile=64", "task.tile_overlap=8"))
+    module, _ = stylize.build(settings)
+    with caplog.at_level(logging.INFO, logger="transferlab.style.task"):
+        stylize.log_estimate(settings, module)
+    [line] = [r.message for r in caplog.records if r.message.startswith("estimate:")]
+    coarse = settings.memory.estimate((53, 64), (64, 64), 1e9).seconds  # the 64 px scale: 5 steps
+    tiles = len(tiling.tile_boxes(107, 128, 64, 8))  # the 128 px scale (107 x 128) in tiles of 64 px: 3 steps each
+    tile = settings.memory.estimate((64, 64), (128, 128), 1e9).seconds
+    total = estimate.duration(5 * coarse + tiles * 3 * tile)
+    assert tiles > 1 and f"total at least {total} for {5 + 3 * tiles} evaluations over 2 scales (one per step;" in line
+    assert "assuming the machine stays idle" in line and "measured just now (one 3x3 convolution" in line
+    assert estimate.duration(42.4) == "42 s" and estimate.duration(185) == "3 min 05 s"
+    assert estimate.duration(3720) == "1 h 02 min"

@@ -45,7 +45,9 @@ def test_lbfgs_frames_do_not_reevaluate_the_accepted_point() -> None:
         {"relu2_1": 1.0},
         {"relu1_1": 0.5, "relu2_1": 0.5},
         LossWeights(1, 1e3, 0),
-        OptimizerSettings("lbfgs", 1.0, history_size=10, line_search="strong_wolfe"),
+        OptimizerSettings(
+            "lbfgs", 1.0, history_size=10, line_search="strong_wolfe", tolerance_grad=1e-7, tolerance_change=1e-9
+        ),
     )
     steps = 6
     stylize(frame, steps, frame, None, 0.0)

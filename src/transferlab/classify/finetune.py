@@ -1,4 +1,10 @@
-"""The finetune task: an ImageFolder dataset, a VGG with its first layers frozen, best and last checkpoints."""
+"""The finetune task: an ImageFolder dataset, a VGG with its first layers frozen, best and last checkpoints.
+
+Checkpoints: ``best.ckpt`` holds the best epoch's weights only (what predict, export and extract read);
+``last.ckpt`` (``task.save_last``) the full state an exact resume needs: the weights, the optimizer's state
+(SGD's momentum: one value per trained weight, so twice best.ckpt's size) and the loops' and scheduler's.
+Both leave out the frozen tensors equal to the source weights (classify.module). With VGG16 the fully
+connected layers dominate both (scripts/benchmark_finetune.py checkpoints measures them)."""
 
 from __future__ import annotations
 
@@ -54,14 +60,14 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
         save_weights_only=True,
     )
     # Not save_last=True: Lightning 2.6 rewrites last.ckpt only in epochs that improve the best one.
-    last = ModelCheckpoint(dirpath=output_dir / "checkpoints", filename="last")
-    fit = train(s, module, datamodule, [best, last], output_dir)
+    last = ModelCheckpoint(dirpath=output_dir / "checkpoints", filename="last") if s.save_last else None
+    fit = train(s, module, datamodule, [best, last] if last else [best], output_dir)
     results: dict[str, Any] = {
         "classes": module.classes,
         "monitor": s.monitor,
         "best_score": float(best.best_model_score),
         "best_checkpoint": best.best_model_path,
-        "last_checkpoint": last.best_model_path,
+        "last_checkpoint": last.best_model_path if last else None,
         "epochs": fit.current_epoch,
         "epoch_time_s": [round(t, 3) for t in module.epoch_times],
         # Before the first epoch, so not in its time: computing (or loading) the cached features.

@@ -77,6 +77,7 @@ class FinetuneSettings:
     patience: int
     min_delta: float
     misclassified: int
+    save_last: bool  # last.ckpt, the full training state, after every epoch
     cache_features: str | bool
     cache_max_gb: float
     cache_dir: Path | None
@@ -133,6 +134,7 @@ class FinetuneSettings:
             patience=checks.at_least(task.patience, 0, "task.patience"),
             min_delta=checks.non_negative(task.min_delta, "task.min_delta"),
             misclassified=checks.at_least(task.misclassified, 0, "task.misclassified"),
+            save_last=checks.choice(task.save_last, [True, False], "task.save_last"),
             cache_features=cache,
             cache_max_gb=checks.non_negative(task.cache_max_gb, "task.cache_max_gb"),
             cache_dir=Path(str(task.cache_dir)).expanduser() if task.cache_dir else None,

@@ -1,10 +1,16 @@
-"""What a style-transfer run will cost, known before it starts: peak memory and time per evaluation.
+"""What a style-transfer run will cost, known before it starts: peak memory, time per evaluation and
+the time of the whole run.
 
 One L-BFGS function evaluation is a forward pass of VGG to the deepest layer in use, the Gram
 matrices of the style layers, and a backward pass to the input image only (the weights are
 frozen). Its arithmetic is dominated by the 3x3 convolutions; elementwise work (ReLU, pooling,
 losses) moves memory but adds no FLOPs worth counting, so ``flops / conv throughput`` is a
 lower bound on the time of an evaluation.
+
+The run's time is the time per evaluation at each scale times the evaluations there (one per step:
+L-BFGS answers the start of each step from its last evaluation, and its line search seldom adds
+more), at the conv throughput measured just before the run. It assumes the machine stays as idle as
+it was during that measurement: other processes on its cores slow every evaluation alike.
 
 Peak memory is the tensors alive at the end of the forward pass (what autograd saved for the
 backward pass, the weights, images, targets and optimizer state) plus the largest gradients
@@ -46,6 +52,8 @@ HEAP_BLOCKS = 4
 WINOGRAD_SPARE = 80 * 2**20
 # Assumed conv throughput (FLOP/s) when none is measured: 2 cores of a recent x86 server.
 DEFAULT_THROUGHPUT = 150e9
+# How conv_throughput measures, as the estimate's line says it.
+MEASURED = "one 3x3 convolution, 256 channels at 128 x 128 px, after a warm-up"
 
 
 @dataclass(frozen=True)
@@ -217,6 +225,29 @@ def largest_size(
         mid = (low + high + 1) // 2
         low, high = (mid, high) if peak(mid * step) <= budget_bytes else (low, mid - 1)
     return low * step
+
+
+def duration(seconds: float) -> str:
+    """``42 s``, ``3 min 05 s`` or ``1 h 02 min``."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def describe_total(scales: list[tuple[Estimate, int]]) -> str:
+    """The whole run's time, for ``scales``: (the estimate at a scale, its evaluations), one per scale (a
+    tiled scale: at the tile's size, for every tile's evaluations), at the throughput they were made with."""
+    seconds = sum(est.seconds * evaluations for est, evaluations in scales)
+    evaluations = sum(n for _, n in scales)
+    return (
+        f"total at least {duration(seconds)} for {evaluations} evaluations over {len(scales)} "
+        f"scale{'s' if len(scales) > 1 else ''} (one per step; fewer where a scale converges early), "
+        "at the conv throughput measured just now "
+        f"({MEASURED}), assuming the machine stays idle: other load on its cores slows every evaluation"
+    )
 
 
 def conv_throughput(device: str | torch.device = "cpu", channels_last: bool = True, repeats: int = 3) -> float:

@@ -3,7 +3,9 @@ parameter is the image, over one or more scales (coarse to fine)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
 
@@ -19,6 +21,9 @@ from transferlab.errors import TransferLabError
 from transferlab.groups import OptimizerSettings
 from transferlab.perceptual import PerceptualLoss, style_grams
 from transferlab.style import quality, scene
+from transferlab.style.settings import Convergence
+
+log = logging.getLogger(__name__)
 
 LINE_SEARCH_EVALS = 25  # torch's own bound on a strong-Wolfe line search
 # TensorBoard's Time Series tab orders its groups by tag prefix and expands the first two: "loss"
@@ -28,8 +33,47 @@ PREVIEW_TAG, FINAL_TAG = "stylized/preview", "stylized/final"
 QUALITY_TAGS = {"ssim": "to_content/ssim", "gram_mean": "to_style/gram_mean"}
 
 
+# Why a scale's optimization converged. L-BFGS: torch's own criteria (torch.optim.LBFGS), checked
+# after every step, since with one iteration per step torch leaves the last two unchecked. Adam: the
+# loss no longer falls (Convergence).
+GRADIENT = "gradient tolerance"  # no gradient value above optimizer.tolerance_grad: torch took no step
+NO_PROGRESS = "no progress"  # L-BFGS: no descent direction, the step left the image as it was; Adam: see Convergence
+NO_CHANGE = "no change"  # L-BFGS: the last step moved no pixel, or changed the loss, by more than tolerance_change
+
+
 class NonFiniteLossError(TransferLabError):
     """The loss became nan or inf during the optimization."""
+
+
+@dataclass(frozen=True)
+class Converged:
+    """Where a scale converged: ``step``: the steps the run had taken, the one that found it included."""
+
+    scale: int
+    size: int  # the scale's long side in pixels
+    step: int
+    evaluations: int
+    reason: str
+
+    def describe(self) -> str:
+        return f"converged at step {self.step} ({self.reason}, {self.evaluations} evaluations) at {self.size} px"
+
+
+def lbfgs_reason(optimizer: torch.optim.LBFGS, iterations: int, loss: float, previous: float | None) -> str | None:
+    """Which of torch's L-BFGS criteria holds after a step that started with ``iterations`` iterations done
+    and at a loss of ``loss``; ``previous``: the loss where the step before started. With max_iter=1 torch
+    checks the first two itself (and returns without evaluating again) and leaves the others unchecked."""
+    group = optimizer.param_groups[0]
+    state = optimizer.state[group["params"][0]]
+    tolerance = group["tolerance_change"]
+    if state["n_iter"] == iterations:
+        return GRADIENT  # torch's optimality test at the start of the step: it took no step
+    direction, step = state["d"], state["t"]
+    if state["prev_flat_grad"].dot(direction) > -tolerance:
+        return NO_PROGRESS  # torch found no descent direction and broke off before its line search
+    if direction.abs().max() * step <= tolerance or (previous is not None and abs(loss - previous) < tolerance):
+        return NO_CHANGE
+    return None
 
 
 class StyleTransfer(pl.LightningModule):
@@ -45,10 +89,13 @@ class StyleTransfer(pl.LightningModule):
         optimizer: OptimizerSettings,
         schedule: list[tuple[float, int]] | tuple[tuple[float, int], ...],
         gram_targets: list[dict[str, Tensor]] | None = None,
+        convergence: Convergence | None = None,
     ) -> None:
         """``perceptual``: a composition of its own (its targets are set here); ``gram_targets``:
         ``transferlab.perceptual.style_grams`` of the scene's styles at full scale, computed once by a caller that
-        optimizes many images against the same styles (video frames); None: computed here."""
+        optimizes many images against the same styles (video frames); None: computed here. ``convergence``:
+        when a scale counts as converged (``converged`` lists where) and, under Lightning, whether it then
+        ends; None: never checked."""
         super().__init__()
         # The styles' targets at full scale: given, or kept once computed (every tile matches them).
         self.full_grams = gram_targets
@@ -70,12 +117,23 @@ class StyleTransfer(pl.LightningModule):
         self.last_losses: dict[str, Tensor] = {}
         self.last_point: Tensor | None = None
         self.last_grad: Tensor | None = None
+        self.convergence = convergence
+        self.converged: list[Converged] = []  # the first convergence of each scale that converged
+        # Steps of the schedule left out because their scale converged: the schedule's position is
+        # global_step + skipped (Lightning's global_step counts only the steps taken).
+        self.skipped = 0
+        self.start_losses: list[float] = []  # the loss where each step of this scale started
 
     def tile(self, box: tuple[int, int, int, int], start: Tensor, steps: int) -> StyleTransfer:
         """A module that optimizes the part of the output under ``box``, from ``start``, at full scale."""
         scene = self.scene.crop(box, start)
         return StyleTransfer(
-            self.perceptual.like(), scene, self.optimizer_settings, [(1.0, steps)], gram_targets=self.full_grams
+            self.perceptual.like(),
+            scene,
+            self.optimizer_settings,
+            [(1.0, steps)],
+            gram_targets=self.full_grams,
+            convergence=self.convergence,
         )
 
     @property
@@ -86,6 +144,7 @@ class StyleTransfer(pl.LightningModule):
         """Add a finished tile's evaluations, keep its losses as the latest and its style targets for the next tiles."""
         self.evaluations += tile.evaluations
         self.last_losses = tile.last_losses
+        self.converged += tile.converged
         self.full_grams = tile.full_grams
 
     def hw(self, scale: int) -> tuple[int, int]:
@@ -148,16 +207,23 @@ class StyleTransfer(pl.LightningModule):
         self.prepare_scale()
         self.trainer.strategy.optimizers = [self.configure_optimizers()]
         self.last_point = self.last_grad = None
+        self.start_losses = []
+
+    @property
+    def position(self) -> int:
+        """Steps of the schedule behind us: those taken and those of converged scales left out."""
+        return self.global_step + self.skipped
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # Here, not in training_step: Lightning hooks its step counting into the optimizers
         # between the two, so a new optimizer must exist before then.
-        if self.scale_at(self.global_step) > self.scale:
+        if self.scale_at(self.position) > self.scale:
             self.next_scale()
 
-    def step(self, optimizer: torch.optim.Optimizer, backward: Callable[[Tensor], None]) -> None:
+    def step(self, optimizer: torch.optim.Optimizer, backward: Callable[[Tensor], None]) -> str | None:
         """One optimizer step on the image, with ``backward`` for the gradient: ``manual_backward``
-        under Lightning, ``Tensor.backward`` in a plain loop (the video wing's frames)."""
+        under Lightning, ``Tensor.backward`` in a plain loop (the video wing's frames). Returns why the
+        scale has converged (``GRADIENT``, ``NO_PROGRESS``, ``NO_CHANGE``), or None."""
 
         def closure() -> Tensor:
             # L-BFGS re-evaluates, at the start of each step, the point its line search just
@@ -175,15 +241,35 @@ class StyleTransfer(pl.LightningModule):
             self.last_point, self.last_grad = self.image.detach().clone(), self.image.grad.detach().clone()
             return terms["loss/total"]
 
-        optimizer.step(closure=closure)
+        iterations = optimizer.state[self.image].get("n_iter", 0)
+        loss = float(optimizer.step(closure=closure).detach())  # where the step started
         if self.optimizer_settings.name != "lbfgs":
             # L-BFGS is left unclamped: clamping moves the iterate away from its curvature pairs
             # (the loss then explodes); its images are clamped when they are saved or logged.
             with torch.no_grad():
                 self.image.clamp_(0, 1)
+        previous = self.start_losses[-1] if self.start_losses else None
+        self.start_losses.append(loss)
+        if self.convergence is None:
+            return None
+        if self.optimizer_settings.name == "lbfgs":
+            return lbfgs_reason(optimizer, iterations, loss, previous)
+        return self.first_order_reason()
+
+    def first_order_reason(self) -> str | None:
+        """``NO_PROGRESS`` where the best loss fell by less than the tolerance over the window (``Convergence``)."""
+        window, losses = self.convergence.window, self.start_losses
+        if len(losses) <= window:
+            return None
+        before, now = min(losses[:-window]), min(losses)
+        return NO_PROGRESS if before - now <= self.convergence.tolerance * abs(before) else None
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
-        self.step(self.optimizers(), self.manual_backward)
+        reason = self.step(self.optimizers(), self.manual_backward)
+        if reason is not None:
+            self.converge(reason)
+        if self.position >= self.ends[-1]:
+            self.trainer.should_stop = True  # a converged coarse scale left steps out: the schedule is done
         # No self.log: each call costs about 0.4 ms of bookkeeping (epoch aggregation this task does
         # not use), 1% of a step at 64 px. The terms go straight to the logger in one host sync, and
         # the progress bar reads the loss and the evaluation count from the module (ProgressBar).
@@ -193,6 +279,16 @@ class StyleTransfer(pl.LightningModule):
             if len(self.schedule) > 1:
                 scalars["train/scale"] = self.scale  # a flat line at 0 on a single scale
             self.logger.log_metrics(scalars, step=self.global_step)
+
+    def converge(self, reason: str) -> None:
+        """Record the first convergence of this scale and, where the run stops at convergence, end the
+        scale: the next one starts at the next step, or the run ends."""
+        if not self.converged or self.converged[-1].scale != self.scale:
+            size = max(self.hw(self.scale))
+            self.converged.append(Converged(self.scale, size, self.global_step, self.evaluations, reason))
+            log.info("scale %d/%d %s", self.scale + 1, len(self.schedule), self.converged[-1].describe())
+        if self.convergence.stop:
+            self.skipped += self.ends[self.scale] - self.position
 
     def stop_non_finite(self, loss: Tensor) -> None:
         """Go back to the last image whose loss was finite and stop the run with one line."""
@@ -217,6 +313,8 @@ class StyleTransfer(pl.LightningModule):
                 max_eval=LINE_SEARCH_EVALS,
                 history_size=opt.history_size,
                 line_search_fn=opt.line_search,
+                tolerance_grad=opt.tolerance_grad,
+                tolerance_change=opt.tolerance_change,
             )
         return torch.optim.Adam([self.image], lr=opt.lr, betas=opt.betas, weight_decay=opt.weight_decay)
 
@@ -229,13 +327,17 @@ class StyleTransfer(pl.LightningModule):
         for key in [k for k in state if k.startswith("perceptual.")]:
             del state[key]  # the VGG and the targets, rebuilt from the config and inputs; saves 80 MB per checkpoint
         checkpoint["evaluations"] = self.evaluations
+        checkpoint["skipped"] = self.skipped
+        checkpoint["converged"] = [[c.scale, c.size, c.step, c.evaluations, c.reason] for c in self.converged]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The image was saved after step `global_step`, i.e. at the scale of the step before it.
         # Its inputs and settings were checked against this run's before fitting (style.settings).
-        self.scale = self.scale_at(max(checkpoint["global_step"] - 1, 0))
+        self.skipped = checkpoint.get("skipped", 0)
+        self.scale = self.scale_at(max(checkpoint["global_step"] + self.skipped - 1, 0))
         self.image = nn.Parameter(torch.empty(1, 3, *self.hw(self.scale)))
         self.evaluations = checkpoint.get("evaluations", 0)
+        self.converged = [Converged(*c) for c in checkpoint.get("converged", [])]
 
 
 class ImageLogger(pl.Callback):

@@ -74,6 +74,20 @@ class Tiling:
 
 
 @dataclass(frozen=True)
+class Convergence:
+    """When a scale counts as converged and what then happens. L-BFGS uses torch's own tolerances
+    (optimizer.tolerance_grad, optimizer.tolerance_change). A first-order optimizer (Adam) has converged
+    at step n when its best loss so far fell by less than ``tolerance`` (relative) over the last
+    ``window`` steps: ``best[n - window] - best[n] <= tolerance * |best[n - window]|``, ``best`` being
+    the running minimum of the loss, so that its step-to-step wobble neither stops nor delays it.
+    ``stop``: a converged scale ends (the next scale starts; the last ends the run); False runs every step."""
+
+    stop: bool
+    tolerance: float
+    window: int
+
+
+@dataclass(frozen=True)
 class StyleSettings:
     model: ModelSettings
     trainer: TrainerSettings
@@ -92,6 +106,7 @@ class StyleSettings:
     image_every: int
     image_log_size: int
     checkpoint_every: int
+    convergence: Convergence
     seed: int
     ckpt_path: Path | None
     fingerprint: dict[str, Any]  # what a checkpoint must have been made with to resume this run
@@ -158,6 +173,11 @@ class StyleSettings:
             image_every=image_cadence(task.image_every, sum(n for _, n in plan)),
             image_log_size=checks.at_least(task.image_log_size, MIN_SIZE, "task.image_log_size"),
             checkpoint_every=checks.at_least(task.checkpoint_every, 0, "task.checkpoint_every"),
+            convergence=Convergence(
+                checks.choice(task.stop_at_convergence, [True, False], "task.stop_at_convergence"),
+                checks.non_negative(task.tolerance, "task.tolerance"),
+                checks.at_least(task.tolerance_window, 1, "task.tolerance_window"),
+            ),
             seed=cfg.seed,
             ckpt_path=ckpt_path,
             fingerprint=fingerprint,

@@ -4,6 +4,7 @@ optimization itself is style/module.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -48,6 +49,7 @@ def build(settings: StyleSettings) -> tuple[StyleTransfer, backbone.VGGFeatures]
         scene.load(settings.inputs, settings.size),
         settings.optimizer,
         settings.whole_schedule,
+        convergence=settings.convergence,
     )
     return module, reference
 
@@ -70,14 +72,21 @@ def fit_tiles(settings: StyleSettings, module: StyleTransfer, start: Tensor, mak
 
 
 def log_estimate(settings: StyleSettings, module: StyleTransfer) -> None:
-    """Peak memory and time per evaluation expected at the largest whole-image scale, with the conv
-    throughput of this device measured now (about a second)."""
-    last = len(module.schedule) - 1
-    factor = module.schedule[last][0]
-    style_hw = tuple(max(1, round(n * factor)) for n in module.scene.styles[0].shape[-2:])
+    """Peak memory and time per evaluation expected at the largest whole-image scale, and the time of the
+    whole run over every scale and tile, with the conv throughput of this device measured now (two
+    convolutions of 9.7 GFLOP: 1 s in all on 2 cores at a load average of 9, less on an idle machine)."""
     throughput = estimate.conv_throughput(settings.trainer.device, repeats=1)
-    est = settings.memory.estimate(module.hw(last), style_hw, throughput)
-    log.info(est.describe())
+    height, width = module.scene.content.shape[-2:]
+    scales = []
+    for i, (factor, steps) in enumerate(settings.schedule):
+        style_hw = tuple(max(1, round(n * factor)) for n in module.scene.styles[0].shape[-2:])
+        hw, count = (max(1, round(height * factor)), max(1, round(width * factor))), 1
+        if settings.tiled and i == len(settings.schedule) - 1:
+            boxes = tiling.tile_boxes(height, width, settings.tile, settings.tile_overlap)
+            hw, count = boxes[0][2:], len(boxes)
+        scales.append((settings.memory.estimate(hw, style_hw, throughput), steps * count))
+    whole = len(module.schedule) - 1  # the largest whole-image scale
+    log.info("%s; %s", scales[whole][0].describe(), estimate.describe_total(scales))
 
 
 def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
@@ -117,11 +126,13 @@ def stylize(settings: StyleSettings, output_dir: Path) -> TaskResult:
     fit.logger.experiment.add_image(FINAL_TAG, images.fits_in(image.cpu(), settings.image_log_size), fit.global_step)
     fit.logger.finalize("success")
     log.info(
-        "final image: %s (loss %.4g after %d steps, %d evaluations; SSIM to content %.3f, style distance %.4g)",
+        "final image: %s (loss %.4g after %d of %d steps, %d evaluations%s; SSIM to content %.3f, style distance %.4g)",
         final,
         metrics["loss_total"],
         metrics["steps"],
+        module.ends[-1],
         module.evaluations,
+        "".join(f"; {c.describe()}" for c in module.converged),
         metrics["quality_ssim"],
         metrics["quality_gram_mean"],
     )
@@ -212,4 +223,6 @@ def final_metrics(
     metrics |= {f"quality_{k}": v for k, v in figures.items()}
     metrics["evaluations"] = module.evaluations
     metrics["steps"] = steps
+    # Where each scale (or tile) that converged did so; empty: every scale ran all its steps unconverged.
+    metrics["converged"] = [dataclasses.asdict(c) for c in module.converged]
     return metrics
