@@ -71,7 +71,7 @@ class TrainAdaINSettings:
         if model.arch != "vgg19":
             raise ConfigError(f"model.arch={model.arch!r}: the AdaIN decoder mirrors VGG19; use model=vgg19")
         content, style = groups.layers(cfg, "vgg19")
-        loss = groups.loss(cfg, ("content", "style", "distill", "temporal"))
+        loss, steadiness = groups.loss(cfg, ("content", "style", "distill", "temporal")), groups.steadiness(cfg)
         if list(content) != ["relu4_1"]:
             raise ConfigError(
                 f"layers.content={list(content)}: AdaIN's content target is relu4_1; use layers=adain "
@@ -114,7 +114,7 @@ class TrainAdaINSettings:
             style_weight=loss.style,
             distill_weight=loss.distill,
             temporal_weight=loss.temporal,
-            steadiness=groups.steadiness(cfg),
+            steadiness=steadiness,
             runtime=groups.runtime(cfg),
             styles=Path(str(task.styles)),
             style_resize=checks.at_least(task.style_resize, photos.crop, "task.style_resize"),
