@@ -4,11 +4,12 @@ equal steps, then applied to each frame on its own (``task=video task.method=fas
 flicker measured is the network's own. On two clips: the video benchmark's synthetic one (a textured square
 over a panning texture) and one made by panning and zooming a shared photo. Per network and clip: the
 flicker (mean squared warping error over the reliable pixels, DIS flow) and the loss terms of the stylized
-frames (content and style, unweighted, against the input frames under the training's loss network).
+frames (content and style, unweighted, against the input frames under the training's loss network); and, for
+reference, the flicker of the input frames themselves (what a network that changes nothing would score).
 
 Random weights everywhere (model.weights=null: the loss network VGG16 is random, so the style the networks
-learn is a random network's texture statistics), a few hundred steps at most: the figures compare the two
-networks with each other, not with trained ones. Runs go through the tasks themselves, in process.
+learn is a random network's texture statistics), a few hundred steps at most: the figures compare the
+networks with one another, not with trained ones. Runs go through the tasks themselves, in process.
 
     python scripts/benchmark_steady.py [--steps 60] [--size 64] [--frames 6] [--weights 0 3 30]
 """
@@ -35,6 +36,7 @@ from transferlab import main as tasks
 from transferlab.fast.per_style.train import perceptual_loss
 from transferlab.fast.settings import TrainSettings
 from transferlab.perceptual import PerceptualLoss
+from transferlab.video.flow import OpenCVFlow, consistency_mask, warping_error
 
 
 def compose_cfg(*overrides: str) -> DictConfig:
@@ -92,6 +94,17 @@ def frame_terms(loss: PerceptualLoss, inputs: list[torch.Tensor], frames: Path) 
     return totals
 
 
+def input_flicker(frames: list[torch.Tensor]) -> float:
+    """The flicker of the unstylized frames, measured as the video task measures its output's (DIS flow of
+    the input frames, consistency masks): what a network that changes nothing would score."""
+    flow, sums = OpenCVFlow("dis"), [0.0, 0.0]
+    for previous, current in zip(frames, frames[1:], strict=False):
+        backward, forward = flow(current, previous), flow(previous, current)
+        error, count = warping_error(current, previous, backward, consistency_mask(backward, forward))
+        sums = [sums[0] + error, sums[1] + count]
+    return sums[0] / sums[1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=60, help="training steps of each network")
@@ -139,6 +152,13 @@ def main() -> None:
         for i, frames in enumerate(clips.values()):  # PNG folders: the video task reads them losslessly
             for t, frame in enumerate(frames):
                 images.save_image(frame, tmp / f"clip{i}" / f"{t:04d}.png")
+        inputs = {
+            label: [images.load_image(p) for p in sorted((tmp / f"clip{i}").glob("*.png"))]
+            for i, label in enumerate(clips)
+        }
+        print(
+            "input frames, unstylized: " + "; ".join(f"{k} flicker {input_flicker(v):.4g}" for k, v in inputs.items())
+        )
         loss = training_loss(common)
         for weight in args.weights:
             label = f"temporal_weight={weight:g}"
@@ -161,8 +181,7 @@ def main() -> None:
                 )
                 run_task(cfg, out, args.warnings)
                 flicker = json.loads((out / "metrics.json").read_text())["flicker"]
-                inputs = [images.load_image(p) for p in sorted((tmp / f"clip{i}").glob("*.png"))]
-                terms = frame_terms(loss, inputs, out / "frames")
+                terms = frame_terms(loss, inputs[clip_label], out / "frames")
                 print(
                     f"{clip_label:28s} flicker {flicker:.4g}; content {terms['content']:.4g}, style {terms['style']:.4g}",
                     flush=True,
