@@ -6,6 +6,7 @@
     adain      arbitrary-style networks: the same for AdaIN (VGG19 decoder and light network)
     finetune   fine-tuning: the feature cache, Lightning vs a plain loop
     video      seconds per frame, flow share and flicker of both video methods
+    steady     per-style networks trained with and without the temporal term: flicker and loss terms
     gpu        the GPU run of issue 16, with a CPU fallback on tiny sizes
     common     the machine line, timers, resident memory, fresh child processes, quiet output
 

@@ -9,7 +9,7 @@ the composed config and has no fallback of its own. Only the doors and the entry
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -19,6 +19,7 @@ from transferlab import backbone, checks
 from transferlab.backbone import ModelSettings
 from transferlab.errors import ConfigError
 from transferlab.fetch import resolve
+from transferlab.motion import Motion
 from transferlab.runtime import RuntimeSettings
 from transferlab.trainer import PRECISIONS, TrainerSettings, available_accelerators
 
@@ -149,19 +150,54 @@ class LossWeights:
     style: float
     tv: float = 0.0
     distill: float = 0.0
+    temporal: float = 0.0
+
+
+# The keys of a network trainer's temporal term besides its weight (configs/loss/temporal/default.yaml).
+MOTION_KEYS = ("temporal_noise", "temporal_shift", "temporal_zoom", "temporal_rotation")
 
 
 def loss(cfg: DictConfig, terms: Iterable[str]) -> LossWeights:
-    """``loss.*``: the weight of each of the task's ``terms`` (required), and no other key."""
+    """``loss.*``: the weight of each of the task's ``terms`` (required), and no other key; a task whose
+    terms include ``temporal`` also takes the motion keys of ``steadiness``."""
     terms = list(terms)
     node = cfg.loss
-    extra = sorted(set(map(str, node)) - {f"{t}_weight" for t in terms})
+    known = {f"{t}_weight" for t in terms} | (set(MOTION_KEYS) if "temporal" in terms else set())
+    extra = sorted(set(map(str, node)) - known)
     if extra:
         raise ConfigError(
             f"loss.{extra[0]} is not a loss weight of task={cfg.task.name}; "
             f"its terms are {', '.join(f'loss.{t}_weight' for t in terms)}"
         )
     return LossWeights(**{t: checks.non_negative(node[f"{t}_weight"], f"loss.{t}_weight") for t in terms})
+
+
+@dataclass(frozen=True)
+class Steadiness:
+    """How a trained network is held steady (``loss.temporal_*``): each photo is moved by a random
+    ``motion`` with exact flow and, where ``noise`` > 0, given Gaussian noise of that standard deviation
+    (pixels in [0, 1]); the network's output of the moved photo should be its output moved."""
+
+    motion: Motion
+    noise: float
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"motion": asdict(self.motion), "noise": self.noise}
+
+
+def steadiness(cfg: DictConfig) -> Steadiness:
+    """``loss.temporal_noise`` in [0, 1], ``loss.temporal_shift`` (pixels), ``loss.temporal_zoom`` (a
+    fraction in [0, 0.5]) and ``loss.temporal_rotation`` (degrees in [0, 45])."""
+    node = cfg.loss
+    limits = {"temporal_noise": 1.0, "temporal_zoom": 0.5, "temporal_rotation": 45.0}
+    values = {}
+    for key in MOTION_KEYS:
+        value = checks.non_negative(node[key], f"loss.{key}")
+        if key in limits and value > limits[key]:
+            raise ConfigError(f"loss.{key}={value} is invalid; it must be in [0, {limits[key]:g}]")
+        values[key] = value
+    motion = Motion(values["temporal_shift"], values["temporal_zoom"], values["temporal_rotation"])
+    return Steadiness(motion, values["temporal_noise"])
 
 
 class Layers(NamedTuple):

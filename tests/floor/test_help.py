@@ -16,7 +16,7 @@ def test_help_page_lists_tasks_groups_keys_and_examples(tmp_path):
     assert "stylize: lbfgs (default), adam" in page and "finetune: sgd (default), adam, adamw" in page
     experiments = ", ".join(sorted(p.stem for p in (ROOT / "configs" / "experiment").glob("*.yaml")))
     assert "optimizer: adam, adamw, lbfgs, sgd" in page and f"experiment: {experiments}" in page
-    for key in ("precision", "task.init", "task.color", "task.image_every", "task.freeze"):
+    for key in ("precision", "task.init", "task.color", "task.image_every", "task.freeze", "loss.temporal_weight"):
         assert key in page
     assert "content | noise | style" in page and "32 | bf16-mixed | 16-mixed" in page
     assert len(re.findall(r"^  transferlab ", page, flags=re.M)) == 3

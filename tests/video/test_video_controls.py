@@ -314,7 +314,8 @@ def test_blending_the_final_pixels_flickers_less_than_blending_before_the_streng
     """The order chosen (stylize, strength, then blend, weighted by the strength) against blending the network's
     output before the strength lerp, with a flickering stylizer and auto strength on a panning clip."""
     from transferlab import saliency
-    from transferlab.video.flow import OpenCVFlow, consistency_mask, warp, warping_error
+    from transferlab.motion import warp
+    from transferlab.video.flow import OpenCVFlow, consistency_mask, warping_error
     from transferlab.video.temporal import BlendedFrames
 
     torch.manual_seed(0)

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from tests.video.conftest import pan_frames, textured
-from transferlab.video.flow import OpenCVFlow, consistency_mask, warp
+from transferlab.motion import warp
+from transferlab.video.flow import OpenCVFlow, consistency_mask
 
 
 @pytest.mark.parametrize("method", ["dis", "farneback"])

@@ -145,7 +145,8 @@ def test_blending_a_feed_forward_network_lowers_the_flicker() -> None:
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 3, 3, padding=1), torch.nn.Sigmoid())
     noisy = lambda x: net((x + 0.2 * torch.randn_like(x)).unsqueeze(0))[0]  # noqa: E731  a flickering stylizer
-    from transferlab.video.flow import OpenCVFlow, consistency_mask, warp, warping_error
+    from transferlab.motion import warp
+    from transferlab.video.flow import OpenCVFlow, consistency_mask, warping_error
 
     frames, flow = pan_frames(n=4), OpenCVFlow()
     smooth, plain = BlendedFrames(noisy, 0.7), BlendedFrames(noisy, 0.0)

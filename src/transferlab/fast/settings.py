@@ -14,7 +14,7 @@ from transferlab.errors import ConfigError
 from transferlab.exporter import ExportOptions
 from transferlab.fast.arbitrary.networks import MIN_SIZE as STYLE_MIN_SIZE
 from transferlab.fast.per_style.networks import ARCHS, MAX_BLOCKS, MAX_WIDTH, MIN_SIZE
-from transferlab.groups import LossWeights, Photos
+from transferlab.groups import LossWeights, Photos, Steadiness
 from transferlab.runtime import RuntimeSettings
 from transferlab.trainer import TrainerSettings
 
@@ -57,6 +57,7 @@ class TrainSettings:
     content_layers: dict[str, float]
     style_layers: dict[str, float]
     loss: LossWeights
+    steadiness: Steadiness  # loss.temporal_*: used where loss.temporal > 0
     runtime: RuntimeSettings
     # data
     style: str  # a local path or pinned URL, resolved by the task (fetching is work, not a check)
@@ -76,6 +77,7 @@ class TrainSettings:
             "task.style_size": self.style_size,
             **self.photos.fingerprint(),
             **self.training.fingerprint(),
+            **temporal_fingerprint(self.loss.temporal, self.steadiness),
         }
 
     @classmethod
@@ -87,7 +89,8 @@ class TrainSettings:
             model=model,
             content_layers=layers.content,
             style_layers=layers.style,
-            loss=groups.loss(cfg, ("content", "style", "tv")),
+            loss=groups.loss(cfg, ("content", "style", "tv", "temporal")),
+            steadiness=groups.steadiness(cfg),
             runtime=groups.runtime(cfg),
             style=str(cfg.task.style),
             style_size=checks.at_least(cfg.task.style_size, 32, "task.style_size"),
@@ -100,6 +103,12 @@ class TrainSettings:
         problems.run(backbone.check_weights, model.arch, model.weights, bool(problems.errors))
         problems.raise_all()
         return settings
+
+
+def temporal_fingerprint(weight: float, steadiness: Steadiness) -> dict[str, Any]:
+    """What a resume must keep of the temporal term; nothing at weight 0, so that the checkpoints of runs
+    without it (and of the versions before it) resume as they did."""
+    return {"loss.temporal": {"weight": weight, **steadiness.fingerprint()}} if weight > 0 else {}
 
 
 @dataclass(frozen=True)

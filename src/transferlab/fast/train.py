@@ -1,10 +1,11 @@
 """The training loop of every feed-forward stylizer (per-style and arbitrary-style): samples by step (exact
 resume), validation and checkpoints on a step schedule, the final checkpoint written atomically; the
-task's result (the entry writes metrics.json from it)."""
+task's result (the entry writes metrics.json from it); and the temporal term both families can train with."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +15,43 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from transferlab import checkpoints
+from transferlab import checkpoints, motion
 from transferlab.fast.settings import Training
+from transferlab.groups import Steadiness
 from transferlab.result import TaskResult
 from transferlab.trainer import ResumeRecord, make_trainer
 
 log = logging.getLogger(__name__)
+
+
+class TemporalTerm:
+    """Steadiness learnt without a flow dataset (the synthetic motion fast-artistic-videos' author recommends,
+    ReReVST's noise): each photo is moved by a random shift, zoom and rotation whose flow is exact
+    (``motion.random_flow``), given Gaussian noise of std ``noise`` (pixels in [0, 1]; 0: none), and
+    stylized; the term is the mean squared difference, per channel value, between that and the photo's own
+    stylization moved by the same flow, over the pixels the motion keeps in the frame (``motion.inside``).
+    The draws depend on ``seed`` and the caller's ``key`` only (the step in training): a resumed run
+    draws what an unbroken one would."""
+
+    def __init__(self, weight: float, limits: motion.Motion, noise: float, seed: int) -> None:
+        self.weight, self.limits, self.noise, self.seed = weight, limits, noise, seed
+
+    def __call__(self, stylize: Callable[[Tensor], Tensor], photos: Tensor, output: Tensor, key: int) -> Tensor:
+        """The unweighted term for ``photos`` ``[B, 3, H, W]`` whose stylization ``stylize(photos)`` is ``output``."""
+        generator = torch.Generator().manual_seed((self.seed * 1_000_003 + key) % 2**63)
+        b, _, h, w = photos.shape
+        flow = motion.random_flow(b, h, w, self.limits, generator).to(photos)
+        moved = motion.warp(photos, flow)
+        if self.noise > 0:
+            moved = (moved + self.noise * torch.randn(moved.shape, generator=generator).to(moved)).clamp(0, 1)
+        mask = motion.inside(flow)
+        error = (stylize(moved).float() - motion.warp(output.float(), flow)).pow(2) * mask
+        return error.sum() / (mask.sum() * output.shape[1]).clamp(min=1)
+
+
+def temporal_term(weight: float, steadiness: Steadiness, seed: int) -> TemporalTerm | None:
+    """The run's temporal term from its settings; None at weight 0 (no term, no extra forward)."""
+    return TemporalTerm(weight, steadiness.motion, steadiness.noise, seed) if weight > 0 else None
 
 
 class ValidatedModule(pl.LightningModule):

@@ -27,9 +27,10 @@ from transferlab.fast import stylizer
 from transferlab.fast.apply import interpolate
 from transferlab.fast.arbitrary import ops
 from transferlab.fast.arbitrary.networks import AdaINNet
+from transferlab.motion import warp
 from transferlab.style.scene import check_coverage
 from transferlab.video import io
-from transferlab.video.flow import OpenCVFlow, warp
+from transferlab.video.flow import OpenCVFlow
 from transferlab.video.settings import VideoSettings
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
-"""Optical flow (OpenCV), warping, Ruder et al.'s forward-backward consistency
-mask, and the flicker metric.
+"""Optical flow (OpenCV), Ruder et al.'s forward-backward consistency mask, and the flicker metric;
+warping by a flow is the floor's (transferlab/motion.py, imported here for the wing).
 
 Convention: ``flow(a, b)`` is the backward flow of ``a`` into ``b``: pixel ``x`` of ``a`` is seen
 at ``x + flow[:, y, x]`` in ``b`` (in pixels, channel 0 horizontal). So ``warp(b, flow(a, b))``
@@ -11,8 +11,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from transferlab.motion import inside, warp
 
 METHODS = ("dis", "farneback")
 
@@ -40,26 +41,6 @@ class OpenCVFlow:
         return torch.from_numpy(flow).permute(2, 0, 1).to(a.device, torch.float32)
 
 
-def warp(image: Tensor, flow: Tensor, mode: str = "bilinear") -> Tensor:
-    """``image`` (``[C, H, W]``) sampled at ``x + flow(x)``, bilinear (or ``mode``: grid_sample's), borders
-    replicated: the pixels whose source lies outside are smears of the edge, and ``consistency_mask``
-    marks them unreliable. Sampling between pixels is a low-pass filter, and a stylized frame holds much
-    of its energy near the pixel scale. Measured in total variation (losses.py) per warp: pixel noise on
-    a 3 px pan with DIS flow (offsets near whole pixels) lost 3% bilinear, 0.3% bicubic; a stylized frame
-    on a 2% zoom (offsets of 0.25 px on average) lost 38% bilinear, 16% bicubic. The frame's optimization
-    steps must paint that back."""
-    _, h, w = image.shape
-    ys, xs = torch.meshgrid(
-        torch.arange(h, device=flow.device, dtype=flow.dtype),
-        torch.arange(w, device=flow.device, dtype=flow.dtype),
-        indexing="ij",
-    )
-    x = (xs + flow[0]) * (2 / max(w - 1, 1)) - 1
-    y = (ys + flow[1]) * (2 / max(h - 1, 1)) - 1
-    grid = torch.stack([x, y], dim=-1).unsqueeze(0)
-    return F.grid_sample(image.unsqueeze(0), grid, mode=mode, padding_mode="border", align_corners=True)[0]
-
-
 def consistency_mask(backward: Tensor, forward: Tensor) -> Tensor:
     """``[1, H, W]``: 1 where ``backward`` (cur -> prev) is reliable, 0 at disocclusions (the forward
     flow, followed back, does not return) and at motion boundaries (Ruder et al., 2016, eqs. 5-6),
@@ -70,13 +51,7 @@ def consistency_mask(backward: Tensor, forward: Tensor) -> Tensor:
     dv = torch.gradient(backward[1])
     gradient = du[0].pow(2) + du[1].pow(2) + dv[0].pow(2) + dv[1].pow(2)
     boundary = gradient > 0.01 * backward.pow(2).sum(0) + 0.002
-    _, h, w = backward.shape
-    ys, xs = torch.meshgrid(
-        torch.arange(h, device=backward.device), torch.arange(w, device=backward.device), indexing="ij"
-    )
-    x, y = xs + backward[0], ys + backward[1]
-    outside = (x < 0) | (x > w - 1) | (y < 0) | (y > h - 1)
-    return (~(occluded | boundary | outside)).float().unsqueeze(0)
+    return (~(occluded | boundary)).float().unsqueeze(0) * inside(backward)
 
 
 def warping_error(current: Tensor, previous: Tensor, backward: Tensor, mask: Tensor) -> tuple[float, float]:

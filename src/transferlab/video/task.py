@@ -28,10 +28,11 @@ from tqdm import tqdm
 from transferlab import backbone, checks, images, runtime
 from transferlab.errors import VideoError
 from transferlab.files import write_json
+from transferlab.motion import warp
 from transferlab.result import TaskResult
 from transferlab.video import controls, io, quality
 from transferlab.video.controls import Maps
-from transferlab.video.flow import OpenCVFlow, consistency_mask, warp, warping_error
+from transferlab.video.flow import OpenCVFlow, consistency_mask, warping_error
 from transferlab.video.settings import RESUME_FILE, VideoSettings
 from transferlab.video.temporal import BlendedFrames, OptimizedFrames, combine, initial_image
 
@@ -188,7 +189,7 @@ class FlowTargets:
             backward, forward = self.flow(frame, earlier), self.flow(earlier, frame)
             mask = consistency_mask(backward, forward)
             self.seconds += time.perf_counter() - start
-            targets.append((warp(result, backward, "bicubic").clamp(0, 1), mask))  # bilinear blurs (flow.warp)
+            targets.append((warp(result, backward, "bicubic").clamp(0, 1), mask))  # bilinear blurs (motion.warp)
             if j == 1:
                 pairs = [(result, base, backward, mask)]
         return targets, pairs

@@ -14,7 +14,7 @@ from torchvision.utils import make_grid
 
 from transferlab import images
 from transferlab.fast.arbitrary.networks import AdaINNet
-from transferlab.fast.train import ValidatedModule
+from transferlab.fast.train import TemporalTerm, ValidatedModule
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,8 @@ class AdaINModule(ValidatedModule):
     """The decoder (and SANet, when ``network["arch"]`` is sanet; the light encoder and its distillation
     projection, when ``network["encoder"]`` is light) trained with Adam against ``content_weight * content +
     style_weight * style + distill_weight * distill`` (``AdaINNet.terms``; distill only for a light encoder).
-    Checkpoints hold VGG19 to relu4_1 too (14 MB; a light network's loss network, for resume): a checkpoint
-    is the whole model, applied without weights.
+    With ``temporal``, its term too (at its weight). Checkpoints hold VGG19 to relu4_1 too (14 MB; a light
+    network's loss network, for resume): a checkpoint is the whole model, applied without weights.
     ``previews`` ``[K, 3, S, S]``: the styles of the validation grid (not saved)."""
 
     def __init__(
@@ -52,6 +52,7 @@ class AdaINModule(ValidatedModule):
         previews: Tensor | None = None,
         preview_size: int = 128,
         fast_convs: bool = True,
+        temporal: TemporalTerm | None = None,
     ) -> None:
         super().__init__()
         self.net = AdaINNet(**network, fast_convs=fast_convs)  # how this process computes: not saved
@@ -68,25 +69,30 @@ class AdaINModule(ValidatedModule):
         )
         self.register_buffer("previews", previews if previews is not None else torch.empty(0), persistent=False)
         self.preview_size = preview_size
+        self.temporal = temporal
         self.val_tiles: list[Tensor] = []
         self.last_grid: Tensor | None = None  # the latest validation's grid (``grid``), on the CPU
 
-    def terms(self, content: Tensor, style: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """The stylized batch and its loss terms, with ``loss`` their weighted sum (what training minimizes)."""
+    def terms(self, content: Tensor, style: Tensor, key: int = 0) -> tuple[Tensor, dict[str, Tensor]]:
+        """The stylized batch and its loss terms, with ``loss`` their weighted sum (what training minimizes);
+        with a temporal term, ``temporal`` (its motion drawn by ``key``, the style held)."""
         output, terms = self.net.terms(content, style)
         weights = zip(("content", "style", "distill"), self.hparams.loss_weights)
         terms["loss"] = sum(w * terms[k] for k, w in weights if k in terms)
+        if self.temporal is not None:
+            terms["temporal"] = self.temporal(lambda moved: self.net(moved, style), content, output, key)
+            terms["loss"] = terms["loss"] + self.temporal.weight * terms["temporal"]
         return output, terms
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        _, terms = self.terms(*batch)
+        _, terms = self.terms(*batch, self.global_step)
         self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, on_step=True)
         self.log("train/loss_bar", terms["loss"].detach(), prog_bar=True, logger=False)
         return terms["loss"]
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:
         for style in self.previews:
-            output, terms = self.terms(batch, style.expand_as(batch))
+            output, terms = self.terms(batch, style.expand_as(batch), -1 - batch_idx)  # the same motion each time
             self.val_terms.append({k: v.detach() for k, v in terms.items()})
             self.val_tiles.append(output.detach().float().clamp(0, 1).cpu())
         self.val_tiles.append(batch.detach().float().cpu())  # the photos, first in each grid row

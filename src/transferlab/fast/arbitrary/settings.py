@@ -14,8 +14,14 @@ from transferlab import backbone, checks, exporter, fetch, groups, images, salie
 from transferlab.errors import ConfigError
 from transferlab.exporter import ExportOptions
 from transferlab.fast.arbitrary.networks import ARCHS, ENCODERS, MIN_SIZE, MULTIPLE
-from transferlab.fast.settings import ImagesToStylize, Training, checked_alpha, checkpoint_file
-from transferlab.groups import Photos
+from transferlab.fast.settings import (
+    ImagesToStylize,
+    Training,
+    checked_alpha,
+    checkpoint_file,
+    temporal_fingerprint,
+)
+from transferlab.groups import Photos, Steadiness
 from transferlab.runtime import RuntimeSettings
 
 CHECKPOINT = "a train_adain checkpoint (.ckpt)"
@@ -35,6 +41,8 @@ class TrainAdaINSettings:
     content_weight: float
     style_weight: float
     distill_weight: float  # light encoder only
+    temporal_weight: float
+    steadiness: Steadiness  # loss.temporal_*: used where temporal_weight > 0
     runtime: RuntimeSettings
     # data: content photos (data.*) and style images
     photos: Photos
@@ -54,6 +62,7 @@ class TrainAdaINSettings:
             "loss": [self.content_weight, self.style_weight, self.distill_weight],
             **self.photos.fingerprint(),
             **self.training.fingerprint(),
+            **temporal_fingerprint(self.temporal_weight, self.steadiness),
         }
 
     @classmethod
@@ -62,7 +71,7 @@ class TrainAdaINSettings:
         if model.arch != "vgg19":
             raise ConfigError(f"model.arch={model.arch!r}: the AdaIN decoder mirrors VGG19; use model=vgg19")
         content, style = groups.layers(cfg, "vgg19")
-        loss = groups.loss(cfg, ("content", "style", "distill"))
+        loss, steadiness = groups.loss(cfg, ("content", "style", "distill", "temporal")), groups.steadiness(cfg)
         if list(content) != ["relu4_1"]:
             raise ConfigError(
                 f"layers.content={list(content)}: AdaIN's content target is relu4_1; use layers=adain "
@@ -104,6 +113,8 @@ class TrainAdaINSettings:
             content_weight=loss.content,
             style_weight=loss.style,
             distill_weight=loss.distill,
+            temporal_weight=loss.temporal,
+            steadiness=steadiness,
             runtime=groups.runtime(cfg),
             styles=fetch.resolve(str(task.styles), "task.styles"),  # a folder, or sample:styles
             style_resize=checks.at_least(task.style_resize, photos.crop, "task.style_resize"),

@@ -19,7 +19,7 @@ from transferlab.fast import data
 from transferlab.fast.arbitrary.module import AdaINModule, Pairs
 from transferlab.fast.arbitrary.networks import MIN_SIZE
 from transferlab.fast.arbitrary.settings import TrainAdaINSettings
-from transferlab.fast.train import StepData, fit
+from transferlab.fast.train import StepData, fit, temporal_term
 from transferlab.files import atomic_write
 from transferlab.result import TaskResult
 
@@ -51,6 +51,7 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
         previews,
         s.preview_size,
         s.runtime.winograd,
+        temporal_term(s.temporal_weight, s.steadiness, s.training.seed),
     )
     runtime.configure(s.runtime)  # after loading the weights: the heap would keep the checkpoint's memory
     # The probe stands for both the content and the style crops.

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from transferlab import backbone, images
 from transferlab.fast.per_style.networks import TransformNet, build_network
-from transferlab.fast.train import ValidatedModule
+from transferlab.fast.train import TemporalTerm, ValidatedModule
 from transferlab.perceptual import PerceptualLoss, style_grams
 
 
@@ -41,8 +41,9 @@ def make_loss(
 
 
 class FastStyleModule(ValidatedModule):
-    """A transformation network trained against a frozen perceptual loss with Adam. Checkpoints hold
-    the network, the Gram targets and the optimizer state, not the VGG weights (rebuilt from hparams)."""
+    """A transformation network trained against a frozen perceptual loss with Adam, plus ``temporal``'s
+    term when given. Checkpoints hold the network, the Gram targets and the optimizer state, not the VGG
+    weights (rebuilt from hparams)."""
 
     def __init__(
         self,
@@ -51,6 +52,7 @@ class FastStyleModule(ValidatedModule):
         lr: float,
         betas: tuple[float, float],
         weight_decay: float,
+        temporal: TemporalTerm | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(
@@ -58,27 +60,33 @@ class FastStyleModule(ValidatedModule):
         )
         self.network: TransformNet = build_network(**network)
         self.perceptual = loss
+        self.temporal = temporal
         self.val_outputs: list[Tensor] = []
         self.last_val_images: Tensor | None = None  # the latest validation's stylized photos, on the CPU
 
     def forward(self, image: Tensor) -> Tensor:
         return self.network(image)
 
-    def terms(self, output: Tensor, photos: Tensor) -> dict[str, Tensor]:
-        """The loss of ``output`` for ``photos`` under train_fast's metric names: ``loss`` (the total) and
-        the unweighted ``content``, ``style``, ``tv``, ``content_<layer>``, ``style_<layer>``."""
+    def terms(self, output: Tensor, photos: Tensor, key: int = 0) -> dict[str, Tensor]:
+        """The loss of ``output`` (``network(photos)``) under train_fast's metric names: ``loss`` (the total)
+        and the unweighted ``content``, ``style``, ``tv``, ``content_<layer>``, ``style_<layer>``, and
+        ``temporal`` with a temporal term (its motion drawn by ``key``)."""
         parts = self.perceptual.parts(output, photos)
-        return parts | {"loss": self.perceptual.weighted(parts, output)["loss/total"]}
+        loss = self.perceptual.weighted(parts, output)["loss/total"]
+        if self.temporal is not None:
+            parts["temporal"] = self.temporal(self.network, photos, output, key)
+            loss = loss + self.temporal.weight * parts["temporal"]
+        return parts | {"loss": loss}
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
-        terms = self.terms(self.network(batch), batch)
+        terms = self.terms(self.network(batch), batch, self.global_step)
         self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, prog_bar=False, on_step=True)
         self.log("train/loss_bar", terms["loss"].detach(), prog_bar=True, logger=False)
         return terms["loss"]
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:
         output = self.network(batch)
-        terms = self.terms(output, batch)
+        terms = self.terms(output, batch, -1 - batch_idx)  # the same motion at every validation
         self.val_terms.append({k: v.detach() for k, v in terms.items()})
         self.val_outputs.append(output.detach().float().cpu())
 

@@ -18,7 +18,7 @@ from transferlab.fast import data
 from transferlab.fast.per_style.module import FastStyleModule, make_loss
 from transferlab.fast.per_style.networks import MIN_SIZE
 from transferlab.fast.settings import TrainSettings
-from transferlab.fast.train import StepData, fit
+from transferlab.fast.train import StepData, fit, temporal_term
 from transferlab.files import atomic_write
 from transferlab.perceptual import PerceptualLoss
 from transferlab.result import TaskResult
@@ -60,6 +60,7 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
         s.training.lr,
         s.training.betas,
         s.training.weight_decay,
+        temporal_term(s.loss.temporal, s.steadiness, s.training.seed),
     )
     photos, training = s.photos, s.training
     memory.check_training(
