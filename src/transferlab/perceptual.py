@@ -23,12 +23,16 @@ style term matches means and standard deviations (fast/arbitrary/ops.py).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from transferlab import backbone, images
 from transferlab.losses import content_loss, gram_matrix, style_loss, total_variation
+
+if TYPE_CHECKING:
+    from transferlab.groups import LossWeights
 
 Term = Callable[[Tensor], Tensor]  # the image [B, 3, H, W] -> a weighted loss term (a scalar)
 
@@ -74,6 +78,24 @@ class PerceptualLoss(nn.Module):
         self.content_weight, self.style_weight, self.tv_weight = content_weight, style_weight, tv_weight
         self.extra = dict(extra or {})
         self.style_weights: list[float] = []  # the blend of the styles, one weight per style
+
+    @classmethod
+    def of(
+        cls,
+        encoder: backbone.VGGFeatures,
+        content_layers: Mapping[str, float],
+        style_layers: Mapping[str, float],
+        weights: LossWeights,
+    ) -> PerceptualLoss:
+        """The composition with the ``loss`` group's content, style and total-variation weights."""
+        return cls(
+            encoder,
+            content_layers,
+            style_layers,
+            content_weight=weights.content,
+            style_weight=weights.style,
+            tv_weight=weights.tv,
+        )
 
     def like(self, extra: Mapping[str, Term] | None = None) -> PerceptualLoss:
         """A composition with this one's encoder, layers and weights, no targets yet, and ``extra`` terms."""

@@ -35,15 +35,7 @@ def build(settings: StyleSettings) -> tuple[StyleTransfer, backbone.VGGFeatures]
     layers = [*settings.content_layers, *settings.style_layers]
     encoder = backbone.VGGFeatures(features, model.arch, layers, normalization, model.feature_scale)
     reference = backbone.VGGFeatures(features, model.arch, quality.REFERENCE_LAYERS, normalization, model.feature_scale)
-    loss = settings.loss
-    perceptual = PerceptualLoss(
-        encoder,
-        settings.content_layers,
-        settings.style_layers,
-        content_weight=loss.content,
-        style_weight=loss.style,
-        tv_weight=loss.tv,
-    )
+    perceptual = PerceptualLoss.of(encoder, settings.content_layers, settings.style_layers, settings.loss)
     module = StyleTransfer(
         perceptual,
         scene.load(settings.inputs, settings.size),

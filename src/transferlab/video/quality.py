@@ -20,6 +20,8 @@ or frame and averaged over the video (the first frame counts in the per-frame fi
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import Tensor
 from torchmetrics.functional.image import structural_similarity_index_measure
@@ -45,14 +47,8 @@ class LossTerms:
         style_layers: dict[str, float],
         weights: LossWeights,
     ) -> None:
-        self.perceptual = PerceptualLoss(
-            encoder,
-            content_layers,
-            style_layers,
-            content_weight=weights.content,
-            style_weight=weights.style,
-            tv_weight=0,
-        )
+        # Only the content and style terms are reported: no total variation to compute.
+        self.perceptual = PerceptualLoss.of(encoder, content_layers, style_layers, replace(weights, tv=0.0))
         self.perceptual.set_styles(style_grams(encoder, styles, style_layers), style_weights)
 
     @torch.no_grad()

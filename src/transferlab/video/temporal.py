@@ -79,14 +79,7 @@ class OptimizedFrames:
         """``style_weights``: one per style, summing to 1 (None: equal)."""
         self.styles, self.optimizer, self.color = styles, optimizer, color_mode
         self.style_weights = style_weights or [1 / len(styles)] * len(styles)
-        self.perceptual = PerceptualLoss(
-            encoder,
-            content_layers,
-            style_layers,
-            content_weight=weights.content,
-            style_weight=weights.style,
-            tv_weight=weights.tv,
-        )
+        self.perceptual = PerceptualLoss.of(encoder, content_layers, style_layers, weights)
         # The same for every frame: once. A colour mode matches the styles to each frame, so they are per frame.
         self.grams = style_grams(encoder, styles, style_layers) if color_mode == "none" else None
 
