@@ -76,7 +76,7 @@ def test_the_cli_prints_each_problem_on_its_line_and_leaves_one_directory(tmp_pa
         "error: image none.jpg does not exist",
         "error: model.weights=no.pth does not exist; give a vgg19 state dict",
     ]
-    assert sorted(p.name for p in run.iterdir()) == [".hydra", "error.txt"]
+    assert sorted(p.name for p in run.iterdir()) == [".hydra", "error.txt", "main.log"]
     assert (run / "error.txt").read_text().splitlines()[:3] == [line.removeprefix("error: ") for line in lines]
 
 
