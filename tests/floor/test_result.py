@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from helpers import compose_cfg, hparams_columns, make_image
-from transferlab import main, result, sweep
+from transferlab import checks, main, result, sweep
 from transferlab.classify import predict
 from transferlab.classify.settings import ExportSettings
 from transferlab.exporter import ExportOptions
@@ -36,6 +36,17 @@ def test_record_writes_metrics_the_index_and_the_hparams_session(tmp_path):
     assert result.read_index(tmp_path)["images"] == [image]
     assert hparams_columns(tmp_path) == ["* task.steps", "task.lr", "seed"]
     assert OmegaConf.load(tmp_path / "tensorboard" / "hparams" / "hparams.yaml")["* task.steps"] == 3
+
+
+def test_every_tasks_hparams_name_random_weights_and_show_only_the_keys_given(tmp_path):
+    """checks.hparams: the keys a task names, as on the command line, lists and mappings as text; record:
+    ``model.weights=null`` shows as ``random`` (as stylize's own table does), led by the override."""
+    cfg = compose_cfg("task=train_fast", "model.weights=null", "task.style=s.png", "data.root=photos")
+    hp = checks.hparams(cfg, ["task.steps", "model.weights", "layers.content", "data.root"])
+    assert hp == {"task.steps": 2000, "model.weights": None, "layers.content": "relu2_2:1.0", "data.root": "photos"}
+    result.record(TaskResult(metrics={}, objective=None, hparams=hp), tmp_path, ["model.weights=null"])
+    saved = OmegaConf.load(tmp_path / "tensorboard" / "hparams" / "hparams.yaml")
+    assert list(saved)[0] == "* model.weights" and saved["* model.weights"] == "random"
 
 
 def test_hparams_lead_with_swept_keys_then_other_overrides():
