@@ -126,9 +126,13 @@ class EvalReport(pl.Callback):
         sheet = misclassified_sheet(self.mistakes, self.classes, evaluation.counts)
         if isinstance(trainer.logger, TensorBoardLogger):
             board = trainer.logger.experiment
-            board.add_image(f"{evaluation.prefix}/confusion_matrix", images.to_tensor(confusion), trainer.global_step)
+            board.add_image(
+                f"views/{evaluation.prefix}_confusion_matrix", images.to_tensor(confusion), trainer.global_step
+            )
             if sheet is not None:
-                board.add_image(f"{evaluation.prefix}/misclassified", images.to_tensor(sheet), trainer.global_step)
+                board.add_image(
+                    f"views/{evaluation.prefix}_misclassified", images.to_tensor(sheet), trainer.global_step
+                )
         if trainer.state.fn in (TrainerFn.VALIDATING, TrainerFn.TESTING):
             images.save_atomic(confusion, confusion_path(self.output_dir, split))
             write_confusion_csv(evaluation.counts, self.classes, self.output_dir / f"confusion_matrix_{split}.csv")

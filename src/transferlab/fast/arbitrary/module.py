@@ -100,7 +100,7 @@ class AdaINModule(ValidatedModule):
     def end_validation(self, writer: Any | None) -> None:
         self.last_grid = self.grid()
         if writer is not None:
-            writer.add_image("val/grid", self.last_grid, self.global_step)
+            writer.add_image("views/grid", self.last_grid, self.global_step)
         self.val_tiles.clear()
 
     def grid(self) -> Tensor:

@@ -94,7 +94,7 @@ class FastStyleModule(ValidatedModule):
         self.last_val_images = torch.cat(self.val_outputs)
         if writer is not None:
             previews = torch.stack([images.fits_in(p, 256) for p in self.last_val_images])
-            writer.add_images("val/stylized", previews, self.global_step)
+            writer.add_images("views/stylized", previews, self.global_step)
         self.val_outputs.clear()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
