@@ -21,6 +21,10 @@ from transferlab.files import atomic_write
 
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 TENSORBOARD = "tensorboard"  # the run's events, in the run directory
+# The group of every task's images in TensorBoard (Trainer tasks and video; stylize keeps its stylized/): the
+# Time Series tab sorts groups by name and opens the first two, and this name sorts after every scalar
+# group (train, val, video), so a run opens on its losses.
+VISUALS = "visuals"
 
 
 @dataclass(frozen=True)

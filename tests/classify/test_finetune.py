@@ -180,7 +180,7 @@ def test_finetune_writes_checkpoints_metrics_and_images(trained: Path) -> None:
         "val/acc_ants",
         "train/lr_head",
         "train/lr_backbone",
-        "views/val_confusion_matrix",
+        "visuals/val_confusion_matrix",
     ):
         assert tag in tags, tag
     # The best checkpoint's figures: only in the HParams session's sub-run; the test split's only in

@@ -49,7 +49,7 @@ def image_size(value: Any, key: str) -> int:
 class Evaluation:
     """The latest evaluation's confusion matrix (summed over processes), accuracies and mean loss,
     under its prefix: val (each epoch), best_val (trainer.validate after fit) or test (TensorBoard's
-    ``views/<prefix>_confusion_matrix`` and ``views/<prefix>_misclassified`` images)."""
+    ``visuals/<prefix>_confusion_matrix`` and ``visuals/<prefix>_misclassified`` images)."""
 
     prefix: str
     counts: Tensor

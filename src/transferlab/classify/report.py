@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from transferlab import images
 from transferlab.files import atomic_write
+from transferlab.trainer import VISUALS
 
 MAX_KEPT = 256  # misclassified images held during one evaluation
 MAX_DRAWN = 100  # classes drawn in the confusion image (about 4000 px square); beyond, SHOWN_OF_MANY of them
@@ -127,11 +128,11 @@ class EvalReport(pl.Callback):
         if isinstance(trainer.logger, TensorBoardLogger):
             board = trainer.logger.experiment
             board.add_image(
-                f"views/{evaluation.prefix}_confusion_matrix", images.to_tensor(confusion), trainer.global_step
+                f"{VISUALS}/{evaluation.prefix}_confusion_matrix", images.to_tensor(confusion), trainer.global_step
             )
             if sheet is not None:
                 board.add_image(
-                    f"views/{evaluation.prefix}_misclassified", images.to_tensor(sheet), trainer.global_step
+                    f"{VISUALS}/{evaluation.prefix}_misclassified", images.to_tensor(sheet), trainer.global_step
                 )
         if trainer.state.fn in (TrainerFn.VALIDATING, TrainerFn.TESTING):
             images.save_atomic(confusion, confusion_path(self.output_dir, split))

@@ -271,9 +271,9 @@ def stylize_frames(s: VideoSettings, output_dir: Path, progress: dict[str, Any])
 
 def log_frame(board: trainer.RunLogger, i: int, figures: dict[str, float], shown: tuple[Tensor | None, ...]) -> None:
     """Frame ``i``'s figures as TensorBoard points at step ``i`` (``video/<name>``: the names of metrics.json,
-    whose values are their means), and the ``shown`` result and baseline (``visuals/``: sorts after them)."""
+    whose values are their means), and the ``shown`` result and baseline (``trainer.VISUALS``: sorts after them)."""
     board.log_metrics({f"video/{name}": value for name, value in figures.items()}, step=i)
-    for tag, image in zip(("visuals/frame", "visuals/frame_baseline"), shown):
+    for tag, image in zip((f"{trainer.VISUALS}/frame", f"{trainer.VISUALS}/frame_baseline"), shown):
         if image is not None:
             board.experiment.add_image(tag, images.fits_in(image.cpu(), BOARD_SIZE), i)
 

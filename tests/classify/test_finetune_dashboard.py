@@ -11,13 +11,13 @@ from helpers import check_dashboard, dashboard, hparams_columns
 
 def test_dashboard_opens_on_losses_and_accuracies(trained: Path) -> None:
     """train/ and val/ (losses, accuracies; learning rates and epoch times after them in train/), the
-    confusion matrices and mistakes under views/; no single-point chart."""
+    confusion matrices and mistakes under visuals/; no single-point chart."""
     check_dashboard(trained, ["train", "val"])
     events = dashboard(trained)
     assert {"train/loss", "train/acc_macro", "train/lr_head", "val/loss", "val/acc_macro"} <= set(
         events.Tags()["scalars"]
     )
-    assert "views/val_confusion_matrix" in events.Tags()["images"]
+    assert "visuals/val_confusion_matrix" in events.Tags()["images"]
 
 
 def test_epoch_figures_sit_at_the_step_the_epoch_ended_on(trained: Path) -> None:
@@ -26,7 +26,7 @@ def test_epoch_figures_sit_at_the_step_the_epoch_ended_on(trained: Path) -> None
     events = dashboard(trained)
     steps = [s.step for s in events.Scalars("val/loss")]
     assert steps == [3, 6] == [s.step for s in events.Scalars("train/loss")]
-    assert [s.step for s in events.Images("views/val_confusion_matrix")] == steps
+    assert [s.step for s in events.Images("visuals/val_confusion_matrix")] == steps
     (best,) = dashboard(trained, session=True).Scalars("val/loss")
     curve = {s.step: s.value for s in events.Scalars("val/loss")}
     assert best.step in curve and abs(best.value - curve[best.step]) < 1e-4

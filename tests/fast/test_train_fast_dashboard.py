@@ -11,13 +11,13 @@ from helpers import check_dashboard, dashboard, hparams_columns
 
 
 def test_dashboard_opens_on_the_losses_with_validation_at_its_steps(trained: Path) -> None:
-    """4 steps, validation every 2: train/ and val/ first, the stylized photos under views/; each
+    """4 steps, validation every 2: train/ and val/ first, the stylized photos under visuals/; each
     validation's scalars and images at the step it validated (2 and 4, not Lightning's 1 and 3), the
     HParams session's (the final validation's) on the same point."""
     check_dashboard(trained, ["train", "val"])
     events = dashboard(trained)
     assert [s.step for s in events.Scalars("val/loss")] == [2, 4]
-    assert [s.step for s in events.Images("views/stylized")] == [2, 4]
+    assert [s.step for s in events.Images("visuals/stylized")] == [2, 4]
     assert [s.step for s in events.Scalars("train/loss")] == [0, 1, 2, 3]  # each batch at the step it starts
     (final,) = dashboard(trained, session=True).Scalars("val/loss")
     assert final.step == 4 and abs(final.value - events.Scalars("val/loss")[-1].value) < 1e-6
