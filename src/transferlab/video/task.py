@@ -276,6 +276,8 @@ def log_frame(board: trainer.RunLogger, i: int, figures: dict[str, float], shown
     for tag, image in zip((f"{trainer.VISUALS}/frame", f"{trainer.VISUALS}/frame_baseline"), shown):
         if image is not None:
             board.experiment.add_image(tag, images.fits_in(image.cpu(), BOARD_SIZE), i)
+    # Written with the frame (a frame takes seconds): a stopped run keeps the curves of the frames it finished.
+    board.experiment.flush()
 
 
 def measure_frame(
