@@ -74,6 +74,16 @@ def test_contact_sheet_reads_each_jobs_result(tmp_path):
     assert sheet.getpixel((128, 128)) != (255, 255, 255) and sheet.getpixel((384, 128)) == (255, 255, 255)
 
 
+def test_sweep_jobs_are_found_by_their_number_in_job_order(tmp_path):
+    """hydra.sweep.subdir names a job by its number and what it sweeps (sweep.job_dir_name); job 10 after 2."""
+    for name in ("2_task.lr-0.01", "10_task.lr-0.1", "0", "notes", "3_no_result"):
+        (tmp_path / name).mkdir()
+    for name in ("2_task.lr-0.01", "10_task.lr-0.1", "0", "notes"):
+        result.record(TaskResult({}, None), tmp_path / name)
+    assert [d.name for d in sweep.job_dirs(tmp_path)] == ["0", "2_task.lr-0.01", "10_task.lr-0.1"]
+    assert sweep.job_dir_name(4) == "4"  # outside a Hydra job: the number alone
+
+
 def test_every_task_returns_a_task_result():
     """Each task's run says so (each task's own tests run it through main.run_task, which refuses any other)."""
     for name, module in main.TASKS.items():
