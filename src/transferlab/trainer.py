@@ -80,7 +80,7 @@ class ValidationStep(pl.Callback):
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:
-            module.log("step", float(trainer.global_step))
+            module.log("step", float(trainer.global_step), sync_dist=True)  # equal on every process: no warning
 
 
 class ResumeRecord(pl.Callback):

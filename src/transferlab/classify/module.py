@@ -183,7 +183,7 @@ class Classifier(pl.LightningModule):
         self.log_dict(epoch, sync_dist=True, prog_bar=True)
         # At the step the epoch ended on, as its validation (trainer.ValidationStep): Lightning draws an
         # epoch's figures a step before, beside the step the epoch's validation belongs to.
-        self.log("step", float(self.global_step))
+        self.log("step", float(self.global_step), sync_dist=True)
         if self.global_rank == 0:
             val = self.last_eval.accuracies if self.last_eval is not None else {}
             loss = self.last_eval.loss if self.last_eval is not None else None
