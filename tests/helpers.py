@@ -17,6 +17,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,6 +75,36 @@ def hparams_columns(run_dir: Path) -> list[str]:
     from omegaconf import OmegaConf
 
     return list(OmegaConf.load(run_dir / "tensorboard" / "hparams" / "hparams.yaml"))
+
+
+def dashboard(run_dir: Path, session: bool = False) -> EventAccumulator:
+    """A run's TensorBoard events as TensorBoard reads them, every point and image kept: its own, or
+    (``session``) its HParams session's."""
+    path = run_dir / "tensorboard" / ("hparams" if session else "")
+    return EventAccumulator(str(path), size_guidance={"scalars": 0, "images": 0}).Reload()
+
+
+def board_groups(run_dir: Path) -> tuple[list[str], list[str]]:
+    """The groups of a run's scalar tags and of its image tags (both runs: its own and its HParams
+    session's), in the order TensorBoard's Time Series tab shows them: by name, the first two expanded."""
+    tags = {"scalars": set(), "images": set()}
+    for events in (dashboard(run_dir), dashboard(run_dir, session=True)):
+        for kind in tags:
+            tags[kind] |= {tag.split("/")[0] for tag in events.Tags()[kind]}
+    return sorted(tags["scalars"]), sorted(tags["images"])
+
+
+def check_dashboard(run_dir: Path, first: list[str], single: tuple[str, ...] = ()) -> None:
+    """The convention every task's TensorBoard keeps: the scalar groups ``first`` open it (sorted first),
+    images after every scalar group, every chart of more than one point (the HParams session's metrics
+    add a point to a chart of the run's own); ``single``: groups a tiny run draws once (a validation)."""
+    scalars, pictures = board_groups(run_dir)
+    assert scalars[: len(first)] == first, scalars
+    assert not pictures or max(scalars) < min(pictures), (scalars, pictures)
+    events = dashboard(run_dir)
+    for tag in events.Tags()["scalars"]:
+        assert len(events.Scalars(tag)) > 1 or tag.startswith(single), f"{tag}: a chart of a single point"
+    assert set(dashboard(run_dir, session=True).Tags()["scalars"]) <= set(events.Tags()["scalars"])
 
 
 def run_cli(

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from transferlab import backbone
 from transferlab.errors import ConfigError, InputProblemsError, TransferLabError
+from transferlab.result import shown
 
 T = TypeVar("T")
 
@@ -128,9 +129,14 @@ def style_weights(value: Any, count: int) -> tuple[float, ...]:
 
 
 def hparams(cfg: DictConfig, keys: Iterable[str]) -> dict[str, Any]:
-    """The given top-level keys as plain nested values; Lightning's logger flattens them (``task/lr``)
-    and turns what TensorBoard cannot show into strings."""
-    return OmegaConf.to_container(OmegaConf.masked_copy(cfg, list(keys)), resolve=True)  # type: ignore[return-value]
+    """The settings that matter for a task's HParams table, named as on the command line (``task.lr``):
+    the given keys' values, lists and mappings as text (``relu1_1:1.0,relu2_1:1.0``). Every key's value,
+    all 40 of them, drowned the few that tell runs apart (the composed config is in .hydra/)."""
+    out = {}
+    for key in keys:
+        value = OmegaConf.select(cfg, key)
+        out[key] = shown(OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value)
+    return out
 
 
 def vgg_layers(arch: str, layers: Iterable[str], key: str) -> None:

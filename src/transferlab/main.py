@@ -24,7 +24,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandat
 from pytorch_lightning.utilities import rank_zero_only
 
 import transferlab
-from transferlab import checks, console, entry_checks, fetch, groups, keys
+from transferlab import checks, console, entry_checks, fetch, groups, keys, sweep
 from transferlab.errors import TransferLabError
 from transferlab.result import TaskResult, record, swept_keys
 
@@ -54,6 +54,8 @@ DISK_FULL = fetch.DISK_FULL
 # In hydra.run.dir and hydra.sweep.dir (configs/config.yaml): with the microseconds, makes default run
 # directories unique between processes started at the same moment, on one machine or several.
 OmegaConf.register_new_resolver("transferlab_pid", lambda: str(os.getpid()), replace=True)
+# hydra.sweep.subdir: a job's directory named by its number and what it sweeps (sweep.job_dir_name).
+OmegaConf.register_new_resolver("transferlab_job", sweep.job_dir_name, replace=True)
 
 # Which signal stopped the run ("Ctrl-C" or "SIGTERM"), or None: Lightning turns the KeyboardInterrupt our
 # handlers raise into exit(1), and a SIGTERM it receives itself into SystemExit(0).

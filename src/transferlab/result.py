@@ -43,7 +43,8 @@ class TaskResult:
 
 def record(result: TaskResult, output_dir: Path, overrides: Sequence[str] = (), swept: Collection[str] = ()) -> None:
     """Write ``result`` into ``output_dir``: metrics.json, result.json and the HParams session (its
-    columns led by the user's ``overrides``, the ``swept`` keys first: ``leading_hparams``)."""
+    columns led by the user's ``overrides``, the ``swept`` keys first: ``leading_hparams``; random
+    weights as ``model.weights=random``)."""
     write_json(result.metrics, output_dir / METRICS_FILE)
     index = {
         "objective": result.objective,
@@ -51,7 +52,10 @@ def record(result: TaskResult, output_dir: Path, overrides: Sequence[str] = (), 
         "caption": list(result.caption),
     }
     write_json(index, output_dir / RESULT_FILE)
-    hp = leading_hparams(flat(result.hparams), overrides, swept)
+    hp = flat(result.hparams)
+    if "model.weights" in hp and hp["model.weights"] is None:
+        hp["model.weights"] = "random"  # as every task's log announces them, not TensorBoard's "None"
+    hp = leading_hparams(hp, overrides, swept)
     trainer.log_summary(output_dir, hp, result.summary, result.step)
 
 
@@ -79,10 +83,13 @@ def flat(hparams: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def settings_hparams(settings: Any) -> dict[str, Any]:
     """A task's door values (a frozen settings dataclass) as HParams: nested settings as ``group.key``,
     paths and lists as text (TensorBoard shows numbers, text and booleans only)."""
-    return {key: _shown(value) for key, value in flat(dataclasses.asdict(settings)).items()}
+    return {key: shown(value) for key, value in flat(dataclasses.asdict(settings)).items()}
 
 
-def _shown(value: Any) -> Any:
+def shown(value: Any) -> Any:
+    """A setting as an HParams cell: lists as ``a,b``, mappings as ``k:v,k:v``, paths as text."""
+    if isinstance(value, Mapping):
+        return ",".join(f"{k}:{v}" for k, v in value.items())
     if isinstance(value, (list, tuple)):
         return ",".join(map(str, value))
     return str(value) if isinstance(value, Path) else value

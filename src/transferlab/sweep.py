@@ -5,11 +5,13 @@ written by the entry): one tile per job where each job has one image, else a row
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
@@ -20,6 +22,36 @@ log = logging.getLogger(__name__)
 
 
 ERROR_FILE = "error.txt"  # what main leaves in a job's directory when the job fails
+
+
+JOB_NAME_CHARS = 60  # the part of a job's directory name after its number
+
+
+def job_dir_name(num: Any) -> str:
+    """A sweep job's directory (``hydra.sweep.subdir``): its number, then each key it sweeps and its value
+    as in the job's overrides (``1_loss.style_weight-10000.0_task.lr-0.01``): ``-`` and ``_`` where Hydra's
+    own ``override_dirname`` writes ``=`` and ``,``, which a later override naming a file in the job
+    (``ckpt_path=...``) cannot hold unquoted; a path value by its file name, other characters as ``-``, at
+    most ``JOB_NAME_CHARS`` after the number (``job_dirs`` orders jobs by it). Just the number where
+    nothing is swept or outside a Hydra job."""
+    try:
+        overrides = list(HydraConfig.get().overrides.task)
+    except ValueError:
+        return str(num)
+    swept = result.swept_keys()
+    parts = []
+    for override in overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        if key in swept:
+            parts.append(f"{key}-{Path(value).name or value}")
+    name = re.sub(r"[^A-Za-z0-9._+-]", "-", "_".join(parts))[:JOB_NAME_CHARS]
+    return f"{num}_{name}" if name else str(num)
+
+
+def job_number(job: Path) -> int | None:
+    """The job's number from its directory's name (``3`` or ``3_task.lr-0.01``), None for another folder."""
+    number = job.name.partition("_")[0]
+    return int(number) if number.isdigit() else None
 
 
 def job_images(job: Path) -> list[Path]:
@@ -33,9 +65,11 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
     jobs = [
         d
         for d in sweep_dir.iterdir()
-        if d.is_dir() and d.name.isdigit() and ((d / result.RESULT_FILE).is_file() or (d / ERROR_FILE).is_file())
+        if d.is_dir()
+        and job_number(d) is not None
+        and ((d / result.RESULT_FILE).is_file() or (d / ERROR_FILE).is_file())
     ]
-    return sorted(jobs, key=lambda d: int(d.name))
+    return sorted(jobs, key=job_number)
 
 
 def failed(job: Path) -> bool:

@@ -21,6 +21,10 @@ from transferlab.files import atomic_write
 
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 TENSORBOARD = "tensorboard"  # the run's events, in the run directory
+# The group of every task's images in TensorBoard (Trainer tasks and video; stylize keeps its stylized/): the
+# Time Series tab sorts groups by name and opens the first two, and this name sorts after every scalar
+# group (train, val, video), so a run opens on its losses.
+VISUALS = "visuals"
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,12 @@ class RunLogger(TensorBoardLogger):
             self.experiment.file_writer.add_summary(Summary(value=values), step)
 
 
+def run_logger(output_dir: Path) -> RunLogger:
+    """The run's TensorBoard events, in ``output_dir/tensorboard``: the Trainer's logger, and the one a
+    task without a Trainer (video) writes its curves and images with."""
+    return RunLogger(save_dir=str(output_dir), name=TENSORBOARD, version="", default_hp_metric=False)
+
+
 def log_summary(output_dir: Path, hparams: dict[str, Any], metrics: dict[str, float], step: int) -> None:
     """The run's HParams session, in the sub-run ``hparams`` beside the run's own events: its settings
     and final metrics. Name the metrics as their curves, so that each adds one point to its chart
@@ -61,6 +71,16 @@ def log_summary(output_dir: Path, hparams: dict[str, Any], metrics: dict[str, fl
     summary = RunLogger(save_dir=str(output_dir / TENSORBOARD), name="", version="hparams", default_hp_metric=False)
     summary.log_hyperparams(hparams, metrics, step=step)
     summary.finalize("success")
+
+
+class ValidationStep(pl.Callback):
+    """Each validation's scalars at the step its weights reached (``global_step``): Lightning logs them at its
+    count of batches before the last one, a step early (a validation after step 2 drawn at 1), and a
+    validation's images at ``global_step``. Lightning takes a logged ``step`` as the point's step."""
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            module.log("step", float(trainer.global_step), sync_dist=True)  # equal on every process: no warning
 
 
 class ResumeRecord(pl.Callback):
@@ -108,12 +128,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 def make_trainer(settings: TrainerSettings, output_dir: Path, **kwargs: Any) -> pl.Trainer:
     """The Trainer of every task: TensorBoard in ``output_dir``, checkpoints written atomically
-    (``AtomicCheckpointIO``), and ``FiniteLoss`` among the callbacks."""
-    kwargs["callbacks"] = [FiniteLoss(), *(kwargs.get("callbacks") or [])]
+    (``AtomicCheckpointIO``), ``FiniteLoss`` and ``ValidationStep`` among the callbacks."""
+    kwargs["callbacks"] = [FiniteLoss(), ValidationStep(), *(kwargs.get("callbacks") or [])]
     kwargs["plugins"] = [AtomicCheckpointIO(), *(kwargs.get("plugins") or [])]
-    kwargs.setdefault(
-        "logger", RunLogger(save_dir=str(output_dir), name=TENSORBOARD, version="", default_hp_metric=False)
-    )
+    kwargs.setdefault("logger", run_logger(output_dir))
     return pl.Trainer(
         accelerator=settings.accelerator,
         devices=settings.devices,

@@ -178,16 +178,17 @@ def test_finetune_writes_checkpoints_metrics_and_images(trained: Path) -> None:
         "val/acc_micro",
         "val/acc_macro",
         "val/acc_ants",
-        "lr-SGD/head",
-        "lr-SGD/backbone",
-        "val/confusion_matrix",
+        "train/lr_head",
+        "train/lr_backbone",
+        "visuals/val_confusion_matrix",
     ):
         assert tag in tags, tag
-    # The best checkpoint's and the test split's figures: only in the HParams session's sub-run.
+    # The best checkpoint's figures: only in the HParams session's sub-run; the test split's only in
+    # metrics.json (issue 29: one point each, charts of a single point).
     assert not [t for t in events.Tags()["scalars"] if t.startswith(("best_val/", "test/", "final/"))]
     session = EventAccumulator(str(trained / "tensorboard" / "hparams")).Reload()
     assert any(m.plugin_data.plugin_name == "hparams" for m in session.summary_metadata.values())
-    assert {"val/acc_macro", "test/acc_macro"} <= set(session.Tags()["scalars"])
+    assert "val/acc_macro" in session.Tags()["scalars"] and "test/acc_macro" not in session.Tags()["scalars"]
     ckpt = classifier.read_checkpoint(trained / "checkpoints" / "best.ckpt")  # weights_only=True
     assert ckpt["hyper_parameters"]["classes"] == list(CLASSES)
 

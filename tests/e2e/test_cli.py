@@ -78,11 +78,13 @@ def test_sweep_runs_each_job_in_its_own_directory_and_writes_a_contact_sheet(tmp
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
-    assert (sweep_dir / "0" / "final.png").is_file() and (sweep_dir / "1" / "final.png").is_file()
+    # Each job's directory named by its number and what it sweeps.
+    jobs = [sweep_dir / "0_loss.style_weight-100.0", sweep_dir / "1_loss.style_weight-10000.0"]
+    assert (jobs[0] / "final.png").is_file() and (jobs[1] / "final.png").is_file()
     sheet = Image.open(sweep_dir / "contact_sheet.png")
     assert sheet.width == 2 * 256
     # HParams: the swept key sorts first (TensorBoard orders columns by name), then the other overrides.
-    columns = [k for k in OmegaConf.load(sweep_dir / "0" / "tensorboard" / "hparams" / "hparams.yaml")][:3]
+    columns = [k for k in OmegaConf.load(jobs[0] / "tensorboard" / "hparams" / "hparams.yaml")][:3]
     assert columns == ["* loss.style_weight", "= experiment", "= model.weights"]
 
 
@@ -111,8 +113,8 @@ def test_sweep_goes_on_past_a_failed_job_marks_it_and_exits_non_zero(tmp_path, c
         cwd=tmp_path,
     )
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert (sweep_dir / "0" / "final.png").is_file()
-    assert "task.init" in (sweep_dir / "1" / "error.txt").read_text()
+    assert (sweep_dir / "0_task.init-content" / "final.png").is_file()
+    assert "task.init" in (sweep_dir / "1_task.init-nosie" / "error.txt").read_text()
     assert "1 job(s) of the sweep failed: 1" in result.stderr
     assert Image.open(sweep_dir / "contact_sheet.png").width == 2 * 256
 

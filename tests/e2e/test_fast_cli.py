@@ -59,14 +59,14 @@ def test_style_weight_sweep_writes_a_contact_sheet_then_apply(tmp_path: Path) ->
         env=ONE_THREAD,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    for job in ("0", "1"):
+    for job in ("0_loss.style_weight-10000.0", "1_loss.style_weight-100000.0"):
         assert json.loads((sweep / job / "metrics.json").read_text())["steps"] == 2
         assert sorted(p.name for p in (sweep / job / "val_final").iterdir()) == ["00.png", "01.png"]
     sheet = Image.open(sweep / "contact_sheet.png")
     assert sheet.width == 2 * 256 and sheet.height > 2 * 256  # 2 photos a row, 2 rows with captions
     result = run_cli(
         "task=apply_fast",
-        f"ckpt_path={sweep / '0' / 'checkpoints' / 'last.ckpt'}",
+        f"ckpt_path={sweep / '0_loss.style_weight-10000.0' / 'checkpoints' / 'last.ckpt'}",
         f"task.input={tmp_path / 'photos'}",
         f"hydra.run.dir={tmp_path / 'apply'}",
         cwd=tmp_path,

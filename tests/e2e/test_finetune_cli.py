@@ -66,4 +66,7 @@ def test_joblib_launcher_runs_a_sweep_in_parallel(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Joblib.Parallel(n_jobs=2" in result.stdout + result.stderr
-    assert sorted(p.parent.name for p in sweep.glob("*/features.pt")) == ["0", "1"]
+    assert sorted(p.parent.name for p in sweep.glob("*/features.pt")) == [
+        "0_task.pool-True",
+        "1_task.pool-False",
+    ]  # as Hydra writes the job overrides

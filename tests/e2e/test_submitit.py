@@ -26,7 +26,7 @@ def test_stylize_sweep_runs_through_submitit(tmp_path, content_path, style_path)
     )
     assert result.returncode == 0, result.stderr[-3000:]
     (sweep,) = (tmp_path / "outputs" / "multirun").glob("*/*")
-    for job in ("0", "1"):
+    for job in ("0_loss.style_weight-100.0", "1_loss.style_weight-10000.0"):
         assert (sweep / job / "final.png").is_file()
         assert json.loads((sweep / job / "metrics.json").read_text())["weights"] == "random"
     assert list((sweep / ".submitit").glob("*/*_result.pkl"))  # submitit ran and returned each job

@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from PIL import Image
 
 from helpers import (
@@ -15,7 +16,9 @@ from helpers import (
     ROOT,
     adain_train_cfg,
     apply_outputs,
+    check_dashboard,
     compose_cfg,
+    dashboard,
     hparams_columns,
     lively,
     make_image,
@@ -52,10 +55,21 @@ def test_run_writes_metrics_checkpoints_and_the_grid(trained):
     assert {"val/loss", "val/content", "val/style", "val/style_relu1_1"} <= set(metrics)
     assert all((trained / "checkpoints" / f"{n}.ckpt").is_file() for n in ("step1", "step2", "last"))
     events = EventAccumulator(str(trained / "tensorboard")).Reload()
-    grid = events.Images("val/grid")[-1]
+    grid = events.Images("visuals/grid")[-1]
     # header row + 2 photos, each: photo + 2 styles; tiles of 24 px with 2 px padding
     assert (grid.height, grid.width) == (3 * 26 + 2, 3 * 26 + 2)
     assert "train/style_relu4_1" in events.Tags()["scalars"]
+
+
+def test_dashboard_opens_on_the_losses_and_hparams_show_what_matters(trained):
+    """train/ and val/ first, the grid under visuals/ at the validation's step (2 steps, validated once);
+    HParams: the settings that tell runs apart, random weights named."""
+    check_dashboard(trained, ["train", "val"], single=("val/",))
+    events = dashboard(trained)
+    assert [s.step for s in events.Scalars("val/loss")] == [2] == [s.step for s in events.Images("visuals/grid")]
+    hp = OmegaConf.load(trained / "tensorboard" / "hparams" / "hparams.yaml")
+    assert hp["model.weights"] == "random" and {"task.arch", "task.encoder", "loss.style_weight"} <= set(hp)
+    assert len(hparams_columns(trained)) <= 20
 
 
 def test_resume_is_exact(trained, encoder, photos, styles, tmp_path):

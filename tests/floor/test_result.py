@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from helpers import compose_cfg, hparams_columns, make_image
-from transferlab import main, result, sweep
+from transferlab import checks, main, result, sweep
 from transferlab.classify import predict
 from transferlab.classify.settings import ExportSettings
 from transferlab.exporter import ExportOptions
@@ -38,6 +38,17 @@ def test_record_writes_metrics_the_index_and_the_hparams_session(tmp_path):
     assert OmegaConf.load(tmp_path / "tensorboard" / "hparams" / "hparams.yaml")["* task.steps"] == 3
 
 
+def test_every_tasks_hparams_name_random_weights_and_show_only_the_keys_given(tmp_path):
+    """checks.hparams: the keys a task names, as on the command line, lists and mappings as text; record:
+    ``model.weights=null`` shows as ``random`` (as stylize's own table does), led by the override."""
+    cfg = compose_cfg("task=train_fast", "model.weights=null", "task.style=s.png", "data.root=photos")
+    hp = checks.hparams(cfg, ["task.steps", "model.weights", "layers.content", "data.root"])
+    assert hp == {"task.steps": 2000, "model.weights": None, "layers.content": "relu2_2:1.0", "data.root": "photos"}
+    result.record(TaskResult(metrics={}, objective=None, hparams=hp), tmp_path, ["model.weights=null"])
+    saved = OmegaConf.load(tmp_path / "tensorboard" / "hparams" / "hparams.yaml")
+    assert list(saved)[0] == "* model.weights" and saved["* model.weights"] == "random"
+
+
 def test_hparams_lead_with_swept_keys_then_other_overrides():
     hp = result.leading_hparams(
         result.flat({"loss": {"style_weight": 1e3}, "model": {"arch": "vgg19"}, "seed": 0}),
@@ -61,6 +72,16 @@ def test_contact_sheet_reads_each_jobs_result(tmp_path):
     sheet = Image.open(sweep.write_contact_sheet(tmp_path))
     assert sheet.width == 2 * 256
     assert sheet.getpixel((128, 128)) != (255, 255, 255) and sheet.getpixel((384, 128)) == (255, 255, 255)
+
+
+def test_sweep_jobs_are_found_by_their_number_in_job_order(tmp_path):
+    """hydra.sweep.subdir names a job by its number and what it sweeps (sweep.job_dir_name); job 10 after 2."""
+    for name in ("2_task.lr-0.01", "10_task.lr-0.1", "0", "notes", "3_no_result"):
+        (tmp_path / name).mkdir()
+    for name in ("2_task.lr-0.01", "10_task.lr-0.1", "0", "notes"):
+        result.record(TaskResult({}, None), tmp_path / name)
+    assert [d.name for d in sweep.job_dirs(tmp_path)] == ["0", "2_task.lr-0.01", "10_task.lr-0.1"]
+    assert sweep.job_dir_name(4) == "4"  # outside a Hydra job: the number alone
 
 
 def test_every_task_returns_a_task_result():

@@ -9,9 +9,10 @@ import av
 import pytest
 import torch
 from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
 from PIL import Image
 
-from tests.helpers import compose_cfg, hparams_columns, sweep_in_process
+from tests.helpers import check_dashboard, compose_cfg, dashboard, hparams_columns, sweep_in_process
 from tests.video.conftest import pan_frames, square_frames, write_clip
 from transferlab import images, main, sweep
 from transferlab.errors import ConfigError, VideoError, WeightsError
@@ -62,6 +63,27 @@ def test_sweep_of_two_jobs_writes_a_contact_sheet(tmp_path: Path, pan_clip: Path
         "flicker " + format(flicker(tmp_path / "0"), ".4g") + " (independent not measured)",
     ]
     assert hparams_columns(tmp_path / "0")[0] == "* task.baseline"
+
+
+def test_dashboard_has_per_frame_curves_frames_and_hparams(tmp_path: Path, pan_clip: Path, style_image: Path) -> None:
+    """The video's TensorBoard: video/ curves at each frame's index (the flicker from the second frame, against
+    the previous one), the frames and their baselines under visuals/ (every frame of a short clip), and the
+    HParams session with metrics.json's means on those curves."""
+    out = tmp_path / "run"
+    main.run_task(video_cfg(pan_clip, style_image, "task.max_frames=3"), out, ["task.max_frames=3"])
+    check_dashboard(out, ["video"])
+    events = dashboard(out)
+    assert [s.step for s in events.Scalars("video/flicker")] == [1, 2]
+    assert [s.step for s in events.Scalars("video/flicker_baseline")] == [1, 2]
+    for tag in ("video/content_loss", "video/style_loss", "video/sharpness"):
+        assert [s.step for s in events.Scalars(tag)] == [0, 1, 2], tag
+    for tag in ("visuals/frame", "visuals/frame_baseline"):
+        assert [s.step for s in events.Images(tag)] == [0, 1, 2], tag
+    (mean,) = dashboard(out, session=True).Scalars("video/flicker")
+    assert mean.step == 3 and mean.value == pytest.approx(flicker(out))
+    hp = OmegaConf.load(out / "tensorboard" / "hparams" / "hparams.yaml")
+    assert hparams_columns(out)[0] == "* task.max_frames" and hp["model.weights"] == "random"
+    assert {"task.method", "task.temporal_weight", "loss.style_weight"} <= set(hp) and len(hp) <= 20
 
 
 def flicker(run_dir: Path) -> float:

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig
-from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
-from transferlab import trainer
+from transferlab import checkpoints, trainer
 from transferlab.classify import data, networks, report, settings
 from transferlab.classify import module as classifier
 from transferlab.classify.settings import FinetuneSettings
@@ -84,12 +84,11 @@ def train(
     checkpoints: list[ModelCheckpoint],
     output_dir: Path,
 ) -> pl.Trainer:
-    """Fit (resumed from ``ckpt_path``) with the checkpoints, the learning-rate monitor, the evaluation
+    """Fit (resumed from ``ckpt_path``) with the checkpoints, the evaluation
     report and early stopping; returns the Trainer."""
     images = {"val": datamodule.val, **({"test": datamodule.test} if datamodule.test is not None else {})}
     callbacks: list[pl.Callback] = [
         *checkpoints,
-        LearningRateMonitor(logging_interval="epoch"),
         report.EvalReport(module.classes, images, s.misclassified, output_dir),
         trainer.ResumeRecord("finetune", s.fingerprint()),
     ]
@@ -125,7 +124,6 @@ def evaluate(fit: pl.Trainer, module: classifier.Classifier, datamodule: data.Im
 def outcome(s: FinetuneSettings, fit: pl.Trainer, results: dict[str, Any], output_dir: Path) -> TaskResult:
     """The run's result: ``results`` as its metrics, the best score as its objective, the validation's
     confusion matrix as its image."""
-    splits = [split for split in ("val", "test") if split in results]
     if fit.is_global_zero:
         fit.logger.finalize("success")
         log.info(
@@ -146,6 +144,14 @@ def outcome(s: FinetuneSettings, fit: pl.Trainer, results: dict[str, Any], outpu
             f"val acc {results['val']['acc_micro']:.3f}  macro {results['val']['acc_macro']:.3f}",
         ),
         hparams=s.hparams,
-        summary={f"{split}/{k}": results[split][k] for split in splits for k in ("loss", "acc_micro", "acc_macro")},
-        step=fit.global_step,
+        # The best checkpoint's val figures, at its step: a point on each val curve where that epoch's is (at
+        # the last step val/loss seemed to rise). The test split's stay in metrics.json: one point each,
+        # charts of a single point.
+        summary={f"val/{k}": results["val"][k] for k in ("loss", "acc_micro", "acc_macro")},
+        step=best_step(results["best_checkpoint"]),
     )
+
+
+def best_step(path: str) -> int:
+    """The step the best checkpoint was saved at (its tensors are mapped, not read)."""
+    return int(checkpoints.load(path, "checkpoints/best.ckpt", "the run's best checkpoint", mmap=True)["global_step"])

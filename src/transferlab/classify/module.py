@@ -48,7 +48,8 @@ def image_size(value: Any, key: str) -> int:
 @dataclass(frozen=True)
 class Evaluation:
     """The latest evaluation's confusion matrix (summed over processes), accuracies and mean loss,
-    under its prefix: val (each epoch), best_val (trainer.validate after fit) or test."""
+    under its prefix: val (each epoch), best_val (trainer.validate after fit) or test (TensorBoard's
+    ``visuals/<prefix>_confusion_matrix`` and ``visuals/<prefix>_misclassified`` images)."""
 
     prefix: str
     counts: Tensor
@@ -170,13 +171,19 @@ class Classifier(pl.LightningModule):
     def on_train_epoch_end(self) -> None:
         # Lightning runs validation before this hook, so the time covers training and validation.
         self.epoch_times.append(time.perf_counter() - self.epoch_start)
-        self.log("time/epoch_s", self.epoch_times[-1])
         acc = metrics.accuracies(self.train_confusion.compute(), self.classes)
         epoch = {"train/loss": float(self.train_loss.compute()), "train/acc_micro": acc["acc_micro"]}
         epoch["train/acc_macro"] = acc["acc_macro"]
+        # In the train group, after the losses and accuracies in TensorBoard (Lightning's LearningRateMonitor
+        # names a group lr-SGD that sorts before them); the epoch's rates: the scheduler steps after this hook.
+        epoch |= {f"train/lr_{g['name']}": g["lr"] for g in self.optimizers().param_groups}
+        epoch["train/epoch_s"] = self.epoch_times[-1]
         self.train_confusion.reset()
         self.train_loss.reset()
         self.log_dict(epoch, sync_dist=True, prog_bar=True)
+        # At the step the epoch ended on, as its validation (trainer.ValidationStep): Lightning draws an
+        # epoch's figures a step before, beside the step the epoch's validation belongs to.
+        self.log("step", float(self.global_step), sync_dist=True)
         if self.global_rank == 0:
             val = self.last_eval.accuracies if self.last_eval is not None else {}
             loss = self.last_eval.loss if self.last_eval is not None else None

@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from transferlab import images
 from transferlab.files import atomic_write
+from transferlab.trainer import VISUALS
 
 MAX_KEPT = 256  # misclassified images held during one evaluation
 MAX_DRAWN = 100  # classes drawn in the confusion image (about 4000 px square); beyond, SHOWN_OF_MANY of them
@@ -126,9 +127,13 @@ class EvalReport(pl.Callback):
         sheet = misclassified_sheet(self.mistakes, self.classes, evaluation.counts)
         if isinstance(trainer.logger, TensorBoardLogger):
             board = trainer.logger.experiment
-            board.add_image(f"{evaluation.prefix}/confusion_matrix", images.to_tensor(confusion), trainer.global_step)
+            board.add_image(
+                f"{VISUALS}/{evaluation.prefix}_confusion_matrix", images.to_tensor(confusion), trainer.global_step
+            )
             if sheet is not None:
-                board.add_image(f"{evaluation.prefix}/misclassified", images.to_tensor(sheet), trainer.global_step)
+                board.add_image(
+                    f"{VISUALS}/{evaluation.prefix}_misclassified", images.to_tensor(sheet), trainer.global_step
+                )
         if trainer.state.fn in (TrainerFn.VALIDATING, TrainerFn.TESTING):
             images.save_atomic(confusion, confusion_path(self.output_dir, split))
             write_confusion_csv(evaluation.counts, self.classes, self.output_dir / f"confusion_matrix_{split}.csv")

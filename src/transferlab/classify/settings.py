@@ -22,6 +22,25 @@ from transferlab.exporter import ExportOptions
 from transferlab.groups import OptimizerSettings
 from transferlab.trainer import TrainerSettings
 
+HP_KEYS = (  # TensorBoard's HParams columns after the user's overrides (checks.hparams)
+    "task.epochs",
+    "task.lr",
+    "task.backbone_lr",
+    "task.freeze",
+    "task.dropout",
+    "task.label_smoothing",
+    "task.class_weights",
+    "task.monitor",
+    "model.arch",
+    "model.weights",
+    "data.root",
+    "data.batch_size",
+    "optimizer.name",
+    "scheduler.name",
+    "precision",
+    "seed",
+)
+
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("step", "cosine", "none")
 CACHE_SETTINGS = ("auto", True, False)
@@ -141,7 +160,7 @@ class FinetuneSettings:
             trainer=groups.trainer(cfg),
             seed=int(cfg.seed),
             ckpt_path=Path(str(cfg.ckpt_path)).expanduser() if cfg.ckpt_path else None,
-            hparams=checks.hparams(cfg, ["task", "model", "data", "optimizer", "scheduler", "seed", "precision"]),
+            hparams=checks.hparams(cfg, HP_KEYS),
         )
         files(settings.ckpt_path, None, model)
         return settings

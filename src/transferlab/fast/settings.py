@@ -18,6 +18,29 @@ from transferlab.groups import LossWeights, Photos, Steadiness
 from transferlab.runtime import RuntimeSettings
 from transferlab.trainer import TrainerSettings
 
+HP_KEYS = (  # TensorBoard's HParams columns after the user's overrides (checks.hparams)
+    "task.style",
+    "task.style_size",
+    "task.steps",
+    "task.lr",
+    "fastnet.arch",
+    "fastnet.width",
+    "fastnet.blocks",
+    "model.arch",
+    "model.weights",
+    "layers.content",
+    "layers.style",
+    "loss.content_weight",
+    "loss.style_weight",
+    "loss.tv_weight",
+    "loss.temporal_weight",
+    "data.root",
+    "data.crop",
+    "data.batch_size",
+    "precision",
+    "seed",
+)
+
 COLORS = ("none", "luminance", "histogram")
 
 
@@ -96,7 +119,7 @@ class TrainSettings:
             style_size=checks.at_least(cfg.task.style_size, 32, "task.style_size"),
             photos=groups.photos(cfg),
             training=Training.from_cfg(cfg, "a train_fast checkpoint (.ckpt) to resume"),
-            hparams=checks.hparams(cfg, ["task", "fastnet", "model", "layers", "loss", "data", "optimizer", "seed"]),
+            hparams=checks.hparams(cfg, HP_KEYS),
         )
         problems = checks.Problems()  # the values are right: the style image and the weights at once
         problems.run(images.check_source, cfg.task.style, "task.style")

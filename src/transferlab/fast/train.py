@@ -134,11 +134,10 @@ def fit(
     )
     last = output_dir / "checkpoints" / "last.ckpt"
     trainer.save_checkpoint(last, weights_only=False)  # the full state: resume from it is exact; atomic
-    if module.validated_at == trainer.global_step:  # the schedule validated the final network already
-        final = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-    else:
-        final = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
-    return result(task, {k: float(v) for k, v in final.items()}, trainer.global_step, last, hparams)
+    if module.validated_at != trainer.global_step:  # else the schedule validated the final network already
+        trainer.validate(module, datamodule=datamodule, verbose=False)
+    final = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    return result(task, final, trainer.global_step, last, hparams)
 
 
 def check_resume(

@@ -76,21 +76,25 @@ def add(sums: Sums, name: str, value: float, count: float = 1.0) -> None:
 
 def measure(
     sums: Sums, frame: Tensor, result: Tensor, base: Tensor | None, mask: Tensor | None, terms: LossTerms | None
-) -> None:
-    """Add one frame's figures to ``sums``: ``base`` is its independent stylization (None without
-    ``task.baseline``), ``mask`` the nearest earlier frame's consistency mask (None on the first frame)."""
-    add(sums, "sharpness", float(total_variation(result)))
+) -> dict[str, float]:
+    """Add one frame's figures to ``sums`` and return them (the frame's points in TensorBoard): ``base`` is
+    its independent stylization (None without ``task.baseline``), ``mask`` the nearest earlier frame's
+    consistency mask (None on the first frame)."""
+    parts = {"sharpness": (float(total_variation(result)), 1.0)}  # name -> (sum, count)
     if mask is not None:
-        add(sums, "skipped_share", float(1 - mask.mean()))
+        parts["skipped_share"] = (float(1 - mask.mean()), 1.0)
     if base is not None:
-        add(sums, "sharpness_baseline", float(total_variation(base)))
+        parts["sharpness_baseline"] = (float(total_variation(base)), 1.0)
         if mask is not None:
-            add(sums, "skipped_ssim", *skipped_ssim(result, base, mask))
+            parts["skipped_ssim"] = skipped_ssim(result, base, mask)
     if terms is not None:
         judged = {"": result} | ({"_baseline": base} if base is not None else {})
         for suffix, (content, style) in zip(judged, terms(frame, *judged.values())):
-            add(sums, "content_loss" + suffix, content)
-            add(sums, "style_loss" + suffix, style)
+            parts["content_loss" + suffix] = (content, 1.0)
+            parts["style_loss" + suffix] = (style, 1.0)
+    for name, part in parts.items():
+        add(sums, name, *part)
+    return {name: total / count for name, (total, count) in parts.items() if count}
 
 
 def summary(sums: Sums) -> dict[str, float]:

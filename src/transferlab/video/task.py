@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 from torch import Tensor
 from tqdm import tqdm
 
-from transferlab import backbone, checks, images, runtime
+from transferlab import backbone, checks, images, runtime, trainer
 from transferlab.errors import VideoError
 from transferlab.files import write_json
 from transferlab.motion import warp
@@ -36,9 +36,37 @@ from transferlab.video.flow import OpenCVFlow, consistency_mask, warping_error
 from transferlab.video.settings import RESUME_FILE, VideoSettings
 from transferlab.video.temporal import BlendedFrames, OptimizedFrames, combine, initial_image
 
+HP_KEYS = (  # TensorBoard's HParams columns after the user's overrides (checks.hparams)
+    "task.input",
+    "task.method",
+    "task.style",
+    "task.network",
+    "task.size",
+    "task.steps",
+    "task.first_steps",
+    "task.temporal_weight",
+    "task.flow",
+    "task.blend",
+    "model.arch",
+    "model.weights",
+    "layers.content",
+    "layers.style",
+    "loss.content_weight",
+    "loss.style_weight",
+    "optimizer.name",
+    "precision",
+    "seed",
+)
+
 log = logging.getLogger(__name__)
 
 SHEET_FRAMES = 4  # the frames that show a run in a sweep's contact sheet, first to last
+BOARD_FRAMES = 8  # about as many frames (and their baselines) as TensorBoard images: PNG-encoded on the CPU
+BOARD_CADENCE = 25  # every K frames where the frame count is not known ahead
+BOARD_SIZE = 512  # long side of those images
+# metrics.json's figures that are means of per-frame curves (video/<name> in TensorBoard; video/quality.py)
+CURVES = ("flicker", "flicker_baseline", "sharpness", "sharpness_baseline", "skipped_share", "skipped_ssim")
+CURVES += tuple(f"{term}_loss{suffix}" for term in ("content", "style") for suffix in ("", "_baseline"))
 # Disk a finished frame's PNG takes at most: PNG is lossless, about the raw 3 bytes a pixel for a
 # stylized frame's texture (less for flat content). H.264 at crf 18 keeps the video under a tenth of raw.
 PNG_BYTES_PER_PIXEL = 3
@@ -206,6 +234,8 @@ def stylize_frames(s: VideoSettings, output_dir: Path, progress: dict[str, Any])
     history: History = deque(maxlen=max(s.long_term))
     done, count = progress["done"], 0
     total = min(s.info.frames or 0, s.max_frames or 10**9) or None
+    board = trainer.run_logger(output_dir)
+    cadence = -(-total // BOARD_FRAMES) if total else BOARD_CADENCE
     for i, frame in enumerate(tqdm(io.read_frames(s.input, s.hw), total=total, desc="frames", unit="frame")):
         if s.max_frames is not None and i >= s.max_frames:
             break
@@ -222,16 +252,32 @@ def stylize_frames(s: VideoSettings, output_dir: Path, progress: dict[str, Any])
         images.save_image(result, frames_dir / frame_name(i))
         if base is not None:
             images.save_image(base, baseline_dir / frame_name(i))
+        flicker = {}
         for previous, previous_base, backward, mask in pairs:
-            add(progress["sums"]["video"], warping_error(result, previous, backward, mask))
+            flicker["flicker"] = add(progress["sums"]["video"], warping_error(result, previous, backward, mask))
             if base is not None:
-                add(progress["sums"]["baseline"], warping_error(base, previous_base, backward, mask))
+                flicker["flicker_baseline"] = add(
+                    progress["sums"]["baseline"], warping_error(base, previous_base, backward, mask)
+                )
         history.appendleft((frame, result, base))
         clock["total"] += time.perf_counter() - start
-        measure_frame(progress, frame, result, base, pairs, terms)  # after the clock: not the method's time
+        figures = measure_frame(progress, frame, result, base, pairs, terms)  # after the clock: not the method's
+        log_frame(board, i, flicker | figures, (result, base) if i % cadence == 0 else ())
         progress["done"] = i + 1
         write_json(progress, output_dir / RESUME_FILE)
+    board.finalize("success")
     return clock | {"count": count, "done": done, "flow": flow.seconds}
+
+
+def log_frame(board: trainer.RunLogger, i: int, figures: dict[str, float], shown: tuple[Tensor | None, ...]) -> None:
+    """Frame ``i``'s figures as TensorBoard points at step ``i`` (``video/<name>``: the names of metrics.json,
+    whose values are their means), and the ``shown`` result and baseline (``trainer.VISUALS``: sorts after them)."""
+    board.log_metrics({f"video/{name}": value for name, value in figures.items()}, step=i)
+    for tag, image in zip((f"{trainer.VISUALS}/frame", f"{trainer.VISUALS}/frame_baseline"), shown):
+        if image is not None:
+            board.experiment.add_image(tag, images.fits_in(image.cpu(), BOARD_SIZE), i)
+    # Written with the frame (a frame takes seconds): a stopped run keeps the curves of the frames it finished.
+    board.experiment.flush()
 
 
 def measure_frame(
@@ -241,10 +287,10 @@ def measure_frame(
     base: Tensor | None,
     pairs: list[tuple[Tensor, ...]],
     terms: quality.LossTerms | None,
-) -> None:
-    """Add the frame's figures beside the flicker (video/quality.py) to ``progress``."""
+) -> dict[str, float]:
+    """Add the frame's figures beside the flicker (video/quality.py) to ``progress``; returns them."""
     mask = pairs[0][3] if pairs else None  # the nearest earlier frame's: the pixels the flicker skips
-    quality.measure(progress.setdefault("quality", {}), frame, result, base, mask, terms)
+    return quality.measure(progress.setdefault("quality", {}), frame, result, base, mask, terms)
 
 
 def summarize(s: VideoSettings, fps: float, progress: dict[str, Any], clock: dict[str, float]) -> dict[str, float]:
@@ -278,9 +324,11 @@ def stylize_video(s: VideoSettings, output_dir: Path) -> dict[str, float]:
     return summarize(s, float(s.info.fps), progress, clock)
 
 
-def add(total: list[float], part: tuple[float, float]) -> None:
+def add(total: list[float], part: tuple[float, float]) -> float:
+    """Add a frame pair's flicker (sum, count) to ``total``; returns the pair's own (0 where no pixel counts)."""
     total[0] += part[0]
     total[1] += part[1]
+    return part[0] / part[1] if part[1] else 0.0
 
 
 def finished_frames(frames_dir: Path, count: int, hw: tuple[int, int]) -> Iterator[Tensor]:
@@ -323,7 +371,8 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
             f"flicker {metrics['flicker']:.4g} (independent {baseline})",
             f"{metrics['seconds_per_frame']:.3g} s/frame",
         ),
-        hparams=checks.hparams(cfg, ["task", "model", "layers", "loss", "optimizer", "seed"]),
-        summary={k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
+        hparams=checks.hparams(cfg, HP_KEYS),
+        # The means of the per-frame curves, named as them: no chart of a single point (frames, fps, ...).
+        summary={f"video/{k}": float(v) for k, v in metrics.items() if k in CURVES},
         step=count,
     )

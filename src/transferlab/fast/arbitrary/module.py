@@ -15,6 +15,7 @@ from torchvision.utils import make_grid
 from transferlab import images
 from transferlab.fast.arbitrary.networks import AdaINNet
 from transferlab.fast.train import TemporalTerm, ValidatedModule
+from transferlab.trainer import VISUALS
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ class AdaINModule(ValidatedModule):
     def end_validation(self, writer: Any | None) -> None:
         self.last_grid = self.grid()
         if writer is not None:
-            writer.add_image("val/grid", self.last_grid, self.global_step)
+            writer.add_image(f"{VISUALS}/grid", self.last_grid, self.global_step)
         self.val_tiles.clear()
 
     def grid(self) -> Tensor:

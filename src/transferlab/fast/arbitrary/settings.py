@@ -24,6 +24,28 @@ from transferlab.fast.settings import (
 from transferlab.groups import Photos, Steadiness
 from transferlab.runtime import RuntimeSettings
 
+HP_KEYS = (  # TensorBoard's HParams columns after the user's overrides (checks.hparams)
+    "task.arch",
+    "task.encoder",
+    "task.width",
+    "task.styles",
+    "task.steps",
+    "task.lr",
+    "model.arch",
+    "model.weights",
+    "layers.content",
+    "layers.style",
+    "loss.content_weight",
+    "loss.style_weight",
+    "loss.distill_weight",
+    "loss.temporal_weight",
+    "data.root",
+    "data.crop",
+    "data.batch_size",
+    "precision",
+    "seed",
+)
+
 CHECKPOINT = "a train_adain checkpoint (.ckpt)"
 EXPORTED = "an export_adain model.onnx"
 
@@ -122,7 +144,7 @@ class TrainAdaINSettings:
             preview_size=checks.at_least(task.preview_size, 16, "task.preview_size"),
             photos=photos,
             training=Training.from_cfg(cfg, f"{CHECKPOINT} to resume"),
-            hparams=checks.hparams(cfg, ["task", "model", "layers", "loss", "data", "optimizer", "seed"]),
+            hparams=checks.hparams(cfg, HP_KEYS),
         )
         backbone.check_weights(model.arch, model.weights, cached=False)  # the values are right: a weights file
         return settings

@@ -13,6 +13,7 @@ from transferlab import backbone, images
 from transferlab.fast.per_style.networks import TransformNet, build_network
 from transferlab.fast.train import TemporalTerm, ValidatedModule
 from transferlab.perceptual import PerceptualLoss, style_grams
+from transferlab.trainer import VISUALS
 
 
 def make_loss(
@@ -94,7 +95,7 @@ class FastStyleModule(ValidatedModule):
         self.last_val_images = torch.cat(self.val_outputs)
         if writer is not None:
             previews = torch.stack([images.fits_in(p, 256) for p in self.last_val_images])
-            writer.add_images("val/stylized", previews, self.global_step)
+            writer.add_images(f"{VISUALS}/stylized", previews, self.global_step)
         self.val_outputs.clear()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
