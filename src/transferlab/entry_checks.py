@@ -48,11 +48,26 @@ def parse_errors(argv: Iterable[str]) -> str | None:
             parser.parse_override(arg)
         except HydraException:
             key, _, value = arg.partition("=")
+            if not _parses(parser, f"{key}=0"):
+                return (
+                    f"{key} in {arg} is not a key Hydra reads: a key is ASCII names (letters, digits, _ and -) joined "
+                    "by dots, with + or ~ in front; quotes belong to values; check its spelling"
+                )
             return (
                 f"Hydra cannot parse the override {arg}: a value with # , = ( ) [ ] {{ }} quotes or other "
                 f"special characters must be quoted; write {quoted(key, value)}"
             )
     return None
+
+
+def _parses(parser: Any, override: str) -> bool:
+    from hydra.errors import HydraException
+
+    try:
+        parser.parse_override(override)
+    except HydraException:
+        return False
+    return True
 
 
 def quoted(key: str, value: str) -> str:

@@ -3,6 +3,7 @@ can fail (bad input, a full disk, Ctrl-C, a job of a sweep) into one line and an
 
 from __future__ import annotations
 
+import errno
 import importlib
 import logging
 import os
@@ -269,6 +270,13 @@ def cli() -> None:
         if full_error:
             raise
         print(f"error: {hydra_message(exc)}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+    except OSError as exc:  # the task's own are the entry's (main); these come from Hydra's composition
+        if full_error or exc.errno != errno.ENAMETOOLONG:
+            raise
+        name = os.path.basename(str(exc.filename or ""))  # Hydra looks for a config file named by the override
+        shown = name if len(name) <= 60 else f"{name[:30]}...{name[-20:]}"
+        print(f"error: {shown} is longer than a file name may be; shorten the override that names it", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
     except KeyboardInterrupt:
         print(f"interrupted: {_interrupted or 'Ctrl-C'}", file=sys.stderr)

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from helpers import compose_cfg
+from helpers import compose_cfg, run_cli
 from transferlab import backbone, entry_checks, main, rundir
 from transferlab.errors import ConfigError, WeightsError
 
@@ -158,3 +158,16 @@ def test_a_run_failed_at_its_door_leaves_only_its_error_and_the_directory_takes_
     main.keep_error(run, "bad input", None)
     assert sorted(p.name for p in run.iterdir()) == [".hydra", "error.txt", "main.log"]
     assert rundir.refusal(run, None, "hydra.run.dir") is None
+
+
+@pytest.mark.parametrize("arg", ["+task.'a.b'=1", "+task.stéps=1", 'task."steps"=3'])
+def test_a_key_hydra_cannot_read_is_named_as_the_key_not_the_value(arg):
+    message = entry_checks.parse_errors([arg])
+    assert message.startswith(f"{arg.partition('=')[0]} in {arg} is not a key Hydra reads") and "\n" not in message
+
+
+@pytest.mark.slow
+def test_an_override_longer_than_a_file_name_is_one_line(tmp_path):
+    result = run_cli(f"+task.{'k' * 300}=1", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().endswith("is longer than a file name may be; shorten the override that names it")
