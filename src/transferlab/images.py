@@ -19,7 +19,7 @@ from torch import Tensor
 from torchvision.transforms.functional import pil_to_tensor, to_pil_image
 
 from transferlab.errors import ImageError
-from transferlab.files import atomic_write
+from transferlab.files import atomic_write, not_a_file
 
 # The image files every task reads from a folder (open_rgb decodes them all; of a GIF, its first frame).
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
@@ -102,9 +102,7 @@ def check_input(path: str | Path, key: str) -> Path:
     door runs on every input image before any work (``open_rgb`` decodes it later)."""
     path = Path(path)
     if not path.is_file():
-        raise ImageError(
-            f"image {path} {'is a directory' if path.is_dir() else 'does not exist'} ({key}); {INPUT_HINT}"
-        )
+        raise ImageError(f"image {path} {not_a_file(path)} ({key}); {INPUT_HINT}")
     try:
         with Image.open(path):
             pass
@@ -131,7 +129,7 @@ def open_rgb(path: str | Path) -> Image.Image:
     """Decode ``path`` fully into an RGB PIL image, or raise one ImageError that says why not."""
     path = Path(path)
     if not path.is_file():
-        raise ImageError(f"image {path} does not exist (or is not a file); check the path")
+        raise ImageError(f"image {path} {not_a_file(path)}; check the path")
     if path.stat().st_size == 0:
         raise ImageError(f"image {path} is empty (0 bytes); replace it with a real image")
     try:

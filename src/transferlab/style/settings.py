@@ -149,10 +149,11 @@ class StyleSettings:
         )
         problems = checks.Problems()  # every input file and the weights, reported at once
         inputs = input_settings(task, problems)
+        checkpoint = problems.run(stylize_checkpoint, cfg.ckpt_path)
         problems.run(backbone.check_weights, model.arch, model.weights, bool(problems.errors))
         problems.raise_all()
         size, plan = output_plan(task, memory, inputs, trainer.accelerator, tiling)
-        ckpt_path = resume_path(cfg, bool(tiling.tile) and size > tiling.tile and len(plan) == 1)
+        ckpt_path = resume_path(checkpoint, bool(tiling.tile) and size > tiling.tile and len(plan) == 1)
         values = {"model": model, "layers": layers, "loss": loss, "optimizer": optimizer, "seed": cfg.seed}
         fingerprint = resume_fingerprint(inputs, size, plan, **values)
         settings = cls(
@@ -209,17 +210,20 @@ def output_plan(
     return size, plan
 
 
-def resume_path(cfg: DictConfig, tiles_only: bool) -> Path | None:
-    """``ckpt_path``: a local stylize checkpoint, for a run that has whole-image scales to resume."""
-    if not cfg.ckpt_path:
+def stylize_checkpoint(value: Any) -> Path | None:
+    """``ckpt_path``: None, or a local file (checked with the other input files)."""
+    if not value:
         return None
-    if tiles_only:
+    return checkpoints.local_file(str(value), "ckpt_path", "a checkpoint of a stylize run (checkpoints/step*.ckpt)")
+
+
+def resume_path(checkpoint: Path | None, tiles_only: bool) -> Path | None:
+    """The ``checkpoint`` to resume from, for a run that has whole-image scales to resume."""
+    if checkpoint is not None and tiles_only:
         raise ConfigError(
             "ckpt_path resumes the whole-image scales, and this tiled run has none; set task.scales or drop ckpt_path"
         )
-    return checkpoints.local_file(
-        str(cfg.ckpt_path), "ckpt_path", "a checkpoint of a stylize run (checkpoints/step*.ckpt)"
-    )
+    return checkpoint
 
 
 def resume_fingerprint(
