@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from helpers import ROOT, compose_cfg
+from transferlab import checks
 from transferlab.errors import ConfigError
 from transferlab.style.settings import StyleSettings
 
@@ -83,3 +84,9 @@ def test_configs_dir_has_no_schema_in_sweepable_groups():
     # A schema file in a group would be picked up by glob(*) sweeps over that group.
     for group in ("model", "layers", "loss", "optimizer"):
         assert all(not p.name.startswith("_") for p in Path(ROOT / "configs" / group).iterdir())
+
+
+@pytest.mark.parametrize(("value", "choices"), [(1, [True, False]), (0.0, [True, False]), (True, [1, 2])])
+def test_a_boolean_and_a_number_are_not_the_same_choice(value, choices):
+    with pytest.raises(ConfigError, match=f"k={value!r} is invalid; choose one of"):
+        checks.choice(value, choices, "k")
