@@ -39,6 +39,12 @@ def parse_errors(argv: Iterable[str]) -> str | None:
     """One line for the first override Hydra's grammar rejects, with the quoted form that it accepts."""
     from hydra.errors import HydraException
 
+    argv = list(argv)
+    flags = [i for i, arg in enumerate(argv) if arg in ("-m", "--multirun")]
+    overrides_at = [i for i, arg in enumerate(argv) if "=" in arg and not arg.startswith("-")]
+    if flags and overrides_at and overrides_at[0] < flags[0] < overrides_at[-1]:
+        # Hydra's parser takes the overrides as one group: those after the flag are left unread.
+        return f"{argv[flags[0]]} must come before every override, e.g. python run.py {argv[flags[0]]} a=1,2 b=3"
     parser = _parser()
     for arg in argv:
         # Only key=value overrides: flags, their values (-cn NAME) and bare words are Hydra's to report.

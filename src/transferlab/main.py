@@ -222,6 +222,10 @@ def hydra_message(exc: BaseException) -> str:
     node = getattr(cause, "parent_node", None)
     if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and isinstance(node, DictConfig) and cause.full_key:
         return keys.message(str(cause.full_key), [str(k) for k in node])
+    chosen = re.match(r"Multiple values for (\S+)\. To override a value use 'override \S+: (\S+)'", str(exc))
+    if chosen:  # +group=option where the defaults list already picks an option of that group
+        group, option = chosen.groups()
+        return f"+{group}={option}: the config already chooses a {group}; write {group}={option} (without +)"
     launcher = re.search(r"Could not find 'hydra/launcher/(\w+)'", str(exc))
     if launcher:  # launcher=joblib or submitit_*: its Hydra plugin (and the config it ships) is an extra
         name, hint = launcher.group(1), checks.install("launchers")

@@ -171,3 +171,20 @@ def test_an_override_longer_than_a_file_name_is_one_line(tmp_path):
     result = run_cli(f"+task.{'k' * 300}=1", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().endswith("is longer than a file name may be; shorten the override that names it")
+
+
+def test_a_multirun_flag_after_an_override_is_one_line():
+    message = entry_checks.parse_errors(["task.content=c.png", "-m", "task.steps=1,2"])
+    assert message == "-m must come before every override, e.g. python run.py -m a=1,2 b=3"
+    assert entry_checks.parse_errors(["-m", "task.content=c.png", "task.steps=1,2"]) is None
+
+
+def test_adding_a_group_the_defaults_already_choose_says_to_drop_the_plus():
+    from hydra.errors import ConfigCompositionException
+
+    exc = ConfigCompositionException(
+        "Multiple values for launcher. To override a value use 'override launcher: joblib'"
+    )
+    assert main.hydra_message(exc) == (
+        "+launcher=joblib: the config already chooses a launcher; write launcher=joblib (without +)"
+    )
