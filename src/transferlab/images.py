@@ -10,6 +10,8 @@ import hashlib
 import os
 import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -104,8 +106,8 @@ def check_input(path: str | Path, key: str) -> Path:
     if not path.is_file():
         raise ImageError(f"image {path} {not_a_file(path)} ({key}); {INPUT_HINT}")
     try:
-        with Image.open(path):
-            pass
+        with bombs_refused(path, key), Image.open(path):
+            pass  # the header only: its declared size is checked, nothing is decoded
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise ImageError(f"image {path} is not an image format Pillow can read ({key}); {INPUT_HINT}") from None
     return path
@@ -125,6 +127,21 @@ def check_source(source: Any, key: str, folder: bool = False) -> None:
         check_input(path, key)
 
 
+@contextmanager
+def bombs_refused(path: Path, key: str = "") -> Iterator[None]:
+    """Inside: opening ``path`` with a declared size over Pillow's limit is one ImageError (naming ``key``),
+    not Pillow's warning (between its limit and twice it) or its exception (beyond)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise ImageError(
+            f"image {path} is too large to decode safely (over {Image.MAX_IMAGE_PIXELS:,} pixels, "
+            f"Pillow's decompression-bomb limit){f' ({key})' if key else ''}; downscale it first"
+        ) from None
+
+
 def open_rgb(path: str | Path) -> Image.Image:
     """Decode ``path`` fully into an RGB PIL image, or raise one ImageError that says why not."""
     path = Path(path)
@@ -133,19 +150,11 @@ def open_rgb(path: str | Path) -> Image.Image:
     if path.stat().st_size == 0:
         raise ImageError(f"image {path} is empty (0 bytes); replace it with a real image")
     try:
-        with warnings.catch_warnings():
-            # Pillow only warns between its limit and twice its limit; refuse those too.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                image.seek(0)  # first frame of an animated GIF/WebP
-                image = ImageOps.exif_transpose(image)
-                image.load()
-                return _to_rgb(image)
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
-        raise ImageError(
-            f"image {path} is too large to decode safely (over {Image.MAX_IMAGE_PIXELS:,} pixels, "
-            "Pillow's decompression-bomb limit); downscale it first"
-        ) from None
+        with bombs_refused(path), Image.open(path) as image:
+            image.seek(0)  # first frame of an animated GIF/WebP
+            image = ImageOps.exif_transpose(image)
+            image.load()
+            return _to_rgb(image)
     except UnidentifiedImageError:
         hint = " (SVG is vector art: render it to PNG first)" if path.suffix.lower() == ".svg" else ""
         raise ImageError(f"image {path} is not an image format Pillow can read{hint}") from None

@@ -101,6 +101,15 @@ def test_decompression_bombs_are_refused(tmp_path, monkeypatch):
         images.load_image(path)
 
 
+@pytest.mark.parametrize("limit", [64 * 64 - 1, 100], ids=["warned", "raised"])
+def test_a_doors_header_check_refuses_a_bomb_in_one_line(tmp_path, monkeypatch, recwarn, limit):
+    path = make_image(tmp_path / "big.png", size=(64, 64))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+    with pytest.raises(ImageError, match=r"too large to decode safely .* \(task.strength_map\); downscale it first"):
+        images.check_input(path, "task.strength_map")
+    assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
+
+
 def test_save_image_is_atomic_and_round_trips(tmp_path, monkeypatch):
     image = torch.rand(3, 20, 30)
     path = images.save_image(image, tmp_path / "out" / "final.png")
