@@ -105,6 +105,8 @@ def check_input(path: str | Path, key: str) -> Path:
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"image {path} {not_a_file(path)} ({key}); {INPUT_HINT}")
+    if path.stat().st_size == 0:  # a failed download or copy: say so rather than "not an image format"
+        raise ImageError(f"image {path} is empty (0 bytes) ({key}); replace it with a real image")
     try:
         with bombs_refused(path, key), Image.open(path):
             pass  # the header only: its declared size is checked, nothing is decoded

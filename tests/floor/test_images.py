@@ -1,4 +1,5 @@
 import io
+import os
 
 import pytest
 import torch
@@ -169,3 +170,14 @@ def test_the_lister_follows_each_folder_once(tmp_path):
     make_image(tmp_path / "elsewhere" / "b.png")
     (tmp_path / "cls" / "linked").symlink_to(tmp_path / "elsewhere")
     assert [p.name for p in images.list_images(tmp_path / "cls")] == ["a.png", "b.png"]
+
+
+def test_a_doors_check_names_an_empty_file_and_a_pipe(tmp_path):
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(ImageError, match=r"empty.png is empty \(0 bytes\) \(task.content\); replace it"):
+        images.check_input(tmp_path / "empty.png", "task.content")
+    os.mkfifo(tmp_path / "pipe.png")
+    with pytest.raises(ImageError, match=r"pipe.png is not a regular file \(a pipe, device or socket\) \(task.style"):
+        images.check_input(tmp_path / "pipe.png", "task.style")
+    with pytest.raises(ImageError, match=r"pipe.png is not a regular file \(a pipe, device or socket\); check"):
+        images.open_rgb(tmp_path / "pipe.png")
