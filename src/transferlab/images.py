@@ -117,16 +117,29 @@ def check_input(path: str | Path, key: str) -> Path:
 
 def check_source(source: Any, key: str, folder: bool = False) -> None:
     """A door's check of ``key``'s input given as a local path, a bundled ``sample:<name>`` or a pinned URL: a
-    local one must be an image file (or, with ``folder``, a folder); a URL or a ``dataset:`` is the task's to
-    fetch and check (fetching is work)."""
+    local one must be an image file (or, with ``folder``, a folder); a URL or a ``dataset:`` (where a folder
+    may be given) is the task's to fetch and check (fetching is work)."""
     from transferlab import fetch
 
     text = str(source)
-    if fetch.is_url(text) or text.startswith("dataset:"):
+    if fetch.is_url(text) or (folder and text.startswith("dataset:")):
         return
-    path = fetch.resolve(text, key)  # a local path or a bundled sample: no download
-    if not (folder and path.is_dir()):
-        check_input(path, key)
+    if not (folder and fetch.resolve(text, key).is_dir()):  # a local path or a bundled sample: no download
+        input_file(text, key)
+
+
+def input_file(source: Any, key: str) -> Path:
+    """``key``'s image file: a local path, a bundled ``sample:<name>`` or a pinned URL (fetched once into the
+    cache), checked to be an image; a ``dataset:`` (a folder) is refused before anything is fetched."""
+    from transferlab import fetch
+
+    text = str(source)
+    if text.startswith("dataset:"):
+        raise ImageError(
+            f"{key}={text} is a dataset, a folder of images; give one image file (a local path, a pinned URL or "
+            "sample:<name>)"
+        )
+    return check_input(fetch.resolve(text, key), key)
 
 
 @contextmanager

@@ -181,3 +181,14 @@ def test_a_doors_check_names_an_empty_file_and_a_pipe(tmp_path):
         images.check_input(tmp_path / "pipe.png", "task.style")
     with pytest.raises(ImageError, match=r"pipe.png is not a regular file \(a pipe, device or socket\); check"):
         images.open_rgb(tmp_path / "pipe.png")
+
+
+def test_a_dataset_given_for_an_image_is_refused_before_it_is_fetched(tmp_path, monkeypatch):
+    from transferlab import fetch
+
+    monkeypatch.setattr(fetch, "fetch_dataset", lambda *args: pytest.fail("fetched"))
+    with pytest.raises(ImageError, match=r"^task.content=dataset:hymenoptera is a dataset, a folder of images; give"):
+        images.input_file("dataset:hymenoptera", "task.content")
+    with pytest.raises(ImageError, match=r"^task.style=dataset:hymenoptera/train is a dataset"):
+        images.check_source("dataset:hymenoptera/train", "task.style")
+    images.check_source("dataset:hymenoptera/train", "task.input", folder=True)  # the task fetches it

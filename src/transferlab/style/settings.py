@@ -275,12 +275,7 @@ def image_cadence(value: Any, total_steps: int) -> int:
 def strength_map(task: DictConfig) -> Path | str | None:
     """``task.strength_map``: None, ``auto``, or the local file (a pinned URL fetched)."""
     source = saliency.strength_source(task.strength_map, "task.strength_map")
-    return source if source in (None, saliency.AUTO) else input_image(source, "task.strength_map")
-
-
-def input_image(source: Any, key: str) -> Path:
-    """``key``'s image, a pinned URL fetched (once, into the cache), checked to be an image file."""
-    return images.check_input(fetch.resolve(str(source), key), key)
+    return source if source in (None, saliency.AUTO) else images.input_file(source, "task.strength_map")
 
 
 def input_settings(task: DictConfig, problems: checks.Problems) -> Inputs:
@@ -298,10 +293,10 @@ def input_settings(task: DictConfig, problems: checks.Problems) -> Inputs:
     style_scale = checks.positive(task.style_scale, "task.style_scale")
     style_key = "task.style" if len(styles) == 1 else "task.style[{}]"
     return Inputs(
-        content=problems.run(input_image, task.content, "task.content"),
-        styles=tuple(problems.run(input_image, s, style_key.format(i)) for i, s in enumerate(styles)),
+        content=problems.run(images.input_file, task.content, "task.content"),
+        styles=tuple(problems.run(images.input_file, s, style_key.format(i)) for i, s in enumerate(styles)),
         style_weights=weights,
-        style_masks=tuple(problems.run(input_image, m, f"task.style_masks[{i}]") for i, m in enumerate(masks)),
+        style_masks=tuple(problems.run(images.input_file, m, f"task.style_masks[{i}]") for i, m in enumerate(masks)),
         strength_map=problems.run(strength_map, task),
         style_scale=style_scale,
         init=init,

@@ -171,7 +171,7 @@ def task_sources(task: DictConfig) -> tuple[tuple[Path, ...], Path | None]:
     sources = checks.as_list(task.style)
     key = "task.style" if len(sources) == 1 else "task.style[{}]"
     problems = checks.Problems()
-    styles = tuple(problems.run(style_image, v, key.format(i)) for i, v in enumerate(sources))
+    styles = tuple(problems.run(images.input_file, v, key.format(i)) for i, v in enumerate(sources))
     network = None
     if task.method == "optimize":
         if not sources:
@@ -197,7 +197,7 @@ def map_files(task: DictConfig) -> tuple[tuple[Path, ...], Path | str | None]:
 
 
 def mask_file(source: Any, key: str) -> Path:
-    path = style_image(source, key)
+    path = images.input_file(source, key)
     images.open_rgb(path)
     return path
 
@@ -260,10 +260,6 @@ def loss_terms(task: DictConfig, styles: tuple[Path, ...]) -> bool:
             "a per-style network has none: leave task.loss_terms=null"
         )
     return on
-
-
-def style_image(source: Any, key: str) -> Path:
-    return images.check_input(fetch.resolve(str(source), key), key)
 
 
 def long_term_distances(value: Any) -> tuple[int, ...]:
