@@ -294,7 +294,7 @@ def open_url(request: urllib.request.Request, timeout_s: float) -> http.client.H
     watchdog.start()
     too_slow = _TooSlowError(f"no complete answer within {ANSWER_WITHIN * timeout_s:g} s")
     try:
-        response = urllib.request.build_opener(Handler, SecureHandler).open(request, timeout=timeout_s)
+        response = opener(Handler(), SecureHandler()).open(request, timeout=timeout_s)
     except (urllib.error.URLError, OSError, http.client.HTTPException):
         if expired.is_set():
             raise too_slow from None
@@ -305,6 +305,22 @@ def open_url(request: urllib.request.Request, timeout_s: float) -> http.client.H
         response.close()
         raise too_slow
     return response
+
+
+def opener(*handlers: urllib.request.BaseHandler) -> urllib.request.OpenerDirector:
+    """urllib's opener with ``handlers`` for http and https and nothing else: ``build_opener`` adds ftp:,
+    file: and data: too, and a server's redirect to ftp:// would be followed (around the watchdog)."""
+    director = urllib.request.OpenerDirector()
+    for handler in (
+        urllib.request.ProxyHandler(),  # $https_proxy and the like, as build_opener reads them
+        urllib.request.UnknownHandler(),
+        urllib.request.HTTPDefaultErrorHandler(),
+        urllib.request.HTTPRedirectHandler(),
+        urllib.request.HTTPErrorProcessor(),
+        *handlers,
+    ):
+        director.add_handler(handler)
+    return director
 
 
 class _TooLargeError(Exception):

@@ -10,7 +10,7 @@ import stat
 import threading
 import time
 import zipfile
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -269,3 +269,29 @@ def test_a_cached_dataset_changed_after_it_was_fetched_is_refused(toy, tamper, p
     with pytest.raises(FetchError, match=f"the cached dataset .* changed after it was fetched \\({problem}") as info:
         fetch.resolve("dataset:toy/train", "data.root", cache_dir=cache)
     assert "delete that folder to fetch it again" in str(info.value) and len(requests) == 1
+
+
+@pytest.mark.parametrize("target", ["ftp://127.0.0.1:9/toy_data.zip", "file:///etc/passwd"])
+def test_a_redirect_to_anything_but_http_is_not_followed(toy, monkeypatch, target):
+    _, _, cache = toy
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(302)
+            self.send_header("Location", target)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    monkeypatch.setenv(fetch.MIRROR, f"http://127.0.0.1:{server.server_address[1]}/")
+    try:
+        with pytest.raises(FetchError, match=r"could not fetch .*(unknown url type: ftp|Redirection to url)") as info:
+            fetch.resolve("dataset:toy", "data.root", cache_dir=cache)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "\n" not in str(info.value) and leftovers(cache) == []
