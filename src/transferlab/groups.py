@@ -248,6 +248,17 @@ class Photos:
         }
 
 
+MAX_SEED = 2**32 - 1  # numpy's and Lightning's range: Lightning replaces a seed outside it by a random one
+
+
+def seed(cfg: DictConfig) -> int:
+    """``seed``: an integer in [0, 2**32 - 1]."""
+    value = cfg.seed
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SEED:
+        raise ConfigError(f"seed={value!r} is invalid; it must be an integer in [0, {MAX_SEED}]")
+    return value
+
+
 def crop(cfg: DictConfig) -> int:
     """``data.crop``: the side of the square training photos (>= 16 px)."""
     return checks.at_least(cfg.data.crop, 16, "data.crop")

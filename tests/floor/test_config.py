@@ -67,6 +67,10 @@ def test_command_line_overrides_beat_the_experiment():
         (["task.size=31"], r"task.size=31 is invalid; it must be an integer >= 32"),
         (["task.init=zeros"], r"task.init='zeros' is invalid; choose one of content, noise"),
         (["model.arch=vgg11"], r"model.arch='vgg11' is not supported"),
+        (["seed=abc"], r"seed='abc' is invalid; it must be an integer in \[0, 4294967295\]"),
+        (["seed=-1"], r"seed=-1 is invalid"),
+        (["seed=1.5"], r"seed=1.5 is invalid"),
+        (["seed=4294967296"], r"seed=4294967296 is invalid"),
         (
             ["layers=seed", "layers.style={relu1_2: 0, relu2_2: 0, relu3_3: 0, relu4_3: 0}"],
             r"layers.style: all layer weights are 0",

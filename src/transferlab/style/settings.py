@@ -147,6 +147,7 @@ class StyleSettings:
             runtime.heap_block_limit(trainer.device),
             runtime.fast_convs(trainer.device),
         )
+        seed = groups.seed(cfg)
         problems = checks.Problems()  # every input file and the weights, reported at once
         inputs = input_settings(task, problems)
         checkpoint = problems.run(stylize_checkpoint, cfg.ckpt_path)
@@ -154,7 +155,7 @@ class StyleSettings:
         problems.raise_all()
         size, plan = output_plan(task, memory, inputs, trainer.accelerator, tiling)
         ckpt_path = resume_path(checkpoint, bool(tiling.tile) and size > tiling.tile and len(plan) == 1)
-        values = {"model": model, "layers": layers, "loss": loss, "optimizer": optimizer, "seed": cfg.seed}
+        values = {"model": model, "layers": layers, "loss": loss, "optimizer": optimizer, "seed": seed}
         fingerprint = resume_fingerprint(inputs, size, plan, **values)
         settings = cls(
             model=model,
@@ -179,7 +180,7 @@ class StyleSettings:
                 checks.non_negative(task.tolerance, "task.tolerance"),
                 checks.at_least(task.tolerance_window, 1, "task.tolerance_window"),
             ),
-            seed=cfg.seed,
+            seed=seed,
             ckpt_path=ckpt_path,
             fingerprint=fingerprint,
         )

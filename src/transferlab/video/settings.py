@@ -126,7 +126,7 @@ class VideoSettings:
             loss=groups.loss(cfg, LOSS_TERMS),
             optimizer=optimizer,
             runtime=groups.runtime(cfg),
-            seed=int(cfg.seed),
+            seed=groups.seed(cfg),
             info=info,
             hw=hw,
             resume=resume_file(cfg.get("ckpt_path")),
