@@ -75,8 +75,8 @@ def message(full_key: str, valid: Sequence[str], source: str = "") -> str:
     near = difflib.get_close_matches(name, valid, n=1)
     where = f" of {parent}" if parent else ""
     hint = f"did you mean {parent + '.' if parent else ''}{near[0]}?" if near else f"valid keys: {', '.join(valid)}"
-    if not valid:  # an open map still empty (hydra.job.env_set): Hydra adds a key only with +
-        hint = f"{parent} holds no keys yet; add one with +{full_key}=..."
+    if not valid:  # a value that is null (set it whole) or an open map still empty (a key is added with +)
+        hint = f"{parent} has no keys to set: give it whole ({parent}=...), or add a key with +{full_key}=..."
     return f"{full_key}{f' ({source})' if source else ''} is not a known key{where}; {hint}"
 
 

@@ -226,6 +226,9 @@ def hydra_message(exc: BaseException) -> str:
     if chosen:  # +group=option where the defaults list already picks an option of that group
         group, option = chosen.groups()
         return f"+{group}={option}: the config already chooses a {group}; write {group}={option} (without +)"
+    if "Config group override must be a string or a list" in str(exc):  # Hydra's ValueError for group=null
+        given = next((a for a in sys.argv[1:] if re.fullmatch(r"[\w/-]+=null", a)), "group=null")
+        return f"{given}: a config group takes the name of one of its options, not null (--help lists them)"
     launcher = re.search(r"Could not find 'hydra/launcher/(\w+)'", str(exc))
     if launcher:  # launcher=joblib or submitit_*: its Hydra plugin (and the config it ships) is an extra
         name, hint = launcher.group(1), checks.install("launchers")
@@ -270,7 +273,7 @@ def cli() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         _hydra_main()
-    except (HydraException, OmegaConfBaseException) as exc:
+    except (HydraException, OmegaConfBaseException, ValueError) as exc:  # main() keeps the task's own
         if full_error:
             raise
         print(f"error: {hydra_message(exc)}", file=sys.stderr)

@@ -188,3 +188,12 @@ def test_adding_a_group_the_defaults_already_choose_says_to_drop_the_plus():
     assert main.hydra_message(exc) == (
         "+launcher=joblib: the config already chooses a launcher; write launcher=joblib (without +)"
     )
+
+
+@pytest.mark.slow
+def test_a_config_group_set_to_null_is_one_line(tmp_path):
+    result = run_cli("model=null", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == (
+        "error: model=null: a config group takes the name of one of its options, not null (--help lists them)"
+    )

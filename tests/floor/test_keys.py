@@ -122,6 +122,6 @@ def test_a_key_added_to_hydras_own_config_is_checked_against_its_schema():
 
 def test_a_key_of_an_empty_open_map_is_added_with_a_plus():
     assert keys.message("hydra.job.env_set.X", []) == (
-        "hydra.job.env_set.X is not a known key of hydra.job.env_set; hydra.job.env_set holds no keys yet; add one "
-        "with +hydra.job.env_set.X=..."
+        "hydra.job.env_set.X is not a known key of hydra.job.env_set; hydra.job.env_set has no keys to set: give it "
+        "whole (hydra.job.env_set=...), or add a key with +hydra.job.env_set.X=..."
     )
