@@ -110,6 +110,8 @@ def check_input(path: str | Path, key: str) -> Path:
     try:
         with bombs_refused(path, key), Image.open(path):
             pass  # the header only: its declared size is checked, nothing is decoded
+    except PermissionError:
+        raise ImageError(f"image {path} cannot be read: permission denied ({key}); fix its permissions") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise ImageError(f"image {path} is not an image format Pillow can read ({key}); {INPUT_HINT}") from None
     return path
@@ -170,6 +172,8 @@ def open_rgb(path: str | Path) -> Image.Image:
             image = ImageOps.exif_transpose(image)
             image.load()
             return _to_rgb(image)
+    except PermissionError:
+        raise ImageError(f"image {path} cannot be read: permission denied; fix its permissions") from None
     except UnidentifiedImageError:
         hint = " (SVG is vector art: render it to PNG first)" if path.suffix.lower() == ".svg" else ""
         raise ImageError(f"image {path} is not an image format Pillow can read{hint}") from None

@@ -192,3 +192,16 @@ def test_a_dataset_given_for_an_image_is_refused_before_it_is_fetched(tmp_path, 
     with pytest.raises(ImageError, match=r"^task.style=dataset:hymenoptera/train is a dataset"):
         images.check_source("dataset:hymenoptera/train", "task.style")
     images.check_source("dataset:hymenoptera/train", "task.input", folder=True)  # the task fetches it
+
+
+def test_an_unreadable_image_is_named_as_unreadable(tmp_path, monkeypatch):
+    path = make_image(tmp_path / "locked.png")
+
+    def denied(fp, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(fp))  # chmod 000 does not stop root, who runs tests
+
+    monkeypatch.setattr(Image, "open", denied)
+    with pytest.raises(ImageError, match=r"locked.png cannot be read: permission denied \(task.style\); fix its"):
+        images.check_input(path, "task.style")
+    with pytest.raises(ImageError, match=r"locked.png cannot be read: permission denied; fix its permissions"):
+        images.open_rgb(path)
