@@ -432,11 +432,13 @@ def fetch_dataset(name: str, key: str, directory: Path) -> Path:
 
 def verify(root: Path, manifest: Mapping[str, str], key: str) -> None:
     """``root`` (extracted earlier) still holds exactly the files of ``manifest``, unchanged, and nothing but
-    them and their folders (no link, no file added); a FetchError naming the first difference otherwise."""
+    them and their folders (no link, no file added; hidden names, which no lister reads, aside); a FetchError
+    naming the first difference otherwise."""
     problem = "" if root.is_dir() and not root.is_symlink() else "it is not a folder"
     found = set()
     for folder, dirs, files in os.walk(root) if not problem else ():
-        for name in sorted(dirs + files):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]  # hidden names (.DS_Store) are never read
+        for name in sorted(n for n in dirs + files if not n.startswith(".")):
             path = Path(folder, name)
             relative = path.relative_to(root).as_posix()
             if path.is_symlink() or not (path.is_dir() or path.is_file()):

@@ -271,6 +271,14 @@ def test_a_cached_dataset_changed_after_it_was_fetched_is_refused(toy, tamper, p
     assert "delete that folder to fetch it again" in str(info.value) and len(requests) == 1
 
 
+def test_hidden_files_a_file_browser_leaves_in_a_cached_dataset_are_no_change(toy):
+    served, requests, cache = toy
+    make_zip(served / "toy_data.zip", FILES)
+    root = fetch.resolve("dataset:toy", "data.root", cache_dir=cache)
+    (root / "train" / ".DS_Store").write_bytes(b"finder")
+    assert fetch.resolve("dataset:toy/train", "data.root", cache_dir=cache) == root / "train" and len(requests) == 1
+
+
 @pytest.mark.parametrize("target", ["ftp://127.0.0.1:9/toy_data.zip", "file:///etc/passwd"])
 def test_a_redirect_to_anything_but_http_is_not_followed(toy, monkeypatch, target):
     _, _, cache = toy
