@@ -10,7 +10,7 @@ import hashlib
 import os
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -135,6 +135,8 @@ def input_file(source: Any, key: str) -> Path:
     cache), checked to be an image; a ``dataset:`` (a folder) is refused before anything is fetched."""
     from transferlab import fetch
 
+    if source is None or isinstance(source, Mapping) or (isinstance(source, Sequence) and not isinstance(source, str)):
+        raise ImageError(f"{key}={source!r} is not a path; give one image file (a local path, a pinned URL or sample:)")
     text = str(source)
     if text.startswith("dataset:"):
         raise ImageError(

@@ -205,3 +205,9 @@ def test_an_unreadable_image_is_named_as_unreadable(tmp_path, monkeypatch):
         images.check_input(path, "task.style")
     with pytest.raises(ImageError, match=r"locked.png cannot be read: permission denied; fix its permissions"):
         images.open_rgb(path)
+
+
+@pytest.mark.parametrize("source", [None, {"a": 1}, ["a.png"]])
+def test_an_entry_that_is_no_path_is_named_as_such(source):
+    with pytest.raises(ImageError, match=r"^task.style\[0\]=.* is not a path; give one image file"):
+        images.input_file(source, "task.style[0]")
