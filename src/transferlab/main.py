@@ -115,7 +115,9 @@ def main(cfg: DictConfig) -> Any:
     except TransferLabError as exc:
         message = str(exc)
     except OSError as exc:
-        if exc.errno not in DISK_FULL:
+        if exc.errno == errno.ENAMETOOLONG:  # a path given in an override: bad input
+            message = too_long(exc)
+        elif exc.errno not in DISK_FULL:
             code, message, details = _unexpected(exc, output_dir, sweeping)
         else:
             code = EXIT_FAILED
@@ -144,6 +146,13 @@ def main(cfg: DictConfig) -> Any:
     if details is not None:
         raise SystemExit(EXIT_FAILED)
     sys.exit(code)
+
+
+def too_long(exc: OSError) -> str:
+    """The one line for a path longer than the file system allows (ENAMETOOLONG), its name shortened."""
+    name = os.path.basename(str(exc.filename or "")) or str(exc.filename)
+    shown = name if len(name) <= 60 else f"{name[:30]}...{name[-20:]}"
+    return f"{shown} is longer than a file name may be; shorten the override that names it"
 
 
 def _unexpected(exc: BaseException, output_dir: Path, sweeping: bool) -> tuple[int, str, str]:
@@ -281,9 +290,7 @@ def cli() -> None:
     except OSError as exc:  # the task's own are the entry's (main); these come from Hydra's composition
         if full_error or exc.errno != errno.ENAMETOOLONG:
             raise
-        name = os.path.basename(str(exc.filename or ""))  # Hydra looks for a config file named by the override
-        shown = name if len(name) <= 60 else f"{name[:30]}...{name[-20:]}"
-        print(f"error: {shown} is longer than a file name may be; shorten the override that names it", file=sys.stderr)
+        print(f"error: {too_long(exc)}", file=sys.stderr)  # Hydra looked for a config file named by an override
         sys.exit(EXIT_BAD_INPUT)
     except KeyboardInterrupt:
         print(f"interrupted: {_interrupted or 'Ctrl-C'}", file=sys.stderr)

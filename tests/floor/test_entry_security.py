@@ -167,10 +167,18 @@ def test_a_key_hydra_cannot_read_is_named_as_the_key_not_the_value(arg):
 
 
 @pytest.mark.slow
-def test_an_override_longer_than_a_file_name_is_one_line(tmp_path):
+def test_an_override_or_a_path_longer_than_a_file_name_is_one_line(tmp_path):
     result = run_cli(f"+task.{'k' * 300}=1", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().endswith("is longer than a file name may be; shorten the override that names it")
+    too_long = f"task.content={tmp_path / ('k' * 300)}.png"
+    result = run_cli(
+        too_long, "task.style=s.png", "model.weights=null", f"hydra.run.dir={tmp_path / 'b'}", cwd=tmp_path
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {'k' * 30}...{'k' * 16}.png is longer than a file name may be; shorten the override that names it"
+    )
 
 
 def test_a_multirun_flag_after_an_override_is_one_line():
