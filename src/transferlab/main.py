@@ -117,6 +117,8 @@ def main(cfg: DictConfig) -> Any:
     except OSError as exc:
         if exc.errno == errno.ENAMETOOLONG:  # a path given in an override: bad input
             message = too_long(exc)
+        elif isinstance(exc, PermissionError):  # a path the user gave (an input, hydra.run.dir) they cannot use
+            message = f"permission denied: {exc.filename}; fix its permissions, or give a path you can use"
         elif exc.errno not in DISK_FULL:
             code, message, details = _unexpected(exc, output_dir, sweeping)
         else:

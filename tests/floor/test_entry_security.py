@@ -140,6 +140,20 @@ def test_full_disk_is_one_line_and_leaves_no_empty_files(tmp_path, monkeypatch, 
     assert not (tmp_path / "run.log").exists() and (tmp_path / "error.txt").read_text().startswith("no space")
 
 
+def test_a_path_the_user_may_not_use_is_bad_input_in_one_line(tmp_path, monkeypatch, capsys):
+    def denied(cfg, output_dir, *recording):
+        raise PermissionError(errno.EACCES, "Permission denied", "/locked/content.png")  # root ignores chmod
+
+    single_run_in(tmp_path, monkeypatch)
+    monkeypatch.setattr(main, "run_task", denied)
+    with pytest.raises(SystemExit) as exit_:
+        main.main(compose_cfg())
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: permission denied: /locked/content.png; fix its permissions, or give a path you can use"
+    ]
+
+
 def test_a_finished_resume_clears_the_error_of_the_run_it_continued(tmp_path, monkeypatch):
     """Issue 32 item 10: a completed resume kept the old error.txt, and a sweep's sheet counted it as FAILED."""
     (tmp_path / "error.txt").write_text("interrupted: SIGTERM: latest checkpoint ...\n")
