@@ -94,6 +94,20 @@ def test_merged_or_deleted_layer_sets_are_one_line():
     assert entry_checks.deleted_key(error.value, ["~layers.style"]).startswith("~layers.style deleted layers.style")
 
 
+def test_a_run_directory_that_cannot_be_made_is_one_line(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("x")
+    assert rundir.unusable(tmp_path / "file", "hydra.run.dir") == (
+        f"hydra.run.dir={tmp_path / 'file'} is not a folder; pick another directory"
+    )
+    assert rundir.unusable(tmp_path / "file" / "run", "hydra.sweep.dir") == (
+        f"hydra.sweep.dir={tmp_path / 'file' / 'run'} lies under {tmp_path / 'file'}, which is not a folder; "
+        "pick another directory"
+    )
+    assert rundir.unusable(tmp_path / "new" / "run", "hydra.run.dir") is None
+    monkeypatch.setattr(rundir.os, "access", lambda *args: False)  # root may write anywhere
+    assert "is not writable (permission denied)" in rundir.unusable(tmp_path / "run", "hydra.run.dir")
+
+
 def test_directory_holding_a_run_is_refused_unless_continued(tmp_path):
     run = tmp_path / "run"
     assert rundir.refusal(run, None, "hydra.run.dir") is None
