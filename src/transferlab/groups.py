@@ -284,8 +284,16 @@ class FetchLimits(NamedTuple):
     max_mb: float
 
 
+# Upper bounds: a longer wait is a hang (and Python's timers overflow near 1e10 s); a larger size, no limit.
+FETCH_BOUNDS = {"timeout_s": 86400.0, "max_mb": float(2**20)}
+
+
 def fetch(cfg: DictConfig) -> FetchLimits:
-    """``fetch.*``: the timeout and size limit of every download of the run."""
-    return FetchLimits(
-        checks.positive(cfg.fetch.timeout_s, "fetch.timeout_s"), checks.positive(cfg.fetch.max_mb, "fetch.max_mb")
-    )
+    """``fetch.*``: the timeout (at most a day) and size limit (at most 1 TiB) of every download of the run."""
+    values = []
+    for key, bound in FETCH_BOUNDS.items():
+        value = checks.positive(cfg.fetch[key], f"fetch.{key}")
+        if value > bound:
+            raise ConfigError(f"fetch.{key}={value:g} is invalid; it must be in (0, {bound:.0f}]")
+        values.append(value)
+    return FetchLimits(*values)
