@@ -40,10 +40,12 @@ def read_manifest(path: Path) -> dict[str, str]:
     return entries
 
 
-def extract(archive: Path, dest: Path, key: str, manifest: Mapping[str, str], prefix: str, limits: Limits) -> None:
+def extract(
+    archive: Path, dest: Path, key: str, manifest: Mapping[str, str], prefix: str, limits: Limits, origin: str = ""
+) -> None:
     """Extract the members ``prefix + name`` of ``archive`` for every ``name`` of ``manifest`` into
     ``dest/name`` (``dest`` exists and is empty), verified; a FetchError on an unsafe, corrupt or changed
-    archive (the caller removes ``dest``)."""
+    archive (the caller removes ``dest``), naming ``origin`` (where it came from) when given."""
     try:
         with zipfile.ZipFile(archive) as zf:
             members = zf.infolist()
@@ -58,7 +60,10 @@ def extract(archive: Path, dest: Path, key: str, manifest: Mapping[str, str], pr
             for name, digest in manifest.items():
                 write_verified(zf, wanted[name], dest / name, digest, key)
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
-        raise FetchError(f"{key}: {archive.name} is not a readable zip archive ({exc}); fetch it again") from None
+        raise FetchError(
+            f"{key}: what {origin or archive.name} sent is not a readable zip archive ({exc}): a cut download or "
+            "another file (an error page?); try again, or check that the server holds the archive itself"
+        ) from None
 
 
 def check(members: list[zipfile.ZipInfo], key: str, limits: Limits) -> None:

@@ -15,6 +15,7 @@ import torch
 
 from transferlab.errors import ConfigError, WeightsError
 from transferlab.fetch import is_url
+from transferlab.files import not_a_file
 
 # What Lightning reads from a checkpoint it resumes from, with the type it needs (else a traceback).
 LIGHTNING_KEYS = {
@@ -39,8 +40,7 @@ def local_file(source: str | Path, key: str, expected: str) -> Path:
         )
     path = Path(source).expanduser()
     if not path.is_file():
-        what = "is a directory" if path.is_dir() else "does not exist"
-        raise WeightsError(f"{key}={path} {what}; give {expected}")
+        raise WeightsError(f"{key}={path} {not_a_file(path)}; give {expected}")
     return path
 
 

@@ -64,7 +64,8 @@ def install(extra: str) -> str:
 
 def choice(value: Any, choices: Iterable[Any], key: str) -> Any:
     choices = list(choices)
-    if value not in choices:
+    # 1 == True in Python: a boolean key takes only true or false, and a boolean is no other choice.
+    if not any(value == c and isinstance(value, bool) == isinstance(c, bool) for c in choices):
         raise ConfigError(f"{key}={value!r} is invalid; choose one of {', '.join(map(str, choices))}")
     return value
 

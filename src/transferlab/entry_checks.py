@@ -39,6 +39,12 @@ def parse_errors(argv: Iterable[str]) -> str | None:
     """One line for the first override Hydra's grammar rejects, with the quoted form that it accepts."""
     from hydra.errors import HydraException
 
+    argv = list(argv)
+    flags = [i for i, arg in enumerate(argv) if arg in ("-m", "--multirun")]
+    overrides_at = [i for i, arg in enumerate(argv) if "=" in arg and not arg.startswith("-")]
+    if flags and overrides_at and overrides_at[0] < flags[0] < overrides_at[-1]:
+        # Hydra's parser takes the overrides as one group: those after the flag are left unread.
+        return f"{argv[flags[0]]} must come before every override, e.g. python run.py {argv[flags[0]]} a=1,2 b=3"
     parser = _parser()
     for arg in argv:
         # Only key=value overrides: flags, their values (-cn NAME) and bare words are Hydra's to report.
@@ -48,11 +54,26 @@ def parse_errors(argv: Iterable[str]) -> str | None:
             parser.parse_override(arg)
         except HydraException:
             key, _, value = arg.partition("=")
+            if not _parses(parser, f"{key}=0"):
+                return (
+                    f"{key} in {arg} is not a key Hydra reads: a key is ASCII names (letters, digits, _ and -) joined "
+                    "by dots, with + or ~ in front; quotes belong to values; check its spelling"
+                )
             return (
                 f"Hydra cannot parse the override {arg}: a value with # , = ( ) [ ] {{ }} quotes or other "
                 f"special characters must be quoted; write {quoted(key, value)}"
             )
     return None
+
+
+def _parses(parser: Any, override: str) -> bool:
+    from hydra.errors import HydraException
+
+    try:
+        parser.parse_override(override)
+    except HydraException:
+        return False
+    return True
 
 
 def quoted(key: str, value: str) -> str:

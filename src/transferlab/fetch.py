@@ -32,7 +32,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, NamedTuple
 from urllib.parse import urldefrag, urlparse
 
@@ -135,9 +136,23 @@ def clear_stale(directory: Path, older_than_s: float) -> None:
 
 
 def mirrored(url: str) -> str:
-    """``url``, or its file on the mirror ``$TRANSFERLAB_MIRROR`` names (the pins still apply)."""
+    """``url``, or its file on the mirror ``$TRANSFERLAB_MIRROR`` names (the pins still apply); a FetchError
+    when the mirror is not an http(s) URL with a host (a path or ``file://`` would bypass the timeouts)."""
     base = os.environ.get(MIRROR, "").strip()
-    return f"{base.rstrip('/')}/{_name(url)}" if base else url
+    if not base:
+        return url
+    try:
+        parts = urlparse(base)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 1) > 0
+        valid = valid and base.isprintable() and " " not in base  # urllib refuses control characters later
+    except ValueError:  # an unclosed [IPv6] bracket, a port that is no number
+        valid = False
+    if not valid:
+        raise FetchError(
+            f"${MIRROR}={base!r} is not an http:// or https:// URL with a host; set it to the base URL of a server "
+            f"that holds {_name(url)} (python -m http.server serves a folder), or unset it"
+        )
+    return f"{base.rstrip('/')}/{_name(url)}"
 
 
 def download(
@@ -279,7 +294,7 @@ def open_url(request: urllib.request.Request, timeout_s: float) -> http.client.H
     watchdog.start()
     too_slow = _TooSlowError(f"no complete answer within {ANSWER_WITHIN * timeout_s:g} s")
     try:
-        response = urllib.request.build_opener(Handler, SecureHandler).open(request, timeout=timeout_s)
+        response = opener(Handler(), SecureHandler()).open(request, timeout=timeout_s)
     except (urllib.error.URLError, OSError, http.client.HTTPException):
         if expired.is_set():
             raise too_slow from None
@@ -290,6 +305,22 @@ def open_url(request: urllib.request.Request, timeout_s: float) -> http.client.H
         response.close()
         raise too_slow
     return response
+
+
+def opener(*handlers: urllib.request.BaseHandler) -> urllib.request.OpenerDirector:
+    """urllib's opener with ``handlers`` for http and https and nothing else: ``build_opener`` adds ftp:,
+    file: and data: too, and a server's redirect to ftp:// would be followed (around the watchdog)."""
+    director = urllib.request.OpenerDirector()
+    for handler in (
+        urllib.request.ProxyHandler(),  # $https_proxy and the like, as build_opener reads them
+        urllib.request.UnknownHandler(),
+        urllib.request.HTTPDefaultErrorHandler(),
+        urllib.request.HTTPRedirectHandler(),
+        urllib.request.HTTPErrorProcessor(),
+        *handlers,
+    ):
+        director.add_handler(handler)
+    return director
 
 
 class _TooLargeError(Exception):
@@ -354,7 +385,14 @@ def dataset(spec: str, key: str, cache_dir: Path) -> Path:
         raise FetchError(
             f"{key}=dataset:{spec}: no dataset {name!r}; choose one of dataset:{', dataset:'.join(DATASETS)}"
         )
+    if subfolder.startswith("/") or "\\" in subfolder or ".." in PurePosixPath(subfolder).parts:
+        raise FetchError(f"{key}=dataset:{spec}: name a folder inside the dataset, e.g. dataset:{name}/train")
     found = fetch_dataset(name, key, cache_dir / "datasets")
+    if not (found / subfolder).is_dir():
+        folders = sorted(p.name for p in found.iterdir() if p.is_dir())
+        raise FetchError(
+            f"{key}=dataset:{spec}: the dataset has no folder {subfolder!r}; its folders: {', '.join(folders)}"
+        )
     return found / subfolder if subfolder else found
 
 
@@ -370,7 +408,8 @@ def fetch_dataset(name: str, key: str, directory: Path) -> Path:
     spec = DATASETS[name]
     manifest = ASSETS / spec.manifest
     root = dataset_dir(name, directory)
-    if root.is_dir():
+    if root.is_dir() or root.is_symlink() or root.exists():
+        verify(root, archives.read_manifest(manifest), key)  # changed since it was fetched?
         return root
     directory.mkdir(parents=True, exist_ok=True)
     clear_stale(directory, 3600.0)
@@ -378,7 +417,8 @@ def fetch_dataset(name: str, key: str, directory: Path) -> Path:
     staging = Path(tempfile.mkdtemp(dir=directory, prefix=f".{root.name}.", suffix=PARTIAL))
     try:
         download(spec.url, archive, key, local=spec.prefix.rstrip("/"))  # the folder it unzips to
-        archives.extract(archive, staging, key, archives.read_manifest(manifest), spec.prefix, spec.limits)
+        origin = mirrored(spec.url)
+        archives.extract(archive, staging, key, archives.read_manifest(manifest), spec.prefix, spec.limits, origin)
         try:
             staging.rename(root)
         except OSError:
@@ -388,3 +428,31 @@ def fetch_dataset(name: str, key: str, directory: Path) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         archive.unlink(missing_ok=True)
     return root
+
+
+def verify(root: Path, manifest: Mapping[str, str], key: str) -> None:
+    """``root`` (extracted earlier) still holds exactly the files of ``manifest``, unchanged, and nothing but
+    them and their folders (no link, no file added; hidden names, which no lister reads, aside); a FetchError
+    naming the first difference otherwise."""
+    problem = "" if root.is_dir() and not root.is_symlink() else "it is not a folder"
+    found = set()
+    for folder, dirs, files in os.walk(root) if not problem else ():
+        dirs[:] = [d for d in dirs if not d.startswith(".")]  # hidden names (.DS_Store) are never read
+        for name in sorted(n for n in dirs + files if not n.startswith(".")):
+            path = Path(folder, name)
+            relative = path.relative_to(root).as_posix()
+            if path.is_symlink() or not (path.is_dir() or path.is_file()):
+                problem = problem or f"{relative} is a link or a special file"
+            elif path.is_file():
+                found.add(relative)
+    extra, missing = sorted(found - set(manifest)), sorted(set(manifest) - found)
+    problem = problem or (f"{extra[0]} was added" if extra else f"{missing[0]} is missing" if missing else "")
+    for name, digest in manifest.items() if not problem else ():
+        if sha256_of(root / name) != digest:
+            problem = f"{name} was changed"
+            break
+    if problem:
+        raise FetchError(
+            f"{key}: the cached dataset {root} changed after it was fetched ({problem}); delete that folder to "
+            "fetch it again"
+        )

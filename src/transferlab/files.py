@@ -1,4 +1,5 @@
-"""Atomic file writes: a path is either absent or complete, never half-written (crash, Ctrl-C)."""
+"""Atomic file writes: a path is either absent or complete, never half-written (crash, Ctrl-C); and how an
+input path that is no file is named to the user."""
 
 from __future__ import annotations
 
@@ -42,3 +43,13 @@ def _umask() -> int:
 def write_json(data: Any, path: str | Path) -> None:
     with atomic_write(path, "w") as f:
         json.dump(data, f, indent=2)
+
+
+def not_a_file(path: str | Path) -> str:
+    """What ``path``, which is not a regular file, is, as the words after its name in an error."""
+    path = Path(path)
+    if path.is_dir():
+        return "is a directory"
+    if path.exists():  # reading a FIFO waits for a writer forever; a device never ends
+        return "is not a regular file (a pipe, device or socket)"
+    return "does not exist"

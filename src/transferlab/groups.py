@@ -186,8 +186,9 @@ class Steadiness:
 
 
 def steadiness(cfg: DictConfig) -> Steadiness:
-    """``loss.temporal_noise`` in [0, 1], ``loss.temporal_shift`` (pixels), ``loss.temporal_zoom`` (a
-    fraction in [0, 0.5]) and ``loss.temporal_rotation`` (degrees in [0, 45])."""
+    """``loss.temporal_noise`` in [0, 1], ``loss.temporal_shift`` (pixels, below half the training photos'
+    side ``data.crop``: a larger one moves the photo out of the frame, and the term compares no pixel),
+    ``loss.temporal_zoom`` (a fraction in [0, 0.5]) and ``loss.temporal_rotation`` (degrees in [0, 45])."""
     node = cfg.loss
     limits = {"temporal_noise": 1.0, "temporal_zoom": 0.5, "temporal_rotation": 45.0}
     values = {}
@@ -196,6 +197,12 @@ def steadiness(cfg: DictConfig) -> Steadiness:
         if key in limits and value > limits[key]:
             raise ConfigError(f"loss.{key}={value} is invalid; it must be in [0, {limits[key]:g}]")
         values[key] = value
+    side = crop(cfg)
+    if values["temporal_shift"] >= side / 2:
+        raise ConfigError(
+            f"loss.temporal_shift={values['temporal_shift']:g} is invalid; it must be below half the training "
+            f"photos' side (data.crop={side}: < {side / 2:g} px), or the moved photo leaves the frame"
+        )
     motion = Motion(values["temporal_shift"], values["temporal_zoom"], values["temporal_rotation"])
     return Steadiness(motion, values["temporal_noise"])
 
@@ -241,13 +248,29 @@ class Photos:
         }
 
 
+MAX_SEED = 2**32 - 1  # numpy's and Lightning's range: Lightning replaces a seed outside it by a random one
+
+
+def seed(cfg: DictConfig) -> int:
+    """``seed``: an integer in [0, 2**32 - 1]."""
+    value = cfg.seed
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SEED:
+        raise ConfigError(f"seed={value!r} is invalid; it must be an integer in [0, {MAX_SEED}]")
+    return value
+
+
+def crop(cfg: DictConfig) -> int:
+    """``data.crop``: the side of the square training photos (>= 16 px)."""
+    return checks.at_least(cfg.data.crop, 16, "data.crop")
+
+
 def photos(cfg: DictConfig) -> Photos:
     data = cfg.data
-    crop = checks.at_least(data.crop, 16, "data.crop")
+    side = crop(cfg)
     return Photos(
         root=resolve(str(data.root), "data.root"),  # a folder, a sample: or a dataset: name
-        crop=crop,
-        resize=None if data.resize is None else checks.at_least(data.resize, crop, "data.resize"),
+        crop=side,
+        resize=None if data.resize is None else checks.at_least(data.resize, side, "data.resize"),
         val_count=checks.at_least(data.val_count, 1, "data.val_count"),
         val_size=checks.at_least(data.val_size, 16, "data.val_size"),
         batch_size=checks.at_least(data.batch_size, 1, "data.batch_size"),
@@ -261,8 +284,16 @@ class FetchLimits(NamedTuple):
     max_mb: float
 
 
+# Upper bounds: a longer wait is a hang (and Python's timers overflow near 1e10 s); a larger size, no limit.
+FETCH_BOUNDS = {"timeout_s": 86400.0, "max_mb": float(2**20)}
+
+
 def fetch(cfg: DictConfig) -> FetchLimits:
-    """``fetch.*``: the timeout and size limit of every download of the run."""
-    return FetchLimits(
-        checks.positive(cfg.fetch.timeout_s, "fetch.timeout_s"), checks.positive(cfg.fetch.max_mb, "fetch.max_mb")
-    )
+    """``fetch.*``: the timeout (at most a day) and size limit (at most 1 TiB) of every download of the run."""
+    values = []
+    for key, bound in FETCH_BOUNDS.items():
+        value = checks.positive(cfg.fetch[key], f"fetch.{key}")
+        if value > bound:
+            raise ConfigError(f"fetch.{key}={value:g} is invalid; it must be in (0, {bound:.0f}]")
+        values.append(value)
+    return FetchLimits(*values)

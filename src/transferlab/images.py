@@ -10,6 +10,8 @@ import hashlib
 import os
 import re
 import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ from torch import Tensor
 from torchvision.transforms.functional import pil_to_tensor, to_pil_image
 
 from transferlab.errors import ImageError
-from transferlab.files import atomic_write
+from transferlab.files import atomic_write, not_a_file
 
 # The image files every task reads from a folder (open_rgb decodes them all; of a GIF, its first frame).
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
@@ -102,12 +104,14 @@ def check_input(path: str | Path, key: str) -> Path:
     door runs on every input image before any work (``open_rgb`` decodes it later)."""
     path = Path(path)
     if not path.is_file():
-        raise ImageError(
-            f"image {path} {'is a directory' if path.is_dir() else 'does not exist'} ({key}); {INPUT_HINT}"
-        )
+        raise ImageError(f"image {path} {not_a_file(path)} ({key}); {INPUT_HINT}")
+    if path.stat().st_size == 0:  # a failed download or copy: say so rather than "not an image format"
+        raise ImageError(f"image {path} is empty (0 bytes) ({key}); replace it with a real image")
     try:
-        with Image.open(path):
-            pass
+        with bombs_refused(path, key), Image.open(path):
+            pass  # the header only: its declared size is checked, nothing is decoded
+    except PermissionError:
+        raise ImageError(f"image {path} cannot be read: permission denied ({key}); fix its permissions") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise ImageError(f"image {path} is not an image format Pillow can read ({key}); {INPUT_HINT}") from None
     return path
@@ -115,39 +119,63 @@ def check_input(path: str | Path, key: str) -> Path:
 
 def check_source(source: Any, key: str, folder: bool = False) -> None:
     """A door's check of ``key``'s input given as a local path, a bundled ``sample:<name>`` or a pinned URL: a
-    local one must be an image file (or, with ``folder``, a folder); a URL or a ``dataset:`` is the task's to
-    fetch and check (fetching is work)."""
+    local one must be an image file (or, with ``folder``, a folder); a URL or a ``dataset:`` (where a folder
+    may be given) is the task's to fetch and check (fetching is work)."""
     from transferlab import fetch
 
     text = str(source)
-    if fetch.is_url(text) or text.startswith("dataset:"):
+    if fetch.is_url(text) or (folder and text.startswith("dataset:")):
         return
-    path = fetch.resolve(text, key)  # a local path or a bundled sample: no download
-    if not (folder and path.is_dir()):
-        check_input(path, key)
+    if not (folder and fetch.resolve(text, key).is_dir()):  # a local path or a bundled sample: no download
+        input_file(text, key)
+
+
+def input_file(source: Any, key: str) -> Path:
+    """``key``'s image file: a local path, a bundled ``sample:<name>`` or a pinned URL (fetched once into the
+    cache), checked to be an image; a ``dataset:`` (a folder) is refused before anything is fetched."""
+    from transferlab import fetch
+
+    if source is None or isinstance(source, Mapping) or (isinstance(source, Sequence) and not isinstance(source, str)):
+        raise ImageError(f"{key}={source!r} is not a path; give one image file (a local path, a pinned URL or sample:)")
+    text = str(source)
+    if text.startswith("dataset:"):
+        raise ImageError(
+            f"{key}={text} is a dataset, a folder of images; give one image file (a local path, a pinned URL or "
+            "sample:<name>)"
+        )
+    return check_input(fetch.resolve(text, key), key)
+
+
+@contextmanager
+def bombs_refused(path: Path, key: str = "") -> Iterator[None]:
+    """Inside: opening ``path`` with a declared size over Pillow's limit is one ImageError (naming ``key``),
+    not Pillow's warning (between its limit and twice it) or its exception (beyond)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise ImageError(
+            f"image {path} is too large to decode safely (over {Image.MAX_IMAGE_PIXELS:,} pixels, "
+            f"Pillow's decompression-bomb limit){f' ({key})' if key else ''}; downscale it first"
+        ) from None
 
 
 def open_rgb(path: str | Path) -> Image.Image:
     """Decode ``path`` fully into an RGB PIL image, or raise one ImageError that says why not."""
     path = Path(path)
     if not path.is_file():
-        raise ImageError(f"image {path} does not exist (or is not a file); check the path")
+        raise ImageError(f"image {path} {not_a_file(path)}; check the path")
     if path.stat().st_size == 0:
         raise ImageError(f"image {path} is empty (0 bytes); replace it with a real image")
     try:
-        with warnings.catch_warnings():
-            # Pillow only warns between its limit and twice its limit; refuse those too.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                image.seek(0)  # first frame of an animated GIF/WebP
-                image = ImageOps.exif_transpose(image)
-                image.load()
-                return _to_rgb(image)
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
-        raise ImageError(
-            f"image {path} is too large to decode safely (over {Image.MAX_IMAGE_PIXELS:,} pixels, "
-            "Pillow's decompression-bomb limit); downscale it first"
-        ) from None
+        with bombs_refused(path), Image.open(path) as image:
+            image.seek(0)  # first frame of an animated GIF/WebP
+            image = ImageOps.exif_transpose(image)
+            image.load()
+            return _to_rgb(image)
+    except PermissionError:
+        raise ImageError(f"image {path} cannot be read: permission denied; fix its permissions") from None
     except UnidentifiedImageError:
         hint = " (SVG is vector art: render it to PNG first)" if path.suffix.lower() == ".svg" else ""
         raise ImageError(f"image {path} is not an image format Pillow can read{hint}") from None

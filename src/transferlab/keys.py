@@ -75,6 +75,8 @@ def message(full_key: str, valid: Sequence[str], source: str = "") -> str:
     near = difflib.get_close_matches(name, valid, n=1)
     where = f" of {parent}" if parent else ""
     hint = f"did you mean {parent + '.' if parent else ''}{near[0]}?" if near else f"valid keys: {', '.join(valid)}"
+    if not valid:  # a value that is null (set it whole) or an open map still empty (a key is added with +)
+        hint = f"{parent} has no keys to set: give it whole ({parent}=...), or add a key with +{full_key}=..."
     return f"{full_key}{f' ({source})' if source else ''} is not a known key{where}; {hint}"
 
 
@@ -89,11 +91,34 @@ def source(full_key: str, overrides: Sequence[str]) -> str:
     return f"from {chosen[-1]}" if chosen else ""
 
 
+def unknown_hydra(overrides: Sequence[str]) -> Iterator[tuple[str, list[str], str]]:
+    """Each key that a ``+hydra.*`` or ``++hydra.*`` override adds where Hydra's own schema (``HydraConf``)
+    has none, as (its name, the valid keys of its node, the override); keys under open maps
+    (``hydra.job.env_set``, ``hydra.callbacks``, a launcher's or sweeper's settings) are not looked into."""
+    from hydra.conf import HydraConf
+
+    schema = OmegaConf.structured(HydraConf)
+    for text in overrides:
+        key = text.partition("=")[0]
+        if not (text.startswith("+") and key.lstrip("+").startswith("hydra.")):
+            continue
+        node, parts = schema, key.lstrip("+").split(".")[1:]
+        for depth, part in enumerate(parts):
+            if not isinstance(node, DictConfig) or node._metadata.object_type in (None, dict):
+                break  # an open map, or a plugin's node (Any): its keys are the plugin's
+            if part not in list(node):  # ``in`` says no for a key whose value is missing (???)
+                yield ".".join(["hydra", *parts[: depth + 1]]), [str(k) for k in node if k != "defaults"], text
+                break
+            node = node._get_node(part)
+
+
 def check(cfg: DictConfig, overrides: Sequence[str], config_name: str = "config", hydra: Sequence[str] = ()) -> None:
-    """Refuse every key of ``cfg`` that its config files do not define, one line each, naming the nearest
-    valid key. ``overrides``: the task's overrides as written; ``hydra``: Hydra's own (a search path)."""
+    """Refuse every key of ``cfg`` that its config files do not define, and every key a ``+hydra.*``
+    override adds that Hydra does not define, one line each, naming the nearest valid key.
+    ``overrides``: the task's overrides as written; ``hydra``: Hydra's own (a search path, hydra.*)."""
     tree = defined_keys(config_name, [*overrides, *hydra])
     values = OmegaConf.to_container(cfg, resolve=False)
     lines = [message(key, valid, source(key, overrides)) for key, valid in unknown(values, tree)]
+    lines += [message(key, valid, f"from {text}") for key, valid, text in unknown_hydra(hydra)]
     if lines:
         raise ConfigError("\n".join(lines))

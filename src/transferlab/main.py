@@ -3,6 +3,7 @@ can fail (bad input, a full disk, Ctrl-C, a job of a sweep) into one line and an
 
 from __future__ import annotations
 
+import errno
 import importlib
 import logging
 import os
@@ -116,7 +117,11 @@ def main(cfg: DictConfig) -> Any:
     except TransferLabError as exc:
         message = str(exc)
     except OSError as exc:
-        if exc.errno not in DISK_FULL:
+        if exc.errno == errno.ENAMETOOLONG:  # a path given in an override: bad input
+            message = too_long(exc)
+        elif isinstance(exc, PermissionError):  # a path the user gave (an input, hydra.run.dir) they cannot use
+            message = f"permission denied: {exc.filename}; fix its permissions, or give a path you can use"
+        elif exc.errno not in DISK_FULL:
             code, message, details = _unexpected(exc, output_dir, sweeping)
         else:
             code = EXIT_FAILED
@@ -145,6 +150,13 @@ def main(cfg: DictConfig) -> Any:
     if details is not None:
         raise SystemExit(EXIT_FAILED)
     sys.exit(code)
+
+
+def too_long(exc: OSError) -> str:
+    """The one line for a path longer than the file system allows (ENAMETOOLONG), its name shortened."""
+    name = os.path.basename(str(exc.filename or "")) or str(exc.filename)
+    shown = name if len(name) <= 60 else f"{name[:30]}...{name[-20:]}"
+    return f"{shown} is longer than a file name may be; shorten the override that names it"
 
 
 def _unexpected(exc: BaseException, output_dir: Path, sweeping: bool) -> tuple[int, str, str]:
@@ -223,6 +235,13 @@ def hydra_message(exc: BaseException) -> str:
     node = getattr(cause, "parent_node", None)
     if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and isinstance(node, DictConfig) and cause.full_key:
         return keys.message(str(cause.full_key), [str(k) for k in node])
+    chosen = re.match(r"Multiple values for (\S+)\. To override a value use 'override \S+: (\S+)'", str(exc))
+    if chosen:  # +group=option where the defaults list already picks an option of that group
+        group, option = chosen.groups()
+        return f"+{group}={option}: the config already chooses a {group}; write {group}={option} (without +)"
+    if "Config group override must be a string or a list" in str(exc):  # Hydra's ValueError for group=null
+        given = next((a for a in sys.argv[1:] if re.fullmatch(r"[\w/-]+=null", a)), "group=null")
+        return f"{given}: a config group takes the name of one of its options, not null (--help lists them)"
     launcher = re.search(r"Could not find 'hydra/launcher/(\w+)'", str(exc))
     if launcher:  # launcher=joblib or submitit_*: its Hydra plugin (and the config it ships) is an extra
         name, hint = launcher.group(1), checks.install("launchers")
@@ -267,10 +286,15 @@ def cli() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         _hydra_main()
-    except (HydraException, OmegaConfBaseException) as exc:
+    except (HydraException, OmegaConfBaseException, ValueError) as exc:  # main() keeps the task's own
         if full_error:
             raise
         print(f"error: {hydra_message(exc)}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+    except OSError as exc:  # the task's own are the entry's (main); these come from Hydra's composition
+        if full_error or exc.errno != errno.ENAMETOOLONG:
+            raise
+        print(f"error: {too_long(exc)}", file=sys.stderr)  # Hydra looked for a config file named by an override
         sys.exit(EXIT_BAD_INPUT)
     except KeyboardInterrupt:
         print(f"interrupted: {_interrupted or 'Ctrl-C'}", file=sys.stderr)

@@ -21,10 +21,25 @@ FAILED_ONLY = {".hydra", "main.log", "run.log", "error.txt"}
 MIN_FREE_BYTES = 256 * 1024
 
 
+def _nearest_existing(directory: Path) -> Path:
+    return next(p for p in (directory, *directory.parents) if p.exists())
+
+
+def unusable(directory: Path, key: str) -> str | None:
+    """Why ``directory`` cannot be made or written (a file in its place or on its path, a folder the user
+    may not write), or None."""
+    existing = _nearest_existing(directory)
+    if not existing.is_dir():
+        where = "is not a folder" if existing == directory else f"lies under {existing}, which is not a folder"
+        return f"{key}={directory} {where}; pick another directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{key}={directory}: {existing} is not writable (permission denied); pick a directory you can write"
+    return None
+
+
 def no_space(directory: Path, key: str) -> str | None:
     """Why ``directory``'s disk cannot take a run (under ``MIN_FREE_BYTES`` free), or None."""
-    existing = next(p for p in (directory, *directory.parents) if p.exists())
-    stat = os.statvfs(existing)
+    stat = os.statvfs(_nearest_existing(directory))
     free = stat.f_bavail * stat.f_frsize
     if free >= MIN_FREE_BYTES:
         return None
@@ -76,6 +91,9 @@ class FreshRunDir(Callback):
             return  # a DDP worker Lightning started: it joins the run its rank 0 began in this directory
         directory = _directory(config, "hydra.run.dir")
         if directory is not None:
+            message = unusable(directory, "hydra.run.dir")
+            if message:
+                _refuse(message)
             message = refusal(directory, OmegaConf.select(config, "ckpt_path", default=None), "hydra.run.dir")
             if message:
                 _refuse(message)
@@ -86,6 +104,9 @@ class FreshRunDir(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         directory = _directory(config, "hydra.sweep.dir")
         if directory is not None:
+            message = unusable(directory, "hydra.sweep.dir")
+            if message:
+                _refuse(message)
             message = refusal(directory, None, "hydra.sweep.dir")
             if message:
                 _refuse(message)

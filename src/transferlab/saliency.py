@@ -67,8 +67,8 @@ def strength_source(value: object, key: str) -> str | None:
     if value is None or value == "":
         return None
     source = str(value)
-    if source == AUTO or fetch.is_url(source) or fetch.has_scheme(source):
-        return source  # a URL is checked when fetched
+    if source == AUTO or fetch.is_url(source) or fetch.has_scheme(source) or source.startswith("sample:"):
+        return source  # a URL is checked when fetched; a bundled sample when resolved
     if not Path(source).expanduser().is_file():
         raise ConfigError(
             f"{key}={source!r} is not a file; give a grayscale image (0 keeps the content, 1 full style) "

@@ -114,6 +114,7 @@ def test_one_steady_train_adain_step_logs_the_temporal_term(photos, styles, enco
         ("loss.temporal_noise=1.5", r"^loss.temporal_noise=1.5 is invalid; it must be in \[0, 1\]$"),
         ("loss.temporal_noise=-0.1", r"^loss.temporal_noise=-0.1 is invalid; it must be a number >= 0$"),
         ("loss.temporal_shift=inf", r"^loss.temporal_shift=inf is invalid; it must be a finite number$"),
+        ("loss.temporal_shift=1e9", r"^loss.temporal_shift=1e\+09 is invalid; .* \(data.crop=256: < 128 px\)"),
         ("loss.temporal_zoom=0.9", r"^loss.temporal_zoom=0.9 is invalid; it must be in \[0, 0.5\]$"),
         ("loss.temporal_rotation=90", r"^loss.temporal_rotation=90.0 is invalid; it must be in \[0, 45\]$"),
     ],

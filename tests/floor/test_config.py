@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from helpers import ROOT, compose_cfg
+from transferlab import checks
 from transferlab.errors import ConfigError
 from transferlab.style.settings import StyleSettings
 
@@ -66,6 +67,10 @@ def test_command_line_overrides_beat_the_experiment():
         (["task.size=31"], r"task.size=31 is invalid; it must be an integer >= 32"),
         (["task.init=zeros"], r"task.init='zeros' is invalid; choose one of content, noise"),
         (["model.arch=vgg11"], r"model.arch='vgg11' is not supported"),
+        (["seed=abc"], r"seed='abc' is invalid; it must be an integer in \[0, 4294967295\]"),
+        (["seed=-1"], r"seed=-1 is invalid"),
+        (["seed=1.5"], r"seed=1.5 is invalid"),
+        (["seed=4294967296"], r"seed=4294967296 is invalid"),
         (
             ["layers=seed", "layers.style={relu1_2: 0, relu2_2: 0, relu3_3: 0, relu4_3: 0}"],
             r"layers.style: all layer weights are 0",
@@ -83,3 +88,9 @@ def test_configs_dir_has_no_schema_in_sweepable_groups():
     # A schema file in a group would be picked up by glob(*) sweeps over that group.
     for group in ("model", "layers", "loss", "optimizer"):
         assert all(not p.name.startswith("_") for p in Path(ROOT / "configs" / group).iterdir())
+
+
+@pytest.mark.parametrize(("value", "choices"), [(1, [True, False]), (0.0, [True, False]), (True, [1, 2])])
+def test_a_boolean_and_a_number_are_not_the_same_choice(value, choices):
+    with pytest.raises(ConfigError, match=f"k={value!r} is invalid; choose one of"):
+        checks.choice(value, choices, "k")

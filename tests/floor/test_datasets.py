@@ -10,7 +10,7 @@ import stat
 import threading
 import time
 import zipfile
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -204,3 +204,102 @@ def test_bundled_samples_and_the_shipped_manifest():
         files = {p.relative_to(shared).as_posix(): p for p in shared.rglob("*") if p.is_file()}
         assert sorted(files) == sorted(manifest)
         assert all(hashlib.sha256(files[name].read_bytes()).hexdigest() == manifest[name] for name in manifest)
+
+
+@pytest.mark.parametrize(
+    "mirror", ["notaurl", "/srv/mirror", "file:///srv/mirror", "ftp://host/", "http://", "http://[::1"]
+)
+def test_a_mirror_that_is_not_an_http_url_is_refused_in_one_line(toy, monkeypatch, mirror):
+    _, requests, cache = toy
+    monkeypatch.setenv(fetch.MIRROR, mirror)
+    with pytest.raises(FetchError, match=r"^\$TRANSFERLAB_MIRROR=.* is not an http:// or https:// URL") as info:
+        fetch.resolve("dataset:toy", "data.root", cache_dir=cache)
+    assert "\n" not in str(info.value) and requests == [] and leftovers(cache) == []
+
+
+def test_a_mirror_that_sends_a_page_instead_of_the_archive_is_named(toy):
+    served, _, cache = toy
+    (served / "toy_data.zip").write_text("<html>Not here</html>")
+    with pytest.raises(FetchError, match=r"what http://127.0.0.1:\d+/mirror/toy_data.zip sent is not a readable zip"):
+        fetch.resolve("dataset:toy", "data.root", cache_dir=cache)
+    assert leftovers(cache) == []
+
+
+@pytest.mark.parametrize("sub", ["../../x", "train/../../x", "/etc", "\\etc"])
+def test_a_subfolder_outside_the_dataset_is_refused_before_fetching(toy, sub):
+    _, requests, cache = toy
+    with pytest.raises(FetchError, match="name a folder inside the dataset, e.g. dataset:toy/train"):
+        fetch.resolve(f"dataset:toy/{sub}", "data.root", cache_dir=cache)
+    assert requests == []
+
+
+@pytest.mark.parametrize("sub", ["test", "train/a/1.jpg"])
+def test_a_subfolder_the_dataset_lacks_lists_its_folders(toy, sub):
+    served, _, cache = toy
+    make_zip(served / "toy_data.zip", FILES)
+    with pytest.raises(FetchError, match=f"the dataset has no folder '{sub}'; its folders: train, val"):
+        fetch.resolve(f"dataset:toy/{sub}", "data.root", cache_dir=cache)
+
+
+def plant_link(root: Path) -> None:
+    (root / "train" / "a" / "4.jpg").symlink_to("/etc/passwd")
+
+
+def replace_folder_by_link(root: Path) -> None:
+    (root / "val").rename(root.parent / "elsewhere")
+    (root / "val").symlink_to(root.parent / "elsewhere")
+
+
+@pytest.mark.parametrize(
+    ("tamper", "problem"),
+    [
+        (lambda root: (root / "train/a/1.jpg").unlink(), "train/a/1.jpg is missing"),
+        (lambda root: (root / "train/a/1.jpg").write_bytes(b"other"), "train/a/1.jpg was changed"),
+        (lambda root: (root / "train/a/9.jpg").write_bytes(b"new"), "train/a/9.jpg was added"),
+        (plant_link, "train/a/4.jpg is a link or a special file"),
+        (lambda root: os.mkfifo(root / "train/a/1.jpg.fifo"), "train/a/1.jpg.fifo is a link or a special file"),
+        (replace_folder_by_link, "val is a link"),
+    ],
+)
+def test_a_cached_dataset_changed_after_it_was_fetched_is_refused(toy, tamper, problem):
+    served, requests, cache = toy
+    make_zip(served / "toy_data.zip", FILES)
+    root = fetch.resolve("dataset:toy", "data.root", cache_dir=cache)
+    tamper(root)
+    with pytest.raises(FetchError, match=f"the cached dataset .* changed after it was fetched \\({problem}") as info:
+        fetch.resolve("dataset:toy/train", "data.root", cache_dir=cache)
+    assert "delete that folder to fetch it again" in str(info.value) and len(requests) == 1
+
+
+def test_hidden_files_a_file_browser_leaves_in_a_cached_dataset_are_no_change(toy):
+    served, requests, cache = toy
+    make_zip(served / "toy_data.zip", FILES)
+    root = fetch.resolve("dataset:toy", "data.root", cache_dir=cache)
+    (root / "train" / ".DS_Store").write_bytes(b"finder")
+    assert fetch.resolve("dataset:toy/train", "data.root", cache_dir=cache) == root / "train" and len(requests) == 1
+
+
+@pytest.mark.parametrize("target", ["ftp://127.0.0.1:9/toy_data.zip", "file:///etc/passwd"])
+def test_a_redirect_to_anything_but_http_is_not_followed(toy, monkeypatch, target):
+    _, _, cache = toy
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(302)
+            self.send_header("Location", target)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    monkeypatch.setenv(fetch.MIRROR, f"http://127.0.0.1:{server.server_address[1]}/")
+    try:
+        with pytest.raises(FetchError, match=r"could not fetch .*(unknown url type: ftp|Redirection to url)") as info:
+            fetch.resolve("dataset:toy", "data.root", cache_dir=cache)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "\n" not in str(info.value) and leftovers(cache) == []

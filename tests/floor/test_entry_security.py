@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from helpers import compose_cfg
+from helpers import compose_cfg, run_cli
 from transferlab import backbone, entry_checks, main, rundir
 from transferlab.errors import ConfigError, WeightsError
 
@@ -94,6 +94,20 @@ def test_merged_or_deleted_layer_sets_are_one_line():
     assert entry_checks.deleted_key(error.value, ["~layers.style"]).startswith("~layers.style deleted layers.style")
 
 
+def test_a_run_directory_that_cannot_be_made_is_one_line(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("x")
+    assert rundir.unusable(tmp_path / "file", "hydra.run.dir") == (
+        f"hydra.run.dir={tmp_path / 'file'} is not a folder; pick another directory"
+    )
+    assert rundir.unusable(tmp_path / "file" / "run", "hydra.sweep.dir") == (
+        f"hydra.sweep.dir={tmp_path / 'file' / 'run'} lies under {tmp_path / 'file'}, which is not a folder; "
+        "pick another directory"
+    )
+    assert rundir.unusable(tmp_path / "new" / "run", "hydra.run.dir") is None
+    monkeypatch.setattr(rundir.os, "access", lambda *args: False)  # root may write anywhere
+    assert "is not writable (permission denied)" in rundir.unusable(tmp_path / "run", "hydra.run.dir")
+
+
 def test_directory_holding_a_run_is_refused_unless_continued(tmp_path):
     run = tmp_path / "run"
     assert rundir.refusal(run, None, "hydra.run.dir") is None
@@ -140,6 +154,20 @@ def test_full_disk_is_one_line_and_leaves_no_empty_files(tmp_path, monkeypatch, 
     assert not (tmp_path / "run.log").exists() and (tmp_path / "error.txt").read_text().startswith("no space")
 
 
+def test_a_path_the_user_may_not_use_is_bad_input_in_one_line(tmp_path, monkeypatch, capsys):
+    def denied(cfg, output_dir, *recording):
+        raise PermissionError(errno.EACCES, "Permission denied", "/locked/content.png")  # root ignores chmod
+
+    single_run_in(tmp_path, monkeypatch)
+    monkeypatch.setattr(main, "run_task", denied)
+    with pytest.raises(SystemExit) as exit_:
+        main.main(compose_cfg())
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: permission denied: /locked/content.png; fix its permissions, or give a path you can use"
+    ]
+
+
 def test_a_finished_resume_clears_the_error_of_the_run_it_continued(tmp_path, monkeypatch):
     """Issue 32 item 10: a completed resume kept the old error.txt, and a sweep's sheet counted it as FAILED."""
     (tmp_path / "error.txt").write_text("interrupted: SIGTERM: latest checkpoint ...\n")
@@ -158,3 +186,50 @@ def test_a_run_failed_at_its_door_leaves_only_its_error_and_the_directory_takes_
     main.keep_error(run, "bad input", None)
     assert sorted(p.name for p in run.iterdir()) == [".hydra", "error.txt", "main.log"]
     assert rundir.refusal(run, None, "hydra.run.dir") is None
+
+
+@pytest.mark.parametrize("arg", ["+task.'a.b'=1", "+task.stéps=1", 'task."steps"=3'])
+def test_a_key_hydra_cannot_read_is_named_as_the_key_not_the_value(arg):
+    message = entry_checks.parse_errors([arg])
+    assert message.startswith(f"{arg.partition('=')[0]} in {arg} is not a key Hydra reads") and "\n" not in message
+
+
+@pytest.mark.slow
+def test_an_override_or_a_path_longer_than_a_file_name_is_one_line(tmp_path):
+    result = run_cli(f"+task.{'k' * 300}=1", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().endswith("is longer than a file name may be; shorten the override that names it")
+    too_long = f"task.content={tmp_path / ('k' * 300)}.png"
+    result = run_cli(
+        too_long, "task.style=s.png", "model.weights=null", f"hydra.run.dir={tmp_path / 'b'}", cwd=tmp_path
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {'k' * 30}...{'k' * 16}.png is longer than a file name may be; shorten the override that names it"
+    )
+
+
+def test_a_multirun_flag_after_an_override_is_one_line():
+    message = entry_checks.parse_errors(["task.content=c.png", "-m", "task.steps=1,2"])
+    assert message == "-m must come before every override, e.g. python run.py -m a=1,2 b=3"
+    assert entry_checks.parse_errors(["-m", "task.content=c.png", "task.steps=1,2"]) is None
+
+
+def test_adding_a_group_the_defaults_already_choose_says_to_drop_the_plus():
+    from hydra.errors import ConfigCompositionException
+
+    exc = ConfigCompositionException(
+        "Multiple values for launcher. To override a value use 'override launcher: joblib'"
+    )
+    assert main.hydra_message(exc) == (
+        "+launcher=joblib: the config already chooses a launcher; write launcher=joblib (without +)"
+    )
+
+
+@pytest.mark.slow
+def test_a_config_group_set_to_null_is_one_line(tmp_path):
+    result = run_cli("model=null", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == (
+        "error: model=null: a config group takes the name of one of its options, not null (--help lists them)"
+    )

@@ -215,3 +215,20 @@ def dripping_server(request):
 def test_a_dripping_server_is_stopped_in_one_line_and_leaves_nothing(dripping_server, tmp_path):
     message = stalled_fetch_error(dripping_server, tmp_path)
     assert "sends too slowly" in message and "fetch.timeout_s=0.5 s" in message
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("fetch.timeout_s=1e308", r"^fetch.timeout_s=1e\+308 is invalid; it must be in \(0, 86400\]$"),
+        ("fetch.max_mb=1e308", r"^fetch.max_mb=1e\+308 is invalid; it must be in \(0, 1048576\]$"),
+        ("fetch.timeout_s=0", r"^fetch.timeout_s=0 is invalid; it must be a number > 0$"),
+    ],
+)
+def test_fetch_limits_a_timer_or_a_byte_count_cannot_hold_are_refused(override, message):
+    from helpers import compose_cfg
+    from transferlab import groups
+    from transferlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        groups.fetch(compose_cfg(override))

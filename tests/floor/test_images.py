@@ -1,4 +1,5 @@
 import io
+import os
 
 import pytest
 import torch
@@ -101,6 +102,15 @@ def test_decompression_bombs_are_refused(tmp_path, monkeypatch):
         images.load_image(path)
 
 
+@pytest.mark.parametrize("limit", [64 * 64 - 1, 100], ids=["warned", "raised"])
+def test_a_doors_header_check_refuses_a_bomb_in_one_line(tmp_path, monkeypatch, recwarn, limit):
+    path = make_image(tmp_path / "big.png", size=(64, 64))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+    with pytest.raises(ImageError, match=r"too large to decode safely .* \(task.strength_map\); downscale it first"):
+        images.check_input(path, "task.strength_map")
+    assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
+
+
 def test_save_image_is_atomic_and_round_trips(tmp_path, monkeypatch):
     image = torch.rand(3, 20, 30)
     path = images.save_image(image, tmp_path / "out" / "final.png")
@@ -160,3 +170,44 @@ def test_the_lister_follows_each_folder_once(tmp_path):
     make_image(tmp_path / "elsewhere" / "b.png")
     (tmp_path / "cls" / "linked").symlink_to(tmp_path / "elsewhere")
     assert [p.name for p in images.list_images(tmp_path / "cls")] == ["a.png", "b.png"]
+
+
+def test_a_doors_check_names_an_empty_file_and_a_pipe(tmp_path):
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(ImageError, match=r"empty.png is empty \(0 bytes\) \(task.content\); replace it"):
+        images.check_input(tmp_path / "empty.png", "task.content")
+    os.mkfifo(tmp_path / "pipe.png")
+    with pytest.raises(ImageError, match=r"pipe.png is not a regular file \(a pipe, device or socket\) \(task.style"):
+        images.check_input(tmp_path / "pipe.png", "task.style")
+    with pytest.raises(ImageError, match=r"pipe.png is not a regular file \(a pipe, device or socket\); check"):
+        images.open_rgb(tmp_path / "pipe.png")
+
+
+def test_a_dataset_given_for_an_image_is_refused_before_it_is_fetched(tmp_path, monkeypatch):
+    from transferlab import fetch
+
+    monkeypatch.setattr(fetch, "fetch_dataset", lambda *args: pytest.fail("fetched"))
+    with pytest.raises(ImageError, match=r"^task.content=dataset:hymenoptera is a dataset, a folder of images; give"):
+        images.input_file("dataset:hymenoptera", "task.content")
+    with pytest.raises(ImageError, match=r"^task.style=dataset:hymenoptera/train is a dataset"):
+        images.check_source("dataset:hymenoptera/train", "task.style")
+    images.check_source("dataset:hymenoptera/train", "task.input", folder=True)  # the task fetches it
+
+
+def test_an_unreadable_image_is_named_as_unreadable(tmp_path, monkeypatch):
+    path = make_image(tmp_path / "locked.png")
+
+    def denied(fp, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(fp))  # chmod 000 does not stop root, who runs tests
+
+    monkeypatch.setattr(Image, "open", denied)
+    with pytest.raises(ImageError, match=r"locked.png cannot be read: permission denied \(task.style\); fix its"):
+        images.check_input(path, "task.style")
+    with pytest.raises(ImageError, match=r"locked.png cannot be read: permission denied; fix its permissions"):
+        images.open_rgb(path)
+
+
+@pytest.mark.parametrize("source", [None, {"a": 1}, ["a.png"]])
+def test_an_entry_that_is_no_path_is_named_as_such(source):
+    with pytest.raises(ImageError, match=r"^task.style\[0\]=.* is not a path; give one image file"):
+        images.input_file(source, "task.style[0]")

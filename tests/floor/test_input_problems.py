@@ -137,3 +137,18 @@ def test_each_door_reports_its_missing_files_together(tmp_path, task, door, over
         settings.from_cfg(cfg)
     lines = str(info.value).splitlines()
     assert len(lines) == len(keys) and all(key in line for key, line in zip(keys, lines)), str(info.value)
+
+
+def test_pipes_and_a_checkpoint_are_named_with_the_other_problems(tmp_path):
+    import os
+
+    pipe, checkpoint = tmp_path / "content.png", tmp_path / "step.ckpt"
+    os.mkfifo(pipe)  # reading a pipe waits for a writer forever: the door never opens one
+    os.mkfifo(checkpoint)
+    cfg = stylize_cfg(pipe, tmp_path / "no.jpg", "model.weights=null", f"ckpt_path={checkpoint}")
+    with pytest.raises(InputProblemsError) as info:
+        StyleSettings.from_cfg(cfg)
+    lines = str(info.value).splitlines()
+    assert lines[0].startswith(f"image {pipe} is not a regular file (a pipe, device or socket) (task.content)")
+    assert lines[1].startswith(f"image {tmp_path / 'no.jpg'} does not exist (task.style)")
+    assert lines[2].startswith(f"ckpt_path={checkpoint} is not a regular file (a pipe, device or socket); give")

@@ -103,3 +103,25 @@ def test_added_typos_are_one_line_each_and_exit_2(tmp_path):
         "error: model.wieghts (from ++model.wieghts=x) is not a known key of model; did you mean model.weights?",
         "error: task.stpes (from +task.stpes=10) is not a known key of task; did you mean task.steps?",
     ]
+
+
+def test_a_key_added_to_hydras_own_config_is_checked_against_its_schema():
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("config", overrides=["model.weights=null"])
+        with pytest.raises(ConfigError) as info:
+            keys.check(cfg, ["model.weights=null"], hydra=["+hydra.foo=1", "++hydra.run.dirr=x", "hydra.mode=RUN"])
+    assert str(info.value).splitlines() == [
+        "hydra.foo (from +hydra.foo=1) is not a known key of hydra; valid keys: mode, searchpath, run, sweep, "
+        "hydra_logging, job_logging, sweeper, launcher, callbacks, help, hydra_help, output_subdir, overrides, job, "
+        "runtime, verbose",
+        "hydra.run.dirr (from ++hydra.run.dirr=x) is not a known key of hydra.run; did you mean hydra.run.dir?",
+    ]
+    open_maps = ["+hydra.job.env_set.A=1", "+hydra.launcher.n_jobs=2", "+hydra.job_logging.root.level=DEBUG"]
+    assert list(keys.unknown_hydra([*open_maps, "++hydra.job.chdir=true", "+hydra.sweeper.params.a=1,2"])) == []
+
+
+def test_a_key_of_an_empty_open_map_is_added_with_a_plus():
+    assert keys.message("hydra.job.env_set.X", []) == (
+        "hydra.job.env_set.X is not a known key of hydra.job.env_set; hydra.job.env_set has no keys to set: give it "
+        "whole (hydra.job.env_set=...), or add a key with +hydra.job.env_set.X=..."
+    )

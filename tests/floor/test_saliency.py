@@ -1,6 +1,7 @@
 """Automatic strength maps: the spectral-residual saliency finds a salient disk over a fine texture, and
 stylize takes task.strength_map=auto."""
 
+import pytest
 import torch
 
 from helpers import make_image, stylize_cfg
@@ -38,3 +39,14 @@ def test_stylize_takes_auto_and_refuses_a_misspelling(tmp_path):
         assert "task.strength_map='Auto' is not a file" in str(error) and "\n" not in str(error)
     else:
         raise AssertionError("a misspelt auto ran")
+
+
+def test_a_bundled_sample_is_a_strength_map_and_an_unknown_one_is_one_line(tmp_path):
+    from transferlab.errors import FetchError
+    from transferlab.style.settings import StyleSettings
+
+    content, style = make_image(tmp_path / "c.png"), make_image(tmp_path / "s.png", seed=1)
+    settings = StyleSettings.from_cfg(stylize_cfg(content, style, "task.strength_map=sample:chelsea"))
+    assert settings.inputs.strength_map.name == "chelsea.jpg"
+    with pytest.raises(FetchError, match="task.strength_map=sample:chelsa is not a bundled sample"):
+        StyleSettings.from_cfg(stylize_cfg(content, style, "task.strength_map=sample:chelsa"))

@@ -15,7 +15,7 @@ from tests.helpers import make_image
 from tests.video.conftest import ADAIN, frame_folder, pan_frames, square_frames, textured, write_clip
 from tests.video.test_video_task import video_cfg
 from transferlab import color, images, main
-from transferlab.errors import ConfigError, ImageError
+from transferlab.errors import ConfigError, ImageError, TransferLabError
 from transferlab.fast import stylizer
 from transferlab.fast.arbitrary import ops
 from transferlab.video import controls, io
@@ -343,3 +343,17 @@ def test_blending_the_final_pixels_flickers_less_than_blending_before_the_streng
                 errors[k] = [errors[k][0] + e[0], errors[k][1] + e[1]]
         prev = out
     assert errors["chosen"][0] < 0.9 * errors["before"][0]  # measured 0.82 (8 frames at 96x128: 0.72)
+
+
+def test_a_missing_mask_and_a_pipe_as_strength_map_are_reported_with_the_style(tmp_path: Path, clip: Path) -> None:
+    import os
+
+    pipe = tmp_path / "map.png"
+    os.mkfifo(pipe)
+    overrides = (f"task.style_masks=[{tmp_path / 'no_mask.png'}]", f"task.strength_map={pipe}")
+    with pytest.raises(TransferLabError) as info:
+        VideoSettings.from_cfg(video_cfg(clip, tmp_path / "no_style.png", *overrides))
+    lines = str(info.value).splitlines()
+    assert len(lines) == 3 and "no_style.png does not exist (task.style)" in lines[0]
+    assert "no_mask.png does not exist (task.style_masks[0])" in lines[1]
+    assert lines[2].startswith(f"task.strength_map='{pipe}' is not a file")

@@ -158,7 +158,7 @@ class FinetuneSettings:
             cache_max_gb=checks.non_negative(task.cache_max_gb, "task.cache_max_gb"),
             cache_dir=Path(str(task.cache_dir)).expanduser() if task.cache_dir else None,
             trainer=groups.trainer(cfg),
-            seed=int(cfg.seed),
+            seed=groups.seed(cfg),
             ckpt_path=Path(str(cfg.ckpt_path)).expanduser() if cfg.ckpt_path else None,
             hparams=checks.hparams(cfg, HP_KEYS),
         )
@@ -424,7 +424,7 @@ class ExportSettings:
         problems.run(files, path, None, None)
         export = problems.run(ExportOptions.from_cfg, cfg.task)
         problems.raise_all()
-        return cls(path, export, int(cfg.seed))  # type: ignore[arg-type]
+        return cls(path, export, groups.seed(cfg))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

@@ -166,7 +166,7 @@ class Training:
         steps = checks.at_least(task.steps, 1, "task.steps")
         return cls(
             trainer=groups.trainer(cfg, opt.name),
-            seed=int(cfg.seed),
+            seed=groups.seed(cfg),
             steps=steps,
             lr=opt.lr,
             betas=opt.betas,  # type: ignore[arg-type]
@@ -303,5 +303,5 @@ class ExportSettings:
                 checks.at_least(task.example_size, 16, "task.example_size"), "task.example_size"
             ),
             check_size=exporter.side_pair(task.check_size, "task.check_size", MIN_SIZE),
-            seed=int(cfg.seed),
+            seed=groups.seed(cfg),
         )

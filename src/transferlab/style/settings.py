@@ -147,13 +147,15 @@ class StyleSettings:
             runtime.heap_block_limit(trainer.device),
             runtime.fast_convs(trainer.device),
         )
+        seed = groups.seed(cfg)
         problems = checks.Problems()  # every input file and the weights, reported at once
         inputs = input_settings(task, problems)
+        checkpoint = problems.run(stylize_checkpoint, cfg.ckpt_path)
         problems.run(backbone.check_weights, model.arch, model.weights, bool(problems.errors))
         problems.raise_all()
         size, plan = output_plan(task, memory, inputs, trainer.accelerator, tiling)
-        ckpt_path = resume_path(cfg, bool(tiling.tile) and size > tiling.tile and len(plan) == 1)
-        values = {"model": model, "layers": layers, "loss": loss, "optimizer": optimizer, "seed": cfg.seed}
+        ckpt_path = resume_path(checkpoint, bool(tiling.tile) and size > tiling.tile and len(plan) == 1)
+        values = {"model": model, "layers": layers, "loss": loss, "optimizer": optimizer, "seed": seed}
         fingerprint = resume_fingerprint(inputs, size, plan, **values)
         settings = cls(
             model=model,
@@ -178,7 +180,7 @@ class StyleSettings:
                 checks.non_negative(task.tolerance, "task.tolerance"),
                 checks.at_least(task.tolerance_window, 1, "task.tolerance_window"),
             ),
-            seed=cfg.seed,
+            seed=seed,
             ckpt_path=ckpt_path,
             fingerprint=fingerprint,
         )
@@ -209,17 +211,20 @@ def output_plan(
     return size, plan
 
 
-def resume_path(cfg: DictConfig, tiles_only: bool) -> Path | None:
-    """``ckpt_path``: a local stylize checkpoint, for a run that has whole-image scales to resume."""
-    if not cfg.ckpt_path:
+def stylize_checkpoint(value: Any) -> Path | None:
+    """``ckpt_path``: None, or a local file (checked with the other input files)."""
+    if not value:
         return None
-    if tiles_only:
+    return checkpoints.local_file(str(value), "ckpt_path", "a checkpoint of a stylize run (checkpoints/step*.ckpt)")
+
+
+def resume_path(checkpoint: Path | None, tiles_only: bool) -> Path | None:
+    """The ``checkpoint`` to resume from, for a run that has whole-image scales to resume."""
+    if checkpoint is not None and tiles_only:
         raise ConfigError(
             "ckpt_path resumes the whole-image scales, and this tiled run has none; set task.scales or drop ckpt_path"
         )
-    return checkpoints.local_file(
-        str(cfg.ckpt_path), "ckpt_path", "a checkpoint of a stylize run (checkpoints/step*.ckpt)"
-    )
+    return checkpoint
 
 
 def resume_fingerprint(
@@ -271,12 +276,7 @@ def image_cadence(value: Any, total_steps: int) -> int:
 def strength_map(task: DictConfig) -> Path | str | None:
     """``task.strength_map``: None, ``auto``, or the local file (a pinned URL fetched)."""
     source = saliency.strength_source(task.strength_map, "task.strength_map")
-    return source if source in (None, saliency.AUTO) else input_image(source, "task.strength_map")
-
-
-def input_image(source: Any, key: str) -> Path:
-    """``key``'s image, a pinned URL fetched (once, into the cache), checked to be an image file."""
-    return images.check_input(fetch.resolve(str(source), key), key)
+    return source if source in (None, saliency.AUTO) else images.input_file(source, "task.strength_map")
 
 
 def input_settings(task: DictConfig, problems: checks.Problems) -> Inputs:
@@ -294,10 +294,10 @@ def input_settings(task: DictConfig, problems: checks.Problems) -> Inputs:
     style_scale = checks.positive(task.style_scale, "task.style_scale")
     style_key = "task.style" if len(styles) == 1 else "task.style[{}]"
     return Inputs(
-        content=problems.run(input_image, task.content, "task.content"),
-        styles=tuple(problems.run(input_image, s, style_key.format(i)) for i, s in enumerate(styles)),
+        content=problems.run(images.input_file, task.content, "task.content"),
+        styles=tuple(problems.run(images.input_file, s, style_key.format(i)) for i, s in enumerate(styles)),
         style_weights=weights,
-        style_masks=tuple(problems.run(input_image, m, f"task.style_masks[{i}]") for i, m in enumerate(masks)),
+        style_masks=tuple(problems.run(images.input_file, m, f"task.style_masks[{i}]") for i, m in enumerate(masks)),
         strength_map=problems.run(strength_map, task),
         style_scale=style_scale,
         init=init,

@@ -93,11 +93,12 @@ class VideoSettings:
         problems = checks.Problems()  # the video, the style or network and the weights at once
         info = problems.run(io.probe, Path(str(task.input)), float(task.fps))
         sources = problems.run(task_sources, task)
+        maps = problems.run(map_files, task)
         if task.method == "optimize":
             problems.run(backbone.check_weights, model.arch, model.weights, bool(problems.errors))
         problems.raise_all()
         styles, network = sources
-        controls = frame_controls(task, styles, network)
+        controls = frame_controls(task, styles, network, *maps)
         if network is not None and network.suffix.lower() == ".onnx":
             device = "cpu"
         hw = (info.height, info.width) if task.size is None else output_hw((info.width, info.height), task.size)
@@ -125,7 +126,7 @@ class VideoSettings:
             loss=groups.loss(cfg, LOSS_TERMS),
             optimizer=optimizer,
             runtime=groups.runtime(cfg),
-            seed=int(cfg.seed),
+            seed=groups.seed(cfg),
             info=info,
             hw=hw,
             resume=resume_file(cfg.get("ckpt_path")),
@@ -170,7 +171,7 @@ def task_sources(task: DictConfig) -> tuple[tuple[Path, ...], Path | None]:
     sources = checks.as_list(task.style)
     key = "task.style" if len(sources) == 1 else "task.style[{}]"
     problems = checks.Problems()
-    styles = tuple(problems.run(style_image, v, key.format(i)) for i, v in enumerate(sources))
+    styles = tuple(problems.run(images.input_file, v, key.format(i)) for i, v in enumerate(sources))
     network = None
     if task.method == "optimize":
         if not sources:
@@ -183,9 +184,34 @@ def task_sources(task: DictConfig) -> tuple[tuple[Path, ...], Path | None]:
     return styles, network
 
 
-def frame_controls(task: DictConfig, styles: tuple[Path, ...], network: Path | None) -> FrameControls:
-    """``task.style_weights`` ... ``task.global_stats`` checked against the styles and the method; what only
-    the network's file tells (a per-style or SANet network) is refused when it is read (video/controls.py)."""
+def map_files(task: DictConfig) -> tuple[tuple[Path, ...], Path | str | None]:
+    """``task.style_masks`` (each decoded: a missing or unreadable mask is refused before any frame is
+    stylized) and ``task.strength_map``; every one missing or unreadable at once."""
+    problems = checks.Problems()
+    masks = tuple(
+        problems.run(mask_file, m, f"task.style_masks[{i}]") for i, m in enumerate(checks.as_list(task.style_masks))
+    )
+    strength = problems.run(strength_map, task)
+    problems.raise_all()
+    return masks, strength
+
+
+def mask_file(source: Any, key: str) -> Path:
+    path = images.input_file(source, key)
+    images.open_rgb(path)
+    return path
+
+
+def frame_controls(
+    task: DictConfig,
+    styles: tuple[Path, ...],
+    network: Path | None,
+    mask_files: tuple[Path, ...],
+    strength: Path | str | None,
+) -> FrameControls:
+    """``task.style_weights`` ... ``task.global_stats`` checked against the styles and the method, with the
+    checked ``mask_files`` and ``strength`` map (``map_files``); what only the network's file tells (a
+    per-style or SANet network) is refused when it is read (video/controls.py)."""
     masks = checks.as_list(task.style_masks)
     if masks and task.style_weights is not None:
         raise ConfigError(
@@ -212,13 +238,10 @@ def frame_controls(task: DictConfig, styles: tuple[Path, ...], network: Path | N
             f"task.network={network} is an exported pipeline with one style; several styles or task.style_masks "
             "need a train_adain checkpoint (.ckpt)"
         )
-    mask_files = tuple(Path(fetch.resolve(str(m), f"task.style_masks[{i}]")) for i, m in enumerate(masks))
-    for path in mask_files:
-        images.open_rgb(path)  # a missing or unreadable mask in one line before any frame is stylized
     return FrameControls(
         style_weights=checks.style_weights(task.style_weights, len(styles)) if styles else (),
         style_masks=mask_files,
-        strength_map=strength_map(task),
+        strength_map=strength,
         alpha=checked_alpha(task),
         color=checks.choice(task.color, COLORS, "task.color"),
         map_motion=checks.choice(task.map_motion, MAP_MOTIONS, "task.map_motion"),
@@ -237,10 +260,6 @@ def loss_terms(task: DictConfig, styles: tuple[Path, ...]) -> bool:
             "a per-style network has none: leave task.loss_terms=null"
         )
     return on
-
-
-def style_image(source: Any, key: str) -> Path:
-    return images.check_input(fetch.resolve(str(source), key), key)
 
 
 def long_term_distances(value: Any) -> tuple[int, ...]:

@@ -247,5 +247,5 @@ class ExportAdaINSettings:
             example_size=example,
             check_size=exporter.side_pair(task.check_size, "task.check_size", MIN_SIZE),
             style_check_size=exporter.side_pair(task.style_check_size, "task.style_check_size", MIN_SIZE),
-            seed=int(cfg.seed),
+            seed=groups.seed(cfg),
         )
