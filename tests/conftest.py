@@ -21,9 +21,18 @@ def style_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def hymenoptera(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A tiny stand-in for dataset:hymenoptera, already in a private cache ($XDG_CACHE_HOME): no download."""
+    """A tiny stand-in for dataset:hymenoptera, already in a private cache ($XDG_CACHE_HOME) and pinned by a
+    manifest of its own (every use checks the cached files against it): no download."""
     from transferlab import fetch
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    staged = make_dataset(tmp_path / "staged", {"train": 3, "val": 1}, classes=("ants", "bees"))
+    manifest = tmp_path / "hymenoptera.sha256"
+    files = sorted(p for p in staged.rglob("*") if p.is_file())
+    manifest.write_text("".join(f"{fetch.sha256_of(p)}  {p.relative_to(staged).as_posix()}\n" for p in files))
+    # An absolute manifest path stays itself under assets/ (pathlib joins an absolute path as that path).
+    spec = fetch.DATASETS["hymenoptera"]._replace(manifest=str(manifest))
+    monkeypatch.setitem(fetch.DATASETS, "hymenoptera", spec)
     root = fetch.dataset_dir("hymenoptera", fetch.default_cache_dir() / "datasets")
-    return make_dataset(root, {"train": 3, "val": 1}, classes=("ants", "bees"))
+    root.parent.mkdir(parents=True)
+    return staged.rename(root)
