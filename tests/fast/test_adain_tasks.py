@@ -51,7 +51,7 @@ def test_run_writes_metrics_checkpoints_and_the_grid(trained):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     metrics = json.loads((trained / "metrics.json").read_text())
-    assert metrics["task"] == "train_adain" and metrics["steps"] == 2
+    assert metrics["task"] == "train_adain" and metrics["steps"] == 2 and metrics["weights"] == "random"
     assert {"val/loss", "val/content", "val/style", "val/style_relu1_1"} <= set(metrics)
     assert all((trained / "checkpoints" / f"{n}.ckpt").is_file() for n in ("step1", "step2", "last"))
     events = EventAccumulator(str(trained / "tensorboard")).Reload()

@@ -3,6 +3,7 @@ train_adain's: tests/fast/test_adain_tasks.py."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -26,6 +27,7 @@ def test_dashboard_opens_on_the_losses_with_validation_at_its_steps(trained: Pat
 def test_hparams_show_the_settings_that_matter_and_random_weights(trained: Path) -> None:
     hp = OmegaConf.load(trained / "tensorboard" / "hparams" / "hparams.yaml")
     assert hp["model.weights"] == "random"
+    assert json.loads((trained / "metrics.json").read_text())["weights"] == "random"  # as stylize's
     assert hp["layers.style"] == "relu1_2:1.0,relu2_2:1.0,relu3_3:1.0,relu4_3:1.0"
     assert {"task.steps", "task.lr", "loss.style_weight", "fastnet.arch", "seed"} <= set(hp)
     assert len(hparams_columns(trained)) <= 20
