@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from helpers import check_dashboard, dashboard, hparams_columns
+from helpers import check_dashboard, dashboard, hparams_columns, tile_mean
 from transferlab.fast.per_style.module import preview
 
 
@@ -46,9 +46,12 @@ def test_preview_has_four_photos_a_row_each_above_its_stylization() -> None:
     photos, stylized = torch.zeros(8, 3, 300, 300), torch.full((8, 3, 300, 300), 0.5)
     grid = preview(photos, stylized)
     assert grid.shape == (3, 4 * 258 + 2, 4 * 258 + 2)
-    tile = lambda row, col: grid[:, 2 + row * 258 : (row + 1) * 258, 2 + col * 258 : (col + 1) * 258]  # noqa: E731
-    mean = lambda row, col: round(float(tile(row, col).mean()), 4)  # noqa: E731
-    assert [mean(row, col) for row in range(4) for col in (0, 3)] == [0, 0, 0.5, 0.5, 0, 0, 0.5, 0.5]
+    assert [tile_mean(grid, row, col, 256) for row in range(4) for col in (0, 3)] == [0, 0, 0.5, 0.5, 0, 0, 0.5, 0.5]
     grid = preview(photos[:5], stylized[:5])
     assert grid.shape == (3, 4 * 258 + 2, 4 * 258 + 2)
-    assert [mean(2, 0), mean(2, 1), mean(3, 0), mean(3, 1)] == [0, 1, 0.5, 1]  # the last row's empty places white
+    assert [tile_mean(grid, r, c, 256) for r in (2, 3) for c in (0, 1)] == [
+        0,
+        1,
+        0.5,
+        1,
+    ]  # the last row's empty places white

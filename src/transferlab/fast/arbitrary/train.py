@@ -25,7 +25,7 @@ from transferlab.result import TaskResult
 
 log = logging.getLogger(__name__)
 
-VAL_GRID = "val_grid.png"  # the final validation's grid: a header row of styles, then each photo and its stylizations
+VAL_GRID = "val_grid.png"  # the final validation's grid: a header row of photos, then each style and its stylizations
 
 
 def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
