@@ -289,3 +289,9 @@ def tmpfs(mount: Path, size: str) -> Iterator[Path]:
         yield mount
     finally:
         subprocess.run(["umount", str(mount)], check=True)
+
+
+def tile_mean(grid: torch.Tensor, row: int, col: int, side: int) -> float:
+    """The mean of one tile of a make_grid image (tiles ``side`` px square, 2 px padding), to 4 places."""
+    step = side + 2
+    return round(float(grid[:, 2 + step * row : step * (row + 1), 2 + step * col : step * (col + 1)].mean()), 4)

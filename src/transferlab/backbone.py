@@ -6,6 +6,7 @@ normalization its weights expect, so callers never normalize by hand.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
 ARCHS = tuple(BLOCKS)
 POOLINGS = ("max", "avg")
 _TORCHVISION_CFG = {"vgg16": "D", "vgg19": "E"}
+
+log = logging.getLogger(__name__)
 
 
 def layer_names(arch: str) -> list[str]:
@@ -182,6 +185,18 @@ def weights_source(arch: str, weights: str | None) -> str | None:
     if is_weights_file(weights):
         return str(Path(weights).expanduser().resolve())
     return torchvision_weights(arch, weights).name
+
+
+def announce_weights(weights: str | None, network: str, product: str) -> str:
+    """``model.weights`` as every task's metrics.json records it (``weights``: "random" for null), and random
+    weights said in the log at the task's start: a run that only tests the mechanics must not pass for
+    ``product`` (a stylization, a classifier). ``network``: what the weights are of, as the user knows it."""
+    if weights is None:
+        log.warning(
+            "model.weights=null: random %s weights; the result tests the mechanics, it is not %s", network, product
+        )
+        return "random"
+    return weights
 
 
 def check_weights(arch: str, weights: str | None, cached: bool) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -35,5 +36,6 @@ def test_epoch_figures_sit_at_the_step_the_epoch_ended_on(trained: Path) -> None
 def test_hparams_show_the_settings_that_matter_and_random_weights(trained: Path) -> None:
     hp = OmegaConf.load(trained / "tensorboard" / "hparams" / "hparams.yaml")
     assert hp["model.weights"] == "random"
+    assert json.loads((trained / "metrics.json").read_text())["weights"] == "random"  # as stylize's
     assert {"task.lr", "task.epochs", "model.arch", "data.batch_size", "seed"} <= set(hp)
     assert len(hparams_columns(trained)) <= 20 and not [k for k in hp if "augment" in k]

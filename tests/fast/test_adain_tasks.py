@@ -23,10 +23,12 @@ from helpers import (
     lively,
     make_image,
     sweep_in_process,
+    tile_mean,
 )
 from transferlab import images, main, sweep
 from transferlab.errors import ConfigError, DataError, WeightsError
 from transferlab.fast.arbitrary import ops as A
+from transferlab.fast.arbitrary.module import preview_grid
 from transferlab.fast.arbitrary.networks import AdaINNet
 from transferlab.fast.arbitrary.settings import ApplyAdaINSettings, TrainAdaINSettings
 from transferlab.fast.stylizer import read_network
@@ -51,14 +53,33 @@ def test_run_writes_metrics_checkpoints_and_the_grid(trained):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     metrics = json.loads((trained / "metrics.json").read_text())
-    assert metrics["task"] == "train_adain" and metrics["steps"] == 2
+    assert metrics["task"] == "train_adain" and metrics["steps"] == 2 and metrics["weights"] == "random"
     assert {"val/loss", "val/content", "val/style", "val/style_relu1_1"} <= set(metrics)
     assert all((trained / "checkpoints" / f"{n}.ckpt").is_file() for n in ("step1", "step2", "last"))
     events = EventAccumulator(str(trained / "tensorboard")).Reload()
     grid = events.Images("visuals/grid")[-1]
-    # header row + 2 photos, each: photo + 2 styles; tiles of 24 px with 2 px padding
+    # a header row of the 2 photos, then a row per style (2); tiles of 24 px with 2 px padding
     assert (grid.height, grid.width) == (3 * 26 + 2, 3 * 26 + 2)
     assert "train/style_relu4_1" in events.Tags()["scalars"]
+
+
+def test_preview_grid_has_the_photos_across_and_the_styles_down():
+    """8 photos (the default data.val_count) in 2 batches, 4 styles: a header row of the photos, then per style
+    the style and its 8 stylizations: 9 x 5 tiles, wider than tall (TensorBoard's card is)."""
+    styles = torch.stack([torch.full((3, 20, 20), 0.1 * (j + 1)) for j in range(4)])
+    batch = [torch.full((4, 3, 20, 20), 0.9)]
+    tiles = [torch.full((4, 3, 20, 20), 0.1 * (j + 1)) for j in range(4)] + batch  # a batch: 4 outputs, photos
+    grid = preview_grid(tiles * 2, styles, 16)
+    assert grid.shape == (3, 5 * 18 + 2, 9 * 18 + 2)
+    assert [tile_mean(grid, 0, c, 16) for c in (0, 1, 8)] == [1, 0.9, 0.9]  # blank, then the photos
+    assert [tile_mean(grid, r, c, 16) for r in (1, 4) for c in (0, 1, 8)] == [
+        0.1,
+        0.1,
+        0.1,
+        0.4,
+        0.4,
+        0.4,
+    ]  # a style, its outputs
 
 
 def test_dashboard_opens_on_the_losses_and_hparams_show_what_matters(trained):

@@ -39,16 +39,21 @@ def video_cfg(clip: Path, style: Path | None, *overrides: str):
     )
 
 
-def test_output_has_the_inputs_frames_fps_and_audio(tmp_path: Path, style_image: Path) -> None:
+def test_output_has_the_inputs_frames_fps_and_audio(tmp_path: Path, style_image: Path, caplog) -> None:
+    """Random VGG weights announced as every task does: a log line at the start, metrics.json's ``weights``."""
     clip = write_clip(tmp_path / "sound.mp4", pan_frames(n=3), fps=12, audio=True)
     out = tmp_path / "run"
     main.run_task(video_cfg(clip, style_image, "task.baseline=false"), out)
+    assert (
+        "model.weights=null: random VGG weights; the result tests the mechanics, it is not a stylization"
+        in (caplog.messages[0])
+    )
     info = io.probe(out / "stylized.mp4")
     assert (info.fps, info.width, info.height, info.has_audio) == (12, 64, 48, True)
     assert sum(1 for _ in io.read_frames(out / "stylized.mp4")) == 3
     assert len(list((out / "frames").glob("*.png"))) == 3
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["frames"] == 3 and "flicker_baseline" not in metrics
+    assert metrics["frames"] == 3 and "flicker_baseline" not in metrics and metrics["weights"] == "random"
 
 
 def test_sweep_of_two_jobs_writes_a_contact_sheet(tmp_path: Path, pan_clip: Path, style_image: Path) -> None:
@@ -157,6 +162,7 @@ def test_fast_method_blends_and_reports_the_flicker(tmp_path: Path, tiny_network
         )
         runs[blend] = json.loads((out / "metrics.json").read_text())
         assert (runs[blend]["method"], runs[blend]["frames"]) == ("fast", 4)
+        assert "weights" not in runs[blend]  # no VGG loaded: the network file's weights are its own
         assert sum(1 for _ in io.read_frames(out / "stylized.mp4")) == 4
     assert runs[0.6]["flicker"] < 0.5 * runs[0.6]["flicker_baseline"]
     assert runs[0.0]["flicker"] == pytest.approx(runs[0.0]["flicker_baseline"])  # blend 0: independent frames

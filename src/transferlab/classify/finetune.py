@@ -16,7 +16,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
-from transferlab import checkpoints, trainer
+from transferlab import backbone, checkpoints, trainer
 from transferlab.classify import data, networks, report, settings
 from transferlab.classify import module as classifier
 from transferlab.classify.settings import FinetuneSettings
@@ -50,6 +50,7 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     """Fine-tune; writes checkpoints/, classes.json, confusion matrices and TensorBoard events (the entry
     writes metrics.json from the result)."""
     s = FinetuneSettings.from_cfg(cfg)
+    weights = backbone.announce_weights(s.model.weights, s.model.arch, "a trained classifier")
     module, datamodule, fit_data = build(s)
     best = ModelCheckpoint(
         dirpath=output_dir / "checkpoints",
@@ -63,6 +64,7 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     last = ModelCheckpoint(dirpath=output_dir / "checkpoints", filename="last") if s.save_last else None
     fit = train(s, module, datamodule, [best, last] if last else [best], output_dir)
     results: dict[str, Any] = {
+        "weights": weights,
         "classes": module.classes,
         "monitor": s.monitor,
         "best_score": float(best.best_model_score),

@@ -120,10 +120,6 @@ class StyleSettings:
         """The scales optimized on the whole image: a tiled run optimizes its last scale in tiles."""
         return self.schedule[:-1] if self.tiled and len(self.schedule) > 1 else self.schedule
 
-    @property
-    def random_weights(self) -> bool:
-        return self.model.weights is None
-
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> StyleSettings:
         """The shared groups (groups.py), then the task's own checks, in phases: the tiling, the inputs,

@@ -105,8 +105,7 @@ def summary_metrics(metrics: dict[str, float]) -> dict[str, float]:
 def stylize(settings: StyleSettings, output_dir: Path) -> TaskResult:
     """The recipe: build the module, optimize (``optimize``), measure the result (``final_metrics``)."""
     pl.seed_everything(settings.seed, verbose=False)
-    if settings.random_weights:
-        log.warning("model.weights=null: random VGG weights; the result tests the mechanics, it is not a stylization")
+    weights = backbone.announce_weights(settings.model.weights, "VGG", "a stylization")
     module, reference = build(settings)
     log_estimate(settings, module)
     # After loading the weights: the heap would keep the checkpoint's memory (VGG's classifier too).
@@ -114,7 +113,7 @@ def stylize(settings: StyleSettings, output_dir: Path) -> TaskResult:
     final = output_dir / FINAL_IMAGE
     image, fit = optimize(settings, module, reference, output_dir, final)
     metrics = final_metrics(module, reference, image, fit.global_step)
-    metrics["weights"] = settings.model.weights or "random"
+    metrics["weights"] = weights
     fit.logger.experiment.add_image(FINAL_TAG, images.fits_in(image.cpu(), settings.image_log_size), fit.global_step)
     fit.logger.finalize("success")
     log.info(

@@ -82,6 +82,11 @@ class VideoSettings:
     hw: tuple[int, int]  # (H, W) of the processed frames: every frame is resized to it
     resume: Path | None  # ckpt_path: the progress.json of the run directory this run continues
 
+    @property
+    def loads_vgg(self) -> bool:
+        """Whether the run loads ``model``'s VGG: for the optimization or for the loss terms."""
+        return self.method == "optimize" or self.loss_terms
+
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> VideoSettings:
         task = cfg.task

@@ -85,7 +85,7 @@ def frame_name(i: int) -> str:
 def build_encoder(s: VideoSettings) -> backbone.VGGFeatures | None:
     """The VGG of the optimization and of the loss terms (one for both), to the deepest layer in use;
     None where neither needs it."""
-    if s.method != "optimize" and not s.loss_terms:
+    if not s.loads_vgg:
         return None
     m = s.model
     features, normalization = backbone.build_features(m.arch, m.weights, m.pooling, m.normalization, s.runtime.winograd)
@@ -344,7 +344,9 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     pl.seed_everything(s.seed, verbose=False)
     torch.manual_seed(s.seed)
     info = s.info
-    metrics = stylize_video(s, output_dir)
+    # A network file's weights are its own: model.weights counts where the run loads VGG.
+    weights = backbone.announce_weights(s.model.weights, "VGG", "a stylization") if s.loads_vgg else None
+    metrics = stylize_video(s, output_dir) | ({"weights": weights} if weights else {})
     io.write_video(
         finished_frames(output_dir / "frames", metrics["frames"], (info.height, info.width)),
         output_dir / "stylized.mp4",

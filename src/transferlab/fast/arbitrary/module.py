@@ -96,30 +96,28 @@ class AdaINModule(ValidatedModule):
             output, terms = self.terms(batch, style.expand_as(batch), -1 - batch_idx)  # the same motion each time
             self.val_terms.append({k: v.detach() for k, v in terms.items()})
             self.val_tiles.append(output.detach().float().clamp(0, 1).cpu())
-        self.val_tiles.append(batch.detach().float().cpu())  # the photos, first in each grid row
+        self.val_tiles.append(batch.detach().float().cpu())  # the photos: the grid's header row
 
     def end_validation(self, writer: Any | None) -> None:
-        self.last_grid = self.grid()
+        self.last_grid = preview_grid(self.val_tiles, self.previews.float().cpu(), self.preview_size)
         if writer is not None:
             writer.add_image(f"{VISUALS}/grid", self.last_grid, self.global_step)
         self.val_tiles.clear()
-
-    def grid(self) -> Tensor:
-        """One image: a header row (blank, then the K styles), then per validation photo the photo and
-        its K stylizations, each tile ``preview_size`` square."""
-        k = len(self.previews)
-        blocks, rows = [], []
-        step = k + 1  # per validation batch: K outputs, then the batch itself
-        for i in range(0, len(self.val_tiles), step):
-            outputs, photos = self.val_tiles[i : i + k], self.val_tiles[i + k]
-            for j in range(len(photos)):
-                rows.append([photos[j], *(o[j] for o in outputs)])
-        header = [torch.ones_like(rows[0][0]), *self.previews.float().cpu()]
-        for row in [header, *rows]:
-            blocks.extend(images.resize(t, (self.preview_size, self.preview_size)) for t in row)
-        return make_grid(torch.stack(blocks), nrow=k + 1, padding=2, pad_value=1.0)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         hp = self.hparams
         trainable = [p for p in self.net.parameters() if p.requires_grad]  # VGG19 is frozen
         return torch.optim.Adam(trainable, lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
+
+
+def preview_grid(tiles: list[Tensor], styles: Tensor, size: int) -> Tensor:
+    """A validation as one image, from its ``tiles`` (per batch: its stylization by each of the K ``styles``,
+    then the batch): a header row (blank, then the photos), then per style the style and its stylizations
+    of the photos, each tile ``size`` square. The photos across (8 by default) and the K styles down make it
+    wider than tall, as TensorBoard's card is; a row per photo made 9 rows of 5 tiles, tiny in the card."""
+    step = len(styles) + 1
+    photos = torch.cat(tiles[len(styles) :: step])
+    rows = [[torch.ones_like(photos[0]), *photos]]
+    rows += [[style, *torch.cat(tiles[j::step])] for j, style in enumerate(styles)]
+    blocks = [images.resize(t, (size, size)) for row in rows for t in row]
+    return make_grid(torch.stack(blocks), nrow=len(photos) + 1, padding=2, pad_value=1.0)

@@ -14,7 +14,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig
 from torch.utils.data import TensorDataset
 
-from transferlab import checkpoints, images, memory, runtime
+from transferlab import backbone, checkpoints, images, memory, runtime
 from transferlab.fast import data
 from transferlab.fast.arbitrary.module import AdaINModule, Pairs
 from transferlab.fast.arbitrary.networks import MIN_SIZE
@@ -25,11 +25,12 @@ from transferlab.result import TaskResult
 
 log = logging.getLogger(__name__)
 
-VAL_GRID = "val_grid.png"  # the final validation's grid: a header row of styles, then each photo and its stylizations
+VAL_GRID = "val_grid.png"  # the final validation's grid: a header row of photos, then each style and its stylizations
 
 
 def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     s = TrainAdaINSettings.from_cfg(cfg)
+    weights = backbone.announce_weights(s.weights, "VGG", "a stylization")
     pl.seed_everything(s.training.seed, workers=True, verbose=False)
     train_files, val_files = data.split(data.list_images(s.photos.root), s.photos.val_count, s.training.seed)
     style_files = data.list_images(s.styles, "task.styles")
@@ -81,4 +82,4 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     with atomic_write(output_dir / "val_files.txt", "w") as f:
         f.write("".join(f"{p}\n" for p in val_files))
     grid = () if module.last_grid is None else (images.save_image(module.last_grid, output_dir / VAL_GRID),)
-    return replace(result, images=grid)
+    return replace(result, images=grid, metrics=result.metrics | {"weights": weights})

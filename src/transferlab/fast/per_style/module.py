@@ -8,12 +8,16 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torchvision.utils import make_grid
 
 from transferlab import backbone, images
 from transferlab.fast.per_style.networks import TransformNet, build_network
 from transferlab.fast.train import TemporalTerm, ValidatedModule
 from transferlab.perceptual import PerceptualLoss, style_grams
 from transferlab.trainer import VISUALS
+
+PREVIEW_COLUMNS = 4  # validation photos a row in TensorBoard's image (each above its stylization)
+PREVIEW_TILE = 256  # px: the long side of each photo there (data.val_size's default)
 
 
 def make_loss(
@@ -63,6 +67,7 @@ class FastStyleModule(ValidatedModule):
         self.perceptual = loss
         self.temporal = temporal
         self.val_outputs: list[Tensor] = []
+        self.val_photos: list[Tensor] = []
         self.last_val_images: Tensor | None = None  # the latest validation's stylized photos, on the CPU
 
     def forward(self, image: Tensor) -> Tensor:
@@ -90,13 +95,16 @@ class FastStyleModule(ValidatedModule):
         terms = self.terms(output, batch, -1 - batch_idx)  # the same motion at every validation
         self.val_terms.append({k: v.detach() for k, v in terms.items()})
         self.val_outputs.append(output.detach().float().cpu())
+        self.val_photos.append(batch.detach().float().cpu())
 
     def end_validation(self, writer: Any | None) -> None:
         self.last_val_images = torch.cat(self.val_outputs)
         if writer is not None:
-            previews = torch.stack([images.fits_in(p, 256) for p in self.last_val_images])
-            writer.add_images(f"{VISUALS}/stylized", previews, self.global_step)
+            writer.add_image(
+                f"{VISUALS}/stylized", preview(torch.cat(self.val_photos), self.last_val_images), self.global_step
+            )
         self.val_outputs.clear()
+        self.val_photos.clear()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         hp = self.hparams
@@ -113,3 +121,18 @@ class FastStyleModule(ValidatedModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         vgg = {f"perceptual.encoder.{k}": v for k, v in self.perceptual.encoder.state_dict().items()}
         checkpoint["state_dict"] = {**checkpoint["state_dict"], **vgg}
+
+
+def preview(photos: Tensor, stylized: Tensor) -> Tensor:
+    """TensorBoard's image of a validation: each photo above its stylization, ``PREVIEW_COLUMNS`` photos a
+    row, tiles that fit in ``PREVIEW_TILE`` px: 4 x 4 tiles for the default 8 photos, near the card's shape,
+    where one 8:1 strip of them left 46 px a photo in TensorBoard's card, and no photo to compare with."""
+    photos = [images.fits_in(t, PREVIEW_TILE) for t in photos]
+    stylized = [images.fits_in(t, PREVIEW_TILE) for t in stylized]
+    columns = min(PREVIEW_COLUMNS, len(photos))
+    blank = torch.ones_like(photos[0])
+    tiles: list[Tensor] = []
+    for i in range(0, len(photos), columns):
+        pad = [blank] * (columns - len(photos[i : i + columns]))  # the last row's empty places
+        tiles += [*photos[i : i + columns], *pad, *stylized[i : i + columns], *pad]
+    return make_grid(torch.stack(tiles), nrow=columns, padding=2, pad_value=1.0)

@@ -13,7 +13,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig
 from torch.utils.data import TensorDataset
 
-from transferlab import checkpoints, fetch, images, memory, runtime
+from transferlab import backbone, checkpoints, fetch, images, memory, runtime
 from transferlab.fast import data
 from transferlab.fast.per_style.module import FastStyleModule, make_loss
 from transferlab.fast.per_style.networks import MIN_SIZE
@@ -51,6 +51,7 @@ def perceptual_loss(s: TrainSettings) -> PerceptualLoss:
 
 def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     s = TrainSettings.from_cfg(cfg)
+    weights = backbone.announce_weights(s.model.weights, "VGG", "a stylization")
     pl.seed_everything(s.training.seed, workers=True, verbose=False)
     train_files, val_files = data.split(data.list_images(s.photos.root), s.photos.val_count, s.training.seed)
     loss = perceptual_loss(s)
@@ -101,4 +102,4 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
         images.save_image(image, output_dir / VAL_IMAGES / f"{i:02d}.png")
         for i, image in enumerate(module.last_val_images if module.last_val_images is not None else [])
     ]
-    return replace(result, images=tuple(finals))
+    return replace(result, images=tuple(finals), metrics=result.metrics | {"weights": weights})
