@@ -1,20 +1,15 @@
-"""What a run prints: its own log lines, its progress bar and its last line, not third-party noise.
+"""What a run prints: its own log lines and its last line, not third-party noise.
 
 ``verbose=false`` (the default) silences the third-party messages a normal run triggers, each by its own
 text so that any other warning still shows, and Lightning's info lines (the GPU/TPU lines, its tips, the
-model summary, "`Trainer.fit` stopped"), whose facts the run's own log states. ``verbose=true`` brings
-them all back.
+model summary, "`Trainer.fit` stopped"). ``verbose=true`` brings them all back.
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-
-from tqdm.contrib.logging import logging_redirect_tqdm
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +35,6 @@ def configure(verbose: bool) -> None:
         for name in LIGHTNING_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)
     log.info("process settings: verbose=%s", verbose)
-
-
-@contextmanager
-def bars_below_logs() -> Iterator[None]:
-    """Log lines written above the progress bar rather than into it (tqdm clears and redraws its bars)."""
-    with logging_redirect_tqdm():
-        yield
 
 
 def last_line(task: str, output_dir: Path, caption: tuple[str, ...]) -> None:

@@ -23,6 +23,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 from pytorch_lightning.utilities import rank_zero_only
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 import transferlab
 from transferlab import checks, console, entry_checks, fetch, groups, keys, sweep
@@ -76,7 +77,7 @@ def run_task(
     if "fetch" in cfg:
         fetch.configure(*groups.fetch(cfg))
     console.configure(checks.choice(cfg.get("verbose", False), [True, False], "verbose"))
-    with console.bars_below_logs():
+    with logging_redirect_tqdm():  # log lines above the progress bar, not written into it
         outcome = importlib.import_module(TASKS[name]).run(cfg, output_dir)
     if not isinstance(outcome, TaskResult):
         raise ValueError(f"task {name} returned {type(outcome).__name__}, not a TaskResult (transferlab.result)")
