@@ -130,7 +130,11 @@ def test_experiments_and_readme_examples_run_from_a_fresh_install(user):
     if SHARED.is_dir():
         assert result.returncode == 0, result.stderr[-3000:]
     else:
-        one_line_naming_the_fix(result, "task.content", "TRANSFERLAB_MIRROR", "use a local file")
+        # Both images fail to fetch: one line each (every input problem at once), each naming the fix.
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+        for key in ("task.content", "task.style"):
+            assert any(key in line and "TRANSFERLAB_MIRROR" in line and "use a local file" in line for line in lines)
     # experiment=hymenoptera: dataset:hymenoptera fetched on first use (ResNet-18 for VGG16's 1.5 GB of checkpoints)
     result = run(user, "experiment=hymenoptera", *TINY_FINETUNE, "model=resnet18", "task.freeze=layer3")
     assert result.returncode == 0, result.stderr[-3000:]
