@@ -277,11 +277,16 @@ def resolve_normalization(name: str, from_weights: Normalization | None) -> Norm
 
 
 def build_features(
-    arch: str, weights: str | None, pooling: str = "max", normalization: str = "auto", fast_convs: bool = True
+    arch: str,
+    weights: str | None,
+    pooling: str = "max",
+    normalization: str = "auto",
+    fast_convs: winograd.Mode = "auto",
 ) -> tuple[nn.Sequential, Normalization]:
     """VGG's ``features`` stack (no classifier) with its weights and their normalization, for
-    optimizing images through it: with ``fast_convs``, its convolutions with many channels run as
-    Winograd convolutions on CPU (``winograd.WinogradConv2d``; same parameters and state dict)."""
+    optimizing images through it: with ``fast_convs``, its 3x3 convolutions run as Winograd convolutions
+    on CPU where that is faster (``winograd.WinogradConv2d``; same parameters and state dict): timed on
+    this machine with ``"auto"``, by the fixed rule with True."""
     layer_names(arch)  # raises for an unknown architecture
     features = vgg.make_layers(feature_spec(arch))
     from_weights = None
@@ -295,7 +300,10 @@ def build_features(
     elif pooling != "max":
         raise ValueError(f"model.pooling={pooling!r} is invalid; choose max or avg")
     if fast_convs:
-        features = nn.Sequential(*(winograd.WinogradConv2d.of(m) if winograd.pays_off(m) else m for m in features))
+        timed = fast_convs == "auto"
+        features = nn.Sequential(
+            *(winograd.WinogradConv2d.of(m, timed) if winograd.pays_off(m, timed) else m for m in features)
+        )
     return features, resolve_normalization(normalization, from_weights)
 
 

@@ -111,8 +111,9 @@ def runtime(cfg: DictConfig) -> RuntimeSettings:
     return RuntimeSettings(
         **{
             key: checks.choice(node[key], [True, False], f"runtime.{key}")
-            for key in ("flush_denormal", "keep_freed_memory", "winograd")
-        }
+            for key in ("flush_denormal", "keep_freed_memory")
+        },
+        winograd=checks.choice(node.winograd, ["auto", True, False], "runtime.winograd"),
     )
 
 

@@ -34,7 +34,7 @@ class RuntimeSettings:
 
     flush_denormal: bool
     keep_freed_memory: bool
-    winograd: bool  # VGG's deep convolutions as winograd.WinogradConv2d on CPU
+    winograd: winograd.Mode  # VGG's convolutions as winograd.WinogradConv2d on CPU: "auto" times both
 
     def heap_block_limit(self, device: str | torch.device) -> float:
         """The largest freed block a run on ``device`` keeps in its heap (counted in the memory estimate):
@@ -43,9 +43,9 @@ class RuntimeSettings:
             return 0
         return math.inf if self.keep_freed_memory else GLIBC_MMAP_THRESHOLD_MAX
 
-    def fast_convs(self, device: str | torch.device) -> bool:
-        """Whether a run on ``device`` computes as Winograd convolutions (counted in the memory estimate)."""
-        return self.winograd and winograd.runs_on(device)
+    def fast_convs(self, device: str | torch.device) -> winograd.Mode:
+        """How a run on ``device`` may compute as Winograd convolutions (counted in the memory estimate)."""
+        return self.winograd if winograd.runs_on(device) else False
 
 
 def configure(settings: RuntimeSettings) -> None:

@@ -4,27 +4,38 @@ frozen deep layers of VGG on CPU.
 Each 4x4 input tile (stride 2) becomes 16 values ``B^T d B`` and the kernel 16 matrices ``G g G^T``;
 one batched matrix product over the 16 positions then gives 2x2 outputs per tile for 16
 multiplications instead of 36, 2.25x fewer. The transforms are memory passes, so it pays where the
-channels are many: VGG's layers with >= 256 input channels ran 1.2-1.8x faster (forward and input
-gradient) than oneDNN's direct convolution on a 2-core AVX2 CPU at 256-1024 px, with relative
-errors of ~3e-6; with 128 input channels, 1.0-1.1x (docs/benchmarks.md). Layers with fewer
-channels, and other devices (cuDNN has Winograd kernels of its own), run the plain convolution.
+channels are many and the CPU's direct kernels are slow: VGG's layers with >= 256 input channels ran
+1.2-1.8x faster (forward and input gradient) than oneDNN's direct convolution on a 2-core AVX2 CPU at
+256-1024 px, with relative errors of ~3e-6, but 18-24% slower on an AVX-512 EPYC (docs/benchmarks.md).
+So by default (``runtime.winograd=auto``) each layer shape takes whichever the machine runs faster,
+timed once (conv_choice.py); ``true`` is the fixed rule below. Other devices (cuDNN has Winograd
+kernels of its own) run the plain convolution.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-# Below this many input channels the transforms' memory traffic costs more than the saved multiplies.
+from transferlab import conv_choice
+
+# The fixed rule (runtime.winograd=true): below this many input channels the transforms' memory traffic
+# cost more than the saved multiplies on the AVX2 CPU it was measured on.
 MIN_CHANNELS = 256
+# runtime.winograd=auto times every 3x3 layer from this many input channels (VGG's second on): the first,
+# with 3, has too few multiplies to save.
+MIN_CHANNELS_TIMED = 64
 # On maps of fewer positions (VGG's deepest layers at coarse scales, tiles and small frames) the direct
 # convolution won: 512->512 on 3x4 0.85x, on 4x6 0.95x; from 6x8 up Winograd won (1.02-1.43x), AVX-512
 # EPYC, `benchmark_stylize.py convs --sizes 64 96 128 256`.
 MIN_POSITIONS = 48
 BAND_BYTES = 8 * 2**20
+# runtime.winograd: True (the fixed rule), False (never), or "auto" (timed per layer shape).
+Mode = Literal[True, False, "auto"]
 _G = torch.tensor([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 _FORWARD = (0, 1, 2, 3)
 # The input gradient is the convolution of the output gradient with the flipped, transposed kernel.
@@ -108,15 +119,20 @@ class _Winograd(torch.autograd.Function):
 
 class WinogradConv2d(nn.Conv2d):
     """A frozen 3x3, stride-1, padding-1 convolution that runs as Winograd F(2x2, 3x3) on CPU in
-    fp32, and as the plain convolution elsewhere (other devices, dtypes or autocast, weights that
-    require a gradient, or maps of fewer than ``MIN_POSITIONS`` positions)."""
+    fp32 where that is faster, and as the plain convolution elsewhere (other devices, dtypes or autocast,
+    weights that require a gradient). Where it is faster: with ``timed``, whichever of the two ran this
+    layer shape faster on this machine (``conv_choice``); otherwise, and for shapes left untimed, the
+    fixed rule (``MIN_CHANNELS`` input channels, ``MIN_POSITIONS`` positions)."""
 
     @classmethod
-    def of(cls, conv: nn.Conv2d) -> WinogradConv2d:
+    def of(cls, conv: nn.Conv2d, timed: bool = False) -> WinogradConv2d:
         """A WinogradConv2d sharing ``conv``'s parameters (so state dicts are unchanged)."""
         new = cls(conv.in_channels, conv.out_channels, 3, padding=1, bias=conv.bias is not None, device="meta")
         new.weight, new.bias = conv.weight, conv.bias
+        new.timed = timed
         return new
+
+    timed = False
 
     _transformed: tuple[tuple[int, int], Tensor] | None = None
 
@@ -133,10 +149,44 @@ class WinogradConv2d(nn.Conv2d):
             or x.dtype != torch.float32
             or torch.is_autocast_enabled("cpu")
             or any(p.requires_grad for p in self.parameters())
-            or x.shape[-2] * x.shape[-1] < MIN_POSITIONS
+            or not self.chooses_winograd(x)
         ):
             return super().forward(x)
         return _Winograd.apply(x, self.transformed(), self.bias)
+
+    def chooses_winograd(self, x: Tensor) -> bool:
+        """Whether this layer runs ``x`` as Winograd: the timed choice for its shape, timed now if it is
+        the first with a gradient (the optimization's hot loop), or else the fixed rule."""
+        n, _, h, w = x.shape
+        fixed = self.in_channels >= MIN_CHANNELS and h * w >= MIN_POSITIONS
+        if not self.timed:
+            return fixed
+        key = f"{self.in_channels}->{self.out_channels} at {h}x{w} batch {n}"
+        choice = conv_choice.recorded(key)
+        if choice is None and torch.is_grad_enabled() and x.requires_grad:
+            choice = conv_choice.choose(key, lambda: self._candidates(x))
+        if choice == "direct":
+            self._transformed = None  # the timing's kernels: held only by layers that use them
+        return fixed if choice is None else choice == "winograd"
+
+    def _candidates(self, x: Tensor) -> dict[str, Callable[[], None]]:
+        """Each algorithm's forward and input gradient on a band of rows of ``x`` (both cost in proportion
+        to the positions), in ``x``'s memory format."""
+        n, c, h, w = x.shape
+        rows = min(h, max(3, conv_choice.BAND_BYTES // (n * c * w * x.element_size())))
+        band = x.detach()[..., :rows, :].clone().requires_grad_()
+
+        def run(conv: Callable[[Tensor], Tensor]) -> Callable[[], None]:
+            def once() -> None:
+                out = conv(band)
+                torch.autograd.grad(out, band, torch.ones_like(out))
+
+            return once
+
+        return {
+            "direct": run(super().forward),
+            "winograd": run(lambda b: _Winograd.apply(b, self.transformed(), self.bias)),
+        }
 
 
 def runs_on(device: str | torch.device) -> bool:
@@ -144,11 +194,12 @@ def runs_on(device: str | torch.device) -> bool:
     return torch.device(device).type == "cpu"
 
 
-def pays_off(module: nn.Module) -> bool:
-    """Whether ``module`` is a 3x3, stride-1, padding-1 convolution with enough channels for Winograd."""
+def pays_off(module: nn.Module, timed: bool = False) -> bool:
+    """Whether ``module`` is a 3x3, stride-1, padding-1 convolution with enough channels for Winograd:
+    ``MIN_CHANNELS`` by the fixed rule, ``MIN_CHANNELS_TIMED`` to be timed."""
     return (
         isinstance(module, nn.Conv2d)
-        and module.in_channels >= MIN_CHANNELS
+        and module.in_channels >= (MIN_CHANNELS_TIMED if timed else MIN_CHANNELS)
         and module.kernel_size == (3, 3)
         and module.stride == (1, 1)
         and module.padding == (1, 1)

@@ -130,7 +130,7 @@ def test_winograd_kernels_estimate_is_what_the_encoder_holds() -> None:
     with torch.no_grad():
         encoder(torch.rand(1, 3, 32, 32))
     held = sum(m.transformed().nbytes for m in encoder.stack if isinstance(m, winograd.WinogradConv2d))
-    est = estimate.estimate("vgg19", size=(32, 32), style_size=(32, 32), fast_convs=True, **layers)
+    est = estimate.estimate("vgg19", size=(32, 32), style_size=(32, 32), fast_convs="auto", **layers)
     assert est.parts["winograd kernels"] == held > 0
     assert "winograd kernels" not in estimate.estimate("vgg19", size=(32, 32), style_size=(32, 32), **layers).parts
 

@@ -78,7 +78,7 @@ def test_the_transformed_kernel_follows_the_weights() -> None:
 
 
 def test_features_use_winograd_where_it_pays_and_keep_their_state_dict() -> None:
-    features, _ = backbone.build_features("vgg19", None)
+    features, _ = backbone.build_features("vgg19", None, fast_convs=True)
     fast = [m.in_channels for m in features if isinstance(m, winograd.WinogradConv2d)]
     assert fast and min(fast) == winograd.MIN_CHANNELS
     assert all(

@@ -155,14 +155,15 @@ def estimate(
     history_size: int = 100,
     throughput: float = DEFAULT_THROUGHPUT,
     heap_block_limit: float = 0,
-    fast_convs: bool = False,
+    fast_convs: winograd.Mode = False,
 ) -> Estimate:
     """Peak memory and time per evaluation of a stylize run on a ``size = (H, W)`` image with
     the style image at ``style_size``, batch 1, fp32. ``heap_block_limit``: the process keeps freed
     blocks of up to this many bytes for reuse (``runtime.RuntimeSettings.heap_block_limit``; 0: none), and
     its peak includes the spare ones.
-    ``fast_convs``: the deep convolutions run as Winograd convolutions (``winograd.runs_on``),
-    whose transformed kernels (16 values per 3x3 kernel) stay in memory besides the weights."""
+    ``fast_convs``: the convolutions may run as Winograd convolutions (``winograd.runs_on``; the mode
+    of ``backbone.build_features``), whose transformed kernels (16 values per 3x3 kernel) stay in memory
+    besides the weights: every timed layer's with ``"auto"`` (an upper bound: the timing transforms them)."""
     content_layers, style_layers = list(content_layers), list(style_layers)
     used = [*content_layers, *style_layers]
     height, width = size
@@ -191,7 +192,9 @@ def estimate(
             sum(
                 16 * layer.in_channels * layer.channels
                 for layer in plan
-                if layer.kind == "conv" and layer.in_channels >= winograd.MIN_CHANNELS
+                if layer.kind == "conv"
+                and layer.in_channels
+                >= (winograd.MIN_CHANNELS_TIMED if fast_convs == "auto" else winograd.MIN_CHANNELS)
             )
             * FP32
         )

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from transferlab import backbone, checkpoints, checks, color, fetch, groups, images, saliency
+from transferlab import backbone, checkpoints, checks, color, fetch, groups, images, saliency, winograd
 from transferlab import memory as device_memory
 from transferlab.backbone import ModelSettings
 from transferlab.errors import ConfigError, WeightsError
@@ -358,7 +358,7 @@ class MemoryModel:
     optimizer: str
     history_size: int
     heap_block_limit: float  # the largest freed block the process keeps (RuntimeSettings.heap_block_limit)
-    fast_convs: bool  # Winograd convolutions on this device
+    fast_convs: winograd.Mode  # Winograd convolutions on this device
 
     def estimate(
         self, hw: tuple[int, int], style_hw: tuple[int, int], throughput: float = estimate.DEFAULT_THROUGHPUT

@@ -12,7 +12,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision.utils import make_grid
 
-from transferlab import images
+from transferlab import images, winograd
 from transferlab.fast.arbitrary.networks import AdaINNet
 from transferlab.fast.train import TemporalTerm, ValidatedModule
 from transferlab.trainer import VISUALS
@@ -52,7 +52,7 @@ class AdaINModule(ValidatedModule):
         weight_decay: float,
         previews: Tensor | None = None,
         preview_size: int = 128,
-        fast_convs: bool = True,
+        fast_convs: winograd.Mode = "auto",
         temporal: TemporalTerm | None = None,
     ) -> None:
         super().__init__()

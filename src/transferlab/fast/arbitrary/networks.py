@@ -153,7 +153,7 @@ class AdaINNet(nn.Module):
         encoder: str = "vgg19",
         width: float = 1.0,
         loss_net: bool = True,
-        fast_convs: bool = True,
+        fast_convs: winograd.Mode = "auto",
     ) -> None:
         super().__init__()
         if arch not in ARCHS:

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from torchvision.utils import make_grid
 
-from transferlab import backbone, images
+from transferlab import backbone, images, winograd
 from transferlab.fast.per_style.networks import TransformNet, build_network
 from transferlab.fast.train import TemporalTerm, ValidatedModule
 from transferlab.perceptual import PerceptualLoss, style_grams
@@ -30,7 +30,7 @@ def make_loss(
     content_layers: dict[str, float],
     style_layers: dict[str, float],
     loss_weights: tuple[float, float, float],
-    fast_convs: bool = True,
+    fast_convs: winograd.Mode = "auto",
 ) -> PerceptualLoss:
     """The loss of one style image ``[3, H, W]``, its Gram targets computed once; ``loss_weights``:
     content, style and total-variation weights; ``fast_convs``: VGG's deep convolutions as Winograd
