@@ -161,7 +161,6 @@ def write_page(staging: Path, s: WebSettings, family: str, style: Tensor | None)
         "style_size": s.style_size,
         "style": None if style is None else "style.png",
         "onnxruntime_web": ORT_VERSION,
-        "runtime": f"ort/{ORT_FILES[0]}",
     }
     (staging / "model.json").write_text(json.dumps(page, indent=2))
     if style is not None:
@@ -184,6 +183,7 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     tarball = runtime_tarball(s.runtime)  # before the export: a missing runtime fails fast
     module, signature, example, check = traced(family, network, s.seed)
     target = output_dir / FOLDER
+    output_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=output_dir, prefix=f".{FOLDER}.", suffix=".partial"))
     try:
         options = exporter.ExportOptions(("onnx",), exporter.OPSETS[0], TOLERANCE, TOLERANCE)
