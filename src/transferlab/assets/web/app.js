@@ -4,9 +4,11 @@
 // strength (0 the input, 1 the network's output), as apply_fast's task.alpha and the CLI's strength maps do.
 // Images are only ever decoded (createImageBitmap) and drawn; nothing taken from a file is put into the page
 // as markup, and the page's Content-Security-Policy runs this folder's scripts only.
-import * as ort from "./ort/ort.webgpu.bundle.min.mjs";
-
 const $ = (id) => document.getElementById(id);
+// onnxruntime-web's WebGPU build where the browser has an adapter; else its WASM-only build, half the download
+// and faster on a CPU than the WebGPU build's own WASM backend.
+const RUNTIMES = { webgpu: "./ort/ort.webgpu.bundle.min.mjs", wasm: "./ort/ort.wasm.bundle.min.mjs" };
+let ort; // the runtime module loaded
 const SIZES = [128, 256, 384, 512, 768, 1024, 1536, 2048];
 
 class UserError extends Error {}
@@ -236,13 +238,16 @@ async function createSession() {
   let backends = ["wasm"];
   if (wanted === "wasm" || wanted === "webgpu") {
     backends = [wanted];
-  } else if (navigator.gpu) {
-    const adapter = await navigator.gpu.requestAdapter().catch(() => null);
-    if (adapter) backends = ["webgpu", "wasm"];
+  } else if (navigator.gpu && (await navigator.gpu.requestAdapter().catch(() => null))) {
+    backends = ["webgpu", "wasm"];
   }
   let failure;
   for (const backend of backends) {
     try {
+      ort = await import(RUNTIMES[backend]);
+      // Each build finds its .wasm beside itself (ort/). Threads need SharedArrayBuffer, which only a
+      // cross-origin-isolated page has (COOP and COEP headers, which plain static hosts do not send).
+      ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
       const session = await ort.InferenceSession.create("model.onnx", { executionProviders: [backend] });
       return [session, backend];
     } catch (error) {
@@ -269,6 +274,10 @@ async function main() {
   }
   $("size").addEventListener("change", stylize);
   linkSlider("strength");
+  const [session, backend] = await createSession();
+  state.session = session;
+  const label = backend === "webgpu" ? "WebGPU" : `WASM, ${ort.env.wasm.numThreads} thread(s)`;
+  document.body.dataset.backend = label;
   if (config.family === "arbitrary") {
     $("alpha-control").hidden = false;
     $("style-control").hidden = false;
@@ -277,13 +286,6 @@ async function main() {
     const response = await fetch(config.style);
     await loadStyle(await createImageBitmap(await response.blob(), { colorSpaceConversion: "none" }));
   }
-  // The bundle finds its .wasm beside itself (ort/). Threads need SharedArrayBuffer, which only a cross-origin-isolated page has (COOP and COEP headers, which
-  // plain static hosts do not send): one thread otherwise.
-  ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
-  const [session, backend] = await createSession();
-  state.session = session;
-  const label = backend === "webgpu" ? "WebGPU" : `WASM, ${ort.env.wasm.numThreads} thread(s)`;
-  document.body.dataset.backend = label;
   $("content-file").disabled = false;
   $("webcam").disabled = false;
   $("content-file").addEventListener("change", onContentFile);
