@@ -95,6 +95,7 @@ def test_the_folder_holds_the_page_the_model_and_the_runtime(per_style, arbitrar
         assert {p.name for p in folder.iterdir()} == expected
         assert {p.name for p in (folder / "ort").iterdir()} == {*web.ORT_FILES, "NOTICE.txt"}
         assert [p.name for p in run.iterdir() if p.name.startswith(".web")] == []  # the staging folder is gone
+        assert not (run / "model.onnx").exists()
         report = json.loads((run / "export.json").read_text())  # beside the folder: it names local paths
         assert report["onnx"]["within_tolerance"] and report["folder_bytes"] > 0
         session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
@@ -115,6 +116,24 @@ def test_alpha_as_an_input_gives_what_export_adain_bakes_in(arbitrary):
             arbitrary / "web", content=content.numpy(), style=style.numpy(), alpha=np.array([alpha], np.float32)
         )
         assert np.abs(got - expected[0]).max() < 1e-4
+
+
+def test_an_interrupted_export_leaves_no_folder(runtime, tmp_path, monkeypatch):
+    """Ctrl-C while the runtime is copied: neither web/ nor its staging folder is left."""
+
+    def exported(network, example, check, signature, options, output_dir, report):
+        (output_dir / "model.onnx").write_bytes(b"model")
+        return {**report, "onnx": {"max_abs_diff": 0.0}}
+
+    def interrupted(tarball, folder):
+        folder.mkdir()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(web.exporter, "export", exported)
+    monkeypatch.setattr(web, "copy_runtime", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _export(per_style_ckpt(tmp_path / "fast.ckpt"), runtime, tmp_path / "run")
+    assert not list((tmp_path / "run").glob("*web*"))
 
 
 @pytest.mark.parametrize(

@@ -4,11 +4,12 @@ or the webcam, with the network's controls (strength; alpha for an arbitrary-sty
 
 ``<run dir>/web/`` holds ``index.html`` and ``app.js`` (``assets/web``), ``model.json`` (what the page needs to
 know of the network), ``model.onnx`` (exported by the one exporter and checked against PyTorch), ``style.png``
-(an arbitrary-style network's first style) and ``ort/``: the two files of the pinned onnxruntime-web release
-the page runs on. That release comes from npm's tarball through the project's fetcher (pinned by SHA-256, cached,
-``$TRANSFERLAB_MIRROR`` honoured), not from a CDN at run time: the page then works offline and on any static host,
-and every file it runs is one we verified (a CDN's Subresource Integrity would cover the script tag only, not the
-WASM binary the runtime loads itself). The folder is staged beside its place and renamed into it whole.
+(an arbitrary-style network's first style) and ``ort/``: two builds (WebGPU, and WASM only) of the pinned
+onnxruntime-web release the page runs on. That release comes from npm's tarball through the project's fetcher
+(pinned by SHA-256, cached, ``$TRANSFERLAB_MIRROR`` honoured), not from a CDN at run time: the page then works
+offline and on any static host, and every file it runs is one we verified (a CDN's Subresource Integrity would
+cover the script tag only, not the WASM binaries the runtime loads itself). The folder is staged beside its place
+and renamed into it whole.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from transferlab.fast.arbitrary import networks as arbitrary
 from transferlab.fast.per_style import networks as per_style
 from transferlab.fast.settings import checkpoint_file
 from transferlab.fast.stylizer import read_network, style_image
-from transferlab.files import atomic_write, not_a_file, write_json
+from transferlab.files import not_a_file, write_json
 from transferlab.result import TaskResult, settings_hparams
 
 ORT_VERSION = "1.31.1"
@@ -148,7 +149,7 @@ def copy_runtime(tarball: Path, folder: Path) -> None:
             member = archive.getmember(f"package/dist/{name}")
             if not member.isfile() or member.size > ORT_MAX_FILE:
                 raise ConfigError(f"task.onnxruntime_web={tarball}: package/dist/{name} is not a file of that release")
-            with archive.extractfile(member) as src, atomic_write(folder / name) as dst:  # type: ignore[union-attr]
+            with archive.extractfile(member) as src, open(folder / name, "wb") as dst:  # type: ignore[union-attr]
                 shutil.copyfileobj(src, dst)
     (folder / "NOTICE.txt").write_text(
         f"onnxruntime-web {ORT_VERSION} (MIT licence, Microsoft Corporation): {', '.join(ORT_FILES)} from\n"
@@ -195,8 +196,9 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     try:
         options = exporter.ExportOptions(("onnx",), exporter.OPSETS[0], TOLERANCE, TOLERANCE)
         report: dict[str, Any] = {"checkpoint": str(s.checkpoint.resolve()), "network": spec, "family": family}
-        report = exporter.export(module, example, check, signature, options, staging, report)
-        os.replace(staging / "export.json", output_dir / "export.json")  # it names local paths: not for the web
+        # export.json names local paths: it stays in the run directory, beside the folder (and there on a failure).
+        report = exporter.export(module, example, check, signature, options, output_dir, report)
+        os.replace(output_dir / exporter.FILES["onnx"], staging / exporter.FILES["onnx"])
         write_page(staging, s, family, style)
         copy_runtime(tarball, staging / "ort")
         os.chmod(staging, 0o755)  # mkdtemp's 0700 would hide the folder from a web server's user
