@@ -1,7 +1,8 @@
 """export_web: the folder a trained network becomes (per-style and AdaIN), its door's one-line refusals, and the page
 used as a user would: served on 127.0.0.1, driven in headless Chromium, an image uploaded, the page's output pixels
 equal to ONNX Runtime Python's on the same image within 1 level of 255 (the page rounds its float output to 8 bits;
-WASM and the CPU build of ONNX Runtime differ by ~1e-6), a non-image upload answered by a message."""
+WASM and the CPU build of ONNX Runtime differ by ~1e-6), a non-image upload answered by a message, the webcam
+(Chromium's fake camera) stylized frame after frame."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import io
 import json
 import tarfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -191,7 +193,9 @@ def browser() -> Iterator:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(BROWSER))
+        # A fake camera (a moving test pattern) that the page may open without asking.
+        fake_camera = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+        chromium = p.chromium.launch(executable_path=str(BROWSER), args=fake_camera)
         yield chromium
         chromium.close()
 
@@ -264,6 +268,14 @@ def test_the_page_stylizes_an_upload_as_onnxruntime_does(browser, serve, per_sty
     got = _output(page)
     assert got.shape == expected.shape and np.abs(got - expected).max() <= 1.0
     assert "frames per second" in page.inner_text("#timing")
+    page.select_option("#size", index=0)  # task.size=64: the camera's 640 x 480 at 64 x 48
+    page.click("#webcam")  # frames keep coming from the camera until it is stopped
+    deadline, frames = time.monotonic() + 60, int(page.get_attribute("body", "data-frames"))
+    while int(page.get_attribute("body", "data-frames")) < frames + 3 and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    assert int(page.get_attribute("body", "data-frames")) >= frames + 3 and _output(page).shape[1:] == (48, 64)
+    page.click("#webcam")
+    assert page.inner_text("#webcam") == "Start webcam"
 
 
 def test_the_adain_page_takes_alpha_and_strength_as_onnxruntime_does(browser, serve, arbitrary, tmp_path):
