@@ -113,7 +113,8 @@ def traced(family: str, network: nn.Module, seed: int) -> tuple[nn.Module, expor
     side = EXAMPLE_SIDE
     if family == "per_style":
         signature = exporter.Signature(("image",), "stylized", (exporter.image_dims(per_style.MIN_SIZE),))
-        return network, signature, (torch.rand(2, 3, side, side, generator=g),), (torch.rand(1, 3, *CHECK_SIZE),)
+        example, check = torch.rand(2, 3, side, side, generator=g), torch.rand(1, 3, *CHECK_SIZE, generator=g)
+        return network, signature, (example,), (check,)
     signature = exporter.Signature(
         ("content", "style", "alpha"),
         "stylized",
