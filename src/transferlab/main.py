@@ -43,6 +43,7 @@ TASKS = {
     "train_adain": "transferlab.fast.arbitrary.train",
     "apply_adain": "transferlab.fast.arbitrary.apply",
     "export_adain": "transferlab.fast.adain_export",
+    "export_web": "transferlab.fast.web",
     "video": "transferlab.video.task",
 }
 
