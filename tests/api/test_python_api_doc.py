@@ -46,6 +46,7 @@ def _same(expected: str, printed: str) -> bool:
     return DECIMAL.sub("#", expected) == DECIMAL.sub("#", printed)
 
 
+@pytest.mark.slow  # a walkthrough: a stylization, a training, an ONNX export (about 20 s of CPU)
 def test_the_python_api_page_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     for block, printed in run_blocks(DOC.read_text()):
