@@ -416,6 +416,11 @@ def _run_task(cfg: DictConfig, directory: Path, overrides: list[str]) -> None:
                 if exc.errno != errno.ENAMETOOLONG:
                     raise
                 raise ConfigError(main.too_long(exc)) from None
+            except SystemExit as exc:
+                # Lightning answers Ctrl-C inside fit with exit(1); a notebook wants the KeyboardInterrupt back.
+                if isinstance(exc.__context__, KeyboardInterrupt):
+                    raise exc.__context__ from None
+                raise
     except BaseException as exc:
         _keep_error(exc, directory)
         raise
