@@ -10,17 +10,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import onnx
 import pytest
 import torch
 from fast.test_stylizer import arbitrary_ckpt, per_style_ckpt
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from onnx import TensorProto as T
+from onnx import helper as h
 from PIL import Image
 
 import transferlab as tl
 from helpers import ROOT, make_image, run_cli
-from transferlab import api
+from transferlab import api, images
 from transferlab.errors import ConfigError, ImageError, WeightsError
 
 
@@ -162,6 +165,41 @@ def test_an_arbitrary_style_network_takes_its_style_per_call(tmp_path: Path) -> 
     assert not torch.allclose(net(batch, style=make_image(tmp_path / "other.png", seed=6)), by_path)
     with pytest.raises(WeightsError, match=r"^path=.*nothing\.ckpt"):
         tl.load_stylizer(tmp_path / "nothing.ckpt")
+
+
+def _onnx(path: Path, nodes: list, inputs: list[str], constants: list) -> Path:
+    """An ONNX stylizer of the exported contract: float ``[N, 3, H, W]`` inputs, one output of that shape."""
+    image = [h.make_tensor_value_info(name, T.FLOAT, ["N", 3, f"H{i}", f"W{i}"]) for i, name in enumerate(inputs)]
+    out = [h.make_tensor_value_info("stylized", T.FLOAT, ["N", 3, "H0", "W0"])]
+    graph = h.make_graph(nodes, "crafted", image, out, initializer=constants)
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 18)]), str(path))
+    return path
+
+
+def test_onnx_stylizers_of_either_family_are_the_same_callable(tmp_path: Path) -> None:
+    inverse = _onnx(
+        tmp_path / "per_style.onnx",
+        [h.make_node("Sub", ["one", "image"], ["stylized"])],
+        ["image"],
+        [h.make_tensor("one", T.FLOAT, [1], [1.0])],
+    )
+    photo = Image.open(make_image(tmp_path / "photo.png", size=(40, 36)))
+    inverted = torch.tensor(list(tl.load_stylizer(inverse)(photo).tobytes()))
+    assert (inverted - (255 - torch.tensor(list(photo.tobytes())))).abs().max() <= 1  # to_pil truncates
+    # content / 2 + the style's mean colour / 2: the style reaches the network per call
+    half = h.make_tensor("half", T.FLOAT, [1], [0.5])
+    axes = h.make_tensor("axes", T.INT64, [2], [2, 3])
+    nodes = [
+        h.make_node("ReduceMean", ["style", "axes"], ["mean"], keepdims=1),
+        h.make_node("Add", ["content", "mean"], ["sum"]),
+        h.make_node("Mul", ["sum", "half"], ["stylized"]),
+    ]
+    net = tl.load_stylizer(_onnx(tmp_path / "arbitrary.onnx", nodes, ["content", "style"], [half, axes]), style_size=64)
+    assert net.family == "arbitrary"
+    batch = torch.rand(1, 3, 36, 40)
+    style = torch.rand(3, 48, 48)
+    expected = (batch + images.resize(style, (64, 64)).mean(dim=(1, 2)).view(1, 3, 1, 1)) / 2
+    assert torch.allclose(net(batch, style=style), expected, atol=1e-5)
 
 
 @pytest.mark.slow
