@@ -90,6 +90,13 @@ def test_compose_gives_the_command_lines_config_inside_a_hydra_app_too(tmp_path:
         assert GlobalHydra.instance().hydra is outer  # the caller's Hydra is left as it was
 
 
+def test_every_task_of_the_entry_composes_through_the_api() -> None:
+    from transferlab import main
+
+    for task in main.TASKS:  # the ones added later too: tl.run(task) covers them without a wrapper
+        assert tl.compose(task).task.name == task
+
+
 @pytest.mark.parametrize(
     "call, message",
     [
