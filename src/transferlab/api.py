@@ -251,18 +251,23 @@ def _composed(task: str | None, overrides: Sequence[str], keys: Mapping[str, Any
     if task is not None and task not in main.TASKS:
         raise ConfigError(f"task={task!r} is unknown; choose one of {', '.join(main.TASKS)}")
     chosen = [f"task={task}"] if task is not None else []
-    user_hydra = [o for o in overrides if o.lstrip("+~").startswith("hydra.")]
-    own = [o for o in overrides if o not in user_hydra]
+    own = [o for o in overrides if not _is_hydras(o)]
     with _hydra():
         try:
             tree = config_keys.defined_keys("config", [*chosen, *own])
-            given = [*chosen, *keyword_overrides(keys, tree), *own]
+            written = [*chosen, *keyword_overrides(keys, tree), *overrides]
+            # Hydra's own keys (hydra.run.dir) apart, as the command line's Hydra keeps them
+            given, user_hydra = [o for o in written if not _is_hydras(o)], [o for o in written if _is_hydras(o)]
             cfg = hydra_compose("config", overrides=[*given, *user_hydra], return_hydra_config=True)
         except (HydraException, OmegaConfBaseException, ValueError) as exc:
             raise ConfigError(main.hydra_message(exc)) from None
         config_keys.check(cfg, given, "config", user_hydra)
     entry_checks.overrides(cfg, given)
     return cfg, given
+
+
+def _is_hydras(override: str) -> bool:
+    return override.lstrip("+~").startswith("hydra.")
 
 
 @contextmanager
