@@ -187,6 +187,11 @@ def to_tensor(image: Image.Image) -> Tensor:
     return pil_to_tensor(image).float().div_(255).contiguous()  # PIL gives an HWC view
 
 
+def from_pil(image: Image.Image) -> Tensor:
+    """``[3, H, W]`` float RGB in [0, 1] of an image in memory, any mode converted as ``open_rgb`` converts a file's."""
+    return to_tensor(_to_rgb(image))
+
+
 def load_image(path: str | Path, size: int | None = None) -> Tensor:
     """``[3, H, W]`` float RGB in [0, 1]; with ``size``, resized so that its long side is ``size``."""
     image = to_tensor(open_rgb(path))

@@ -107,11 +107,7 @@ def main(cfg: DictConfig) -> Any:
         (output_dir / ERROR_FILE).unlink(missing_ok=True)
         return result
     except MissingMandatoryValue:
-        missing = sorted(OmegaConf.missing_keys(cfg))
-        message = (
-            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required but not set; "
-            f"pass {' '.join(f'{k}=...' for k in missing)} (or pick an experiment=...)"
-        )
+        message = missing_message(cfg)
     except (ConfigAttributeError, ConfigKeyError) as exc:
         message = entry_checks.deleted_key(exc, overrides)
         if message is None:
@@ -152,6 +148,15 @@ def main(cfg: DictConfig) -> Any:
     if details is not None:
         raise SystemExit(EXIT_FAILED)
     sys.exit(code)
+
+
+def missing_message(cfg: DictConfig) -> str:
+    """The one line for the required keys (``???``) of ``cfg`` that nothing set."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    return (
+        f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required but not set; "
+        f"pass {' '.join(f'{k}=...' for k in missing)} (or pick an experiment=...)"
+    )
 
 
 def too_long(exc: OSError) -> str:
