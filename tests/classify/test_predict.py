@@ -51,3 +51,17 @@ def test_top_k_above_classes_is_stated_and_gif_is_read(
     assert "task.top_k=5 is more than the 2 classes" in caplog.text
     rows = list(csv.DictReader((tmp_path / "out" / "predictions.csv").open()))
     assert [r["file"] for r in rows] == ["a.gif"] and "class_3" not in rows[0]
+
+
+def test_bundled_samples_and_their_folders_are_inputs_as_the_door_checked_them() -> None:
+    from transferlab.classify import data
+    from transferlab.classify.settings import ImagesIn
+    from transferlab.fast import apply
+
+    sizes = {"resize": 40, "crop": 32}
+    names, loader = data.image_loader(ImagesIn("sample:chelsea", 1, 0, 0.0), sizes)
+    assert names[0].endswith("chelsea.jpg") and next(iter(loader)).shape == (1, 3, 32, 32)
+    names, _ = data.image_loader(ImagesIn("sample:content", 4, 0, 0.0), sizes)
+    assert "chelsea.jpg" in names  # relative to the bundled folder
+    files = apply.gather(("sample:chelsea", "sample:styles"))
+    assert files[0].name == "chelsea.jpg" and len(files) > 1 and all(f.is_file() for f in files)

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision.datasets import ImageFolder
 from torchvision.transforms import v2
 
-from transferlab import images
+from transferlab import fetch, images
 from transferlab.classify import feature_cache
 from transferlab.classify.settings import Augment, DataSettings, ImagesIn
 from transferlab.errors import DataError, ImageError
@@ -339,8 +339,11 @@ def image_files(path: Path, max_bad_fraction: float, key: str, fraction_key: str
     return files
 
 
-def image_loader(source: ImagesIn, sizes: dict[str, int]) -> tuple[list[Path], DataLoader]:
-    """The readable images of ``source`` and batches of them, resized and cropped as in evaluation."""
-    files = image_files(source.source, source.max_bad_fraction, "task.input", "task.max_bad_fraction")
+def image_loader(source: ImagesIn, sizes: dict[str, int]) -> tuple[list[str], DataLoader]:
+    """The names of the readable images of ``source`` (relative to a folder given, else the file's path) and
+    batches of them, resized and cropped as in evaluation."""
+    path = fetch.resolve(source.source, "task.input")
+    files = image_files(path, source.max_bad_fraction, "task.input", "task.max_bad_fraction")
     transform = eval_transform(sizes["resize"], sizes["crop"])
-    return files, DataLoader(ImageFiles(files, transform), source.batch_size, num_workers=source.num_workers)
+    names = [str(f.relative_to(path) if path.is_dir() else f) for f in files]
+    return names, DataLoader(ImageFiles(files, transform), source.batch_size, num_workers=source.num_workers)

@@ -55,7 +55,7 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     # Traced only up to the deepest requested layer.
     extractor = create_feature_extractor(network.eval(), {names[layer]: layer for layer in s.layers})
     model = nn.Sequential(normalize, extractor).to(s.device)
-    files, loader = data.image_loader(s.images, sizes)
+    names_out, loader = data.image_loader(s.images, sizes)
     chunks: dict[str, list[torch.Tensor]] = {layer: [] for layer in s.layers}
     with torch.inference_mode():
         for batch in loader:
@@ -63,8 +63,6 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
                 if s.pool and value.dim() == 4:
                     value = value.mean(dim=(2, 3))
                 chunks[layer].append(value.float().cpu())
-    source = s.images.source
-    names_out = [str(f.relative_to(source) if source.is_dir() else f) for f in files]
     features = {layer: torch.cat(parts) for layer, parts in chunks.items()}
     with atomic_write(output_dir / "features.pt") as f:
         torch.save({"layers": features, "files": names_out, "arch": arch, "pooled": s.pool, **sizes}, f)
@@ -73,16 +71,16 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
         writer.writerow(["row", "file"])
         writer.writerows(enumerate(names_out))
     shapes = ", ".join(f"{layer} {tuple(v.shape)}" for layer, v in features.items())
-    log.info("features of %d images (%s): %s", len(files), shapes, output_dir / "features.pt")
+    log.info("features of %d images (%s): %s", len(names_out), shapes, output_dir / "features.pt")
     return TaskResult(
         metrics={
-            "images": len(files),
+            "images": len(names_out),
             "arch": arch,
             "pooled": s.pool,
             **sizes,
             "layers": {layer: list(v.shape) for layer, v in features.items()},
         },
         objective=None,
-        caption=(f"{len(files)} images, {arch}", shapes),
+        caption=(f"{len(names_out)} images, {arch}", shapes),
         hparams=settings_hparams(s),
     )

@@ -23,7 +23,7 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     s = PredictSettings.from_cfg(cfg)
     module = classifier.load(s.checkpoint)
     network = module.inference_network().to(s.device)
-    files, loader = data.image_loader(s.images, module.hparams.preprocessing)
+    names, loader = data.image_loader(s.images, module.hparams.preprocessing)
     k = min(s.top_k, len(module.classes))
     if k < s.top_k:
         log.warning("task.top_k=%d is more than the %d classes of the checkpoint: writing %d", s.top_k, k, k)
@@ -36,13 +36,12 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     with atomic_write(path, "w") as f:
         writer = csv.writer(f)
         writer.writerow(["file", *(f"{kind}_{i}" for i in range(1, k + 1) for kind in ("class", "prob"))])
-        for file, (p, idx) in zip(files, rows):
-            name = file.relative_to(s.images.source) if s.images.source.is_dir() else file
-            writer.writerow([str(name), *(v for c, q in zip(idx, p) for v in (module.classes[c], f"{q:.6f}"))])
-    log.info("predictions for %d images: %s", len(files), path)
+        for name, (p, idx) in zip(names, rows):
+            writer.writerow([name, *(v for c, q in zip(idx, p) for v in (module.classes[c], f"{q:.6f}"))])
+    log.info("predictions for %d images: %s", len(names), path)
     return TaskResult(
-        metrics={"images": len(files), "top_k": k, "classes": len(module.classes)},
+        metrics={"images": len(names), "top_k": k, "classes": len(module.classes)},
         objective=None,
-        caption=(f"{len(files)} images, top {k} of {len(module.classes)} classes",),
+        caption=(f"{len(names)} images, top {k} of {len(module.classes)} classes",),
         hparams=settings_hparams(s),
     )

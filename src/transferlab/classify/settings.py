@@ -377,7 +377,7 @@ def files(ckpt: Path | None, source: Any, model: ModelSettings | None) -> None:
 class ImagesIn:
     """The images a task reads: an image, or a folder searched recursively; unreadable ones skipped."""
 
-    source: Path
+    source: str  # a local path, sample:, dataset: or a pinned URL: fetch.resolve'd by the task
     batch_size: int
     num_workers: int
     max_bad_fraction: float
@@ -385,7 +385,7 @@ class ImagesIn:
     @classmethod
     def from_task(cls, task: DictConfig) -> ImagesIn:
         return cls(
-            Path(str(task.input)).expanduser(),
+            str(task.input),
             checks.at_least(task.batch_size, 1, "task.batch_size"),
             checks.at_least(task.num_workers, 0, "task.num_workers"),
             checks.non_negative(task.max_bad_fraction, "task.max_bad_fraction"),

@@ -35,7 +35,7 @@ SHOWN = 4  # outputs that represent an apply run (a sweep's contact sheet shows 
 def gather(inputs: tuple[str, ...]) -> list[Path]:
     files: list[Path] = []
     for item in inputs:
-        path = Path(item)
+        path = fetch.resolve(item, "task.input")  # sample:, dataset: and pinned URLs as the door checked them
         files.extend(data.list_images(path, "task.input") if path.is_dir() else [path])
     return files
 
