@@ -139,7 +139,8 @@ def trainer(cfg: DictConfig, optimizer: str | None = None) -> TrainerSettings:
         raise ConfigError(
             f"precision=16-mixed needs a CUDA GPU (this run is on {accelerator}); use precision=bf16-mixed or 32"
         )
-    return TrainerSettings(accelerator, cfg.trainer.devices, cfg.trainer.strategy, precision)
+    num_nodes = checks.at_least(cfg.trainer.num_nodes, 1, "trainer.num_nodes")
+    return TrainerSettings(accelerator, cfg.trainer.devices, cfg.trainer.strategy, precision, num_nodes)
 
 
 @dataclass(frozen=True)

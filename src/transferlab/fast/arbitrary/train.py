@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig
+from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.data import TensorDataset
 
 from transferlab import backbone, checkpoints, images, memory, runtime
@@ -79,6 +80,8 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     }
     fingerprint = checkpoints.fingerprint(s.fingerprint() | depends)
     result = fit(module, datamodule, s.training, s.hparams, output_dir, "train_adain", fingerprint)
+    if rank_zero_only.rank != 0:  # under DDP the first process writes the run's files
+        return result
     with atomic_write(output_dir / "val_files.txt", "w") as f:
         f.write("".join(f"{p}\n" for p in val_files))
     grid = () if module.last_grid is None else (images.save_image(module.last_grid, output_dir / VAL_GRID),)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig
+from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.data import TensorDataset
 
 from transferlab import backbone, checkpoints, fetch, images, memory, runtime
@@ -96,6 +97,8 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     result = fit(
         module, datamodule, training, s.hparams, output_dir, "train_fast", fingerprint, ("perceptual.encoder.",)
     )
+    if rank_zero_only.rank != 0:  # under DDP the first process writes the run's files
+        return result
     with atomic_write(output_dir / "val_files.txt", "w") as f:
         f.write("".join(f"{p}\n" for p in val_files))
     finals = [  # from fit's final validation

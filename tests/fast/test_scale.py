@@ -1,0 +1,32 @@
+"""Training at scale, in process: the sample stream split by rank, a resume by another world size refused."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from transferlab import main
+from transferlab.errors import ConfigError
+from transferlab.fast.train import rank_indices
+
+
+def test_ranks_split_each_step_of_the_global_stream():
+    batch, world, steps = 2, 2, 3
+    per_step = batch * world
+    streams = [list(rank_indices(0, steps * per_step, r, world)) for r in range(world)]
+    for k in range(steps):  # step k: each rank's batch is its next `batch` samples
+        taken = sorted(i for s in streams for i in s[k * batch : (k + 1) * batch])
+        assert taken == list(range(k * per_step, (k + 1) * per_step))
+    resumed = [list(rank_indices(per_step, steps * per_step, r, world)) for r in range(world)]
+    assert all(resumed[r] == streams[r][batch:] for r in range(world))
+    assert list(rank_indices(4, 12, 0, 1)) == list(range(4, 12))  # one process: the stream as it was
+
+
+def test_resume_by_another_world_size_is_one_line(trained, train_cfg, photos, style_image, tmp_path):
+    saved = torch.load(trained / "checkpoints" / "step2.ckpt", weights_only=True)
+    assert saved["train_fast"]["world_size"] == 1
+    saved["train_fast"]["world_size"] = 2
+    torch.save(saved, tmp_path / "ddp.ckpt")
+    cfg = train_cfg(photos, style_image, "task.steps=4", f"ckpt_path={tmp_path / 'ddp.ckpt'}")
+    with pytest.raises(ConfigError, match=r"trained by 2 processes and this run has 1 .*resume with 2"):
+        main.run_task(cfg, tmp_path / "run")
