@@ -44,6 +44,7 @@ TASKS = {
     "apply_adain": "transferlab.fast.arbitrary.apply",
     "export_adain": "transferlab.fast.adain_export",
     "video": "transferlab.video.task",
+    "pack": "transferlab.pack",
 }
 
 EXIT_BAD_INPUT = 2

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from transferlab import main
+from helpers import adain_train_cfg, compose_cfg
+from transferlab import main, shards
 from transferlab.errors import ConfigError
 from transferlab.fast.train import rank_indices
 
@@ -30,3 +31,15 @@ def test_resume_by_another_world_size_is_one_line(trained, train_cfg, photos, st
     cfg = train_cfg(photos, style_image, "task.steps=4", f"ckpt_path={tmp_path / 'ddp.ckpt'}")
     with pytest.raises(ConfigError, match=r"trained by 2 processes and this run has 1 .*resume with 2"):
         main.run_task(cfg, tmp_path / "run")
+
+
+def test_train_adain_reads_photos_and_styles_from_shards(photos, styles, tmp_path):
+    for name, folder in (("photos", photos), ("styles", styles)):
+        main.run_task(compose_cfg("task=pack", f"task.input={folder}", "task.shard_samples=3"), tmp_path / name)
+    cfg = adain_train_cfg(
+        tmp_path / "photos" / "shards" / shards.MANIFEST, tmp_path / "styles" / "shards" / shards.MANIFEST
+    )
+    result = main.run_task(cfg, tmp_path / "run")
+    assert result is not None and (tmp_path / "run" / "val_grid.png").is_file()
+    listed = (tmp_path / "run" / "val_files.txt").read_text().splitlines()
+    assert len(listed) == 2 and all(".tar[" in line for line in listed)

@@ -36,10 +36,11 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     train_files, val_files = data.split(data.list_images(s.photos.root), s.photos.val_count, s.training.seed)
     style_files = data.list_images(s.styles, "task.styles")
     n = s.training.steps * s.photos.batch_size
+    p = s.photos
     pairs = Pairs(
-        data.ContentCrops(train_files, s.photos.crop, n, s.training.seed, s.photos.resize, s.photos.max_bad_fraction),
+        data.ContentCrops(train_files, p.crop, n, s.training.seed, p.resize, p.max_bad_fraction, p.shard_window),
         data.ContentCrops(
-            style_files, s.photos.crop, n, s.training.seed + 1, s.style_resize, s.photos.max_bad_fraction
+            style_files, p.crop, n, s.training.seed + 1, s.style_resize, p.max_bad_fraction, p.shard_window
         ),
     )
     previews = data.validation_batch(style_files[: s.preview_styles], s.photos.val_size)
@@ -75,8 +76,8 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     )
     datamodule = StepData(pairs, val, s.photos.batch_size, s.photos.num_workers)
     depends = {
-        "data.files": images.listing_digest([*train_files, *val_files], s.photos.root),
-        "task.styles": images.listing_digest(style_files, s.styles),
+        "data.files": data.listing_digest([*train_files, *val_files], s.photos.root),
+        "task.styles": data.listing_digest(style_files, s.styles, "task.styles"),
     }
     fingerprint = checkpoints.fingerprint(s.fingerprint() | depends)
     result = fit(module, datamodule, s.training, s.hparams, output_dir, "train_adain", fingerprint)

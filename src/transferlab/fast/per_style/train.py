@@ -80,6 +80,7 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
         training.seed,
         photos.resize,
         photos.max_bad_fraction,
+        photos.shard_window,
     )
     val = TensorDataset(data.validation_batch(val_files, photos.val_size))
     datamodule = StepData(crops, val, photos.batch_size, photos.num_workers)
@@ -91,7 +92,7 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     )
     depends = {
         "task.style": fetch.sha256_of(fetch.resolve(s.style, "task.style")),
-        "data.files": images.listing_digest([*train_files, *val_files], s.photos.root),
+        "data.files": data.listing_digest([*train_files, *val_files], s.photos.root),
     }
     fingerprint = checkpoints.fingerprint(s.fingerprint() | depends)
     result = fit(
