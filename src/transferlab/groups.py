@@ -242,6 +242,7 @@ class Photos:
     num_workers: int
     max_bad_fraction: float
     shard_window: int
+    hint: str | None  # what root should hold, said when it is missing
 
     def fingerprint(self) -> dict[str, Any]:
         """What the training batches depend on (a resume must keep it; the folder and workers may change)."""
@@ -281,6 +282,7 @@ def photos(cfg: DictConfig) -> Photos:
         num_workers=checks.at_least(data.num_workers, 0, "data.num_workers"),
         max_bad_fraction=checks.non_negative(data.max_bad_fraction, "data.max_bad_fraction"),
         shard_window=checks.at_least(data.shard_window, 1, "data.shard_window"),
+        hint=None if data.hint is None else str(data.hint),
     )
 
 

@@ -7,7 +7,7 @@ import torch
 
 from helpers import adain_train_cfg, compose_cfg
 from transferlab import main, shards
-from transferlab.errors import ConfigError
+from transferlab.errors import ConfigError, DataError
 from transferlab.fast.train import rank_indices
 
 
@@ -43,3 +43,29 @@ def test_train_adain_reads_photos_and_styles_from_shards(photos, styles, tmp_pat
     assert result is not None and (tmp_path / "run" / "val_grid.png").is_file()
     listed = (tmp_path / "run" / "val_files.txt").read_text().splitlines()
     assert len(listed) == 2 and all(".tar[" in line for line in listed)
+
+
+@pytest.mark.parametrize(
+    ("experiment", "overrides", "message"),
+    [
+        (
+            "johnson_coco",
+            [],
+            r"data.root=data/coco/train2014 does not exist; experiment=johnson_coco expects the MS-COCO",
+        ),
+        ("adain_coco_wikiart", ["data.root={photos}", "data.val_count=2"], r"task.styles=data/wikiart/train does not"),
+    ],
+)
+def test_paper_scale_experiments_say_where_their_datasets_go(
+    experiment, overrides, message, photos, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # the presets name folders relative to where the run starts
+    cfg = compose_cfg(
+        f"experiment={experiment}",
+        "model.weights=null",
+        "trainer.accelerator=cpu",
+        *(o.format(photos=photos) for o in overrides),
+    )
+    with pytest.raises(DataError, match=message) as error:
+        main.run_task(cfg, tmp_path / "run")
+    assert "\n" not in str(error.value) and "or set " in str(error.value)

@@ -19,12 +19,15 @@ from transferlab.errors import DataError, ImageError
 Photo = Path | shards.Member  # an image file, or a sample of a shard
 
 
-def list_images(root: str | Path, key: str = "data.root") -> list[Photo]:
+def list_images(root: str | Path, key: str = "data.root", hint: str | None = None) -> list[Photo]:
     """Every image file under ``root`` (subfolders too, ``images.list_images``), or every sample of the shard
-    manifest ``root`` (``shards.read_manifest``); a DataError when there is none."""
-    if shards.is_manifest(root):
+    manifest ``root`` (``shards.read_manifest``); a DataError when there is none. ``hint``: what ``root``
+    should hold, said when it is missing (a paper-scale experiment names its dataset)."""
+    if shards.is_manifest(root) and (fetch.is_url(str(root)) or Path(root).is_file() or not hint):
         return shards.read_manifest(str(root), key)[0]
     root = Path(root)
+    if not root.exists() and hint:
+        raise DataError(f"{key}={root} does not exist; {hint}, or set {key}=<a folder of images or a shards.json>")
     if not root.is_dir():
         raise DataError(f"{key}={root} does not exist or is not a folder; point it at a folder of photos")
     files = images.list_images(root)

@@ -69,6 +69,7 @@ class TrainAdaINSettings:
     # data: content photos (data.*) and style images
     photos: Photos
     styles: Path | str  # a folder, or a shard manifest
+    styles_hint: str | None  # what styles should hold, said when it is missing
     style_resize: int
     preview_styles: int
     preview_size: int
@@ -139,6 +140,7 @@ class TrainAdaINSettings:
             steadiness=steadiness,
             runtime=groups.runtime(cfg),
             styles=groups.folder_or_shards(task.styles, "task.styles"),  # a folder, sample:styles, or shards
+            styles_hint=None if task.styles_hint is None else str(task.styles_hint),
             style_resize=checks.at_least(task.style_resize, photos.crop, "task.style_resize"),
             preview_styles=checks.at_least(task.preview_styles, 1, "task.preview_styles"),
             preview_size=checks.at_least(task.preview_size, 16, "task.preview_size"),

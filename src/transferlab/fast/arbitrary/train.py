@@ -33,8 +33,10 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     s = TrainAdaINSettings.from_cfg(cfg)
     weights = backbone.announce_weights(s.weights, "VGG", "a stylization")
     pl.seed_everything(s.training.seed, workers=True, verbose=False)
-    train_files, val_files = data.split(data.list_images(s.photos.root), s.photos.val_count, s.training.seed)
-    style_files = data.list_images(s.styles, "task.styles")
+    train_files, val_files = data.split(
+        data.list_images(s.photos.root, hint=s.photos.hint), s.photos.val_count, s.training.seed
+    )
+    style_files = data.list_images(s.styles, "task.styles", s.styles_hint)
     n = s.training.steps * s.photos.batch_size
     p = s.photos
     pairs = Pairs(

@@ -54,7 +54,9 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     s = TrainSettings.from_cfg(cfg)
     weights = backbone.announce_weights(s.model.weights, "VGG", "a stylization")
     pl.seed_everything(s.training.seed, workers=True, verbose=False)
-    train_files, val_files = data.split(data.list_images(s.photos.root), s.photos.val_count, s.training.seed)
+    train_files, val_files = data.split(
+        data.list_images(s.photos.root, hint=s.photos.hint), s.photos.val_count, s.training.seed
+    )
     loss = perceptual_loss(s)
     module = FastStyleModule(
         {"arch": s.network.arch, "width": s.network.width, "blocks": s.network.blocks},
