@@ -175,11 +175,11 @@ def open_rgb(path: str | Path) -> Image.Image:
         raise ImageError(f"image {path} cannot be read: permission denied; fix its permissions") from None
 
 
-def decode(data: bytes, name: str) -> Tensor:
-    """The image file held in ``data`` (a shard's member ``name``) as ``open_rgb`` and ``to_tensor`` read a file."""
+def decode_rgb(data: bytes, name: str) -> Image.Image:
+    """The image file held in ``data`` (a shard's sample ``name``) as ``open_rgb`` reads a file."""
     if not data:
         raise ImageError(f"image {name} is empty (0 bytes); pack the dataset again")
-    return to_tensor(_decode(io.BytesIO(data), Path(name)))
+    return _decode(io.BytesIO(data), Path(name))
 
 
 def _decode(source: Path | io.BytesIO, path: Path) -> Image.Image:

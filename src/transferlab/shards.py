@@ -25,7 +25,7 @@ import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urldefrag, urljoin
 
 from torch import Tensor
@@ -33,6 +33,9 @@ from torch import Tensor
 from transferlab import checks, fetch, images
 from transferlab.errors import DataError, FetchError, ImageError
 from transferlab.files import atomic_write, write_json
+
+if TYPE_CHECKING:
+    from PIL import Image  # images is the one module that decodes
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +106,13 @@ _held: OrderedDict[tuple[str, str], list[bytes] | ImageError] = OrderedDict()
 
 
 def load(member: Member, keep: int = 2) -> Tensor:
-    """The image of ``member``, its shard read (and kept with the ``keep`` - 1 last used) when first needed;
-    ImageError when the shard or the image is bad."""
+    """The image of ``member`` (``read``) as ``images.load_image`` reads a file."""
+    return images.to_tensor(read(member, keep))
+
+
+def read(member: Member, keep: int = 2) -> Image.Image:
+    """The image of ``member`` in RGB, its shard read (and kept with the ``keep`` - 1 last used) when first
+    needed; ImageError when the shard or the image is bad."""
     held = _held.get((member.shard, member.sha256))
     if held is None:
         held = _read_shard(member.shard, member.sha256)
@@ -116,7 +124,7 @@ def load(member: Member, keep: int = 2) -> Tensor:
         raise held
     if member.index >= len(held):
         raise ImageError(f"shard {member.shard} holds {len(held)} samples, not {member.index + 1}; pack it again")
-    return images.decode(held[member.index], str(member))
+    return images.decode_rgb(held[member.index], str(member))
 
 
 def _read_shard(shard: str, sha256: str) -> list[bytes] | ImageError:
