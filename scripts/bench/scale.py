@@ -84,7 +84,12 @@ def training_rate(root: str, processes: int, args: argparse.Namespace, run_dir: 
         *(["task.style=sample:starry_night"] if args.task == "train_fast" else ["task.styles=sample:styles"]),
         *extra,
     ]
-    done = subprocess.run(command, capture_output=True, text=True, env=os.environ | {"PYTHONPATH": str(ROOT / "src")})
+    env = (
+        os.environ
+        | {"PYTHONPATH": str(ROOT / "src")}
+        | ({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {})
+    )
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
     events = EventAccumulator(str(run_dir / "tensorboard")).Reload()
@@ -102,6 +107,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="default: 12 on CPU, 60 on GPU")
     parser.add_argument("--workers", type=int, default=None, help="loader workers; default: 0 on CPU, 8 on GPU")
     parser.add_argument("--shard-samples", type=int, default=64)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads per process (default: torch's; Lightning's DDP: cores / processes)",
+    )
     add_warnings_switch(parser)
     args = parser.parse_args()
     quiet(args.warnings)
@@ -111,6 +122,8 @@ def main() -> None:
         args.steps or (60 if gpu else 12),
         args.workers if args.workers is not None else (8 if gpu else 0),
     )
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"machine: {machine()}")
     print(f"crop {args.crop} px, batch {args.batch} per process, {args.steps} steps, {args.workers} loader workers")
     with tempfile.TemporaryDirectory() as tmp:
