@@ -288,13 +288,15 @@ def photos(cfg: DictConfig) -> Photos:
 
 def folder_or_shards(value: Any, key: str) -> Path | str:
     """A folder of images (a path, a sample: or a dataset: name), or a shard manifest kept as given (a path
-    or a pinned URL: its shards are named relative to it)."""
+    or a pinned URL: its shards are named relative to it); a folder holding a manifest (task=pack's
+    shards/) stands for it."""
     source = str(value)
     if shards.is_manifest(source):
         if is_url(source):
             pinned(source, key)  # refused here, in one line, when it has no hash
         return source
-    return resolve(source, key)
+    folder = resolve(source, key)
+    return str(folder / shards.MANIFEST) if (folder / shards.MANIFEST).is_file() else folder
 
 
 class FetchLimits(NamedTuple):

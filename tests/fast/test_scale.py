@@ -36,9 +36,8 @@ def test_resume_by_another_world_size_is_one_line(trained, train_cfg, photos, st
 def test_train_adain_reads_photos_and_styles_from_shards(photos, styles, tmp_path):
     for name, folder in (("photos", photos), ("styles", styles)):
         main.run_task(compose_cfg("task=pack", f"task.input={folder}", "task.shard_samples=3"), tmp_path / name)
-    cfg = adain_train_cfg(
-        tmp_path / "photos" / "shards" / shards.MANIFEST, tmp_path / "styles" / "shards" / shards.MANIFEST
-    )
+    # a manifest, or the folder holding it
+    cfg = adain_train_cfg(tmp_path / "photos" / "shards" / shards.MANIFEST, tmp_path / "styles" / "shards")
     result = main.run_task(cfg, tmp_path / "run")
     assert result is not None and (tmp_path / "run" / "val_grid.png").is_file()
     listed = (tmp_path / "run" / "val_files.txt").read_text().splitlines()

@@ -181,12 +181,10 @@ class Splits:
 
 def shard_layout(root: Path | str) -> dict[str, str] | None:
     """The manifests of a packed ImageFolder (``task=pack task.classes=true``): ``root`` itself (a manifest:
-    the train split), ``root/shards.json``, or ``root/<split>/shards.json``; None for image folders."""
+    the train split) or ``root/<split>/shards.json``; None for image folders."""
     if shards.is_manifest(root):
         return {"train": str(root)}
     root = Path(root)
-    if (root / shards.MANIFEST).is_file():
-        return {"train": str(root / shards.MANIFEST)}
     found = {
         split: str(root / split / shards.MANIFEST) for split in SPLITS if (root / split / shards.MANIFEST).is_file()
     }
