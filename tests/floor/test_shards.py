@@ -7,6 +7,7 @@ import functools
 import hashlib
 import json
 import logging
+import sys
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -16,8 +17,9 @@ import torch
 
 from helpers import compose_cfg, make_image
 from transferlab import groups, images, main, shards
-from transferlab.errors import DataError, FetchError
+from transferlab.errors import ConfigError, DataError, FetchError
 from transferlab.fast import data
+from transferlab.pack import PackSettings
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +112,12 @@ def test_shards_pass_in_windows_each_pass_in_a_new_order(packed):
     shard_of = [m.shard for m in members]
     runs = [shard_of[i] for i in first]
     assert sum(a != b for a, b in zip(runs, runs[1:])) == 2  # window 1: one shard after another
+
+
+def test_without_webdataset_packing_and_reading_shards_is_one_line_naming_the_extra(packed, monkeypatch):
+    monkeypatch.setitem(sys.modules, "webdataset", None)  # its import raises ImportError
+    extra = 'pip install "transferlab\\[shards\\]"'
+    with pytest.raises(ConfigError, match=f"task=pack needs webdataset .*; {extra}"):
+        PackSettings.from_cfg(compose_cfg("task=pack", f"task.input={packed}"))
+    with pytest.raises(ConfigError, match=f"sharded data .* needs webdataset .*; {extra}"):
+        data.list_images(packed / shards.MANIFEST)
