@@ -101,30 +101,37 @@ def read_manifest(source: str, key: str) -> tuple[list[Member], tuple[str, ...],
     return members, classes, fetch.sha256_of(local)
 
 
-# Shards read whole, most recently used last: a bad one holds its error.
-_held: OrderedDict[tuple[str, str], list[bytes] | ImageError] = OrderedDict()
+class ShardCache:
+    """The last ``keep`` shards read, whole (a bad one: its error), most recently used last. Each reader keeps
+    its own (a content and a style stream do not evict each other's), and a copy sent to a data-loader
+    worker starts empty."""
 
+    def __init__(self, keep: int = 2) -> None:
+        self.keep = max(keep, 1)
+        self.held: OrderedDict[tuple[str, str], list[bytes] | ImageError] = OrderedDict()
 
-def load(member: Member, keep: int = 2) -> Tensor:
-    """The image of ``member`` (``read``) as ``images.load_image`` reads a file."""
-    return images.to_tensor(read(member, keep))
+    def __getstate__(self) -> dict[str, Any]:
+        return {"keep": self.keep, "held": OrderedDict()}
 
+    def read(self, member: Member) -> Image.Image:
+        """The image of ``member`` in RGB, its shard read when first needed; ImageError when the shard or the
+        image is bad."""
+        key = (member.shard, member.sha256)
+        held = self.held.get(key)
+        if held is None:
+            held = self.held[key] = _read_shard(member.shard, member.sha256)
+            while len(self.held) > self.keep:
+                self.held.popitem(last=False)
+        self.held.move_to_end(key)
+        if isinstance(held, ImageError):
+            raise held
+        if member.index >= len(held):
+            raise ImageError(f"shard {member.shard} holds {len(held)} samples, not {member.index + 1}; pack it again")
+        return images.decode_rgb(held[member.index], str(member))
 
-def read(member: Member, keep: int = 2) -> Image.Image:
-    """The image of ``member`` in RGB, its shard read (and kept with the ``keep`` - 1 last used) when first
-    needed; ImageError when the shard or the image is bad."""
-    held = _held.get((member.shard, member.sha256))
-    if held is None:
-        held = _read_shard(member.shard, member.sha256)
-        _held[(member.shard, member.sha256)] = held
-        while len(_held) > max(keep, 1):
-            _held.popitem(last=False)
-    _held.move_to_end((member.shard, member.sha256))
-    if isinstance(held, ImageError):
-        raise held
-    if member.index >= len(held):
-        raise ImageError(f"shard {member.shard} holds {len(held)} samples, not {member.index + 1}; pack it again")
-    return images.decode_rgb(held[member.index], str(member))
+    def load(self, member: Member) -> Tensor:
+        """The image of ``member`` as ``images.load_image`` reads a file."""
+        return images.to_tensor(self.read(member))
 
 
 def _read_shard(shard: str, sha256: str) -> list[bytes] | ImageError:

@@ -45,9 +45,11 @@ def listing_digest(files: list[Photo], root: str | Path, key: str = "data.root")
     return images.listing_digest(files, root)  # type: ignore[arg-type]
 
 
-def load(photo: Photo, keep: int = 2) -> Tensor:
-    """The image of ``photo``: a file, or a shard's sample (its shard held with the ``keep`` - 1 last used)."""
-    return shards.load(photo, keep) if isinstance(photo, shards.Member) else images.load_image(photo)
+def load(photo: Photo, cache: shards.ShardCache | None = None) -> Tensor:
+    """The image of ``photo``: a file, or a shard's sample (its shard held in ``cache``: by default, this call's)."""
+    if isinstance(photo, shards.Member):
+        return (cache or shards.ShardCache()).load(photo)
+    return images.load_image(photo)
 
 
 def split(files: list[Photo], val_count: int, seed: int) -> tuple[list[Photo], list[Photo]]:
@@ -94,6 +96,7 @@ class ContentCrops(Dataset):
         self.length, self.seed, self.max_bad, self.window = length, seed, max_bad, window
         self.bad: set[int] = set()
         self.shards = shard_groups(self.files)
+        self.cache = shards.ShardCache(window)
         self._order: tuple[int, Tensor] | None = None  # the last pass's order
 
     def __len__(self) -> int:
@@ -105,7 +108,7 @@ class ContentCrops(Dataset):
             if i in self.bad:
                 continue
             try:
-                return fit_crop(load(self.files[i], self.window), self.resize)
+                return fit_crop(load(self.files[i], self.cache), self.resize)
             except ImageError:
                 self.bad.add(i)
                 if len(self.bad) > self.max_bad * len(self.files):
@@ -152,9 +155,9 @@ def shard_groups(files: list[Photo]) -> list[Tensor] | None:
 
 def validation_batch(files: list[Photo], size: int) -> Tensor:
     """The validation photos as one ``[N, 3, size, size]`` batch: short side resized, centre crop."""
-    batch = []
+    batch, cache = [], shards.ShardCache()
     for path in files:
-        image = fit_crop(load(path), size)
+        image = fit_crop(load(path, cache), size)
         h, w = image.shape[-2:]
         top, left = (h - size) // 2, (w - size) // 2
         batch.append(image[:, top : top + size, left : left + size])
