@@ -15,10 +15,10 @@ from typing import Any, NamedTuple
 
 from omegaconf import DictConfig
 
-from transferlab import backbone, checks
+from transferlab import backbone, checks, shards
 from transferlab.backbone import ModelSettings
 from transferlab.errors import ConfigError
-from transferlab.fetch import resolve
+from transferlab.fetch import is_url, pinned, resolve
 from transferlab.motion import Motion
 from transferlab.runtime import RuntimeSettings
 from transferlab.trainer import PRECISIONS, TrainerSettings, available_accelerators
@@ -140,7 +140,8 @@ def trainer(cfg: DictConfig, optimizer: str | None = None) -> TrainerSettings:
         raise ConfigError(
             f"precision=16-mixed needs a CUDA GPU (this run is on {accelerator}); use precision=bf16-mixed or 32"
         )
-    return TrainerSettings(accelerator, cfg.trainer.devices, cfg.trainer.strategy, precision)
+    num_nodes = checks.at_least(cfg.trainer.num_nodes, 1, "trainer.num_nodes")
+    return TrainerSettings(accelerator, cfg.trainer.devices, cfg.trainer.strategy, precision, num_nodes)
 
 
 @dataclass(frozen=True)
@@ -233,7 +234,7 @@ def layers(cfg: DictConfig, arch: str) -> Layers:
 class Photos:
     """``data.*`` (configs/data/photos.yaml): the content photos every photo-trained network learns from."""
 
-    root: Path
+    root: Path | str  # a folder, or a shard manifest (a local path or a pinned URL: read by the task)
     crop: int
     resize: int | None
     val_count: int
@@ -241,12 +242,16 @@ class Photos:
     batch_size: int
     num_workers: int
     max_bad_fraction: float
+    shard_window: int
+    hint: str | None  # what root should hold, said when it is missing
 
     def fingerprint(self) -> dict[str, Any]:
         """What the training batches depend on (a resume must keep it; the folder and workers may change)."""
-        return {
-            "data": {k: getattr(self, k) for k in ("crop", "resize", "val_count", "batch_size", "max_bad_fraction")}
-        }
+        keys = ("crop", "resize", "val_count", "batch_size", "max_bad_fraction")
+        return {"data": {k: getattr(self, k) for k in keys} | self.shard_fingerprint()}
+
+    def shard_fingerprint(self) -> dict[str, Any]:
+        return {"shard_window": self.shard_window} if shards.is_manifest(self.root) else {}
 
 
 MAX_SEED = 2**32 - 1  # numpy's and Lightning's range: Lightning replaces a seed outside it by a random one
@@ -269,7 +274,7 @@ def photos(cfg: DictConfig) -> Photos:
     data = cfg.data
     side = crop(cfg)
     return Photos(
-        root=resolve(str(data.root), "data.root"),  # a folder, a sample: or a dataset: name
+        root=folder_or_shards(data.root, "data.root"),
         crop=side,
         resize=None if data.resize is None else checks.at_least(data.resize, side, "data.resize"),
         val_count=checks.at_least(data.val_count, 1, "data.val_count"),
@@ -277,7 +282,22 @@ def photos(cfg: DictConfig) -> Photos:
         batch_size=checks.at_least(data.batch_size, 1, "data.batch_size"),
         num_workers=checks.at_least(data.num_workers, 0, "data.num_workers"),
         max_bad_fraction=checks.non_negative(data.max_bad_fraction, "data.max_bad_fraction"),
+        shard_window=checks.at_least(data.shard_window, 1, "data.shard_window"),
+        hint=None if data.hint is None else str(data.hint),
     )
+
+
+def folder_or_shards(value: Any, key: str) -> Path | str:
+    """A folder of images (a path, a sample: or a dataset: name), or a shard manifest kept as given (a path
+    or a pinned URL: its shards are named relative to it); a folder holding a manifest (task=pack's
+    shards/) stands for it."""
+    source = str(value)
+    if shards.is_manifest(source):
+        if is_url(source):
+            pinned(source, key)  # refused here, in one line, when it has no hash
+        return source
+    folder = resolve(source, key)
+    return str(folder / shards.MANIFEST) if (folder / shards.MANIFEST).is_file() else folder
 
 
 class FetchLimits(NamedTuple):

@@ -7,6 +7,7 @@ orientation, whatever the file's mode (grayscale, palette, alpha, CMYK, 16-bit) 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
 import warnings
@@ -169,16 +170,31 @@ def open_rgb(path: str | Path) -> Image.Image:
     if path.stat().st_size == 0:
         raise ImageError(f"image {path} is empty (0 bytes); replace it with a real image")
     try:
-        with bombs_refused(path), Image.open(path) as image:
+        return _decode(path, path)
+    except PermissionError:
+        raise ImageError(f"image {path} cannot be read: permission denied; fix its permissions") from None
+
+
+def decode_rgb(data: bytes, name: str) -> Image.Image:
+    """The image file held in ``data`` (a shard's sample ``name``) as ``open_rgb`` reads a file."""
+    if not data:
+        raise ImageError(f"image {name} is empty (0 bytes); pack the dataset again")
+    return _decode(io.BytesIO(data), Path(name))
+
+
+def _decode(source: Path | io.BytesIO, path: Path) -> Image.Image:
+    """Decode ``source`` (named ``path`` in messages) fully into RGB, or raise one ImageError that says why not."""
+    try:
+        with bombs_refused(path), Image.open(source) as image:
             image.seek(0)  # first frame of an animated GIF/WebP
             image = ImageOps.exif_transpose(image)
             image.load()
             return _to_rgb(image)
-    except PermissionError:
-        raise ImageError(f"image {path} cannot be read: permission denied; fix its permissions") from None
     except UnidentifiedImageError:
         hint = " (SVG is vector art: render it to PNG first)" if path.suffix.lower() == ".svg" else ""
         raise ImageError(f"image {path} is not an image format Pillow can read{hint}") from None
+    except PermissionError:
+        raise
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"image {path} is damaged or truncated ({exc}); replace the file") from None
 

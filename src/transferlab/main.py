@@ -45,6 +45,7 @@ TASKS = {
     "export_adain": "transferlab.fast.adain_export",
     "export_web": "transferlab.fast.web",
     "video": "transferlab.video.task",
+    "pack": "transferlab.pack",
 }
 
 EXIT_BAD_INPUT = 2

@@ -35,6 +35,7 @@ class TrainerSettings:
     devices: int | str
     strategy: str
     precision: str
+    num_nodes: int = 1  # machines of a multi-node DDP run (SLURM: docs/scale.md)
 
     @property
     def device(self) -> torch.device:
@@ -84,14 +85,15 @@ class ValidationStep(pl.Callback):
 
 
 class ResumeRecord(pl.Callback):
-    """Writes into every full checkpoint the task that made it and its resume fingerprint (what the run
-    depends on), which ``checkpoints.check_resume`` compares before a run resumes from it."""
+    """Writes into every full checkpoint the task that made it, its resume fingerprint (what the run
+    depends on), which ``checkpoints.check_resume`` compares before a run resumes from it, and the number
+    of processes that trained it (``world_size``: a step-trained network's sample stream is split by it)."""
 
     def __init__(self, task: str, fingerprint: dict[str, Any]) -> None:
         self.task, self.fingerprint = task, fingerprint
 
     def on_save_checkpoint(self, trainer: pl.Trainer, module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
-        checkpoint[self.task] = {"fingerprint": self.fingerprint}
+        checkpoint[self.task] = {"fingerprint": self.fingerprint, "world_size": trainer.world_size}
 
 
 class FiniteLoss(pl.Callback):
@@ -136,6 +138,7 @@ def make_trainer(settings: TrainerSettings, output_dir: Path, **kwargs: Any) -> 
         accelerator=settings.accelerator,
         devices=settings.devices,
         strategy=settings.strategy,
+        num_nodes=settings.num_nodes,
         precision=settings.precision,
         default_root_dir=str(output_dir),
         **kwargs,

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision.datasets import ImageFolder
 from torchvision.transforms import v2
 
-from transferlab import fetch, images
+from transferlab import fetch, images, shards
 from transferlab.classify import feature_cache
 from transferlab.classify.settings import Augment, DataSettings, ImagesIn
 from transferlab.errors import DataError, ImageError
@@ -56,15 +56,20 @@ class FileCheck:
         self.seen = 0
 
     def __call__(self, path: str) -> bool:
-        self.seen += 1
         if not images.is_image_name(path):
+            self.seen += 1
             self.bad.append((path, f"not one of {' '.join(images.EXTENSIONS)}"))
             return False
+        return self.readable(path, lambda: images.open_rgb(path))
+
+    def readable(self, name: str, decode: Callable[[], Any]) -> bool:
+        """Whether the image ``name`` decodes (``decode()``; not tried without ``verify``), the failure recorded."""
+        self.seen += 1
         if self.verify:
             try:
-                images.open_rgb(path)
+                decode()
             except ImageError as exc:
-                self.bad.append((path, str(exc)))
+                self.bad.append((name, str(exc)))
                 return False
         return True
 
@@ -174,9 +179,81 @@ class Splits:
         return sum(len(files) for files in self.files.values())
 
 
+def shard_layout(root: Path | str) -> dict[str, str] | None:
+    """The manifests of a packed ImageFolder (``task=pack task.classes=true``): ``root`` itself (a manifest:
+    the train split) or ``root/<split>/shards.json``; None for image folders."""
+    if shards.is_manifest(root):
+        return {"train": str(root)}
+    root = Path(root)
+    found = {
+        split: str(root / split / shards.MANIFEST) for split in SPLITS if (root / split / shards.MANIFEST).is_file()
+    }
+    return found if "train" in found else None
+
+
+class ShardImages(Dataset):
+    """A split of a packed ImageFolder: (PIL image, class index) per sample, as ``Folder`` gives them. Each
+    epoch visits the samples in a new order, so the split's shards are held in memory (by each worker) once
+    read: for the datasets one fine-tunes on; a larger one is better read from folders."""
+
+    def __init__(self, members: list[shards.Member]) -> None:
+        self.members, self.cache = members, shards.ShardCache(len({m.shard for m in members}))
+        self.targets = [int(m.label) for m in members]  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        return self.cache.read(self.members[index]), self.targets[index]
+
+
+def shard_split(
+    source: str, classes: tuple[str, ...] | None, data: DataSettings
+) -> tuple[ShardImages, tuple[str, ...]]:
+    """One split's samples, checked as image files are (``data.verify``: decoded once, bad ones skipped
+    within ``data.max_bad_fraction``); its classes must be the train split's."""
+    members, found, _ = shards.read_manifest(source, "data.root")
+    if len(found) < 2 or members[0].label is None or (classes is not None and found != classes):
+        raise DataError(
+            f"data.root: {source} holds {'other classes than the train split' if classes else 'no classes'} "
+            f"({', '.join(found) or 'none'}); pack an ImageFolder with task=pack task.classes=true"
+        )
+    check = FileCheck(data.verify)
+    cache = shards.ShardCache()
+    kept = [m for m in members if check.readable(str(m), lambda m=m: cache.read(m))]
+    check.report(source, data.max_bad_fraction, "data.max_bad_fraction")
+    return ShardImages(kept), found
+
+
+def load_shards(manifests: dict[str, str], data: DataSettings, seed: int) -> Splits:
+    """The splits of a packed ImageFolder; without a val split, ``data.val_fraction`` of train, stratified."""
+    train, classes = shard_split(manifests["train"], None, data)
+    test = shard_split(manifests["test"], classes, data)[0] if "test" in manifests else None
+    if "val" in manifests:
+        val: Dataset = shard_split(manifests["val"], classes, data)[0]
+        train_set: Dataset = train
+        members = {"train": train.members, "val": val.members}  # type: ignore[attr-defined]
+    else:
+        if not 0 < data.val_fraction < 1:
+            raise DataError(
+                f"{manifests['train']} has no val split and data.val_fraction={data.val_fraction}; set it in (0, 1)"
+            )
+        train_idx, val_idx = stratified_split(train.targets, data.val_fraction, seed)
+        train_set, val = Subset(train, train_idx), Subset(train, val_idx)
+        members = {"train": [train.members[i] for i in train_idx], "val": [train.members[i] for i in val_idx]}
+    if test is not None:
+        members["test"] = test.members
+    # named with their shard's hash: the feature cache keys on it as it keys on a file's size and time
+    files = {s: [(f"{m}@{m.sha256}", int(m.label)) for m in found] for s, found in members.items()}  # type: ignore[arg-type]
+    return Splits(list(classes), train_set, val, test, files)
+
+
 def load(data: DataSettings, seed: int) -> Splits:
-    """The dataset under ``data.root`` in either layout (see configs/data/imagefolder.yaml)."""
-    root = data.root
+    """The dataset under ``data.root`` in either layout (see configs/data/imagefolder.yaml), or packed into shards."""
+    manifests = shard_layout(data.root)
+    if manifests is not None:
+        return load_shards(manifests, data, seed)
+    root = Path(data.root)
     if not root.is_dir():
         raise DataError(f"data.root={root} does not exist or is not a folder; point it at an ImageFolder dataset")
     train_dir = root / "train" if (root / "train").is_dir() else root

@@ -32,8 +32,10 @@ def cache_key(files: list[tuple[str, int]], transform: Any, prefix: nn.Module) -
     """Changes when an image file, its class, the transform, the normalization or a frozen weight changes."""
     h = hashlib.sha256(repr(transform).encode())
     for path, target in files:
-        stat = os.stat(path)
-        h.update(f"{path}\0{target}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        # a shard's sample is named with its shard's hash (classify.data.load_shards): the name says it all
+        stat = os.stat(path) if os.path.isfile(path) else None
+        changes = f"{stat.st_size}\0{stat.st_mtime_ns}" if stat else ""
+        h.update(f"{path}\0{target}\0{changes}\n".encode())
     for name, tensor in [*prefix.named_parameters(), *prefix.named_buffers()]:
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())

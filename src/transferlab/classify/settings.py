@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from transferlab import backbone, checkpoints, checks, fetch, groups, images
+from transferlab import backbone, checkpoints, checks, groups, images
 from transferlab.backbone import ModelSettings
 from transferlab.classify import module as classifier
 from transferlab.classify import networks
@@ -60,7 +60,7 @@ class Augment:
 
 @dataclass(frozen=True)
 class DataSettings:
-    root: Path
+    root: Path | str  # a folder, or a shard manifest (a path or a pinned URL)
     val_fraction: float
     augment: Augment
     verify: bool
@@ -226,7 +226,7 @@ def data_settings(data: DictConfig) -> DataSettings:
     if len(scale) != 2 or not scale[0] <= scale[1] <= 1:
         raise ConfigError(f"data.augment.scale={list(augment.scale)} is invalid; give [min, max] with min <= max <= 1")
     return DataSettings(
-        root=fetch.resolve(str(data.root), "data.root"),  # a folder, or a dataset: name fetched once
+        root=groups.folder_or_shards(data.root, "data.root"),  # a folder, a dataset: name, or a shard manifest
         val_fraction=checks.number(data.val_fraction, "data.val_fraction"),
         augment=Augment(
             random_resized_crop=checks.choice(

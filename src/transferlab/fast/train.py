@@ -16,6 +16,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from transferlab import checkpoints, motion
+from transferlab.errors import ConfigError
 from transferlab.fast.settings import Training
 from transferlab.groups import Steadiness
 from transferlab.result import TaskResult
@@ -65,6 +66,10 @@ class ValidatedModule(pl.LightningModule):
         self.val_terms: list[dict[str, Tensor]] = []
         self.validated_at: int | None = None  # the step of the last validation (not a sanity check)
 
+    def draw_key(self) -> int:
+        """The temporal term's draws at this training step: one per step and process (the step alone on one)."""
+        return self.global_step * self.trainer.world_size + self.global_rank
+
     def end_validation(self, writer: Any | None) -> None:
         """Log this validation's images to ``writer`` (when not None) and drop what the steps kept."""
 
@@ -73,7 +78,8 @@ class ValidatedModule(pl.LightningModule):
             return
         n = len(self.val_terms)
         for key in self.val_terms[0]:
-            self.log(f"val/{key}", sum(t[key] for t in self.val_terms) / n, prog_bar=key == "loss")
+            # every process validated the same photos: the mean over them is any one's
+            self.log(f"val/{key}", sum(t[key] for t in self.val_terms) / n, prog_bar=key == "loss", sync_dist=True)
         logger = self.logger
         live = logger is not None and hasattr(logger, "experiment") and not self.trainer.sanity_checking
         self.end_validation(logger.experiment if live else None)
@@ -85,16 +91,23 @@ class ValidatedModule(pl.LightningModule):
 class StepData(pl.LightningDataModule):
     """Training samples from the step the trainer is at (0, or the resumed step) to the last one, and a
     fixed validation set. ``train`` is indexable by sample (``data.ContentCrops``: sample i depends on
-    the seed and i only), so that a resumed run sees the batches an uninterrupted run would."""
+    the seed and i only), so that a resumed run sees the batches an uninterrupted run would.
+
+    Under DDP the stream is global: step k's batch is samples ``[k, k + 1) x batch_size x world_size``,
+    and process r takes those with ``i % world_size == r``, ``batch_size`` each; every process validates
+    the whole (small) validation set."""
 
     def __init__(self, train: Dataset, val: Dataset, batch_size: int, num_workers: int) -> None:
         super().__init__()
         self.train, self.val, self.batch_size, self.num_workers = train, val, batch_size, num_workers
 
     def train_dataloader(self) -> DataLoader:
-        start = self.trainer.global_step * self.batch_size  # restored before the loaders are built
+        world, rank = self.trainer.world_size, self.trainer.global_rank
+        per_step = self.batch_size * world
+        # global_step is restored before the loaders are built
+        indices = rank_indices(self.trainer.global_step * per_step, self.trainer.max_steps * per_step, rank, world)
         return DataLoader(
-            Subset(self.train, range(start, len(self.train))),
+            Subset(self.train, indices),
             batch_size=self.batch_size,
             shuffle=False,
             num_workers=self.num_workers,
@@ -105,6 +118,12 @@ class StepData(pl.LightningDataModule):
         return DataLoader(
             self.val, batch_size=self.batch_size, collate_fn=lambda items: torch.stack([i[0] for i in items])
         )
+
+
+def rank_indices(start: int, end: int, rank: int, world: int) -> range:
+    """The samples of the global stream ``[start, end)`` that process ``rank`` of ``world`` trains on
+    (``start`` a multiple of ``world``): ``i % world == rank``."""
+    return range(start + rank, end, world)
 
 
 def fit(
@@ -124,8 +143,8 @@ def fit(
     metrics, captioned by the loss and its content and style terms. ``fingerprint``: what the run depends
     on (``checkpoints.check_resume``); ``rebuilt``: the prefixes of the module's tensors its checkpoints
     leave out."""
-    check_resume(module, training, task, fingerprint, rebuilt)
     trainer = stepped_trainer(training, output_dir, task, fingerprint)
+    check_resume(module, training, task, fingerprint, rebuilt, trainer.world_size)
     trainer.fit(
         module,
         datamodule=datamodule,
@@ -141,14 +160,27 @@ def fit(
 
 
 def check_resume(
-    module: pl.LightningModule, training: Training, task: str, fingerprint: dict[str, Any], rebuilt: tuple[str, ...]
+    module: pl.LightningModule,
+    training: Training,
+    task: str,
+    fingerprint: dict[str, Any],
+    rebuilt: tuple[str, ...],
+    world_size: int,
 ) -> None:
-    """Refuse, before Lightning loads it, a ``ckpt_path`` of another task, inputs or settings, or whose
-    tensors do not fit ``module`` (besides the ``rebuilt`` ones)."""
+    """Refuse, before Lightning loads it, a ``ckpt_path`` of another task, inputs or settings, whose
+    tensors do not fit ``module`` (besides the ``rebuilt`` ones), or trained by another number of processes
+    than ``world_size`` (the sample stream is split by it: another would train on other batches)."""
     if training.ckpt_path:
         expected = f"a checkpoint of a task={task} run (checkpoints/*.ckpt)"
         saved = checkpoints.check_resume(training.ckpt_path, task, fingerprint, expected)
         checkpoints.check_state(training.ckpt_path, saved["state_dict"], module.state_dict(), expected, rebuilt)
+        trained_by = saved[task].get("world_size", 1)  # checkpoints from before DDP training: one process
+        if trained_by != world_size:
+            raise ConfigError(
+                f"ckpt_path={training.ckpt_path} was trained by {trained_by} processes and this run has {world_size} "
+                f"(trainer.devices x trainer.num_nodes); resume with {trained_by} to continue its exact sample "
+                "stream, or start afresh without ckpt_path"
+            )
 
 
 def stepped_trainer(training: Training, output_dir: Path, task: str, fingerprint: dict[str, Any]) -> pl.Trainer:
@@ -171,6 +203,7 @@ def stepped_trainer(training: Training, output_dir: Path, task: str, fingerprint
         check_val_every_n_epoch=None,
         num_sanity_val_steps=0,
         log_every_n_steps=training.log_every,
+        use_distributed_sampler=False,  # StepData splits the sample stream by rank itself
         callbacks=[ResumeRecord(task, fingerprint), checkpoint],
         enable_model_summary=False,
     )

@@ -86,8 +86,9 @@ class AdaINModule(ValidatedModule):
         return output, terms
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        _, terms = self.terms(*batch, self.global_step)
-        self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, on_step=True)
+        _, terms = self.terms(*batch, self.draw_key())
+        # under DDP, the mean over the processes' batches: the global batch's
+        self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, on_step=True, sync_dist=True)
         self.log("train/loss_bar", terms["loss"].detach(), prog_bar=True, logger=False)
         return terms["loss"]
 

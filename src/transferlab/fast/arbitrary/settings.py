@@ -10,7 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from transferlab import backbone, checks, exporter, fetch, groups, images, saliency
+from transferlab import backbone, checks, exporter, groups, images, saliency
 from transferlab.errors import ConfigError
 from transferlab.exporter import ExportOptions
 from transferlab.fast.arbitrary.networks import ARCHS, ENCODERS, MIN_SIZE, MULTIPLE
@@ -68,7 +68,8 @@ class TrainAdaINSettings:
     runtime: RuntimeSettings
     # data: content photos (data.*) and style images
     photos: Photos
-    styles: Path
+    styles: Path | str  # a folder, or a shard manifest
+    styles_hint: str | None  # what styles should hold, said when it is missing
     style_resize: int
     preview_styles: int
     preview_size: int
@@ -138,7 +139,8 @@ class TrainAdaINSettings:
             temporal_weight=loss.temporal,
             steadiness=steadiness,
             runtime=groups.runtime(cfg),
-            styles=fetch.resolve(str(task.styles), "task.styles"),  # a folder, or sample:styles
+            styles=groups.folder_or_shards(task.styles, "task.styles"),  # a folder, sample:styles, or shards
+            styles_hint=None if task.styles_hint is None else str(task.styles_hint),
             style_resize=checks.at_least(task.style_resize, photos.crop, "task.style_resize"),
             preview_styles=checks.at_least(task.preview_styles, 1, "task.preview_styles"),
             preview_size=checks.at_least(task.preview_size, 16, "task.preview_size"),

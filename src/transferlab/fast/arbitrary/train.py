@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig
+from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.data import TensorDataset
 
 from transferlab import backbone, checkpoints, images, memory, runtime
@@ -32,13 +33,16 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     s = TrainAdaINSettings.from_cfg(cfg)
     weights = backbone.announce_weights(s.weights, "VGG", "a stylization")
     pl.seed_everything(s.training.seed, workers=True, verbose=False)
-    train_files, val_files = data.split(data.list_images(s.photos.root), s.photos.val_count, s.training.seed)
-    style_files = data.list_images(s.styles, "task.styles")
+    train_files, val_files = data.split(
+        data.list_images(s.photos.root, hint=s.photos.hint), s.photos.val_count, s.training.seed
+    )
+    style_files = data.list_images(s.styles, "task.styles", s.styles_hint)
     n = s.training.steps * s.photos.batch_size
+    p = s.photos
     pairs = Pairs(
-        data.ContentCrops(train_files, s.photos.crop, n, s.training.seed, s.photos.resize, s.photos.max_bad_fraction),
+        data.ContentCrops(train_files, p.crop, n, s.training.seed, p.resize, p.max_bad_fraction, p.shard_window),
         data.ContentCrops(
-            style_files, s.photos.crop, n, s.training.seed + 1, s.style_resize, s.photos.max_bad_fraction
+            style_files, p.crop, n, s.training.seed + 1, s.style_resize, p.max_bad_fraction, p.shard_window
         ),
     )
     previews = data.validation_batch(style_files[: s.preview_styles], s.photos.val_size)
@@ -74,11 +78,13 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     )
     datamodule = StepData(pairs, val, s.photos.batch_size, s.photos.num_workers)
     depends = {
-        "data.files": images.listing_digest([*train_files, *val_files], s.photos.root),
-        "task.styles": images.listing_digest(style_files, s.styles),
+        "data.files": data.listing_digest([*train_files, *val_files], s.photos.root),
+        "task.styles": data.listing_digest(style_files, s.styles, "task.styles"),
     }
     fingerprint = checkpoints.fingerprint(s.fingerprint() | depends)
     result = fit(module, datamodule, s.training, s.hparams, output_dir, "train_adain", fingerprint)
+    if rank_zero_only.rank != 0:  # under DDP the first process writes the run's files
+        return result
     with atomic_write(output_dir / "val_files.txt", "w") as f:
         f.write("".join(f"{p}\n" for p in val_files))
     grid = () if module.last_grid is None else (images.save_image(module.last_grid, output_dir / VAL_GRID),)

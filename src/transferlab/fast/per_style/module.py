@@ -85,8 +85,9 @@ class FastStyleModule(ValidatedModule):
         return parts | {"loss": loss}
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
-        terms = self.terms(self.network(batch), batch, self.global_step)
-        self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, prog_bar=False, on_step=True)
+        terms = self.terms(self.network(batch), batch, self.draw_key())
+        # under DDP, the mean over the processes' batches: the global batch's
+        self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, on_step=True, sync_dist=True)
         self.log("train/loss_bar", terms["loss"].detach(), prog_bar=True, logger=False)
         return terms["loss"]
 

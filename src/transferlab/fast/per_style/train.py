@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig
+from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.data import TensorDataset
 
 from transferlab import backbone, checkpoints, fetch, images, memory, runtime
@@ -53,7 +54,9 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     s = TrainSettings.from_cfg(cfg)
     weights = backbone.announce_weights(s.model.weights, "VGG", "a stylization")
     pl.seed_everything(s.training.seed, workers=True, verbose=False)
-    train_files, val_files = data.split(data.list_images(s.photos.root), s.photos.val_count, s.training.seed)
+    train_files, val_files = data.split(
+        data.list_images(s.photos.root, hint=s.photos.hint), s.photos.val_count, s.training.seed
+    )
     loss = perceptual_loss(s)
     module = FastStyleModule(
         {"arch": s.network.arch, "width": s.network.width, "blocks": s.network.blocks},
@@ -79,6 +82,7 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
         training.seed,
         photos.resize,
         photos.max_bad_fraction,
+        photos.shard_window,
     )
     val = TensorDataset(data.validation_batch(val_files, photos.val_size))
     datamodule = StepData(crops, val, photos.batch_size, photos.num_workers)
@@ -90,12 +94,14 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     )
     depends = {
         "task.style": fetch.sha256_of(fetch.resolve(s.style, "task.style")),
-        "data.files": images.listing_digest([*train_files, *val_files], s.photos.root),
+        "data.files": data.listing_digest([*train_files, *val_files], s.photos.root),
     }
     fingerprint = checkpoints.fingerprint(s.fingerprint() | depends)
     result = fit(
         module, datamodule, training, s.hparams, output_dir, "train_fast", fingerprint, ("perceptual.encoder.",)
     )
+    if rank_zero_only.rank != 0:  # under DDP the first process writes the run's files
+        return result
     with atomic_write(output_dir / "val_files.txt", "w") as f:
         f.write("".join(f"{p}\n" for p in val_files))
     finals = [  # from fit's final validation
