@@ -157,12 +157,13 @@ class LossWeights:
 MOTION_KEYS = ("temporal_noise", "temporal_shift", "temporal_zoom", "temporal_rotation")
 
 
-def loss(cfg: DictConfig, terms: Iterable[str]) -> LossWeights:
-    """``loss.*``: the weight of each of the task's ``terms`` (required), and no other key; a task whose
-    terms include ``temporal`` also takes the motion keys of ``steadiness``."""
+def loss(cfg: DictConfig, terms: Iterable[str], others: Iterable[str] = ()) -> LossWeights:
+    """``loss.*``: the weight of each of the task's ``terms`` (required), and no other key but ``others``
+    (keys the task checks itself: the text terms', transferlab/text.py); a task whose terms include
+    ``temporal`` also takes the motion keys of ``steadiness``."""
     terms = list(terms)
     node = cfg.loss
-    known = {f"{t}_weight" for t in terms} | (set(MOTION_KEYS) if "temporal" in terms else set())
+    known = {f"{t}_weight" for t in terms} | (set(MOTION_KEYS) if "temporal" in terms else set()) | set(others)
     extra = sorted(set(map(str, node)) - known)
     if extra:
         raise ConfigError(
