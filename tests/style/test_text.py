@@ -42,6 +42,16 @@ def settings(s, **loss):
     return textloss.TextLossSettings(**(values | {"threshold": 0.7} | loss))
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: these tensors are too small to split, and on a shared 2-core CPU two threads wait
+    on each other at every op (as tests/fast/conftest.py says)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # The loss pieces against their definitions (textloss's docstring).
 
 
