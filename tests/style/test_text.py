@@ -122,6 +122,23 @@ def test_the_text_terms_move_the_hue_toward_red_and_keep_the_structure(tmp_path,
     assert json.loads((tmp_path / "result.json").read_text())["caption"][0] == '"red"'
 
 
+def test_coarse_to_fine_and_a_strength_map_work_with_a_prompt(tmp_path, content_path, colour_model):
+    strength = torch.zeros(1, 40, 48)
+    strength[..., 24:] = 1  # the prompt applies on the right half only
+    images.save_image(strength.expand(3, -1, -1), tmp_path / "strength.png")
+    overrides = ("task.scales=[32]", "task.scale_steps=[3]", f"task.strength_map={tmp_path / 'strength.png'}")
+    main.run_task(text_cfg(content_path, "red", *overrides, "task.steps=4", "task.lr=0.02"), tmp_path / "run")
+    final, content = images.load_image(tmp_path / "run" / "final.png", 48), images.load_image(content_path, 48)
+    assert torch.equal(final[..., :24], content[..., :24])  # zero strength: exactly the content
+    assert redness(final[..., 24:]) > redness(content[..., 24:]) + 0.02
+
+
+def test_luminance_mode_keeps_the_content_colours(tmp_path, content_path, colour_model):
+    main.run_task(text_cfg(content_path, "red", "task.color=luminance", "task.lr=0.02"), tmp_path)
+    final, content = images.load_image(tmp_path / "final.png", 48), images.load_image(content_path, 48)
+    assert abs(redness(final) - redness(content)) < 0.02
+
+
 def test_the_directional_and_patch_terms_alone_move_the_hue_toward_blue():
     model = ColourClip()
     loss = textloss.TextLoss(model, textloss.text_direction(model, "blue", "a photo"), settings(None))
@@ -188,8 +205,9 @@ def test_stylize_with_a_prompt_runs_vgg_and_clip_once_per_evaluation(tmp_path, c
     calls = {"vgg": 0, "clip": 0}
     module.encoder.register_forward_hook(lambda *a: calls.__setitem__("vgg", calls["vgg"] + 1))
     module.text.model.model.visual.register_forward_hook(lambda *a: calls.__setitem__("clip", calls["clip"] + 1))
+    module.text.model.model.token_embedding.register_forward_hook(lambda *a: calls.__setitem__("text", 1))
     terms = module.losses()
-    assert calls == {"vgg": 1, "clip": 1}
+    assert calls == {"vgg": 1, "clip": 1}  # and the text tower not at all: the direction was computed once
     assert set(terms) == {"loss/content", "loss/text", "loss/total"}
 
 
