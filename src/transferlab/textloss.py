@@ -121,8 +121,10 @@ def patch_views(image: Tensor, crops: int, crop_size: int, distortion: float, si
     left = torch.randint(0, width - side + 1, (n,))
     boxes = torch.stack([top, left, torch.full((n,), side)], 1)
     grids = perspective_grids(boxes, distortion, size, (height, width)).to(image.device, image.dtype)
-    sources = image.repeat_interleave(crops, 0)
-    return F.grid_sample(sources, grids, mode="bilinear", padding_mode="border", align_corners=False)
+    # Each image's crops side by side in one grid: the image is read in place, not copied once per crop.
+    grids = grids.view(batch, crops, size, size, 2).transpose(1, 2).reshape(batch, size, crops * size, 2)
+    views = F.grid_sample(image, grids, mode="bilinear", padding_mode="border", align_corners=False)
+    return views.view(batch, 3, size, crops, size).permute(0, 3, 1, 2, 4).reshape(n, 3, size, size)
 
 
 class TextLoss(nn.Module):

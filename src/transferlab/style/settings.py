@@ -140,7 +140,7 @@ class StyleSettings:
         seed = groups.seed(cfg)
         problems = checks.Problems()  # every input file and the weights, reported at once
         inputs = input_settings(task, problems, prompt is not None)
-        if not (inputs.styles or problems.errors):
+        if not inputs.styles:
             layers = groups.Layers(layers.content, {})  # a prompt alone: VGG runs only to the content layers
         memory = MemoryModel(
             model.arch,
