@@ -21,6 +21,7 @@ from transferlab.errors import ConfigError
 from transferlab.fetch import resolve
 from transferlab.motion import Motion
 from transferlab.runtime import RuntimeSettings
+from transferlab.textloss import TextLossSettings
 from transferlab.trainer import PRECISIONS, TrainerSettings, available_accelerators
 
 OPTIMIZERS = ("lbfgs", "adam", "adamw", "sgd")  # lbfgs's step scale is optimizer.lr; the others' task.lr
@@ -171,6 +172,36 @@ def loss(cfg: DictConfig, terms: Iterable[str], others: Iterable[str] = ()) -> L
             f"its terms are {', '.join(f'loss.{t}_weight' for t in terms)}"
         )
     return LossWeights(**{t: checks.non_negative(node[f"{t}_weight"], f"loss.{t}_weight") for t in terms})
+
+
+# loss.* keys of a text prompt's terms (configs/loss/text/default.yaml), read by text_loss.
+TEXT_LOSS_KEYS = (
+    "text_direction_weight",
+    "text_patch_weight",
+    "text_crops",
+    "text_crop_size",
+    "text_distortion",
+    "text_threshold",
+)
+
+
+def text_loss(cfg: DictConfig) -> TextLossSettings:
+    """``loss.text_*`` (configs/loss/text/default.yaml): a text prompt's terms (transferlab/textloss.py)."""
+    node = cfg.loss
+    distortion = checks.non_negative(node.text_distortion, "loss.text_distortion")
+    if distortion >= 1:
+        raise ConfigError(f"loss.text_distortion={distortion} is invalid; it must be in [0, 1) (0.5: CLIPstyler's)")
+    threshold = checks.non_negative(node.text_threshold, "loss.text_threshold")
+    if threshold > 2:
+        raise ConfigError(f"loss.text_threshold={threshold} is invalid; it must be in [0, 2] (1 - cos lies there)")
+    return TextLossSettings(
+        direction_weight=checks.non_negative(node.text_direction_weight, "loss.text_direction_weight"),
+        patch_weight=checks.non_negative(node.text_patch_weight, "loss.text_patch_weight"),
+        crops=checks.at_least(node.text_crops, 1, "loss.text_crops"),
+        crop_size=checks.at_least(node.text_crop_size, 8, "loss.text_crop_size"),
+        distortion=distortion,
+        threshold=threshold,
+    )
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from transferlab import backbone, checkpoints, checks
+from transferlab import backbone, checkpoints, checks, groups
 from transferlab.errors import ConfigError, WeightsError
 from transferlab.textloss import TextLoss, TextLossSettings, text_direction
 
@@ -31,15 +31,6 @@ log = logging.getLogger(__name__)
 
 EXTRA = "text"
 MAX_PROMPT_CHARS = 1000  # refused beyond this before tokenizing; open_clip's models read 77 tokens at most
-# loss.* keys of the text terms (configs/loss/text/default.yaml), checked by loss_settings
-LOSS_KEYS = (
-    "text_direction_weight",
-    "text_patch_weight",
-    "text_crops",
-    "text_crop_size",
-    "text_distortion",
-    "text_threshold",
-)
 MODELS_DIR = Path(__file__).parent / "text_models"
 EXPECTED = "an open_clip state dict (.pt or .pth) for text.model"
 
@@ -108,25 +99,6 @@ def prompt(value: Any, key: str, tokenizer: Any) -> str:
     return value.strip()
 
 
-def loss_settings(cfg: DictConfig) -> TextLossSettings:
-    """``loss.text_*`` (configs/loss/text/default.yaml)."""
-    node = cfg.loss
-    distortion = checks.non_negative(node.text_distortion, "loss.text_distortion")
-    if distortion >= 1:
-        raise ConfigError(f"loss.text_distortion={distortion} is invalid; it must be in [0, 1) (0.5: CLIPstyler's)")
-    threshold = checks.non_negative(node.text_threshold, "loss.text_threshold")
-    if threshold > 2:
-        raise ConfigError(f"loss.text_threshold={threshold} is invalid; it must be in [0, 2] (1 - cos lies there)")
-    return TextLossSettings(
-        direction_weight=checks.non_negative(node.text_direction_weight, "loss.text_direction_weight"),
-        patch_weight=checks.non_negative(node.text_patch_weight, "loss.text_patch_weight"),
-        crops=checks.at_least(node.text_crops, 1, "loss.text_crops"),
-        crop_size=checks.at_least(node.text_crop_size, 8, "loss.text_crop_size"),
-        distortion=distortion,
-        threshold=threshold,
-    )
-
-
 def settings(cfg: DictConfig) -> TextSettings | None:
     """``task.style_text`` with ``task.source_text``, ``text.*`` and ``loss.text_*`` checked; None when the
     task has no prompt (``task.style_text=null``)."""
@@ -157,7 +129,7 @@ def settings(cfg: DictConfig) -> TextSettings | None:
         weights=weights,
         prompt=prompt(task.style_text, "task.style_text", tokenizer),
         source=prompt(task.source_text, "task.source_text", tokenizer),
-        loss=loss_settings(cfg),
+        loss=groups.text_loss(cfg),
     )
 
 

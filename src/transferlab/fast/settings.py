@@ -121,7 +121,7 @@ class TrainSettings:
             model=model,
             content_layers=layers.content,
             style_layers=layers.style if style is not None else {},  # a prompt alone: VGG to the content layers
-            loss=groups.loss(cfg, ("content", "style", "tv", "temporal"), text.LOSS_KEYS),
+            loss=groups.loss(cfg, ("content", "style", "tv", "temporal"), groups.TEXT_LOSS_KEYS),
             steadiness=groups.steadiness(cfg),
             runtime=groups.runtime(cfg),
             style=None if style is None else str(style),

@@ -132,7 +132,7 @@ class StyleSettings:
         trainer = groups.trainer(cfg, optimizer.name)
         runtime = groups.runtime(cfg)
         layers = groups.layers(cfg, model.arch)
-        loss = groups.loss(cfg, LOSS_TERMS, text.LOSS_KEYS)
+        loss = groups.loss(cfg, LOSS_TERMS, groups.TEXT_LOSS_KEYS)
         prompt = text_settings(cfg, optimizer.name)
         tiling = Tiling.from_task(task)
         if task.size != "auto":
