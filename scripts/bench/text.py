@@ -5,7 +5,7 @@ The text step runs VGG once (to the content layer) and CLIP once on the whole vi
 
 Random weights: the figures are costs, not results (a random CLIP's "style" means nothing).
 
-    python scripts/benchmark_text.py [--size 256] [--steps 2] [--model ViT-B-32] [--crops 64 16]
+    python scripts/benchmark_text.py [--size 256] [--steps 2] [--model ViT-B-32] [--crops 64 16] [--threads N]
 """
 
 from __future__ import annotations
@@ -48,9 +48,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--model", default="ViT-B-32")
     parser.add_argument("--crops", type=int, nargs="+", default=[64, 16])
+    parser.add_argument("--threads", type=int, default=None, help="torch's intra-op threads (default: its own)")
     add_warnings_switch(parser)
     args = parser.parse_args()
     quiet(args.warnings)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(machine())
     with tempfile.TemporaryDirectory() as tmp:
         photo = Path(tmp) / "content.png"
