@@ -76,14 +76,12 @@ def quiet() -> Iterator[None]:
         logging.disable(previous)
 
 
-def is_file(weights: str) -> bool:
-    return backbone.is_weights_file(weights)
-
-
 def prompt(value: Any, key: str, tokenizer: Any) -> str:
     """A non-empty prompt the model reads whole: at most ``MAX_PROMPT_CHARS`` characters and fewer tokens
     than the tokenizer's context (open_clip's tokenizer would cut the rest off silently)."""
-    if not isinstance(value, str) or not value.strip():
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"{key}={value!r} is not text; quote it: {key}='{value}'")
+    if value is None or not value.strip():
         raise ConfigError(f"{key}={value!r} is empty; give a prompt, e.g. {key}='a watercolor painting'")
     if len(value) > MAX_PROMPT_CHARS:
         raise ConfigError(
@@ -114,7 +112,7 @@ def settings(cfg: DictConfig) -> TextSettings | None:
         )
     weights = None if cfg.text.weights is None else str(cfg.text.weights)
     if weights is not None:
-        if is_file(weights):
+        if backbone.is_weights_file(weights):
             checkpoints.local_file(weights, "text.weights", EXPECTED)
         elif weights not in library.list_pretrained_tags_by_model(name):
             tags = library.list_pretrained_tags_by_model(name)
@@ -157,7 +155,7 @@ class OpenClip(nn.Module):
 def build(s: TextSettings) -> OpenClip:
     """The model of ``s`` on the CPU, frozen, in eval mode: random weights are drawn from torch's generator."""
     library = open_clip()
-    tag = None if s.weights is None or is_file(s.weights) else s.weights
+    tag = None if s.weights is None or backbone.is_weights_file(s.weights) else s.weights
     try:
         with quiet():
             model = library.create_model(s.model, pretrained=tag, pretrained_text=False, weights_only=True)
@@ -168,7 +166,7 @@ def build(s: TextSettings) -> OpenClip:
             f"text.weights={s.weights}: open_clip could not load {s.model}'s weights ({first}); offline, "
             "give a local .pt state dict, or text.weights=null (random; tests only)"
         ) from None
-    if s.weights is not None and is_file(s.weights):
+    if s.weights is not None and backbone.is_weights_file(s.weights):
         state = checkpoints.load(s.weights, "text.weights", EXPECTED)
         if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
             state = state["state_dict"]

@@ -235,6 +235,7 @@ def text_cfg_overrides(content_path):
         ([f"task.style_text={'x' * 10_000}"], "task.style_text has 10000 characters; a prompt may have at most 1000"),
         ([f"task.style_text='{'paint ' * 150}'"], "task.style_text fills the model's 77-token context"),
         (["task.source_text=' '"], "task.source_text=' ' is empty"),
+        (["task.style_text=42"], "task.style_text=42 is not text; quote it: task.style_text='42'"),
         (["text.model=ViT-Nope"], "text.model='ViT-Nope' is not an open_clip model"),
         (["text.model=ViT-B-32", "text.weights=nope"], "text.weights='nope' is not a pretrained tag of ViT-B-32"),
         (["text.weights=/nonexistent/clip.pt"], "text.weights=/nonexistent/clip.pt does not exist"),
