@@ -270,10 +270,3 @@ def test_bad_weights_files_are_one_line(tmp_path, kind):
         text.build(text.TextSettings("transferlab-tiny", str(path), "a watercolor painting", "a photo", settings(None)))
     assert f"text.weights={path}" in str(error.value) and "\n" not in str(error.value)
     assert "weights_only=False" not in str(error.value)
-
-
-def test_a_missing_extra_names_the_install_command(monkeypatch, content_path):
-    monkeypatch.setitem(__import__("sys").modules, "open_clip", None)
-    with pytest.raises(ConfigError) as error:
-        StyleSettings.from_cfg(text_cfg(content_path, "a watercolor painting"))
-    assert 'pip install "transferlab[text]"' in str(error.value) and "\n" not in str(error.value)
