@@ -187,14 +187,13 @@ def weights_source(arch: str, weights: str | None) -> str | None:
     return torchvision_weights(arch, weights).name
 
 
-def announce_weights(weights: str | None, network: str, product: str) -> str:
+def announce_weights(weights: str | None, network: str, product: str, key: str = "model.weights") -> str:
     """``model.weights`` as every task's metrics.json records it (``weights``: "random" for null), and random
     weights said in the log at the task's start: a run that only tests the mechanics must not pass for
-    ``product`` (a stylization, a classifier). ``network``: what the weights are of, as the user knows it."""
+    ``product`` (a stylization, a classifier). ``network``: what the weights are of, as the user knows it;
+    ``key``: the config key that chose them."""
     if weights is None:
-        log.warning(
-            "model.weights=null: random %s weights; the result tests the mechanics, it is not %s", network, product
-        )
+        log.warning("%s=null: random %s weights; the result tests the mechanics, it is not %s", key, network, product)
         return "random"
     return weights
 

@@ -21,6 +21,7 @@ from transferlab.errors import ConfigError
 from transferlab.fetch import is_url, pinned, resolve
 from transferlab.motion import Motion
 from transferlab.runtime import RuntimeSettings
+from transferlab.textloss import TextLossSettings
 from transferlab.trainer import PRECISIONS, TrainerSettings, available_accelerators
 
 OPTIMIZERS = ("lbfgs", "adam", "adamw", "sgd")  # lbfgs's step scale is optimizer.lr; the others' task.lr
@@ -159,12 +160,13 @@ class LossWeights:
 MOTION_KEYS = ("temporal_noise", "temporal_shift", "temporal_zoom", "temporal_rotation")
 
 
-def loss(cfg: DictConfig, terms: Iterable[str]) -> LossWeights:
-    """``loss.*``: the weight of each of the task's ``terms`` (required), and no other key; a task whose
-    terms include ``temporal`` also takes the motion keys of ``steadiness``."""
+def loss(cfg: DictConfig, terms: Iterable[str], others: Iterable[str] = ()) -> LossWeights:
+    """``loss.*``: the weight of each of the task's ``terms`` (required), and no other key but ``others``
+    (keys the task checks itself: the text terms', transferlab/text.py); a task whose terms include
+    ``temporal`` also takes the motion keys of ``steadiness``."""
     terms = list(terms)
     node = cfg.loss
-    known = {f"{t}_weight" for t in terms} | (set(MOTION_KEYS) if "temporal" in terms else set())
+    known = {f"{t}_weight" for t in terms} | (set(MOTION_KEYS) if "temporal" in terms else set()) | set(others)
     extra = sorted(set(map(str, node)) - known)
     if extra:
         raise ConfigError(
@@ -172,6 +174,36 @@ def loss(cfg: DictConfig, terms: Iterable[str]) -> LossWeights:
             f"its terms are {', '.join(f'loss.{t}_weight' for t in terms)}"
         )
     return LossWeights(**{t: checks.non_negative(node[f"{t}_weight"], f"loss.{t}_weight") for t in terms})
+
+
+# loss.* keys of a text prompt's terms (configs/loss/text/default.yaml), read by text_loss.
+TEXT_LOSS_KEYS = (
+    "text_direction_weight",
+    "text_patch_weight",
+    "text_crops",
+    "text_crop_size",
+    "text_distortion",
+    "text_threshold",
+)
+
+
+def text_loss(cfg: DictConfig) -> TextLossSettings:
+    """``loss.text_*`` (configs/loss/text/default.yaml): a text prompt's terms (transferlab/textloss.py)."""
+    node = cfg.loss
+    distortion = checks.non_negative(node.text_distortion, "loss.text_distortion")
+    if distortion >= 1:
+        raise ConfigError(f"loss.text_distortion={distortion} is invalid; it must be in [0, 1) (0.5: CLIPstyler's)")
+    threshold = checks.non_negative(node.text_threshold, "loss.text_threshold")
+    if threshold > 2:
+        raise ConfigError(f"loss.text_threshold={threshold} is invalid; it must be in [0, 2] (1 - cos lies there)")
+    return TextLossSettings(
+        direction_weight=checks.non_negative(node.text_direction_weight, "loss.text_direction_weight"),
+        patch_weight=checks.non_negative(node.text_patch_weight, "loss.text_patch_weight"),
+        crops=checks.at_least(node.text_crops, 1, "loss.text_crops"),
+        crop_size=checks.at_least(node.text_crop_size, 8, "loss.text_crop_size"),
+        distortion=distortion,
+        threshold=threshold,
+    )
 
 
 @dataclass(frozen=True)

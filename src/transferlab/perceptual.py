@@ -111,7 +111,7 @@ class PerceptualLoss(nn.Module):
 
     def set_styles(self, grams: Sequence[Mapping[str, Tensor]], weights: Sequence[float] = (1.0,)) -> None:
         """The style targets: each style's ``style_grams``, blended by ``weights`` (one per style)."""
-        if len(grams) != len(weights) or not grams:
+        if len(grams) != len(weights) or (not grams and self.style_layers):
             raise ValueError(f"{len(grams)} styles' Gram matrices for {len(weights)} style weights")
         self.style_weights = list(weights)
         for layer in self.style_layers:
@@ -144,7 +144,7 @@ class PerceptualLoss(nn.Module):
     def parts(self, image: Tensor, content: Tensor | None = None) -> dict[str, Tensor]:
         """The unweighted terms of ``image`` ``[B, 3, H, W]``; ``content``: the photos it should keep (a
         batch like ``image``, compared feature by feature), else the targets of ``set_content``."""
-        if not self.style_weights:
+        if not self.style_weights and self.style_layers:
             raise ValueError("the perceptual loss has no style targets: call set_styles first")
         features = self.encoder(image)
         targets = self._content_targets(content)
@@ -181,10 +181,9 @@ class PerceptualLoss(nn.Module):
 
     def weighted(self, parts: Mapping[str, Tensor], image: Tensor) -> dict[str, Tensor]:
         """The named terms of the module docstring, from ``parts(image)``."""
-        terms = {
-            "loss/content": self.content_weight * parts["content"],
-            "loss/style": self.style_weight * parts["style"],
-        }
+        terms = {"loss/content": self.content_weight * parts["content"]}
+        if self.style_layers:  # none where a text prompt is the only style
+            terms["loss/style"] = self.style_weight * parts["style"]
         if self.tv_weight > 0:  # at weight 0 (the default) a flat zero chart would lead the loss group
             terms["loss/tv"] = self.tv_weight * parts["tv"]
         terms.update({name: term(image) for name, term in self.extra.items()})

@@ -13,10 +13,11 @@ from helpers import ROOT
 IMPORT_ALL = """
 import sys, warnings
 sys.path[:0] = [{scripts!r}, {src!r}]
-import bench.adain, bench.finetune, bench.gpu, bench.scale, bench.steady, bench.stylize, bench.video, bench.web
+import bench.adain, bench.finetune, bench.gpu, bench.scale, bench.steady, bench.stylize
+import bench.text, bench.video, bench.web
 blanket = [f for f in warnings.filters if f[0] == "ignore" and f[1] is None and f[2] is Warning]
 assert not blanket, blanket
-for name in ("stylize", "fast", "adain", "finetune", "video", "steady", "gpu", "scale", "web"):
+for name in ("stylize", "fast", "adain", "finetune", "video", "steady", "gpu", "scale", "text", "web"):
     sys.argv = [f"benchmark_{{name}}.py", "--help"]
     try:
         getattr(__import__(f"bench.{{name}}", fromlist=["x"]), "main_" if name == "finetune" else "main")()

@@ -65,6 +65,19 @@ def test_an_onnx_model_without_onnxruntime_says_so_not_unreadable(tmp_path, no_o
         VideoSettings.from_cfg(compose_cfg("task=video", "task.method=fast", f"task.network={model}", "task.input=x"))
 
 
+def test_a_prompt_without_open_clip_names_the_text_extra(monkeypatch, content_path):
+    from transferlab.style.settings import StyleSettings
+
+    monkeypatch.setitem(sys.modules, "open_clip", None)
+    cfg = compose_cfg(f"task.content={content_path}", "task.style_text=fire", "optimizer=adam")
+    with pytest.raises(ConfigError) as info:
+        StyleSettings.from_cfg(cfg)
+    assert str(info.value) == (
+        "task.style_text (a text prompt) needs open_clip (import of open_clip halted; None in sys.modules); "
+        'pip install "transferlab[text]"'
+    )
+
+
 def test_a_launcher_without_its_plugin_names_the_extra():
     from hydra.errors import MissingConfigException
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from transferlab import backbone, checks, exporter, groups, images, saliency
+from transferlab import backbone, checks, exporter, groups, images, saliency, text
 from transferlab.backbone import ModelSettings
 from transferlab.errors import ConfigError
 from transferlab.exporter import ExportOptions
@@ -16,10 +16,13 @@ from transferlab.fast.arbitrary.networks import MIN_SIZE as STYLE_MIN_SIZE
 from transferlab.fast.per_style.networks import ARCHS, MAX_BLOCKS, MAX_WIDTH, MIN_SIZE
 from transferlab.groups import LossWeights, Photos, Steadiness
 from transferlab.runtime import RuntimeSettings
+from transferlab.text import TextSettings
 from transferlab.trainer import TrainerSettings
 
 HP_KEYS = (  # TensorBoard's HParams columns after the user's overrides (checks.hparams)
     "task.style",
+    "task.style_text",
+    "text.model",
     "task.style_size",
     "task.steps",
     "task.lr",
@@ -83,11 +86,12 @@ class TrainSettings:
     steadiness: Steadiness  # loss.temporal_*: used where loss.temporal > 0
     runtime: RuntimeSettings
     # data
-    style: str  # a local path or pinned URL, resolved by the task (fetching is work, not a check)
+    style: str | None  # a local path or pinned URL, resolved by the task (fetching is work, not a check)
     style_size: int
     photos: Photos
     training: Training
     hparams: dict[str, Any]
+    text: TextSettings | None = None  # task.style_text: a prompt in place of (or beside) the style image
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings a resumed run must share with the checkpoint's (the task adds its files')."""
@@ -101,28 +105,35 @@ class TrainSettings:
             **self.photos.fingerprint(),
             **self.training.fingerprint(),
             **temporal_fingerprint(self.loss.temporal, self.steadiness),
+            **(self.text.fingerprint() if self.text is not None else {}),
         }
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> TrainSettings:
         model = groups.model(cfg)
         layers = groups.layers(cfg, model.arch)
+        prompt = text.settings(cfg)
+        style = None if prompt is not None and OmegaConf.is_missing(cfg.task, "style") else cfg.task.style
+        if style is None and prompt is None:
+            raise ConfigError("task.style is empty; give a style image, or a prompt: task.style_text='...'")
         settings = cls(
             network=NetworkSettings.from_cfg(cfg),
             model=model,
             content_layers=layers.content,
-            style_layers=layers.style,
-            loss=groups.loss(cfg, ("content", "style", "tv", "temporal")),
+            style_layers=layers.style if style is not None else {},  # a prompt alone: VGG to the content layers
+            loss=groups.loss(cfg, ("content", "style", "tv", "temporal"), groups.TEXT_LOSS_KEYS),
             steadiness=groups.steadiness(cfg),
             runtime=groups.runtime(cfg),
-            style=str(cfg.task.style),
+            style=None if style is None else str(style),
             style_size=checks.at_least(cfg.task.style_size, 32, "task.style_size"),
             photos=groups.photos(cfg),
             training=Training.from_cfg(cfg, "a train_fast checkpoint (.ckpt) to resume"),
             hparams=checks.hparams(cfg, HP_KEYS),
+            text=prompt,
         )
         problems = checks.Problems()  # the values are right: the style image and the weights at once
-        problems.run(images.check_source, cfg.task.style, "task.style")
+        if style is not None:
+            problems.run(images.check_source, style, "task.style")
         problems.run(backbone.check_weights, model.arch, model.weights, bool(problems.errors))
         problems.raise_all()
         return settings

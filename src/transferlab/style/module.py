@@ -22,6 +22,7 @@ from transferlab.groups import OptimizerSettings
 from transferlab.perceptual import PerceptualLoss, style_grams
 from transferlab.style import quality, scene
 from transferlab.style.settings import Convergence
+from transferlab.textloss import TextLoss
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +91,14 @@ class StyleTransfer(pl.LightningModule):
         schedule: list[tuple[float, int]] | tuple[tuple[float, int], ...],
         gram_targets: list[dict[str, Tensor]] | None = None,
         convergence: Convergence | None = None,
+        text: TextLoss | None = None,
     ) -> None:
         """``perceptual``: a composition of its own (its targets are set here); ``gram_targets``:
         ``transferlab.perceptual.style_grams`` of the scene's styles at full scale, computed once by a caller that
         optimizes many images against the same styles (video frames); None: computed here. ``convergence``:
         when a scale counts as converged (``converged`` lists where) and, under Lightning, whether it then
-        ends; None: never checked."""
+        ends; None: never checked. ``text``: a prompt's terms, among ``perceptual``'s extra terms; its
+        content is set here with the loss's."""
         super().__init__()
         # The styles' targets at full scale: given, or kept once computed (every tile matches them).
         self.full_grams = gram_targets
@@ -104,6 +107,7 @@ class StyleTransfer(pl.LightningModule):
         self.automatic_optimization = False
         self.strict_loading = False  # checkpoints leave out the frozen VGG and the targets
         self.perceptual = perceptual
+        self.text = text
         self.scene = scene
         self.optimizer_settings = optimizer
         self.schedule = list(schedule)
@@ -128,12 +132,13 @@ class StyleTransfer(pl.LightningModule):
         """A module that optimizes the part of the output under ``box``, from ``start``, at full scale."""
         scene = self.scene.crop(box, start)
         return StyleTransfer(
-            self.perceptual.like(),
+            self.perceptual.like(self.perceptual.extra),
             scene,
             self.optimizer_settings,
             [(1.0, steps)],
             gram_targets=self.full_grams,
             convergence=self.convergence,
+            text=self.text,
         )
 
     @property
@@ -171,6 +176,8 @@ class StyleTransfer(pl.LightningModule):
             # Style statistics are taken where the style applies, in proportion to its strength.
             masks = [s.strength if m is None else m * s.strength for m in masks or [None] * len(s.styles)]
         perceptual.set_content(self.content, masks)
+        if self.text is not None:
+            self.text.set_content(self.content)
 
     def rendered(self) -> Tensor:
         """The image VGG sees: where a strength map is given, ``content + strength * (image - content)``,
@@ -324,8 +331,8 @@ class StyleTransfer(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint["state_dict"]
-        for key in [k for k in state if k.startswith("perceptual.")]:
-            del state[key]  # the VGG and the targets, rebuilt from the config and inputs; saves 80 MB per checkpoint
+        for key in [k for k in state if k.startswith(("perceptual.", "text."))]:
+            del state[key]  # VGG, CLIP and the targets, rebuilt from the config and inputs; saves 80 MB per checkpoint
         checkpoint["evaluations"] = self.evaluations
         checkpoint["skipped"] = self.skipped
         checkpoint["converged"] = [[c.scale, c.size, c.step, c.evaluations, c.reason] for c in self.converged]

@@ -13,15 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from transferlab import backbone, checkpoints, checks, color, fetch, groups, images, saliency, winograd
+from transferlab import backbone, checkpoints, checks, color, fetch, groups, images, saliency, text, winograd
 from transferlab import memory as device_memory
 from transferlab.backbone import ModelSettings
 from transferlab.errors import ConfigError, WeightsError
 from transferlab.groups import LossWeights, OptimizerSettings
 from transferlab.runtime import RuntimeSettings
 from transferlab.style import estimate
+from transferlab.text import TextSettings
 from transferlab.trainer import TrainerSettings
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ class Inputs:
     """The files of a run (local paths, pinned URLs already fetched) and how they are combined."""
 
     content: Path
-    styles: tuple[Path, ...]
+    styles: tuple[Path, ...]  # empty with a prompt alone (StyleSettings.text)
     style_weights: tuple[float, ...]  # sum to 1
     style_masks: tuple[Path, ...]  # empty, or one per style
     strength_map: Path | str | None  # a file, or saliency.AUTO (computed from the content)
@@ -110,6 +111,7 @@ class StyleSettings:
     seed: int
     ckpt_path: Path | None
     fingerprint: dict[str, Any]  # what a checkpoint must have been made with to resume this run
+    text: TextSettings | None = None  # task.style_text: the prompt, its CLIP model and loss
 
     @property
     def tiled(self) -> bool:
@@ -130,10 +132,16 @@ class StyleSettings:
         trainer = groups.trainer(cfg, optimizer.name)
         runtime = groups.runtime(cfg)
         layers = groups.layers(cfg, model.arch)
-        loss = groups.loss(cfg, LOSS_TERMS)
+        loss = groups.loss(cfg, LOSS_TERMS, groups.TEXT_LOSS_KEYS)
+        prompt = text_settings(cfg, optimizer.name)
         tiling = Tiling.from_task(task)
         if task.size != "auto":
             checks.at_least(task.size, MIN_SIZE, "task.size")
+        seed = groups.seed(cfg)
+        problems = checks.Problems()  # every input file and the weights, reported at once
+        inputs = input_settings(task, problems, prompt is not None)
+        if not inputs.styles:
+            layers = groups.Layers(layers.content, {})  # a prompt alone: VGG runs only to the content layers
         memory = MemoryModel(
             model.arch,
             layers.content,
@@ -143,16 +151,13 @@ class StyleSettings:
             runtime.heap_block_limit(trainer.device),
             runtime.fast_convs(trainer.device),
         )
-        seed = groups.seed(cfg)
-        problems = checks.Problems()  # every input file and the weights, reported at once
-        inputs = input_settings(task, problems)
         checkpoint = problems.run(stylize_checkpoint, cfg.ckpt_path)
         problems.run(backbone.check_weights, model.arch, model.weights, bool(problems.errors))
         problems.raise_all()
         size, plan = output_plan(task, memory, inputs, trainer.accelerator, tiling)
         ckpt_path = resume_path(checkpoint, bool(tiling.tile) and size > tiling.tile and len(plan) == 1)
         values = {"model": model, "layers": layers, "loss": loss, "optimizer": optimizer, "seed": seed}
-        fingerprint = resume_fingerprint(inputs, size, plan, **values)
+        fingerprint = resume_fingerprint(inputs, size, plan, **values) | (prompt.fingerprint() if prompt else {})
         settings = cls(
             model=model,
             trainer=trainer,
@@ -179,6 +184,7 @@ class StyleSettings:
             seed=seed,
             ckpt_path=ckpt_path,
             fingerprint=fingerprint,
+            text=prompt,
         )
         if ckpt_path is not None:
             check_resume(ckpt_path, fingerprint)
@@ -275,17 +281,37 @@ def strength_map(task: DictConfig) -> Path | str | None:
     return source if source in (None, saliency.AUTO) else images.input_file(source, "task.strength_map")
 
 
-def input_settings(task: DictConfig, problems: checks.Problems) -> Inputs:
-    """Counts and values of the style inputs; every image checked, its problems kept in ``problems``."""
-    styles = checks.as_list(task.style)
-    if not styles:
+def text_settings(cfg: DictConfig, optimizer: str) -> TextSettings | None:
+    """``task.style_text`` and its CLIP model (transferlab/text.py), for Adam only."""
+    prompt = text.settings(cfg)
+    if prompt is not None and optimizer != "adam":
+        raise ConfigError(
+            f"task.style_text needs optimizer=adam (not {optimizer}): the patch term draws new random crops at "
+            "every evaluation, which L-BFGS's line search and curvature history cannot follow"
+        )
+    return prompt
+
+
+def input_settings(task: DictConfig, problems: checks.Problems, prompt: bool = False) -> Inputs:
+    """Counts and values of the style inputs; every image checked, its problems kept in ``problems``.
+    With a ``prompt`` (task.style_text), style images are optional: an unset ``task.style`` is none."""
+    styles = [] if prompt and OmegaConf.is_missing(task, "style") else checks.as_list(task.style)
+    if not styles and not prompt:
         raise ConfigError("task.style is empty; give one style image or a list: task.style=[a.jpg,b.jpg]")
-    weights = checks.style_weights(task.style_weights, len(styles))
+    weights = checks.style_weights(task.style_weights, len(styles)) if styles else ()
     masks = checks.as_list(task.style_masks)
     if masks and len(masks) != len(styles):
-        raise ConfigError(f"task.style_masks has {len(masks)} masks for {len(styles)} styles; give one per style")
+        raise ConfigError(
+            f"task.style_masks has {len(masks)} masks for {len(styles)} styles; give one per style image "
+            "(a prompt applies everywhere: task.strength_map says where and how much)"
+        )
     init = checks.choice(task.init, INITS, "task.init")
     mode = checks.choice(task.color, COLORS, "task.color")
+    if not styles and (init == "style" or mode == "histogram"):
+        key, value = ("task.init", init) if init == "style" else ("task.color", mode)
+        raise ConfigError(
+            f"{key}={value} needs a style image; with a prompt alone use content or noise, none or luminance"
+        )
     method = checks.choice(task.histogram_method, color.HISTOGRAM_METHODS, "task.histogram_method")
     style_scale = checks.positive(task.style_scale, "task.style_scale")
     style_key = "task.style" if len(styles) == 1 else "task.style[{}]"
@@ -469,6 +495,11 @@ def hparams(settings: StyleSettings) -> dict[str, Any]:
         "precision": settings.trainer.precision,
         "seed": settings.seed,
     }
+    if settings.text is not None:
+        t = settings.text
+        hp |= {"task.style_text": t.prompt, "task.source_text": t.source, "text.model": t.model}
+        hp |= {"text.weights": t.weights or "random", "loss.text_direction_weight": t.loss.direction_weight}
+        hp["loss.text_patch_weight"] = t.loss.patch_weight
     if inputs.style_scale != 1:
         hp["task.style_scale"] = inputs.style_scale
     if len(settings.schedule) > 1:

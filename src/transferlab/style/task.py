@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint, OnExceptionCheckpoint
 from torch import Tensor
 
-from transferlab import backbone, color, images, runtime, trainer
+from transferlab import backbone, color, images, runtime, text, trainer
 from transferlab.perceptual import PerceptualLoss
 from transferlab.result import TaskResult
 from transferlab.style import estimate, quality, scene, tiling
@@ -36,12 +36,16 @@ def build(settings: StyleSettings) -> tuple[StyleTransfer, backbone.VGGFeatures]
     encoder = backbone.VGGFeatures(features, model.arch, layers, normalization, model.feature_scale)
     reference = backbone.VGGFeatures(features, model.arch, quality.REFERENCE_LAYERS, normalization, model.feature_scale)
     perceptual = PerceptualLoss.of(encoder, settings.content_layers, settings.style_layers, settings.loss)
+    prompt = None if settings.text is None else text.text_loss(settings.text)
+    if prompt is not None:
+        perceptual = perceptual.like({"loss/text": prompt})
     module = StyleTransfer(
         perceptual,
         scene.load(settings.inputs, settings.size),
         settings.optimizer,
         settings.whole_schedule,
         convergence=settings.convergence,
+        text=prompt,
     )
     return module, reference
 
@@ -70,8 +74,9 @@ def log_estimate(settings: StyleSettings, module: StyleTransfer) -> None:
     throughput = estimate.conv_throughput(settings.trainer.device, repeats=1)
     height, width = module.scene.content.shape[-2:]
     scales = []
+    style = module.scene.styles[0] if module.scene.styles else module.scene.content  # a prompt alone: no style image
     for i, (factor, steps) in enumerate(settings.schedule):
-        style_hw = tuple(max(1, round(n * factor)) for n in module.scene.styles[0].shape[-2:])
+        style_hw = tuple(max(1, round(n * factor)) for n in style.shape[-2:])
         hw, count = (max(1, round(height * factor)), max(1, round(width * factor))), 1
         if settings.tiled and i == len(settings.schedule) - 1:
             boxes = tiling.tile_boxes(height, width, settings.tile, settings.tile_overlap)
@@ -106,6 +111,7 @@ def stylize(settings: StyleSettings, output_dir: Path) -> TaskResult:
     """The recipe: build the module, optimize (``optimize``), measure the result (``final_metrics``)."""
     pl.seed_everything(settings.seed, verbose=False)
     weights = backbone.announce_weights(settings.model.weights, "VGG", "a stylization")
+    text_weights = text.announce(settings.text)
     module, reference = build(settings)
     log_estimate(settings, module)
     # After loading the weights: the heap would keep the checkpoint's memory (VGG's classifier too).
@@ -114,6 +120,8 @@ def stylize(settings: StyleSettings, output_dir: Path) -> TaskResult:
     image, fit = optimize(settings, module, reference, output_dir, final)
     metrics = final_metrics(module, reference, image, fit.global_step)
     metrics["weights"] = weights
+    if text_weights is not None:
+        metrics["text_weights"] = text_weights
     fit.logger.experiment.add_image(FINAL_TAG, images.fits_in(image.cpu(), settings.image_log_size), fit.global_step)
     fit.logger.finalize("success")
     log.info(
@@ -131,15 +139,21 @@ def stylize(settings: StyleSettings, output_dir: Path) -> TaskResult:
         metrics=metrics,
         objective=metrics["loss_total"],
         images=(final,),
-        caption=(
-            f"loss {metrics['loss_total']:.4g}",
-            f"ssim {metrics['quality_ssim']:.3f}  style {metrics['quality_gram_mean']:.3g}",
-        ),
+        caption=caption(settings, metrics),
         hparams=hparams(settings),
         summary=summary_metrics(metrics),
         # At the step of the last logged losses, so that the final point sits on their curves.
         step=max(fit.global_step - 1, 0),
     )
+
+
+def caption(settings: StyleSettings, metrics: dict[str, float]) -> tuple[str, ...]:
+    """A sweep's contact-sheet caption: the loss and quality figures; with a prompt, the prompt first."""
+    figures = f"loss {metrics['loss_total']:.4g}", f"ssim {metrics['quality_ssim']:.3f}"
+    if settings.text is not None:
+        prompt = settings.text.prompt
+        return f'"{prompt if len(prompt) <= 60 else prompt[:57] + "..."}"', *figures
+    return figures[0], f"{figures[1]}  style {metrics['quality_gram_mean']:.3g}"
 
 
 def callbacks(settings: StyleSettings, reference: backbone.VGGFeatures, output_dir: Path) -> list[pl.Callback]:

@@ -14,8 +14,10 @@ from transferlab import backbone, images, winograd
 from transferlab.fast.per_style.networks import TransformNet, build_network
 from transferlab.fast.train import TemporalTerm, ValidatedModule
 from transferlab.perceptual import PerceptualLoss, style_grams
+from transferlab.textloss import TextLoss
 from transferlab.trainer import VISUALS
 
+FROZEN = ("perceptual.encoder.", "text.")  # the state the task rebuilds, left out of checkpoints
 PREVIEW_COLUMNS = 4  # validation photos a row in TensorBoard's image (each above its stylization)
 PREVIEW_TILE = 256  # px: the long side of each photo there (data.val_size's default)
 
@@ -26,13 +28,14 @@ def make_loss(
     pooling: str,
     normalization: str,
     feature_scale: float,
-    style: Tensor,
+    style: Tensor | None,
     content_layers: dict[str, float],
     style_layers: dict[str, float],
     loss_weights: tuple[float, float, float],
     fast_convs: winograd.Mode = "auto",
 ) -> PerceptualLoss:
-    """The loss of one style image ``[3, H, W]``, its Gram targets computed once; ``loss_weights``:
+    """The loss of one style image ``[3, H, W]`` (None: no style term, a prompt's run), its Gram targets
+    computed once; ``loss_weights``:
     content, style and total-variation weights; ``fast_convs``: VGG's deep convolutions as Winograd
     convolutions on CPU (``runtime.winograd``)."""
     features, norm = backbone.build_features(arch, weights, pooling, normalization, fast_convs)
@@ -41,14 +44,17 @@ def make_loss(
     loss = PerceptualLoss(
         vgg, content_layers, style_layers, content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight
     )
-    loss.set_styles(style_grams(vgg, [style], style_layers))
+    if style is None:
+        loss.set_styles([], [])
+    else:
+        loss.set_styles(style_grams(vgg, [style], style_layers))
     return loss
 
 
 class FastStyleModule(ValidatedModule):
     """A transformation network trained against a frozen perceptual loss with Adam, plus ``temporal``'s
-    term when given. Checkpoints hold the network, the Gram targets and the optimizer state, not the VGG
-    weights (rebuilt from hparams)."""
+    term and a prompt's ``text`` terms when given. Checkpoints hold the network, the Gram targets and the
+    optimizer state, not the VGG or CLIP weights (rebuilt from hparams)."""
 
     def __init__(
         self,
@@ -58,6 +64,7 @@ class FastStyleModule(ValidatedModule):
         betas: tuple[float, float],
         weight_decay: float,
         temporal: TemporalTerm | None = None,
+        text: TextLoss | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(
@@ -66,6 +73,7 @@ class FastStyleModule(ValidatedModule):
         self.network: TransformNet = build_network(**network)
         self.perceptual = loss
         self.temporal = temporal
+        self.text = text
         self.val_outputs: list[Tensor] = []
         self.val_photos: list[Tensor] = []
         self.last_val_images: Tensor | None = None  # the latest validation's stylized photos, on the CPU
@@ -76,9 +84,14 @@ class FastStyleModule(ValidatedModule):
     def terms(self, output: Tensor, photos: Tensor, key: int = 0) -> dict[str, Tensor]:
         """The loss of ``output`` (``network(photos)``) under train_fast's metric names: ``loss`` (the total)
         and the unweighted ``content``, ``style``, ``tv``, ``content_<layer>``, ``style_<layer>``, and
-        ``temporal`` with a temporal term (its motion drawn by ``key``)."""
+        ``temporal`` with a temporal term (its motion drawn by ``key``), ``text_direction`` and ``text_patch``
+        with a prompt (textloss.py)."""
         parts = self.perceptual.parts(output, photos)
         loss = self.perceptual.weighted(parts, output)["loss/total"]
+        if self.text is not None:
+            text_parts = self.text.parts(output, photos)
+            parts |= text_parts
+            loss = loss + self.text.weighted(text_parts)
         if self.temporal is not None:
             parts["temporal"] = self.temporal(self.network, photos, output, key)
             loss = loss + self.temporal.weight * parts["temporal"]
@@ -114,14 +127,12 @@ class FastStyleModule(ValidatedModule):
         )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # The frozen VGG is rebuilt from its weights; 30-80 MB per checkpoint would be a copy of them.
-        checkpoint["state_dict"] = {
-            k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("perceptual.encoder.")
-        }
+        # The frozen VGG and CLIP are rebuilt from their weights; a checkpoint would hold a copy of them.
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(FROZEN)}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        vgg = {f"perceptual.encoder.{k}": v for k, v in self.perceptual.encoder.state_dict().items()}
-        checkpoint["state_dict"] = {**checkpoint["state_dict"], **vgg}
+        frozen = {k: v for k, v in self.state_dict().items() if k.startswith(FROZEN)}
+        checkpoint["state_dict"] = {**checkpoint["state_dict"], **frozen}
 
 
 def preview(photos: Tensor, stylized: Tensor) -> Tensor:

@@ -14,9 +14,9 @@ from omegaconf import DictConfig
 from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.data import TensorDataset
 
-from transferlab import backbone, checkpoints, fetch, images, memory, runtime
+from transferlab import backbone, checkpoints, fetch, images, memory, runtime, text
 from transferlab.fast import data
-from transferlab.fast.per_style.module import FastStyleModule, make_loss
+from transferlab.fast.per_style.module import FROZEN, FastStyleModule, make_loss
 from transferlab.fast.per_style.networks import MIN_SIZE
 from transferlab.fast.settings import TrainSettings
 from transferlab.fast.train import StepData, fit, temporal_term
@@ -31,8 +31,8 @@ VAL_IMAGES = "val_final"  # the validation photos stylized by the final network,
 
 def perceptual_loss(s: TrainSettings) -> PerceptualLoss:
     """The run's loss: its VGG (random weights are drawn from torch's generator: ``run`` seeds it just
-    before) with the Gram targets of its style image."""
-    style = images.load_image(fetch.resolve(s.style, "task.style"), s.style_size)
+    before) with the Gram targets of its style image, if it has one."""
+    style = None if s.style is None else images.load_image(fetch.resolve(s.style, "task.style"), s.style_size)
     m = s.model
     loss = make_loss(
         m.arch,
@@ -53,11 +53,13 @@ def perceptual_loss(s: TrainSettings) -> PerceptualLoss:
 def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     s = TrainSettings.from_cfg(cfg)
     weights = backbone.announce_weights(s.model.weights, "VGG", "a stylization")
+    text_weights = text.announce(s.text)
     pl.seed_everything(s.training.seed, workers=True, verbose=False)
     train_files, val_files = data.split(
         data.list_images(s.photos.root, hint=s.photos.hint), s.photos.val_count, s.training.seed
     )
     loss = perceptual_loss(s)
+    prompt = None if s.text is None else text.text_loss(s.text)  # after VGG: random weights drawn in order
     module = FastStyleModule(
         {"arch": s.network.arch, "width": s.network.width, "blocks": s.network.blocks},
         loss,
@@ -65,6 +67,7 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
         s.training.betas,
         s.training.weight_decay,
         temporal_term(s.loss.temporal, s.steadiness, s.training.seed),
+        prompt,
     )
     photos, training = s.photos, s.training
     memory.check_training(
@@ -92,14 +95,11 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
         len(val_files),
         s.network.arch,
     )
-    depends = {
-        "task.style": fetch.sha256_of(fetch.resolve(s.style, "task.style")),
-        "data.files": data.listing_digest([*train_files, *val_files], s.photos.root),
-    }
+    depends = {"data.files": data.listing_digest([*train_files, *val_files], s.photos.root)}
+    if s.style is not None:
+        depends["task.style"] = fetch.sha256_of(fetch.resolve(s.style, "task.style"))
     fingerprint = checkpoints.fingerprint(s.fingerprint() | depends)
-    result = fit(
-        module, datamodule, training, s.hparams, output_dir, "train_fast", fingerprint, ("perceptual.encoder.",)
-    )
+    result = fit(module, datamodule, training, s.hparams, output_dir, "train_fast", fingerprint, FROZEN)
     if rank_zero_only.rank != 0:  # under DDP the first process writes the run's files
         return result
     with atomic_write(output_dir / "val_files.txt", "w") as f:
@@ -108,4 +108,7 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
         images.save_image(image, output_dir / VAL_IMAGES / f"{i:02d}.png")
         for i, image in enumerate(module.last_val_images if module.last_val_images is not None else [])
     ]
-    return replace(result, images=tuple(finals), metrics=result.metrics | {"weights": weights})
+    if s.text is None:
+        return replace(result, images=tuple(finals), metrics=result.metrics | {"weights": weights})
+    metrics = result.metrics | {"weights": weights, "text_weights": text_weights}
+    return replace(result, images=tuple(finals), metrics=metrics, caption=(f'"{s.text.prompt}"', *result.caption))
