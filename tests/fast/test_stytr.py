@@ -10,6 +10,7 @@ import torch
 from torch.nn import functional as F
 
 from helpers import adain_train_cfg, apply_outputs, compose_cfg, make_image
+from tests.video.conftest import pan_frames, write_clip
 from transferlab import main
 from transferlab.errors import ConfigError
 from transferlab.fast.arbitrary import ops as A
@@ -135,6 +136,25 @@ def test_exports_with_parity_at_an_odd_size(trained, tmp_path):
     main.run_task(compose_cfg("task=export_adain", f"ckpt_path={ckpt}", "task.formats=[onnx]"), tmp_path)
     report = json.loads((tmp_path / "export.json").read_text())
     assert report["check_shape"] == [[3, 3, 67, 45], [1, 3, 50, 61]] and report["onnx"]["max_abs_diff"] < 1e-4
+
+
+def test_runs_in_a_video_with_two_styles_by_masks(trained, styles, tmp_path):
+    """Through the one loader's network path (masks need its features); the clip's statistics are refused."""
+    clip = write_clip(tmp_path / "clip.mp4", pan_frames(3))
+    masks = [make_image(tmp_path / f"m{i}.png", size=(16, 12), seed=i) for i in range(2)]
+    common = (
+        "task=video",
+        f"task.input={clip}",
+        "task.method=fast",
+        "task.baseline=false",
+        "trainer.accelerator=cpu",
+        f"task.network={trained / 'checkpoints' / 'last.ckpt'}",
+    )
+    two = (f"task.style=[{styles / 's0.png'},{styles / 's1.png'}]", f"task.style_masks=[{masks[0]},{masks[1]}]")
+    main.run_task(compose_cfg(*common, *two), tmp_path / "run")
+    assert len(list((tmp_path / "run" / "frames").glob("*.png"))) == 3
+    with pytest.raises(ConfigError, match=r"is a transformer \(StyTr\) network, which normalizes no frame"):
+        main.run_task(compose_cfg(*common, f"task.style={styles / 's0.png'}", "task.global_stats=true"), tmp_path / "b")
 
 
 def test_bad_stytr_settings_are_one_line():
