@@ -2,10 +2,10 @@
 
 1. time per training step (StyTr²'s objective: content, style, both identity terms; Adam) at ``--train-sizes``
    (128 and 256 px crops, batch ``--batch``);
-2. ms per ``--size`` px image (512) in PyTorch eager (style tokens cached, as apply_adain runs) and in ONNX
-   Runtime (the export_adain pipeline, the style encoded per call) at opset 18 (attention as MatMul-Softmax-MatMul)
-   and 23 (ONNX's Attention op), each with its peak resident memory in a fresh process; ONNX Runtime at
-   ``--ort-size`` (1024) too;
+2. ms per image at ``--sizes`` (512 and 1024 px) in PyTorch eager (style tokens cached, as apply_adain runs) and
+   in ONNX Runtime (the export_adain pipeline, the style encoded per call) at ``--opsets``: 18 (attention as
+   MatMul-Softmax-MatMul, run only up to ``--full-attention-max`` px) and 23 (ONNX's Attention op), each with
+   its peak resident memory in a fresh process;
 3. peak resident memory (``ru_maxrss`` of a fresh process) of one PyTorch stylization at ``--peak-sizes`` (2048),
    beside what one full attention matrix of the content's self-attention would take;
 4. the identity test: content = style, PSNR of the output to the input on held-out photos, before and after
@@ -15,7 +15,7 @@ Random weights everywhere (no download: the loss network's VGG19 is random too, 
 that the identity terms train the path, not how a trained StyTr² looks); the machine is shared (its load is
 printed with each section).
 
-    python scripts/benchmark_stytr.py [--width 0.25] [--train-sizes 128 256] [--size 512] [--ort-size 1024]
+    python scripts/benchmark_stytr.py [--width 0.25] [--train-sizes 128 256] [--sizes 512 1024] [--opsets 18 23]
                                       [--peak-sizes 2048] [--identity-steps 40] [--threads 1]
 """
 
@@ -81,18 +81,23 @@ def export(width: float, opset: int, folder: Path) -> Path:
     return path
 
 
-def speed(width: float, size: int, ort_size: int, style: int, threads: int) -> None:
-    print(f"\n== 2. one image, style {style} px, width {width:g}; load {load()}")
+def speed(width: float, sizes: list[int], opsets: list[int], full_max: int, style: int, threads: int) -> None:
+    print(f"\n== 2. one image, style {style} px, width {width:g}, {threads} thread(s); load {load()}")
     net = stylizer(width)
-    content = torch.rand(1, 3, size, size)
     with torch.inference_mode():
         code = net.code(torch.rand(1, 3, style, style))
-        ms = 1000 * median_time(lambda: net.stylize(content, [code]), 3)
-    print(f"  PyTorch eager, {size} px, style tokens cached: {ms:.0f} ms")
+        for size in sizes:
+            content = torch.rand(1, 3, size, size)
+            ms = 1000 * median_time(lambda c=content: net.stylize(c, [code]), 2)
+            print(f"  PyTorch eager, {size} px, style tokens cached: {ms:.0f} ms")
     with tempfile.TemporaryDirectory() as tmp:
-        for opset in (18, 23):
+        for opset in opsets:
             path = export(width, opset, Path(tmp))
-            for side in (size, ort_size):
+            for side in sizes:
+                if opset < 23 and side > full_max:
+                    print(f"  ONNX Runtime opset {opset}, {side} px: not run (its full attention matrices grow with")
+                    print(f"    the square of the positions: 16x for 2x the side; --full-attention-max {full_max})")
+                    continue
                 r = run_child(ENTRY, "ort", path=str(path), size=side, style=style, threads=threads)
                 print(f"  ONNX Runtime opset {opset}, {side} px: {r['ms']:.0f} ms, {grown(r)}")
 
@@ -181,8 +186,10 @@ def main() -> None:
     parser.add_argument("--width", type=float, default=0.25)
     parser.add_argument("--train-sizes", type=int, nargs="*", default=[128, 256])
     parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--ort-size", type=int, default=1024)
+    parser.add_argument("--sizes", type=int, nargs="*", default=[512, 1024])
+    parser.add_argument("--opsets", type=int, nargs="*", default=[18, 23])
+    # Opset 18's attention is MatMul-Softmax-MatMul: 768 px took 5.5 GiB in ONNX Runtime, 1024 px would take ~17.
+    parser.add_argument("--full-attention-max", type=int, default=768)
     parser.add_argument("--style-size", type=int, default=512)
     parser.add_argument("--peak-sizes", type=int, nargs="*", default=[2048])
     parser.add_argument("--identity-steps", type=int, default=40)
@@ -200,7 +207,7 @@ def main() -> None:
     if "train" not in args.skip:
         training_steps(args.width, args.train_sizes, args.batch)
     if "speed" not in args.skip:
-        speed(args.width, args.size, args.ort_size, args.style_size, args.threads)
+        speed(args.width, args.sizes, args.opsets, args.full_attention_max, args.style_size, args.threads)
     if "peak" not in args.skip:
         peaks(args.width, args.peak_sizes, args.style_size, args.threads)
     if "identity" not in args.skip:

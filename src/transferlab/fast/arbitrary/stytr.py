@@ -126,7 +126,6 @@ class StyTrNet(nn.Module):
         self.style_layers, self.content_layers = _weighted(style_layers), _weighted(content_layers)
         dim = stage_channels(width)[-1]
         heads = math.gcd(dim, HEADS)
-        self.embed = nn.Conv2d(3, dim, PATCH, stride=PATCH)  # content's and style's, as the paper's
         self.cape = nn.Conv2d(dim, dim, 1)
         self.content_encoder = nn.ModuleList(EncoderLayer(dim, heads) for _ in range(LAYERS))
         self.style_encoder = nn.ModuleList(EncoderLayer(dim, heads) for _ in range(LAYERS))
@@ -135,6 +134,7 @@ class StyTrNet(nn.Module):
         for p in self.parameters():  # the paper's (DETR's) initialization of the transformer
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)
+        self.embed = nn.Conv2d(3, dim, PATCH, stride=PATCH)  # content's and style's, as the paper's
         self.upsampler = Decoder(width, LIGHT_CONVS)
         self.normalization = normalization
         self.teacher = None  # networks.TRAINING_ONLY: the loss network, left out of apply and export
