@@ -166,3 +166,12 @@ def test_bad_stytr_settings_are_one_line():
         with pytest.raises(ConfigError, match=message) as info:
             TrainAdaINSettings.from_cfg(compose_cfg(*base, *extra))
         assert "\n" not in str(info.value)
+
+
+def test_the_experiment_is_the_papers_loss_in_this_projects_normalization(photos, styles):
+    cfg = compose_cfg(
+        "experiment=stytr_hymenoptera", "model.weights=null", f"data.root={photos}", f"task.styles={styles}"
+    )
+    s = TrainAdaINSettings.from_cfg(cfg)
+    assert (s.arch, s.width, list(s.content_layers), len(s.style_layers)) == ("stytr", 0.25, ["relu4_1", "relu5_1"], 5)
+    assert (s.content_weight, s.style_weight, s.identity_weight, s.identity_features_weight) == (14, 50, 70, 5)
