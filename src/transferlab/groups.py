@@ -154,6 +154,8 @@ class LossWeights:
     tv: float = 0.0
     distill: float = 0.0
     temporal: float = 0.0
+    identity: float = 0.0  # train_adain's transformer: content = style gives it back (pixels)
+    identity_features: float = 0.0  # the same at the loss network's style layers
 
 
 # The keys of a network trainer's temporal term besides its weight (configs/loss/temporal/default.yaml).

@@ -137,7 +137,7 @@ def read_network(
         network = checkpoints.load_weights(per_style.build_network(**spec), state, "network.", what, expected)
     else:
         skip = () if loss_net else (f"net.{arbitrary.TRAINING_ONLY}.",)
-        built = arbitrary.AdaINNet(**spec, loss_net=loss_net)
+        built = arbitrary.build(**spec, loss_net=loss_net)
         network = checkpoints.load_weights(built, state, "net.", what, expected, skip)
     return found, network, spec
 
@@ -153,24 +153,32 @@ def _per_style_spec(spec: dict[str, Any]) -> dict[str, Any]:
 def _arbitrary_spec(spec: dict[str, Any]) -> dict[str, Any]:
     """The rules of train_adain's door (arbitrary/settings.py) for what it saved; ``weights`` must be null:
     the checkpoint holds every weight, and a name would download one."""
-    _known_keys(spec, ("arch", "weights", "normalization", "pooling", "style_layers", "encoder", "width"))
+    known = ("arch", "weights", "normalization", "pooling", "style_layers", "encoder", "width")
     arch = checks.choice(spec.get("arch"), arbitrary.ARCHS, "network.arch")
+    _known_keys(spec, (*known, "content_layers") if arch == "stytr" else known)
     encoder = checks.choice(spec.get("encoder"), arbitrary.ENCODERS, "network.encoder")
     if encoder == "light" and arch == "sanet":
         raise ConfigError("network.arch=sanet with network.encoder=light: SANet runs in VGG19's relu4_1 space")
+    if encoder == "light" and arch == "stytr":
+        raise ConfigError("network.arch=stytr with network.encoder=light: the transformer has its own encoder")
     width = checks.positive(spec.get("width"), "network.width")
     if width > 1:
         raise ConfigError(f"network.width={width} is invalid; it must be in (0, 1]")
     if spec.get("weights") is not None:
         raise ConfigError(f"network.weights={spec['weights']!r} is invalid; it must be null")
-    layers = spec.get("style_layers")
-    if not isinstance(layers, dict) or not layers:
-        raise ConfigError(f"network.style_layers={layers!r} is invalid; give {{layer: weight}} up to relu4_1")
+    deepest = "relu5_1" if arch == "stytr" else "relu4_1"  # the transformer's VGG19 is only its loss network
+    layers = {"style_layers": spec.get("style_layers")}
+    if arch == "stytr":
+        layers["content_layers"] = spec.get("content_layers")
     names = backbone.layer_names("vgg19")
-    checks.vgg_layers("vgg19", layers, "network.style_layers")
-    deeper = [layer for layer in layers if names.index(layer) > names.index("relu4_1")]
-    if deeper:
-        raise ConfigError(f"network.style_layers: {', '.join(deeper)} lie past relu4_1, where the encoder ends")
+    for key, value in layers.items():
+        if not isinstance(value, dict) or not value:
+            raise ConfigError(f"network.{key}={value!r} is invalid; give {{layer: weight}} up to {deepest}")
+        checks.vgg_layers("vgg19", value, f"network.{key}")
+        deeper = [layer for layer in value if names.index(layer) > names.index(deepest)]
+        if deeper:
+            raise ConfigError(f"network.{key}: {', '.join(deeper)} lie past {deepest}, where the encoder ends")
+        layers[key] = checks.layer_weights(value, f"network.{key}")
     return {
         "arch": arch,
         "encoder": encoder,
@@ -180,7 +188,7 @@ def _arbitrary_spec(spec: dict[str, Any]) -> dict[str, Any]:
         "normalization": checks.choice(
             spec.get("normalization"), list(backbone.NORMALIZATIONS), "network.normalization"
         ),
-        "style_layers": checks.layer_weights(layers, "network.style_layers"),
+        **layers,
     }
 
 

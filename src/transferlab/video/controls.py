@@ -35,6 +35,8 @@ from transferlab.video.settings import VideoSettings
 
 log = logging.getLogger(__name__)
 
+NAMES = {"sanet": "SANet", "stytr": "transformer (StyTr)"}  # the attention networks, in messages
+
 
 @dataclass(frozen=True)
 class Maps:
@@ -127,11 +129,10 @@ def network_output(s: VideoSettings) -> Callable[[Tensor, list[Tensor] | None], 
             "applies with task.strength_map"
         )
     stylizer.style_fits(family, styles[0] if styles else None, "task.network", s.network, "task.style")
-    if c.global_stats and spec["arch"] == "sanet":
+    if c.global_stats and spec["arch"] != "adain":
         raise ConfigError(
-            f"task.global_stats=true: task.network={s.network} is a SANet network, which normalizes a frame's "
-            "features only to attend over the style (its output keeps the frame's own); give an AdaIN network "
-            "or drop task.global_stats"
+            f"task.global_stats=true: task.network={s.network} is a {NAMES[spec['arch']]} network, which normalizes "
+            "no frame by its statistics (it attends over the style); give an AdaIN network or drop task.global_stats"
         )
     net = net.to(s.device)
     with torch.inference_mode():  # the styles' codes once per video

@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 from torchvision.utils import make_grid
 
 from transferlab import images, winograd
-from transferlab.fast.arbitrary.networks import AdaINNet
+from transferlab.fast.arbitrary.networks import LOSS_TERMS, build
 from transferlab.fast.train import TemporalTerm, ValidatedModule
 from transferlab.trainer import VISUALS
 
@@ -37,8 +37,9 @@ class Pairs(Dataset):
 
 class AdaINModule(ValidatedModule):
     """The decoder (and SANet, when ``network["arch"]`` is sanet; the light encoder and its distillation
-    projection, when ``network["encoder"]`` is light) trained with Adam against ``content_weight * content +
-    style_weight * style + distill_weight * distill`` (``AdaINNet.terms``; distill only for a light encoder).
+    projection, when ``network["encoder"]`` is light; the whole transformer, when it is stytr) trained with
+    Adam against the ``LOSS_TERMS`` the network gives, weighted by ``loss_weights`` (``AdaINNet.terms``:
+    distill only for a light encoder; ``StyTrNet.terms``: identity and identity_features).
     With ``temporal``, its term too (at its weight). Checkpoints hold VGG19 to relu4_1 too (14 MB; a light
     network's loss network, for resume): a checkpoint is the whole model, applied without weights.
     ``previews`` ``[K, 3, S, S]``: the styles of the validation grid (not saved)."""
@@ -46,7 +47,7 @@ class AdaINModule(ValidatedModule):
     def __init__(
         self,
         network: dict[str, Any],
-        loss_weights: tuple[float, float, float],
+        loss_weights: tuple[float, ...],
         lr: float,
         betas: tuple[float, float],
         weight_decay: float,
@@ -56,7 +57,7 @@ class AdaINModule(ValidatedModule):
         temporal: TemporalTerm | None = None,
     ) -> None:
         super().__init__()
-        self.net = AdaINNet(**network, fast_convs=fast_convs)  # how this process computes: not saved
+        self.net = build(**network, fast_convs=fast_convs)  # how this process computes: not saved
         # Rebuilt without a download from a checkpoint: random init, then the saved encoder weights.
         spec = {**network, "weights": None, "normalization": self.net.normalization}
         self.save_hyperparameters(
@@ -78,7 +79,7 @@ class AdaINModule(ValidatedModule):
         """The stylized batch and its loss terms, with ``loss`` their weighted sum (what training minimizes);
         with a temporal term, ``temporal`` (its motion drawn by ``key``, the style held)."""
         output, terms = self.net.terms(content, style)
-        weights = zip(("content", "style", "distill"), self.hparams.loss_weights)
+        weights = zip(LOSS_TERMS, self.hparams.loss_weights)
         terms["loss"] = sum(w * terms[k] for k, w in weights if k in terms)
         if self.temporal is not None:
             terms["temporal"] = self.temporal(lambda moved: self.net(moved, style), content, output, key)

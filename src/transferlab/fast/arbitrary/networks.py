@@ -8,6 +8,7 @@ size); the whole pipeline as one exportable module."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -20,8 +21,11 @@ from transferlab.fast.arbitrary import ops
 MULTIPLE = 8
 # The smallest side stylize() takes: relu4_1 must be at least 2x2 (the decoder's reflection padding).
 MIN_SIZE = 16
-ARCHS = ("adain", "sanet")
+ARCHS = ("adain", "sanet", "stytr")  # stytr: the transformer of stytr.py (``build``)
 ENCODERS = ("vgg19", "light")
+# The loss terms train_adain weighs (loss.<term>_weight), in order; a network's ``terms`` gives those of its own
+# (distill: a light encoder's; identity and identity_features: the transformer's).
+LOSS_TERMS = ("content", "style", "distill", "identity", "identity_features")
 # The light encoder's 3x3 convolutions per stage: VGG19's (2, 2, 4, 1) less the second full- and half-resolution
 # convolutions and two of stage 3's (and their mirrors in the decoder): measured at width 0.25 in ONNX Runtime,
 # one thread, 1024 px, VGG19's counts take 2.2x the time (0.71 s against 0.33 s; README: Arbitrary style).
@@ -156,7 +160,7 @@ class AdaINNet(nn.Module):
         fast_convs: winograd.Mode = "auto",
     ) -> None:
         super().__init__()
-        if arch not in ARCHS:
+        if arch not in ("adain", "sanet"):
             raise ValueError(f"arch must be adain or sanet, got {arch!r}")
         if encoder not in ENCODERS:
             raise ValueError(f"encoder must be vgg19 or light, got {encoder!r}")
@@ -286,6 +290,16 @@ class AdaINNet(nn.Module):
         # Cropped by negative padding: torch.export proves the size (padded - pad = h) where it
         # cannot prove that a slice [:h] fits.
         return F.pad(self.decoder(t), tuple(-p for p in pad)).clamp(0, 1)
+
+
+def build(arch: str, **spec: Any) -> nn.Module:
+    """The network of ``arch`` (one of ``ARCHS``) from its checkpoint spec: ``AdaINNet``, or for stytr the
+    transformer (``stytr.StyTrNet``, the same methods: code, stylize, terms, forward)."""
+    if arch == "stytr":
+        from transferlab.fast.arbitrary.stytr import StyTrNet  # it builds on this module's decoder
+
+        return StyTrNet(arch=arch, **spec)
+    return AdaINNet(arch=arch, **spec)
 
 
 def _padded(side: int) -> int:

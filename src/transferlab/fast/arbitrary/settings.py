@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from transferlab import backbone, checks, exporter, groups, images, saliency
 from transferlab.errors import ConfigError
 from transferlab.exporter import ExportOptions
-from transferlab.fast.arbitrary.networks import ARCHS, ENCODERS, MIN_SIZE, MULTIPLE
+from transferlab.fast.arbitrary.networks import ARCHS, ENCODERS, LOSS_TERMS, MIN_SIZE, MULTIPLE
 from transferlab.fast.settings import (
     ImagesToStylize,
     Training,
@@ -54,15 +54,18 @@ EXPORTED = "an export_adain model.onnx"
 class TrainAdaINSettings:
     arch: str  # adain | sanet: what aligns the content's relu4_1 features to the style's
     encoder: str  # vgg19 (frozen) | light (trained, distilled against VGG19)
-    width: float  # the light encoder's and decoder's channels x this (1.0 for vgg19)
+    width: float  # the light encoder's and decoder's (or the transformer's) channels x this (1.0 for vgg19)
     # the loss network (VGG19 to relu4_1, frozen; also the encoder for encoder=vgg19) and loss
     weights: str | None
     pooling: str
     normalization: str
     style_layers: dict[str, float]  # normalized to sum to 1
+    content_layers: dict[str, float]  # relu4_1 but for stytr; normalized to sum to 1
     content_weight: float
     style_weight: float
     distill_weight: float  # light encoder only
+    identity_weight: float  # stytr only: the content (and style) stylized by itself gives it back
+    identity_features_weight: float  # stytr only: the same at the style layers
     temporal_weight: float
     steadiness: Steadiness  # loss.temporal_*: used where temporal_weight > 0
     runtime: RuntimeSettings
@@ -83,6 +86,12 @@ class TrainAdaINSettings:
             "model": {k: getattr(self, k) for k in ("weights", "pooling", "normalization")},
             "layers.style": self.style_layers,
             "loss": [self.content_weight, self.style_weight, self.distill_weight],
+            # Only where they are used: runs made before these terms resume as they did.
+            **(
+                {"stytr": [self.content_layers, self.identity_weight, self.identity_features_weight]}
+                if self.arch == "stytr"
+                else {}
+            ),
             **self.photos.fingerprint(),
             **self.training.fingerprint(),
             **temporal_fingerprint(self.temporal_weight, self.steadiness),
@@ -93,21 +102,26 @@ class TrainAdaINSettings:
         task, model = cfg.task, groups.model(cfg)
         if model.arch != "vgg19":
             raise ConfigError(f"model.arch={model.arch!r}: the AdaIN decoder mirrors VGG19; use model=vgg19")
+        arch = checks.choice(task.arch, list(ARCHS), "task.arch")
         content, style = groups.layers(cfg, "vgg19")
-        loss, steadiness = groups.loss(cfg, ("content", "style", "distill", "temporal")), groups.steadiness(cfg)
-        if list(content) != ["relu4_1"]:
+        loss, steadiness = groups.loss(cfg, (*LOSS_TERMS, "temporal")), groups.steadiness(cfg)
+        # The transformer's loss network is only a loss network: its content layers are free, up to relu5_1.
+        deepest = "relu5_1" if arch == "stytr" else "relu4_1"
+        if arch != "stytr" and list(content) != ["relu4_1"]:
             raise ConfigError(
                 f"layers.content={list(content)}: AdaIN's content target is relu4_1; use layers=adain "
                 "(or layers.content={relu4_1: 1})"
             )
         if not style:
-            raise ConfigError("layers.style is empty; AdaIN's style loss needs layers up to relu4_1 (layers=adain)")
-        encoder = backbone.layer_names("vgg19")[: backbone.layer_names("vgg19").index("relu4_1") + 1]
-        deeper = [layer for layer in style if layer not in encoder]
-        if deeper:
-            raise ConfigError(
-                f"layers.style: {', '.join(deeper)} lie past relu4_1, where the encoder ends; use layers up to relu4_1"
-            )
+            raise ConfigError(f"layers.style is empty; the style loss needs layers up to {deepest} (layers=adain)")
+        encoder = backbone.layer_names("vgg19")[: backbone.layer_names("vgg19").index(deepest) + 1]
+        for key, layers in (("layers.style", style), ("layers.content", content)):
+            deeper = [layer for layer in layers if layer not in encoder]
+            if deeper:
+                raise ConfigError(
+                    f"{key}: {', '.join(deeper)} lie past {deepest}, where the "
+                    f"{'loss network' if arch == 'stytr' else 'encoder'} ends; use layers up to {deepest}"
+                )
         photos = groups.photos(cfg)
         for key in ("crop", "val_size"):
             if getattr(photos, key) % MULTIPLE:
@@ -115,12 +129,12 @@ class TrainAdaINSettings:
                     f"data.{key}={getattr(photos, key)} is invalid; "
                     f"it must be a multiple of {MULTIPLE} (VGG19 pools 3 times)"
                 )
-        arch = checks.choice(task.arch, list(ARCHS), "task.arch")
         encoder = checks.choice(task.encoder, list(ENCODERS), "task.encoder")
-        if encoder == "light" and arch == "sanet":
+        if encoder == "light" and arch in ("sanet", "stytr"):
             raise ConfigError(
-                "task.arch=sanet with task.encoder=light: SANet attends in VGG19's relu4_1 space; "
-                "use task.encoder=vgg19 for SANet, or task.arch=adain with the light encoder"
+                f"task.arch={arch} with task.encoder=light: SANet attends in VGG19's relu4_1 space, and the "
+                "transformer has its own encoder (VGG19 is its loss network); use task.encoder=vgg19, or "
+                "task.arch=adain with the light encoder"
             )
         width = checks.positive(task.width, "task.width")
         if width > 1:
@@ -128,7 +142,8 @@ class TrainAdaINSettings:
         settings = cls(
             arch=arch,
             encoder=encoder,
-            width=width if encoder == "light" else 1.0,
+            width=width if encoder == "light" or arch == "stytr" else 1.0,
+            content_layers=content,
             weights=model.weights,
             pooling=model.pooling,
             normalization=model.normalization,
@@ -136,6 +151,8 @@ class TrainAdaINSettings:
             content_weight=loss.content,
             style_weight=loss.style,
             distill_weight=loss.distill,
+            identity_weight=loss.identity,
+            identity_features_weight=loss.identity_features,
             temporal_weight=loss.temporal,
             steadiness=steadiness,
             runtime=groups.runtime(cfg),
