@@ -1,0 +1,138 @@
+"""Any torchvision family as stylize's loss network (issue 26 item 5): layers by node names, Wang et al.'s softmax
+transformation, frozen batch norms, the measured memory estimate and task.size=auto; random weights, 32-224 px."""
+
+import json
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from helpers import compose_cfg, make_image, stylize_cfg
+from transferlab import features, groups, main, memory
+from transferlab.errors import ConfigError
+from transferlab.style import estimate, quality
+from transferlab.style import task as stylize
+from transferlab.style.settings import StyleSettings
+
+
+def test_softmax_is_n_times_the_softmax_over_every_activation_of_each_image():
+    x = torch.randn(2, 3, 4, 5) * 4
+    for layout in (torch.contiguous_format, torch.channels_last):
+        out = features.softmax(x.contiguous(memory_format=layout), 2.0)
+        expected = 3 * 4 * 5 * torch.softmax(x.reshape(2, -1) / 2.0, dim=1).reshape(x.shape)
+        torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(out.mean(dim=(1, 2, 3)), torch.ones(2))  # the transformed activations average 1
+    assert features.softmax(x.bfloat16(), 1.0).dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        (
+            "+model.layers.style.layr3=1.0",
+            r"^model.layers.style: 'layr3' is not a layer of resnet18; close names: layer3",
+        ),
+        ("+layers.style.layer2=1", r"^layers.style.layer2: the layers group names VGG's layers; name resnet18's in "),
+        (
+            "model.feature_transform=sigmoid",
+            r"^model.feature_transform='sigmoid' is invalid; choose one of none, softmax",
+        ),
+        ("model.temperature=0", r"^model.temperature=0 is invalid"),
+    ],
+)
+def test_bad_backbone_settings_are_one_line(content_path, style_path, override, message):
+    cfg = stylize_cfg(content_path, style_path, "model=resnet18", override)
+    with pytest.raises(ConfigError, match=message) as info:
+        StyleSettings.from_cfg(cfg)
+    assert "\n" not in str(info.value)
+
+
+def test_the_softmax_transform_is_refused_where_a_task_would_ignore_it():
+    cfg = compose_cfg("task=train_fast", "model.feature_transform=softmax")
+    with pytest.raises(ConfigError, match=r"^model.feature_transform=softmax is for task=stylize; task=train_fast"):
+        groups.model(cfg)
+
+
+def test_resnet18_by_its_default_nodes_is_frozen_and_the_loss_falls(content_path, style_path):
+    settings = StyleSettings.from_cfg(stylize_cfg(content_path, style_path, "model=resnet18", size=48))
+    assert list(settings.content_layers) == ["layer3"]
+    assert list(settings.style_layers) == ["relu", "layer1", "layer2", "layer3", "layer4"]
+    torch.manual_seed(0)
+    module, reference = stylize.build(settings)
+    assert reference.layers == ["relu", "layer1", "layer2", "layer3", "layer4"]  # features.stage_ends
+    assert [name for name, p in module.named_parameters() if p.requires_grad] == ["image"]
+    stats = {k: v.clone() for k, v in module.encoder.state_dict().items() if "running" in k}
+    module.train()  # what Lightning does: the encoder stays in eval mode (batch norms on running statistics)
+    assert not any(m.training for m in module.encoder.modules())
+    module.on_fit_start()
+    optimizer = torch.optim.LBFGS([module.image], max_iter=4, line_search_fn="strong_wolfe")
+    losses = []
+
+    def closure():
+        optimizer.zero_grad()
+        loss = module.losses()["loss/total"]
+        loss.backward()
+        losses.append(loss.item())
+        return loss
+
+    optimizer.step(closure)
+    assert min(losses[1:]) < losses[0]
+    for key, value in module.encoder.state_dict().items():
+        if "running" in key:
+            torch.testing.assert_close(value, stats[key])
+
+
+def test_stylize_with_resnet18_and_the_softmax_transform_runs_whole(tmp_path, content_path, style_path):
+    cfg = stylize_cfg(
+        content_path,
+        style_path,
+        "model=resnet18",
+        "model.feature_transform=softmax",
+        "model.temperature=2",
+        size=48,
+        steps=4,
+    )
+    main.run_task(cfg, tmp_path)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    first = EventAccumulator(str(tmp_path / "tensorboard")).Reload().Scalars("loss/total")[0].value
+    assert metrics["loss_total"] < first and metrics["weights"] == "random"
+    assert {"quality_gram_layer4", "quality_ssim", "style_loss_relu"} <= set(metrics)
+
+
+def test_the_estimate_is_measured_for_a_node_network_and_size_auto_fits_it(tmp_path, style_path, monkeypatch):
+    content = make_image(tmp_path / "wide.png", size=(200, 150), seed=3)
+    overrides = ("model=resnet18", "task.size=auto", "task.memory_budget=0.5", "optimizer.history_size=5")
+    probe = StyleSettings.from_cfg(stylize_cfg(content, style_path, *overrides[:1], overrides[3], size=224))
+
+    def peak(long_side):
+        hw = (round(long_side * 3 / 4), long_side)
+        return probe.memory.estimate(hw, hw).peak_bytes
+
+    budget = peak(224) + 1
+    monkeypatch.setattr(memory, "available_memory", lambda device: 2 * budget)
+    settings = StyleSettings.from_cfg(stylize_cfg(content, style_path, *overrides))
+    assert settings.size == 224 and peak(224) <= budget < peak(256)
+    # The measured activations against the tensors one evaluation really holds at 168 x 224 px: within 10 %
+    # (5-6 % at 150-320 px; the estimate's other parts are VGG's, tested there).
+    module, _ = stylize.build(settings)
+    module.on_fit_start()
+    held = memory.peak_bytes(lambda: module.losses()["loss/total"].backward(), grad=True)
+    estimated = settings.memory.estimate((168, 224), (168, 224)).parts["activations"]
+    assert abs(estimated - held) <= 0.1 * held
+    assert settings.memory.min_side() == (32, "layer4")
+
+
+def test_vgg_takes_the_softmax_transform_too(content_path, style_path):
+    settings = StyleSettings.from_cfg(stylize_cfg(content_path, style_path, "model.feature_transform=softmax"))
+    encoder, reference = stylize.encoders(settings)
+    image = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        out, plain = encoder(image), encoder.encoder(image)
+    assert set(out) == set(plain) == {"relu4_2", *(f"relu{i}_1" for i in range(1, 6))}
+    for layer, value in out.items():
+        torch.testing.assert_close(value, features.softmax(plain[layer], 1.0))
+    assert list(reference.layers) == list(quality.REFERENCE_LAYERS)
+    # The estimate holds each transformed layer and its scaled input besides VGG's activations.
+    used = dict(content_layers=["relu1_1"], style_layers=["relu1_1", "relu2_1"], size=(32, 32), style_size=(32, 32))
+    softmax, none = (estimate.estimate("vgg19", transform=t, **used) for t in ("softmax", "none"))
+    assert softmax.parts["activations"] - none.parts["activations"] == 2 * (64 * 32 * 32 + 128 * 16 * 16) * 4
