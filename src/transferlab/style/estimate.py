@@ -12,6 +12,12 @@ L-BFGS answers the start of each step from its last evaluation, and its line sea
 more), at the conv throughput measured just before the run. It assumes the machine stays as idle as
 it was during that measurement: other processes on its cores slow every evaluation alike.
 
+A network of another family than VGG (``features.NodeFeatures``) is measured instead of modelled
+(``measure``): its evaluation's tensors at two probe sizes give a fixed and a per-pixel part, as for a
+feed-forward network, and torch's FLOP counter its FLOPs per pixel; the time bound is then looser for
+networks of depthwise convolutions (MobileNet, EfficientNet, ConvNeXt), which run far below the dense conv
+throughput it divides by.
+
 Peak memory is the tensors alive at the end of the forward pass (what autograd saved for the
 backward pass, the weights, images, targets and optimizer state) plus the largest gradients
 alive during the backward pass. All sizes assume fp32.

@@ -126,7 +126,7 @@ class StyleSettings:
         """The shared groups (groups.py), then the task's own checks, in phases: the tiling, the inputs,
         the output size and schedule (checked against the network's depth and the device's memory), the resume."""
         task = cfg.task
-        model = groups.model(cfg, ARCHS, features.TRANSFORMS)
+        model = loss_network(cfg)
         optimizer = groups.optimizer(cfg, OPTIMIZERS)
         trainer = groups.trainer(cfg, optimizer.name)
         runtime = groups.runtime(cfg)
@@ -186,6 +186,16 @@ class StyleSettings:
         if ckpt_path is not None:
             check_resume(ckpt_path, fingerprint)
         return settings
+
+
+def loss_network(cfg: DictConfig) -> ModelSettings:
+    """``model.*`` of a network stylize can optimize against: VGG, or one of ``features.FAMILIES``."""
+    if cfg.model.arch not in ARCHS:
+        raise ConfigError(
+            f"model.arch={cfg.model.arch!r} is not supported here; choose {' or '.join(backbone.ARCHS)}, or a "
+            f"network of the torchvision families {', '.join(features.FAMILIES)} (docs/backbones.md)"
+        )
+    return groups.model(cfg, ARCHS, features.TRANSFORMS)
 
 
 def output_plan(

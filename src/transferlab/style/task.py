@@ -124,7 +124,10 @@ def summary_metrics(metrics: dict[str, float]) -> dict[str, float]:
 def stylize(settings: StyleSettings, output_dir: Path) -> TaskResult:
     """The recipe: build the module, optimize (``optimize``), measure the result (``final_metrics``)."""
     pl.seed_everything(settings.seed, verbose=False)
-    weights = backbone.announce_weights(settings.model.weights, settings.model.arch, "a stylization")
+    arch = settings.model.arch
+    weights = backbone.announce_weights(
+        settings.model.weights, arch if features.is_node_arch(arch) else "VGG", "a stylization"
+    )
     module, reference = build(settings)
     log_estimate(settings, module)
     # After loading the weights: the heap would keep the checkpoint's memory (VGG's classifier too).
