@@ -132,6 +132,21 @@ class Transformed(nn.Module):
 
 
 Encoder = backbone.VGGFeatures | NodeFeatures | Transformed
+
+
+def encoders(model: backbone.ModelSettings, layer_sets: Iterable[Iterable[str]], fast_convs: bool) -> list[Encoder]:
+    """The loss network ``model.*`` describes, built once with its weights (the one weights loader) and their
+    normalization, as one frozen encoder per set of ``layer_sets`` over the same weights, through
+    ``model.feature_transform``; ``fast_convs``: VGG's Winograd convolutions (``backbone.build_features``)."""
+    if is_node_arch(model.arch):
+        network, norm = backbone.build_classifier(model.arch, model.weights, model.normalization)
+        transform = (model.feature_transform, model.temperature)
+        return [NodeFeatures(network, model.arch, layers, norm, *transform) for layers in layer_sets]
+    vgg, norm = backbone.build_features(model.arch, model.weights, model.pooling, model.normalization, fast_convs)
+    out = [backbone.VGGFeatures(vgg, model.arch, layers, norm, model.feature_scale) for layers in layer_sets]
+    return [Transformed(e, model.temperature) for e in out] if model.feature_transform == "softmax" else out
+
+
 # The children of these top-level modules are a network's stages (VGG, MobileNet, EfficientNet, ConvNeXt; RegNet).
 STAGE_CONTAINERS = ("features", "trunk_output")
 HEADS = ("avgpool", "flatten", "fc", "classifier")

@@ -136,3 +136,25 @@ def test_vgg_takes_the_softmax_transform_too(content_path, style_path):
     used = dict(content_layers=["relu1_1"], style_layers=["relu1_1", "relu2_1"], size=(32, 32), style_size=(32, 32))
     softmax, none = (estimate.estimate("vgg19", transform=t, **used) for t in ("softmax", "none"))
     assert softmax.parts["activations"] - none.parts["activations"] == 2 * (64 * 32 * 32 + 128 * 16 * 16) * 4
+
+
+def test_a_video_optimizes_its_frames_against_resnet18(tmp_path, style_path):
+    from tests.video.conftest import pan_frames, write_clip
+
+    clip = write_clip(tmp_path / "pan.mp4", pan_frames(n=2))
+    cfg = compose_cfg(
+        "task=video",
+        "model=resnet18",
+        "model.weights=null",
+        "model.feature_transform=softmax",
+        f"task.input={clip}",
+        f"task.style={style_path}",
+        "task.steps=2",
+        "task.first_steps=2",
+        "task.baseline=false",
+        "trainer.accelerator=cpu",
+    )
+    main.run_task(cfg, tmp_path / "run")
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["frames"] == 2 and metrics["weights"] == "random"
+    assert len(list((tmp_path / "run" / "frames").glob("*.png"))) == 2

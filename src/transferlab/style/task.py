@@ -47,22 +47,10 @@ def encoders(settings: StyleSettings) -> tuple[Encoder, Encoder]:
     that network, so that its figures compare across runs."""
     model = settings.model
     layers = [*settings.content_layers, *settings.style_layers]
-    if features.is_node_arch(model.arch):
-        network, normalization = backbone.build_classifier(model.arch, model.weights, model.normalization)
-        transform = (model.feature_transform, model.temperature)
-        encoder = features.NodeFeatures(network, model.arch, layers, normalization, *transform)
-        reference = features.NodeFeatures(
-            network, model.arch, features.stage_ends(model.arch), normalization, *transform
-        )
-        return encoder, reference
-    vgg, normalization = backbone.build_features(
-        model.arch, model.weights, model.pooling, model.normalization, settings.runtime.winograd
-    )
-    encoder = backbone.VGGFeatures(vgg, model.arch, layers, normalization, model.feature_scale)
-    reference = backbone.VGGFeatures(vgg, model.arch, quality.REFERENCE_LAYERS, normalization, model.feature_scale)
-    if model.feature_transform == "softmax":
-        return features.Transformed(encoder, model.temperature), features.Transformed(reference, model.temperature)
-    return encoder, reference
+    node = features.is_node_arch(model.arch)
+    reference = features.stage_ends(model.arch) if node else quality.REFERENCE_LAYERS
+    encoder, ruler = features.encoders(model, [layers, reference], settings.runtime.winograd)
+    return encoder, ruler
 
 
 def fit_tiles(settings: StyleSettings, module: StyleTransfer, start: Tensor, make: Callable[..., pl.Trainer]) -> Tensor:
