@@ -50,8 +50,8 @@ def model(cfg: DictConfig, archs: Sequence[str] | None = None, transforms: Seque
     if transform not in transforms:
         if transform in features.TRANSFORMS:
             raise ConfigError(
-                f"model.feature_transform={transform} is for task=stylize; task={cfg.task.name} uses the features "
-                "as they are: model.feature_transform=none"
+                f"model.feature_transform={transform} is for task=stylize and task=video's task.method=optimize; "
+                f"task={cfg.task.name} uses the features as they are here: model.feature_transform=none"
             )
         checks.choice(transform, features.TRANSFORMS, "model.feature_transform")
     transform_keys = {
