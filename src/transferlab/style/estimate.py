@@ -36,7 +36,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from transferlab import backbone, features, memory, winograd
-from transferlab.losses import gram_matrix
+from transferlab.losses import gram_matrix, total_variation
 
 FP32 = 4
 INT64 = 8
@@ -62,6 +62,10 @@ HEAP_BLOCKS = 4
 WINOGRAD_SPARE = 80 * 2**20
 # Assumed conv throughput (FLOP/s) when none is measured: 2 cores of a recent x86 server.
 DEFAULT_THROUGHPUT = 150e9
+# The smaller side a network of another family is measured at (``measure``; the larger is twice it): at
+# memory.PROBES' 64 and 128 px the weights' layout conversions, not the activations, set the peak, and
+# sizes extrapolated from there came out 40-45 % high (ResNet-18, 200 to 1024 px).
+PROBE_SIDE = 128
 # How conv_throughput measures, as the estimate's line says it.
 MEASURED = "one 3x3 convolution, 256 channels at 128 x 128 px, after a warm-up"
 
@@ -175,9 +179,9 @@ class Measured:
 
 
 def measure(encoder: features.NodeFeatures, content_layers: Iterable[str], style_layers: Iterable[str]) -> Measured:
-    """``encoder``'s evaluation measured at ``memory.PROBES`` (``memory.footprint``: a warm-up and two probes,
+    """``encoder``'s evaluation measured at ``PROBE_SIDE`` and twice it (``memory.footprint``: a warm-up and two probes,
     FLOPs counted over the three): the content layers' features and the style layers' Gram matrices, squared
-    and summed, back to the image (the loss's own shape, without targets)."""
+    and summed, back to the image, and the image's total variation (the loss's own shape, without targets)."""
     content_layers, style_layers = list(content_layers), list(style_layers)
     seen: dict[str, Any] = {"pixels": 0, "largest": 0.0}
 
@@ -186,6 +190,7 @@ def measure(encoder: features.NodeFeatures, content_layers: Iterable[str], style
         out = encoder(image.requires_grad_())
         loss = sum(out[layer].square().mean() for layer in content_layers)
         loss = loss + sum(gram_matrix(out[layer]).square().mean() for layer in style_layers)
+        total_variation(image.detach())  # the loss reports it at every weight (perceptual.PerceptualLoss)
         loss.backward()
         seen["shapes"] = {layer: value.shape for layer, value in out.items()}
 
@@ -196,13 +201,20 @@ def measure(encoder: features.NodeFeatures, content_layers: Iterable[str], style
     hooks = [m.register_forward_hook(largest) for m in encoder.modules() if not list(m.children())]
     try:
         with FlopCounterMode(display=False) as flops:
-            footprint = memory.footprint(evaluation, grad=True)
+            footprint = memory.footprint(evaluation, PROBE_SIDE, grad=True)
     finally:
         for hook in hooks:
             hook.remove()
     side, shapes = seen["side"], seen["shapes"]
+    # Per pixel, at least the larger probe's bytes per pixel: at small sizes a fixed-size transient (the
+    # weights' layout conversions in the deepest stage) sets the peak, and the slope between the probes
+    # alone came out 11 % low at 800 px (ResNet-18); this way 2-3 % high at 800-1024 px, 10-13 % (2-4 MiB)
+    # high at 200-320 px.
+    small = memory.probe_sides(PROBE_SIDE)[0]
+    per_pixel = max(footprint.per_pixel, footprint.peak(side**2) / side**2)
+    activations = memory.Footprint(max(0, int(footprint.peak(small**2) - per_pixel * small**2)), per_pixel)
     return Measured(
-        activations=footprint,
+        activations=activations,
         flops_per_pixel=flops.get_total_flops() / seen["pixels"],
         largest_per_pixel=seen["largest"],
         weight_values=sum(t.numel() for t in (*encoder.parameters(), *encoder.buffers())),
