@@ -26,12 +26,15 @@ from transferlab.trainer import PRECISIONS, TrainerSettings, available_accelerat
 OPTIMIZERS = ("lbfgs", "adam", "adamw", "sgd")  # lbfgs's step scale is optimizer.lr; the others' task.lr
 
 
-def model(cfg: DictConfig, archs: Sequence[str] | None = None, transforms: Sequence[str] = ("none",)) -> ModelSettings:
+def model(
+    cfg: DictConfig, archs: Sequence[str] | None = None, transforms: Sequence[str] = ("none",), described: str = ""
+) -> ModelSettings:
     """``model.*``: an architecture of ``archs`` (default: the backbone's VGGs), weights that exist for it
     (a torchvision name, a state dict file, or null for random), and for a VGG its pooling,
     normalization and feature scale; other torchvision models take ImageNet normalization, max pooling.
     ``model.feature_transform`` is one of ``transforms`` (the task's; ``softmax``: stylize's), at
-    ``model.temperature`` > 0."""
+    ``model.temperature`` > 0. ``described``: ``archs`` in words, for the message refusing another (default:
+    the list)."""
     node = cfg.model
     arch = node.arch
     if archs is None:
@@ -40,6 +43,8 @@ def model(cfg: DictConfig, archs: Sequence[str] | None = None, transforms: Seque
                 f"model.arch={arch!r} is not supported here; choose one of {', '.join(backbone.ARCHS)} "
                 "(other torchvision models are for task=finetune, predict, export, extract and stylize)"
             )
+    elif described and arch not in archs:
+        raise ConfigError(f"model.arch={arch!r} is not supported here; choose {described}")
     else:
         checks.choice(arch, archs, "model.arch")
     weights = None if node.weights is None else str(node.weights)

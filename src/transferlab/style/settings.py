@@ -190,12 +190,11 @@ class StyleSettings:
 
 def loss_network(cfg: DictConfig) -> ModelSettings:
     """``model.*`` of a network stylize can optimize against: VGG, or one of ``features.FAMILIES``."""
-    if cfg.model.arch not in ARCHS:
-        raise ConfigError(
-            f"model.arch={cfg.model.arch!r} is not supported here; choose {' or '.join(backbone.ARCHS)}, or a "
-            f"network of the torchvision families {', '.join(features.FAMILIES)} (docs/backbones.md)"
-        )
-    return groups.model(cfg, ARCHS, features.TRANSFORMS)
+    described = (
+        f"{' or '.join(backbone.ARCHS)}, or a network of the torchvision families {', '.join(features.FAMILIES)} "
+        "(docs/backbones.md)"
+    )
+    return groups.model(cfg, ARCHS, features.TRANSFORMS, described)
 
 
 def output_plan(
