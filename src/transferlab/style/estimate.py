@@ -62,10 +62,12 @@ HEAP_BLOCKS = 4
 WINOGRAD_SPARE = 80 * 2**20
 # Assumed conv throughput (FLOP/s) when none is measured: 2 cores of a recent x86 server.
 DEFAULT_THROUGHPUT = 150e9
-# The smaller side a network of another family is measured at (``measure``; the larger is twice it): at
-# memory.PROBES' 64 and 128 px the weights' layout conversions, not the activations, set the peak, and
-# sizes extrapolated from there came out 40-45 % high (ResNet-18, 200 to 1024 px).
-PROBE_SIDE = 128
+# The smaller side a network of another family is measured at (``measure``; the larger is twice it). The peak
+# is the largest of straight lines in the pixels (at small sizes a fixed-size transient at the deep end, at
+# large ones the shallow activations): extrapolated from 128 and 256 px it came out 11 % low at 800 px, from
+# memory.PROBES' 64 and 128 px 6 % low at 320 px (ResNet-18). From 256 and 512 px: 8 % (1 MiB) low at
+# 200 x 150, 1-2 % high at 800 x 600 and 1024 x 1024; ResNet-50 6 % high at 512 x 384.
+PROBE_SIDE = 256
 # How conv_throughput measures, as the estimate's line says it.
 MEASURED = "one 3x3 convolution, 256 channels at 128 x 128 px, after a warm-up"
 
@@ -206,15 +208,8 @@ def measure(encoder: features.NodeFeatures, content_layers: Iterable[str], style
         for hook in hooks:
             hook.remove()
     side, shapes = seen["side"], seen["shapes"]
-    # Per pixel, at least the larger probe's bytes per pixel: at small sizes a fixed-size transient (the
-    # weights' layout conversions in the deepest stage) sets the peak, and the slope between the probes
-    # alone came out 11 % low at 800 px (ResNet-18); this way 2-3 % high at 800-1024 px, 10-13 % (2-4 MiB)
-    # high at 200-320 px.
-    small = memory.probe_sides(PROBE_SIDE)[0]
-    per_pixel = max(footprint.per_pixel, footprint.peak(side**2) / side**2)
-    activations = memory.Footprint(max(0, int(footprint.peak(small**2) - per_pixel * small**2)), per_pixel)
     return Measured(
-        activations=activations,
+        activations=footprint,
         flops_per_pixel=flops.get_total_flops() / seen["pixels"],
         largest_per_pixel=seen["largest"],
         weight_values=sum(t.numel() for t in (*encoder.parameters(), *encoder.buffers())),
