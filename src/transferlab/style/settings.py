@@ -135,6 +135,13 @@ class StyleSettings:
         tiling = Tiling.from_task(task)
         if task.size != "auto":
             checks.at_least(task.size, MIN_SIZE, "task.size")
+        seed = groups.seed(cfg)
+        problems = checks.Problems()  # every input file and the weights, reported at once
+        inputs = input_settings(task, problems)
+        checkpoint = problems.run(stylize_checkpoint, cfg.ckpt_path)
+        problems.run(backbone.check_weights, model.arch, model.weights, bool(problems.errors))
+        problems.raise_all()
+        # After the input checks: a network of another family is measured here (seconds).
         memory = MemoryModel(
             model.arch,
             layers.content,
@@ -146,12 +153,6 @@ class StyleSettings:
             model.feature_transform,
             measured_network(model, layers),
         )
-        seed = groups.seed(cfg)
-        problems = checks.Problems()  # every input file and the weights, reported at once
-        inputs = input_settings(task, problems)
-        checkpoint = problems.run(stylize_checkpoint, cfg.ckpt_path)
-        problems.run(backbone.check_weights, model.arch, model.weights, bool(problems.errors))
-        problems.raise_all()
         size, plan = output_plan(task, memory, inputs, trainer.accelerator, tiling)
         ckpt_path = resume_path(checkpoint, bool(tiling.tile) and size > tiling.tile and len(plan) == 1)
         values = {"model": model, "layers": layers, "loss": loss, "optimizer": optimizer, "seed": seed}
