@@ -144,3 +144,10 @@ def test_a_video_optimizes_its_frames_against_resnet18(tmp_path, style_path):
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["frames"] == 2 and metrics["weights"] == "random"
     assert len(list((tmp_path / "run" / "frames").glob("*.png"))) == 2
+
+
+@pytest.mark.parametrize("model", ["resnet18", "resnet50", "convnext_tiny", "efficientnet_b0", "mobilenet_v3_large"])
+def test_every_model_file_names_default_layers_of_its_network(model):
+    cfg = compose_cfg(f"model={model}")
+    layers = groups.layers(cfg, cfg.model.arch)  # a misspelt default would fail here in one line
+    assert layers.content and len(layers.style) == 5
