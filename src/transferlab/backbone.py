@@ -67,14 +67,17 @@ def weight_names(arch: str) -> list[str]:
 
 @dataclass(frozen=True)
 class ModelSettings:
-    """``model.*`` checked: which VGG, its weights (a torchvision name, a file, or None for random),
-    pooling, input normalization (auto: the weights' own) and the scale of its features."""
+    """``model.*`` checked: which network, its weights (a torchvision name, a file, or None for random),
+    pooling, input normalization (auto: the weights' own), the scale of its features, and the transformation
+    of its features (``features.TRANSFORMS``: stylize's softmax of Wang et al., at ``temperature``)."""
 
     arch: str
     weights: str | None
     pooling: str
     normalization: str
     feature_scale: float
+    feature_transform: str = "none"
+    temperature: float = 1.0
 
 
 @dataclass(frozen=True)

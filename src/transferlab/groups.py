@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from omegaconf import DictConfig
 
-from transferlab import backbone, checks, shards
+from transferlab import backbone, checks, features, shards
 from transferlab.backbone import ModelSettings
 from transferlab.errors import ConfigError
 from transferlab.fetch import is_url, pinned, resolve
@@ -27,33 +27,53 @@ from transferlab.trainer import PRECISIONS, TrainerSettings, available_accelerat
 OPTIMIZERS = ("lbfgs", "adam", "adamw", "sgd")  # lbfgs's step scale is optimizer.lr; the others' task.lr
 
 
-def model(cfg: DictConfig, archs: Sequence[str] | None = None) -> ModelSettings:
+def model(
+    cfg: DictConfig, archs: Sequence[str] | None = None, transforms: Sequence[str] = ("none",), described: str = ""
+) -> ModelSettings:
     """``model.*``: an architecture of ``archs`` (default: the backbone's VGGs), weights that exist for it
     (a torchvision name, a state dict file, or null for random), and for a VGG its pooling,
-    normalization and feature scale; other torchvision models take ImageNet normalization, max pooling."""
+    normalization and feature scale; other torchvision models take ImageNet normalization, max pooling.
+    ``model.feature_transform`` is one of ``transforms`` (the task's; ``softmax``: stylize's), at
+    ``model.temperature`` > 0. ``described``: ``archs`` in words, for the message refusing another (default:
+    the list)."""
     node = cfg.model
     arch = node.arch
     if archs is None:
         if arch not in backbone.ARCHS:
             raise ConfigError(
                 f"model.arch={arch!r} is not supported here; choose one of {', '.join(backbone.ARCHS)} "
-                "(other torchvision models are for task=finetune, predict, export and extract)"
+                "(other torchvision models are for task=finetune, predict, export, extract and stylize)"
             )
+    elif described and arch not in archs:
+        raise ConfigError(f"model.arch={arch!r} is not supported here; choose {described}")
     else:
         checks.choice(arch, archs, "model.arch")
     weights = None if node.weights is None else str(node.weights)
     if weights is not None and not backbone.is_weights_file(weights) and weights not in backbone.weight_names(arch):
         choices = [*backbone.weight_names(arch), "a path to a .pth state dict", "null (random)"]
         raise ConfigError(f"model.weights={weights!r} is not a {arch} weight set; choose one of {choices}")
+    transform = node.feature_transform
+    if transform not in transforms:
+        if transform in features.TRANSFORMS:
+            raise ConfigError(
+                f"model.feature_transform={transform} is for task=stylize and task=video's task.method=optimize; "
+                f"task={cfg.task.name} uses the features as they are here: model.feature_transform=none"
+            )
+        checks.choice(transform, features.TRANSFORMS, "model.feature_transform")
+    transform_keys = {
+        "feature_transform": transform,
+        "temperature": checks.positive(node.temperature, "model.temperature"),
+    }
     if arch not in backbone.ARCHS:
         normalization = checks.choice(node.normalization, ["auto", "imagenet"], "model.normalization")
-        return ModelSettings(arch, weights, "max", normalization, 1.0)
+        return ModelSettings(arch, weights, "max", normalization, 1.0, **transform_keys)
     return ModelSettings(
         arch,
         weights,
         checks.choice(node.pooling, backbone.POOLINGS, "model.pooling"),
         checks.choice(node.normalization, ["auto", *backbone.NORMALIZATIONS], "model.normalization"),
         checks.positive(node.feature_scale, "model.feature_scale"),
+        **transform_keys,
     )
 
 
@@ -252,7 +272,11 @@ class Layers(NamedTuple):
 
 def layers(cfg: DictConfig, arch: str) -> Layers:
     """``layers.*`` for ``arch``: every layer named as in the papers (``relu4_2``), weights >= 0. A deleted
-    set (``~layers.style``) is an empty one: that term is left out; both empty is refused."""
+    set (``~layers.style``) is an empty one: that term is left out; both empty is refused. A network of
+    another family (``features.is_node_arch``) takes ``model.layers.*`` instead, named by torchvision's node
+    names (its model file holds its default set): the ``layers`` group names VGG's layers."""
+    if features.is_node_arch(arch):
+        return node_layers(cfg, arch)
     node = cfg.get("layers") or {}
     sets = []
     for kind in ("content", "style"):
@@ -261,6 +285,33 @@ def layers(cfg: DictConfig, arch: str) -> Layers:
         sets.append(checks.layer_weights(given, f"layers.{kind}"))
     if not sets[0] and not sets[1]:
         raise ConfigError("layers.content and layers.style are both empty; name at least one layer, e.g. layers=gatys")
+    return Layers(*sets)
+
+
+def node_layers(cfg: DictConfig, arch: str) -> Layers:
+    """``model.layers.content`` and ``model.layers.style`` of a network addressed by node names; a node of
+    ``arch`` written into the ``layers`` group (VGG's) is refused, naming where it belongs."""
+    for kind in ("content", "style"):
+        misplaced = [
+            str(name) for name in (cfg.get("layers") or {}).get(kind) or {} if str(name) in features.node_names(arch)
+        ]
+        if misplaced:
+            raise ConfigError(
+                f"layers.{kind}.{misplaced[0]}: the layers group names VGG's layers; name {arch}'s in "
+                f"model.layers.{kind} (e.g. model.layers.{kind}={{{misplaced[0]}:1.0}})"
+            )
+    node = cfg.model.get("layers") or {}
+    sets = []
+    for kind in ("content", "style"):
+        given = node.get(kind) or {}
+        problem = features.unknown_layer(arch, map(str, given))
+        if problem:
+            raise ConfigError(f"model.layers.{kind}: {problem}")
+        sets.append(checks.layer_weights(given, f"model.layers.{kind}"))
+    if not sets[0] and not sets[1]:
+        raise ConfigError(
+            f"model.layers.content and model.layers.style are both empty; name at least one layer of {arch}"
+        )
     return Layers(*sets)
 
 

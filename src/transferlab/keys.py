@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from transferlab.errors import ConfigError
 
 # Nodes whose keys are names the door checks (layers.style.relu1_1), not keys a config file defines.
-OPEN_MAPS = ("layers.content", "layers.style")
+OPEN_MAPS = ("layers.content", "layers.style", "model.layers.content", "model.layers.style")
 # An experiment sets values of the chosen configs; the keys it writes must already be defined by them.
 SETS_VALUES_ONLY = ("experiment/",)
 

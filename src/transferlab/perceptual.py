@@ -1,8 +1,9 @@
 """The one perceptual-loss composition (Gatys et al., 2016; Johnson et al., 2016): the loss that
 stylize and the video wing optimize an image against, and that train_fast trains a network with.
 
-A ``PerceptualLoss`` holds a frozen encoder (``backbone.VGGFeatures``: one pass per evaluation, only
-to the deepest layer in use), its targets as buffers and the weights of its terms. The targets:
+A ``PerceptualLoss`` holds a frozen encoder (``features.Encoder``: VGG or another torchvision network;
+one pass per evaluation, only to the deepest layer in use), its targets as buffers and the weights of its
+terms. The targets:
 
 - the Gram matrices of each style at each style layer (``set_styles``: computed once per style and
   scale by ``style_grams``), blended by the styles' weights, each within its mask (``set_content``);
@@ -28,17 +29,18 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from transferlab import backbone, images
+from transferlab import images
 from transferlab.losses import content_loss, gram_matrix, style_loss, total_variation
 
 if TYPE_CHECKING:
+    from transferlab.features import Encoder
     from transferlab.groups import LossWeights
 
 Term = Callable[[Tensor], Tensor]  # the image [B, 3, H, W] -> a weighted loss term (a scalar)
 
 
 def style_grams(
-    encoder: backbone.VGGFeatures, styles: Sequence[Tensor], layers: Iterable[str], factor: float = 1.0
+    encoder: Encoder, styles: Sequence[Tensor], layers: Iterable[str], factor: float = 1.0
 ) -> list[dict[str, Tensor]]:
     """Per style ``[3, h, w]``, its Gram matrix ``[1, C, C]`` at each layer, the style resized by ``factor``."""
     with torch.no_grad():
@@ -60,7 +62,7 @@ class PerceptualLoss(nn.Module):
 
     def __init__(
         self,
-        encoder: backbone.VGGFeatures,
+        encoder: Encoder,
         content_layers: Mapping[str, float],
         style_layers: Mapping[str, float],
         *,
@@ -82,7 +84,7 @@ class PerceptualLoss(nn.Module):
     @classmethod
     def of(
         cls,
-        encoder: backbone.VGGFeatures,
+        encoder: Encoder,
         content_layers: Mapping[str, float],
         style_layers: Mapping[str, float],
         weights: LossWeights,

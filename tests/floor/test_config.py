@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from helpers import ROOT, compose_cfg
-from transferlab import checks
+from transferlab import checks, groups
 from transferlab.errors import ConfigError
 from transferlab.style.settings import StyleSettings
 
@@ -26,10 +26,12 @@ def test_stylize_groups_compose_and_pass_checks(model, layers, optimizer, conten
     StyleSettings.from_cfg(cfg)
 
 
-def test_a_classifier_model_is_refused_by_stylize_in_one_line(content_path, style_path):
-    cfg = compose_cfg("model=resnet50", f"task.content={content_path}", f"task.style={style_path}")
+def test_a_classifier_model_is_refused_by_the_vgg_only_tasks_in_one_line(content_path, style_path):
+    # Stylize takes any torchvision family (tests/style/test_backbones.py); train_fast, train_adain and video
+    # parse model.* with VGG only.
+    cfg = compose_cfg("task=video", "model=resnet50", "task.input=a.mp4", f"task.style={style_path}")
     with pytest.raises(ConfigError, match=r"model.arch='resnet50' .*vgg16, vgg19 .*task=finetune") as info:
-        StyleSettings.from_cfg(cfg)
+        groups.model(cfg)
     assert "\n" not in str(info.value)
 
 

@@ -9,6 +9,7 @@ unless ``--weights`` names real ones.
     python scripts/benchmark_stylize.py overhead   # Lightning fit vs a plain loop doing the same evaluations
     python scripts/benchmark_stylize.py compile    # torch.compile of the loss graph (inductor) vs eager
     python scripts/benchmark_stylize.py precision  # bf16-mixed vs fp32 (CUDA, or a CPU with AMX)
+    python scripts/benchmark_stylize.py backbones  # ResNet-50 (with and without softmax) beside VGG19: s/eval, memory
 
 One module per study (this package), sharing ``runs`` (the config, the module, the fit, the plain baseline).
 
@@ -29,7 +30,7 @@ import sys
 import torch
 
 from bench.common import add_warnings_switch, quiet
-from bench.stylize import compiled, convs, memory, overhead, precision, quality, speed, switches
+from bench.stylize import backbones, compiled, convs, memory, overhead, precision, quality, speed, switches
 
 # Each study's module gives its subcommand's HELP and ``arguments`` (its options and the function that runs it).
 STUDIES = {
@@ -41,6 +42,7 @@ STUDIES = {
     "overhead": overhead,
     "compile": compiled,
     "precision": precision,
+    "backbones": backbones,
 }
 # The sections a study runs in fresh processes (``runs.run_child``).
 CHILDREN = {
@@ -48,6 +50,7 @@ CHILDREN = {
     "memory": memory.memory_child,
     "switches": switches.switches_child,
     "compile": compiled.compile_child,
+    "backbones": backbones.backbones_child,
 }
 
 

@@ -12,6 +12,12 @@ L-BFGS answers the start of each step from its last evaluation, and its line sea
 more), at the conv throughput measured just before the run. It assumes the machine stays as idle as
 it was during that measurement: other processes on its cores slow every evaluation alike.
 
+A network of another family than VGG (``features.NodeFeatures``) is measured instead of modelled
+(``measure``): its evaluation's tensors at two probe sizes give a fixed and a per-pixel part, as for a
+feed-forward network, and torch's FLOP counter its FLOPs per pixel; the time bound is then looser for
+networks of depthwise convolutions (MobileNet, EfficientNet, ConvNeXt), which run far below the dense conv
+throughput it divides by.
+
 Peak memory is the tensors alive at the end of the forward pass (what autograd saved for the
 backward pass, the weights, images, targets and optimizer state) plus the largest gradients
 alive during the backward pass. All sizes assume fp32.
@@ -22,11 +28,15 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
-from transferlab import backbone, winograd
+from transferlab import backbone, features, memory, winograd
+from transferlab.losses import gram_matrix, total_variation
 
 FP32 = 4
 INT64 = 8
@@ -52,6 +62,12 @@ HEAP_BLOCKS = 4
 WINOGRAD_SPARE = 80 * 2**20
 # Assumed conv throughput (FLOP/s) when none is measured: 2 cores of a recent x86 server.
 DEFAULT_THROUGHPUT = 150e9
+# The smaller side a network of another family is measured at (``measure``; the larger is twice it). The peak
+# is the largest of straight lines in the pixels (at small sizes a fixed-size transient at the deep end, at
+# large ones the shallow activations): extrapolated from 128 and 256 px it came out 11 % low at 800 px, from
+# memory.PROBES' 64 and 128 px 6 % low at 320 px (ResNet-18). From 256 and 512 px: 8 % (1 MiB) low at
+# 200 x 150, 1-2 % high at 800 x 600 and 1024 x 1024; ResNet-50 6 % high at 512 x 384.
+PROBE_SIDE = 256
 # How conv_throughput measures, as the estimate's line says it.
 MEASURED = "one 3x3 convolution, 256 channels at 128 x 128 px, after a warm-up"
 
@@ -145,6 +161,63 @@ def optimizer_values(optimizer: str, history_size: int, pixels: int) -> int:
     raise ValueError(f"optimizer {optimizer!r}: choose lbfgs or adam")
 
 
+@dataclass(frozen=True)
+class Measured:
+    """What VGG's layer plan gives the estimate, measured for a network of any other family
+    (``features.NodeFeatures``: its layers are too many kinds to model one by one). Activations are a fixed
+    part plus a part per pixel, as for a feed-forward network (``memory.footprint``), and so are FLOPs."""
+
+    activations: memory.Footprint  # tensors one evaluation creates: forward, transform, Grams, backward
+    flops_per_pixel: float  # of one evaluation (torch's FlopCounterMode at the larger probe)
+    largest_per_pixel: float  # values of the largest activation per input pixel
+    weight_values: int  # parameters and buffers of the part that runs
+    channels: dict[str, int]  # of each layer in use
+    strides: dict[str, int]  # input pixels per feature position along a side, of each layer in use
+
+    @property
+    def min_side(self) -> int:
+        """The shortest side that keeps every feature map in use non-empty."""
+        return max(self.strides.values())
+
+
+def measure(encoder: features.NodeFeatures, content_layers: Iterable[str], style_layers: Iterable[str]) -> Measured:
+    """``encoder``'s evaluation measured at ``PROBE_SIDE`` and twice it (``memory.footprint``: a warm-up and two probes,
+    FLOPs counted over the three): the content layers' features and the style layers' Gram matrices, squared
+    and summed, back to the image, and the image's total variation (the loss's own shape, without targets)."""
+    content_layers, style_layers = list(content_layers), list(style_layers)
+    seen: dict[str, Any] = {"pixels": 0, "largest": 0.0}
+
+    def evaluation(image: torch.Tensor) -> None:
+        seen.update(pixels=seen["pixels"] + image[0, 0].numel(), side=image.shape[-1])
+        out = encoder(image.requires_grad_())
+        loss = sum(out[layer].square().mean() for layer in content_layers)
+        loss = loss + sum(gram_matrix(out[layer]).square().mean() for layer in style_layers)
+        total_variation(image.detach())  # the loss reports it at every weight (perceptual.PerceptualLoss)
+        loss.backward()
+        seen["shapes"] = {layer: value.shape for layer, value in out.items()}
+
+    def largest(_: nn.Module, __: Any, out: Any) -> None:
+        if torch.is_tensor(out):
+            seen["largest"] = max(seen["largest"], out.numel() / seen["side"] ** 2)
+
+    hooks = [m.register_forward_hook(largest) for m in encoder.modules() if not list(m.children())]
+    try:
+        with FlopCounterMode(display=False) as flops:
+            footprint = memory.footprint(evaluation, PROBE_SIDE, grad=True)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    side, shapes = seen["side"], seen["shapes"]
+    return Measured(
+        activations=footprint,
+        flops_per_pixel=flops.get_total_flops() / seen["pixels"],
+        largest_per_pixel=seen["largest"],
+        weight_values=sum(t.numel() for t in (*encoder.parameters(), *encoder.buffers())),
+        channels={layer: shape[1] for layer, shape in shapes.items()},
+        strides={layer: max(1, round(side / min(shape[-2:]))) for layer, shape in shapes.items()},
+    )
+
+
 def estimate(
     arch: str,
     content_layers: Iterable[str],
@@ -156,6 +229,8 @@ def estimate(
     throughput: float = DEFAULT_THROUGHPUT,
     heap_block_limit: float = 0,
     fast_convs: winograd.Mode = False,
+    transform: str = "none",
+    measured: Measured | None = None,
 ) -> Estimate:
     """Peak memory and time per evaluation of a stylize run on a ``size = (H, W)`` image with
     the style image at ``style_size``, batch 1, fp32. ``heap_block_limit``: the process keeps freed
@@ -163,43 +238,89 @@ def estimate(
     its peak includes the spare ones.
     ``fast_convs``: the convolutions may run as Winograd convolutions (``winograd.runs_on``; the mode
     of ``backbone.build_features``), whose transformed kernels (16 values per 3x3 kernel) stay in memory
-    besides the weights: every timed layer's with ``"auto"`` (an upper bound: the timing transforms them)."""
+    besides the weights: every timed layer's with ``"auto"`` (an upper bound: the timing transforms them).
+    ``transform``: VGG's features go through ``features.softmax`` (``model.feature_transform``).
+    ``measured``: ``arch`` is a network of another family, measured by ``measure`` (with its transform)."""
     content_layers, style_layers = list(content_layers), list(style_layers)
-    used = [*content_layers, *style_layers]
     height, width = size
     pixels = 3 * height * width
-    plan = layer_plan(arch, backbone.deepest(arch, used), height, width)
-    by_name = {layer.name: layer for layer in plan}
-    weights = sum(9 * layer.in_channels * layer.channels + layer.channels for layer in plan if layer.kind == "conv")
-    largest = max(layer.numel for layer in plan)
-    targets = sum(by_name[name].numel for name in content_layers) + sum(
-        by_name[name].channels ** 2 for name in style_layers
-    )
+    if measured is None:
+        net = _vgg(arch, content_layers, style_layers, height, width, transform, fast_convs)
+    else:
+        net = _measured(measured, content_layers, style_layers, height, width)
     parts = {
-        "activations": activation_bytes(plan, used),
-        "weights": weights * FP32,
+        "activations": net.activations,
+        "weights": net.weights * FP32,
         "images": (IMAGE_TENSORS * pixels + 3 * style_size[0] * style_size[1]) * FP32,
-        "targets": targets * FP32,
+        "targets": net.targets * FP32,
         "optimizer": optimizer_values(optimizer, history_size, pixels) * FP32,
         "runtime": RUNTIME,
     }
     if heap_block_limit:
-        spare = HEAP_BLOCKS * min(largest * FP32, heap_block_limit)
+        spare = HEAP_BLOCKS * min(net.largest * FP32, heap_block_limit)
         parts["heap"] = int(spare) + (WINOGRAD_SPARE if fast_convs else 0)
-    if fast_convs:
+    if fast_convs and measured is None:
+        parts["winograd kernels"] = net.winograd * FP32
+    return Estimate(parts, net.flops, net.flops / throughput, throughput)
+
+
+class _Network(NamedTuple):
+    """One evaluation through the loss network at one size: bytes of activations, and values of the rest."""
+
+    activations: int
+    weights: int
+    largest: int
+    targets: int
+    flops: int
+    winograd: int = 0
+
+
+def _vgg(
+    arch: str,
+    content_layers: list[str],
+    style_layers: list[str],
+    height: int,
+    width: int,
+    transform: str,
+    fast_convs: winograd.Mode,
+) -> _Network:
+    used = [*content_layers, *style_layers]
+    plan = layer_plan(arch, backbone.deepest(arch, used), height, width)
+    by_name = {layer.name: layer for layer in plan}
+    activations = activation_bytes(plan, used)
+    if transform == "softmax":
+        # Each layer's transformed copy, saved for backward, and its fp32 input scaled by 1 / T.
+        activations += 2 * sum(by_name[name].numel for name in dict.fromkeys(used)) * FP32
+    convs = [layer for layer in plan if layer.kind == "conv"]
+    return _Network(
+        activations=activations,
+        weights=sum(9 * layer.in_channels * layer.channels + layer.channels for layer in convs),
+        largest=max(layer.numel for layer in plan),
+        targets=sum(by_name[name].numel for name in content_layers)
+        + sum(by_name[name].channels ** 2 for name in style_layers),
+        flops=evaluation_flops(arch, used, style_layers, height, width),
         # Their transforms work in bands of winograd.BAND_BYTES: too small to count.
-        parts["winograd kernels"] = (
-            sum(
-                16 * layer.in_channels * layer.channels
-                for layer in plan
-                if layer.kind == "conv"
-                and layer.in_channels
-                >= (winograd.MIN_CHANNELS_TIMED if fast_convs == "auto" else winograd.MIN_CHANNELS)
-            )
-            * FP32
-        )
-    flops = evaluation_flops(arch, used, style_layers, height, width)
-    return Estimate(parts, flops, flops / throughput, throughput)
+        winograd=sum(
+            16 * c.in_channels * c.channels
+            for c in convs
+            if c.in_channels >= (winograd.MIN_CHANNELS_TIMED if fast_convs == "auto" else winograd.MIN_CHANNELS)
+        ),
+    )
+
+
+def _measured(m: Measured, content_layers: list[str], style_layers: list[str], height: int, width: int) -> _Network:
+    def positions(layer: str) -> int:
+        stride = m.strides[layer]
+        return -(-height // stride) * -(-width // stride)
+
+    return _Network(
+        activations=m.activations.peak(height * width),
+        weights=m.weight_values,
+        largest=int(m.largest_per_pixel * height * width),
+        targets=sum(m.channels[name] * positions(name) for name in content_layers)
+        + sum(m.channels[name] ** 2 for name in style_layers),
+        flops=int(m.flops_per_pixel * height * width),
+    )
 
 
 def largest_size(

@@ -16,8 +16,9 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from transferlab import backbone, color, images
+from transferlab import color, images
 from transferlab.errors import TransferLabError
+from transferlab.features import Encoder
 from transferlab.groups import OptimizerSettings
 from transferlab.perceptual import PerceptualLoss, style_grams
 from transferlab.style import quality, scene
@@ -142,7 +143,7 @@ class StyleTransfer(pl.LightningModule):
         )
 
     @property
-    def encoder(self) -> backbone.VGGFeatures:
+    def encoder(self) -> Encoder:
         return self.perceptual.encoder
 
     def count_tile(self, tile: StyleTransfer) -> None:
@@ -352,7 +353,7 @@ class ImageLogger(pl.Callback):
     the two quality figures of the HParams table as curves, so that their final values (logged with
     the run's HParams session) end a curve instead of standing alone on a chart of one point."""
 
-    def __init__(self, every: int, size: int, reference: backbone.VGGFeatures | None = None) -> None:
+    def __init__(self, every: int, size: int, reference: Encoder | None = None) -> None:
         self.every, self.size, self.reference = every, size, reference
         self.grams: list[dict[str, Tensor]] | None = None  # the styles' reference Grams: fixed for the run
 
@@ -364,7 +365,9 @@ class ImageLogger(pl.Callback):
         if self.reference is not None:
             if self.grams is None:
                 self.reference = self.reference.to(module.device)
-                self.grams = [quality.style_grams(self.reference, style) for style in module.scene.styles]
+                self.grams = [
+                    quality.style_grams(self.reference, style, self.reference.layers) for style in module.scene.styles
+                ]
             figures = quality.figures(self.reference, image, module.scene, self.grams)
             trainer.logger.log_metrics({tag: figures[key] for key, tag in QUALITY_TAGS.items()}, trainer.global_step)
 

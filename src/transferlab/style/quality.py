@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from transferlab import backbone, color, images
+from transferlab import color, images
+from transferlab.features import Encoder
 from transferlab.losses import gram_matrix, style_loss
 from transferlab.style.scene import Scene
 
@@ -120,18 +121,19 @@ def distances_to(
 
 
 def figures(
-    reference: backbone.VGGFeatures, image: Tensor, scene: Scene, grams: list[dict[str, Tensor]] | None = None
+    reference: Encoder, image: Tensor, scene: Scene, grams: list[dict[str, Tensor]] | None = None
 ) -> dict[str, float]:
     """``ssim`` of ``image`` ``[3, H, W]`` (any scale of the scene) to the content, ``gram_<layer>`` to
-    the (blend of) styles on ``REFERENCE_LAYERS`` and their mean ``gram_mean``; ``reference``: a
-    ``VGGFeatures`` on ``REFERENCE_LAYERS``, on the image's device; ``grams``: each style's
-    ``style_grams``, when computed before."""
+    the (blend of) styles on the ``reference`` encoder's layers (VGG: ``REFERENCE_LAYERS``; another family:
+    ``features.stage_ends``) and their mean ``gram_mean``; ``reference`` on the image's device; ``grams``:
+    each style's ``style_grams``, when computed before."""
     content = scene.original if scene.original is not None else scene.content
     out = {"ssim": float(ssim(image, images.resize(content, tuple(image.shape[-2:]))))}
     seen = color.luminance_image(image) if scene.original is not None else image
-    grams = grams or [style_grams(reference, style) for style in scene.styles]
+    layers = reference.layers
+    grams = grams or [style_grams(reference, style, layers) for style in scene.styles]
     distances = [distances_to(reference, seen, g) for g in grams]
-    for layer in REFERENCE_LAYERS:
+    for layer in layers:
         out[f"gram_{layer}"] = sum(w * d[layer] for w, d in zip(scene.style_weights, distances))
-    out["gram_mean"] = sum(out[f"gram_{layer}"] for layer in REFERENCE_LAYERS) / len(REFERENCE_LAYERS)
+    out["gram_mean"] = sum(out[f"gram_{layer}"] for layer in layers) / len(layers)
     return out

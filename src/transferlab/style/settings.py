@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from transferlab import backbone, checkpoints, checks, color, fetch, groups, images, saliency, text, winograd
+from transferlab import backbone, checkpoints, checks, color, features, fetch, groups, images, saliency, text, winograd
 from transferlab import memory as device_memory
 from transferlab.backbone import ModelSettings
 from transferlab.errors import ConfigError, WeightsError
@@ -32,6 +32,7 @@ INITS = ("content", "noise", "style")
 COLORS = ("none", "luminance", "histogram")
 LOSS_TERMS = ("content", "style", "tv")
 MIN_SIZE = 32
+ARCHS = (*backbone.ARCHS, *features.ARCHS)  # VGG by its paper's layer names, the others by node names
 PREVIEWS = 10  # task.image_every=auto: about this many preview images over a run
 
 
@@ -125,9 +126,9 @@ class StyleSettings:
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> StyleSettings:
         """The shared groups (groups.py), then the task's own checks, in phases: the tiling, the inputs,
-        the output size and schedule (checked against VGG's depth and the device's memory), the resume."""
+        the output size and schedule (checked against the network's depth and the device's memory), the resume."""
         task = cfg.task
-        model = groups.model(cfg)
+        model = loss_network(cfg)
         optimizer = groups.optimizer(cfg, OPTIMIZERS)
         trainer = groups.trainer(cfg, optimizer.name)
         runtime = groups.runtime(cfg)
@@ -142,6 +143,10 @@ class StyleSettings:
         inputs = input_settings(task, problems, prompt is not None)
         if not inputs.styles:
             layers = groups.Layers(layers.content, {})  # a prompt alone: VGG runs only to the content layers
+        checkpoint = problems.run(stylize_checkpoint, cfg.ckpt_path)
+        problems.run(backbone.check_weights, model.arch, model.weights, bool(problems.errors))
+        problems.raise_all()
+        # After the input checks: a network of another family is measured here (seconds).
         memory = MemoryModel(
             model.arch,
             layers.content,
@@ -149,11 +154,10 @@ class StyleSettings:
             optimizer.name,
             optimizer.history_size or 0,
             runtime.heap_block_limit(trainer.device),
-            runtime.fast_convs(trainer.device),
+            False if features.is_node_arch(model.arch) else runtime.fast_convs(trainer.device),
+            model.feature_transform,
+            measured_network(model, layers),
         )
-        checkpoint = problems.run(stylize_checkpoint, cfg.ckpt_path)
-        problems.run(backbone.check_weights, model.arch, model.weights, bool(problems.errors))
-        problems.raise_all()
         size, plan = output_plan(task, memory, inputs, trainer.accelerator, tiling)
         ckpt_path = resume_path(checkpoint, bool(tiling.tile) and size > tiling.tile and len(plan) == 1)
         values = {"model": model, "layers": layers, "loss": loss, "optimizer": optimizer, "seed": seed}
@@ -191,6 +195,15 @@ class StyleSettings:
         return settings
 
 
+def loss_network(cfg: DictConfig) -> ModelSettings:
+    """``model.*`` of a network stylize can optimize against: VGG, or one of ``features.FAMILIES``."""
+    described = (
+        f"{' or '.join(backbone.ARCHS)}, or a network of the torchvision families {', '.join(features.FAMILIES)} "
+        "(docs/backbones.md)"
+    )
+    return groups.model(cfg, ARCHS, features.TRANSFORMS, described)
+
+
 def output_plan(
     task: DictConfig, memory: MemoryModel, inputs: Inputs, device: str, tiling: Tiling
 ) -> tuple[int, list[tuple[float, int]]]:
@@ -206,8 +219,7 @@ def output_plan(
     else:
         size = checks.at_least(task.size, MIN_SIZE, "task.size")
     plan = schedule(task.scales, task.scale_steps, size, tiling.steps)
-    layers = [*memory.content_layers, *memory.style_layers]
-    check_feature_sizes(memory.arch, layers, inputs, content_wh, size, plan)
+    check_feature_sizes(memory, inputs, content_wh, size, plan)
     if checks.choice(task.memory_check, [True, False], "task.memory_check"):
         check_memory(memory, inputs, content_wh, device, size, plan, tiling.tile)
     return size, plan
@@ -351,18 +363,18 @@ def output_hw(wh: tuple[int, int], long_side: int) -> tuple[int, int]:
 
 
 def check_feature_sizes(
-    arch: str, layers: list[str], inputs: Inputs, content_wh: tuple[int, int], size: int, plan: list[tuple[float, int]]
+    memory: MemoryModel, inputs: Inputs, content_wh: tuple[int, int], size: int, plan: list[tuple[float, int]]
 ) -> None:
-    """Refuse images so thin that VGG's pooling layers would shrink a side to nothing before the
+    """Refuse images so thin that the network's pooling layers would shrink a side to nothing before the
     deepest layer in use (a few pixels by thousands)."""
-    minimum = backbone.min_side(arch, layers)
+    minimum, deepest = memory.min_side()
     coarsest = plan[0][0]
     h, w = output_hw(content_wh, max(1, round(size * coarsest)))
     if min(h, w) < minimum:
         raise ConfigError(
             f"task.content={inputs.content}: at {max(h, w)} px its short side is {min(h, w)} px, "
             f"below the {minimum} px "
-            f"that {backbone.deepest(arch, layers)} needs; crop it to a less extreme aspect ratio or raise task.size"
+            f"that {deepest} needs; crop it to a less extreme aspect ratio or raise task.size"
         )
     style_long = max(MIN_SIZE, round(size * inputs.style_scale * coarsest))
     for key, path in zip(inputs.style_keys, inputs.styles):
@@ -370,7 +382,7 @@ def check_feature_sizes(
         if min(h, w) < minimum:
             raise ConfigError(
                 f"{key}={path}: at {style_long} px its short side is {min(h, w)} px, below the {minimum} px that "
-                f"{backbone.deepest(arch, layers)} needs; crop it or raise task.style_scale"
+                f"{deepest} needs; crop it or raise task.style_scale"
             )
 
 
@@ -385,6 +397,15 @@ class MemoryModel:
     history_size: int
     heap_block_limit: float  # the largest freed block the process keeps (RuntimeSettings.heap_block_limit)
     fast_convs: winograd.Mode  # Winograd convolutions on this device
+    transform: str = "none"  # model.feature_transform
+    measured: estimate.Measured | None = None  # a network of another family than VGG, measured at the door
+
+    def min_side(self) -> tuple[int, str]:
+        """The shortest image side that keeps every feature map in use non-empty, and the layer that needs it."""
+        layers = [*self.content_layers, *self.style_layers]
+        if self.measured is None:
+            return backbone.min_side(self.arch, layers), backbone.deepest(self.arch, layers)
+        return self.measured.min_side, max(layers, key=self.measured.strides.__getitem__)
 
     def estimate(
         self, hw: tuple[int, int], style_hw: tuple[int, int], throughput: float = estimate.DEFAULT_THROUGHPUT
@@ -400,6 +421,8 @@ class MemoryModel:
             throughput,
             self.heap_block_limit,
             self.fast_convs,
+            self.transform,
+            self.measured,
         )
 
     def largest_size(self, budget: int, aspect: float, style_scale: float) -> int | None:
@@ -414,7 +437,21 @@ class MemoryModel:
             history_size=self.history_size,
             heap_block_limit=self.heap_block_limit,
             fast_convs=self.fast_convs,
+            transform=self.transform,
+            measured=self.measured,
         )
+
+
+def measured_network(model: ModelSettings, layers: groups.Layers) -> estimate.Measured | None:
+    """A network of another family than VGG measured for the estimate (``estimate.measure``), with random
+    weights: its activations' sizes do not depend on them (the run loads its weights later, once)."""
+    if not features.is_node_arch(model.arch):
+        return None
+    network, normalization = backbone.build_classifier(model.arch, None)
+    encoder = features.NodeFeatures(
+        network, model.arch, [*layers.content, *layers.style], normalization, model.feature_transform, model.temperature
+    )
+    return estimate.measure(encoder, layers.content, layers.style)
 
 
 def auto_size(
@@ -508,4 +545,7 @@ def hparams(settings: StyleSettings) -> dict[str, Any]:
         hp["task.tile"] = settings.tile
     if model.feature_scale != 1:
         hp["model.feature_scale"] = model.feature_scale
+    if model.feature_transform != "none":
+        hp["model.feature_transform"] = model.feature_transform
+        hp["model.temperature"] = model.temperature
     return hp

@@ -15,7 +15,8 @@ from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint, OnExceptionCheckpoint
 from torch import Tensor
 
-from transferlab import backbone, color, images, runtime, text, trainer
+from transferlab import backbone, color, features, images, runtime, text, trainer
+from transferlab.features import Encoder
 from transferlab.perceptual import PerceptualLoss
 from transferlab.result import TaskResult
 from transferlab.style import estimate, quality, scene, tiling
@@ -25,16 +26,10 @@ from transferlab.style.settings import StyleSettings, hparams
 log = logging.getLogger(__name__)
 
 
-def build(settings: StyleSettings) -> tuple[StyleTransfer, backbone.VGGFeatures]:
-    """The StyleTransfer module (inputs loaded, VGG built) over the whole-image scales, and an
-    encoder on ``quality.REFERENCE_LAYERS`` sharing its weights, for the quality metrics."""
-    model = settings.model
-    features, normalization = backbone.build_features(
-        model.arch, model.weights, model.pooling, model.normalization, settings.runtime.winograd
-    )
-    layers = [*settings.content_layers, *settings.style_layers]
-    encoder = backbone.VGGFeatures(features, model.arch, layers, normalization, model.feature_scale)
-    reference = backbone.VGGFeatures(features, model.arch, quality.REFERENCE_LAYERS, normalization, model.feature_scale)
+def build(settings: StyleSettings) -> tuple[StyleTransfer, Encoder]:
+    """The StyleTransfer module (inputs loaded, the loss network built) over the whole-image scales, and an
+    encoder for the quality metrics sharing its weights (``reference_encoder``)."""
+    encoder, reference = encoders(settings)
     perceptual = PerceptualLoss.of(encoder, settings.content_layers, settings.style_layers, settings.loss)
     prompt = None if settings.text is None else text.text_loss(settings.text)
     if prompt is not None:
@@ -48,6 +43,18 @@ def build(settings: StyleSettings) -> tuple[StyleTransfer, backbone.VGGFeatures]
         text=prompt,
     )
     return module, reference
+
+
+def encoders(settings: StyleSettings) -> tuple[Encoder, Encoder]:
+    """The loss network on the run's layers, and one on the quality metrics' layers over the same weights:
+    VGG's ``quality.REFERENCE_LAYERS``; another family's ``features.stage_ends``, the same for every run of
+    that network, so that its figures compare across runs."""
+    model = settings.model
+    layers = [*settings.content_layers, *settings.style_layers]
+    node = features.is_node_arch(model.arch)
+    reference = features.stage_ends(model.arch) if node else quality.REFERENCE_LAYERS
+    encoder, ruler = features.encoders(model, [layers, reference], settings.runtime.winograd)
+    return encoder, ruler
 
 
 def fit_tiles(settings: StyleSettings, module: StyleTransfer, start: Tensor, make: Callable[..., pl.Trainer]) -> Tensor:
@@ -110,7 +117,10 @@ def summary_metrics(metrics: dict[str, float]) -> dict[str, float]:
 def stylize(settings: StyleSettings, output_dir: Path) -> TaskResult:
     """The recipe: build the module, optimize (``optimize``), measure the result (``final_metrics``)."""
     pl.seed_everything(settings.seed, verbose=False)
-    weights = backbone.announce_weights(settings.model.weights, "VGG", "a stylization")
+    arch = settings.model.arch
+    weights = backbone.announce_weights(
+        settings.model.weights, arch if features.is_node_arch(arch) else "VGG", "a stylization"
+    )
     text_weights = text.announce(settings.text)
     module, reference = build(settings)
     log_estimate(settings, module)
@@ -156,7 +166,7 @@ def caption(settings: StyleSettings, metrics: dict[str, float]) -> tuple[str, ..
     return figures[0], f"{figures[1]}  style {metrics['quality_gram_mean']:.3g}"
 
 
-def callbacks(settings: StyleSettings, reference: backbone.VGGFeatures, output_dir: Path) -> list[pl.Callback]:
+def callbacks(settings: StyleSettings, reference: Encoder, output_dir: Path) -> list[pl.Callback]:
     """The progress bar, the preview images, the resume record and, with ``task.checkpoint_every``, the
     checkpoints."""
     out: list[pl.Callback] = [
@@ -182,7 +192,7 @@ def callbacks(settings: StyleSettings, reference: backbone.VGGFeatures, output_d
 
 
 def optimize(
-    settings: StyleSettings, module: StyleTransfer, reference: backbone.VGGFeatures, output_dir: Path, final: Path
+    settings: StyleSettings, module: StyleTransfer, reference: Encoder, output_dir: Path, final: Path
 ) -> tuple[Tensor, pl.Trainer]:
     """Optimize the whole image over its scales, then tile by tile where tiled; returns the result and
     the whole-image Trainer. ``final`` is written also on Ctrl-C or a non-finite loss (the latest image)."""
@@ -217,11 +227,9 @@ def optimize(
     return result, fit
 
 
-def final_metrics(
-    module: StyleTransfer, reference: backbone.VGGFeatures, result: Tensor, steps: int
-) -> dict[str, float]:
+def final_metrics(module: StyleTransfer, reference: Encoder, result: Tensor, steps: int) -> dict[str, float]:
     """The last losses, and quality metrics on a fixed scale: SSIM of the output's luminance to
-    the content's, and the Gram distance to the (blend of) styles on ``quality.REFERENCE_LAYERS``."""
+    the content's, and the Gram distance to the (blend of) styles on the reference encoder's layers."""
     metrics = {k.replace("/", "_"): float(v) for k, v in module.last_losses.items()}
     # The reference shares the encoder's convs, not its normalization buffers.
     figures = quality.figures(reference.to(module.device), result, module.scene)

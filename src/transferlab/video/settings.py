@@ -18,7 +18,16 @@ from transferlab.fast.settings import NETWORK_FILE, checked_alpha, model_file
 from transferlab.groups import LossWeights, OptimizerSettings
 from transferlab.runtime import RuntimeSettings
 from transferlab.style import estimate
-from transferlab.style.settings import COLORS, LOSS_TERMS, OPTIMIZERS, MemoryModel, output_hw, strength_map
+from transferlab.style.settings import (
+    COLORS,
+    LOSS_TERMS,
+    OPTIMIZERS,
+    MemoryModel,
+    loss_network,
+    measured_network,
+    output_hw,
+    strength_map,
+)
 from transferlab.video import io
 from transferlab.video.flow import METHODS as FLOW_METHODS
 
@@ -81,6 +90,7 @@ class VideoSettings:
     info: io.VideoInfo  # the input's rate, displayed size, frame count and audio
     hw: tuple[int, int]  # (H, W) of the processed frames: every frame is resized to it
     resume: Path | None  # ckpt_path: the progress.json of the run directory this run continues
+    measured: estimate.Measured | None = None  # method=optimize with a network of another family than VGG
 
     @property
     def loads_vgg(self) -> bool:
@@ -92,7 +102,9 @@ class VideoSettings:
         task = cfg.task
         long_term = checked_task(task)
         optimizer = groups.optimizer(cfg, OPTIMIZERS)
-        model = groups.model(cfg)
+        # The optimization takes stylize's loss networks (VGG or another torchvision family, docs/backbones.md);
+        # the loss terms of method=fast are VGG's.
+        model = loss_network(cfg) if task.method == "optimize" else groups.model(cfg)
         layers = groups.layers(cfg, model.arch)
         device = groups.trainer(cfg, optimizer.name if task.method == "optimize" else None).accelerator
         problems = checks.Problems()  # the video, the style or network and the weights at once
@@ -135,6 +147,7 @@ class VideoSettings:
             info=info,
             hw=hw,
             resume=resume_file(cfg.get("ckpt_path")),
+            measured=measured_network(model, layers) if task.method == "optimize" else None,
         )
         check_sides(settings)
         if checks.choice(task.memory_check, [True, False], "task.memory_check"):
@@ -146,7 +159,7 @@ class VideoSettings:
     def fingerprint(self) -> dict[str, Any]:
         """What the finished frames belong to: a resumed run must match it (input file by size and mtime)."""
         stat = self.input.stat()
-        skip = ("max_frames", "device", "runtime", "resume", "info")  # how this process computes, not what
+        skip = ("max_frames", "device", "runtime", "resume", "info", "measured")  # how this process computes
         values = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items() if k not in skip}
         saved = {"settings": repr(sorted(values.items())), "input_size": stat.st_size, "input_mtime": stat.st_mtime}
         return saved | ({"network": fetch.sha256_of(self.network)} if self.network is not None else {})
@@ -318,8 +331,7 @@ def style_hw(s: VideoSettings, style: Path) -> tuple[int, int]:
 def check_sides(s: VideoSettings) -> None:
     """Refuse frames (or a style image) so thin that the stylizer's layers would shrink a side to nothing."""
     if s.method == "optimize":
-        layers = [*s.content_layers, *s.style_layers]
-        minimum, needs = backbone.min_side(s.model.arch, layers), backbone.deepest(s.model.arch, layers)
+        minimum, needs = memory_model(s).min_side()
         for style in s.styles:
             h, w = style_hw(s, style)
             if min(h, w) < minimum:
@@ -343,21 +355,27 @@ def peak_memory(s: VideoSettings) -> int:
     h, w = s.hw
     plane = h * w * estimate.FP32
     if s.method == "optimize":
-        memory = MemoryModel(
-            s.model.arch,
-            s.content_layers,
-            s.style_layers,
-            s.optimizer.name,
-            s.optimizer.history_size,
-            heap_block_limit=s.runtime.heap_block_limit(s.device),
-            fast_convs=s.runtime.winograd,
-        )
-        stylizer = max(memory.estimate(s.hw, style_hw(s, style)).peak_bytes for style in s.styles)
+        stylizer = max(memory_model(s).estimate(s.hw, style_hw(s, style)).peak_bytes for style in s.styles)
     else:
         stylizer = NETWORK_PLANES * plane + estimate.RUNTIME
     history = held_frames(s) * (9 if s.baseline else 6) * plane
     flow = (FLOW_PLANES + 8 * (len(s.long_term) - 1)) * plane
     return stylizer + history + flow
+
+
+def memory_model(s: VideoSettings) -> MemoryModel:
+    """What the style wing's estimate of one frame's optimization depends on (``MemoryModel``)."""
+    return MemoryModel(
+        s.model.arch,
+        s.content_layers,
+        s.style_layers,
+        s.optimizer.name,
+        s.optimizer.history_size,
+        heap_block_limit=s.runtime.heap_block_limit(s.device),
+        fast_convs=s.runtime.winograd and s.measured is None,
+        transform=s.model.feature_transform,
+        measured=s.measured,
+    )
 
 
 def held_frames(s: VideoSettings) -> int:

@@ -25,8 +25,9 @@ from omegaconf import DictConfig
 from torch import Tensor
 from tqdm import tqdm
 
-from transferlab import backbone, checks, images, runtime, trainer
+from transferlab import backbone, checks, features, images, runtime, trainer
 from transferlab.errors import VideoError
+from transferlab.features import Encoder
 from transferlab.files import write_json
 from transferlab.motion import warp
 from transferlab.result import TaskResult
@@ -82,21 +83,17 @@ def frame_name(i: int) -> str:
     return f"frame_{i:06d}.png"
 
 
-def build_encoder(s: VideoSettings) -> backbone.VGGFeatures | None:
-    """The VGG of the optimization and of the loss terms (one for both), to the deepest layer in use;
+def build_encoder(s: VideoSettings) -> Encoder | None:
+    """The loss network of the optimization and of the loss terms (one for both), to the deepest layer in use;
     None where neither needs it."""
     if not s.loads_vgg:
         return None
-    m = s.model
-    features, normalization = backbone.build_features(m.arch, m.weights, m.pooling, m.normalization, s.runtime.winograd)
+    (encoder,) = features.encoders(s.model, [[*s.content_layers, *s.style_layers]], s.runtime.winograd)
     runtime.configure(s.runtime)  # after loading the weights: the heap would keep the checkpoint's memory
-    encoder = backbone.VGGFeatures(
-        features, m.arch, [*s.content_layers, *s.style_layers], normalization, m.feature_scale
-    )
     return encoder.to(s.device)
 
 
-def build_optimizer(s: VideoSettings, encoder: backbone.VGGFeatures) -> OptimizedFrames:
+def build_optimizer(s: VideoSettings, encoder: Encoder) -> OptimizedFrames:
     return OptimizedFrames(
         encoder,
         load_styles(s),
@@ -113,7 +110,7 @@ def load_styles(s: VideoSettings) -> list[Tensor]:
     return [images.load_image(style, s.size).to(s.device) for style in s.styles]
 
 
-def build_loss_terms(s: VideoSettings, encoder: backbone.VGGFeatures | None) -> quality.LossTerms | None:
+def build_loss_terms(s: VideoSettings, encoder: Encoder | None) -> quality.LossTerms | None:
     """The content and style terms metrics.json reports (``task.loss_terms``), over the task's VGG."""
     if not s.loss_terms or encoder is None:
         return None
@@ -126,7 +123,7 @@ FrameStep = Callable[[Tensor, Targets, Maps], tuple[Tensor, Tensor | None]]
 History = deque[tuple[Tensor, Tensor, Tensor | None]]  # (input, result, baseline), nearest first
 
 
-def frame_step(s: VideoSettings, clock: dict[str, float], encoder: backbone.VGGFeatures | None) -> FrameStep:
+def frame_step(s: VideoSettings, clock: dict[str, float], encoder: Encoder | None) -> FrameStep:
     """``step(frame, targets, maps) -> (result, independent)``: the frame stylized with temporal consistency,
     and stylized on its own (``None`` without ``task.baseline``), by the method of ``task.method``, both
     under the frame's controls ``maps`` (video/controls.py);
@@ -345,7 +342,8 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     torch.manual_seed(s.seed)
     info = s.info
     # A network file's weights are its own: model.weights counts where the run loads VGG.
-    weights = backbone.announce_weights(s.model.weights, "VGG", "a stylization") if s.loads_vgg else None
+    network = s.model.arch if features.is_node_arch(s.model.arch) else "VGG"
+    weights = backbone.announce_weights(s.model.weights, network, "a stylization") if s.loads_vgg else None
     metrics = stylize_video(s, output_dir) | ({"weights": weights} if weights else {})
     io.write_video(
         finished_frames(output_dir / "frames", metrics["frames"], (info.height, info.width)),
