@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torchvision import models
 from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
-from transferlab import backbone
+from transferlab import backbone, winograd
 
 TRANSFORMS = ("none", "softmax")
 # The families whose features are [B, C, H, W] maps at every stage, so that Gram matrices and content
@@ -134,7 +134,9 @@ class Transformed(nn.Module):
 Encoder = backbone.VGGFeatures | NodeFeatures | Transformed
 
 
-def encoders(model: backbone.ModelSettings, layer_sets: Iterable[Iterable[str]], fast_convs: bool) -> list[Encoder]:
+def encoders(
+    model: backbone.ModelSettings, layer_sets: Iterable[Iterable[str]], fast_convs: winograd.Mode
+) -> list[Encoder]:
     """The loss network ``model.*`` describes, built once with its weights (the one weights loader) and their
     normalization, as one frozen encoder per set of ``layer_sets`` over the same weights, through
     ``model.feature_transform``; ``fast_convs``: VGG's Winograd convolutions (``backbone.build_features``)."""

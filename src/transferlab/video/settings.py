@@ -372,7 +372,7 @@ def memory_model(s: VideoSettings) -> MemoryModel:
         s.optimizer.name,
         s.optimizer.history_size,
         heap_block_limit=s.runtime.heap_block_limit(s.device),
-        fast_convs=s.runtime.winograd and s.measured is None,
+        fast_convs=s.runtime.winograd if s.measured is None else False,
         transform=s.model.feature_transform,
         measured=s.measured,
     )
