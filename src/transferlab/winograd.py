@@ -155,16 +155,16 @@ class WinogradConv2d(nn.Conv2d):
         return _Winograd.apply(x, self.transformed(), self.bias)
 
     def chooses_winograd(self, x: Tensor) -> bool:
-        """Whether this layer runs ``x`` as Winograd: the timed choice for its shape, timed now if it is
-        the first with a gradient (the optimization's hot loop), or else the fixed rule."""
+        """Whether this layer runs ``x`` as Winograd: with a gradient (the optimization's hot loop), the timed
+        choice for its shape, timed now if it is the first; otherwise the fixed rule. Forwards without one
+        (the targets, once a run) keep the fixed rule so that a run computes the same targets whether or
+        not its shapes were timed before: a first run and a rerun give the same image."""
         n, _, h, w = x.shape
         fixed = self.in_channels >= MIN_CHANNELS and h * w >= MIN_POSITIONS
-        if not self.timed:
+        if not (self.timed and torch.is_grad_enabled() and x.requires_grad):
             return fixed
         key = f"{self.in_channels}->{self.out_channels} at {h}x{w} batch {n}"
-        choice = conv_choice.recorded(key)
-        if choice is None and torch.is_grad_enabled() and x.requires_grad:
-            choice = conv_choice.choose(key, lambda: self._candidates(x))
+        choice = conv_choice.choose(key, lambda: self._candidates(x))
         if choice == "direct":
             self._transformed = None  # the timing's kernels: held only by layers that use them
         return fixed if choice is None else choice == "winograd"

@@ -75,13 +75,24 @@ def test_a_timed_layer_runs_the_recorded_choice_with_the_same_result(choice: str
     assert bool(calls) == (choice == "winograd")
 
 
-def test_the_first_forward_with_a_gradient_times_the_shape_and_a_forward_without_one_only_reads() -> None:
+def test_a_forward_without_a_gradient_keeps_the_fixed_rule_whatever_is_recorded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    conv = frozen_conv(256)
+    timed = winograd.WinogradConv2d.of(conv, timed=True)
+    x = torch.randn(1, 256, 9, 11)
+    conv_choice._recorded = {f"{conv_choice.machine()}|256->256 at 9x11 batch 1": "direct"}
+    calls = []
+    monkeypatch.setattr(winograd._Winograd, "apply", lambda *a: calls.append(1) or conv(a[0]))
+    with torch.no_grad():
+        timed(x)
+    assert calls and conv_choice._spent == 0  # the fixed rule (Winograd from 256 channels), recorded or not
+
+
+def test_the_first_forward_with_a_gradient_times_its_shape_once() -> None:
     conv = frozen_conv(64)
     timed = winograd.WinogradConv2d.of(conv, timed=True)
     x = torch.randn(1, 64, 9, 11)
-    with torch.no_grad():
-        torch.testing.assert_close(timed(x), conv(x))  # nothing recorded: the fixed rule, no timing
-    assert conv_choice._spent == 0 and not conv_choice._load()
     y = x.clone().requires_grad_()
     out = timed(y)
     (grad,) = torch.autograd.grad(out.sum(), y)
