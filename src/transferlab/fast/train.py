@@ -23,6 +23,17 @@ from transferlab.trainer import ResumeRecord, make_trainer
 
 log = logging.getLogger(__name__)
 
+# The unweighted loss terms: their curves compare across a sweep of the weights (the weighted total, ``loss``,
+# does not), and they are often under 1e-4, which TensorBoard's tables (four decimals) show as 0: each is also
+# logged as ``<term>_log10``, which reads there (-8.3 for 5e-9), beside it in the Time Series tab.
+UNWEIGHTED = ("content", "style", "tv", "temporal", "distill")
+
+
+def with_log10(terms: dict[str, Tensor]) -> dict[str, Tensor]:
+    """``terms`` and the base-10 logarithm of each ``UNWEIGHTED`` one among them, as ``<term>_log10``."""
+    logs = {f"{k}_log10": terms[k].detach().float().clamp(min=1e-30).log10() for k in UNWEIGHTED if k in terms}
+    return terms | logs
+
 
 class TemporalTerm:
     """Steadiness learnt without a flow dataset (the synthetic motion fast-artistic-videos' author recommends,
@@ -72,8 +83,9 @@ class ValidatedModule(pl.LightningModule):
         if not self.val_terms:
             return
         n = len(self.val_terms)
-        for key in self.val_terms[0]:
-            self.log(f"val/{key}", sum(t[key] for t in self.val_terms) / n, prog_bar=key == "loss")
+        means = with_log10({key: sum(t[key] for t in self.val_terms) / n for key in self.val_terms[0]})
+        for key, value in means.items():
+            self.log(f"val/{key}", value, prog_bar=key == "loss")
         logger = self.logger
         live = logger is not None and hasattr(logger, "experiment") and not self.trainer.sanity_checking
         self.end_validation(logger.experiment if live else None)
@@ -136,7 +148,9 @@ def fit(
     trainer.save_checkpoint(last, weights_only=False)  # the full state: resume from it is exact; atomic
     if module.validated_at != trainer.global_step:  # else the schedule validated the final network already
         trainer.validate(module, datamodule=datamodule, verbose=False)
-    final = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    final = {
+        k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/") and not k.endswith("_log10")
+    }
     return result(task, final, trainer.global_step, last, hparams)
 
 
@@ -177,15 +191,18 @@ def stepped_trainer(training: Training, output_dir: Path, task: str, fingerprint
 
 
 def result(task: str, metrics: dict[str, float], steps: int, last: Path, hparams: dict[str, Any]) -> TaskResult:
-    """The final validation's ``metrics`` as the result, captioned by the loss and its content and style terms."""
+    """The final validation's ``metrics`` as the result, captioned by its unweighted content and style terms
+    and the weighted total (what training minimized: the objective); HParams' metrics: the unweighted terms
+    first, which compare across a sweep of the loss weights, the weighted total last."""
+    unweighted = [f"val/{k}" for k in UNWEIGHTED if f"val/{k}" in metrics]
     return TaskResult(
         metrics={"task": task, "steps": steps, "checkpoint": str(last), **metrics},
         objective=metrics["val/loss"],
         caption=(
-            f"val loss {metrics['val/loss']:.4g}",
-            f"content {metrics['val/content']:.3g}  style {metrics['val/style']:.3g}",
+            f"val content {metrics['val/content']:.3g}  style {metrics['val/style']:.3g}",
+            f"objective (weighted) {metrics['val/loss']:.4g}",
         ),
         hparams=hparams,
-        summary=metrics,
+        summary={k: metrics[k] for k in [*unweighted, *sorted(set(metrics) - set(unweighted))]},
         step=steps,
     )

@@ -12,12 +12,11 @@ from torchvision.utils import make_grid
 
 from transferlab import backbone, images
 from transferlab.fast.per_style.networks import TransformNet, build_network
-from transferlab.fast.train import TemporalTerm, ValidatedModule
+from transferlab.fast.train import TemporalTerm, ValidatedModule, with_log10
 from transferlab.perceptual import PerceptualLoss, style_grams
 from transferlab.trainer import VISUALS
 
-PREVIEW_COLUMNS = 4  # validation photos a row in TensorBoard's image (each above its stylization)
-PREVIEW_TILE = 256  # px: the long side of each photo there (data.val_size's default)
+PREVIEW_TILE = 256  # px: the long side of each photo in TensorBoard's images (data.val_size's default)
 
 
 def make_loss(
@@ -75,10 +74,14 @@ class FastStyleModule(ValidatedModule):
 
     def terms(self, output: Tensor, photos: Tensor, key: int = 0) -> dict[str, Tensor]:
         """The loss of ``output`` (``network(photos)``) under train_fast's metric names: ``loss`` (the total)
-        and the unweighted ``content``, ``style``, ``tv``, ``content_<layer>``, ``style_<layer>``, and
+        and the unweighted ``content``, ``style``, ``tv``, ``content_<layer>`` and ``style_<layer>`` where
+        there is more than one such layer (one layer's term is the sum itself: the same curve twice), and
         ``temporal`` with a temporal term (its motion drawn by ``key``)."""
         parts = self.perceptual.parts(output, photos)
         loss = self.perceptual.weighted(parts, output)["loss/total"]
+        for kind, layers in (("content", self.perceptual.content_layers), ("style", self.perceptual.style_layers)):
+            if len(layers) == 1:
+                del parts[f"{kind}_{next(iter(layers))}"]
         if self.temporal is not None:
             parts["temporal"] = self.temporal(self.network, photos, output, key)
             loss = loss + self.temporal.weight * parts["temporal"]
@@ -86,7 +89,7 @@ class FastStyleModule(ValidatedModule):
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
         terms = self.terms(self.network(batch), batch, self.global_step)
-        self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, prog_bar=False, on_step=True)
+        self.log_dict({f"train/{k}": v.detach() for k, v in with_log10(terms).items()}, prog_bar=False, on_step=True)
         self.log("train/loss_bar", terms["loss"].detach(), prog_bar=True, logger=False)
         return terms["loss"]
 
@@ -100,9 +103,8 @@ class FastStyleModule(ValidatedModule):
     def end_validation(self, writer: Any | None) -> None:
         self.last_val_images = torch.cat(self.val_outputs)
         if writer is not None:
-            writer.add_image(
-                f"{VISUALS}/stylized", preview(torch.cat(self.val_photos), self.last_val_images), self.global_step
-            )
+            for tag, image in previews(torch.cat(self.val_photos), self.last_val_images).items():
+                writer.add_image(tag, image, self.global_step)
         self.val_outputs.clear()
         self.val_photos.clear()
 
@@ -123,16 +125,18 @@ class FastStyleModule(ValidatedModule):
         checkpoint["state_dict"] = {**checkpoint["state_dict"], **vgg}
 
 
-def preview(photos: Tensor, stylized: Tensor) -> Tensor:
-    """TensorBoard's image of a validation: each photo above its stylization, ``PREVIEW_COLUMNS`` photos a
-    row, tiles that fit in ``PREVIEW_TILE`` px: 4 x 4 tiles for the default 8 photos, near the card's shape,
-    where one 8:1 strip of them left 46 px a photo in TensorBoard's card, and no photo to compare with."""
-    photos = [images.fits_in(t, PREVIEW_TILE) for t in photos]
-    stylized = [images.fits_in(t, PREVIEW_TILE) for t in stylized]
-    columns = min(PREVIEW_COLUMNS, len(photos))
-    blank = torch.ones_like(photos[0])
-    tiles: list[Tensor] = []
-    for i in range(0, len(photos), columns):
-        pad = [blank] * (columns - len(photos[i : i + columns]))  # the last row's empty places
-        tiles += [*photos[i : i + columns], *pad, *stylized[i : i + columns], *pad]
-    return make_grid(torch.stack(tiles), nrow=columns, padding=2, pad_value=1.0)
+def previews(photos: Tensor, stylized: Tensor) -> dict[str, Tensor]:
+    """TensorBoard's images of a validation by tag: one per validation photo, ``visuals/val/<index>`` (zero-padded,
+    so that TensorBoard's order is the photos'), the photo left of its stylization, each fit in ``PREVIEW_TILE``
+    px. Two tiles across keep about 200 px a photo in TensorBoard's card at its default width, where a grid of 8
+    photos and their stylizations left about 100 px and one 8:1 strip of them 46 px."""
+    digits = len(str(len(photos) - 1))
+    return {
+        f"{VISUALS}/val/{i:0{digits}d}": make_grid(
+            torch.stack([images.fits_in(photo, PREVIEW_TILE), images.fits_in(out, PREVIEW_TILE)]),
+            nrow=2,
+            padding=2,
+            pad_value=1.0,
+        )
+        for i, (photo, out) in enumerate(zip(photos, stylized))
+    }
