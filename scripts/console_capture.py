@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "src" / "transferlab" / "assets" / "samples"
 COLUMNS, ROWS = 120, 40
 TINY = ["model.weights=null", "trainer.accelerator=cpu"]
-PHOTOS = [*TINY, "data.crop=32", "data.val_size=48", "data.val_count=3", "data.batch_size=2", "data.num_workers=0"]
+# 32 px training crops; validation at the default size, so that TensorBoard shows its images as a user meets them
+PHOTOS = [*TINY, "data.crop=32", "data.val_count=3", "data.batch_size=2", "data.num_workers=0"]
 
 
 def commands(data: Path, runs: Path) -> dict[str, list[str]]:
@@ -50,11 +51,11 @@ def commands(data: Path, runs: Path) -> dict[str, list[str]]:
         + ["task.layers=[avgpool]"],
         "export": ["task=export", f"ckpt_path={finetune}", "task.formats=[onnx]"],
         "train_fast": ["task=train_fast", *PHOTOS, f"data.root={photos}", "task.style=sample:starry_night"]
-        + ["task.steps=6", "task.val_every=3", "task.log_every=1", "task.style_size=64"],
+        + ["task.steps=4", "task.val_every=2", "task.log_every=1", "task.style_size=64"],
         "apply_fast": ["task=apply_fast", f"ckpt_path={fast}", f"task.input={photos}", "task.size=64"],
         "export_fast": ["task=export_fast", f"ckpt_path={fast}", "task.formats=[onnx]"],
         "train_adain": ["task=train_adain", *PHOTOS, f"data.root={photos}", f"task.styles={styles}"]
-        + ["task.steps=6", "task.val_every=3", "task.log_every=1", "task.style_resize=40", "task.preview_size=48"],
+        + ["task.steps=4", "task.val_every=2", "task.log_every=1", "task.style_resize=40"],
         "apply_adain": [
             "task=apply_adain",
             f"ckpt_path={adain}",

@@ -180,7 +180,7 @@ class Classifier(pl.LightningModule):
         epoch["train/epoch_s"] = self.epoch_times[-1]
         self.train_confusion.reset()
         self.train_loss.reset()
-        self.log_dict(epoch, sync_dist=True, prog_bar=True)
+        self.log_dict(epoch, sync_dist=True)  # the epoch's log line states them: a bar of them ran past 120 columns
         # At the step the epoch ended on, as its validation (trainer.ValidationStep): Lightning draws an
         # epoch's figures a step before, beside the step the epoch's validation belongs to.
         self.log("step", float(self.global_step), sync_dist=True)
