@@ -23,6 +23,7 @@ from transferlab.trainer import VISUALS
 MAX_KEPT = 256  # misclassified images held during one evaluation
 MAX_DRAWN = 100  # classes drawn in the confusion image (about 4000 px square); beyond, SHOWN_OF_MANY of them
 SHOWN_OF_MANY = 40
+MISTAKE_COLUMNS = 3  # misclassified images a row
 
 
 def confusion_image(counts: Tensor, classes: list[str]) -> Image:
@@ -81,7 +82,9 @@ def misclassified_sheet(mistakes: list[Mistake], classes: list[str], counts: Ten
         for m in mistakes
         if (m.true, m.predicted) == pair
     ]
-    return images.contact_sheet(tiles, tile=128)
+    # 3 tiles across (384 px) show nearly at full size in TensorBoard's image card (about 365 px wide at its
+    # default size): 4 (512 px) were shrunk to 70%, their 11 px captions to 8 px.
+    return images.contact_sheet(tiles, tile=128, columns=MISTAKE_COLUMNS)
 
 
 def confusion_path(output_dir: Path, split: str) -> Path:
