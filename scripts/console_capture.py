@@ -9,6 +9,7 @@ text (``<task>.txt``: carriage returns and colours resolved as a terminal would)
 
 from __future__ import annotations
 
+import argparse
 import fcntl
 import os
 import pty
@@ -141,8 +142,11 @@ def screen(raw: bytes) -> str:
 
 
 def main() -> None:
-    out = Path(sys.argv[1]).resolve()
-    wanted = sys.argv[2:]
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", type=Path, help="a folder for the captures, the runs and their inputs")
+    parser.add_argument("tasks", nargs="*", help="only these tasks (default: all, in order)")
+    args = parser.parse_args()
+    out, wanted = args.out.resolve(), args.tasks
     work = out / "work"
     shutil.rmtree(work, ignore_errors=True)
     make_data(work / "data")

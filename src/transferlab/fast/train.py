@@ -15,7 +15,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from transferlab import checkpoints, motion
+from transferlab import checkpoints, motion, scalars
 from transferlab.fast.settings import Training
 from transferlab.groups import Steadiness
 from transferlab.result import TaskResult
@@ -24,15 +24,14 @@ from transferlab.trainer import ResumeRecord, make_trainer
 log = logging.getLogger(__name__)
 
 # The unweighted loss terms: their curves compare across a sweep of the weights (the weighted total, ``loss``,
-# does not), and they are often under 1e-4, which TensorBoard's tables (four decimals) show as 0: each is also
-# logged as ``<term>_log10``, which reads there (-8.3 for 5e-9), beside it in the Time Series tab.
+# does not); each is also logged as ``<term>_log10`` (scalars.with_log10: they are often under 1e-4, which
+# TensorBoard's tables show as 0).
 UNWEIGHTED = ("content", "style", "tv", "temporal", "distill")
 
 
 def with_log10(terms: dict[str, Tensor]) -> dict[str, Tensor]:
     """``terms`` and the base-10 logarithm of each ``UNWEIGHTED`` one among them, as ``<term>_log10``."""
-    logs = {f"{k}_log10": terms[k].detach().float().clamp(min=1e-30).log10() for k in UNWEIGHTED if k in terms}
-    return terms | logs
+    return scalars.with_log10(terms, UNWEIGHTED)
 
 
 class TemporalTerm:
