@@ -20,6 +20,7 @@ from transferlab import backbone, color, images
 from transferlab.errors import TransferLabError
 from transferlab.groups import OptimizerSettings
 from transferlab.perceptual import PerceptualLoss, style_grams
+from transferlab.scalars import with_log10
 from transferlab.style import quality, scene
 from transferlab.style.settings import Convergence
 
@@ -31,6 +32,9 @@ LINE_SEARCH_EVALS = 25  # torch's own bound on a strong-Wolfe line search
 # table ("to_content", "to_style": quality.figures' keys) sort after them.
 PREVIEW_TAG, FINAL_TAG = "stylized/preview", "stylized/final"
 QUALITY_TAGS = {"ssim": "to_content/ssim", "gram_mean": "to_style/gram_mean"}
+# Figures often under 1e-4 (the Gram distance; the content term near the start, or always with random weights):
+# also as <tag>_log10, which TensorBoard's tables show (scalars.with_log10).
+SMALL_TAGS = ("loss/content", "to_style/gram_mean")
 
 
 # Why a scale's optimization converged. L-BFGS: torch's own criteria (torch.optim.LBFGS), checked
@@ -275,7 +279,8 @@ class StyleTransfer(pl.LightningModule):
         # the progress bar reads the loss and the evaluation count from the module (ProgressBar).
         if self.logger is not None:
             values = torch.stack(list(self.last_losses.values())).tolist()
-            scalars = dict(zip(self.last_losses, values)) | {"train/evaluations": self.evaluations}
+            scalars = with_log10(dict(zip(self.last_losses, values)), SMALL_TAGS)
+            scalars["train/evaluations"] = self.evaluations
             if len(self.schedule) > 1:
                 scalars["train/scale"] = self.scale  # a flat line at 0 on a single scale
             self.logger.log_metrics(scalars, step=self.global_step)
@@ -359,7 +364,8 @@ class ImageLogger(pl.Callback):
                 self.reference = self.reference.to(module.device)
                 self.grams = [quality.style_grams(self.reference, style) for style in module.scene.styles]
             figures = quality.figures(self.reference, image, module.scene, self.grams)
-            trainer.logger.log_metrics({tag: figures[key] for key, tag in QUALITY_TAGS.items()}, trainer.global_step)
+            quality_figures = {tag: figures[key] for key, tag in QUALITY_TAGS.items()}
+            trainer.logger.log_metrics(with_log10(quality_figures, SMALL_TAGS), trainer.global_step)
 
 
 class ProgressBar(TQDMProgressBar):
