@@ -11,7 +11,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.callbacks import ModelCheckpoint
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
@@ -19,7 +19,7 @@ from transferlab import checkpoints, motion, scalars
 from transferlab.fast.settings import Training
 from transferlab.groups import Steadiness
 from transferlab.result import TaskResult
-from transferlab.trainer import ResumeRecord, make_trainer
+from transferlab.trainer import ResumeRecord, TaskBar, make_trainer
 
 log = logging.getLogger(__name__)
 
@@ -184,22 +184,9 @@ def stepped_trainer(training: Training, output_dir: Path, task: str, fingerprint
         check_val_every_n_epoch=None,
         num_sanity_val_steps=0,
         log_every_n_steps=training.log_every,
-        callbacks=[ResumeRecord(task, fingerprint), checkpoint, StepBar(task)],
+        callbacks=[ResumeRecord(task, fingerprint), checkpoint, TaskBar(task)],
         enable_model_summary=False,
     )
-
-
-class StepBar(TQDMProgressBar):
-    """Lightning's progress bar, named by the task: a run on a step schedule is one epoch, and its
-    "Epoch 0" said nothing."""
-
-    def __init__(self, task: str) -> None:
-        super().__init__()
-        self.task = task
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any) -> None:
-        super().on_train_epoch_start(trainer, *args)
-        self.train_progress_bar.set_description(self.task)
 
 
 def result(task: str, metrics: dict[str, float], steps: int, last: Path, hparams: dict[str, Any]) -> TaskResult:

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import TQDMProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
@@ -23,6 +22,7 @@ from transferlab.perceptual import PerceptualLoss, style_grams
 from transferlab.scalars import with_log10
 from transferlab.style import quality, scene
 from transferlab.style.settings import Convergence
+from transferlab.trainer import TaskBar
 
 log = logging.getLogger(__name__)
 
@@ -368,9 +368,12 @@ class ImageLogger(pl.Callback):
             trainer.logger.log_metrics(with_log10(quality_figures, SMALL_TAGS), trainer.global_step)
 
 
-class ProgressBar(TQDMProgressBar):
-    """Lightning's progress bar, with the latest loss and the evaluation count read from the module
+class ProgressBar(TaskBar):
+    """The task's progress bar (``stylize``), with the latest loss and the evaluation count read from the module
     when the bar redraws."""
+
+    def __init__(self) -> None:
+        super().__init__("stylize")
 
     def get_metrics(self, trainer: pl.Trainer, module: StyleTransfer) -> dict[str, int | str | float]:
         metrics = super().get_metrics(trainer, module)
