@@ -190,16 +190,16 @@ def stepped_trainer(training: Training, output_dir: Path, task: str, fingerprint
 
 
 def result(task: str, metrics: dict[str, float], steps: int, last: Path, hparams: dict[str, Any]) -> TaskResult:
-    """The final validation's ``metrics`` as the result, captioned by its unweighted content and style terms
-    and the weighted total (what training minimized: the objective); HParams' metrics: the unweighted terms
-    first, which compare across a sweep of the loss weights, the weighted total last."""
+    """The final validation's ``metrics`` as the result, captioned by the loss (the weighted total: what training
+    minimized) and its unweighted content and style terms; HParams' metrics: the unweighted terms first, which
+    compare across a sweep of the loss weights, the weighted total after them."""
     unweighted = [f"val/{k}" for k in UNWEIGHTED if f"val/{k}" in metrics]
     return TaskResult(
         metrics={"task": task, "steps": steps, "checkpoint": str(last), **metrics},
         objective=metrics["val/loss"],
         caption=(
-            f"val content {metrics['val/content']:.3g}  style {metrics['val/style']:.3g}",
-            f"objective (weighted) {metrics['val/loss']:.4g}",
+            f"val loss {metrics['val/loss']:.4g}",
+            f"content {metrics['val/content']:.3g}  style {metrics['val/style']:.3g}",
         ),
         hparams=hparams,
         summary={k: metrics[k] for k in [*unweighted, *sorted(set(metrics) - set(unweighted))]},

@@ -88,7 +88,7 @@ class AdaINModule(ValidatedModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         _, terms = self.terms(*batch, self.global_step)
         self.log_dict({f"train/{k}": v.detach() for k, v in with_log10(terms).items()}, on_step=True)
-        self.log("train/loss_bar", terms["loss"].detach(), prog_bar=True, logger=False)
+        self.log("loss", terms["loss"].detach(), prog_bar=True, logger=False)  # the bar: loss=..., val/loss=...
         return terms["loss"]
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:
