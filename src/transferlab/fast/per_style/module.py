@@ -79,9 +79,10 @@ class FastStyleModule(ValidatedModule):
         ``temporal`` with a temporal term (its motion drawn by ``key``)."""
         parts = self.perceptual.parts(output, photos)
         loss = self.perceptual.weighted(parts, output)["loss/total"]
-        for kind, layers in (("content", self.perceptual.content_layers), ("style", self.perceptual.style_layers)):
-            if len(layers) == 1:
-                del parts[f"{kind}_{next(iter(layers))}"]
+        for kind in ("content", "style"):
+            per_layer = [k for k in parts if k.startswith(f"{kind}_")]
+            if len(per_layer) == 1:
+                del parts[per_layer[0]]
         if self.temporal is not None:
             parts["temporal"] = self.temporal(self.network, photos, output, key)
             loss = loss + self.temporal.weight * parts["temporal"]
