@@ -77,7 +77,8 @@ def misclassified_sheet(mistakes: list[Mistake], classes: list[str], counts: Ten
     frequency = counts.cpu()
     order = sorted({(m.true, m.predicted) for m in mistakes}, key=lambda tp: -int(frequency[tp]))[:pairs]
     tiles = [
-        (images.to_pil(m.image), [f"true {classes[m.true]}", f"pred {classes[m.predicted]} {m.prob:.2f}"])
+        # The probability on a line of its own: after a class name it ran past the 128 px tile and was cut.
+        (images.to_pil(m.image), [f"true {classes[m.true]}", f"pred {classes[m.predicted]}", f"p {m.prob:.2f}"])
         for pair in order
         for m in mistakes
         if (m.true, m.predicted) == pair
