@@ -77,6 +77,15 @@ def hparams_columns(run_dir: Path) -> list[str]:
     return list(OmegaConf.load(run_dir / "tensorboard" / "hparams" / "hparams.yaml"))
 
 
+def hparams_metrics(run_dir: Path) -> list[str]:
+    """The HParams session's metrics of a run, in the order TensorBoard's HParams table shows them."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    events = dashboard(run_dir, session=True)
+    data = events.PluginTagToContent("hparams")["_hparams_/experiment"]
+    return [m.name.tag for m in plugin_data_pb2.HParamsPluginData.FromString(data).experiment.metric_infos]
+
+
 def dashboard(run_dir: Path, session: bool = False) -> EventAccumulator:
     """A run's TensorBoard events as TensorBoard reads them, every point and image kept: its own, or
     (``session``) its HParams session's."""

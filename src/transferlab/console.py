@@ -25,6 +25,16 @@ NOISE = (
     r'`\.validate\(ckpt_path="best"\)` is called with Trainer configured with multiple',
 )
 LIGHTNING_LOGGERS = ("pytorch_lightning", "lightning_fabric")
+# ``extra`` of a record for the run's log file only (main.log): the process settings, a record for whoever
+# compares runs, were the first two lines of every run's console.
+RUN_LOG_ONLY = {"run_log_only": True}
+
+
+class ConsoleFilter(logging.Filter):
+    """The console's filter (configs/config.yaml, hydra.job_logging): leaves out ``RUN_LOG_ONLY`` records."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, "run_log_only", False)
 
 
 def configure(verbose: bool) -> None:
@@ -34,7 +44,7 @@ def configure(verbose: bool) -> None:
             warnings.filterwarnings("ignore", message=pattern)
         for name in LIGHTNING_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)
-    log.info("process settings: verbose=%s", verbose)
+    log.info("process settings: verbose=%s", verbose, extra=RUN_LOG_ONLY)
 
 
 def last_line(task: str, output_dir: Path, caption: tuple[str, ...]) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from transferlab import winograd
+from transferlab import console, winograd
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ def configure(settings: RuntimeSettings) -> None:
         settings.keep_freed_memory,
         settings.winograd,
         "" if _glibc() else " (no effect: not glibc)",
+        extra=console.RUN_LOG_ONLY,
     )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import TQDMProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.utilities import rank_zero_only
@@ -72,6 +73,19 @@ def log_summary(output_dir: Path, hparams: dict[str, Any], metrics: dict[str, fl
     summary = RunLogger(save_dir=str(output_dir / TENSORBOARD), name="", version="hparams", default_hp_metric=False)
     summary.log_hyperparams(hparams, metrics, step=step)
     summary.finalize("success")
+
+
+class TaskBar(TQDMProgressBar):
+    """Lightning's progress bar, named by the task: a run on a step schedule (stylize, train_fast, train_adain)
+    is one epoch, and its "Epoch 0" said nothing."""
+
+    def __init__(self, task: str) -> None:
+        super().__init__()
+        self.task = task
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        super().on_train_epoch_start(trainer, *args)
+        self.train_progress_bar.set_description(self.task)
 
 
 class ValidationStep(pl.Callback):

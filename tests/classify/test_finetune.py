@@ -177,7 +177,7 @@ def test_finetune_writes_checkpoints_metrics_and_images(trained: Path) -> None:
         "val/loss",
         "val/acc_micro",
         "val/acc_macro",
-        "val/acc_ants",
+        "val_class/acc_ants",
         "train/lr_head",
         "train/lr_backbone",
         "visuals/val_confusion_matrix",

@@ -11,10 +11,12 @@ from helpers import check_dashboard, dashboard, hparams_columns
 
 
 def test_dashboard_opens_on_losses_and_accuracies(trained: Path) -> None:
-    """train/ and val/ (losses, accuracies; learning rates and epoch times after them in train/), the
-    confusion matrices and mistakes under visuals/; no single-point chart."""
-    check_dashboard(trained, ["train", "val"])
+    """train/ and val/ (losses, accuracies; learning rates and epoch times after them in train/), then each
+    class's accuracy (val_class/), the confusion matrices and mistakes under visuals/; no single-point chart."""
+    check_dashboard(trained, ["train", "val", "val_class"])  # each class's accuracy after val/loss
     events = dashboard(trained)
+    assert {"val_class/acc_ants", "val_class/acc_bees"} <= set(events.Tags()["scalars"])
+    assert not {t for t in events.Tags()["scalars"] if t.startswith("val/acc_")} - {"val/acc_micro", "val/acc_macro"}
     assert {"train/loss", "train/acc_macro", "train/lr_head", "val/loss", "val/acc_macro"} <= set(
         events.Tags()["scalars"]
     )

@@ -24,6 +24,8 @@ def test_misclassified_sheet_shows_the_most_frequent_confusions_first() -> None:
     sheet = report.misclassified_sheet(mistakes, ["a", "b", "c"], counts, pairs=2)
     assert sheet is not None and sheet.width == 3 * 128  # (0, 2) twice, then (1, 0); (0, 1) is left out
     assert report.misclassified_sheet([], ["a"], counts) is None
+    many = report.misclassified_sheet([report.Mistake(image, 0, 2, 0.6)] * 8, ["a", "b", "c"], counts)
+    assert many is not None and many.width == 3 * 128  # 3 a row: near full size in TensorBoard's card
 
 
 def test_a_thousand_classes_draw_the_most_confused_ones_and_write_every_one_as_data(tmp_path) -> None:

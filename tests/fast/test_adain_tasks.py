@@ -28,7 +28,7 @@ from helpers import (
 from transferlab import images, main, sweep
 from transferlab.errors import ConfigError, DataError, WeightsError
 from transferlab.fast.arbitrary import ops as A
-from transferlab.fast.arbitrary.module import preview_grid
+from transferlab.fast.arbitrary.module import preview_cards, preview_grid
 from transferlab.fast.arbitrary.networks import AdaINNet
 from transferlab.fast.arbitrary.settings import ApplyAdaINSettings, TrainAdaINSettings
 from transferlab.fast.stylizer import read_network
@@ -57,9 +57,12 @@ def test_run_writes_metrics_checkpoints_and_the_grid(trained):
     assert {"val/loss", "val/content", "val/style", "val/style_relu1_1"} <= set(metrics)
     assert all((trained / "checkpoints" / f"{n}.ckpt").is_file() for n in ("step1", "step2", "last"))
     events = EventAccumulator(str(trained / "tensorboard")).Reload()
-    grid = events.Images("visuals/grid")[-1]
-    # a header row of the 2 photos, then a row per style (2); tiles of 24 px with 2 px padding
-    assert (grid.height, grid.width) == (3 * 26 + 2, 3 * 26 + 2)
+    # TensorBoard: the 2 photos (after a blank), then each of the 2 styles and its 2 outputs, 3 tiles of 24 px a row
+    assert events.Tags()["images"] == ["visuals/val/photos", "visuals/val/style_0", "visuals/val/style_1"]
+    card = events.Images("visuals/val/style_1")[-1]
+    assert (card.height, card.width) == (26 + 2, 3 * 26 + 2)
+    grid = Image.open(trained / "val_grid.png")  # the contact sheet's: a header row, then a row per style
+    assert grid.size == (3 * 26 + 2, 3 * 26 + 2)
     assert "train/style_relu4_1" in events.Tags()["scalars"]
 
 
@@ -82,12 +85,25 @@ def test_preview_grid_has_the_photos_across_and_the_styles_down():
     ]  # a style, its outputs
 
 
+def test_preview_cards_keep_three_tiles_across():
+    """8 photos, 4 styles of 128 px: TensorBoard gets the photos (after a blank) and each style before its
+    8 outputs, 3 x 3 tiles each (about 128 px a tile in its card), the photos' image first."""
+    styles = torch.stack([torch.full((3, 20, 20), 0.1 * (j + 1)) for j in range(4)])
+    batch = [torch.full((4, 3, 20, 20), 0.9)]
+    tiles = [torch.full((4, 3, 20, 20), 0.1 * (j + 1)) for j in range(4)] + batch
+    cards = preview_cards(tiles * 2, styles, 128)
+    assert list(cards) == sorted(cards) == ["visuals/val/photos", *(f"visuals/val/style_{k}" for k in range(4))]
+    assert {c.shape for c in cards.values()} == {(3, 3 * 130 + 2, 3 * 130 + 2)}
+    assert [tile_mean(cards["visuals/val/photos"], r, c, 128) for r, c in ((0, 0), (0, 1), (2, 2))] == [1, 0.9, 0.9]
+    assert [tile_mean(cards["visuals/val/style_2"], r, c, 128) for r, c in ((0, 0), (2, 2))] == [0.3, 0.3]
+
+
 def test_dashboard_opens_on_the_losses_and_hparams_show_what_matters(trained):
     """train/ and val/ first, the grid under visuals/ at the validation's step (2 steps, validated once);
     HParams: the settings that tell runs apart, random weights named."""
     check_dashboard(trained, ["train", "val"], single=("val/",))
     events = dashboard(trained)
-    assert [s.step for s in events.Scalars("val/loss")] == [2] == [s.step for s in events.Images("visuals/grid")]
+    assert [s.step for s in events.Scalars("val/loss")] == [2] == [s.step for s in events.Images("visuals/val/photos")]
     hp = OmegaConf.load(trained / "tensorboard" / "hparams" / "hparams.yaml")
     assert hp["model.weights"] == "random" and {"task.arch", "task.encoder", "loss.style_weight"} <= set(hp)
     assert len(hparams_columns(trained)) <= 20

@@ -4,13 +4,14 @@ train_adain's: tests/fast/test_adain_tasks.py."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
 
-from helpers import check_dashboard, dashboard, hparams_columns, tile_mean
-from transferlab.fast.per_style.module import preview
+from helpers import check_dashboard, dashboard, hparams_columns, hparams_metrics, tile_mean
+from transferlab.fast.per_style.module import previews
 
 
 def test_dashboard_opens_on_the_losses_with_validation_at_its_steps(trained: Path) -> None:
@@ -20,10 +21,25 @@ def test_dashboard_opens_on_the_losses_with_validation_at_its_steps(trained: Pat
     check_dashboard(trained, ["train", "val"])
     events = dashboard(trained)
     assert [s.step for s in events.Scalars("val/loss")] == [2, 4]
-    assert [s.step for s in events.Images("visuals/stylized")] == [2, 4]
+    assert [s.step for s in events.Images("visuals/val/0")] == [2, 4]
     assert [s.step for s in events.Scalars("train/loss")] == [0, 1, 2, 3]  # each batch at the step it starts
     (final,) = dashboard(trained, session=True).Scalars("val/loss")
     assert final.step == 4 and abs(final.value - events.Scalars("val/loss")[-1].value) < 1e-6
+
+
+def test_charts_read_and_compare_across_a_weight_sweep(trained: Path) -> None:
+    """One content layer: no content_relu2_2 chart beside train/content (the same curve); each unweighted term
+    also as its log10, which TensorBoard's tables (4 decimals) show where the term itself reads 0; HParams'
+    metrics: the unweighted terms first (they compare across a sweep of loss.style_weight), the weighted total
+    after them; metrics.json without the log10 companions."""
+    events = dashboard(trained)
+    scalars = events.Tags()["scalars"]
+    assert "train/content" in scalars and not [t for t in scalars if t.startswith(("train/content_r", "val/content_r"))]
+    assert {"train/style_relu1_2", "train/content_log10", "train/style_log10", "val/tv_log10"} <= set(scalars)
+    content, logged = events.Scalars("val/content")[-1].value, events.Scalars("val/content_log10")[-1].value
+    assert abs(math.log10(content) - logged) < 1e-4
+    assert hparams_metrics(trained)[:4] == ["val/content", "val/style", "val/tv", "val/loss"]
+    assert not [k for k in json.loads((trained / "metrics.json").read_text()) if k.endswith("_log10")]
 
 
 def test_hparams_show_the_settings_that_matter_and_random_weights(trained: Path) -> None:
@@ -35,23 +51,20 @@ def test_hparams_show_the_settings_that_matter_and_random_weights(trained: Path)
     assert len(hparams_columns(trained)) <= 20
 
 
-def test_stylized_photos_show_under_their_photos_in_a_grid(trained: Path) -> None:
-    """The 2 validation photos of 32 px side by side above their stylizations (2 px padding), not a strip."""
-    image = dashboard(trained).Images("visuals/stylized")[-1]
-    assert (image.width, image.height) == (2 * 34 + 2, 2 * 34 + 2)
+def test_each_validation_photo_has_its_own_image_beside_its_stylization(trained: Path) -> None:
+    """The 2 validation photos of 32 px: one image each, in the photos' order, the photo left of its
+    stylization (2 px padding)."""
+    events = dashboard(trained)
+    assert sorted(events.Tags()["images"]) == ["visuals/val/0", "visuals/val/1"]
+    image = events.Images("visuals/val/1")[-1]
+    assert (image.width, image.height) == (2 * 34 + 2, 34 + 2)
 
 
-def test_preview_has_four_photos_a_row_each_above_its_stylization() -> None:
-    """8 photos (the default data.val_count): 4 x 4 tiles of 256 px; 5 photos: the last row padded white."""
-    photos, stylized = torch.zeros(8, 3, 300, 300), torch.full((8, 3, 300, 300), 0.5)
-    grid = preview(photos, stylized)
-    assert grid.shape == (3, 4 * 258 + 2, 4 * 258 + 2)
-    assert [tile_mean(grid, row, col, 256) for row in range(4) for col in (0, 3)] == [0, 0, 0.5, 0.5, 0, 0, 0.5, 0.5]
-    grid = preview(photos[:5], stylized[:5])
-    assert grid.shape == (3, 4 * 258 + 2, 4 * 258 + 2)
-    assert [tile_mean(grid, r, c, 256) for r in (2, 3) for c in (0, 1)] == [
-        0,
-        1,
-        0.5,
-        1,
-    ]  # the last row's empty places white
+def test_previews_keep_two_tiles_across_and_sort_in_the_photos_order() -> None:
+    """12 photos of 300 px: 12 images of 2 tiles fit in 256 px (about 200 px a photo in TensorBoard's card),
+    their index zero-padded so that TensorBoard's alphabetical order is the photos' order."""
+    photos, stylized = torch.zeros(12, 3, 300, 300), torch.full((12, 3, 300, 300), 0.5)
+    cards = previews(photos, stylized)
+    assert list(cards) == sorted(cards) == [f"visuals/val/{i:02d}" for i in range(12)]
+    assert cards["visuals/val/11"].shape == (3, 258 + 2, 2 * 258 + 2)
+    assert [tile_mean(cards["visuals/val/03"], 0, col, 256) for col in (0, 1)] == [0, 0.5]

@@ -103,6 +103,8 @@ def test_run_writes_image_metrics_and_tensorboard(tmp_path, content_path, style_
     assert "loss/tv" not in scalars  # loss.tv_weight=0: no flat zero chart
     assert "epoch" not in scalars and "train/scale" not in scalars and not [t for t in scalars if t.startswith("final")]
     assert [e.step for e in events.Scalars("to_content/ssim")] == [2, 4] and "to_style/gram_mean" in scalars
+    # the small figures also as their log10, which TensorBoard's tables (4 decimals) show
+    assert {"loss/content_log10", "to_style/gram_mean_log10"} <= scalars and "loss/style_log10" not in scalars
     assert any(m.plugin_data.plugin_name == "custom_scalars" for m in events.summary_metadata.values())
     session = EventAccumulator(str(tmp_path / "tensorboard" / "hparams")).Reload()
     assert any(m.plugin_data.plugin_name == "hparams" for m in session.summary_metadata.values())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import av
@@ -80,6 +81,11 @@ def test_dashboard_has_per_frame_curves_frames_and_hparams(tmp_path: Path, pan_c
     events = dashboard(out)
     assert [s.step for s in events.Scalars("video/flicker")] == [1, 2]
     assert [s.step for s in events.Scalars("video/flicker_baseline")] == [1, 2]
+    # each small figure also as its log10, which TensorBoard's tables show (they print 4 decimals: 1e-9 reads 0)
+    value, logged = events.Scalars("video/content_loss")[-1].value, events.Scalars("video/content_loss_log10")[-1]
+    assert (
+        logged.value == pytest.approx(math.log10(value), abs=1e-4) and "video/flicker_log10" in events.Tags()["scalars"]
+    )
     for tag in ("video/content_loss", "video/style_loss", "video/sharpness"):
         assert [s.step for s in events.Scalars(tag)] == [0, 1, 2], tag
     for tag in ("visuals/frame", "visuals/frame_baseline"):

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig
-from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.trainer.states import TrainerFn
 
 from transferlab import backbone, checkpoints, trainer
 from transferlab.classify import data, networks, report, settings
@@ -93,6 +94,7 @@ def train(
         *checkpoints,
         report.EvalReport(module.classes, images, s.misclassified, output_dir),
         trainer.ResumeRecord("finetune", s.fingerprint()),
+        EvaluationBar(),
     ]
     if s.patience:
         callbacks.append(EarlyStopping(s.monitor, min_delta=s.min_delta, patience=s.patience, mode=s.monitor_mode))
@@ -109,6 +111,20 @@ def train(
     ckpt = str(s.ckpt_path) if s.ckpt_path else None
     fit.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
     return fit
+
+
+class EvaluationBar(TQDMProgressBar):
+    """Lightning's bar, whose bars for the best checkpoint's evaluations after fit (they stay on screen) say
+    what they evaluate instead of "Validation DataLoader 0"."""
+
+    def on_validation_batch_start(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
+        super().on_validation_batch_start(trainer, *args, **kwargs)
+        if trainer.state.fn == TrainerFn.VALIDATING:
+            self.val_progress_bar.set_description("best checkpoint on val", refresh=False)
+
+    def on_test_batch_start(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
+        super().on_test_batch_start(trainer, *args, **kwargs)
+        self.test_progress_bar.set_description("best checkpoint on test", refresh=False)
 
 
 def evaluate(fit: pl.Trainer, module: classifier.Classifier, datamodule: data.ImageFolderData) -> dict[str, Any]:

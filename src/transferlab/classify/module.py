@@ -61,7 +61,7 @@ class Classifier(pl.LightningModule):
     """A torchvision network on [0, 1] RGB input (it normalizes itself), its first units frozen (their
     batch norms keep their statistics), a new last layer, trained with cross-entropy.
 
-    Logs train/loss, {train,val}/acc_micro and acc_macro, val/acc_<class> (see metrics for their
+    Logs train/loss, {train,val}/acc_micro and acc_macro, val_class/acc_<class> (see metrics for their
     definitions); ``last_eval`` holds the latest evaluation for reports. Every constructor argument but
     ``network`` is a plain value saved in the checkpoint, which therefore loads with
     ``torch.load(weights_only=True)``. ``weights`` names the source weights (backbone.weights_source;
@@ -180,7 +180,7 @@ class Classifier(pl.LightningModule):
         epoch["train/epoch_s"] = self.epoch_times[-1]
         self.train_confusion.reset()
         self.train_loss.reset()
-        self.log_dict(epoch, sync_dist=True, prog_bar=True)
+        self.log_dict(epoch, sync_dist=True)  # the epoch's log line states them: a bar of them ran past 120 columns
         # At the step the epoch ended on, as its validation (trainer.ValidationStep): Lightning draws an
         # epoch's figures a step before, beside the step the epoch's validation belongs to.
         self.log("step", float(self.global_step), sync_dist=True)
@@ -228,7 +228,10 @@ class Classifier(pl.LightningModule):
         acc = metrics.accuracies(counts, self.classes)
         if self.trainer.state.fn == TrainerFn.FITTING:
             # The epochs' curves; the best checkpoint's and the test split's figures go to the run's summary.
-            self.log_dict({f"val/{k}": v for k, v in acc.items() if k != "acc_macro"}, sync_dist=True)
+            # Each class's accuracy in a group of its own (val_class/), which TensorBoard sorts after val/: with
+            # them in val/, acc_<class> charts came before the loss, alphabetically.
+            classes = {f"val_class/{k}": v for k, v in acc.items() if k not in ("acc_micro", "acc_macro")}
+            self.log_dict({"val/acc_micro": acc["acc_micro"], **classes}, sync_dist=True)
             self.log("val/acc_macro", acc["acc_macro"], sync_dist=True, prog_bar=True)
         self.last_eval = Evaluation(self._prefix(), counts.cpu(), acc, loss)
 

@@ -23,6 +23,7 @@ from transferlab.trainer import VISUALS
 MAX_KEPT = 256  # misclassified images held during one evaluation
 MAX_DRAWN = 100  # classes drawn in the confusion image (about 4000 px square); beyond, SHOWN_OF_MANY of them
 SHOWN_OF_MANY = 40
+MISTAKE_COLUMNS = 3  # misclassified images a row
 
 
 def confusion_image(counts: Tensor, classes: list[str]) -> Image:
@@ -76,12 +77,15 @@ def misclassified_sheet(mistakes: list[Mistake], classes: list[str], counts: Ten
     frequency = counts.cpu()
     order = sorted({(m.true, m.predicted) for m in mistakes}, key=lambda tp: -int(frequency[tp]))[:pairs]
     tiles = [
-        (images.to_pil(m.image), [f"true {classes[m.true]}", f"pred {classes[m.predicted]} {m.prob:.2f}"])
+        # The probability on a line of its own: after a class name it ran past the 128 px tile and was cut.
+        (images.to_pil(m.image), [f"true {classes[m.true]}", f"pred {classes[m.predicted]}", f"p {m.prob:.2f}"])
         for pair in order
         for m in mistakes
         if (m.true, m.predicted) == pair
     ]
-    return images.contact_sheet(tiles, tile=128)
+    # 3 tiles across (384 px) show nearly at full size in TensorBoard's image card (about 365 px wide at its
+    # default size): 4 (512 px) were shrunk to 70%, their 11 px captions to 8 px.
+    return images.contact_sheet(tiles, tile=128, columns=MISTAKE_COLUMNS)
 
 
 def confusion_path(output_dir: Path, split: str) -> Path:

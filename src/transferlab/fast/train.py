@@ -15,14 +15,24 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from transferlab import checkpoints, motion
+from transferlab import checkpoints, motion, scalars
 from transferlab.errors import ConfigError
 from transferlab.fast.settings import Training
 from transferlab.groups import Steadiness
 from transferlab.result import TaskResult
-from transferlab.trainer import ResumeRecord, make_trainer
+from transferlab.trainer import ResumeRecord, TaskBar, make_trainer
 
 log = logging.getLogger(__name__)
+
+# The unweighted loss terms: their curves compare across a sweep of the weights (the weighted total, ``loss``,
+# does not); each is also logged as ``<term>_log10`` (scalars.with_log10: they are often under 1e-4, which
+# TensorBoard's tables show as 0).
+UNWEIGHTED = ("content", "style", "tv", "temporal", "distill")
+
+
+def with_log10(terms: dict[str, Tensor]) -> dict[str, Tensor]:
+    """``terms`` and the base-10 logarithm of each ``UNWEIGHTED`` one among them, as ``<term>_log10``."""
+    return scalars.with_log10(terms, UNWEIGHTED)
 
 
 class TemporalTerm:
@@ -77,9 +87,10 @@ class ValidatedModule(pl.LightningModule):
         if not self.val_terms:
             return
         n = len(self.val_terms)
-        for key in self.val_terms[0]:
+        means = with_log10({key: sum(t[key] for t in self.val_terms) / n for key in self.val_terms[0]})
+        for key, value in means.items():
             # every process validated the same photos: the mean over them is any one's
-            self.log(f"val/{key}", sum(t[key] for t in self.val_terms) / n, prog_bar=key == "loss", sync_dist=True)
+            self.log(f"val/{key}", value, prog_bar=key == "loss", sync_dist=True)
         logger = self.logger
         live = logger is not None and hasattr(logger, "experiment") and not self.trainer.sanity_checking
         self.end_validation(logger.experiment if live else None)
@@ -155,7 +166,9 @@ def fit(
     trainer.save_checkpoint(last, weights_only=False)  # the full state: resume from it is exact; atomic
     if module.validated_at != trainer.global_step:  # else the schedule validated the final network already
         trainer.validate(module, datamodule=datamodule, verbose=False)
-    final = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    final = {
+        k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/") and not k.endswith("_log10")
+    }
     return result(task, final, trainer.global_step, last, hparams)
 
 
@@ -204,13 +217,16 @@ def stepped_trainer(training: Training, output_dir: Path, task: str, fingerprint
         num_sanity_val_steps=0,
         log_every_n_steps=training.log_every,
         use_distributed_sampler=False,  # StepData splits the sample stream by rank itself
-        callbacks=[ResumeRecord(task, fingerprint), checkpoint],
+        callbacks=[ResumeRecord(task, fingerprint), checkpoint, TaskBar(task)],
         enable_model_summary=False,
     )
 
 
 def result(task: str, metrics: dict[str, float], steps: int, last: Path, hparams: dict[str, Any]) -> TaskResult:
-    """The final validation's ``metrics`` as the result, captioned by the loss and its content and style terms."""
+    """The final validation's ``metrics`` as the result, captioned by the loss (the weighted total: what training
+    minimized) and its unweighted content and style terms; HParams' metrics: the unweighted terms first, which
+    compare across a sweep of the loss weights, the weighted total after them."""
+    unweighted = [f"val/{k}" for k in UNWEIGHTED if f"val/{k}" in metrics]
     return TaskResult(
         metrics={"task": task, "steps": steps, "checkpoint": str(last), **metrics},
         objective=metrics["val/loss"],
@@ -219,6 +235,6 @@ def result(task: str, metrics: dict[str, float], steps: int, last: Path, hparams
             f"content {metrics['val/content']:.3g}  style {metrics['val/style']:.3g}",
         ),
         hparams=hparams,
-        summary=metrics,
+        summary={k: metrics[k] for k in [*unweighted, *sorted(set(metrics) - set(unweighted))]},
         step=steps,
     )

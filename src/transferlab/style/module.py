@@ -11,7 +11,6 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import TQDMProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
@@ -21,9 +20,11 @@ from transferlab.errors import TransferLabError
 from transferlab.features import Encoder
 from transferlab.groups import OptimizerSettings
 from transferlab.perceptual import PerceptualLoss, style_grams
+from transferlab.scalars import with_log10
 from transferlab.style import quality, scene
 from transferlab.style.settings import Convergence
 from transferlab.textloss import TextLoss
+from transferlab.trainer import TaskBar
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,9 @@ LINE_SEARCH_EVALS = 25  # torch's own bound on a strong-Wolfe line search
 # table ("to_content", "to_style": quality.figures' keys) sort after them.
 PREVIEW_TAG, FINAL_TAG = "stylized/preview", "stylized/final"
 QUALITY_TAGS = {"ssim": "to_content/ssim", "gram_mean": "to_style/gram_mean"}
+# Figures often under 1e-4 (the Gram distance; the content term near the start, or always with random weights):
+# also as <tag>_log10, which TensorBoard's tables show (scalars.with_log10).
+SMALL_TAGS = ("loss/content", "to_style/gram_mean")
 
 
 # Why a scale's optimization converged. L-BFGS: torch's own criteria (torch.optim.LBFGS), checked
@@ -283,7 +287,8 @@ class StyleTransfer(pl.LightningModule):
         # the progress bar reads the loss and the evaluation count from the module (ProgressBar).
         if self.logger is not None:
             values = torch.stack(list(self.last_losses.values())).tolist()
-            scalars = dict(zip(self.last_losses, values)) | {"train/evaluations": self.evaluations}
+            scalars = with_log10(dict(zip(self.last_losses, values)), SMALL_TAGS)
+            scalars["train/evaluations"] = self.evaluations
             if len(self.schedule) > 1:
                 scalars["train/scale"] = self.scale  # a flat line at 0 on a single scale
             self.logger.log_metrics(scalars, step=self.global_step)
@@ -369,12 +374,16 @@ class ImageLogger(pl.Callback):
                     quality.style_grams(self.reference, style, self.reference.layers) for style in module.scene.styles
                 ]
             figures = quality.figures(self.reference, image, module.scene, self.grams)
-            trainer.logger.log_metrics({tag: figures[key] for key, tag in QUALITY_TAGS.items()}, trainer.global_step)
+            quality_figures = {tag: figures[key] for key, tag in QUALITY_TAGS.items()}
+            trainer.logger.log_metrics(with_log10(quality_figures, SMALL_TAGS), trainer.global_step)
 
 
-class ProgressBar(TQDMProgressBar):
-    """Lightning's progress bar, with the latest loss and the evaluation count read from the module
+class ProgressBar(TaskBar):
+    """The task's progress bar (``stylize``), with the latest loss and the evaluation count read from the module
     when the bar redraws."""
+
+    def __init__(self) -> None:
+        super().__init__("stylize")
 
     def get_metrics(self, trainer: pl.Trainer, module: StyleTransfer) -> dict[str, int | str | float]:
         metrics = super().get_metrics(trainer, module)

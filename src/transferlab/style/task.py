@@ -101,7 +101,7 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
 # TensorBoard's Custom Scalars tab: the loss terms on one chart, the per-layer style losses on another.
 LAYOUT = {
     "losses": {
-        "loss terms (total, content, style; tv, temporal when weighted)": ["Multiline", [r"^loss/"]],
+        "loss terms (total, content, style; tv, temporal when weighted)": ["Multiline", [r"^loss/(?!.*_log10$)"]],
         "style loss per layer": ["Multiline", [r"^style/"]],
     }
 }

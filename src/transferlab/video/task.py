@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 from torch import Tensor
 from tqdm import tqdm
 
-from transferlab import backbone, checks, features, images, runtime, trainer
+from transferlab import backbone, checks, features, images, runtime, scalars, trainer
 from transferlab.errors import VideoError
 from transferlab.features import Encoder
 from transferlab.files import write_json
@@ -64,6 +64,15 @@ log = logging.getLogger(__name__)
 SHEET_FRAMES = 4  # the frames that show a run in a sweep's contact sheet, first to last
 BOARD_FRAMES = 8  # about as many frames (and their baselines) as TensorBoard images: PNG-encoded on the CPU
 BOARD_CADENCE = 25  # every K frames where the frame count is not known ahead
+# Figures often under 1e-4 (flicker: mean squared error per channel value; loss terms: 1e-9 with random weights)
+SMALL_FIGURES = (
+    "flicker",
+    "flicker_baseline",
+    "content_loss",
+    "content_loss_baseline",
+    "style_loss",
+    "style_loss_baseline",
+)
 BOARD_SIZE = 512  # long side of those images
 # metrics.json's figures that are means of per-frame curves (video/<name> in TensorBoard; video/quality.py)
 CURVES = ("flicker", "flicker_baseline", "sharpness", "sharpness_baseline", "skipped_share", "skipped_ssim")
@@ -268,8 +277,10 @@ def stylize_frames(s: VideoSettings, output_dir: Path, progress: dict[str, Any])
 
 def log_frame(board: trainer.RunLogger, i: int, figures: dict[str, float], shown: tuple[Tensor | None, ...]) -> None:
     """Frame ``i``'s figures as TensorBoard points at step ``i`` (``video/<name>``: the names of metrics.json,
-    whose values are their means), and the ``shown`` result and baseline (``trainer.VISUALS``: sorts after them)."""
-    board.log_metrics({f"video/{name}": value for name, value in figures.items()}, step=i)
+    whose values are their means; ``SMALL_FIGURES`` also as ``<name>_log10``, which TensorBoard's tables show),
+    and the ``shown`` result and baseline (``trainer.VISUALS``: sorts after them)."""
+    readable = scalars.with_log10(figures, SMALL_FIGURES)
+    board.log_metrics({f"video/{name}": value for name, value in readable.items()}, step=i)
     for tag, image in zip((f"{trainer.VISUALS}/frame", f"{trainer.VISUALS}/frame_baseline"), shown):
         if image is not None:
             board.experiment.add_image(tag, images.fits_in(image.cpu(), BOARD_SIZE), i)
@@ -369,7 +380,13 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
         images=tuple(output_dir / "frames" / frame_name(i) for i in shown),
         caption=(
             f"flicker {metrics['flicker']:.4g} (independent {baseline})",
-            f"{metrics['seconds_per_frame']:.3g} s/frame",
+            # Both named: the progress bar's s/frame counts the method, the baseline and the figures together.
+            f"{metrics['seconds_per_frame']:.3g} s/frame by the method"
+            + (
+                f", {metrics['baseline_seconds_per_frame']:.3g} by the baseline"
+                if "baseline_seconds_per_frame" in metrics
+                else ""
+            ),
         ),
         hparams=checks.hparams(cfg, HP_KEYS),
         # The means of the per-frame curves, named as them: no chart of a single point (frames, fps, ...).

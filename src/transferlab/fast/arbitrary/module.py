@@ -14,7 +14,7 @@ from torchvision.utils import make_grid
 
 from transferlab import images, winograd
 from transferlab.fast.arbitrary.networks import LOSS_TERMS, build
-from transferlab.fast.train import TemporalTerm, ValidatedModule
+from transferlab.fast.train import TemporalTerm, ValidatedModule, with_log10
 from transferlab.trainer import VISUALS
 
 log = logging.getLogger(__name__)
@@ -89,8 +89,8 @@ class AdaINModule(ValidatedModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         _, terms = self.terms(*batch, self.draw_key())
         # under DDP, the mean over the processes' batches: the global batch's
-        self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, on_step=True, sync_dist=True)
-        self.log("train/loss_bar", terms["loss"].detach(), prog_bar=True, logger=False)
+        self.log_dict({f"train/{k}": v.detach() for k, v in with_log10(terms).items()}, on_step=True, sync_dist=True)
+        self.log("loss", terms["loss"].detach(), prog_bar=True, logger=False)  # the bar: loss=..., val/loss=...
         return terms["loss"]
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:
@@ -101,9 +101,11 @@ class AdaINModule(ValidatedModule):
         self.val_tiles.append(batch.detach().float().cpu())  # the photos: the grid's header row
 
     def end_validation(self, writer: Any | None) -> None:
-        self.last_grid = preview_grid(self.val_tiles, self.previews.float().cpu(), self.preview_size)
+        styles = self.previews.float().cpu()
+        self.last_grid = preview_grid(self.val_tiles, styles, self.preview_size)
         if writer is not None:
-            writer.add_image(f"{VISUALS}/grid", self.last_grid, self.global_step)
+            for tag, image in preview_cards(self.val_tiles, styles, self.preview_size).items():
+                writer.add_image(tag, image, self.global_step)
         self.val_tiles.clear()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
@@ -112,14 +114,39 @@ class AdaINModule(ValidatedModule):
         return torch.optim.Adam(trainable, lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
 
 
+CARD_COLUMNS = 3  # tiles across in each of TensorBoard's images: about 128 px a tile in its card
+
+
+def preview_rows(tiles: list[Tensor], styles: Tensor) -> list[list[Tensor]]:
+    """A validation's images from its ``tiles`` (per batch: its stylization by each of the K ``styles``, then
+    the batch) as rows: the photos (after a blank, where the others hold their style), then per style the
+    style and its stylizations of the photos."""
+    step = len(styles) + 1
+    photos = torch.cat(tiles[len(styles) :: step])
+    rows = [[torch.ones_like(photos[0]), *photos]]
+    return rows + [[style, *torch.cat(tiles[j::step])] for j, style in enumerate(styles)]
+
+
+def preview_cards(tiles: list[Tensor], styles: Tensor, size: int) -> dict[str, Tensor]:
+    """TensorBoard's images of a validation by tag (``preview_rows``, each wrapped ``CARD_COLUMNS`` tiles a
+    row, tiles ``size`` square): ``visuals/val/photos``, then ``visuals/val/style_<k>`` (the style first, then
+    each photo's stylization where that photo is in the photos' image). One image of every photo and style
+    left about 14-50 px a tile in TensorBoard's card; these keep about 128 px."""
+    rows = preview_rows(tiles, styles)
+    names = ["photos", *(f"style_{k:0{len(str(len(styles) - 1))}d}" for k in range(len(styles)))]
+    return {
+        f"{VISUALS}/val/{name}": make_grid(
+            torch.stack([images.resize(t, (size, size)) for t in row]), nrow=CARD_COLUMNS, padding=2, pad_value=1.0
+        )
+        for name, row in zip(names, rows)
+    }
+
+
 def preview_grid(tiles: list[Tensor], styles: Tensor, size: int) -> Tensor:
     """A validation as one image, from its ``tiles`` (per batch: its stylization by each of the K ``styles``,
     then the batch): a header row (blank, then the photos), then per style the style and its stylizations
     of the photos, each tile ``size`` square. The photos across (8 by default) and the K styles down make it
-    wider than tall, as TensorBoard's card is; a row per photo made 9 rows of 5 tiles, tiny in the card."""
-    step = len(styles) + 1
-    photos = torch.cat(tiles[len(styles) :: step])
-    rows = [[torch.ones_like(photos[0]), *photos]]
-    rows += [[style, *torch.cat(tiles[j::step])] for j, style in enumerate(styles)]
+    wider than tall, as a contact sheet's tile is (val_grid.png; TensorBoard gets ``preview_cards``)."""
+    rows = preview_rows(tiles, styles)
     blocks = [images.resize(t, (size, size)) for row in rows for t in row]
-    return make_grid(torch.stack(blocks), nrow=len(photos) + 1, padding=2, pad_value=1.0)
+    return make_grid(torch.stack(blocks), nrow=len(rows[0]), padding=2, pad_value=1.0)

@@ -28,7 +28,7 @@ ENCODERS = ("vgg19", "light")
 LOSS_TERMS = ("content", "style", "distill", "identity", "identity_features")
 # The light encoder's 3x3 convolutions per stage: VGG19's (2, 2, 4, 1) less the second full- and half-resolution
 # convolutions and two of stage 3's (and their mirrors in the decoder): measured at width 0.25 in ONNX Runtime,
-# one thread, 1024 px, VGG19's counts take 2.2x the time (0.71 s against 0.33 s; README: Arbitrary style).
+# one thread, 1024 px, VGG19's counts take 2.2x the time (0.71 s against 0.33 s; docs/adain.md).
 LIGHT_CONVS = (1, 1, 2, 1)
 # The attribute of the parts only training needs (a light network's VGG19 loss network and distillation
 # projection): not built for apply/export, not loaded from a checkpoint.

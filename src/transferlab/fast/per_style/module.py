@@ -12,14 +12,13 @@ from torchvision.utils import make_grid
 
 from transferlab import backbone, images, winograd
 from transferlab.fast.per_style.networks import TransformNet, build_network
-from transferlab.fast.train import TemporalTerm, ValidatedModule
+from transferlab.fast.train import TemporalTerm, ValidatedModule, with_log10
 from transferlab.perceptual import PerceptualLoss, style_grams
 from transferlab.textloss import TextLoss
 from transferlab.trainer import VISUALS
 
 FROZEN = ("perceptual.encoder.", "text.")  # the state the task rebuilds, left out of checkpoints
-PREVIEW_COLUMNS = 4  # validation photos a row in TensorBoard's image (each above its stylization)
-PREVIEW_TILE = 256  # px: the long side of each photo there (data.val_size's default)
+PREVIEW_TILE = 256  # px: the long side of each photo in TensorBoard's images (data.val_size's default)
 
 
 def make_loss(
@@ -83,11 +82,16 @@ class FastStyleModule(ValidatedModule):
 
     def terms(self, output: Tensor, photos: Tensor, key: int = 0) -> dict[str, Tensor]:
         """The loss of ``output`` (``network(photos)``) under train_fast's metric names: ``loss`` (the total)
-        and the unweighted ``content``, ``style``, ``tv``, ``content_<layer>``, ``style_<layer>``, and
-        ``temporal`` with a temporal term (its motion drawn by ``key``), ``text_direction`` and ``text_patch``
-        with a prompt (textloss.py)."""
+        and the unweighted ``content``, ``style``, ``tv``, ``content_<layer>`` and ``style_<layer>`` where
+        there is more than one such layer (one layer's term is the sum itself: the same curve twice),
+        ``temporal`` with a temporal term (its motion drawn by ``key``), and ``text_direction`` and
+        ``text_patch`` with a prompt (textloss.py)."""
         parts = self.perceptual.parts(output, photos)
         loss = self.perceptual.weighted(parts, output)["loss/total"]
+        for kind in ("content", "style"):
+            per_layer = [k for k in parts if k.startswith(f"{kind}_")]
+            if len(per_layer) == 1:
+                del parts[per_layer[0]]
         if self.text is not None:
             text_parts = self.text.parts(output, photos)
             parts |= text_parts
@@ -100,8 +104,8 @@ class FastStyleModule(ValidatedModule):
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
         terms = self.terms(self.network(batch), batch, self.draw_key())
         # under DDP, the mean over the processes' batches: the global batch's
-        self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, on_step=True, sync_dist=True)
-        self.log("train/loss_bar", terms["loss"].detach(), prog_bar=True, logger=False)
+        self.log_dict({f"train/{k}": v.detach() for k, v in with_log10(terms).items()}, on_step=True, sync_dist=True)
+        self.log("loss", terms["loss"].detach(), prog_bar=True, logger=False)  # the bar: loss=..., val/loss=...
         return terms["loss"]
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:
@@ -114,9 +118,8 @@ class FastStyleModule(ValidatedModule):
     def end_validation(self, writer: Any | None) -> None:
         self.last_val_images = torch.cat(self.val_outputs)
         if writer is not None:
-            writer.add_image(
-                f"{VISUALS}/stylized", preview(torch.cat(self.val_photos), self.last_val_images), self.global_step
-            )
+            for tag, image in previews(torch.cat(self.val_photos), self.last_val_images).items():
+                writer.add_image(tag, image, self.global_step)
         self.val_outputs.clear()
         self.val_photos.clear()
 
@@ -135,16 +138,18 @@ class FastStyleModule(ValidatedModule):
         checkpoint["state_dict"] = {**checkpoint["state_dict"], **frozen}
 
 
-def preview(photos: Tensor, stylized: Tensor) -> Tensor:
-    """TensorBoard's image of a validation: each photo above its stylization, ``PREVIEW_COLUMNS`` photos a
-    row, tiles that fit in ``PREVIEW_TILE`` px: 4 x 4 tiles for the default 8 photos, near the card's shape,
-    where one 8:1 strip of them left 46 px a photo in TensorBoard's card, and no photo to compare with."""
-    photos = [images.fits_in(t, PREVIEW_TILE) for t in photos]
-    stylized = [images.fits_in(t, PREVIEW_TILE) for t in stylized]
-    columns = min(PREVIEW_COLUMNS, len(photos))
-    blank = torch.ones_like(photos[0])
-    tiles: list[Tensor] = []
-    for i in range(0, len(photos), columns):
-        pad = [blank] * (columns - len(photos[i : i + columns]))  # the last row's empty places
-        tiles += [*photos[i : i + columns], *pad, *stylized[i : i + columns], *pad]
-    return make_grid(torch.stack(tiles), nrow=columns, padding=2, pad_value=1.0)
+def previews(photos: Tensor, stylized: Tensor) -> dict[str, Tensor]:
+    """TensorBoard's images of a validation by tag: one per validation photo, ``visuals/val/<index>`` (zero-padded,
+    so that TensorBoard's order is the photos'), the photo left of its stylization, each fit in ``PREVIEW_TILE``
+    px. Two tiles across keep about 200 px a photo in TensorBoard's card at its default width, where a grid of 8
+    photos and their stylizations left about 100 px and one 8:1 strip of them 46 px."""
+    digits = len(str(len(photos) - 1))
+    return {
+        f"{VISUALS}/val/{i:0{digits}d}": make_grid(
+            torch.stack([images.fits_in(photo, PREVIEW_TILE), images.fits_in(out, PREVIEW_TILE)]),
+            nrow=2,
+            padding=2,
+            pad_value=1.0,
+        )
+        for i, (photo, out) in enumerate(zip(photos, stylized))
+    }
