@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from transferlab import fetch, files
+from transferlab import console, fetch, files
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,7 @@ def choose(key: str, candidates: Callable[[], dict[str, Callable[[], None]]]) ->
         ""
         if _spent < BUDGET_S
         else f" (calibration budget of {BUDGET_S:.0f} s spent: untimed shapes use the fixed rule)",
+        extra=console.RUN_LOG_ONLY,  # a record of the machine, once per shape: not the console's business
     )
     _record(f"{machine()}|{key}", best)
     return best

@@ -13,7 +13,7 @@ from transferlab.fast.settings import TrainSettings
 
 pytest.importorskip("open_clip")
 
-from conftest import TINY  # noqa: E402
+from tests.fast.conftest import TINY  # noqa: E402
 
 PROMPT = [
     "task.style_text='an oil painting'",

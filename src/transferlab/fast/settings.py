@@ -21,8 +21,6 @@ from transferlab.trainer import TrainerSettings
 
 HP_KEYS = (  # TensorBoard's HParams columns after the user's overrides (checks.hparams)
     "task.style",
-    "task.style_text",
-    "text.model",
     "task.style_size",
     "task.steps",
     "task.lr",
@@ -43,6 +41,7 @@ HP_KEYS = (  # TensorBoard's HParams columns after the user's overrides (checks.
     "precision",
     "seed",
 )
+TEXT_HP_KEYS = ("task.style_text", "text.model")  # beside them with a prompt
 
 COLORS = ("none", "luminance", "histogram")
 
@@ -128,7 +127,7 @@ class TrainSettings:
             style_size=checks.at_least(cfg.task.style_size, 32, "task.style_size"),
             photos=groups.photos(cfg),
             training=Training.from_cfg(cfg, "a train_fast checkpoint (.ckpt) to resume"),
-            hparams=checks.hparams(cfg, HP_KEYS),
+            hparams=checks.hparams(cfg, HP_KEYS[:1] + (TEXT_HP_KEYS if prompt else ()) + HP_KEYS[1:]),
             text=prompt,
         )
         problems = checks.Problems()  # the values are right: the style image and the weights at once
