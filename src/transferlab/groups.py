@@ -151,6 +151,8 @@ class LossWeights:
     tv: float = 0.0
     distill: float = 0.0
     temporal: float = 0.0
+    identity: float = 0.0  # an arbitrary-style network's output for (x, x) against x (SANet's identity losses)
+    identity_features: float = 0.0
 
 
 # The keys of a network trainer's temporal term besides its weight (configs/loss/temporal/default.yaml).

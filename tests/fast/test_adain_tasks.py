@@ -293,19 +293,20 @@ def test_sanet_stylizes_with_attention_and_blends_its_targets():
     styles = [torch.rand(1, 3, 32, 32, generator=g) * k for k in (1.0, 0.3)]
     with torch.no_grad():
         a, b = (net.code(s) for s in styles)
-        c = net.encode(content)["relu4_1"]
-        fa, fb = (net.encode(s)["relu4_1"] for s in styles)
-        torch.testing.assert_close(net.stylize(content, [a]), net.decoder(net.sanet(c, fa)).clamp(0, 1))
-        blended = net.decoder(0.25 * net.sanet(c, fa) + 0.75 * net.sanet(c, fb)).clamp(0, 1)
+        c = net.encode(content)
+        fa, fb = (net.attention(c, net.encode(s))["relu4_1"] for s in styles)
+        torch.testing.assert_close(net.stylize(content, [a]), net.decoder(fa).clamp(0, 1))
+        blended = net.decoder(0.25 * fa + 0.75 * fb).clamp(0, 1)
         torch.testing.assert_close(net.stylize(content, [a, b], masks=A.blend_masks([1, 3])), blended)
         assert (net.stylize(content, [a]) - net.stylize(content, [b])).abs().max() > 1e-2
 
 
 @pytest.mark.slow  # a training run, an apply and two exports: about 15 s
 def test_sanet_is_a_task_option_end_to_end(photos, styles, tmp_path):
-    main.run_task(adain_train_cfg(photos, styles, "task.arch=sanet", "task.checkpoint_every=0"), tmp_path / "train")
+    sanet = ("task.arch=sanet", "layers=sanet", "loss=sanet", "task.checkpoint_every=0")
+    main.run_task(adain_train_cfg(photos, styles, *sanet), tmp_path / "train")
     ckpt = tmp_path / "train" / "checkpoints" / "last.ckpt"
-    assert read_network(ckpt, family="arbitrary")[1].sanet is not None
+    assert read_network(ckpt, family="arbitrary")[1].attention is not None
     cfg = compose_cfg(
         "task=apply_adain",
         f"ckpt_path={ckpt}",

@@ -153,24 +153,36 @@ def _per_style_spec(spec: dict[str, Any]) -> dict[str, Any]:
 def _arbitrary_spec(spec: dict[str, Any]) -> dict[str, Any]:
     """The rules of train_adain's door (arbitrary/settings.py) for what it saved; ``weights`` must be null:
     the checkpoint holds every weight, and a name would download one."""
-    _known_keys(spec, ("arch", "weights", "normalization", "pooling", "style_layers", "encoder", "width"))
+    known = ("arch", "weights", "normalization", "pooling", "style_layers", "encoder", "width", "content_layers")
+    _known_keys(spec, known)
     arch = checks.choice(spec.get("arch"), arbitrary.ARCHS, "network.arch")
     encoder = checks.choice(spec.get("encoder"), arbitrary.ENCODERS, "network.encoder")
-    if encoder == "light" and arch == "sanet":
-        raise ConfigError("network.arch=sanet with network.encoder=light: SANet runs in VGG19's relu4_1 space")
+    if encoder == "light" and arch != "adain":
+        name = arbitrary.ARCH_NAMES[arch]
+        raise ConfigError(
+            f"network.arch={arch} with network.encoder=light: {name} runs in VGG19's relu4_1 space and deeper"
+        )
     width = checks.positive(spec.get("width"), "network.width")
     if width > 1:
         raise ConfigError(f"network.width={width} is invalid; it must be in (0, 1]")
     if spec.get("weights") is not None:
         raise ConfigError(f"network.weights={spec['weights']!r} is invalid; it must be null")
-    layers = spec.get("style_layers")
-    if not isinstance(layers, dict) or not layers:
-        raise ConfigError(f"network.style_layers={layers!r} is invalid; give {{layer: weight}} up to relu4_1")
+    deepest = "relu4_1" if arch == "adain" else "relu5_1"
     names = backbone.layer_names("vgg19")
-    checks.vgg_layers("vgg19", layers, "network.style_layers")
-    deeper = [layer for layer in layers if names.index(layer) > names.index("relu4_1")]
-    if deeper:
-        raise ConfigError(f"network.style_layers: {', '.join(deeper)} lie past relu4_1, where the encoder ends")
+    layers = {}
+    for key in ("style_layers", "content_layers"):
+        given = spec.get(key)
+        if key == "content_layers" and given is None:  # before issue 26: the arch's own
+            continue
+        if not isinstance(given, dict) or not given:
+            raise ConfigError(f"network.{key}={given!r} is invalid; give {{layer: weight}} up to {deepest}")
+        checks.vgg_layers("vgg19", given, f"network.{key}")
+        deeper = [layer for layer in given if names.index(layer) > names.index(deepest)]
+        if deeper:
+            raise ConfigError(f"network.{key}: {', '.join(deeper)} lie past {deepest}, where the encoder ends")
+        layers[key] = checks.layer_weights(given, f"network.{key}")
+    if sorted(layers.get("content_layers", arbitrary.CONTENT_LAYERS[arch])) != sorted(arbitrary.CONTENT_LAYERS[arch]):
+        raise ConfigError(f"network.content_layers must be {', '.join(arbitrary.CONTENT_LAYERS[arch])} for {arch}")
     return {
         "arch": arch,
         "encoder": encoder,
@@ -180,7 +192,7 @@ def _arbitrary_spec(spec: dict[str, Any]) -> dict[str, Any]:
         "normalization": checks.choice(
             spec.get("normalization"), list(backbone.NORMALIZATIONS), "network.normalization"
         ),
-        "style_layers": checks.layer_weights(layers, "network.style_layers"),
+        **layers,
     }
 
 

@@ -19,6 +19,9 @@ from transferlab.trainer import VISUALS
 
 log = logging.getLogger(__name__)
 
+# The weighted terms of ``AdaINNet.terms``, in the order of ``loss_weights``.
+LOSS_TERMS = ("content", "style", "distill", "identity", "identity_features")
+
 
 class Pairs(Dataset):
     """Sample ``i``: (content crop ``i``, style crop ``i``), two index-seeded streams of equal length."""
@@ -36,9 +39,10 @@ class Pairs(Dataset):
 
 
 class AdaINModule(ValidatedModule):
-    """The decoder (and SANet, when ``network["arch"]`` is sanet; the light encoder and its distillation
-    projection, when ``network["encoder"]`` is light) trained with Adam against ``content_weight * content +
-    style_weight * style + distill_weight * distill`` (``AdaINNet.terms``; distill only for a light encoder).
+    """The decoder (and the attention, when ``network["arch"]`` is sanet or adaattn; the light encoder and its
+    distillation projection, when ``network["encoder"]`` is light) trained with Adam against the
+    ``loss_weights`` (content, style, distill, identity, identity_features) times ``AdaINNet.terms``' terms
+    (distill only for a light encoder; the identity terms only computed where one of their weights is > 0).
     With ``temporal``, its term too (at its weight). Checkpoints hold VGG19 to relu4_1 too (14 MB; a light
     network's loss network, for resume): a checkpoint is the whole model, applied without weights.
     ``previews`` ``[K, 3, S, S]``: the styles of the validation grid (not saved)."""
@@ -46,7 +50,7 @@ class AdaINModule(ValidatedModule):
     def __init__(
         self,
         network: dict[str, Any],
-        loss_weights: tuple[float, float, float],
+        loss_weights: tuple[float, float, float, float, float],
         lr: float,
         betas: tuple[float, float],
         weight_decay: float,
@@ -77,9 +81,9 @@ class AdaINModule(ValidatedModule):
     def terms(self, content: Tensor, style: Tensor, key: int = 0) -> tuple[Tensor, dict[str, Tensor]]:
         """The stylized batch and its loss terms, with ``loss`` their weighted sum (what training minimizes);
         with a temporal term, ``temporal`` (its motion drawn by ``key``, the style held)."""
-        output, terms = self.net.terms(content, style)
-        weights = zip(("content", "style", "distill"), self.hparams.loss_weights)
-        terms["loss"] = sum(w * terms[k] for k, w in weights if k in terms)
+        weights = dict(zip(LOSS_TERMS, self.hparams.loss_weights))
+        output, terms = self.net.terms(content, style, weights["identity"] > 0 or weights["identity_features"] > 0)
+        terms["loss"] = sum(w * terms[k] for k, w in weights.items() if k in terms)
         if self.temporal is not None:
             terms["temporal"] = self.temporal(lambda moved: self.net(moved, style), content, output, key)
             terms["loss"] = terms["loss"] + self.temporal.weight * terms["temporal"]

@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from transferlab import backbone, checks, exporter, fetch, groups, images, saliency
 from transferlab.errors import ConfigError
 from transferlab.exporter import ExportOptions
-from transferlab.fast.arbitrary.networks import ARCHS, ENCODERS, MIN_SIZE, MULTIPLE
+from transferlab.fast.arbitrary.networks import ARCH_NAMES, ARCHS, CONTENT_LAYERS, ENCODERS, MIN_SIZE, MULTIPLE
 from transferlab.fast.settings import (
     ImagesToStylize,
     Training,
@@ -38,6 +38,7 @@ HP_KEYS = (  # TensorBoard's HParams columns after the user's overrides (checks.
     "loss.content_weight",
     "loss.style_weight",
     "loss.distill_weight",
+    "loss.identity_weight",
     "loss.temporal_weight",
     "data.root",
     "data.crop",
@@ -52,7 +53,7 @@ EXPORTED = "an export_adain model.onnx"
 
 @dataclass(frozen=True)
 class TrainAdaINSettings:
-    arch: str  # adain | sanet: what aligns the content's relu4_1 features to the style's
+    arch: str  # adain | sanet | adaattn: what aligns the content's features to the style's
     encoder: str  # vgg19 (frozen) | light (trained, distilled against VGG19)
     width: float  # the light encoder's and decoder's channels x this (1.0 for vgg19)
     # the loss network (VGG19 to relu4_1, frozen; also the encoder for encoder=vgg19) and loss
@@ -60,9 +61,12 @@ class TrainAdaINSettings:
     pooling: str
     normalization: str
     style_layers: dict[str, float]  # normalized to sum to 1
+    content_layers: dict[str, float]  # the arch's (CONTENT_LAYERS), normalized to sum to 1
     content_weight: float
     style_weight: float
     distill_weight: float  # light encoder only
+    identity_weight: float  # the output for (x, x) against x: images, then VGG19 features
+    identity_features_weight: float
     temporal_weight: float
     steadiness: Steadiness  # loss.temporal_*: used where temporal_weight > 0
     runtime: RuntimeSettings
@@ -75,6 +79,10 @@ class TrainAdaINSettings:
     training: Training
     hparams: dict[str, Any]
 
+    @property
+    def identity(self) -> bool:
+        return self.identity_weight > 0 or self.identity_features_weight > 0
+
     def fingerprint(self) -> dict[str, Any]:
         """The settings a resumed run must share with the checkpoint's (the task adds its files')."""
         return {
@@ -82,6 +90,9 @@ class TrainAdaINSettings:
             "model": {k: getattr(self, k) for k in ("weights", "pooling", "normalization")},
             "layers.style": self.style_layers,
             "loss": [self.content_weight, self.style_weight, self.distill_weight],
+            # Only where set: a run from before these keys resumes as it did.
+            **({"layers.content": self.content_layers} if self.arch != "adain" else {}),
+            **({"loss.identity": [self.identity_weight, self.identity_features_weight]} if self.identity else {}),
             **self.photos.fingerprint(),
             **self.training.fingerprint(),
             **temporal_fingerprint(self.temporal_weight, self.steadiness),
@@ -93,19 +104,29 @@ class TrainAdaINSettings:
         if model.arch != "vgg19":
             raise ConfigError(f"model.arch={model.arch!r}: the AdaIN decoder mirrors VGG19; use model=vgg19")
         content, style = groups.layers(cfg, "vgg19")
-        loss, steadiness = groups.loss(cfg, ("content", "style", "distill", "temporal")), groups.steadiness(cfg)
-        if list(content) != ["relu4_1"]:
+        terms = ("content", "style", "distill", "identity", "identity_features", "temporal")
+        loss, steadiness = groups.loss(cfg, terms), groups.steadiness(cfg)
+        arch = checks.choice(task.arch, list(ARCHS), "task.arch")
+        encoder = checks.choice(task.encoder, list(ENCODERS), "task.encoder")
+        if encoder == "light" and arch != "adain":
             raise ConfigError(
-                f"layers.content={list(content)}: AdaIN's content target is relu4_1; use layers=adain "
-                "(or layers.content={relu4_1: 1})"
+                f"task.arch={arch} with task.encoder=light: {arch} attends in VGG19's feature spaces; "
+                f"use task.encoder=vgg19 for {arch}, or task.arch=adain with the light encoder"
+            )
+        if sorted(content) != sorted(CONTENT_LAYERS[arch]):
+            raise ConfigError(
+                f"layers.content={list(content)}: {ARCH_NAMES[arch]}'s content target is "
+                f"{', '.join(CONTENT_LAYERS[arch])}; use layers={arch} (or layers.content naming those)"
             )
         if not style:
-            raise ConfigError("layers.style is empty; AdaIN's style loss needs layers up to relu4_1 (layers=adain)")
-        encoder = backbone.layer_names("vgg19")[: backbone.layer_names("vgg19").index("relu4_1") + 1]
-        deeper = [layer for layer in style if layer not in encoder]
+            raise ConfigError(f"layers.style is empty; the style loss needs layers (layers={arch})")
+        deepest = "relu4_1" if arch == "adain" else "relu5_1"
+        reach = backbone.layer_names("vgg19")[: backbone.layer_names("vgg19").index(deepest) + 1]
+        deeper = [layer for layer in style if layer not in reach]
         if deeper:
             raise ConfigError(
-                f"layers.style: {', '.join(deeper)} lie past relu4_1, where the encoder ends; use layers up to relu4_1"
+                f"layers.style: {', '.join(deeper)} lie past {deepest}, where task.arch={arch}'s encoder ends; "
+                f"use layers up to {deepest}"
             )
         photos = groups.photos(cfg)
         for key in ("crop", "val_size"):
@@ -114,13 +135,6 @@ class TrainAdaINSettings:
                     f"data.{key}={getattr(photos, key)} is invalid; "
                     f"it must be a multiple of {MULTIPLE} (VGG19 pools 3 times)"
                 )
-        arch = checks.choice(task.arch, list(ARCHS), "task.arch")
-        encoder = checks.choice(task.encoder, list(ENCODERS), "task.encoder")
-        if encoder == "light" and arch == "sanet":
-            raise ConfigError(
-                "task.arch=sanet with task.encoder=light: SANet attends in VGG19's relu4_1 space; "
-                "use task.encoder=vgg19 for SANet, or task.arch=adain with the light encoder"
-            )
         width = checks.positive(task.width, "task.width")
         if width > 1:
             raise ConfigError(f"task.width={width} is invalid; it must be in (0, 1] (1 is VGG19's channels)")
@@ -132,9 +146,12 @@ class TrainAdaINSettings:
             pooling=model.pooling,
             normalization=model.normalization,
             style_layers=style,
+            content_layers=content,
             content_weight=loss.content,
             style_weight=loss.style,
             distill_weight=loss.distill,
+            identity_weight=loss.identity,
+            identity_features_weight=loss.identity_features,
             temporal_weight=loss.temporal,
             steadiness=steadiness,
             runtime=groups.runtime(cfg),

@@ -44,8 +44,9 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     previews = data.validation_batch(style_files[: s.preview_styles], s.photos.val_size)
     module = AdaINModule(
         {"arch": s.arch, "weights": s.weights, "normalization": s.normalization, "pooling": s.pooling}
-        | {"style_layers": s.style_layers, "encoder": s.encoder, "width": s.width},
-        (s.content_weight, s.style_weight, s.distill_weight),
+        | {"style_layers": s.style_layers, "encoder": s.encoder, "width": s.width}
+        | ({"content_layers": s.content_layers} if s.arch != "adain" else {}),
+        (s.content_weight, s.style_weight, s.distill_weight, s.identity_weight, s.identity_features_weight),
         s.training.lr,
         s.training.betas,
         s.training.weight_decay,
