@@ -301,10 +301,11 @@ def test_sanet_stylizes_with_attention_and_blends_its_targets():
         assert (net.stylize(content, [a]) - net.stylize(content, [b])).abs().max() > 1e-2
 
 
-@pytest.mark.slow  # a training run, an apply and two exports: about 15 s
-def test_sanet_is_a_task_option_end_to_end(photos, styles, tmp_path):
-    sanet = ("task.arch=sanet", "layers=sanet", "loss=sanet", "task.checkpoint_every=0")
-    main.run_task(adain_train_cfg(photos, styles, *sanet), tmp_path / "train")
+@pytest.mark.slow  # a training run, an apply and two exports: about 15 s each
+@pytest.mark.parametrize("arch", ["sanet", "adaattn"])
+def test_attention_archs_are_task_options_end_to_end(arch, photos, styles, tmp_path):
+    papers = (f"task.arch={arch}", f"layers={arch}", f"loss={arch}", "task.checkpoint_every=0")
+    main.run_task(adain_train_cfg(photos, styles, *papers), tmp_path / "train")
     ckpt = tmp_path / "train" / "checkpoints" / "last.ckpt"
     assert read_network(ckpt, family="arbitrary")[1].attention is not None
     cfg = compose_cfg(

@@ -22,15 +22,16 @@ def attend(query: Tensor, key: Tensor, value: Tensor) -> Tensor:
     """``softmax(q kᵀ) v`` over positions, unscaled as SANet and AdaAttN define it: ``query`` ``[N, C, H, W]``,
     ``key`` ``[N or 1, C, h, w]``, ``value`` ``[N or 1, Cv, h, w]`` to ``[N, Cv, H, W]``. Through the fused
     kernel, so the ``HW x hw`` matrix is never held: memory grows linearly with the positions. The CPU's fused
-    kernel takes equal channel counts only (otherwise torch falls back to the full matrix): the narrower side
-    is padded with zeros, which change neither ``q kᵀ`` nor the kept output channels."""
+    kernel takes only equal channel counts and channels at stride 1 (otherwise torch falls back to the full
+    matrix): the narrower side is padded with zeros, which change neither ``q kᵀ`` nor the kept output
+    channels, and each input is made contiguous with positions major."""
     n, _, h, w = query.shape
     cv = value.shape[1]
     width = max(query.shape[1], cv)
 
     def flat(x: Tensor) -> Tensor:  # [N, 1 head, positions, channels padded to width]
-        x = F.pad(x, (0, 0, 0, 0, 0, width - x.shape[1])).flatten(2).transpose(1, 2).unsqueeze(1)
-        return x.expand(n, -1, -1, -1)
+        x = F.pad(x, (0, 0, 0, 0, 0, width - x.shape[1])).flatten(2).transpose(1, 2).contiguous()
+        return x.unsqueeze(1).expand(n, -1, -1, -1)
 
     out = F.scaled_dot_product_attention(flat(query), flat(key), flat(value), scale=1.0)
     return out[:, 0, :, :cv].transpose(1, 2).reshape(n, cv, h, w)
