@@ -30,11 +30,13 @@ def attend(query: Tensor, key: Tensor, value: Tensor) -> Tensor:
     width = max(query.shape[1], cv)
 
     def flat(x: Tensor) -> Tensor:  # [N, 1 head, positions, channels padded to width]
-        x = F.pad(x, (0, 0, 0, 0, 0, width - x.shape[1])).flatten(2).transpose(1, 2).contiguous()
+        x = x.flatten(2).transpose(1, 2)
+        x = torch.cat([x, x.new_zeros(*x.shape[:2], width - x.shape[2])], 2) if x.shape[2] < width else x.contiguous()
         return x.unsqueeze(1).expand(n, -1, -1, -1)
 
     out = F.scaled_dot_product_attention(flat(query), flat(key), flat(value), scale=1.0)
-    return out[:, 0, :, :cv].transpose(1, 2).reshape(n, cv, h, w)
+    # Contiguous: torch.export cannot prove the strides of the cut view when later ops check them.
+    return out[:, 0, :, :cv].transpose(1, 2).reshape(n, cv, h, w).contiguous()
 
 
 def normalized(feat: Tensor) -> Tensor:
