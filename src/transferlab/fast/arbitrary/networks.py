@@ -27,8 +27,13 @@ EXPORT_MIN_SIZES = {"adain": MIN_SIZE, "sanet": 32, "adaattn": 32}
 ARCHS = ("adain", "sanet", "adaattn")
 ARCH_NAMES = {"adain": "AdaIN", "sanet": "SANet", "adaattn": "AdaAttN"}
 # The layers of each arch's content term, fixed by its paper (layers.content names them): AdaIN's target at
-# relu4_1; SANet's normalized features at relu4_1 and relu5_1; AdaAttN's local feature loss at relu3_1-relu5_1.
-CONTENT_LAYERS = {"adain": ("relu4_1",), "sanet": ("relu4_1", "relu5_1"), "adaattn": ("relu3_1", "relu4_1", "relu5_1")}
+# relu4_1; SANet's normalized features at relu4_1 and relu5_1; AdaAttN's local feature loss at relu2_1-relu5_1
+# (its reference code's layers).
+CONTENT_LAYERS = {
+    "adain": ("relu4_1",),
+    "sanet": ("relu4_1", "relu5_1"),
+    "adaattn": ("relu2_1", "relu3_1", "relu4_1", "relu5_1"),
+}
 ENCODERS = ("vgg19", "light")
 # The light encoder's 3x3 convolutions per stage: VGG19's (2, 2, 4, 1) less the second full- and half-resolution
 # convolutions and two of stage 3's (and their mirrors in the decoder): measured at width 0.25 in ONNX Runtime,
