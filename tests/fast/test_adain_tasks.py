@@ -223,12 +223,20 @@ def test_export_parity_onnx_and_torch_export(trained, tmp_path):
         ("data.crop=36", r"data.crop=36 is invalid; it must be a multiple of 8"),
         ("+layers.content.relu3_1=1", r"layers.content=\['relu4_1', 'relu3_1'\]: AdaIN's content target is relu4_1"),
         ("+layers.style.relu5_1=1", r"layers.style: relu5_1 lie past relu4_1"),
+        (
+            "task.arch=adaattn",
+            r"layers.content=\['relu4_1'\]: AdaAttN's content target is relu2_1, .*; use layers=adaattn",
+        ),
+        (
+            "task.arch=sanet layers=sanet +layers.style.relu5_2=1",
+            r"layers.style: relu5_2 lie past relu5_1, where task.arch=sanet",
+        ),
         ("task.style_resize=16", r"task.style_resize=16 is invalid; it must be an integer >= 256"),
         ("optimizer=sgd", r"optimizer.name='sgd' is invalid"),
     ],
 )
 def test_bad_train_config_is_one_line(override, message):
-    cfg = compose_cfg("task=train_adain", "data.root=x", "task.styles=y", override)
+    cfg = compose_cfg("task=train_adain", "data.root=x", "task.styles=y", *override.split())
     with pytest.raises(Exception, match=message) as info:
         TrainAdaINSettings.from_cfg(cfg)
     assert "\n" not in str(info.value)
