@@ -68,7 +68,7 @@ def applied_params(net: AdaINNet) -> int:
 def inference(sizes: list[int], style_size: int, repeats: int, device: str, tmp: Path, widths: list[float]) -> None:
     """Seconds per image, a table row per size and network, the peer's row below each size's."""
     from transferlab import exporter
-    from transferlab.fast.adain_export import SIGNATURE
+    from transferlab.fast.adain_export import signature
     from transferlab.fast.arbitrary.networks import Pipeline
 
     sync = torch.cuda.synchronize if device == "cuda" else lambda: None
@@ -82,7 +82,7 @@ def inference(sizes: list[int], style_size: int, repeats: int, device: str, tmp:
                 Pipeline(build().eval()).eval(),  # plain convolutions: what is exported
                 (torch.rand(2, 3, 64, 64), torch.rand(1, 3, 64, 80)),
                 tmp / f"adain_{len(rows)}.onnx",
-                SIGNATURE,
+                signature(),
             )
             print(f"{name}: ONNX export {time.perf_counter() - t:.1f} s")
         rows[name] = (net, ort, applied_params(net))
@@ -117,7 +117,7 @@ def training(steps: int, batch: int, size: int, device: str) -> None:
     contents = torch.rand(steps * batch, 3, size, size)
     styles = torch.rand(steps * batch, 3, size, size)
     network = {"arch": "adain", "weights": None, "normalization": "auto", "pooling": "max"}
-    weights = (1.0, 10.0, 0.0)  # content, style, distill (none for the VGG decoder)
+    weights = (1.0, 10.0, 0.0, 0.0, 0.0)  # content, style, distill (none for the VGG decoder), no identity terms
 
     torch.manual_seed(0)
     module = AdaINModule(network, weights, 1e-4, (0.9, 0.999), 0.0).to(device)

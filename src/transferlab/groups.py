@@ -174,7 +174,9 @@ class LossWeights:
     tv: float = 0.0
     distill: float = 0.0
     temporal: float = 0.0
-    identity: float = 0.0  # train_adain's transformer: content = style gives it back (pixels)
+    identity: float = (
+        0.0  # an arbitrary-style network's output for (x, x) against x (SANet's and StyTr²'s identity losses)
+    )
     identity_features: float = 0.0  # the same at the loss network's style layers
 
 

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from transferlab.fast.arbitrary import ops as A
-from transferlab.fast.arbitrary.networks import Decoder, SANet
+from transferlab.fast.arbitrary.attention import SANet
+from transferlab.fast.arbitrary.networks import Decoder
 
 
 def test_adain_matches_style_statistics():
@@ -19,10 +20,10 @@ def test_alpha_zero_and_zero_strength_keep_content():
     torch.manual_seed(0)
     c = torch.randn(1, 8, 6, 6)
     code = A.style_code(torch.randn(1, 8, 5, 5))
-    torch.testing.assert_close(A.stylize_features(c, [code], alpha=0.0), c)
+    torch.testing.assert_close(A.blend_targets(c, [A.adain_code(c, code)], alpha=0.0), c)
     strength = torch.zeros(1, 1, 6, 6)
     strength[..., 3:] = 1
-    out = A.stylize_features(c, [code], alpha=1.0, strength=strength)
+    out = A.blend_targets(c, [A.adain_code(c, code)], alpha=1.0, strength=strength)
     torch.testing.assert_close(out[..., :3], c[..., :3])
     torch.testing.assert_close(out[..., 3:], A.adain_stats(c, code.mean, code.std)[..., 3:])
 
@@ -32,7 +33,10 @@ def test_zero_mask_leaves_style_out():
     c = torch.randn(1, 8, 6, 6)
     a, b = A.style_code(torch.randn(1, 8, 5, 5)), A.style_code(torch.randn(1, 8, 5, 5) * 4)
     ones, zeros = torch.ones(1, 1, 6, 6), torch.zeros(1, 1, 6, 6)
-    torch.testing.assert_close(A.stylize_features(c, [a, b], masks=[ones, zeros]), A.stylize_features(c, [a]))
+    torch.testing.assert_close(
+        A.blend_targets(c, [A.adain_code(c, a), A.adain_code(c, b)], masks=[ones, zeros]),
+        A.blend_targets(c, [A.adain_code(c, a)]),
+    )
 
 
 def test_blend_weights_are_normalized_and_interpolate_the_styles():
@@ -44,7 +48,7 @@ def test_blend_weights_are_normalized_and_interpolate_the_styles():
     c = torch.randn(1, 2, 4, 4)
     a, b = A.style_code(torch.randn(1, 2, 5, 5)), A.style_code(torch.randn(1, 2, 5, 5) * 3 + 1)
     blended = A.adain_stats(c, 0.25 * a.mean + 0.75 * b.mean, 0.25 * a.std + 0.75 * b.std)
-    torch.testing.assert_close(A.stylize_features(c, [a, b], masks=masks), blended)
+    torch.testing.assert_close(A.blend_targets(c, [A.adain_code(c, a), A.adain_code(c, b)], masks=masks), blended)
     with pytest.raises(ValueError, match="not all zero"):
         A.blend_masks([0.0, 0.0])
 
@@ -55,18 +59,18 @@ def test_decoder_and_sanet_shapes():
     assert SANet()(feat, torch.randn(1, 512, 3, 3)).shape == feat.shape
 
 
-def test_stylize_features_applies_the_given_transform():
+def test_blend_targets_takes_an_attention_target():
     """SANet attends over the style's map, which its code keeps; AdaIN's code keeps statistics only."""
     torch.manual_seed(0)
     sanet, c, s = SANet(8), torch.randn(1, 8, 4, 5), torch.randn(1, 8, 3, 3)
-    code = A.style_code(s, keep_features=True)
-    out = A.stylize_features(c, [code], transform=lambda f, k: sanet(f, k.features))
+    code = A.style_code(s, {"relu4_1": s})
+    out = A.blend_targets(c, [sanet(c, code.features["relu4_1"])])
     torch.testing.assert_close(out, sanet(c, s))
     assert A.style_code(s).features is None
 
 
 def test_bad_inputs_one_line():
     with pytest.raises(ValueError, match="alpha"):
-        A.stylize_features(torch.randn(1, 2, 3, 3), [A.style_code(torch.randn(1, 2, 3, 3))], alpha=2.0)
+        A.blend_targets(torch.randn(1, 2, 3, 3), [torch.randn(1, 2, 3, 3)], alpha=2.0)
     with pytest.raises(ValueError, match="differ"):
         A.adain(torch.randn(1, 2, 3, 3), torch.randn(1, 3, 3, 3))

@@ -239,12 +239,20 @@ def test_export_parity_onnx_and_torch_export(trained, tmp_path):
         ("data.crop=36", r"data.crop=36 is invalid; it must be a multiple of 8"),
         ("+layers.content.relu3_1=1", r"layers.content=\['relu4_1', 'relu3_1'\]: AdaIN's content target is relu4_1"),
         ("+layers.style.relu5_1=1", r"layers.style: relu5_1 lie past relu4_1"),
+        (
+            "task.arch=adaattn",
+            r"layers.content=\['relu4_1'\]: AdaAttN's content target is relu2_1, .*; use layers=adaattn",
+        ),
+        (
+            "task.arch=sanet layers=sanet +layers.style.relu5_2=1",
+            r"layers.style: relu5_2 lie past relu5_1, where task.arch=sanet",
+        ),
         ("task.style_resize=16", r"task.style_resize=16 is invalid; it must be an integer >= 256"),
         ("optimizer=sgd", r"optimizer.name='sgd' is invalid"),
     ],
 )
 def test_bad_train_config_is_one_line(override, message):
-    cfg = compose_cfg("task=train_adain", "data.root=x", "task.styles=y", override)
+    cfg = compose_cfg("task=train_adain", "data.root=x", "task.styles=y", *override.split())
     with pytest.raises(Exception, match=message) as info:
         TrainAdaINSettings.from_cfg(cfg)
     assert "\n" not in str(info.value)
@@ -309,19 +317,21 @@ def test_sanet_stylizes_with_attention_and_blends_its_targets():
     styles = [torch.rand(1, 3, 32, 32, generator=g) * k for k in (1.0, 0.3)]
     with torch.no_grad():
         a, b = (net.code(s) for s in styles)
-        c = net.encode(content)["relu4_1"]
-        fa, fb = (net.encode(s)["relu4_1"] for s in styles)
-        torch.testing.assert_close(net.stylize(content, [a]), net.decoder(net.sanet(c, fa)).clamp(0, 1))
-        blended = net.decoder(0.25 * net.sanet(c, fa) + 0.75 * net.sanet(c, fb)).clamp(0, 1)
+        c = net.encode(content)
+        fa, fb = (net.attention(c, net.encode(s))["relu4_1"] for s in styles)
+        torch.testing.assert_close(net.stylize(content, [a]), net.decoder(fa).clamp(0, 1))
+        blended = net.decoder(0.25 * fa + 0.75 * fb).clamp(0, 1)
         torch.testing.assert_close(net.stylize(content, [a, b], masks=A.blend_masks([1, 3])), blended)
         assert (net.stylize(content, [a]) - net.stylize(content, [b])).abs().max() > 1e-2
 
 
-@pytest.mark.slow  # a training run, an apply and two exports: about 15 s
-def test_sanet_is_a_task_option_end_to_end(photos, styles, tmp_path):
-    main.run_task(adain_train_cfg(photos, styles, "task.arch=sanet", "task.checkpoint_every=0"), tmp_path / "train")
+@pytest.mark.slow  # a training run, an apply and two exports: about 15 s each
+@pytest.mark.parametrize("arch", ["sanet", "adaattn"])
+def test_attention_archs_are_task_options_end_to_end(arch, photos, styles, tmp_path):
+    papers = (f"task.arch={arch}", f"layers={arch}", f"loss={arch}", "task.checkpoint_every=0")
+    main.run_task(adain_train_cfg(photos, styles, *papers), tmp_path / "train")
     ckpt = tmp_path / "train" / "checkpoints" / "last.ckpt"
-    assert read_network(ckpt, family="arbitrary")[1].sanet is not None
+    assert read_network(ckpt, family="arbitrary")[1].attention is not None
     cfg = compose_cfg(
         "task=apply_adain",
         f"ckpt_path={ckpt}",

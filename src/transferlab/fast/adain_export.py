@@ -12,21 +12,32 @@ import torch
 from omegaconf import DictConfig
 
 from transferlab import exporter, memory
-from transferlab.fast.arbitrary.networks import MIN_SIZE, Pipeline
+from transferlab.errors import ConfigError
+from transferlab.fast.arbitrary.networks import EXPORT_MIN_SIZES, MIN_SIZE, Pipeline
 from transferlab.fast.arbitrary.settings import ExportAdaINSettings
 from transferlab.fast.stylizer import read_network
 from transferlab.result import TaskResult
 
 INPUTS = ("content", "style")
-# Content: dynamic N, H, W; style: batch 1, dynamic h, w; every side >= MIN_SIZE.
-SIGNATURE = exporter.Signature(
-    INPUTS, "stylized", (exporter.image_dims(MIN_SIZE), exporter.image_dims(MIN_SIZE, "style_", batch=False))
-)
+
+
+def signature(min_side: int = MIN_SIZE) -> exporter.Signature:
+    """Content: dynamic N, H, W; style: batch 1, dynamic h, w; every side >= ``min_side``."""
+    dims = (exporter.image_dims(min_side), exporter.image_dims(min_side, "style_", batch=False))
+    return exporter.Signature(INPUTS, "stylized", dims)
 
 
 def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     s = ExportAdaINSettings.from_cfg(cfg)
-    pipeline = Pipeline(read_network(s.checkpoint, family="arbitrary")[1], s.alpha).eval()
+    _, net, spec = read_network(s.checkpoint, family="arbitrary")
+    pipeline = Pipeline(net, s.alpha).eval()
+    min_side = EXPORT_MIN_SIZES[spec["arch"]]
+    for key, sizes in (("task.check_size", s.check_size), ("task.style_check_size", s.style_check_size)):
+        if min(sizes) < min_side:
+            raise ConfigError(
+                f"{key}={list(sizes)} is invalid for a {spec['arch']} network; its exported pipeline takes sides "
+                f">= {min_side} px (relu5_1 at least 2x2)"
+            )
     side = s.example_size
     # Content and style pixels alike (the style only passes the encoder: an upper bound).
     pixels = max(2 * side * side + side * (side + 16), 3 * math.prod(s.check_size) + math.prod(s.style_check_size))
@@ -48,6 +59,7 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
             "style": {"shape": [1, 3, "h", "w"], "dtype": "float32", "values": "RGB in [0, 1]"},
         },
         "output": {"name": "stylized", "shape": ["N", 3, "H", "W"], "values": "RGB in [0, 1]"},
-        "min_side": MIN_SIZE,
+        "min_side": min_side,
     }
-    return exporter.task_result(exporter.export(pipeline, example, check, SIGNATURE, s.export, output_dir, report), s)
+    result = exporter.export(pipeline, example, check, signature(min_side), s.export, output_dir, report)
+    return exporter.task_result(result, s)

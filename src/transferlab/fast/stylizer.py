@@ -153,32 +153,34 @@ def _per_style_spec(spec: dict[str, Any]) -> dict[str, Any]:
 def _arbitrary_spec(spec: dict[str, Any]) -> dict[str, Any]:
     """The rules of train_adain's door (arbitrary/settings.py) for what it saved; ``weights`` must be null:
     the checkpoint holds every weight, and a name would download one."""
-    known = ("arch", "weights", "normalization", "pooling", "style_layers", "encoder", "width")
+    known = ("arch", "weights", "normalization", "pooling", "style_layers", "encoder", "width", "content_layers")
+    _known_keys(spec, known)
     arch = checks.choice(spec.get("arch"), arbitrary.ARCHS, "network.arch")
-    _known_keys(spec, (*known, "content_layers") if arch == "stytr" else known)
     encoder = checks.choice(spec.get("encoder"), arbitrary.ENCODERS, "network.encoder")
-    if encoder == "light" and arch == "sanet":
-        raise ConfigError("network.arch=sanet with network.encoder=light: SANet runs in VGG19's relu4_1 space")
-    if encoder == "light" and arch == "stytr":
-        raise ConfigError("network.arch=stytr with network.encoder=light: the transformer has its own encoder")
+    if encoder == "light" and arch != "adain":
+        raise ConfigError(f"network.arch={arch} with network.encoder=light: the light encoder is AdaIN's alone")
     width = checks.positive(spec.get("width"), "network.width")
     if width > 1:
         raise ConfigError(f"network.width={width} is invalid; it must be in (0, 1]")
     if spec.get("weights") is not None:
         raise ConfigError(f"network.weights={spec['weights']!r} is invalid; it must be null")
-    deepest = "relu5_1" if arch == "stytr" else "relu4_1"  # the transformer's VGG19 is only its loss network
-    layers = {"style_layers": spec.get("style_layers")}
-    if arch == "stytr":
-        layers["content_layers"] = spec.get("content_layers")
+    deepest = "relu4_1" if arch == "adain" else "relu5_1"
     names = backbone.layer_names("vgg19")
-    for key, value in layers.items():
-        if not isinstance(value, dict) or not value:
-            raise ConfigError(f"network.{key}={value!r} is invalid; give {{layer: weight}} up to {deepest}")
-        checks.vgg_layers("vgg19", value, f"network.{key}")
-        deeper = [layer for layer in value if names.index(layer) > names.index(deepest)]
+    layers = {}
+    for key in ("style_layers", "content_layers"):
+        given = spec.get(key)
+        if key == "content_layers" and given is None:  # before issue 26: the arch's own
+            continue
+        if not isinstance(given, dict) or not given:
+            raise ConfigError(f"network.{key}={given!r} is invalid; give {{layer: weight}} up to {deepest}")
+        checks.vgg_layers("vgg19", given, f"network.{key}")
+        deeper = [layer for layer in given if names.index(layer) > names.index(deepest)]
         if deeper:
             raise ConfigError(f"network.{key}: {', '.join(deeper)} lie past {deepest}, where the encoder ends")
-        layers[key] = checks.layer_weights(value, f"network.{key}")
+        layers[key] = checks.layer_weights(given, f"network.{key}")
+    fixed = arbitrary.CONTENT_LAYERS.get(arch)  # the transformer's are free
+    if fixed is not None and sorted(layers.get("content_layers", fixed)) != sorted(fixed):
+        raise ConfigError(f"network.content_layers must be {', '.join(fixed)} for {arch}")
     return {
         "arch": arch,
         "encoder": encoder,

@@ -25,6 +25,7 @@ from transferlab import color, images, saliency
 from transferlab.errors import ConfigError
 from transferlab.fast import stylizer
 from transferlab.fast.apply import interpolate
+from transferlab.fast.arbitrary import networks as arbitrary
 from transferlab.fast.arbitrary import ops
 from transferlab.fast.arbitrary.networks import AdaINNet
 from transferlab.motion import warp
@@ -131,8 +132,10 @@ def network_output(s: VideoSettings) -> Callable[[Tensor, list[Tensor] | None], 
     stylizer.style_fits(family, styles[0] if styles else None, "task.network", s.network, "task.style")
     if c.global_stats and spec["arch"] != "adain":
         raise ConfigError(
-            f"task.global_stats=true: task.network={s.network} is a {NAMES[spec['arch']]} network, which normalizes "
-            "no frame by its statistics (it attends over the style); give an AdaIN network or drop task.global_stats"
+            f"task.global_stats=true: task.network={s.network} is a {arbitrary.ARCH_NAMES[spec['arch']]} network, "
+            "which normalizes a "
+            "frame's features only to attend over the style (its output keeps the frame's own); give an AdaIN "
+            "network or drop task.global_stats"
         )
     net = net.to(s.device)
     with torch.inference_mode():  # the styles' codes once per video

@@ -36,10 +36,11 @@ class Pairs(Dataset):
 
 
 class AdaINModule(ValidatedModule):
-    """The decoder (and SANet, when ``network["arch"]`` is sanet; the light encoder and its distillation
-    projection, when ``network["encoder"]`` is light; the whole transformer, when it is stytr) trained with
-    Adam against the ``LOSS_TERMS`` the network gives, weighted by ``loss_weights`` (``AdaINNet.terms``:
-    distill only for a light encoder; ``StyTrNet.terms``: identity and identity_features).
+    """The decoder (and the attention, when ``network["arch"]`` is sanet or adaattn; the light encoder and its
+    distillation projection, when ``network["encoder"]`` is light; the whole transformer, when it is stytr)
+    trained with Adam against the ``loss_weights`` (``LOSS_TERMS``: content, style, distill, identity,
+    identity_features) times the network's terms (``AdaINNet.terms``, ``StyTrNet.terms``: distill only for a
+    light encoder; the identity terms only computed where one of their weights is > 0).
     With ``temporal``, its term too (at its weight). Checkpoints hold VGG19 to relu4_1 too (14 MB; a light
     network's loss network, for resume): a checkpoint is the whole model, applied without weights.
     ``previews`` ``[K, 3, S, S]``: the styles of the validation grid (not saved)."""
@@ -78,9 +79,9 @@ class AdaINModule(ValidatedModule):
     def terms(self, content: Tensor, style: Tensor, key: int = 0) -> tuple[Tensor, dict[str, Tensor]]:
         """The stylized batch and its loss terms, with ``loss`` their weighted sum (what training minimizes);
         with a temporal term, ``temporal`` (its motion drawn by ``key``, the style held)."""
-        output, terms = self.net.terms(content, style)
-        weights = zip(LOSS_TERMS, self.hparams.loss_weights)
-        terms["loss"] = sum(w * terms[k] for k, w in weights if k in terms)
+        weights = dict(zip(LOSS_TERMS, self.hparams.loss_weights))
+        output, terms = self.net.terms(content, style, weights["identity"] > 0 or weights["identity_features"] > 0)
+        terms["loss"] = sum(w * terms[k] for k, w in weights.items() if k in terms)
         if self.temporal is not None:
             terms["temporal"] = self.temporal(lambda moved: self.net(moved, style), content, output, key)
             terms["loss"] = terms["loss"] + self.temporal.weight * terms["temporal"]

@@ -1,9 +1,10 @@
-"""The AdaIN / SANet network and its parts (a light encoder, the decoder mirroring VGG19, SANet, Park & Lee
-2019): an encoder to relu4_1 (VGG19's, frozen; or a light one, trained, in the manner of
-collaborative distillation, Wang et al. 2020), a transform (AdaIN or SANet) and the mirrored decoder; its
-training loss terms (content against the AdaIN target + mean/std style loss, both at the frozen VGG19's
-layers; a distillation term for a light encoder); stylization with precomputed style codes (any image
-size); the whole pipeline as one exportable module."""
+"""The arbitrary-style network and its parts (a light encoder, the decoder mirroring VGG19): the frozen VGG19
+encoder (to relu4_1 for AdaIN, relu5_1 for the attention archs; or a light one to relu4_1, trained, in the
+manner of collaborative distillation, Wang et al. 2020), a transform (AdaIN; SANet, Park & Lee 2019; AdaAttN,
+Liu et al. 2021: ``attention.py``) and the mirrored decoder; its training loss terms (each paper's content
+term + the mean/std style loss at the frozen VGG19's layers; SANet's identity terms; a distillation term for a
+light encoder); stylization with precomputed style codes (any image size); the whole pipeline as one
+exportable module."""
 
 from __future__ import annotations
 
@@ -15,13 +16,25 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from transferlab import backbone, winograd
-from transferlab.fast.arbitrary import ops
+from transferlab.fast.arbitrary import attention, ops
 
 # VGG19 pools 3 times up to relu4_1 and the decoder upsamples 3 times: sides are padded to a multiple of this.
 MULTIPLE = 8
 # The smallest side stylize() takes: relu4_1 must be at least 2x2 (the decoder's reflection padding).
 MIN_SIZE = 16
-ARCHS = ("adain", "sanet", "stytr")  # stytr: the transformer of stytr.py (``build``)
+# The smallest side an exported pipeline takes, by arch: relu5_1 (1/16 of the side) at least 2x2, where the
+# attention archs read it; torch.export's shape guards refuse a 1-px map there (eager takes MIN_SIZE).
+EXPORT_MIN_SIZES = {"adain": MIN_SIZE, "sanet": 32, "adaattn": 32, "stytr": MIN_SIZE}
+ARCHS = ("adain", "sanet", "adaattn", "stytr")  # stytr: the transformer of stytr.py (``build``)
+ARCH_NAMES = {"adain": "AdaIN", "sanet": "SANet", "adaattn": "AdaAttN", "stytr": "transformer (StyTr)"}
+# The layers of each arch's content term, fixed by its paper (layers.content names them): AdaIN's target at
+# relu4_1; SANet's normalized features at relu4_1 and relu5_1; AdaAttN's local feature loss at relu2_1-relu5_1
+# (its reference code's layers). The transformer's are free (layers.content).
+CONTENT_LAYERS = {
+    "adain": ("relu4_1",),
+    "sanet": ("relu4_1", "relu5_1"),
+    "adaattn": ("relu2_1", "relu3_1", "relu4_1", "relu5_1"),
+}
 ENCODERS = ("vgg19", "light")
 # The loss terms train_adain weighs (loss.<term>_weight), in order; a network's ``terms`` gives those of its own
 # (distill: a light encoder's; identity and identity_features: the transformer's).
@@ -75,50 +88,32 @@ class LightEncoder(nn.Module):
 
 class Decoder(nn.Module):
     """Mirror of an encoder shaped like VGG19 to relu4_1 (by default VGG19's own; ``width`` and ``convs`` per
-    stage as ``LightEncoder``'s): nearest upsampling, reflection padding, no normalization."""
+    stage as ``LightEncoder``'s): nearest upsampling, reflection padding, no normalization. ``skip`` > 0:
+    that many channels are concatenated to the features after the first upsampling (AdaAttN's relu3_1
+    level), the next convolution taking them too."""
 
-    def __init__(self, width: float = 1.0, convs: tuple[int, ...] = VGG_CONVS) -> None:
+    def __init__(self, width: float = 1.0, convs: tuple[int, ...] = VGG_CONVS, skip: int = 0) -> None:
         super().__init__()
         channels = (3, *stage_channels(width))
         layers: list[nn.Module] = []
         for stage in reversed(range(len(convs))):
+            cin = channels[stage + 1] + (skip if stage == len(convs) - 2 else 0)
             for _ in range(convs[stage] - 1):
-                layers += _conv(channels[stage + 1], channels[stage + 1])
-            layers += _conv(channels[stage + 1], channels[stage])
+                layers += _conv(cin, channels[stage + 1])
+                cin = channels[stage + 1]
+            layers += _conv(cin, channels[stage])
             if stage:
                 layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
+                if stage == len(convs) - 1:
+                    self.split = len(layers)  # where the skip features join
         self.net = nn.Sequential(*layers[:-1])  # RGB out: no ReLU after the last convolution
         # Mid grey: an untrained decoder's output starts inside [0, 1], not clamped away at 0.
         nn.init.constant_(self.net[-1].bias, 0.5)
 
-    def forward(self, feat: Tensor) -> Tensor:
-        return self.net(feat)
-
-
-class SANet(nn.Module):
-    """Style-attentional module (Park & Lee, 2019): each content position attends over style positions
-    by normalized-feature similarity; output = content + conv(attended style)."""
-
-    def __init__(self, channels: int = 512) -> None:
-        super().__init__()
-        self.f = nn.Conv2d(channels, channels, 1)
-        self.g = nn.Conv2d(channels, channels, 1)
-        self.h = nn.Conv2d(channels, channels, 1)
-        self.out = nn.Conv2d(channels, channels, 1)
-
-    def forward(self, content_feat: Tensor, style_feat: Tensor) -> Tensor:
-        n, c, h, w = content_feat.shape
-        q = self.f(_normalize(content_feat)).flatten(2).transpose(1, 2)  # N, HcWc, C
-        k = self.g(_normalize(style_feat)).flatten(2)  # N, C, HsWs
-        v = self.h(style_feat).flatten(2).transpose(1, 2)  # N, HsWs, C
-        attn = torch.softmax(q @ k, dim=-1)
-        o = (attn @ v).transpose(1, 2).reshape(n, c, h, w)
-        return content_feat + self.out(o)
-
-
-def _normalize(feat: Tensor) -> Tensor:
-    mean, std = ops.mean_std(feat)
-    return (feat - mean) / std
+    def forward(self, feat: Tensor, skip: Tensor | None = None) -> Tensor:
+        if skip is None:
+            return self.net(feat)
+        return self.net[self.split :](torch.cat([self.net[: self.split](feat), skip], 1))
 
 
 def normalization_name(norm: backbone.Normalization) -> str:
@@ -141,11 +136,13 @@ class Teacher(nn.Module):
 
 
 class AdaINNet(nn.Module):
-    """``style_layers`` (``{layer: weight}`` up to relu4_1, or a list: weight 1 each) are the layers of
-    the style loss; ``normalization``/``pooling``/``fast_convs`` as in ``backbone.build_features``. ``encoder``:
-    ``vgg19`` (frozen, also the loss network) or ``light`` (``LightEncoder`` of ``width`` with ``LIGHT_CONVS``,
-    trained, VGG19 the loss network); ``loss_net=False`` leaves a light network's training-only parts out (apply,
-    export)."""
+    """``style_layers`` (``{layer: weight}``, or a list: weight 1 each) are the layers of the style loss (up to
+    relu4_1 for AdaIN, relu5_1 for the attention archs); ``content_layers`` those of the content term, which
+    the arch fixes (``CONTENT_LAYERS``; None: those, equal weights); ``normalization``/``pooling``/``fast_convs``
+    as in ``backbone.build_features``. ``arch``: ``adain``, ``sanet`` or ``adaattn`` (``attention.py``).
+    ``encoder``: ``vgg19`` (frozen, also the loss network) or ``light`` (``LightEncoder`` of ``width`` with
+    ``LIGHT_CONVS``, trained, VGG19 the loss network; AdaIN only); ``loss_net=False`` leaves a light network's
+    training-only parts out (apply, export)."""
 
     def __init__(
         self,
@@ -158,33 +155,41 @@ class AdaINNet(nn.Module):
         width: float = 1.0,
         loss_net: bool = True,
         fast_convs: winograd.Mode = "auto",
+        content_layers: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__()
-        if arch not in ("adain", "sanet"):
-            raise ValueError(f"arch must be adain or sanet, got {arch!r}")
+        if arch not in CONTENT_LAYERS:
+            raise ValueError(f"arch must be one of {', '.join(CONTENT_LAYERS)} (stytr: build), got {arch!r}")
         if encoder not in ENCODERS:
             raise ValueError(f"encoder must be vgg19 or light, got {encoder!r}")
-        if encoder == "light" and arch == "sanet":
-            raise ValueError("SANet runs in VGG19's relu4_1 space: no light encoder")
+        if encoder == "light" and arch != "adain":
+            raise ValueError(f"{arch} attends in VGG19's feature spaces: no light encoder")
+        self.arch = arch
         self.style_layers = (
             dict(style_layers) if isinstance(style_layers, Mapping) else dict.fromkeys(style_layers, 1.0)
         )
+        fixed = CONTENT_LAYERS[arch]
+        self.content_layers = dict(content_layers or dict.fromkeys(fixed, 1 / len(fixed)))
+        if sorted(self.content_layers) != sorted(fixed):
+            raise ValueError(f"{arch}'s content layers are {', '.join(fixed)}, got {', '.join(self.content_layers)}")
         self.normalization = normalization
         vgg = None
         if encoder == "vgg19" or loss_net:
             features, norm = backbone.build_features("vgg19", weights, pooling, normalization, fast_convs)
             self.normalization = normalization_name(norm)
-            vgg = backbone.VGGFeatures(features, "vgg19", [*self.style_layers, "relu4_1"], norm)
+            layers = dict.fromkeys([*self.style_layers, *fixed, *attention.needed_layers(arch)])
+            vgg = backbone.VGGFeatures(features, "vgg19", list(layers), norm)
         self.teacher = None
         if encoder == "vgg19":
             self.encoder = vgg
-            self.decoder = Decoder()
+            self.decoder = Decoder(skip=attention.CHANNELS["relu3_1"] if arch == "adaattn" else 0)
         else:
             self.encoder = LightEncoder(width, LIGHT_CONVS)
             self.decoder = Decoder(width, LIGHT_CONVS)
             if vgg is not None:
                 self.teacher = Teacher(vgg, self.encoder.channels)
-        self.sanet = SANet() if arch == "sanet" else None
+        transforms = {"sanet": attention.SANetTransform, "adaattn": attention.AdaAttNTransform}
+        self.attention = transforms[arch]() if arch in transforms else None
 
     @property
     def light(self) -> bool:
@@ -202,63 +207,104 @@ class AdaINNet(nn.Module):
         return self.teacher.vgg if self.light else self.encoder
 
     def loss_features(self, image: Tensor) -> dict[str, Tensor]:
-        """The frozen VGG19's features at the style layers and relu4_1."""
+        """The frozen VGG19's features at the style layers and those the arch reads."""
         return {k: v.contiguous() for k, v in self.vgg(image).items()}
 
-    def target(self, content_feat: Tensor, style_feat: Tensor) -> Tensor:
-        return self.transform(content_feat, ops.style_code(style_feat, keep_features=self.sanet is not None))
-
-    def forward(self, content: Tensor, style: Tensor, alpha: float = 1.0) -> Tensor:
-        """Decoded, unclamped; sides must be multiples of ``MULTIPLE`` (``stylize`` takes any size)."""
-        c = self.encode(content)["relu4_1"]
-        t = self.target(c, self.encode(style)["relu4_1"])
-        return self.decoder(alpha * t + (1 - alpha) * c)
-
-    def terms(self, content: Tensor, style: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """The decoded output and the unweighted loss terms, all at the frozen VGG19's layers: ``content``
-        (MSE of relu4_1 of the output against the target: the transform of the content's relu4_1 to the
-        style's), ``style`` (``ops.mean_std_terms`` weighted by ``style_layers``' weights), ``style_<layer>`` per
-        layer; with a light encoder the target is AdaIN in VGG19's space (the VGG decoder's objective) and
-        ``distill`` is MSE(the projected light relu4_1 of the content, VGG19's)."""
-        c_vgg, s_vgg = self.loss_features(content)["relu4_1"], self.loss_features(style)
-        terms = {}
-        if self.light:
-            c = self.encode(content)["relu4_1"]
-            output = self.decoder(self.target(c, self.encode(style)["relu4_1"]))
-            t = ops.adain(c_vgg, s_vgg["relu4_1"])
-            terms["distill"] = F.mse_loss(self.teacher.project(c), c_vgg)
-        else:
-            t = self.target(c_vgg, s_vgg["relu4_1"])
-            output = self.decoder(t)
-        out_feats = self.loss_features(output)
-        per_layer = ops.mean_std_terms(out_feats, s_vgg, self.style_layers)
-        terms["content"] = F.mse_loss(out_feats["relu4_1"], t)
-        terms["style"] = sum(w * per_layer[layer] for layer, w in self.style_layers.items())
-        terms.update({f"style_{layer}": v for layer, v in per_layer.items()})
-        return output, terms
+    def code_of(self, feats: dict[str, Tensor]) -> ops.StyleCode:
+        """The style code of a style's encoder features (``encode``)."""
+        keep = None if self.attention is None else {k: feats[k] for k in attention.needed_layers(self.arch)}
+        return ops.style_code(feats["relu4_1"], keep)
 
     def code(self, style: Tensor) -> ops.StyleCode:
         """A style's statistics (``[1, 3, h, w]`` in [0, 1], sides >= MIN_SIZE), once per style; with
-        SANet, its relu4_1 map too."""
-        return ops.style_code(self.encode(style)["relu4_1"], keep_features=self.sanet is not None)
+        attention, the feature maps it attends over too."""
+        return self.code_of(self.encode(style))
 
     def transform(
-        self, content_feat: Tensor, code: ops.StyleCode, content_stats: tuple[Tensor, Tensor] | None = None
-    ) -> Tensor:
-        """The content features aligned to the style ``code``; with AdaIN, ``content_stats`` (mean, std) replace
-        the features' own statistics (a video's statistics over the whole clip: ``ops.mean_std_over``)."""
-        if self.sanet is not None:
+        self, content: dict[str, Tensor], code: ops.StyleCode, content_stats: tuple[Tensor, Tensor] | None = None
+    ) -> dict[str, Tensor]:
+        """The decoder's inputs by level (relu4_1; AdaAttN's relu3_1 too): the content's encoder features
+        aligned to the style ``code``; with AdaIN, ``content_stats`` (mean, std) replace the features' own
+        statistics (a video's statistics over the whole clip: ``ops.mean_std_over``)."""
+        if self.attention is not None:
             if content_stats is not None:
-                raise ValueError("SANet attends over the style: it takes no shared content statistics")
-            return self.sanet(content_feat, code.features)
+                raise ValueError(f"{self.arch} attends over the style: it takes no shared content statistics")
+            return self.attention(content, code.features)
         if content_stats is None:
-            return ops.adain_code(content_feat, code)
-        return ops.adain_stats(content_feat, code.mean, code.std, *content_stats)
+            return {"relu4_1": ops.adain_code(content["relu4_1"], code)}
+        return {"relu4_1": ops.adain_stats(content["relu4_1"], code.mean, code.std, *content_stats)}
+
+    def decode(self, levels: dict[str, Tensor]) -> Tensor:
+        """The image of the decoder's inputs (``transform``'s), unclamped."""
+        return self.decoder(levels["relu4_1"], levels.get("relu3_1"))
+
+    def forward(self, content: Tensor, style: Tensor, alpha: float = 1.0) -> Tensor:
+        """Decoded, unclamped; sides must be multiples of ``MULTIPLE`` (``stylize`` takes any size)."""
+        feats = self.encode(content)
+        levels = self.transform(feats, self.code(style))
+        return self.decode({k: alpha * t + (1 - alpha) * feats[k] for k, t in levels.items()})
+
+    def terms(self, content: Tensor, style: Tensor, identity: bool = False) -> tuple[Tensor, dict[str, Tensor]]:
+        """The decoded output and the unweighted loss terms, all at the frozen VGG19's layers: ``content``
+        (``content_terms`` weighted by ``content_layers``), ``style`` (``ops.mean_std_terms`` weighted by
+        ``style_layers``), ``style_<layer>`` per layer; with a light encoder ``distill`` is MSE(the projected
+        light relu4_1 of the content, VGG19's); with ``identity``, ``identity_terms``."""
+        c_vgg, s_vgg = self.loss_features(content), self.loss_features(style)
+        c, s = (self.encode(content), self.encode(style)) if self.light else (c_vgg, s_vgg)
+        output = self.decode(self.transform(c, self.code_of(s)))
+        out_feats = self.loss_features(output)
+        terms = {}
+        if self.light:
+            terms["distill"] = F.mse_loss(self.teacher.project(c["relu4_1"]), c_vgg["relu4_1"])
+        per_content = self.content_terms(out_feats, c_vgg, s_vgg)
+        per_layer = ops.mean_std_terms(out_feats, s_vgg, self.style_layers)
+        terms["content"] = sum(w * per_content[layer] for layer, w in self.content_layers.items())
+        terms["style"] = sum(w * per_layer[layer] for layer, w in self.style_layers.items())
+        terms.update({f"style_{layer}": v for layer, v in per_layer.items()})
+        if identity:
+            terms.update(self.identity_terms(torch.cat([content, style]), {k: torch.cat([c[k], s[k]]) for k in c}))
+        return output, terms
+
+    def content_terms(
+        self, out: dict[str, Tensor], content: dict[str, Tensor], style: dict[str, Tensor]
+    ) -> dict[str, Tensor]:
+        """The content term per layer, as each paper defines it (VGG19 features of the output, content and
+        style): AdaIN, MSE(relu4_1, AdaIN of the content's to the style's; with a light encoder too, the VGG
+        decoder's objective); SANet, MSE of the mean-variance normalized features; AdaAttN, its local feature
+        loss: MSE(features, parameter-free AdaAttN of the content's and style's)."""
+        if self.arch == "adain":
+            return {"relu4_1": F.mse_loss(out["relu4_1"], ops.adain(content["relu4_1"], style["relu4_1"]))}
+        if self.arch == "sanet":
+            return {
+                layer: F.mse_loss(attention.normalized(out[layer]), attention.normalized(content[layer]))
+                for layer in self.content_layers
+            }
+        return {
+            layer: F.mse_loss(out[layer], attention.adaattn_target(content, style, layer))
+            for layer in self.content_layers
+        }
+
+    def identity_terms(self, images: Tensor, feats: dict[str, Tensor]) -> dict[str, Tensor]:
+        """SANet's identity losses, for any arch: each image (the content and style batches together) stylized
+        by itself must give itself back: ``identity`` = MSE(output, image), ``identity_features`` = the
+        ``style_layers``-weighted MSE of their VGG19 features. ``feats`` are the images' encoder features."""
+        same = self.decode(self.transform(feats, self.code_of(feats)))
+        out, ref = self.loss_features(same), feats if not self.light else self.loss_features(images)
+        per_layer = {layer: F.mse_loss(out[layer], ref[layer]) for layer in self.style_layers}
+        return {
+            "identity": F.mse_loss(same, images),
+            "identity_features": sum(w * per_layer[layer] for layer, w in self.style_layers.items()),
+        }
+
+    def padded(self, content: Tensor) -> tuple[Tensor, tuple[int, int, int, int]]:
+        """``content`` edge-padded to a multiple of ``MULTIPLE`` and the padding (left, right, top, bottom)."""
+        h, w = content.shape[-2:]
+        pad = (0, _padded(w) - w, 0, _padded(h) - h)
+        return F.pad(content, pad, mode="replicate"), pad
 
     def content_features(self, content: Tensor) -> Tensor:
-        """The relu4_1 features ``stylize`` aligns: of ``content`` edge-padded to a multiple of ``MULTIPLE``."""
-        h, w = content.shape[-2:]
-        return self.encode(F.pad(content, (0, _padded(w) - w, 0, _padded(h) - h), mode="replicate"))["relu4_1"]
+        """The relu4_1 features ``stylize`` aligns with AdaIN: of ``content`` padded as ``padded`` does."""
+        return self.encode(self.padded(content)[0])["relu4_1"]
 
     def stylize(
         self,
@@ -271,25 +317,26 @@ class AdaINNet(nn.Module):
     ) -> Tensor:
         """``[N, 3, H, W]`` in [0, 1] to the stylized images in [0, 1], any H, W >= MIN_SIZE: the content is
         edge-padded to a multiple of 8 and the output cropped back. ``masks`` (one per code) and
-        ``strength`` are ``[1 or N, 1, h, w]`` maps of any size, resized to the content
-        (``ops.stylize_features``: alpha, masks, strength); ``content_stats`` as ``transform`` takes them."""
+        ``strength`` are ``[1 or N, 1, h, w]`` maps of any size, resized to the content; every decoder input
+        is blended with the content's own features at its level (``ops.blend_targets``: alpha, masks,
+        strength); ``content_stats`` as ``transform`` takes them."""
         h, w = content.shape[-2:]
-        pad = (0, _padded(w) - w, 0, _padded(h) - h)
+        padded, pad = self.padded(content)
 
         def fit(m: Tensor) -> Tensor:
             return F.pad(F.interpolate(m, size=(h, w), mode="bilinear", align_corners=False), pad, mode="replicate")
 
-        t = ops.stylize_features(
-            self.content_features(content),
-            codes,
-            alpha,
-            None if masks is None else [fit(m) for m in masks],
-            None if strength is None else fit(strength),
-            lambda feat, code: self.transform(feat, code, content_stats),
-        )
+        masks = None if masks is None else [fit(m) for m in masks]
+        strength = None if strength is None else fit(strength)
+        feats = self.encode(padded)
+        targets = [self.transform(feats, code, content_stats) for code in codes]
+        levels = {
+            level: ops.blend_targets(feats[level], [t[level] for t in targets], alpha, masks, strength)
+            for level in targets[0]
+        }
         # Cropped by negative padding: torch.export proves the size (padded - pad = h) where it
         # cannot prove that a slice [:h] fits.
-        return F.pad(self.decoder(t), tuple(-p for p in pad)).clamp(0, 1)
+        return F.pad(self.decode(levels), tuple(-p for p in pad)).clamp(0, 1)
 
 
 def build(arch: str, **spec: Any) -> nn.Module:
@@ -307,8 +354,8 @@ def _padded(side: int) -> int:
 
 
 class Pipeline(nn.Module):
-    """The whole AdaIN pipeline for export: ``(content [N, 3, H, W], style [1, 3, h, w])`` in [0, 1]
-    to the stylized content in [0, 1] (encoder, AdaIN or SANet with ``alpha``, decoder); the encoder's
+    """The whole pipeline for export: ``(content [N, 3, H, W], style [1, 3, h, w])`` in [0, 1]
+    to the stylized content in [0, 1] (encoder, the arch's transform with ``alpha``, decoder); the encoder's
     Winograd convolutions become plain ones (the exporters trace standard ops)."""
 
     def __init__(self, net: AdaINNet, alpha: float = 1.0) -> None:

@@ -5,7 +5,7 @@ strength map combine in feature space. No parameters, no config, no files; the n
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -76,12 +76,14 @@ class StyleCode:
 
     mean: Tensor  # (1, C, 1, 1)
     std: Tensor
-    features: Tensor | None = None  # the relu4_1 map itself: SANet attends over it, AdaIN needs only its statistics
+    # The feature maps by layer that attention attends over (SANet, AdaAttN); AdaIN needs only the statistics.
+    features: dict[str, Tensor] | None = None
 
 
-def style_code(style_feat: Tensor, keep_features: bool = False) -> StyleCode:
+def style_code(style_feat: Tensor, features: dict[str, Tensor] | None = None) -> StyleCode:
+    """The code of a style whose relu4_1 map is ``style_feat``, keeping ``features`` for attention."""
     mean, std = mean_std(style_feat)
-    return StyleCode(mean, std, style_feat if keep_features else None)
+    return StyleCode(mean, std, features)
 
 
 def adain_code(content_feat: Tensor, code: StyleCode) -> Tensor:
@@ -97,31 +99,30 @@ def blend_masks(weights: list[float]) -> list[Tensor]:
     return list((w / w.sum()).reshape(-1, 1, 1, 1, 1))
 
 
-def stylize_features(
+def blend_targets(
     content_feat: Tensor,
-    codes: list[StyleCode],
+    targets: list[Tensor],
     alpha: float = 1.0,
     masks: list[Tensor] | None = None,
     strength: Tensor | None = None,
-    transform: Callable[[Tensor, StyleCode], Tensor] = adain_code,
 ) -> Tensor:
-    """Target features: per style, ``transform`` (AdaIN, or a network's SANet); with masks (N,1,H,W, soft,
-    any size; ``blend_masks`` for weights) each style contributes where its mask is, normalized by the mask
-    sum (where all masks are 0 the content stays); alpha and the strength map (0 content, 1 style) blend
-    with the content features."""
+    """Features to decode from the per-style ``targets`` (each the content features aligned to one style:
+    AdaIN, or a network's attention); with masks (N,1,H,W, soft, any size; ``blend_masks`` for weights) each
+    style contributes where its mask is, normalized by the mask sum (where all masks are 0 the content stays);
+    alpha and the strength map (0 content, 1 style) blend with the content features."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     if masks is None:
-        if len(codes) != 1:
-            raise ValueError("several codes without masks: give masks (blend_masks for weights)")
-        t = transform(content_feat, codes[0])
+        if len(targets) != 1:
+            raise ValueError("several styles without masks: give masks (blend_masks for weights)")
+        t = targets[0]
         coverage = torch.ones_like(content_feat[:, :1])
     else:
-        if len(masks) != len(codes):
+        if len(masks) != len(targets):
             raise ValueError("give one mask per style")
         masks = [F.interpolate(m, size=content_feat.shape[2:], mode="bilinear", align_corners=False) for m in masks]
         total = sum(masks)
-        t = sum(m * transform(content_feat, c) for m, c in zip(masks, codes))
+        t = sum(m * target for m, target in zip(masks, targets))
         t = t / total.clamp_min(1e-8)
         coverage = total.clamp(0, 1)
     s = coverage * alpha

@@ -13,7 +13,15 @@ from omegaconf import DictConfig
 from transferlab import backbone, checks, exporter, groups, images, saliency
 from transferlab.errors import ConfigError
 from transferlab.exporter import ExportOptions
-from transferlab.fast.arbitrary.networks import ARCHS, ENCODERS, LOSS_TERMS, MIN_SIZE, MULTIPLE
+from transferlab.fast.arbitrary.networks import (
+    ARCH_NAMES,
+    ARCHS,
+    CONTENT_LAYERS,
+    ENCODERS,
+    LOSS_TERMS,
+    MIN_SIZE,
+    MULTIPLE,
+)
 from transferlab.fast.settings import (
     ImagesToStylize,
     Training,
@@ -38,6 +46,7 @@ HP_KEYS = (  # TensorBoard's HParams columns after the user's overrides (checks.
     "loss.content_weight",
     "loss.style_weight",
     "loss.distill_weight",
+    "loss.identity_weight",
     "loss.temporal_weight",
     "data.root",
     "data.crop",
@@ -52,7 +61,7 @@ EXPORTED = "an export_adain model.onnx"
 
 @dataclass(frozen=True)
 class TrainAdaINSettings:
-    arch: str  # adain | sanet: what aligns the content's relu4_1 features to the style's
+    arch: str  # adain | sanet | adaattn: what aligns the content's features to the style's
     encoder: str  # vgg19 (frozen) | light (trained, distilled against VGG19)
     width: float  # the light encoder's and decoder's (or the transformer's) channels x this (1.0 for vgg19)
     # the loss network (VGG19 to relu4_1, frozen; also the encoder for encoder=vgg19) and loss
@@ -60,12 +69,12 @@ class TrainAdaINSettings:
     pooling: str
     normalization: str
     style_layers: dict[str, float]  # normalized to sum to 1
-    content_layers: dict[str, float]  # relu4_1 but for stytr; normalized to sum to 1
+    content_layers: dict[str, float]  # the arch's (CONTENT_LAYERS; the transformer's free), normalized to sum to 1
     content_weight: float
     style_weight: float
     distill_weight: float  # light encoder only
-    identity_weight: float  # stytr only: the content (and style) stylized by itself gives it back
-    identity_features_weight: float  # stytr only: the same at the style layers
+    identity_weight: float  # the output for (x, x) against x: images, then VGG19 features
+    identity_features_weight: float
     temporal_weight: float
     steadiness: Steadiness  # loss.temporal_*: used where temporal_weight > 0
     runtime: RuntimeSettings
@@ -79,6 +88,10 @@ class TrainAdaINSettings:
     training: Training
     hparams: dict[str, Any]
 
+    @property
+    def identity(self) -> bool:
+        return self.identity_weight > 0 or self.identity_features_weight > 0
+
     def fingerprint(self) -> dict[str, Any]:
         """The settings a resumed run must share with the checkpoint's (the task adds its files')."""
         return {
@@ -86,12 +99,9 @@ class TrainAdaINSettings:
             "model": {k: getattr(self, k) for k in ("weights", "pooling", "normalization")},
             "layers.style": self.style_layers,
             "loss": [self.content_weight, self.style_weight, self.distill_weight],
-            # Only where they are used: runs made before these terms resume as they did.
-            **(
-                {"stytr": [self.content_layers, self.identity_weight, self.identity_features_weight]}
-                if self.arch == "stytr"
-                else {}
-            ),
+            # Only where set: a run from before these keys resumes as it did.
+            **({"layers.content": self.content_layers} if self.arch != "adain" else {}),
+            **({"loss.identity": [self.identity_weight, self.identity_features_weight]} if self.identity else {}),
             **self.photos.fingerprint(),
             **self.training.fingerprint(),
             **temporal_fingerprint(self.temporal_weight, self.steadiness),
@@ -105,21 +115,30 @@ class TrainAdaINSettings:
         arch = checks.choice(task.arch, list(ARCHS), "task.arch")
         content, style = groups.layers(cfg, "vgg19")
         loss, steadiness = groups.loss(cfg, (*LOSS_TERMS, "temporal")), groups.steadiness(cfg)
-        # The transformer's loss network is only a loss network: its content layers are free, up to relu5_1.
-        deepest = "relu5_1" if arch == "stytr" else "relu4_1"
-        if arch != "stytr" and list(content) != ["relu4_1"]:
+        encoder = checks.choice(task.encoder, list(ENCODERS), "task.encoder")
+        if encoder == "light" and arch != "adain":
             raise ConfigError(
-                f"layers.content={list(content)}: AdaIN's content target is relu4_1; use layers=adain "
-                "(or layers.content={relu4_1: 1})"
+                f"task.arch={arch} with task.encoder=light: the light encoder is AdaIN's ({ARCH_NAMES[arch]} "
+                f"attends in VGG19's feature spaces, or has its own encoder); use task.encoder=vgg19 for {arch}, "
+                "or task.arch=adain with the light encoder"
+            )
+        if arch in CONTENT_LAYERS and sorted(content) != sorted(CONTENT_LAYERS[arch]):
+            raise ConfigError(
+                f"layers.content={list(content)}: {ARCH_NAMES[arch]}'s content target is "
+                f"{', '.join(CONTENT_LAYERS[arch])}; use layers={arch} (or layers.content naming those)"
             )
         if not style:
-            raise ConfigError(f"layers.style is empty; the style loss needs layers up to {deepest} (layers=adain)")
-        encoder = backbone.layer_names("vgg19")[: backbone.layer_names("vgg19").index(deepest) + 1]
+            raise ConfigError(
+                f"layers.style is empty; the style loss needs layers "
+                f"(layers={arch if arch in CONTENT_LAYERS else 'adain'})"
+            )
+        deepest = "relu4_1" if arch == "adain" else "relu5_1"
+        reach = backbone.layer_names("vgg19")[: backbone.layer_names("vgg19").index(deepest) + 1]
         for key, layers in (("layers.style", style), ("layers.content", content)):
-            deeper = [layer for layer in layers if layer not in encoder]
+            deeper = [layer for layer in layers if layer not in reach]
             if deeper:
                 raise ConfigError(
-                    f"{key}: {', '.join(deeper)} lie past {deepest}, where the "
+                    f"{key}: {', '.join(deeper)} lie past {deepest}, where task.arch={arch}'s "
                     f"{'loss network' if arch == 'stytr' else 'encoder'} ends; use layers up to {deepest}"
                 )
         photos = groups.photos(cfg)
@@ -129,13 +148,6 @@ class TrainAdaINSettings:
                     f"data.{key}={getattr(photos, key)} is invalid; "
                     f"it must be a multiple of {MULTIPLE} (VGG19 pools 3 times)"
                 )
-        encoder = checks.choice(task.encoder, list(ENCODERS), "task.encoder")
-        if encoder == "light" and arch in ("sanet", "stytr"):
-            raise ConfigError(
-                f"task.arch={arch} with task.encoder=light: SANet attends in VGG19's relu4_1 space, and the "
-                "transformer has its own encoder (VGG19 is its loss network); use task.encoder=vgg19, or "
-                "task.arch=adain with the light encoder"
-            )
         width = checks.positive(task.width, "task.width")
         if width > 1:
             raise ConfigError(f"task.width={width} is invalid; it must be in (0, 1] (1 is VGG19's channels)")
@@ -143,11 +155,11 @@ class TrainAdaINSettings:
             arch=arch,
             encoder=encoder,
             width=width if encoder == "light" or arch == "stytr" else 1.0,
-            content_layers=content,
             weights=model.weights,
             pooling=model.pooling,
             normalization=model.normalization,
             style_layers=style,
+            content_layers=content,
             content_weight=loss.content,
             style_weight=loss.style,
             distill_weight=loss.distill,

@@ -231,19 +231,23 @@ class StyTrNet(nn.Module):
             raise ValueError("this network was built without its loss network (loss_net=False)")
         return {k: v.contiguous() for k, v in self.teacher(image).items()}
 
-    def terms(self, content: Tensor, style: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def terms(self, content: Tensor, style: Tensor, identity: bool = False) -> tuple[Tensor, dict[str, Tensor]]:
         """The decoded output and the unweighted loss terms, at the frozen VGG19's layers: ``content`` (MSE of
         the output's channel-normalized features against the content's, weighted by ``content_layers``),
-        ``style`` (``ops.mean_std_terms`` weighted by ``style_layers``), ``style_<layer>`` per layer,
-        ``identity`` (MSE of the content and the style, each stylized by itself, against itself) and
-        ``identity_features`` (the same at the style layers, weighted)."""
+        ``style`` (``ops.mean_std_terms`` weighted by ``style_layers``), ``style_<layer>`` per layer; with
+        ``identity``, ``identity`` (MSE of the content and the style, each stylized by itself, against itself)
+        and ``identity_features`` (the same at the style layers, weighted)."""
         c, memory = self.content_tokens(content), self.style_tokens(style)
         output = self.upsampler(self.decode(c, memory))
-        same_content = self.upsampler(self.decode(c, self.style_tokens(content)))
-        same_style = self.upsampler(self.decode(self.content_tokens(style), memory))
-        c_feats, s_feats, same_s_feats = map(self.loss_features, (content, style, same_style))
-        both = self.loss_features(torch.cat([output, same_content]))  # one pass of the loss network for two
-        out_feats, same_c_feats = ({k: v.chunk(2)[i] for k, v in both.items()} for i in (0, 1))
+        c_feats, s_feats = self.loss_features(content), self.loss_features(style)
+        if identity:
+            same_content = self.upsampler(self.decode(c, self.style_tokens(content)))
+            same_style = self.upsampler(self.decode(self.content_tokens(style), memory))
+            same_s_feats = self.loss_features(same_style)
+            both = self.loss_features(torch.cat([output, same_content]))  # one pass of the loss network for two
+            out_feats, same_c_feats = ({k: v.chunk(2)[i] for k, v in both.items()} for i in (0, 1))
+        else:
+            out_feats = self.loss_features(output)
         per_layer = ops.mean_std_terms(out_feats, s_feats, self.style_layers)
         terms = {
             "content": sum(
@@ -251,12 +255,13 @@ class StyTrNet(nn.Module):
             ),
             "style": sum(w * per_layer[k] for k, w in self.style_layers.items()),
             **{f"style_{k}": v for k, v in per_layer.items()},
-            "identity": F.mse_loss(same_content, content) + F.mse_loss(same_style, style),
-            "identity_features": sum(
+        }
+        if identity:
+            terms["identity"] = F.mse_loss(same_content, content) + F.mse_loss(same_style, style)
+            terms["identity_features"] = sum(
                 w * (F.mse_loss(same_c_feats[k], c_feats[k]) + F.mse_loss(same_s_feats[k], s_feats[k]))
                 for k, w in self.style_layers.items()
-            ),
-        }
+            )
         return output, terms
 
 

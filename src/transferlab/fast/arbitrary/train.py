@@ -49,7 +49,7 @@ def run(cfg: DictConfig, output_dir: Path) -> TaskResult:
     module = AdaINModule(
         {"arch": s.arch, "weights": s.weights, "normalization": s.normalization, "pooling": s.pooling}
         | {"style_layers": s.style_layers, "encoder": s.encoder, "width": s.width}
-        | ({"content_layers": s.content_layers} if s.arch == "stytr" else {}),  # AdaIN's is fixed: relu4_1
+        | ({"content_layers": s.content_layers} if s.arch != "adain" else {}),  # AdaIN's is fixed: relu4_1
         (s.content_weight, s.style_weight, s.distill_weight, s.identity_weight, s.identity_features_weight),
         s.training.lr,
         s.training.betas,
