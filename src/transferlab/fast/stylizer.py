@@ -158,7 +158,8 @@ def _arbitrary_spec(spec: dict[str, Any]) -> dict[str, Any]:
     arch = checks.choice(spec.get("arch"), arbitrary.ARCHS, "network.arch")
     encoder = checks.choice(spec.get("encoder"), arbitrary.ENCODERS, "network.encoder")
     if encoder == "light" and arch != "adain":
-        raise ConfigError(f"network.arch={arch} with network.encoder=light: the light encoder is AdaIN's alone")
+        why = "the transformer has its own encoder" if arch == "stytr" else "runs in VGG19's relu4_1 space and deeper"
+        raise ConfigError(f"network.arch={arch} with network.encoder=light: {arbitrary.ARCH_NAMES[arch]} {why}")
     width = checks.positive(spec.get("width"), "network.width")
     if width > 1:
         raise ConfigError(f"network.width={width} is invalid; it must be in (0, 1]")

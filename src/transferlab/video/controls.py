@@ -133,8 +133,7 @@ def network_output(s: VideoSettings) -> Callable[[Tensor, list[Tensor] | None], 
     if c.global_stats and spec["arch"] != "adain":
         raise ConfigError(
             f"task.global_stats=true: task.network={s.network} is a {arbitrary.ARCH_NAMES[spec['arch']]} network, "
-            "which normalizes a "
-            "frame's features only to attend over the style (its output keeps the frame's own); give an AdaIN "
+            "which normalizes no frame by its own statistics alone (it attends over the style); give an AdaIN "
             "network or drop task.global_stats"
         )
     net = net.to(s.device)

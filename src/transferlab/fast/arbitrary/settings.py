@@ -134,12 +134,12 @@ class TrainAdaINSettings:
             )
         deepest = "relu4_1" if arch == "adain" else "relu5_1"
         reach = backbone.layer_names("vgg19")[: backbone.layer_names("vgg19").index(deepest) + 1]
+        ends = "the loss network ends" if arch == "stytr" else f"task.arch={arch}'s encoder ends"
         for key, layers in (("layers.style", style), ("layers.content", content)):
             deeper = [layer for layer in layers if layer not in reach]
             if deeper:
                 raise ConfigError(
-                    f"{key}: {', '.join(deeper)} lie past {deepest}, where task.arch={arch}'s "
-                    f"{'loss network' if arch == 'stytr' else 'encoder'} ends; use layers up to {deepest}"
+                    f"{key}: {', '.join(deeper)} lie past {deepest}, where {ends}; use layers up to {deepest}"
                 )
         photos = groups.photos(cfg)
         for key in ("crop", "val_size"):

@@ -197,7 +197,7 @@ class StyTrNet(nn.Module):
         if alpha == 1 and masks is None and strength is None and len(codes) == 1:
             return self.upsampler(self.decode(c, codes[0].features))
         itself = self.decode(c, self.style_tokens(content))
-        t = ops.stylize_features(itself, codes, alpha, masks, strength, lambda _, code: self.decode(c, code.features))
+        t = ops.blend_targets(itself, [self.decode(c, code.features) for code in codes], alpha, masks, strength)
         return self.upsampler(t)
 
     def stylize(
@@ -235,8 +235,8 @@ class StyTrNet(nn.Module):
         """The decoded output and the unweighted loss terms, at the frozen VGG19's layers: ``content`` (MSE of
         the output's channel-normalized features against the content's, weighted by ``content_layers``),
         ``style`` (``ops.mean_std_terms`` weighted by ``style_layers``), ``style_<layer>`` per layer; with
-        ``identity``, ``identity`` (MSE of the content and the style, each stylized by itself, against itself)
-        and ``identity_features`` (the same at the style layers, weighted)."""
+        ``identity``, ``identity`` (MSE of the content and the style, each stylized by itself, against itself:
+        the mean of the two) and ``identity_features`` (the same at the style layers, weighted)."""
         c, memory = self.content_tokens(content), self.style_tokens(style)
         output = self.upsampler(self.decode(c, memory))
         c_feats, s_feats = self.loss_features(content), self.loss_features(style)
@@ -257,9 +257,10 @@ class StyTrNet(nn.Module):
             **{f"style_{k}": v for k, v in per_layer.items()},
         }
         if identity:
-            terms["identity"] = F.mse_loss(same_content, content) + F.mse_loss(same_style, style)
+            # The mean over the content and the style, as AdaINNet.identity_terms takes them (one batch there).
+            terms["identity"] = (F.mse_loss(same_content, content) + F.mse_loss(same_style, style)) / 2
             terms["identity_features"] = sum(
-                w * (F.mse_loss(same_c_feats[k], c_feats[k]) + F.mse_loss(same_s_feats[k], s_feats[k]))
+                w * (F.mse_loss(same_c_feats[k], c_feats[k]) + F.mse_loss(same_s_feats[k], s_feats[k])) / 2
                 for k, w in self.style_layers.items()
             )
         return output, terms
