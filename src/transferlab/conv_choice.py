@@ -12,6 +12,7 @@ untimed use the fixed rule of ``runtime.winograd=true``.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import platform
@@ -45,6 +46,7 @@ def machine() -> str:
     return f"{cpu_model()}|torch {torch.__version__}|{torch.get_num_threads()} threads"
 
 
+@functools.cache  # read once: machine() is asked at every timed layer's forward
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
