@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 import torch
@@ -228,6 +229,9 @@ def test_a_run_through_the_api_equals_the_same_run_through_the_cli(
         return {n if "tfevents" not in n else n.split("events")[0] for n in names} - {"main.log", ".hydra/hydra.yaml"}
 
     assert files(made.run_dir) == files(cli)
-    assert made.metrics == json.loads((cli / "metrics.json").read_text())
-    assert (made.run_dir / "final.png").read_bytes() == (cli / "final.png").read_bytes()
+    # Equal to float rounding, not to the bit: the in-process run inherits this test worker's torch thread count
+    # (other tests change it), and reductions split over other thread counts round differently.
+    assert made.metrics == pytest.approx(json.loads((cli / "metrics.json").read_text()), rel=1e-5)
+    pixels = [torch.from_numpy(np.asarray(Image.open(run / "final.png"))).int() for run in (made.run_dir, cli)]
+    assert (pixels[0] - pixels[1]).abs().max() <= 1
     assert (made.run_dir / ".hydra/config.yaml").read_text() == (cli / ".hydra/config.yaml").read_text()
