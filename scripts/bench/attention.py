@@ -36,7 +36,7 @@ from bench.common import SHARED, add_warnings_switch, machine, median_time, quie
 from transferlab.fast.arbitrary import attention
 
 ENTRY = Path(__file__).resolve().parents[1] / "benchmark_attention.py"
-ARCHS = ("adain", "sanet", "adaattn")
+ARCHS = ("adain", "sanet", "adaattn", "stytr")
 
 
 def full_matrix(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -115,6 +115,8 @@ def _module(arch: str) -> Any:
     network["style_layers"] = checks.layer_weights(layers.style, "layers.style")
     if arch != "adain":
         network["content_layers"] = checks.layer_weights(layers.content, "layers.content")
+    if arch == "stytr":
+        network |= {"encoder": "vgg19", "width": 0.25}  # experiment=stytr_hymenoptera's width
     weights = tuple(float(loss[f"{t}_weight"]) for t in LOSS_TERMS)
     torch.manual_seed(0)  # the same random VGG19 for every arch
     return AdaINModule(network, weights, 1e-4, (0.9, 0.999), 0.0)
