@@ -225,6 +225,27 @@ def shard_split(
     return ShardImages(kept), found
 
 
+def hold_out_val(
+    train: Any, items: list[Any], source: str | Path, missing: str, data: DataSettings, seed: int
+) -> tuple[Dataset, Dataset, dict[str, list[Any]]]:
+    """``data.val_fraction`` of ``train`` (read from ``source``, a dataset with ``targets``) held out, stratified
+    by class, where the dataset has no ``missing`` (a val split, a val/ folder): the two subsets and their
+    ``items`` by split."""
+    if not 0 < data.val_fraction < 1:
+        raise DataError(f"{source} has no {missing} and data.val_fraction={data.val_fraction}; set it in (0, 1)")
+    train_idx, val_idx = stratified_split(train.targets, data.val_fraction, seed)
+    log.info(
+        "split %s into %d train and %d val images (val_fraction %s, seed %d)",
+        source,
+        len(train_idx),
+        len(val_idx),
+        data.val_fraction,
+        seed,
+    )
+    split = {"train": [items[i] for i in train_idx], "val": [items[i] for i in val_idx]}
+    return Subset(train, train_idx), Subset(train, val_idx), split
+
+
 def load_shards(manifests: dict[str, str], data: DataSettings, seed: int) -> Splits:
     """The splits of a packed ImageFolder; without a val split, ``data.val_fraction`` of train, stratified."""
     train, classes = shard_split(manifests["train"], None, data)
@@ -234,13 +255,7 @@ def load_shards(manifests: dict[str, str], data: DataSettings, seed: int) -> Spl
         train_set: Dataset = train
         members = {"train": train.members, "val": val.members}  # type: ignore[attr-defined]
     else:
-        if not 0 < data.val_fraction < 1:
-            raise DataError(
-                f"{manifests['train']} has no val split and data.val_fraction={data.val_fraction}; set it in (0, 1)"
-            )
-        train_idx, val_idx = stratified_split(train.targets, data.val_fraction, seed)
-        train_set, val = Subset(train, train_idx), Subset(train, val_idx)
-        members = {"train": [train.members[i] for i in train_idx], "val": [train.members[i] for i in val_idx]}
+        train_set, val, members = hold_out_val(train, train.members, manifests["train"], "val split", data, seed)
     if test is not None:
         members["test"] = test.members
     # named with their shard's hash: the feature cache keys on it as it keys on a file's size and time
@@ -270,21 +285,7 @@ def load(data: DataSettings, seed: int) -> Splits:
         train_set: Dataset = train
         files = {"train": list(train.samples), "val": list(val.samples)}
     else:
-        if not 0 < data.val_fraction < 1:
-            raise DataError(
-                f"{root} has no val/ folder and data.val_fraction={data.val_fraction}; set it between 0 and 1"
-            )
-        train_idx, val_idx = stratified_split(train.targets, data.val_fraction, seed)
-        train_set, val = Subset(train, train_idx), Subset(train, val_idx)
-        files = {"train": [train.samples[i] for i in train_idx], "val": [train.samples[i] for i in val_idx]}
-        log.info(
-            "split %s into %d train and %d val images (val_fraction %s, seed %d)",
-            train_dir,
-            len(train_idx),
-            len(val_idx),
-            data.val_fraction,
-            seed,
-        )
+        train_set, val, files = hold_out_val(train, list(train.samples), root, "val/ folder", data, seed)
     test = load_split(root / "test", classes, data) if (root / "test").is_dir() else None
     if test is not None:
         files["test"] = list(test.samples)
