@@ -320,14 +320,10 @@ class AdaINNet(nn.Module):
         ``strength`` are ``[1 or N, 1, h, w]`` maps of any size, resized to the content; every decoder input
         is blended with the content's own features at its level (``ops.blend_targets``: alpha, masks,
         strength); ``content_stats`` as ``transform`` takes them."""
-        h, w = content.shape[-2:]
+        size = content.shape[-2:]
         padded, pad = self.padded(content)
-
-        def fit(m: Tensor) -> Tensor:
-            return F.pad(F.interpolate(m, size=(h, w), mode="bilinear", align_corners=False), pad, mode="replicate")
-
-        masks = None if masks is None else [fit(m) for m in masks]
-        strength = None if strength is None else fit(strength)
+        masks = None if masks is None else [ops.fit_map(m, size, pad) for m in masks]
+        strength = None if strength is None else ops.fit_map(strength, size, pad)
         feats = self.encode(padded)
         targets = [self.transform(feats, code, content_stats) for code in codes]
         levels = {

@@ -99,6 +99,12 @@ def blend_masks(weights: list[float]) -> list[Tensor]:
     return list((w / w.sum()).reshape(-1, 1, 1, 1, 1))
 
 
+def fit_map(m: Tensor, size: tuple[int, int], pad: tuple[int, int, int, int]) -> Tensor:
+    """A mask or strength map ``[N, 1, h, w]`` of any size resized to the content's ``size`` and edge-padded as the
+    content was (``pad`` in F.pad's order) before a network's stylize."""
+    return F.pad(F.interpolate(m, size=size, mode="bilinear", align_corners=False), pad, mode="replicate")
+
+
 def blend_targets(
     content_feat: Tensor,
     targets: list[Tensor],

@@ -216,13 +216,10 @@ class StyTrNet(nn.Module):
         if content_stats is not None:
             raise ValueError("StyTr attends to the style: it takes no shared content statistics")
         padded, pad = pad_to_patches(content)
-        h, w = content.shape[-2:]
-
-        def fit(m: Tensor) -> Tensor:
-            return F.pad(F.interpolate(m, size=(h, w), mode="bilinear", align_corners=False), pad, mode="replicate")
-
-        masks = None if masks is None else [fit(m) for m in masks]
-        out = self.stylize_padded(padded, codes, alpha, masks, None if strength is None else fit(strength))
+        size = content.shape[-2:]
+        masks = None if masks is None else [ops.fit_map(m, size, pad) for m in masks]
+        strength = None if strength is None else ops.fit_map(strength, size, pad)
+        out = self.stylize_padded(padded, codes, alpha, masks, strength)
         return F.pad(out, tuple(-p for p in pad)).clamp(0, 1)
 
     def loss_features(self, image: Tensor) -> dict[str, Tensor]:
