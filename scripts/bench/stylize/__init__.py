@@ -10,6 +10,7 @@ unless ``--weights`` names real ones.
     python scripts/benchmark_stylize.py compile    # torch.compile of the loss graph (inductor) vs eager
     python scripts/benchmark_stylize.py precision  # bf16-mixed vs fp32 (CUDA, or a CPU with AMX)
     python scripts/benchmark_stylize.py backbones  # ResNet-50 (with and without softmax) beside VGG19: s/eval, memory
+    python scripts/benchmark_stylize.py peers      # the default vs each fixed choice, neural-style-pt, an optimized script
 
 One module per study (this package), sharing ``runs`` (the config, the module, the fit, the plain baseline).
 
@@ -30,7 +31,7 @@ import sys
 import torch
 
 from bench.common import add_warnings_switch, quiet
-from bench.stylize import backbones, compiled, convs, memory, overhead, precision, quality, speed, switches
+from bench.stylize import backbones, compiled, convs, memory, overhead, peers, precision, quality, speed, switches
 
 # Each study's module gives its subcommand's HELP and ``arguments`` (its options and the function that runs it).
 STUDIES = {
@@ -43,6 +44,7 @@ STUDIES = {
     "compile": compiled,
     "precision": precision,
     "backbones": backbones,
+    "peers": peers,
 }
 # The sections a study runs in fresh processes (``runs.run_child``).
 CHILDREN = {
@@ -51,6 +53,7 @@ CHILDREN = {
     "switches": switches.switches_child,
     "compile": compiled.compile_child,
     "backbones": backbones.backbones_child,
+    "peers": peers.peers_child,
 }
 
 
