@@ -8,6 +8,7 @@ the composed config and has no fallback of its own. Only the doors and the entry
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,8 +23,9 @@ from transferlab.fetch import is_url, pinned, resolve
 from transferlab.motion import Motion
 from transferlab.runtime import RuntimeSettings
 from transferlab.textloss import TextLossSettings
-from transferlab.trainer import PRECISIONS, TrainerSettings, available_accelerators
+from transferlab.trainer import PRECISIONS, TrainerSettings, available_accelerators, native_bf16
 
+log = logging.getLogger(__name__)
 OPTIMIZERS = ("lbfgs", "adam", "adamw", "sgd")  # lbfgs's step scale is optimizer.lr; the others' task.lr
 
 
@@ -160,6 +162,12 @@ def trainer(cfg: DictConfig, optimizer: str | None = None) -> TrainerSettings:
     if precision == "16-mixed" and accelerator != "cuda":
         raise ConfigError(
             f"precision=16-mixed needs a CUDA GPU (this run is on {accelerator}); use precision=bf16-mixed or 32"
+        )
+    if precision == "bf16-mixed" and accelerator == "cpu" and not native_bf16():
+        log.warning(
+            "precision=bf16-mixed: this CPU has no native bf16 (AVX512_BF16 or AMX), so bf16 is emulated and "
+            "will likely be slower than precision=32; runtime.winograd=auto times VGG's 3x3 convolutions per layer "
+            "and runs them in fp32 where that is faster, the rest stays in emulated bf16"
         )
     num_nodes = checks.at_least(cfg.trainer.num_nodes, 1, "trainer.num_nodes")
     return TrainerSettings(accelerator, cfg.trainer.devices, cfg.trainer.strategy, precision, num_nodes)

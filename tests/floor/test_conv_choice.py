@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from transferlab import backbone, conv_choice, winograd
+from helpers import compose_cfg
+from transferlab import backbone, conv_choice, groups, winograd
 
 
 @pytest.fixture(autouse=True)
@@ -149,3 +150,12 @@ def test_a_run_in_fp32_never_times_bf16(monkeypatch: pytest.MonkeyPatch) -> None
     timed = winograd.WinogradConv2d.of(frozen_conv(64), timed=True)
     timed(torch.randn(1, 64, 9, 11, requires_grad=True)).sum().backward()
     assert timed_names == [{"direct", "winograd"}]
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_mixed_on_a_cpu_without_native_bf16_warns_once_at_the_door(native: bool, monkeypatch, caplog) -> None:
+    monkeypatch.setattr(groups, "native_bf16", lambda: native)
+    with caplog.at_level("WARNING", logger="transferlab.groups"):
+        groups.trainer(compose_cfg("precision=bf16-mixed", "trainer.accelerator=cpu"))
+        groups.trainer(compose_cfg("precision=32", "trainer.accelerator=cpu"))
+    assert len(caplog.records) == (0 if native else 1) and (native or "emulated" in caplog.text)
