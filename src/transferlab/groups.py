@@ -16,14 +16,14 @@ from typing import Any, NamedTuple
 
 from omegaconf import DictConfig
 
-from transferlab import backbone, checks, features, shards
+from transferlab import backbone, checks, conv_choice, features, shards
 from transferlab.backbone import ModelSettings
 from transferlab.errors import ConfigError
 from transferlab.fetch import is_url, pinned, resolve
 from transferlab.motion import Motion
 from transferlab.runtime import RuntimeSettings
 from transferlab.textloss import TextLossSettings
-from transferlab.trainer import PRECISIONS, TrainerSettings, available_accelerators, native_bf16
+from transferlab.trainer import PRECISIONS, TrainerSettings, available_accelerators
 
 log = logging.getLogger(__name__)
 OPTIMIZERS = ("lbfgs", "adam", "adamw", "sgd")  # lbfgs's step scale is optimizer.lr; the others' task.lr
@@ -163,11 +163,11 @@ def trainer(cfg: DictConfig, optimizer: str | None = None) -> TrainerSettings:
         raise ConfigError(
             f"precision=16-mixed needs a CUDA GPU (this run is on {accelerator}); use precision=bf16-mixed or 32"
         )
-    if precision == "bf16-mixed" and accelerator == "cpu" and not native_bf16():
+    if precision == "bf16-mixed" and accelerator == "cpu" and not conv_choice.native_bf16():
         log.warning(
             "precision=bf16-mixed: this CPU has no native bf16 (AVX512_BF16 or AMX), so bf16 is emulated and "
-            "will likely be slower than precision=32; runtime.winograd=auto times VGG's 3x3 convolutions per layer "
-            "and runs them in fp32 where that is faster, the rest stays in emulated bf16"
+            "will likely be slower than precision=32 (runtime.winograd=auto runs VGG's timed 3x3 convolutions in "
+            "fp32 there; the rest stays in emulated bf16)"
         )
     num_nodes = checks.at_least(cfg.trainer.num_nodes, 1, "trainer.num_nodes")
     return TrainerSettings(accelerator, cfg.trainer.devices, cfg.trainer.strategy, precision, num_nodes)

@@ -47,15 +47,6 @@ def available_accelerators() -> dict[str, bool]:
     return {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
 
 
-def native_bf16() -> bool:
-    """Whether this CPU computes bf16 in hardware (x86 AVX512_BF16 or AMX, the ARM64 BF16 extension): there
-    oneDNN's bf16 convolutions ran 1.9-3.0x faster than fp32 (forward and input gradient, AVX-512 EPYC);
-    elsewhere it emulates bf16: 3.9x slower than fp32 with AVX-512 alone, 24x with AVX2 (a 256-channel 3x3
-    convolution at 64x64, forward and input gradient, one thread, ``ONEDNN_MAX_CPU_ISA`` on that EPYC)."""
-    caps = torch.cpu.get_capabilities()
-    return any(caps.get(name, False) for name in ("avx512_bf16", "amx_bf16", "bf16"))
-
-
 class RunLogger(TensorBoardLogger):
     """TensorBoard in the run directory, without Lightning's ``epoch`` chart: every task here logs
     by step, and a flat line of epoch 0 is the first chart a user would otherwise see."""

@@ -196,8 +196,8 @@ class WinogradConv2d(nn.Conv2d):
 
     def _candidates(self, x: Tensor, precision: str) -> dict[str, Callable[[], None]]:
         """Each algorithm's forward and input gradient on a band of rows of ``x`` (all cost in proportion
-        to the positions), in ``x``'s memory format and dtype; under ``MIXED``, the bf16 convolution too,
-        and the fp32 ones with autocast off, on the band cast to fp32."""
+        to the positions), in ``x``'s memory format and dtype; under ``MIXED``, the fp32 ones with autocast
+        off, on the band cast to fp32, and the bf16 convolution too where the CPU computes bf16 natively."""
         n, c, h, w = x.shape
         rows = min(h, max(3, conv_choice.BAND_BYTES // (n * c * w * x.element_size())))
         band = x.detach()[..., :rows, :].clone().requires_grad_()
@@ -212,7 +212,10 @@ class WinogradConv2d(nn.Conv2d):
         fp32 = {"direct": super().forward, "winograd": self._winograd}
         if precision == "32":
             return {name: run(conv) for name, conv in fp32.items()}
-        return {"bf16": run(super().forward), **{name: run(in_fp32(conv)) for name, conv in fp32.items()}}
+        # Emulated bf16 (no AVX512_BF16 or AMX) ran 4-24x slower than fp32, and timing it alone could spend
+        # the calibration budget several times over: not a candidate there.
+        bf16 = {"bf16": run(super().forward)} if conv_choice.native_bf16() else {}
+        return {**bf16, **{name: run(in_fp32(conv)) for name, conv in fp32.items()}}
 
 
 def in_fp32(conv: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:

@@ -141,12 +141,16 @@ def test_under_bf16_autocast_the_recorded_choice_runs_and_forwards_without_a_gra
     assert conv_choice._spent == 0
 
 
-def test_a_run_in_fp32_never_times_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
-    timed_names = []
+def timed_candidates(monkeypatch: pytest.MonkeyPatch) -> list[set[str]]:
+    """The names of the candidates of every shape timed from now on."""
+    names: list[set[str]] = []
     choose = conv_choice.choose
-    monkeypatch.setattr(
-        conv_choice, "choose", lambda key, candidates: timed_names.append(set(candidates())) or choose(key, candidates)
-    )
+    monkeypatch.setattr(conv_choice, "choose", lambda key, run: names.append(set(run())) or choose(key, run))
+    return names
+
+
+def test_a_run_in_fp32_never_times_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    timed_names = timed_candidates(monkeypatch)
     timed = winograd.WinogradConv2d.of(frozen_conv(64), timed=True)
     timed(torch.randn(1, 64, 9, 11, requires_grad=True)).sum().backward()
     assert timed_names == [{"direct", "winograd"}]
@@ -154,8 +158,17 @@ def test_a_run_in_fp32_never_times_bf16(monkeypatch: pytest.MonkeyPatch) -> None
 
 @pytest.mark.parametrize("native", [True, False])
 def test_bf16_mixed_on_a_cpu_without_native_bf16_warns_once_at_the_door(native: bool, monkeypatch, caplog) -> None:
-    monkeypatch.setattr(groups, "native_bf16", lambda: native)
+    monkeypatch.setattr(conv_choice, "native_bf16", lambda: native)
     with caplog.at_level("WARNING", logger="transferlab.groups"):
         groups.trainer(compose_cfg("precision=bf16-mixed", "trainer.accelerator=cpu"))
         groups.trainer(compose_cfg("precision=32", "trainer.accelerator=cpu"))
     assert len(caplog.records) == (0 if native else 1) and (native or "emulated" in caplog.text)
+
+
+def test_under_bf16_autocast_a_cpu_without_native_bf16_times_only_the_fp32_convolutions(monkeypatch) -> None:
+    monkeypatch.setattr(conv_choice, "native_bf16", lambda: False)
+    timed_names = timed_candidates(monkeypatch)
+    timed = winograd.WinogradConv2d.of(frozen_conv(64), timed=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = timed(torch.randn(1, 64, 9, 11, requires_grad=True))
+    assert timed_names == [{"direct", "winograd"}] and out.dtype == torch.float32

@@ -17,8 +17,8 @@ from bench.common import ALL_ON, machine
 from bench.stylize.quality import balanced_weights
 from bench.stylize.runs import Trace, build, fit, make_cfg
 from transferlab import runtime
+from transferlab.conv_choice import native_bf16
 from transferlab.style.module import StyleTransfer
-from transferlab.trainer import native_bf16
 
 PRECISIONS = ("32", "bf16-mixed")
 
