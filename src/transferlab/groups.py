@@ -167,7 +167,7 @@ def trainer(cfg: DictConfig, optimizer: str | None = None) -> TrainerSettings:
         log.warning(
             "precision=bf16-mixed: this CPU has no native bf16 (AVX512_BF16 or AMX), so bf16 is emulated and "
             "will likely be slower than precision=32 (runtime.winograd=auto runs VGG's timed 3x3 convolutions in "
-            "fp32 there; the rest stays in emulated bf16)"
+            "fp32 here; everything else runs in emulated bf16)"
         )
     num_nodes = checks.at_least(cfg.trainer.num_nodes, 1, "trainer.num_nodes")
     return TrainerSettings(accelerator, cfg.trainer.devices, cfg.trainer.strategy, precision, num_nodes)
