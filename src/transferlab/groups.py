@@ -8,6 +8,7 @@ the composed config and has no fallback of its own. Only the doors and the entry
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any, NamedTuple
 
 from omegaconf import DictConfig
 
-from transferlab import backbone, checks, features, shards
+from transferlab import backbone, checks, conv_choice, features, shards
 from transferlab.backbone import ModelSettings
 from transferlab.errors import ConfigError
 from transferlab.fetch import is_url, pinned, resolve
@@ -24,6 +25,7 @@ from transferlab.runtime import RuntimeSettings
 from transferlab.textloss import TextLossSettings
 from transferlab.trainer import PRECISIONS, TrainerSettings, available_accelerators
 
+log = logging.getLogger(__name__)
 OPTIMIZERS = ("lbfgs", "adam", "adamw", "sgd")  # lbfgs's step scale is optimizer.lr; the others' task.lr
 
 
@@ -160,6 +162,12 @@ def trainer(cfg: DictConfig, optimizer: str | None = None) -> TrainerSettings:
     if precision == "16-mixed" and accelerator != "cuda":
         raise ConfigError(
             f"precision=16-mixed needs a CUDA GPU (this run is on {accelerator}); use precision=bf16-mixed or 32"
+        )
+    if precision == "bf16-mixed" and accelerator == "cpu" and not conv_choice.native_bf16():
+        log.warning(
+            "precision=bf16-mixed: this CPU has no native bf16 (AVX512_BF16 or AMX), so bf16 is emulated and "
+            "will likely be slower than precision=32 (runtime.winograd=auto runs VGG's timed 3x3 convolutions in "
+            "fp32 here; everything else runs in emulated bf16)"
         )
     num_nodes = checks.at_least(cfg.trainer.num_nodes, 1, "trainer.num_nodes")
     return TrainerSettings(accelerator, cfg.trainer.devices, cfg.trainer.strategy, precision, num_nodes)

@@ -8,7 +8,8 @@ channels are many and the CPU's direct kernels are slow: VGG's layers with >= 25
 1.2-1.8x faster (forward and input gradient) than oneDNN's direct convolution on a 2-core AVX2 CPU at
 256-1024 px, with relative errors of ~3e-6, but 18-24% slower on an AVX-512 EPYC (docs/benchmarks.md).
 So by default (``runtime.winograd=auto``) each layer shape takes whichever the machine runs faster,
-timed once (conv_choice.py); ``true`` is the fixed rule below. Other devices (cuDNN has Winograd
+timed once (conv_choice.py), with the bf16 convolution a third candidate under precision=bf16-mixed;
+``true`` is the fixed rule below. Other devices (cuDNN has Winograd
 kernels of its own) run the plain convolution.
 """
 
@@ -36,6 +37,8 @@ MIN_POSITIONS = 48
 BAND_BYTES = 8 * 2**20
 # runtime.winograd: True (the fixed rule), False (never), or "auto" (timed per layer shape).
 Mode = Literal[True, False, "auto"]
+# The precision whose choices among bf16 and fp32 convolutions are timed apart from fp32's (CPU autocast).
+MIXED = "bf16-mixed"
 _G = torch.tensor([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 _FORWARD = (0, 1, 2, 3)
 # The input gradient is the convolution of the output gradient with the flipped, transposed kernel.
@@ -119,10 +122,11 @@ class _Winograd(torch.autograd.Function):
 
 class WinogradConv2d(nn.Conv2d):
     """A frozen 3x3, stride-1, padding-1 convolution that runs as Winograd F(2x2, 3x3) on CPU in
-    fp32 where that is faster, and as the plain convolution elsewhere (other devices, dtypes or autocast,
-    weights that require a gradient). Where it is faster: with ``timed``, whichever of the two ran this
-    layer shape faster on this machine (``conv_choice``); otherwise, and for shapes left untimed, the
-    fixed rule (``MIN_CHANNELS`` input channels, ``MIN_POSITIONS`` positions)."""
+    fp32 where that is faster, and as the plain convolution elsewhere (other devices and dtypes, weights
+    that require a gradient). Where it is faster: with ``timed``, whichever of the two ran this layer
+    shape faster on this machine (``conv_choice``); otherwise, and for shapes left untimed, the fixed rule
+    (``MIN_CHANNELS`` input channels, ``MIN_POSITIONS`` positions). Under CPU autocast in bf16: the bf16
+    convolution, or with ``timed`` whichever of it and the direct and Winograd fp32 ones ran faster."""
 
     @classmethod
     def of(cls, conv: nn.Conv2d, timed: bool = False) -> WinogradConv2d:
@@ -144,34 +148,56 @@ class WinogradConv2d(nn.Conv2d):
         return self._transformed[1]
 
     def forward(self, x: Tensor) -> Tensor:
-        if (
-            not runs_on(x.device)
-            or x.dtype != torch.float32
-            or torch.is_autocast_enabled("cpu")
-            or any(p.requires_grad for p in self.parameters())
-            or not self.chooses_winograd(x)
-        ):
+        if not runs_on(x.device) or any(p.requires_grad for p in self.parameters()):
             return super().forward(x)
+        if torch.is_autocast_enabled("cpu"):
+            return self._mixed(x)
+        if x.dtype != torch.float32 or not self.chooses_winograd(x):
+            return super().forward(x)
+        return self._winograd(x)
+
+    def _winograd(self, x: Tensor) -> Tensor:
         return _Winograd.apply(x, self.transformed(), self.bias)
 
-    def chooses_winograd(self, x: Tensor) -> bool:
-        """Whether this layer runs ``x`` as Winograd: with a gradient (the optimization's hot loop), the timed
-        choice for its shape, timed now if it is the first; otherwise the fixed rule. Forwards without one
-        (the targets, once a run) keep the fixed rule so that a run computes the same targets whether or
-        not its shapes were timed before: a first run and a rerun give the same image."""
-        n, _, h, w = x.shape
-        fixed = self.in_channels >= MIN_CHANNELS and h * w >= MIN_POSITIONS
-        if not (self.timed and torch.is_grad_enabled() and x.requires_grad):
-            return fixed
-        key = f"{self.in_channels}->{self.out_channels} at {h}x{w} batch {n}"
-        choice = conv_choice.choose(key, lambda: self._candidates(x))
-        if choice == "direct":
-            self._transformed = None  # the timing's kernels: held only by layers that use them
-        return fixed if choice is None else choice == "winograd"
+    def _mixed(self, x: Tensor) -> Tensor:
+        """Under CPU autocast in bf16 (precision=bf16-mixed): the bf16 convolution autocast makes of it, unless
+        this layer shape ran faster in fp32 (direct or Winograd) when timed on this machine: bf16 is native
+        and about 2x faster with AVX512_BF16 or AMX, emulated and slower without."""
+        bf16 = torch.get_autocast_dtype("cpu") == torch.bfloat16
+        choice = self.timed_choice(x, MIXED) if bf16 else None
+        if choice is None or choice == "bf16":
+            return super().forward(x)
+        return in_fp32(super().forward if choice == "direct" else self._winograd)(x)
 
-    def _candidates(self, x: Tensor) -> dict[str, Callable[[], None]]:
-        """Each algorithm's forward and input gradient on a band of rows of ``x`` (both cost in proportion
-        to the positions), in ``x``'s memory format."""
+    def chooses_winograd(self, x: Tensor) -> bool:
+        """Whether this layer runs ``x`` (fp32, no autocast) as Winograd: the timed choice for its shape, or
+        the fixed rule where there is none."""
+        _, _, h, w = x.shape
+        choice = self.timed_choice(x, "32")
+        if choice is None:
+            return self.in_channels >= MIN_CHANNELS and h * w >= MIN_POSITIONS
+        return choice == "winograd"
+
+    def timed_choice(self, x: Tensor, precision: str) -> str | None:
+        """The algorithm timed fastest for ``x``'s shape at ``precision`` ("32" or ``MIXED``) on this machine,
+        timed now if it is the first; None for layers not timed, shapes left untimed, and forwards without a
+        gradient. Those (the targets, once a run) keep the fixed rule so that a run computes the same targets
+        whether or not its shapes were timed before: a first run and a rerun give the same image."""
+        if not (self.timed and torch.is_grad_enabled() and x.requires_grad):
+            return None
+        n, _, h, w = x.shape
+        key = f"{self.in_channels}->{self.out_channels} at {h}x{w} batch {n}"
+        # fp32 keys stay as they were recorded before bf16 was a candidate; bf16-mixed ones say so.
+        key += "" if precision == "32" else f" {precision}"
+        choice = conv_choice.choose(key, lambda: self._candidates(x, precision))
+        if choice in ("direct", "bf16"):
+            self._transformed = None  # the timing's kernels: held only by layers that use them
+        return choice
+
+    def _candidates(self, x: Tensor, precision: str) -> dict[str, Callable[[], None]]:
+        """Each algorithm's forward and input gradient on a band of rows of ``x`` (all cost in proportion
+        to the positions), in ``x``'s memory format and dtype; under ``MIXED``, the fp32 ones with autocast
+        off, on the band cast to fp32, and the bf16 convolution too where the CPU computes bf16 natively."""
         n, c, h, w = x.shape
         rows = min(h, max(3, conv_choice.BAND_BYTES // (n * c * w * x.element_size())))
         band = x.detach()[..., :rows, :].clone().requires_grad_()
@@ -183,10 +209,23 @@ class WinogradConv2d(nn.Conv2d):
 
             return once
 
-        return {
-            "direct": run(super().forward),
-            "winograd": run(lambda b: _Winograd.apply(b, self.transformed(), self.bias)),
-        }
+        fp32 = {"direct": super().forward, "winograd": self._winograd}
+        if precision == "32":
+            return {name: run(conv) for name, conv in fp32.items()}
+        # Emulated bf16 (no AVX512_BF16 or AMX) ran 4-24x slower than fp32, and timing it alone could spend
+        # the calibration budget several times over: not a candidate there.
+        bf16 = {"bf16": run(super().forward)} if conv_choice.native_bf16() else {}
+        return {**bf16, **{name: run(in_fp32(conv)) for name, conv in fp32.items()}}
+
+
+def in_fp32(conv: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    """``conv`` with CPU autocast off, on its input cast to fp32 (a no-op on fp32)."""
+
+    def run(x: Tensor) -> Tensor:
+        with torch.autocast("cpu", enabled=False):
+            return conv(x.float())
+
+    return run
 
 
 def runs_on(device: str | torch.device) -> bool:

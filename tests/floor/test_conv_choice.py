@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from transferlab import backbone, conv_choice, winograd
+from helpers import compose_cfg
+from transferlab import backbone, conv_choice, groups, winograd
 
 
 @pytest.fixture(autouse=True)
@@ -110,3 +111,64 @@ def test_auto_times_every_3x3_layer_from_64_channels_and_true_keeps_the_fixed_ru
         m.timed for m in auto if isinstance(m, winograd.WinogradConv2d)
     )
     assert min(m.in_channels for m in fixed if isinstance(m, winograd.WinogradConv2d)) == winograd.MIN_CHANNELS
+
+
+def test_under_bf16_autocast_a_timed_layer_records_one_of_three_under_its_own_key_and_matches_fp32() -> None:
+    conv = frozen_conv(64)
+    timed = winograd.WinogradConv2d.of(conv, timed=True)
+    x = torch.randn(1, 64, 9, 11, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = timed(x)
+    (grad,) = torch.autograd.grad(out.float().sum(), x)
+    (expected_grad,) = torch.autograd.grad(conv(x).sum(), x)
+    torch.testing.assert_close(out.float(), conv(x), rtol=2e-2, atol=2e-2)
+    torch.testing.assert_close(grad, expected_grad, rtol=2e-2, atol=2e-2)
+    assert conv_choice.recorded("64->64 at 9x11 batch 1 bf16-mixed") in ("bf16", "direct", "winograd")
+    assert conv_choice.recorded("64->64 at 9x11 batch 1") is None  # fp32 runs read their own key only
+
+
+@pytest.mark.parametrize(("choice", "dtype"), [("bf16", torch.bfloat16), ("direct", torch.float32)])
+def test_under_bf16_autocast_the_recorded_choice_runs_and_forwards_without_a_gradient_stay_bf16(
+    choice: str, dtype: torch.dtype
+) -> None:
+    timed = winograd.WinogradConv2d.of(frozen_conv(64), timed=True)
+    x = torch.randn(1, 64, 9, 11, requires_grad=True)
+    conv_choice._recorded = {f"{conv_choice.machine()}|64->64 at 9x11 batch 1 bf16-mixed": choice}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert timed(x).dtype == dtype and timed(x.to(torch.bfloat16)).dtype == dtype
+        with torch.no_grad():
+            assert timed(x).dtype == torch.bfloat16  # the targets: the fixed rule, whatever is recorded
+    assert conv_choice._spent == 0
+
+
+def timed_candidates(monkeypatch: pytest.MonkeyPatch) -> list[set[str]]:
+    """The names of the candidates of every shape timed from now on."""
+    names: list[set[str]] = []
+    choose = conv_choice.choose
+    monkeypatch.setattr(conv_choice, "choose", lambda key, run: names.append(set(run())) or choose(key, run))
+    return names
+
+
+def test_a_run_in_fp32_never_times_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    timed_names = timed_candidates(monkeypatch)
+    timed = winograd.WinogradConv2d.of(frozen_conv(64), timed=True)
+    timed(torch.randn(1, 64, 9, 11, requires_grad=True)).sum().backward()
+    assert timed_names == [{"direct", "winograd"}]
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_mixed_on_a_cpu_without_native_bf16_warns_once_at_the_door(native: bool, monkeypatch, caplog) -> None:
+    monkeypatch.setattr(conv_choice, "native_bf16", lambda: native)
+    with caplog.at_level("WARNING", logger="transferlab.groups"):
+        groups.trainer(compose_cfg("precision=bf16-mixed", "trainer.accelerator=cpu"))
+        groups.trainer(compose_cfg("precision=32", "trainer.accelerator=cpu"))
+    assert len(caplog.records) == (0 if native else 1) and (native or "emulated" in caplog.text)
+
+
+def test_under_bf16_autocast_a_cpu_without_native_bf16_times_only_the_fp32_convolutions(monkeypatch) -> None:
+    monkeypatch.setattr(conv_choice, "native_bf16", lambda: False)
+    timed_names = timed_candidates(monkeypatch)
+    timed = winograd.WinogradConv2d.of(frozen_conv(64), timed=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = timed(torch.randn(1, 64, 9, 11, requires_grad=True))
+    assert timed_names == [{"direct", "winograd"}] and out.dtype == torch.float32
