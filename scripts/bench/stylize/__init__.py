@@ -8,7 +8,7 @@ unless ``--weights`` names real ones.
     python scripts/benchmark_stylize.py switches   # memory and speed with each runtime switch off, vs the plain baseline
     python scripts/benchmark_stylize.py overhead   # Lightning fit vs a plain loop doing the same evaluations
     python scripts/benchmark_stylize.py compile    # torch.compile of the loss graph (inductor) vs eager
-    python scripts/benchmark_stylize.py precision  # bf16-mixed vs fp32 (CUDA, or a CPU with AMX)
+    python scripts/benchmark_stylize.py precision  # bf16-mixed vs fp32 (CUDA, or a CPU with AVX512_BF16 or AMX)
     python scripts/benchmark_stylize.py backbones  # ResNet-50 (with and without softmax) beside VGG19: s/eval, memory
     python scripts/benchmark_stylize.py peers      # the default vs each fixed choice, neural-style-pt, an optimized script
 
