@@ -35,19 +35,29 @@ repeated), where global statistics must give zero flicker.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import shutil
+import statistics
 import tempfile
+import time
 from pathlib import Path
 
+import cv2
 import torch
 from hydra import compose, initialize_config_dir
 
-from bench.common import ROOT, SHARED, add_warnings_switch, machine, quiet
-from transferlab import images
+from bench.common import ROOT, SHARED, add_warnings_switch, load, machine, quiet
+from transferlab import exporter, images
 from transferlab import main as tasks
-from transferlab.fast.arbitrary.networks import AdaINNet
+from transferlab.fast import adain_export
+from transferlab.fast.arbitrary.networks import EXPORT_MIN_SIZES, AdaINNet, Pipeline
+from transferlab.fast.export import SIGNATURE
 from transferlab.fast.per_style.networks import build_network
+from transferlab.fast.stylizer import read_network
 from transferlab.video import io
+from transferlab.video import task as video_task
+from transferlab.video.flow import OpenCVFlow, consistency_mask, warping_error
 
 SHALLOW = ["~layers.content", "+layers.content={relu2_1: 1}", "~layers.style", "+layers.style={relu1_1: 1, relu2_1: 1}"]
 
@@ -92,9 +102,11 @@ def photo_frames(photo: Path, size: int, n: int):
         yield torch.nn.functional.grid_sample(image.unsqueeze(0), grid, align_corners=True)[0].clamp(0, 1)
 
 
-def adain_checkpoint(path: Path, encoder: str, calibration: torch.Tensor, style: torch.Tensor) -> Path:
-    """An untrained AdaIN network (``encoder``: vgg19 with its decoder, or light) saved as train_adain saves
-    it; its decoder He-initialized and its last convolution rescaled so that on ``calibration`` (a frame)
+def adain_checkpoint(
+    path: Path, encoder: str, calibration: torch.Tensor, style: torch.Tensor, width: float = 0.25
+) -> Path:
+    """An untrained AdaIN network (``encoder``: vgg19 with its decoder, or light at ``width``) saved as
+    train_adain saves it; its decoder He-initialized and its last convolution rescaled so that on ``calibration`` (a frame)
     with ``style`` each channel has mean 0.5 and deviation 0.2: PyTorch's default init shrinks the signal
     layer by layer to a flat grey frame (+-0.02 before the 8-bit frames), with nothing to flicker."""
     spec = {
@@ -104,7 +116,7 @@ def adain_checkpoint(path: Path, encoder: str, calibration: torch.Tensor, style:
         "pooling": "max",
         "style_layers": {"relu1_1": 0.25, "relu2_1": 0.25, "relu3_1": 0.25, "relu4_1": 0.25},
         "encoder": encoder,
-        "width": 1.0 if encoder == "vgg19" else 0.25,
+        "width": 1.0 if encoder == "vgg19" else width,
     }
     torch.manual_seed(0)
     net = AdaINNet(**spec, loss_net=False).eval()
@@ -203,30 +215,107 @@ def quality(tmp: Path, args: argparse.Namespace) -> None:
         print(quality_row("AdaIN, blend 0.5, global statistics", m), flush=True)
 
 
-def fps(tmp: Path, args: argparse.Namespace) -> None:
-    """Frames per second of method=fast at ``--fps-size`` px, flow, blending and writing the frames included."""
-    size, n = args.fps_size, args.frames
-    clip = tmp / f"fps{size}.mp4"
-    io.write_video(clip_frames(size, n), clip, 10)
-    calibration = (next(clip_frames(256, 1)), images.load_image(args.style, 256))
-    nets = {
-        "light per-style network (w=0.35)": (tiny_checkpoint(tmp / "light.ckpt", "light", 0.35), []),
-        "AdaIN, VGG19 encoder + decoder": (
-            adain_checkpoint(tmp / "adain.ckpt", "vgg19", *calibration),
-            [f"task.style={args.style}"],
-        ),
-        "AdaIN, light encoder (w=0.25)": (
-            adain_checkpoint(tmp / "lightadain.ckpt", "light", *calibration),
-            [f"task.style={args.style}"],
-        ),
+# The flow settings of the fps study: label -> (task.flow, task.flow_size), the first the default.
+FLOWS = {
+    "DIS": ("dis", None),
+    "DIS fast": ("dis_fast", None),
+    "DIS at 512 px": ("dis", 512),
+    "DIS at 256 px": ("dis", 256),
+    "Farneback": ("farneback", None),
+}
+
+
+def fps_networks(tmp: Path, style: Path) -> dict[str, tuple[Path, list[str]]]:
+    """The light networks as a user runs them, untrained: label -> (network file, overrides). The per-style
+    one (width 0.35) and AdaIN's light encoder and decoder (width 0.125, train_adain's default), each as a
+    checkpoint (PyTorch) and exported (ONNX Runtime; the AdaIN pipeline encodes the style at every call)."""
+    light = tiny_checkpoint(tmp / "light.ckpt", "light", 0.35)
+    calibration = (next(clip_frames(256, 1)), images.load_image(style, 256))
+    adain = adain_checkpoint(tmp / "adain_light.ckpt", "light", *calibration, width=0.125)
+    _, per_style, _ = read_network(light, family="per_style")
+    exporter.export_onnx(per_style, (torch.rand(2, 3, 64, 64),), tmp / "light.onnx", SIGNATURE)
+    _, arbitrary, spec = read_network(adain, family="arbitrary")
+    example = (torch.rand(2, 3, 64, 64), torch.rand(1, 3, 64, 80))
+    signature = adain_export.signature(EXPORT_MIN_SIZES[spec["arch"]])
+    exporter.export_onnx(Pipeline(arbitrary).eval(), example, tmp / "adain_light.onnx", signature)
+    with_style = [f"task.style={style}"]
+    return {
+        "light per-style w=0.35, PyTorch": (light, []),
+        "light per-style w=0.35, ONNX": (tmp / "light.onnx", []),
+        "AdaIN light w=0.125, PyTorch": (adain, with_style),
+        "AdaIN light w=0.125, ONNX": (tmp / "adain_light.onnx", with_style),
     }
-    print(f"=== frames per second at {size}x{size * 3 // 4}, {n} frames, blend 0.5, DIS flow, untrained networks")
-    for k, (label, (path, style)) in enumerate(nets.items()):
-        common = [f"task.input={clip}", f"task.max_frames={n}", f"task.size={size}", "task.baseline=false"]
-        m = run(tmp, f"fps{size}_{k}", *common, "task.method=fast", f"task.network={path}", *style)
+
+
+def reference_flicker(clip: Path, frames: Path, n: int) -> float:
+    """The flicker of the frames in ``frames`` measured with full-size DIS flow between the input frames,
+    whatever flow the run used: a coarser flow would otherwise also be the yardstick of its own result."""
+    flow, sums, previous = OpenCVFlow("dis"), [0.0, 0.0], None
+    hw = images.load_image(frames / video_task.frame_name(0)).shape[-2:]  # the task's (odd sides are padded)
+    for i, frame in enumerate(itertools.islice(io.read_frames(clip, hw), n)):
+        out = images.load_image(frames / video_task.frame_name(i))
+        if previous is not None:
+            backward, forward = flow(frame, previous[0]), flow(previous[0], frame)
+            error = warping_error(out, previous[1], backward, consistency_mask(backward, forward))
+            sums = [sums[0] + error[0], sums[1] + error[1]]
+        previous = (frame, out)
+    return sums[0] / sums[1]
+
+
+def fps(tmp: Path, args: argparse.Namespace) -> None:
+    """Frames per second of method=fast (issue 30 item 4) at each ``--fps-size`` with the light networks, blend
+    0.5: the frame's time split into the optical flow (both directions and the consistency mask), the network,
+    and the rest (warping, blending, the flicker sums, writing the PNG), and the whole task's wall time per
+    frame (decoding, startup, the quality figures and stylized.mp4 included). The exported networks (what runs
+    in real time) also with each flow setting (``FLOWS``) and as independent frames (blend 0). The runs of a
+    size interleave, ``--repeats`` times; medians. Flicker with the run's own flow and with the full-size DIS
+    flow (``reference_flicker``), which compares the flow settings fairly."""
+    n, style = args.frames, Path(args.style)
+    nets = fps_networks(tmp, style)
+    print(
+        f"=== frames per second of task=video task.method=fast, {n} frames of the synthetic clip (4:3), blend 0.5 "
+        f"(independent: blend 0), untrained networks, median of {args.repeats} interleaved runs; s/frame: the "
+        "task's seconds_per_frame (flow + network + the rest); whole: the task's wall time / frames, and its CPU "
+        "time (all threads; with --threads 1 about a quiet machine's wall time on a loaded one)",
+        flush=True,
+    )
+    for size in args.fps_size:
+        clip = tmp / f"fps{size}.mp4"
+        io.write_video(clip_frames(size, n), clip, 10)
+        rows = [(net, flow) for net in nets for flow in [*FLOWS, "independent"] if flow == "DIS" or "ONNX" in net]
+        rows = [r for r in rows if (FLOWS.get(r[1], ("", None))[1] or 0) < size]  # a cap over the frames: DIS
+        seen: dict[tuple[str, str], list[dict]] = {r: [] for r in rows}
+        for repeat in range(args.repeats):
+            for net, flow in rows:
+                method, cap = FLOWS.get(flow, ("dis", None))
+                temporal = [f"task.flow={method}", f"task.flow_size={cap or 'null'}"]
+                common = [f"task.input={clip}", f"task.max_frames={n}", f"task.size={size}", "task.baseline=false"]
+                overrides = [*common, "task.method=fast", f"task.network={nets[net][0]}", *nets[net][1]]
+                out = f"fps{size}_{list(nets).index(net)}_{flow}_{repeat}"
+                start, cpu = time.perf_counter(), time.process_time()
+                m = run(tmp, out, *overrides, *(["task.blend=0"] if flow == "independent" else temporal))
+                m["wall"], m["cpu"] = (time.perf_counter() - start) / n, (time.process_time() - cpu) / n
+                if repeat == 0:
+                    m["reference"] = reference_flicker(clip, tmp / out / "frames", n)
+                seen[(net, flow)].append(m)
+                shutil.rmtree(tmp / out)
+        print(f"--- {size}x{size * 3 // 4} (load average {load()})", flush=True)
+        print_fps(seen)
+
+
+def print_fps(seen: dict[tuple[str, str], list[dict]]) -> None:
+    header = "fps (s/frame) | whole s/frame (CPU) | flow | network | warp+blend+write | flicker (own flow; full DIS)"
+    for (net, flow), ms in seen.items():
+        if flow == next(iter(FLOWS)):
+            print(f"  {net}:  {header}")
+
+        def med(key: str, ms: list[dict] = ms) -> float:
+            return statistics.median(m[key] for m in ms)
+
+        spf, shares = med("seconds_per_frame"), (med("flow_share"), med("stylizer_share"))
         print(
-            f"{label:34s} {1 / m['seconds_per_frame']:6.2f} fps ({m['seconds_per_frame']:.3f} s/frame), "
-            f"flow {m['flow_share']:5.1%} of it",
+            f"    {flow:14s} {1 / spf:6.2f} fps ({spf:.3f}) | {med('wall'):.3f} ({med('cpu'):.3f}) | {shares[0]:5.1%} | {shares[1]:5.1%} "
+            f"| {1 - sum(shares):5.1%} | {ms[0]['flicker']:.3g}; {ms[0]['reference']:.3g}",
             flush=True,
         )
 
@@ -290,17 +379,19 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=4)
     parser.add_argument("--first-steps", type=int, default=10)
     parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="PyTorch's and OpenCV's")
     parser.add_argument("--photo", default=str(SHARED / "content" / "tubingen.jpg"), help="quality: the photo clip's")
     parser.add_argument("--style", default=str(SHARED / "styles" / "starry_night.jpg"), help="quality and fps")
     parser.add_argument("--quality-size", type=int, default=256)
     parser.add_argument("--first-steps-quality", type=int, default=100)
-    parser.add_argument("--fps-size", type=int, default=512)
+    parser.add_argument("--fps-size", type=int, nargs="+", default=[512, 1024], help="fps: the frames' long sides")
+    parser.add_argument("--repeats", type=int, default=3, help="fps: interleaved runs of each row (median)")
     parser.add_argument("--adain-encoder", choices=["light", "vgg19"], default="light", help="adain: the network's")
     add_warnings_switch(parser)
     args = parser.parse_args()
     quiet(args.warnings)
     torch.set_num_threads(args.threads)
+    cv2.setNumThreads(args.threads)  # the optical flow's
     print(machine())
     with tempfile.TemporaryDirectory() as name:
         for study in STUDIES if args.study == "all" else [args.study]:

@@ -15,7 +15,7 @@ from transferlab.motion import warp
 from transferlab.video.flow import OpenCVFlow, consistency_mask
 
 
-@pytest.mark.parametrize("method", ["dis", "farneback"])
+@pytest.mark.parametrize("method", ["dis", "dis_fast", "farneback"])
 def test_flow_recovers_a_known_pan(method: str) -> None:
     prev, cur = pan_frames(n=2, shift=3)[:2]
     backward = OpenCVFlow(method)(cur, prev)  # cur at x is prev at x - 3
