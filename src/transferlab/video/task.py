@@ -47,7 +47,6 @@ HP_KEYS = (  # TensorBoard's HParams columns after the user's overrides (checks.
     "task.first_steps",
     "task.temporal_weight",
     "task.flow",
-    "task.flow_size",
     "task.blend",
     "model.arch",
     "model.weights",
