@@ -40,6 +40,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -49,14 +50,15 @@ from hydra import compose, initialize_config_dir
 from bench.common import ROOT, SHARED, add_warnings_switch, load, machine, quiet
 from transferlab import exporter, images
 from transferlab import main as tasks
-from transferlab.fast import adain_export
+from transferlab.fast import adain_export, stylizer
 from transferlab.fast.arbitrary.networks import EXPORT_MIN_SIZES, AdaINNet, Pipeline
 from transferlab.fast.export import SIGNATURE
 from transferlab.fast.per_style.networks import build_network
 from transferlab.fast.stylizer import read_network
+from transferlab.motion import warp
 from transferlab.video import io
 from transferlab.video import task as video_task
-from transferlab.video.flow import warping_error
+from transferlab.video.flow import OpenCVFlow, consistency_mask, warping_error
 
 SHALLOW = ["~layers.content", "+layers.content={relu2_1: 1}", "~layers.style", "+layers.style={relu1_1: 1, relu2_1: 1}"]
 
@@ -272,13 +274,55 @@ def true_flicker(frames: Path, n: int, size: int) -> float:
     return sums[0] / sums[1]
 
 
+def cpu_ms(fn: Callable[[], object], repeats: int = 3) -> float:
+    """Median CPU milliseconds of ``fn()`` (after one warm-up), every thread of the process: on one thread
+    about what a quiet machine's clock shows, whatever the load of a shared one."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.process_time()
+        fn()
+        times.append(time.process_time() - start)
+    return 1e3 * statistics.median(times)
+
+
+def parts(nets: dict[str, tuple[Path, list[str]]], size: int, style: Path) -> None:
+    """A frame's parts at ``size`` on one thread, in CPU ms: each network, each flow setting (both directions,
+    as the task computes them), the consistency mask, the bicubic warp of the previous result, the PNG."""
+    torch_threads, cv2_threads = torch.get_num_threads(), cv2.getNumThreads()
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    a, b = clip_frames(size, 2)
+    styled = stylizer.style_image(str(style), "--style", size)
+    figures = {}
+    for label, (path, extra) in nets.items():
+        run_net = (
+            exporter.onnx_runner(path, threads=1)
+            if path.suffix == ".onnx"
+            else stylizer.load(path, style=styled if extra else None)
+        )
+        inputs = (a.unsqueeze(0), styled) if extra and path.suffix == ".onnx" else (a.unsqueeze(0),)
+        figures[label] = cpu_ms(lambda run_net=run_net, inputs=inputs: run_net(*inputs))
+    for label, (method, cap) in FLOWS.items():
+        flow = OpenCVFlow(method, cap)
+        figures[f"flow {label}"] = cpu_ms(lambda flow=flow: (flow(b, a), flow(a, b)))
+    backward, forward = OpenCVFlow("dis")(b, a), OpenCVFlow("dis")(a, b)
+    figures["consistency mask"] = cpu_ms(lambda: consistency_mask(backward, forward))
+    figures["bicubic warp"] = cpu_ms(lambda: warp(a, backward, "bicubic"))
+    with tempfile.TemporaryDirectory() as folder:
+        figures["PNG"] = cpu_ms(lambda: images.save_image(b, Path(folder) / "frame.png"))
+    torch.set_num_threads(torch_threads)
+    cv2.setNumThreads(cv2_threads)
+    print("  parts on 1 thread, CPU ms: " + "; ".join(f"{k} {v:.0f}" for k, v in figures.items()), flush=True)
+
+
 def fps(tmp: Path, args: argparse.Namespace) -> None:
     """Frames per second of method=fast (issue 30 item 4) at each ``--fps-size`` with the light networks, blend
     0.5: the frame's time split into the optical flow (both directions and the consistency mask), the network,
     and the rest (warping, blending, the flicker sums, writing the PNG), and the whole task's wall time per
     frame (decoding, startup, the quality figures and stylized.mp4 included). The exported networks (what runs
     in real time) also with each flow setting (``FLOWS``) and as independent frames (blend 0). The runs of a
-    size interleave, ``--repeats`` times; medians. Flicker with the run's own flow and with the full-size DIS
+    size interleave, ``--repeats`` times; medians. Then the parts of a frame on one thread (``parts``). Flicker with the run's own flow and with the full-size DIS
     flow and with the clip's true motion (``true_flicker``), which compares the flow settings fairly."""
     n, style = args.frames, Path(args.style)
     nets = fps_networks(tmp, style)
@@ -310,6 +354,7 @@ def fps(tmp: Path, args: argparse.Namespace) -> None:
                 seen[(net, flow)].append(m)
                 shutil.rmtree(tmp / out)
         print(f"--- {size}x{size * 3 // 4} (load average {load()})", flush=True)
+        parts(nets, size, style)
         print_fps(seen)
 
 
