@@ -11,18 +11,24 @@ figures do (and on the steps: unconverged frames keep moving). Runs go through t
 
     python scripts/benchmark_video.py [--study sizes] [--sizes 256 512] [--frames 4] [--first-steps 10] [--steps 3]
 
-``--study quality`` and ``--study fps`` (issue 24's figure (b), item 5): on the synthetic clip and on a clip made by panning
+``--study quality`` (issue 24's figure (b), item 5): on the synthetic clip and on a clip made by panning
 and zooming a photo (``--photo``: every pixel moves by a fractional flow), the flicker beside what it
 skips (``skipped_share``, ``skipped_ssim`` to independent frames there), the sharpness against the
 independent frames' and the content and style terms paid for the stability (video/quality.py), for the
 optimization method (8 and 50 steps a frame), the light per-style network and AdaIN (VGG19 encoder
-and decoder, untrained, the decoder rescaled to give contrast: ``adain_checkpoint``) per frame, with blending, and with sequence-level statistics (``task.global_stats``); then frames per second at ``--fps-size`` px of method=fast with the light
-per-style network and AdaIN (VGG19, and the light encoder), flow included, and the flow's share.
+and decoder, untrained, the decoder rescaled to give contrast: ``adain_checkpoint``) per frame, with blending, and with
+sequence-level statistics (``task.global_stats``).
+
+``--study fps`` (issue 30 item 4): frames per second of method=fast at each ``--fps-size`` with the light per-style
+network and AdaIN's light network, from checkpoints and exported to ONNX, flow included: the shares of the flow, the
+network and the rest, each flow setting (``task.flow``, ``task.flow_size``) with its flicker against the clip's true
+motion, and a frame's parts on one thread in CPU ms.
+
 Random weights everywhere (VGG and networks): the loss terms and SSIM compare methods under the same
 random loss network, not how good a stylization looks.
 
-    python scripts/benchmark_video.py --study quality|fps|all [--photo PHOTO] [--style STYLE] [--quality-size 256]
-                                      [--frames 6] [--fps-size 512]
+    python scripts/benchmark_video.py --study quality|all [--photo PHOTO] [--style STYLE] [--quality-size 256] [--frames 6]
+    python scripts/benchmark_video.py --study fps [--fps-size 512 1024] [--frames 4] [--repeats 3] [--threads N]
 
 ``--study adain`` (issue 24 item 3): an untrained AdaIN network (``--adain-encoder light|vgg19``) per frame, with
 flow-warped blending, with the clip's content statistics (``task.global_stats``), and both, at each of
