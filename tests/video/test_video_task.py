@@ -234,6 +234,7 @@ def test_door_refuses_bad_values(tmp_path: Path, pan_clip: Path, style_image: Pa
     for override, key in (
         ("task.method=magic", "task.method"),
         ("task.flow=raft", "task.flow"),
+        ("task.flow_size=16", "task.flow_size"),
         ("task.long_term=[2,1]", "task.long_term"),
         ("task.method=fast", "task.network"),
         ("task.method=fast task.network=" + str(style_image), "task.network=.*is not a .ckpt or .onnx file"),

@@ -60,7 +60,7 @@ class FrameMaps:
             check_coverage(self.masks)  # the style wing's rule: an optimization has no content to fall back on
         file = isinstance(c.strength_map, Path)
         self.strength = images.resize(images.load_map(c.strength_map), s.hw).to(s.device) if file else None
-        self.flow = OpenCVFlow(s.flow) if c.moving else None
+        self.flow = OpenCVFlow(s.flow, s.flow_size) if c.moving else None
         self.previous: Tensor | None = None
 
     def __call__(self, frame: Tensor) -> Maps:

@@ -72,6 +72,7 @@ class VideoSettings:
     temporal_weight: float
     long_term: tuple[int, ...]  # earlier frames held to, by distance (1: the previous frame)
     flow: str
+    flow_size: int | None  # long side the flow is computed at; None: the frames'
     blend: float
     baseline: bool
     loss_terms: bool  # content and style terms of every frame in metrics.json (video/quality.py)
@@ -129,6 +130,7 @@ class VideoSettings:
             temporal_weight=float(task.temporal_weight),
             long_term=long_term,
             flow=task.flow,
+            flow_size=task.flow_size,
             blend=float(task.blend),
             baseline=bool(task.baseline),
             loss_terms=loss_terms(task, styles),
@@ -169,6 +171,8 @@ def checked_task(task: DictConfig) -> tuple[int, ...]:
     """Check ``task``'s plain values; return its long-term distances."""
     checks.choice(task.method, METHODS, "task.method")
     checks.choice(task.flow, FLOW_METHODS, "task.flow")
+    if task.flow_size is not None:
+        checks.at_least(task.flow_size, 32, "task.flow_size")
     if task.size is not None:
         checks.at_least(task.size, 32, "task.size")
     checks.at_least(task.steps, 1, "task.steps")

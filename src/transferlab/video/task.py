@@ -137,16 +137,17 @@ def frame_step(s: VideoSettings, clock: dict[str, float], encoder: Encoder | Non
     and stylized on its own (``None`` without ``task.baseline``), by the method of ``task.method``, both
     under the frame's controls ``maps`` (video/controls.py);
     the seconds the independent stylization alone takes are added to ``clock["baseline"]`` and the
-    frames it ran on to ``clock["frames"]``."""
+    frames it ran on to ``clock["frames"]``, those of every call of the network or the optimization (the
+    independent one's too) to ``clock["stylizer"]``."""
     if s.method == "fast":
-        blended = BlendedFrames(controls.network_frames(s), s.blend)
+        blended = BlendedFrames(timed(controls.network_frames(s), clock), s.blend)
 
         def fast(frame: Tensor, targets: Targets, maps: Maps) -> tuple[Tensor, Tensor | None]:
             result, own = blended(frame, controls.styled_only(combine(targets), maps), maps)
             return quantized(result), quantized(own) if s.baseline else None
 
         return fast
-    stylize = build_optimizer(s, encoder)
+    stylize = timed(build_optimizer(s, encoder), clock)
 
     def optimize(frame: Tensor, targets: Targets, maps: Maps) -> tuple[Tensor, Tensor | None]:
         temporal, masks, strength = combine(targets), maps.masks, maps.strength
@@ -163,6 +164,18 @@ def frame_step(s: VideoSettings, clock: dict[str, float], encoder: Encoder | Non
         return quantized(stylize(frame, s.steps, init, temporal, s.temporal_weight, masks, strength)), own
 
     return optimize
+
+
+def timed(stylizer: Callable[..., Tensor], clock: dict[str, float]) -> Callable[..., Tensor]:
+    """``stylizer`` adding the seconds of each call to ``clock["stylizer"]`` (metrics.json's ``stylizer_share``)."""
+
+    def call(*args: Any) -> Tensor:
+        start = time.perf_counter()
+        out = stylizer(*args)
+        clock["stylizer"] += time.perf_counter() - start
+        return out
+
+    return call
 
 
 def load_progress(s: VideoSettings, output_dir: Path) -> dict[str, Any]:
@@ -211,7 +224,7 @@ class FlowTargets:
     consistency masks, and the nearest one's flow for the flicker metric; times the flow work."""
 
     def __init__(self, s: VideoSettings) -> None:
-        self.flow, self.long_term, self.seconds = OpenCVFlow(s.flow), s.long_term, 0.0
+        self.flow, self.long_term, self.seconds = OpenCVFlow(s.flow, s.flow_size), s.long_term, 0.0
 
     def __call__(self, frame: Tensor, history: History) -> tuple[Targets, list[tuple[Tensor, ...]]]:
         targets, pairs = [], []
@@ -233,7 +246,8 @@ def stylize_frames(s: VideoSettings, output_dir: Path, progress: dict[str, Any])
     """Stylize every frame not finished yet into ``frames/`` (and ``baseline/``), keeping ``progress``
     (saved after each frame) up to date; returns the frame count and the seconds spent."""
     frames_dir, baseline_dir = output_dir / "frames", output_dir / "baseline"
-    clock = {"baseline": 0.0, "frames": 0, "total": 0.0}  # baseline: the independent stylization (optimize)
+    # baseline: the independent stylization (optimize); stylizer: the network's or the optimization's calls
+    clock = {"baseline": 0.0, "frames": 0, "total": 0.0, "stylizer": 0.0}
     encoder = build_encoder(s)
     step, flow, terms = frame_step(s, clock, encoder), FlowTargets(s), build_loss_terms(s, encoder)
     maps = controls.FrameMaps(s)
@@ -312,6 +326,8 @@ def summarize(s: VideoSettings, fps: float, progress: dict[str, Any], clock: dic
         "flicker": sums["video"][0] / sums["video"][1] if sums["video"][1] else 0.0,
         "seconds_per_frame": own / max(clock["count"] - clock["done"], 1),
         "flow_share": clock["flow"] / own if clock["total"] else 0.0,
+        # the rest of the frame: warping, blending, the flicker sums, writing the PNG
+        "stylizer_share": (clock["stylizer"] - clock["baseline"]) / own if clock["total"] else 0.0,
     }
     if s.baseline:
         # per frame it ran on (the first frame's is the first result)
