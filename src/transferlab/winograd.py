@@ -157,7 +157,10 @@ class WinogradConv2d(nn.Conv2d):
         return self._winograd(x)
 
     def _winograd(self, x: Tensor) -> Tensor:
-        return _Winograd.apply(x, self.transformed(), self.bias)
+        # A timed layer's forwards without a gradient (the targets, once a run) follow the fixed rule, not its
+        # choice: their kernel is not kept, so that a layer that chose the direct convolution holds none.
+        keep = not self.timed or (torch.is_grad_enabled() and x.requires_grad)
+        return _Winograd.apply(x, self.transformed() if keep else transform_weight(self.weight.detach()), self.bias)
 
     def _mixed(self, x: Tensor) -> Tensor:
         """Under CPU autocast in bf16 (precision=bf16-mixed): the bf16 convolution autocast makes of it, unless

@@ -90,6 +90,17 @@ def test_a_forward_without_a_gradient_keeps_the_fixed_rule_whatever_is_recorded(
     assert calls and conv_choice._spent == 0  # the fixed rule (Winograd from 256 channels), recorded or not
 
 
+def test_a_timed_layer_keeps_no_kernel_from_a_forward_without_a_gradient() -> None:
+    conv = frozen_conv(256)
+    timed, fixed = (winograd.WinogradConv2d.of(conv, timed=t) for t in (True, False))
+    x = torch.randn(1, 256, 9, 11)
+    with torch.no_grad():
+        torch.testing.assert_close(timed(x), conv(x), rtol=1e-4, atol=1e-4)
+        fixed(x)
+    # 16 MiB a 512-channel layer: held by a timed layer only once its hot loop runs Winograd
+    assert timed._transformed is None and fixed._transformed is not None
+
+
 def test_the_first_forward_with_a_gradient_times_its_shape_once() -> None:
     conv = frozen_conv(64)
     timed = winograd.WinogradConv2d.of(conv, timed=True)
