@@ -209,7 +209,7 @@ def peers(args: argparse.Namespace) -> None:
         f" {args.history}, {args.evals} evaluations after the first, median of {args.repeats} interleaved runs)"
         f"\nmachine: {machine()}"
     )
-    variants = [*OURS, OPTIMIZED]
+    variants = [*args.variants, OPTIMIZED]
     if args.neural_style_pt:
         variants.append(PEER)
     else:
@@ -266,12 +266,14 @@ def report(args: argparse.Namespace, variants: list[str], runs: dict, rate: floa
         line = f"{h:>4}x{w:<4} {bound:6.3f}" + "".join(
             f" {med[v]:9.3f}" if v in med else f" {'-':>9}" for v in variants
         )
-        line += f" {default / bound:12.2f}x {min(med['winograd=true'], med['winograd=false']) / default:12.2f}x"
+        fixed = [med[v] for v in ("winograd=true", "winograd=false") if v in med]
+        line += f" {default / bound:12.2f}x" + (f" {min(fixed) / default:12.2f}x" if fixed else f" {'-':>13}")
         line += f" {med[PEER] / default:12.2f}x" if PEER in med else f" {'-':>13}"
         speed.append(line + f" {statistics.median(r['calibration_s'] for r in got['default']):8.2f}")
         line = f"{h:>4}x{w:<4}" + "".join(f" {peak[v]:9.0f}" if v in peak else f" {'-':>9}" for v in variants)
         if OPTIMIZED in peak:
-            line += f" {peak['default'] / peak[OPTIMIZED]:16.2f}x {peak['rerun'] / peak[OPTIMIZED]:14.2f}x"
+            line += f" {peak['default'] / peak[OPTIMIZED]:16.2f}x"
+            line += f" {peak['rerun'] / peak[OPTIMIZED]:14.2f}x" if "rerun" in peak else f" {'-':>15}"
         memory.append(line)
     imports = statistics.median(r["imports_mib"] for rs in runs.values() for r in rs)
     return "\n".join(
@@ -294,5 +296,12 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--history", type=int, default=100, help="L-BFGS history size, the same for every implementation")
     p.add_argument("--evals", type=int, default=5, help="timed evaluations per run, after the first")
     p.add_argument("--repeats", type=int, default=3, help="interleaved runs of each; the median is reported")
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        choices=list(OURS),
+        default=list(OURS),
+        help="the project's variants to run (rerun reads what default recorded just before)",
+    )
     p.add_argument("--neural-style-pt", metavar="DIR", help="a checkout of ProGamerGov/neural-style-pt")
     p.set_defaults(run=peers)
