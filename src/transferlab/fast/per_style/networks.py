@@ -14,7 +14,7 @@ norm; nearest upsampling + conv instead of transposed conv against checkerboards
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -105,7 +105,7 @@ class TransformNet(nn.Module):
         self.residual = nn.Sequential(*(Residual(channels[-1], design) for _ in range(blocks)))
         for i in range(levels):
             self.add_module(f"up{i + 1}", Upsample(channels[-1 - i], channels[-2 - i], design))
-        self.out = _conv(width, 3, design.ends, 1, design)
+        self.out = _conv(width, 3, design.ends, 1, replace(design, separable=False))  # the RGB output: full
 
     def forward(self, image: Tensor) -> Tensor:
         # 2x - 1 centres the input on 0; the sigmoid maps to [0, 1] without clamping's dead gradient.
