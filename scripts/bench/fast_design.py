@@ -57,8 +57,8 @@ class Cost:
         return self.flops / flops_per_s, self.bytes * scale / bytes_per_s
 
 
-def conv_cost(net: nn.Module, size: int) -> Cost:
-    """FLOPs and bytes moved by ``net``'s convs on one ``size`` x ``size`` image (module docstring)."""
+def conv_cost(net: nn.Module, *shapes: tuple[int, ...]) -> Cost:
+    """FLOPs and bytes moved by ``net``'s convs on inputs of ``shapes`` (module docstring)."""
     totals = [0.0, 0.0]
 
     def count(conv: nn.Conv2d, inputs: tuple[torch.Tensor], output: torch.Tensor) -> None:
@@ -69,7 +69,7 @@ def conv_cost(net: nn.Module, size: int) -> Cost:
     net = copy.deepcopy(net).to("meta")  # shapes only: no memory, no arithmetic
     hooks = [m.register_forward_hook(count) for m in net.modules() if isinstance(m, nn.Conv2d)]
     with torch.inference_mode():
-        net(torch.zeros(1, 3, size, size, device="meta"))
+        net(*(torch.zeros(shape, device="meta") for shape in shapes))
     for h in hooks:
         h.remove()
     return Cost(*totals)
@@ -136,7 +136,7 @@ def design(size: int, repeats: int, int8_rows: list[str]) -> None:
                 found |= _int8(name, onnx, fp32, image, calibration)
             if name == int8_rows[-1]:
                 found |= _eager_runs(name, net, TransformNet(max(4, round(32 * width)), 5, d), image)
-            cost, count = conv_cost(net, size), sum(p.numel() for p in net.parameters())
+            cost, count = conv_cost(net, (1, 3, size, size)), sum(p.numel() for p in net.parameters())
             runs |= found
             costs |= dict.fromkeys(found, cost)
             params |= dict.fromkeys(found, count)
