@@ -211,7 +211,7 @@ def compare(args: argparse.Namespace, tmp: Path) -> None:
             exporter.export_onnx(net, (torch.rand(2, 3, 64, 64),), onnx, SIGNATURE)
             quantized = exporter.quantize_int8(onnx, tmp / f"{spec['arch']}.int8.onnx", calibration_crops(256))
             with torch.inference_mode():
-                int8 = f"{float(loss(quantized(val), val)['loss']) / held - 1:+11.1%}"
+                int8 = f"{float(loss(quantized(val), val)['loss/total']) / held - 1:+11.1%}"
         print(
             f"{name:18s} {params:9,d} {held:14.4g} {held / identity:10.3f} {held / baseline - 1:+12.1%}"
             f" {seconds:8.1f} {ms:9.1f} {int8}"
