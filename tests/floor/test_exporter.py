@@ -181,3 +181,26 @@ def test_an_export_that_gives_nan_fails_and_its_report_stays_json(tmp_path, monk
         exporter.export(tiny(), *example(), SIGNATURE, options("pt2"), tmp_path, {})
     report = json.loads((tmp_path / "export.json").read_text())
     assert report["pt2"]["max_abs_diff"] is None and report["pt2"]["within_tolerance"] is False
+
+
+def test_static_int8_is_qdq_and_runs_qlinearconv(tmp_path):
+    """With calibration inputs int8 is static (issue 30 item 3): each Conv between QuantizeLinear and
+    DequantizeLinear, which ONNX Runtime fuses into QLinearConv (not dynamic ConvInteger); near the float model."""
+    import onnx
+    import onnxruntime
+
+    net = tiny()
+    exporter.export_onnx(net, example()[0], tmp_path / "model.onnx", SIGNATURE)
+    calibration = [(torch.rand(1, 3, 32, 32),) for _ in range(2)]
+    run = exporter.quantize_int8(tmp_path / "model.onnx", tmp_path / "model.int8.onnx", calibration)
+    ops = {n.op_type for n in onnx.load(tmp_path / "model.int8.onnx").graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops and "ConvInteger" not in ops
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    onnxruntime.InferenceSession(str(tmp_path / "model.int8.onnx"), options, providers=["CPUExecutionProvider"])
+    assert "QLinearConv" in {n.op_type for n in onnx.load(tmp_path / "optimized.onnx").graph.node}
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert (run(x) - net(x)).abs().max() < 0.05
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.int8.onnx", "model.onnx", "optimized.onnx"]

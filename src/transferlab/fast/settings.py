@@ -298,6 +298,7 @@ class ExportSettings:
     example_size: int
     check_size: tuple[int, int]
     seed: int
+    calibration: str | None  # int8's calibration photos (a file, folder, sample: name); None: dynamic int8
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> ExportSettings:
@@ -305,6 +306,9 @@ class ExportSettings:
         problems = checks.Problems()  # a missing checkpoint and a missing extra at once
         path = problems.run(checkpoint_file, cfg, (".ckpt",), "a train_fast checkpoint (.ckpt)")
         export = problems.run(ExportOptions.from_cfg, task)
+        calibration = None if task.calibration is None else str(task.calibration)
+        if calibration is not None:
+            problems.run(images.check_source, calibration, "task.calibration", True)
         problems.raise_all()
         return cls(
             checkpoint=path,
@@ -314,4 +318,5 @@ class ExportSettings:
             ),
             check_size=exporter.side_pair(task.check_size, "task.check_size", MIN_SIZE),
             seed=groups.seed(cfg),
+            calibration=calibration if "int8" in export.formats else None,
         )

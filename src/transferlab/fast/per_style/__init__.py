@@ -1,2 +1,2 @@
-"""One network per style (Johnson et al. 2016 and a light, depthwise-separable variant): the networks, the
-perceptual loss and LightningModule, the train_fast task."""
+"""One network per style (Johnson et al. 2016, a light depthwise-separable variant and a narrow full-conv one): the
+networks, the perceptual loss and LightningModule, the train_fast task."""
