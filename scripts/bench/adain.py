@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import tempfile
 import time
 from collections.abc import Callable
@@ -34,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from bench.common import SHARED, add_warnings_switch, median_time, quiet
+from bench.common import SHARED, add_warnings_switch, machine, median_time, quiet
 from bench.fast import equal_training, lightning_rate
 from transferlab.fast.arbitrary.networks import AdaINNet
 
@@ -240,12 +239,7 @@ def main() -> None:
     quiet(args.warnings)
     if args.threads:
         torch.set_num_threads(args.threads)
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    gpu = f", {torch.cuda.get_device_name()}" if args.device == "cuda" else ""
-    print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} "
-        f"threads, load average {load:.1f}, torch {torch.__version__}{gpu}; random weights"
-    )
+    print(f"machine: {machine()}; random weights")  # the CPU model, its threads and load, torch, a GPU if any
     with tempfile.TemporaryDirectory() as tmp:
         if args.compare:
             compare(args, Path(tmp))
