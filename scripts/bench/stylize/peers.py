@@ -129,8 +129,14 @@ def peers_child(
         if variant in OURS:
             runtime.configure(s.runtime)  # as stylize.run does once the weights are loaded
             stamps: list[float] = []
-            losses = module.losses  # what each evaluation of the closure computes (a repeated point is answered
-            module.losses = lambda: (stamps.append(time.perf_counter()), losses())[1]  # from its cache: not one)
+            losses = module.losses
+
+            def stamped() -> dict[str, Tensor]:
+                # what each evaluation of the closure computes (a repeated point is answered from its cache)
+                stamps.append(time.perf_counter())
+                return losses()
+
+            module.losses = stamped
             fit(module, None, evals + 1)
             seconds = per_evaluation(stamps, 1)
         else:

@@ -326,7 +326,8 @@ def summarize(s: VideoSettings, fps: float, progress: dict[str, Any], clock: dic
         "flicker": sums["video"][0] / sums["video"][1] if sums["video"][1] else 0.0,
         "seconds_per_frame": own / max(clock["count"] - clock["done"], 1),
         "flow_share": clock["flow"] / own if clock["total"] else 0.0,
-        # the rest of the frame: warping, blending, the flicker sums, writing the PNG
+        # the network's or the optimization's own calls; the rest of the frame (warping, blending, the flicker
+        # sums, writing the PNG) is what flow_share and stylizer_share leave
         "stylizer_share": (clock["stylizer"] - clock["baseline"]) / own if clock["total"] else 0.0,
     }
     if s.baseline:

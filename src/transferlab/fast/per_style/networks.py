@@ -84,10 +84,11 @@ class Upsample(nn.Module):
 
 
 class TransformNet(nn.Module):
-    """Encoder (9x9 stem, ``downsample`` stride-2 convs), ``blocks`` residual blocks, decoder (as many
-    upsamplings, 9x9 out). Channels double at each of the first two stride-2 levels and stay there (Johnson
-    et al.: two levels, 4x the base width in the residual blocks); a third level keeps that width at an
-    eighth of the side, so the residual blocks cost a quarter.
+    """Encoder (a ``design.ends`` x ``design.ends`` stem, ``design.downsample`` stride-2 convs), ``blocks``
+    residual blocks, decoder (as many upsamplings, an output conv like the stem). Channels double at each of
+    the first two stride-2 levels and stay there (Johnson et al.: two levels, 4x the base width in the
+    residual blocks); a third level keeps that width at an eighth of the side, so the residual blocks cost a
+    quarter.
 
     Sizes need no padding or cropping: a stride-2 conv gives ceil(side / 2) and each upsampling returns
     to the size its encoder level had, so the output has the input's size for any side >= ``min_size``,
